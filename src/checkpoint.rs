@@ -1,0 +1,236 @@
+//! The checkpoint: materialize the journal into the human-readable layout.
+//!
+//! Order, each file written atomically (temp file, fsync, rename, directory
+//! fsync):
+//! 1. rotate the journal, so every record the checkpoint covers is synced in
+//!    segments older than the new one, and snapshot the state;
+//! 2. write changed `tasks/`, `sessions/`, `reports/` files, remove deleted
+//!    ones, and apply pending log appends;
+//! 3. rename the previous `state.json`, if it is valid, to a backup;
+//! 4. write the new `state.json`, which records the journal position;
+//! 5. prune backups past the configured count;
+//! 6. remove journal segments covered by the *previous* checkpoint.
+//!
+//! **Invariant:** a journal segment is removed only after a durable
+//! checkpoint covers it, and the segments since the newest backup are kept,
+//! so a corrupt `state.json` costs nothing: its backup plus the journal
+//! rebuild it.
+//!
+//! A crash anywhere in this sequence is safe: until step 4 lands, the old
+//! `state.json` (or its backup) plus the journal describe the same state,
+//! and replaying puts, deletes and offset-stamped log appends is idempotent.
+
+use crate::error::Result;
+use crate::fs::{self, Fs, OpenMode};
+use crate::layout::{self, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
+use crate::model::{Metrics, Task, STATE_VERSION};
+use crate::state::Changes;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// The journal position `state.json` now covers.
+    pub seq: u64,
+    /// Task files written or removed.
+    pub task_files_changed: usize,
+    /// Tasks in `state.json`.
+    pub tasks_total: usize,
+    /// Bytes of the new `state.json`.
+    pub state_bytes: u64,
+    /// Journal segments removed.
+    pub segments_removed: usize,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Checkpoint bookkeeping that lives between checkpoints.
+#[derive(Debug, Default)]
+pub(crate) struct CheckpointCtx {
+    /// Segments with smaller ids are covered by the newest backup (the
+    /// checkpoint before the last) and may go.
+    pub removable_below: u64,
+    /// The CRC of `state.json` as this process last wrote or loaded it.
+    pub state_crc: Option<u32>,
+    /// Backups known to parse.
+    pub valid_backups: HashSet<String>,
+}
+
+/// The state as of one journal position, taken under the ordering lock.
+pub(crate) struct Snapshot {
+    pub seq: u64,
+    pub changes: Changes,
+    pub tasks: BTreeMap<String, Arc<Task>>,
+    pub sessions: BTreeMap<String, Arc<Value>>,
+}
+
+#[derive(Serialize)]
+struct StateOut<'a> {
+    version: &'a str,
+    tasks: Vec<&'a Task>,
+    sessions: Vec<&'a Value>,
+    metrics: Metrics,
+    last_saved: &'a str,
+    journal_seq: u64,
+}
+
+/// Steps 2 to 6. On error the caller puts `snap.changes` back.
+pub(crate) fn write(
+    fs: &dyn Fs,
+    ctx: &mut CheckpointCtx,
+    snap: &Snapshot,
+    backups_kept: usize,
+    new_segment: u64,
+    now: &str,
+) -> Result<CheckpointStats> {
+    let started = Instant::now();
+    let changes = &snap.changes;
+    let task_files = changes.tasks.iter().map(|id| (id, snap.tasks.get(id).map(|t| to_json(&**t))));
+    let task_files_changed = write_files(fs, TASKS_DIR, task_files, layout::task_file)?;
+    let session_files = changes.sessions.iter().map(|id| (id, snap.sessions.get(id).map(|s| to_json(&**s))));
+    write_files(fs, SESSIONS_DIR, session_files, layout::session_file)?;
+    let reports = changes.reports.iter().map(|(id, r)| (id, Some(to_json(&**r))));
+    write_files(fs, REPORTS_DIR, reports, layout::report_file)?;
+    apply_logs(fs, changes)?;
+
+    backup_state(fs, ctx)?;
+    let out = StateOut {
+        version: STATE_VERSION,
+        tasks: snap.tasks.values().map(|t| &**t).collect(),
+        sessions: snap.sessions.values().map(|s| &**s).collect(),
+        metrics: Metrics::of(snap.tasks.values().map(|t| &**t)),
+        last_saved: now,
+        journal_seq: snap.seq,
+    };
+    let bytes = serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail");
+    fs::write_atomic(fs, "", STATE_FILE, &bytes)?;
+    ctx.state_crc = Some(crc32fast::hash(&bytes));
+
+    prune_backups(fs, ctx, backups_kept)?;
+    let segments_removed = remove_segments(fs, ctx.removable_below)?;
+    ctx.removable_below = new_segment;
+    Ok(CheckpointStats {
+        seq: snap.seq,
+        task_files_changed,
+        tasks_total: snap.tasks.len(),
+        state_bytes: bytes.len() as u64,
+        segments_removed,
+        duration: started.elapsed(),
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
+    out.push(b'\n');
+    out
+}
+
+/// Writes (`Some`) or removes (`None`) files in `dir`, then syncs it once.
+fn write_files<'a>(
+    fs: &dyn Fs,
+    dir: &str,
+    files: impl Iterator<Item = (&'a String, Option<Vec<u8>>)>,
+    name: fn(&str) -> String,
+) -> Result<usize> {
+    let mut n = 0;
+    for (id, body) in files {
+        match body {
+            Some(bytes) => fs::write_atomic_nosync_dir(fs, dir, &name(id), &bytes)?,
+            None => fs.remove(&fs::join(dir, &name(id)))?,
+        }
+        n += 1;
+    }
+    if n > 0 {
+        // Sync the directory so the renames and removals survive power loss
+        // before state.json claims to cover them.
+        fs.sync_dir(dir)?;
+    }
+    Ok(n)
+}
+
+/// Writes each pending log append at its recorded offset unless the file
+/// already holds it, so replaying an append twice writes it once.
+fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
+    let mut by_session: BTreeMap<&str, Vec<&crate::state::PendingLog>> = BTreeMap::new();
+    for log in &changes.logs {
+        by_session.entry(&log.session).or_default().push(log);
+    }
+    for (session, logs) in &by_session {
+        let mut file = fs.open(&fs::join(LOGS_DIR, &layout::log_file(session)), OpenMode::CreateOrOpen)?;
+        let mut len = file.len()?;
+        for log in logs {
+            let end = log.offset + log.text.len() as u64;
+            if len < end {
+                file.write_all_at(log.offset, &log.text)?;
+                len = end;
+            }
+        }
+        // Sync the log before state.json claims to cover its appends.
+        file.sync_data()?;
+    }
+    if !by_session.is_empty() {
+        // Sync the directory so newly created logs survive power loss.
+        fs.sync_dir(LOGS_DIR)?;
+    }
+    Ok(())
+}
+
+/// Renames a valid `state.json` to a new backup; a corrupt one is left to be
+/// replaced and never becomes a backup.
+fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<()> {
+    let Some(bytes) = fs.read(STATE_FILE)? else { return Ok(()) };
+    let valid = ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();
+    drop(bytes);
+    if !valid {
+        tracing::warn!(file = %fs.describe(STATE_FILE), "state.json is corrupt; not keeping it as a backup");
+        return Ok(());
+    }
+    let newest = layout::list_backups(fs)?.into_iter().next();
+    let stamp = layout::backup_stamp(newest.as_deref().map(layout::backup_stamp_of));
+    let name = format!("{}{stamp}.json", layout::BACKUP_PREFIX);
+    // No directory sync here: the one after state.json's rename covers both,
+    // and any subset of the two renames surviving leaves a loadable state.
+    fs.rename(STATE_FILE, &name)?;
+    ctx.valid_backups.insert(name);
+    Ok(())
+}
+
+/// Keeps the newest `kept` valid backups and removes every backup older
+/// than the last of them.
+fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()> {
+    let mut valid = 0;
+    for name in layout::list_backups(fs)? {
+        if valid >= kept {
+            fs.remove(&name)?;
+            ctx.valid_backups.remove(&name);
+            continue;
+        }
+        if !ctx.valid_backups.contains(&name) && matches!(layout::read_state_file(fs, &name)?, Ok(_)) {
+            ctx.valid_backups.insert(name.clone());
+        }
+        if ctx.valid_backups.contains(&name) {
+            valid += 1;
+        }
+    }
+    // No directory sync: a pruned backup that power loss brings back is a
+    // valid older state, harmless, and pruned again by the next checkpoint.
+    Ok(())
+}
+
+fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {
+    let mut n = 0;
+    for name in fs.list(crate::journal::JOURNAL_DIR)? {
+        if crate::journal::parse_segment_name(&name).is_some_and(|id| id < below) {
+            fs.remove(&fs::join(crate::journal::JOURNAL_DIR, &name))?;
+            n += 1;
+        }
+    }
+    // No directory sync: a removed segment that power loss brings back holds
+    // only records state.json covers; recovery skips it and the next
+    // checkpoint removes it again.
+    Ok(n)
+}

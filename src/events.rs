@@ -1,0 +1,53 @@
+//! Events for subscribers: the original design's `state:saved`,
+//! `state:loaded`, `state:save-error` and `autosave:triggered`.
+
+use crate::checkpoint::CheckpointStats;
+use crate::recovery::RecoveryReport;
+use parking_lot::RwLock;
+
+/// Something the store did that subscribers may want to know.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// `state:saved`: a checkpoint finished.
+    StateSaved(CheckpointStats),
+    /// `state:loaded`: recovery finished (sent to subscribers added with
+    /// [`crate::Store::open_with_subscriber`], which exist before the load).
+    StateLoaded(Box<RecoveryReport>),
+    /// `state:save-error`: a checkpoint failed; the message says why. The
+    /// journal still holds every acknowledged write.
+    StateSaveError(String),
+    /// `autosave:triggered`: the timer started a checkpoint.
+    AutosaveTriggered,
+}
+
+impl Event {
+    /// The original design's name for the event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::StateSaved(_) => "state:saved",
+            Event::StateLoaded(_) => "state:loaded",
+            Event::StateSaveError(_) => "state:save-error",
+            Event::AutosaveTriggered => "autosave:triggered",
+        }
+    }
+}
+
+/// A subscriber callback. It runs on the thread that caused the event, so it
+/// should return quickly.
+pub type Subscriber = Box<dyn Fn(&Event) + Send + Sync + 'static>;
+
+#[derive(Default)]
+pub(crate) struct Subscribers(RwLock<Vec<Subscriber>>);
+
+impl Subscribers {
+    pub fn add(&self, f: Subscriber) {
+        self.0.write().push(f);
+    }
+
+    pub fn emit(&self, event: Event) {
+        for f in self.0.read().iter() {
+            f(&event);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The filesystem seam: every byte the store reads or writes goes through [`Fs`].
+//!
+//! Paths given to an [`Fs`] are relative to the state directory and use `/`
+//! separators (`"tasks/a.json"`). An implementation refuses anything that
+//! would leave the directory (an absolute path or a `..` component), so the
+//! store cannot touch a file outside it even through a bug.
+//!
+//! [`RealFs`] is the operating system. A simulated, fault-injecting
+//! implementation for crash tests plugs in through the same trait.
+
+mod real;
+
+pub use real::RealFs;
+
+use crate::error::{Error, ErrorKind, Result};
+use std::ops::Deref;
+
+/// How [`Fs::open`] treats an existing or missing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file; fail if it exists (temp files, new journal segments).
+    CreateNew,
+    /// Open the file for writing, creating it if missing (session logs).
+    CreateOrOpen,
+    /// Open an existing file for writing (truncating a torn journal tail).
+    Existing,
+}
+
+/// The whole contents of a file, read once. The real filesystem maps large
+/// files into memory rather than copying them.
+pub enum Bytes {
+    /// Bytes copied into memory.
+    Owned(Vec<u8>),
+    /// A read-only memory map of the file.
+    Mapped(memmap2::Mmap),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// An open file, for writing. Reads go through [`Fs::read`].
+pub trait FsFile: Send + Sync {
+    /// Writes all of `data` at `offset`.
+    fn write_all_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Flushes the file's data (and the size, if it changed) to stable storage.
+    fn sync_data(&mut self) -> Result<()>;
+    /// Sets the file's length, cutting or zero-extending it.
+    fn set_len(&mut self, len: u64) -> Result<()>;
+    /// The file's current length.
+    fn len(&self) -> Result<u64>;
+}
+
+/// The narrow set of filesystem operations the store needs.
+pub trait Fs: Send + Sync + 'static {
+    /// A human-readable name of the root, for messages.
+    fn describe(&self, rel: &str) -> String;
+    /// Creates a directory if it is missing (mode 0700). An existing symlink
+    /// in its place is refused.
+    fn create_dir(&self, rel: &str) -> Result<()>;
+    /// Opens a file for writing (files are created with mode 0600). Never
+    /// follows a symlink.
+    fn open(&self, rel: &str, mode: OpenMode) -> Result<Box<dyn FsFile>>;
+    /// Reads a whole regular file; `Ok(None)` if it does not exist. Never
+    /// follows a symlink.
+    fn read(&self, rel: &str) -> Result<Option<Bytes>>;
+    /// The length of a regular file; `Ok(None)` if it does not exist.
+    fn file_len(&self, rel: &str) -> Result<Option<u64>>;
+    /// Renames `from` over `to`, atomically replacing it.
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Removes a file; a missing file is not an error.
+    fn remove(&self, rel: &str) -> Result<()>;
+    /// Makes creations, renames and removals in a directory durable.
+    fn sync_dir(&self, rel: &str) -> Result<()>;
+    /// The names of the regular files in a directory (symlinks and
+    /// subdirectories are left out), sorted.
+    fn list(&self, rel: &str) -> Result<Vec<String>>;
+    /// Takes the exclusive lock on the state directory, held until the
+    /// returned guard is dropped.
+    fn lock(&self) -> Result<Box<dyn Send + Sync>>;
+}
+
+/// Checks that `rel` stays inside the state directory.
+pub(crate) fn check_rel(rel: &str) -> Result<()> {
+    let bad = rel.starts_with('/')
+        || rel.contains('\\')
+        || rel.contains('\0')
+        || rel.split('/').any(|c| c == ".." || c == ".");
+    if bad {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("refusing path {rel:?}: it would leave the state directory"),
+        ));
+    }
+    Ok(())
+}
+
+/// Joins a directory and a file name into a relative path.
+pub(crate) fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+}
+
+/// Writes `data` to `rel` atomically: a temp file in the same directory, its
+/// data synced, renamed over the target, and the directory synced.
+pub(crate) fn write_atomic(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> Result<()> {
+    write_atomic_nosync_dir(fs, dir, name, data)?;
+    // Sync the directory so the rename survives power loss.
+    fs.sync_dir(dir)
+}
+
+/// [`write_atomic`] without the final directory sync, for callers that write
+/// several files into one directory and sync it once.
+pub(crate) fn write_atomic_nosync_dir(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> Result<()> {
+    let target = join(dir, name);
+    let tmp = join(dir, &format!(".{name}.tmp"));
+    // A leftover from a crash mid-write: harmless, replaced here.
+    fs.remove(&tmp)?;
+    let mut file = fs.open(&tmp, OpenMode::CreateNew)?;
+    file.write_all_at(0, data)?;
+    // Sync the data before the rename so the new name never points at a
+    // file whose contents were lost.
+    file.sync_data()?;
+    drop(file);
+    fs.rename(&tmp, &target)
+}

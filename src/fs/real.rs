@@ -1,0 +1,259 @@
+//! [`RealFs`]: the operating system's filesystem, rooted at the state directory.
+//!
+//! **Invariant:** this is the only module that touches `std::fs` on the
+//! store's behalf.
+
+use super::{check_rel, Bytes, Fs, FsFile, OpenMode};
+use crate::error::{Error, ErrorKind, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind as IoKind, Read};
+use std::path::{Path, PathBuf};
+
+/// Files at least this large are memory-mapped by [`Fs::read`] instead of copied.
+const MMAP_MIN_BYTES: u64 = 64 * 1024;
+
+/// The real filesystem, rooted at one state directory.
+#[derive(Debug, Clone)]
+pub struct RealFs {
+    root: PathBuf,
+}
+
+impl RealFs {
+    /// A filesystem rooted at `root`, creating the directory (0700) if it is missing.
+    pub fn new(root: impl Into<PathBuf>) -> Result<RealFs> {
+        let root = root.into();
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&root).map_err(|e| Error::io("create directory", &root, e))?;
+        Ok(RealFs { root })
+    }
+
+    /// A filesystem rooted at an existing directory; creates nothing, for
+    /// read-only use such as `verify`.
+    pub fn existing(root: impl Into<PathBuf>) -> Result<RealFs> {
+        let root = root.into();
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => Ok(RealFs { root }),
+            Ok(_) => Err(Error::new(ErrorKind::InvalidInput, format!("{} is not a directory", root.display()))),
+            Err(e) => Err(Error::io("open state directory", &root, e)),
+        }
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, rel: &str) -> Result<PathBuf> {
+        check_rel(rel)?;
+        Ok(if rel.is_empty() { self.root.clone() } else { self.root.join(rel) })
+    }
+}
+
+fn nofollow(opts: &mut OpenOptions) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = opts;
+}
+
+/// ELOOP is what `O_NOFOLLOW` answers for a symlink: say so plainly.
+fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Error::new(
+            ErrorKind::InvalidInput,
+            format!("refusing to follow the symlink {}", path.display()),
+        )
+        .with_path(path);
+    }
+    Error::io(what, path, e)
+}
+
+struct RealFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl FsFile for RealFile {
+    fn write_all_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, offset).map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    fn sync_data(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))
+    }
+
+    fn set_len(&mut self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(|e| Error::io("set length of", &self.path, e))
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(self.file.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len())
+    }
+}
+
+impl Fs for RealFs {
+    fn describe(&self, rel: &str) -> String {
+        self.root.join(rel).display().to_string()
+    }
+
+    fn create_dir(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel)?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("refusing to follow the symlink {}", path.display()),
+            )
+            .with_path(path)),
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} exists and is not a directory", path.display()),
+            )
+            .with_path(path)),
+            Err(e) if e.kind() == IoKind::NotFound => {
+                let mut builder = std::fs::DirBuilder::new();
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder.create(&path).map_err(|e| Error::io("create directory", &path, e))
+            }
+            Err(e) => Err(Error::io("stat", &path, e)),
+        }
+    }
+
+    fn open(&self, rel: &str, mode: OpenMode) -> Result<Box<dyn FsFile>> {
+        let path = self.path(rel)?;
+        let mut opts = OpenOptions::new();
+        opts.write(true);
+        match mode {
+            OpenMode::CreateNew => opts.create_new(true),
+            OpenMode::CreateOrOpen => opts.create(true),
+            OpenMode::Existing => &mut opts,
+        };
+        nofollow(&mut opts);
+        let file = opts.open(&path).map_err(|e| open_error("open", &path, e))?;
+        Ok(Box::new(RealFile { file, path }))
+    }
+
+    fn read(&self, rel: &str) -> Result<Option<Bytes>> {
+        let path = self.path(rel)?;
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        nofollow(&mut opts);
+        let mut file = match opts.open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(open_error("open", &path, e)),
+        };
+        let meta = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        if !meta.is_file() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            )
+            .with_path(path));
+        }
+        if meta.len() >= MMAP_MIN_BYTES {
+            // SAFETY: the state directory is locked by this process, so no
+            // other statewal process truncates the file while it is mapped;
+            // the map is read-only and dropped before this process writes it.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
+            return Ok(Some(Bytes::Mapped(map)));
+        }
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut buf).map_err(|e| Error::io("read", &path, e))?;
+        Ok(Some(Bytes::Owned(buf)))
+    }
+
+    fn file_len(&self, rel: &str) -> Result<Option<u64>> {
+        let path = self.path(rel)?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Err(Error::new(ErrorKind::InvalidInput, format!("{} is not a regular file", path.display()))
+                .with_path(path)),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &path, e)),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        std::fs::rename(&src, &dst).map_err(|e| {
+            Error::io(&format!("rename to {} of", dst.display()), &src, e)
+        })
+    }
+
+    fn remove(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != IoKind::NotFound => Err(Error::io("remove", &path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn sync_dir(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel)?;
+        let dir = File::open(&path).map_err(|e| Error::io("open directory", &path, e))?;
+        dir.sync_all().map_err(|e| Error::io("fsync directory", &path, e))
+    }
+
+    fn list(&self, rel: &str) -> Result<Vec<String>> {
+        let path = self.path(rel)?;
+        let entries = match std::fs::read_dir(&path) {
+            Ok(it) => it,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &path, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &path, e))?;
+            // `DirEntry::file_type` does not follow symlinks, so a planted
+            // link is never listed as a file.
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn lock(&self) -> Result<Box<dyn Send + Sync>> {
+        use std::io::Write;
+        let path = self.root.join(crate::layout::LOCK_FILE);
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        nofollow(&mut opts);
+        let mut file = opts.open(&path).map_err(|e| open_error("open lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "state directory {} is locked by another process{who}; \
+                         one process at a time may open it",
+                        self.root.display()
+                    ),
+                )
+                .with_path(&path));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        // Record the holder for the message above; best effort, not durable.
+        let _ = file.set_len(0);
+        let _ = file.write_all(std::process::id().to_string().as_bytes());
+        Ok(Box::new(file))
+    }
+}

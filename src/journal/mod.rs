@@ -1,0 +1,285 @@
+//! The journal: append-only, checksummed segments with group commit.
+//!
+//! - [`record`]: the byte format (pure, no I/O).
+//! - [`op`]: what a record's payload asks the state to do (pure, no I/O).
+//! - [`reader`]: splitting a segment's bytes into records and damage (pure).
+//! - this file: the writer. Records are encoded into a shared buffer under a
+//!   short lock; whichever writer finds no flush under way becomes the leader,
+//!   writes the whole buffer and syncs once for everyone in it.
+//!
+//! **Invariant:** a record is acknowledged durable only after a sync that
+//! started after the record was written. After a failed write or sync the
+//! journal is poisoned and refuses every later write until the store is
+//! reopened: a failed fsync is never retried as if it had succeeded.
+
+pub mod op;
+pub mod reader;
+pub mod record;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self, Fs, FsFile, OpenMode};
+use parking_lot::{Condvar, Mutex};
+use record::{encode_record, RecordKind, SegmentHeader};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The directory, relative to the state directory, holding the segments.
+pub const JOURNAL_DIR: &str = "journal";
+/// Segment files are named `<id, 20 decimal digits>.wal`.
+pub const SEGMENT_SUFFIX: &str = ".wal";
+
+/// The file name of segment `id`.
+pub fn segment_name(id: u64) -> String {
+    format!("{id:020}{SEGMENT_SUFFIX}")
+}
+
+/// The id in a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
+}
+
+/// Counters the journal keeps, for stats and tests.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Number of `sync_data` calls on segments.
+    pub syncs: AtomicU64,
+    /// Number of records appended.
+    pub records: AtomicU64,
+    /// Bytes appended since the last checkpoint's rotation.
+    pub bytes_since_rotation: AtomicU64,
+}
+
+/// The segment being written: created lazily on the first flush so that
+/// opening a store for reading writes nothing.
+struct Active {
+    header: SegmentHeader,
+    file: Option<Box<dyn FsFile>>,
+    len: u64,
+}
+
+struct Inner {
+    buf: Vec<u8>,
+    next_seq: u64,
+    written_seq: u64,
+    synced_seq: u64,
+    flushing: bool,
+    poisoned: Option<Error>,
+    salt: u64,
+}
+
+/// The journal writer.
+pub struct Journal {
+    fs: Arc<dyn Fs>,
+    inner: Mutex<Inner>,
+    flushed: Condvar,
+    active: Mutex<Active>,
+    next_segment_id: AtomicU64,
+    /// Counters.
+    pub stats: JournalStats,
+}
+
+impl Journal {
+    /// A journal whose next record gets `next_seq` and whose next segment is
+    /// `next_segment_id`.
+    pub fn new(fs: Arc<dyn Fs>, next_seq: u64, next_segment_id: u64) -> Journal {
+        let header = SegmentHeader { id: next_segment_id, salt: new_salt(), first_seq: next_seq };
+        Journal {
+            fs,
+            inner: Mutex::new(Inner {
+                buf: Vec::new(),
+                next_seq,
+                written_seq: next_seq - 1,
+                synced_seq: next_seq - 1,
+                flushing: false,
+                poisoned: None,
+                salt: header.salt,
+            }),
+            flushed: Condvar::new(),
+            active: Mutex::new(Active { header, file: None, len: 0 }),
+            next_segment_id: AtomicU64::new(next_segment_id + 1),
+            stats: JournalStats::default(),
+        }
+    }
+
+    /// Appends a record and runs `apply(seq)` while still holding the lock
+    /// that orders records, so state is applied in sequence order. The record
+    /// is neither written nor durable yet: call [`Journal::commit`].
+    pub fn append<T>(&self, kind: RecordKind, payload: &[u8], apply: impl FnOnce(u64) -> T) -> Result<(u64, T)> {
+        let mut g = self.inner.lock();
+        if let Some(e) = &g.poisoned {
+            return Err(poisoned(e));
+        }
+        let seq = g.next_seq;
+        g.next_seq += 1;
+        let salt = g.salt;
+        let before = g.buf.len();
+        encode_record(&mut g.buf, salt, seq, kind, payload);
+        let n = (g.buf.len() - before) as u64;
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_since_rotation.fetch_add(n, Ordering::Relaxed);
+        let out = apply(seq);
+        Ok((seq, out))
+    }
+
+    /// The sequence number of the last record appended.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.lock().next_seq - 1
+    }
+
+    /// Returns once record `seq` is written to the operating system and, if
+    /// `durable`, synced to stable storage. Concurrent callers share one
+    /// write and one sync.
+    pub fn commit(&self, seq: u64, durable: bool) -> Result<()> {
+        let mut g = self.inner.lock();
+        loop {
+            if let Some(e) = &g.poisoned {
+                return Err(poisoned(e));
+            }
+            let done = if durable { g.synced_seq } else { g.written_seq };
+            if done >= seq {
+                return Ok(());
+            }
+            if g.flushing {
+                self.flushed.wait(&mut g);
+                continue;
+            }
+            g.flushing = true;
+            let buf = std::mem::take(&mut g.buf);
+            let last = g.next_seq - 1;
+            drop(g);
+            let result = self.write_and_sync(&buf, durable, None);
+            g = self.inner.lock();
+            self.finish_flush(&mut g, result, last, durable, buf);
+        }
+    }
+
+    /// Syncs everything appended so far (for the interval policy).
+    pub fn sync_all_appended(&self) -> Result<()> {
+        let seq = self.last_seq();
+        self.commit(seq, true)
+    }
+
+    /// Ends the active segment at the current sequence number `S`: every
+    /// record up to `S` is written and synced to it, and later records go to
+    /// a new segment. `snapshot(S)` runs under the ordering lock, so it sees
+    /// exactly the state after record `S`. Returns `S`, the id of the new
+    /// segment, and the snapshot.
+    pub fn rotate<T>(&self, snapshot: impl FnOnce(u64) -> T) -> Result<(u64, u64, T)> {
+        let new_id = self.next_segment_id.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.inner.lock();
+        loop {
+            if let Some(e) = &g.poisoned {
+                return Err(poisoned(e));
+            }
+            if !g.flushing {
+                break;
+            }
+            self.flushed.wait(&mut g);
+        }
+        g.flushing = true;
+        let buf = std::mem::take(&mut g.buf);
+        let last = g.next_seq - 1;
+        let next = SegmentHeader { id: new_id, salt: new_salt(), first_seq: last + 1 };
+        g.salt = next.salt;
+        self.stats.bytes_since_rotation.store(0, Ordering::Relaxed);
+        let snap = snapshot(last);
+        drop(g);
+        let result = self.write_and_sync(&buf, true, Some(next));
+        g = self.inner.lock();
+        let failed = result.as_ref().err().cloned();
+        self.finish_flush(&mut g, result, last, true, buf);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((last, new_id, snap)),
+        }
+    }
+
+    /// The id of the segment records are being written to (or will be).
+    pub fn active_segment_id(&self) -> u64 {
+        self.active.lock().header.id
+    }
+
+    /// Whether an earlier failure poisoned the journal.
+    pub fn poisoned(&self) -> Option<Error> {
+        self.inner.lock().poisoned.as_ref().map(poisoned)
+    }
+
+    fn finish_flush(&self, g: &mut Inner, result: Result<()>, last: u64, durable: bool, mut buf: Vec<u8>) {
+        g.flushing = false;
+        match result {
+            Ok(()) => {
+                g.written_seq = g.written_seq.max(last);
+                if durable {
+                    g.synced_seq = g.synced_seq.max(last);
+                }
+                // Give the buffer's allocation back for the next flush.
+                if g.buf.is_empty() {
+                    buf.clear();
+                    g.buf = buf;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed; refusing further writes until reopened");
+                g.poisoned = Some(e);
+            }
+        }
+        self.flushed.notify_all();
+    }
+
+    /// Writes `buf` to the active segment, syncs it if `durable`, and then,
+    /// if `rotate_to` is given, makes that the active segment.
+    fn write_and_sync(&self, buf: &[u8], durable: bool, rotate_to: Option<SegmentHeader>) -> Result<()> {
+        let mut active = self.active.lock();
+        if !buf.is_empty() {
+            if active.file.is_none() {
+                active.file = Some(create_segment(&*self.fs, &active.header)?);
+                active.len = record::SEGMENT_HEADER_LEN as u64;
+            }
+            let at = active.len;
+            let file = active.file.as_mut().expect("created above");
+            file.write_all_at(at, buf)?;
+            active.len += buf.len() as u64;
+        }
+        if durable && let Some(file) = active.file.as_mut() {
+            // Sync the segment so the records are acknowledged only once they
+            // survive power loss.
+            file.sync_data()?;
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(next) = rotate_to {
+            *active = Active { header: next, file: None, len: 0 };
+        }
+        Ok(())
+    }
+}
+
+/// Creates a segment atomically: its header is written to a temp file,
+/// synced, renamed into place and the directory synced, so a segment file
+/// never exists with a torn header.
+fn create_segment(fs: &dyn Fs, header: &SegmentHeader) -> Result<Box<dyn FsFile>> {
+    let name = segment_name(header.id);
+    fs::write_atomic(fs, JOURNAL_DIR, &name, &header.encode())?;
+    fs.open(&fs::join(JOURNAL_DIR, &name), OpenMode::Existing)
+}
+
+fn poisoned(cause: &Error) -> Error {
+    Error::new(
+        ErrorKind::Poisoned,
+        format!(
+            "the journal refuses writes after an earlier write or sync failed ({cause}); \
+             reopen the store to recover what is durable"
+        ),
+    )
+}
+
+/// A fresh random salt. std's `RandomState` is seeded from the OS per process;
+/// the counter keeps salts of one process distinct.
+fn new_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}

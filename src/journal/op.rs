@@ -1,0 +1,179 @@
+//! Record payloads: what each journal record asks the state to do.
+//!
+//! Pure bytes, no I/O. Task, session and report bodies are JSON so unknown
+//! fields pass through untouched; the rest is specified byte by byte in
+//! `docs/format.md`.
+
+use super::record::RecordKind;
+use crate::model::Task;
+use serde_json::Value;
+
+/// One mutation, as journaled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert or replace a task.
+    PutTask(Task),
+    /// Remove a task (a missing task is not an error).
+    DeleteTask(String),
+    /// Insert or replace a session record; `id` is its `"id"` field.
+    PutSession {
+        /// The session id.
+        id: String,
+        /// The record.
+        session: Value,
+    },
+    /// Remove a session record.
+    DeleteSession(String),
+    /// Append `text` to `logs/session_<session>.log` at byte `offset`.
+    AppendLog {
+        /// The session id.
+        session: String,
+        /// Where in the log file the text starts; makes replay idempotent.
+        offset: u64,
+        /// The bytes appended.
+        text: Vec<u8>,
+    },
+    /// Write `reports/report_<id>.json`.
+    SaveReport {
+        /// The report id.
+        id: String,
+        /// The report.
+        report: Value,
+    },
+}
+
+impl Op {
+    /// The record kind that carries this op.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Op::PutTask(_) => RecordKind::PutTask,
+            Op::DeleteTask(_) => RecordKind::DeleteTask,
+            Op::PutSession { .. } => RecordKind::PutSession,
+            Op::DeleteSession(_) => RecordKind::DeleteSession,
+            Op::AppendLog { .. } => RecordKind::AppendLog,
+            Op::SaveReport { .. } => RecordKind::SaveReport,
+        }
+    }
+
+    /// The id of the task, session or report the op is about.
+    pub fn id(&self) -> &str {
+        match self {
+            Op::PutTask(t) => &t.id,
+            Op::DeleteTask(id) | Op::DeleteSession(id) => id,
+            Op::PutSession { id, .. } | Op::SaveReport { id, .. } => id,
+            Op::AppendLog { session, .. } => session,
+        }
+    }
+
+    /// The op's payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = |v: &dyn erased::Ser| v.to_vec();
+        match self {
+            Op::PutTask(t) => json(t),
+            Op::DeleteTask(id) | Op::DeleteSession(id) => id.as_bytes().to_vec(),
+            Op::PutSession { session, .. } => json(session),
+            Op::AppendLog { session, offset, text } => {
+                let mut out = with_id(session, 8 + text.len());
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(text);
+                out
+            }
+            Op::SaveReport { id, report } => {
+                let body = json(report);
+                let mut out = with_id(id, body.len());
+                out.extend_from_slice(&body);
+                out
+            }
+        }
+    }
+
+    /// Decodes a payload of `kind`, saying what is wrong if it does not parse.
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<Op, String> {
+        let kind = RecordKind::from_u8(kind).ok_or_else(|| format!("unknown record kind {kind}"))?;
+        let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "id is not UTF-8".to_string());
+        Ok(match kind {
+            RecordKind::PutTask => {
+                Op::PutTask(serde_json::from_slice(payload).map_err(|e| format!("task JSON: {e}"))?)
+            }
+            RecordKind::DeleteTask => Op::DeleteTask(utf8(payload)?),
+            RecordKind::PutSession => {
+                let session: Value =
+                    serde_json::from_slice(payload).map_err(|e| format!("session JSON: {e}"))?;
+                let id = session_id(&session).ok_or("session has no string id")?.to_string();
+                Op::PutSession { id, session }
+            }
+            RecordKind::DeleteSession => Op::DeleteSession(utf8(payload)?),
+            RecordKind::AppendLog => {
+                let (id, rest) = split_id(payload)?;
+                if rest.len() < 8 {
+                    return Err("log record too short".into());
+                }
+                let offset = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+                Op::AppendLog { session: utf8(id)?, offset, text: rest[8..].to_vec() }
+            }
+            RecordKind::SaveReport => {
+                let (id, rest) = split_id(payload)?;
+                let report = serde_json::from_slice(rest).map_err(|e| format!("report JSON: {e}"))?;
+                Op::SaveReport { id: utf8(id)?, report }
+            }
+        })
+    }
+}
+
+/// The `"id"` of a session record.
+pub fn session_id(session: &Value) -> Option<&str> {
+    session.get("id").and_then(Value::as_str)
+}
+
+fn with_id(id: &str, more: usize) -> Vec<u8> {
+    let len = u16::try_from(id.len()).expect("ids are validated to at most 128 bytes");
+    let mut out = Vec::with_capacity(2 + id.len() + more);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out
+}
+
+fn split_id(payload: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    if payload.len() < 2 {
+        return Err("record too short for its id".into());
+    }
+    let len = u16::from_le_bytes([payload[0], payload[1]]) as usize;
+    if payload.len() < 2 + len {
+        return Err("id length runs past the record".into());
+    }
+    Ok((&payload[2..2 + len], &payload[2 + len..]))
+}
+
+mod erased {
+    /// Serializes to JSON; a serde_json value or a derived struct cannot fail.
+    pub trait Ser {
+        fn to_vec(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_vec(&self) -> Vec<u8> {
+            serde_json::to_vec(self).expect("serializing a task or JSON value cannot fail")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip() {
+        let ops = [
+            Op::PutTask(Task::new("a")),
+            Op::DeleteTask("a".into()),
+            Op::PutSession { id: "s".into(), session: serde_json::json!({"id": "s", "x": 1}) },
+            Op::DeleteSession("s".into()),
+            Op::AppendLog { session: "s".into(), offset: 9, text: b"hello\n".to_vec() },
+            Op::SaveReport { id: "r".into(), report: serde_json::json!({"ok": true}) },
+        ];
+        for op in ops {
+            assert_eq!(Op::decode(op.kind() as u8, &op.encode()), Ok(op));
+        }
+        assert!(Op::decode(99, b"").is_err());
+        assert!(Op::decode(RecordKind::AppendLog as u8, &[5, 0, b'a']).is_err());
+    }
+}

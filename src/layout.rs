@@ -1,0 +1,167 @@
+//! The human-readable layout: file names, and loading what a checkpoint wrote.
+//!
+//! ```text
+//! state.json                  the checkpoint
+//! state.backup.<stamp>.json   earlier state.json files
+//! tasks/<id>.json             one file per task
+//! sessions/<id>.json          one file per session record
+//! logs/session_<id>.log       session logs
+//! reports/report_<id>.json    reports
+//! journal/<id>.wal            journal segments
+//! .statewal.lock              the directory lock
+//! ```
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::Fs;
+use crate::model::{PersistedState, Task};
+use serde_json::Value;
+
+/// The checkpoint file.
+pub const STATE_FILE: &str = "state.json";
+/// Backups are `state.backup.<stamp>.json`.
+pub const BACKUP_PREFIX: &str = "state.backup.";
+/// Task files.
+pub const TASKS_DIR: &str = "tasks";
+/// Session record files.
+pub const SESSIONS_DIR: &str = "sessions";
+/// Session logs.
+pub const LOGS_DIR: &str = "logs";
+/// Reports.
+pub const REPORTS_DIR: &str = "reports";
+/// The lock file, held with `File::try_lock` while a store is open.
+pub const LOCK_FILE: &str = ".statewal.lock";
+/// Every directory the store creates.
+pub const DIRS: [&str; 5] = [TASKS_DIR, SESSIONS_DIR, LOGS_DIR, REPORTS_DIR, crate::journal::JOURNAL_DIR];
+
+/// `tasks/<id>.json`'s file name.
+pub fn task_file(id: &str) -> String {
+    format!("{id}.json")
+}
+/// `sessions/<id>.json`'s file name.
+pub fn session_file(id: &str) -> String {
+    format!("{id}.json")
+}
+/// `logs/session_<id>.log`'s file name.
+pub fn log_file(session: &str) -> String {
+    format!("session_{session}.log")
+}
+/// `reports/report_<id>.json`'s file name.
+pub fn report_file(id: &str) -> String {
+    format!("report_{id}.json")
+}
+
+/// The backup files, newest first. Stamps sort in time order as text; the
+/// original server's numeric millisecond stamps sort among themselves by
+/// number and before ours.
+pub fn list_backups(fs: &dyn Fs) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs
+        .list("")?
+        .into_iter()
+        .filter(|n| n.starts_with(BACKUP_PREFIX) && n.ends_with(".json"))
+        .collect();
+    names.sort_by(|a, b| backup_key(b).cmp(&backup_key(a)));
+    Ok(names)
+}
+
+fn backup_key(name: &str) -> (bool, u128, String) {
+    let stamp = &name[BACKUP_PREFIX.len()..name.len() - ".json".len()];
+    match stamp.parse::<u128>() {
+        Ok(ms) => (false, ms, String::new()),
+        Err(_) => (true, 0, stamp.to_string()),
+    }
+}
+
+/// A backup stamp for now, later than `after` (the newest existing stamp), so
+/// that names sort in the order backups were made even if the clock steps back.
+pub fn backup_stamp(after: Option<&str>) -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
+    let mut now = time::OffsetDateTime::now_utc();
+    loop {
+        let stamp = now.format(&fmt).expect("formatting a UTC time cannot fail");
+        match after {
+            Some(prev) if stamp.as_str() <= prev => now += time::Duration::microseconds(1),
+            _ => return stamp,
+        }
+    }
+}
+
+/// The stamp in a backup file name.
+pub fn backup_stamp_of(name: &str) -> &str {
+    &name[BACKUP_PREFIX.len()..name.len() - ".json".len()]
+}
+
+/// Parses a `state.json` or backup, saying what is wrong.
+pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> {
+    let state: PersistedState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    for t in &state.tasks {
+        crate::id::validate_id(&t.id).map_err(|e| e.to_string())?;
+    }
+    Ok(state)
+}
+
+/// A file that could not be loaded and was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file, relative to the state directory.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Reads every `tasks/*.json` and `sessions/*.json`, skipping (and reporting)
+/// files that do not parse.
+pub fn load_layout_files(fs: &dyn Fs) -> Result<(Vec<Task>, Vec<Value>, Vec<Skipped>)> {
+    let mut skipped = Vec::new();
+    let mut tasks = Vec::new();
+    for (path, bytes) in read_dir_json(fs, TASKS_DIR, &mut skipped)? {
+        match serde_json::from_slice::<Task>(&bytes) {
+            Ok(t) if crate::id::validate_id(&t.id).is_ok() => tasks.push(t),
+            Ok(t) => skipped.push(Skipped { file: path, reason: format!("invalid id {:?}", t.id) }),
+            Err(e) => skipped.push(Skipped { file: path, reason: e.to_string() }),
+        }
+    }
+    let mut sessions = Vec::new();
+    for (path, bytes) in read_dir_json(fs, SESSIONS_DIR, &mut skipped)? {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) if crate::journal::op::session_id(&v).is_some_and(|id| crate::id::validate_id(id).is_ok()) => {
+                sessions.push(v)
+            }
+            Ok(_) => skipped.push(Skipped { file: path, reason: "session record without a valid \"id\"".into() }),
+            Err(e) => skipped.push(Skipped { file: path, reason: e.to_string() }),
+        }
+    }
+    Ok((tasks, sessions, skipped))
+}
+
+fn read_dir_json(fs: &dyn Fs, dir: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for name in fs.list(dir)? {
+        // Temp files of an interrupted atomic write start with a dot.
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let path = crate::fs::join(dir, &name);
+        match fs.read(&path) {
+            Ok(Some(bytes)) => out.push((path, bytes.to_vec())),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                skipped.push(Skipped { file: path, reason: e.to_string() })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a state file, or says why it cannot be used.
+pub fn read_state_file(fs: &dyn Fs, name: &str) -> Result<std::result::Result<(PersistedState, u32), String>> {
+    match fs.read(name)? {
+        None => Ok(Err("missing".into())),
+        Some(bytes) => Ok(parse_state(&bytes).map(|s| (s, crc32fast::hash(&bytes)))),
+    }
+}
+
+/// An error for a state file that does not parse.
+pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
+    Error::new(ErrorKind::Corrupt, format!("corrupt {}: {why}", fs.describe(name))).with_path(name)
+}

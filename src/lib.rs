@@ -1,0 +1,54 @@
+//! statewal keeps an application's tasks, sessions, session logs and reports
+//! crash-proof on disk.
+//!
+//! Every mutation is appended to a checksummed journal and acknowledged only
+//! once it is durable; checkpoints compact the journal into a human-readable
+//! layout (`state.json`, `tasks/<id>.json`, ...), and opening a store replays
+//! the journal past the last checkpoint. See `ARCHITECTURE.md` for the map
+//! and `docs/` for the format and the recovery guarantees.
+//!
+//! ```
+//! use statewal::{Options, Store, Task, TaskStatus};
+//!
+//! # fn main() -> statewal::Result<()> {
+//! let dir = std::env::temp_dir().join(format!("statewal-doc-{}", std::process::id()));
+//! let store = Store::open(Options::new(&dir))?;
+//! let mut task = Task::new("task_1");
+//! task.description = Some("Implement authentication".into());
+//! task.status = TaskStatus::InProgress;
+//! store.put_task(task)?; // Durable when this returns.
+//! assert_eq!(store.get_task("task_1")?.unwrap().status, TaskStatus::InProgress);
+//! store.shutdown()?; // Checkpoints and releases the directory lock.
+//!
+//! let store = Store::open(Options::new(&dir))?;
+//! assert_eq!(store.list_tasks().len(), 1);
+//! # drop(store);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod checkpoint;
+mod error;
+mod events;
+pub mod fs;
+mod id;
+pub mod journal;
+pub mod layout;
+mod model;
+mod options;
+mod recovery;
+mod state;
+mod store;
+pub mod verify;
+
+pub use checkpoint::CheckpointStats;
+pub use error::{Error, ErrorKind, Result};
+pub use events::{Event, Subscriber};
+pub use id::{sanitize_id, validate_id, ID_MAX_BYTES};
+pub use model::{now_rfc3339, LogEntry, Metrics, PersistedState, Task, TaskStatus, STATE_VERSION};
+pub use options::{Options, RecoveryMode, SyncPolicy, DEFAULT_DIR};
+pub use recovery::{Damage, LoadedFrom, RecoveryReport};
+pub use layout::Skipped;
+pub use store::{Mutation, Pending, Store, StoreStats};

@@ -1,0 +1,172 @@
+//! How a store is opened: [`Options`], [`SyncPolicy`] and [`RecoveryMode`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When a write is acknowledged, and so what a crash can take away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// A mutation returns only after its journal record is on stable storage
+    /// (`fdatasync`). Survives a process crash and power loss. Concurrent
+    /// writers share one sync (group commit).
+    #[default]
+    SyncBeforeAck,
+    /// A mutation returns once its record is written to the operating system;
+    /// a background thread syncs the journal every `interval`. Survives a
+    /// process crash; power loss can take the writes of the last interval.
+    SyncEveryInterval(Duration),
+    /// A mutation returns once its record is written to the operating system,
+    /// which writes it back when it chooses. Survives a process crash; power
+    /// loss can take everything since the last checkpoint.
+    OsBuffered,
+}
+
+impl SyncPolicy {
+    /// Parses `sync-before-ack`, `interval:<ms>` or `os-buffered`.
+    pub fn parse(s: &str) -> Option<SyncPolicy> {
+        match s {
+            "sync-before-ack" | "always" => Some(SyncPolicy::SyncBeforeAck),
+            "os-buffered" | "buffered" => Some(SyncPolicy::OsBuffered),
+            _ => {
+                let ms = s.strip_prefix("interval:")?.trim_end_matches("ms").parse().ok()?;
+                Some(SyncPolicy::SyncEveryInterval(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+/// What recovery does with damage in the journal. See `docs/recovery.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// An incomplete or damaged last record of the last segment (a torn
+    /// write) is truncated away; damage anywhere else fails the open.
+    #[default]
+    TolerateTornTail,
+    /// Any damage, a torn tail included, fails the open.
+    Strict,
+    /// Replay stops at the first damaged record; everything after it is
+    /// dropped. The store is checkpointed at once so the damage is left behind.
+    PointInTime,
+    /// Damaged records are skipped and every valid record is replayed. The
+    /// store is checkpointed at once so the damage is left behind.
+    Salvage,
+}
+
+impl RecoveryMode {
+    /// Parses `tolerate-torn-tail`, `strict`, `point-in-time` or `salvage`.
+    pub fn parse(s: &str) -> Option<RecoveryMode> {
+        Some(match s {
+            "tolerate-torn-tail" | "default" => RecoveryMode::TolerateTornTail,
+            "strict" => RecoveryMode::Strict,
+            "point-in-time" => RecoveryMode::PointInTime,
+            "salvage" => RecoveryMode::Salvage,
+            _ => return None,
+        })
+    }
+
+    /// The name [`RecoveryMode::parse`] accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecoveryMode::TolerateTornTail => "tolerate-torn-tail",
+            RecoveryMode::Strict => "strict",
+            RecoveryMode::PointInTime => "point-in-time",
+            RecoveryMode::Salvage => "salvage",
+        }
+    }
+}
+
+/// Options for [`crate::Store::open`], built with setters.
+///
+/// ```
+/// use statewal::{Options, SyncPolicy};
+/// let opts = Options::new("/tmp/my-state")
+///     .sync_policy(SyncPolicy::SyncBeforeAck)
+///     .backups_kept(5);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) dir: PathBuf,
+    pub(crate) sync_policy: SyncPolicy,
+    pub(crate) recovery_mode: RecoveryMode,
+    pub(crate) checkpoint_interval: Option<Duration>,
+    pub(crate) checkpoint_journal_bytes: u64,
+    pub(crate) backups_kept: usize,
+    pub(crate) task_bytes_max: usize,
+    pub(crate) checkpoint_on_drop: bool,
+}
+
+/// The state directory used when neither an option nor `STATE_PATH` names one.
+pub const DEFAULT_DIR: &str = "./coding-agent-state";
+
+impl Options {
+    /// Options for the state directory `dir`, every other setting at its default.
+    pub fn new(dir: impl Into<PathBuf>) -> Options {
+        Options {
+            dir: dir.into(),
+            sync_policy: SyncPolicy::default(),
+            recovery_mode: RecoveryMode::default(),
+            checkpoint_interval: Some(Duration::from_secs(30)),
+            checkpoint_journal_bytes: 64 * 1024 * 1024,
+            backups_kept: 10,
+            task_bytes_max: 16 * 1024 * 1024,
+            checkpoint_on_drop: true,
+        }
+    }
+
+    /// Options for the directory named by `STATE_PATH`, else `./coding-agent-state`.
+    pub fn from_env() -> Options {
+        Options::new(std::env::var_os("STATE_PATH").map(PathBuf::from).unwrap_or_else(|| DEFAULT_DIR.into()))
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// When writes are acknowledged. Default: [`SyncPolicy::SyncBeforeAck`].
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Options {
+        self.sync_policy = policy;
+        self
+    }
+
+    /// What recovery does with damage. Default: [`RecoveryMode::TolerateTornTail`].
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Options {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// How often the auto-save checkpoints; `None` turns the timer off.
+    /// Default: every 30 seconds.
+    pub fn checkpoint_interval(mut self, every: Option<Duration>) -> Options {
+        self.checkpoint_interval = every;
+        self
+    }
+
+    /// Checkpoint once this many journal bytes were written since the last
+    /// one. Default: 64 MiB.
+    pub fn checkpoint_journal_bytes(mut self, bytes: u64) -> Options {
+        self.checkpoint_journal_bytes = bytes;
+        self
+    }
+
+    /// How many valid `state.backup.*.json` files to keep. Default: 10.
+    pub fn backups_kept(mut self, n: usize) -> Options {
+        self.backups_kept = n;
+        self
+    }
+
+    /// The largest task accepted, in bytes of JSON; larger ones are refused
+    /// with [`crate::ErrorKind::TooLarge`]. Default: 16 MiB. Capped at the
+    /// journal's record limit (64 MiB).
+    pub fn task_bytes_max(mut self, bytes: usize) -> Options {
+        self.task_bytes_max = bytes.min(crate::journal::record::RECORD_PAYLOAD_MAX as usize - 1024);
+        self
+    }
+
+    /// Whether dropping the store (or [`crate::Store::shutdown`]) checkpoints.
+    /// Default: true.
+    pub fn checkpoint_on_drop(mut self, yes: bool) -> Options {
+        self.checkpoint_on_drop = yes;
+        self
+    }
+}

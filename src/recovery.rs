@@ -1,0 +1,314 @@
+//! Startup recovery: load the last checkpoint, then replay the journal past it.
+//!
+//! **Invariant:** recovery writes nothing but the truncation of a torn tail.
+//! (The store may checkpoint right after it returns, when it found damage
+//! that a checkpoint should leave behind.)
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self, Fs, OpenMode};
+use crate::journal::op::Op;
+use crate::journal::reader::{scan_segment, Piece};
+use crate::journal::{parse_segment_name, segment_name, JOURNAL_DIR};
+use crate::layout::{self, Skipped, STATE_FILE};
+use crate::options::RecoveryMode;
+use crate::state::State;
+use std::time::{Duration, Instant};
+
+/// Where the starting state of a recovery came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadedFrom {
+    /// Nothing was there: a new, empty store.
+    Empty,
+    /// `state.json`.
+    StateFile,
+    /// A backup, because `state.json` was missing or corrupt.
+    Backup(String),
+    /// `tasks/*.json` and `sessions/*.json`, because no state file was usable.
+    LayoutFiles,
+}
+
+/// Damage found in the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The file, relative to the state directory.
+    pub file: String,
+    /// The byte offset where the damage starts.
+    pub offset: u64,
+    /// How many bytes are damaged.
+    pub len: u64,
+    /// What is wrong.
+    pub reason: String,
+    /// True for a torn tail: damage at the end of the last segment with no
+    /// valid record after it, the shape an interrupted write leaves.
+    pub torn_tail: bool,
+}
+
+/// What a recovery did, returned by [`crate::Store::open`] and logged.
+#[derive(Debug, Clone)]
+pub struct RecoveryReport {
+    /// The recovery mode used.
+    pub mode: RecoveryMode,
+    /// Where the starting state came from.
+    pub loaded_from: LoadedFrom,
+    /// The journal position the starting state covers.
+    pub checkpoint_seq: u64,
+    /// Tasks in the starting state.
+    pub tasks_loaded: usize,
+    /// Journal records applied on top of it.
+    pub records_replayed: u64,
+    /// Journal segments read.
+    pub segments_read: usize,
+    /// Bytes cut off torn tails.
+    pub bytes_truncated: u64,
+    /// Damage found in the journal (whether tolerated or skipped).
+    pub damage: Vec<Damage>,
+    /// Layout files that could not be used, with why.
+    pub skipped_files: Vec<Skipped>,
+    /// The last sequence number after recovery.
+    pub last_seq: u64,
+    /// How long recovery took.
+    pub duration: Duration,
+}
+
+/// The result of recovery, consumed by the store.
+pub(crate) struct Recovered {
+    pub state: State,
+    pub report: RecoveryReport,
+    /// The next segment id to create.
+    pub next_segment_id: u64,
+    /// Segments with smaller ids are covered by the loaded checkpoint.
+    pub first_needed_segment: u64,
+    /// The CRC of `state.json` as loaded, if it was.
+    pub state_crc: Option<u32>,
+    /// Recovery left damage or a fallback behind that a checkpoint should replace.
+    pub checkpoint_now: bool,
+}
+
+/// Recovers the state in `fs`.
+pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
+    let started = Instant::now();
+    let (mut state, loaded_from, ckpt_seq, state_crc, skipped) = load_checkpoint(fs)?;
+    let tasks_loaded = state.tasks.len();
+    let mut report = RecoveryReport {
+        mode,
+        loaded_from,
+        checkpoint_seq: ckpt_seq.unwrap_or(0),
+        tasks_loaded,
+        records_replayed: 0,
+        segments_read: 0,
+        bytes_truncated: 0,
+        damage: Vec::new(),
+        skipped_files: skipped,
+        last_seq: 0,
+        duration: Duration::ZERO,
+    };
+    let ids: Vec<u64> = fs.list(JOURNAL_DIR)?.iter().filter_map(|n| parse_segment_name(n)).collect();
+    let next_segment_id = ids.last().map_or(1, |id| id + 1);
+    let mut segs = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        let name = fs::join(JOURNAL_DIR, &segment_name(id));
+        let bytes = fs.read(&name)?.ok_or_else(|| Error::new(ErrorKind::Io, format!("{name} vanished")))?;
+        segs.push((id, name, bytes));
+    }
+    // Segments before the last one that starts at or before the checkpoint's
+    // next record hold only records the checkpoint already covers.
+    let first = match ckpt_seq {
+        Some(s) => segs
+            .iter()
+            .rposition(|(_, _, b)| {
+                crate::journal::record::SegmentHeader::decode(b).is_ok_and(|h| h.first_seq <= s + 1)
+            })
+            .unwrap_or(0),
+        None => 0,
+    };
+    let first_needed_segment = segs.get(first).map_or(next_segment_id, |s| s.0);
+    let mut replay = Replay {
+        mode,
+        floor: ckpt_seq.unwrap_or(0),
+        expected: ckpt_seq.map(|s| s + 1),
+        max_seq: ckpt_seq.unwrap_or(0),
+        stop: false,
+        left_damage: false,
+    };
+    let last_index = segs.len().saturating_sub(1);
+    for (i, (id, name, bytes)) in segs.iter().enumerate().skip(first) {
+        report.segments_read += 1;
+        let truncate_at = replay.segment(*id, name, bytes, i == last_index, &mut state, &mut report)?;
+        if let Some(at) = truncate_at {
+            let mut file = fs.open(name, OpenMode::Existing)?;
+            file.set_len(at)?;
+            // Sync the truncation so a later power loss cannot bring the torn
+            // bytes back behind records written after them.
+            file.sync_data()?;
+            report.bytes_truncated += bytes.len() as u64 - at;
+        }
+        if replay.stop {
+            break;
+        }
+    }
+    // Records dropped by point-in-time or salvage still used their sequence
+    // numbers; the state takes the highest so numbers only grow.
+    state.applied_seq = state.applied_seq.max(replay.max_seq);
+    report.last_seq = state.applied_seq;
+    report.duration = started.elapsed();
+    let fell_back = matches!(report.loaded_from, LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles);
+    Ok(Recovered {
+        state,
+        report,
+        next_segment_id,
+        first_needed_segment,
+        state_crc,
+        checkpoint_now: replay.left_damage || fell_back,
+    })
+}
+
+struct Replay {
+    mode: RecoveryMode,
+    /// Records up to this one are in the checkpoint.
+    floor: u64,
+    /// The sequence number the next replayed record must carry, if known.
+    expected: Option<u64>,
+    max_seq: u64,
+    stop: bool,
+    left_damage: bool,
+}
+
+impl Replay {
+    /// Replays one segment; returns where to truncate a torn tail.
+    fn segment(
+        &mut self,
+        id: u64,
+        name: &str,
+        bytes: &[u8],
+        is_last: bool,
+        state: &mut State,
+        report: &mut RecoveryReport,
+    ) -> Result<Option<u64>> {
+        let scan = scan_segment(bytes);
+        let header = match scan.header {
+            Ok(h) if h.id == id => h,
+            Ok(h) => return self.damage(name, 0, bytes.len() as u64, &format!("header names segment {}", h.id), false, report).map(|_| None),
+            Err(why) => return self.damage(name, 0, bytes.len() as u64, &why, false, report).map(|_| None),
+        };
+        if let Some(e) = self.expected.filter(|&e| header.first_seq > e) {
+            let why = format!("records {e} to {} are missing (segment starts at {})", header.first_seq - 1, header.first_seq);
+            self.damage(name, 0, 0, &why, false, report)?;
+            if self.stop {
+                return Ok(None);
+            }
+        }
+        self.expected = Some(self.expected.map_or(header.first_seq, |e| e.max(header.first_seq)));
+        for piece in scan.pieces {
+            match piece {
+                Piece::Record { offset, record } => {
+                    self.max_seq = self.max_seq.max(record.seq);
+                    if record.seq <= self.floor {
+                        continue; // Covered by the checkpoint.
+                    }
+                    let expected = self.expected.unwrap_or(record.seq);
+                    if record.seq != expected {
+                        let why = format!("record {} follows record {}", record.seq, expected - 1);
+                        self.damage(name, offset, 0, &why, false, report)?;
+                        if self.stop {
+                            return Ok(None);
+                        }
+                    }
+                    match Op::decode(record.kind, record.payload) {
+                        Ok(op) => {
+                            state.apply(record.seq, op);
+                            report.records_replayed += 1;
+                        }
+                        Err(why) => {
+                            let len = (crate::journal::record::RECORD_HEADER_LEN + record.payload.len()) as u64;
+                            self.damage(name, offset, len, &format!("record {}: {why}", record.seq), false, report)?;
+                            if self.stop {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                    self.expected = Some(record.seq + 1);
+                }
+                Piece::Damaged { offset, end, reason, record_follows } => {
+                    let torn = is_last && !record_follows;
+                    self.damage(name, offset, end - offset, reason, torn, report)?;
+                    if torn && self.mode != RecoveryMode::Strict {
+                        return Ok(Some(offset));
+                    }
+                    // The damaged span hid some sequence numbers; the next
+                    // valid record is not a second, separate gap.
+                    self.expected = None;
+                    if self.stop {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records damage and decides, by mode, whether the open goes on.
+    fn damage(&mut self, file: &str, offset: u64, len: u64, reason: &str, torn_tail: bool, report: &mut RecoveryReport) -> Result<()> {
+        report.damage.push(Damage { file: file.to_string(), offset, len, reason: reason.to_string(), torn_tail });
+        let fail = |hint: &str| {
+            let mut e = Error::corrupt(file, offset, reason);
+            e = e.context(hint);
+            Err(e)
+        };
+        match self.mode {
+            RecoveryMode::Strict => fail("strict recovery refuses any damage"),
+            RecoveryMode::TolerateTornTail if torn_tail => Ok(()),
+            RecoveryMode::TolerateTornTail => fail(
+                "journal damage before its end is not a torn write; inspect with `statewal verify`, then \
+                 run `statewal recover --mode point-in-time` or `--mode salvage`",
+            ),
+            RecoveryMode::PointInTime => {
+                if !torn_tail {
+                    self.stop = true;
+                    self.left_damage = true;
+                }
+                Ok(())
+            }
+            RecoveryMode::Salvage => {
+                self.left_damage |= !torn_tail;
+                Ok(())
+            }
+        }
+    }
+}
+
+type Checkpoint = (State, LoadedFrom, Option<u64>, Option<u32>, Vec<Skipped>);
+
+/// `state.json`, else the newest valid backup, else the layout files.
+fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
+    let mut skipped = Vec::new();
+    let mut saw_state = false;
+    let mut candidates = vec![STATE_FILE.to_string()];
+    candidates.extend(layout::list_backups(fs)?);
+    for (i, name) in candidates.iter().enumerate() {
+        match layout::read_state_file(fs, name)? {
+            Ok((ps, crc)) => {
+                let from = if i == 0 { LoadedFrom::StateFile } else { LoadedFrom::Backup(name.clone()) };
+                let mut state = State::from_checkpoint(ps.tasks, ps.sessions, ps.journal_seq);
+                state.last_saved = Some(ps.last_saved);
+                return Ok((state, from, Some(ps.journal_seq), (i == 0).then_some(crc), skipped));
+            }
+            Err(why) if why == "missing" => {}
+            Err(why) => {
+                saw_state = true;
+                tracing::warn!(file = %fs.describe(name), %why, "state file is corrupt; trying the next one");
+                skipped.push(Skipped { file: name.clone(), reason: why });
+            }
+        }
+    }
+    let (tasks, sessions, bad) = layout::load_layout_files(fs)?;
+    for s in &bad {
+        tracing::warn!(file = %fs.describe(&s.file), reason = %s.reason, "skipping a file that does not parse");
+    }
+    skipped.extend(bad);
+    let from = if tasks.is_empty() && sessions.is_empty() && !saw_state {
+        LoadedFrom::Empty
+    } else {
+        LoadedFrom::LayoutFiles
+    };
+    Ok((State::from_checkpoint(tasks, sessions, 0), from, None, None, skipped))
+}

@@ -1,0 +1,506 @@
+//! [`Store`]: ties the journal, the in-memory state, recovery and the
+//! checkpoint together, and runs the auto-save thread.
+//!
+//! Lock order, always: log-offset lock, then the journal's ordering lock,
+//! then the state lock. Readers take only the state lock.
+
+use crate::checkpoint::{self, CheckpointCtx, CheckpointStats, Snapshot};
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Subscriber, Subscribers};
+use crate::fs::{Fs, RealFs};
+use crate::id::validate_id;
+use crate::journal::op::{session_id, Op};
+use crate::journal::Journal;
+use crate::layout;
+use crate::model::{PersistedState, Task};
+use crate::options::{Options, RecoveryMode, SyncPolicy};
+use crate::recovery::{self, RecoveryReport};
+use crate::state::State;
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One mutation, for [`Store::submit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Insert or replace a task.
+    PutTask(Task),
+    /// Remove a task; fails with [`ErrorKind::NotFound`] if there is none.
+    DeleteTask(String),
+    /// Insert or replace a session record (a JSON object with a string `"id"`).
+    PutSession(Value),
+    /// Remove a session record.
+    DeleteSession(String),
+    /// Append text to `logs/session_<session>.log`.
+    AppendLog {
+        /// The session id.
+        session: String,
+        /// The text, appended as is.
+        text: String,
+    },
+    /// Save `reports/report_<id>.json`.
+    SaveReport {
+        /// The report id.
+        id: String,
+        /// The report.
+        report: Value,
+    },
+}
+
+/// Counters for tests, benchmarks and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Journal records appended since open.
+    pub records: u64,
+    /// Journal syncs (`fdatasync`) since open.
+    pub journal_syncs: u64,
+    /// The last sequence number.
+    pub last_seq: u64,
+    /// Tasks in the store.
+    pub tasks: usize,
+}
+
+/// A journaled mutation whose durability has not been waited for yet.
+#[must_use = "a mutation is acknowledged only by `wait`"]
+pub struct Pending<'a> {
+    store: &'a Store,
+    seq: u64,
+}
+
+impl Pending<'_> {
+    /// The mutation's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Waits until the mutation is durable under the store's sync policy and
+    /// returns its sequence number. Mutations submitted while a sync is under
+    /// way are committed together by the next one.
+    pub fn wait(self) -> Result<u64> {
+        let durable = self.store.shared.opts.sync_policy == SyncPolicy::SyncBeforeAck;
+        self.store.shared.journal.commit(self.seq, durable)?;
+        Ok(self.seq)
+    }
+}
+
+/// A crash-proof store of tasks, sessions, session logs and reports.
+///
+/// Every mutation is appended to the journal and acknowledged once durable
+/// under the [`SyncPolicy`]; checkpoints write the human-readable layout.
+/// `Store` is `Send + Sync`: share it between threads with `Arc` or by
+/// reference.
+pub struct Store {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+    report: RecoveryReport,
+}
+
+struct Shared {
+    fs: Arc<dyn Fs>,
+    opts: Options,
+    journal: Journal,
+    state: RwLock<State>,
+    log_offsets: Mutex<()>,
+    ckpt: Mutex<CheckpointCtx>,
+    subscribers: Subscribers,
+    signal: Signal,
+    _lock: Box<dyn Send + Sync>,
+}
+
+#[derive(Default)]
+struct Signal {
+    flags: Mutex<(bool, bool)>, // (stop, kick)
+    cv: Condvar,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state directory in `opts`, recovers,
+    /// and starts the auto-save thread.
+    pub fn open(opts: Options) -> Result<Store> {
+        let fs = Arc::new(RealFs::new(opts.dir.clone())?);
+        Store::open_with_fs(opts, fs, None)
+    }
+
+    /// Like [`Store::open`], with a subscriber that also sees `state:loaded`.
+    pub fn open_with_subscriber(opts: Options, f: impl Fn(&Event) + Send + Sync + 'static) -> Result<Store> {
+        let fs = Arc::new(RealFs::new(opts.dir.clone())?);
+        Store::open_with_fs(opts, fs, Some(Box::new(f)))
+    }
+
+    /// Opens a store on any [`Fs`], such as a simulated one. `opts.dir` is
+    /// used only in messages.
+    pub fn open_with_fs(opts: Options, fs: Arc<dyn Fs>, subscriber: Option<Subscriber>) -> Result<Store> {
+        let lock = fs.lock()?;
+        for dir in layout::DIRS {
+            fs.create_dir(dir)?;
+        }
+        let rec = recovery::recover(&*fs, opts.recovery_mode)?;
+        let report = rec.report.clone();
+        log_report(&report);
+        let journal = Journal::new(fs.clone(), rec.state.applied_seq + 1, rec.next_segment_id);
+        let ctx = CheckpointCtx {
+            removable_below: rec.first_needed_segment,
+            state_crc: rec.state_crc,
+            valid_backups: Default::default(),
+        };
+        let shared = Arc::new(Shared {
+            fs,
+            opts,
+            journal,
+            state: RwLock::new(rec.state),
+            log_offsets: Mutex::new(()),
+            ckpt: Mutex::new(ctx),
+            subscribers: Subscribers::default(),
+            signal: Signal::default(),
+            _lock: lock,
+        });
+        if let Some(f) = subscriber {
+            shared.subscribers.add(f);
+        }
+        shared.subscribers.emit(Event::StateLoaded(Box::new(report.clone())));
+        if rec.checkpoint_now {
+            tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
+            shared.checkpoint()?;
+        }
+        let worker = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("statewal-autosave".into())
+                .spawn(move || shared.worker())
+                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the auto-save thread: {e}")))?
+        };
+        Ok(Store { shared, worker: Some(worker), report })
+    }
+
+    /// What recovery did when this store was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Journals a mutation without waiting for it to be durable; call
+    /// [`Pending::wait`] to get the acknowledgement.
+    pub fn submit(&self, m: Mutation) -> Result<Pending<'_>> {
+        let seq = self.shared.submit(m)?;
+        Ok(Pending { store: self, seq })
+    }
+
+    /// Saves (inserts or replaces) a task; returns its sequence number once
+    /// durable.
+    pub fn put_task(&self, task: Task) -> Result<u64> {
+        self.submit(Mutation::PutTask(task))?.wait()
+    }
+
+    /// Deletes a task; [`ErrorKind::NotFound`] if there is none.
+    pub fn delete_task(&self, id: &str) -> Result<u64> {
+        self.submit(Mutation::DeleteTask(id.to_string()))?.wait()
+    }
+
+    /// A task by id.
+    pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        validate_id(id)?;
+        Ok(self.shared.state.read().tasks.get(id).map(|t| (**t).clone()))
+    }
+
+    /// All tasks, sorted by id.
+    pub fn list_tasks(&self) -> Vec<Task> {
+        self.shared.state.read().tasks.values().map(|t| (**t).clone()).collect()
+    }
+
+    /// All tasks (the original design's `loadTasks`).
+    pub fn load_tasks(&self) -> Vec<Task> {
+        self.list_tasks()
+    }
+
+    /// Saves a session record: a JSON object with a string `"id"`.
+    pub fn put_session(&self, session: Value) -> Result<u64> {
+        self.submit(Mutation::PutSession(session))?.wait()
+    }
+
+    /// Deletes a session record; [`ErrorKind::NotFound`] if there is none.
+    pub fn delete_session(&self, id: &str) -> Result<u64> {
+        self.submit(Mutation::DeleteSession(id.to_string()))?.wait()
+    }
+
+    /// All session records, sorted by id.
+    pub fn list_sessions(&self) -> Vec<Value> {
+        self.shared.state.read().sessions.values().map(|s| (**s).clone()).collect()
+    }
+
+    /// Appends `text` to `logs/session_<session>.log` (the file is written
+    /// at the next checkpoint; the journal makes it durable now).
+    pub fn append_log(&self, session: &str, text: &str) -> Result<u64> {
+        let m = Mutation::AppendLog { session: session.to_string(), text: text.to_string() };
+        self.submit(m)?.wait()
+    }
+
+    /// Saves `reports/report_<id>.json` (written at the next checkpoint; the
+    /// journal makes it durable now). Returns the report's path.
+    pub fn save_report(&self, id: &str, report: Value) -> Result<std::path::PathBuf> {
+        self.submit(Mutation::SaveReport { id: id.to_string(), report })?.wait()?;
+        Ok(self.shared.opts.dir.join(layout::REPORTS_DIR).join(layout::report_file(id)))
+    }
+
+    /// The whole state, as `state.json` would hold it now.
+    pub fn load_state(&self) -> PersistedState {
+        self.shared.state.read().persisted()
+    }
+
+    /// Checkpoints now (the original design's `saveState`).
+    pub fn save_state(&self) -> Result<CheckpointStats> {
+        self.shared.checkpoint()
+    }
+
+    /// Checkpoints now; an alias of [`Store::save_state`].
+    pub fn checkpoint(&self) -> Result<CheckpointStats> {
+        self.shared.checkpoint()
+    }
+
+    /// Adds a subscriber for [`Event`]s.
+    pub fn subscribe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
+        self.shared.subscribers.add(Box::new(f));
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        let j = &self.shared.journal;
+        StoreStats {
+            records: j.stats.records.load(Ordering::Relaxed),
+            journal_syncs: j.stats.syncs.load(Ordering::Relaxed),
+            last_seq: j.last_seq(),
+            tasks: self.shared.state.read().tasks.len(),
+        }
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.shared.opts
+    }
+
+    /// Stops the auto-save thread, checkpoints (unless turned off in the
+    /// options) and releases the directory lock.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop_worker();
+        let result = if self.shared.opts.checkpoint_on_drop { self.shared.checkpoint().map(|_| ()) } else { Ok(()) };
+        // Drop does not checkpoint again: the worker is gone, which it checks.
+        result
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            *self.shared.signal.flags.lock() = (true, false);
+            self.shared.signal.cv.notify_all();
+            if worker.join().is_err() {
+                tracing::error!("the auto-save thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.worker.is_none() {
+            return; // Already shut down.
+        }
+        self.stop_worker();
+        if self.shared.opts.checkpoint_on_drop
+            && self.shared.journal.poisoned().is_none()
+            && let Err(e) = self.shared.checkpoint()
+        {
+            tracing::error!(error = %e, "checkpoint on drop failed; the journal still holds every acknowledged write");
+        }
+    }
+}
+
+impl Shared {
+    fn submit(&self, m: Mutation) -> Result<u64> {
+        let max = self.opts.task_bytes_max;
+        let too_large = |what: &str, n: usize| {
+            Error::new(ErrorKind::TooLarge, format!("{what} is {n} bytes, more than the limit of {max} bytes"))
+        };
+        let (op, payload) = match m {
+            Mutation::PutTask(task) => {
+                validate_id(&task.id)?;
+                let op = Op::PutTask(task);
+                let payload = op.encode();
+                if payload.len() > max {
+                    return Err(too_large(&format!("task {:?}", op.id()), payload.len()));
+                }
+                (op, payload)
+            }
+            Mutation::DeleteTask(id) => {
+                validate_id(&id)?;
+                if !self.state.read().tasks.contains_key(&id) {
+                    return Err(Error::new(ErrorKind::NotFound, format!("no task with id {id:?}")));
+                }
+                let op = Op::DeleteTask(id);
+                let payload = op.encode();
+                (op, payload)
+            }
+            Mutation::PutSession(session) => {
+                let id = session_id(&session)
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "a session record needs a string \"id\""))?
+                    .to_string();
+                validate_id(&id)?;
+                let op = Op::PutSession { id, session };
+                let payload = op.encode();
+                if payload.len() > max {
+                    return Err(too_large("session record", payload.len()));
+                }
+                (op, payload)
+            }
+            Mutation::DeleteSession(id) => {
+                validate_id(&id)?;
+                if !self.state.read().sessions.contains_key(&id) {
+                    return Err(Error::new(ErrorKind::NotFound, format!("no session with id {id:?}")));
+                }
+                let op = Op::DeleteSession(id);
+                let payload = op.encode();
+                (op, payload)
+            }
+            Mutation::AppendLog { session, text } => {
+                validate_id(&session)?;
+                if text.len() > max {
+                    return Err(too_large("log text", text.len()));
+                }
+                return self.append_log(session, text.into_bytes());
+            }
+            Mutation::SaveReport { id, report } => {
+                validate_id(&id)?;
+                let op = Op::SaveReport { id, report };
+                let payload = op.encode();
+                if payload.len() > max {
+                    return Err(too_large("report", payload.len()));
+                }
+                (op, payload)
+            }
+        };
+        self.journal_op(op, &payload)
+    }
+
+    /// Log appends carry the offset they land at, so they are serialized by
+    /// their own lock while the offset is chosen and the record appended.
+    fn append_log(&self, session: String, text: Vec<u8>) -> Result<u64> {
+        let _serial = self.log_offsets.lock();
+        let known = self.state.read().log_lens.get(&session).copied();
+        let offset = match known {
+            Some(len) => len,
+            None => self.fs.file_len(&crate::fs::join(layout::LOGS_DIR, &layout::log_file(&session)))?.unwrap_or(0),
+        };
+        let op = Op::AppendLog { session, offset, text };
+        let payload = op.encode();
+        self.journal_op(op, &payload)
+    }
+
+    fn journal_op(&self, op: Op, payload: &[u8]) -> Result<u64> {
+        let kind = op.kind();
+        let (seq, ()) = self.journal.append(kind, payload, |seq| self.state.write().apply(seq, op))?;
+        if self.journal.stats.bytes_since_rotation.load(Ordering::Relaxed) > self.opts.checkpoint_journal_bytes {
+            self.signal.flags.lock().1 = true;
+            self.signal.cv.notify_all();
+        }
+        Ok(seq)
+    }
+
+    fn checkpoint(&self) -> Result<CheckpointStats> {
+        let mut ctx = self.ckpt.lock();
+        if let Some(e) = self.journal.poisoned() {
+            return Err(e);
+        }
+        let now = crate::model::now_rfc3339();
+        let rotated = self.journal.rotate(|seq| {
+            let mut st = self.state.write();
+            Snapshot {
+                seq,
+                changes: std::mem::take(&mut st.changes),
+                tasks: st.tasks.clone(),
+                sessions: st.sessions.clone(),
+            }
+        });
+        let (_, new_segment, mut snap) = match rotated {
+            Ok(r) => r,
+            Err(e) => {
+                self.subscribers.emit(Event::StateSaveError(e.to_string()));
+                return Err(e);
+            }
+        };
+        match checkpoint::write(&*self.fs, &mut ctx, &snap, self.opts.backups_kept, new_segment, &now) {
+            Ok(stats) => {
+                self.state.write().last_saved = Some(now);
+                tracing::info!(seq = stats.seq, files = stats.task_files_changed, ms = stats.duration.as_millis() as u64, "checkpoint written");
+                self.subscribers.emit(Event::StateSaved(stats.clone()));
+                Ok(stats)
+            }
+            Err(e) => {
+                let changes = std::mem::take(&mut snap.changes);
+                self.state.write().changes.merge_older(changes);
+                tracing::error!(error = %e, "checkpoint failed; the journal still holds every acknowledged write");
+                self.subscribers.emit(Event::StateSaveError(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn worker(&self) {
+        let sync_every = match self.opts.sync_policy {
+            SyncPolicy::SyncEveryInterval(d) => Some(d.max(Duration::from_millis(1))),
+            _ => None,
+        };
+        let ckpt_every = self.opts.checkpoint_interval;
+        let (mut last_sync, mut last_ckpt) = (Instant::now(), Instant::now());
+        loop {
+            let kicked = {
+                let mut flags = self.signal.flags.lock();
+                if !flags.0 && !flags.1 {
+                    let next = [sync_every.map(|d| d.saturating_sub(last_sync.elapsed())), ckpt_every.map(|d| d.saturating_sub(last_ckpt.elapsed()))]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(Duration::from_secs(3600));
+                    self.signal.cv.wait_for(&mut flags, next);
+                }
+                if flags.0 {
+                    return;
+                }
+                std::mem::take(&mut flags.1)
+            };
+            if sync_every.is_some_and(|d| last_sync.elapsed() >= d) {
+                last_sync = Instant::now();
+                if let Err(e) = self.journal.sync_all_appended() {
+                    tracing::error!(error = %e, "interval sync failed");
+                }
+            }
+            let timer_due = ckpt_every.is_some_and(|d| last_ckpt.elapsed() >= d);
+            if timer_due {
+                self.subscribers.emit(Event::AutosaveTriggered);
+            }
+            if timer_due || kicked {
+                last_ckpt = Instant::now();
+                // Errors are reported to subscribers and the log by checkpoint().
+                let _ = self.checkpoint();
+            }
+        }
+    }
+}
+
+fn log_report(r: &RecoveryReport) {
+    tracing::info!(
+        mode = r.mode.name(),
+        loaded_from = ?r.loaded_from,
+        checkpoint_seq = r.checkpoint_seq,
+        tasks = r.tasks_loaded,
+        replayed = r.records_replayed,
+        truncated_bytes = r.bytes_truncated,
+        damage = r.damage.len(),
+        ms = r.duration.as_millis() as u64,
+        "recovered"
+    );
+    for d in &r.damage {
+        tracing::warn!(file = %d.file, offset = d.offset, torn_tail = d.torn_tail, reason = %d.reason, "journal damage");
+    }
+    if r.mode != RecoveryMode::TolerateTornTail && !r.damage.is_empty() {
+        tracing::warn!("recovery in {} mode left damage behind; a checkpoint replaces it", r.mode.name());
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests: the store against real temporary directories.
+
+mod basics;
