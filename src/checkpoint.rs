@@ -23,7 +23,7 @@
 use crate::error::Result;
 use crate::fs::{self, Fs, OpenMode};
 use crate::layout::{self, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
-use crate::model::{Metrics, Task, STATE_VERSION};
+use crate::model::{Metrics, STATE_VERSION, Task};
 use crate::state::Changes;
 use serde::Serialize;
 use serde_json::Value;
@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What a checkpoint did.
+/// What a checkpoint did. A checkpoint with nothing new since the last one
+/// writes nothing and reports `state_bytes == 0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointStats {
     /// The journal position `state.json` now covers.
@@ -58,6 +59,10 @@ pub(crate) struct CheckpointCtx {
     pub state_crc: Option<u32>,
     /// Backups known to parse.
     pub valid_backups: HashSet<String>,
+    /// The journal position the durable `state.json` covers, when known to
+    /// be valid: a checkpoint with nothing new since writes nothing, so an
+    /// idle store's auto-save does not push its backups out.
+    pub covered_seq: Option<u64>,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -89,11 +94,20 @@ pub(crate) fn write(
 ) -> Result<CheckpointStats> {
     let started = Instant::now();
     let changes = &snap.changes;
-    let task_files = changes.tasks.iter().map(|id| (id, snap.tasks.get(id).map(|t| to_json(&**t))));
+    let task_files = changes
+        .tasks
+        .iter()
+        .map(|id| (id, snap.tasks.get(id).map(|t| to_json(&**t))));
     let task_files_changed = write_files(fs, TASKS_DIR, task_files, layout::task_file)?;
-    let session_files = changes.sessions.iter().map(|id| (id, snap.sessions.get(id).map(|s| to_json(&**s))));
+    let session_files = changes
+        .sessions
+        .iter()
+        .map(|id| (id, snap.sessions.get(id).map(|s| to_json(&**s))));
     write_files(fs, SESSIONS_DIR, session_files, layout::session_file)?;
-    let reports = changes.reports.iter().map(|(id, r)| (id, Some(to_json(&**r))));
+    let reports = changes
+        .reports
+        .iter()
+        .map(|(id, r)| (id, Some(to_json(&**r))));
     write_files(fs, REPORTS_DIR, reports, layout::report_file)?;
     apply_logs(fs, changes)?;
 
@@ -109,6 +123,7 @@ pub(crate) fn write(
     let bytes = serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail");
     fs::write_atomic(fs, "", STATE_FILE, &bytes)?;
     ctx.state_crc = Some(crc32fast::hash(&bytes));
+    ctx.covered_seq = Some(snap.seq);
 
     prune_backups(fs, ctx, backups_kept)?;
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
@@ -124,7 +139,8 @@ pub(crate) fn write(
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
+    let mut out =
+        serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
     out.push(b'\n');
     out
 }
@@ -160,7 +176,10 @@ fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
         by_session.entry(&log.session).or_default().push(log);
     }
     for (session, logs) in &by_session {
-        let mut file = fs.open(&fs::join(LOGS_DIR, &layout::log_file(session)), OpenMode::CreateOrOpen)?;
+        let mut file = fs.open(
+            &fs::join(LOGS_DIR, &layout::log_file(session)),
+            OpenMode::CreateOrOpen,
+        )?;
         let mut len = file.len()?;
         for log in logs {
             let end = log.offset + log.text.len() as u64;
@@ -182,8 +201,11 @@ fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
 /// Renames a valid `state.json` to a new backup; a corrupt one is left to be
 /// replaced and never becomes a backup.
 fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<()> {
-    let Some(bytes) = fs.read(STATE_FILE)? else { return Ok(()) };
-    let valid = ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();
+    let Some(bytes) = fs.read(STATE_FILE)? else {
+        return Ok(());
+    };
+    let valid =
+        ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();
     drop(bytes);
     if !valid {
         tracing::warn!(file = %fs.describe(STATE_FILE), "state.json is corrupt; not keeping it as a backup");
@@ -209,7 +231,9 @@ fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()
             ctx.valid_backups.remove(&name);
             continue;
         }
-        if !ctx.valid_backups.contains(&name) && matches!(layout::read_state_file(fs, &name)?, Ok(_)) {
+        if !ctx.valid_backups.contains(&name)
+            && matches!(layout::read_state_file(fs, &name)?, Ok(_))
+        {
             ctx.valid_backups.insert(name.clone());
         }
         if ctx.valid_backups.contains(&name) {

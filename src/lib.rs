@@ -46,9 +46,14 @@ pub mod verify;
 pub use checkpoint::CheckpointStats;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, Subscriber};
-pub use id::{sanitize_id, validate_id, ID_MAX_BYTES};
-pub use model::{now_rfc3339, LogEntry, Metrics, PersistedState, Task, TaskStatus, STATE_VERSION};
-pub use options::{Options, RecoveryMode, SyncPolicy, DEFAULT_DIR};
-pub use recovery::{Damage, LoadedFrom, RecoveryReport};
+pub use id::{ID_MAX_BYTES, sanitize_id, validate_id};
 pub use layout::Skipped;
+pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStatus, now_rfc3339};
+pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
+pub use recovery::{Damage, LoadedFrom, RecoveryReport};
 pub use store::{Mutation, Pending, Store, StoreStats};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

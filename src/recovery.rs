@@ -7,9 +7,9 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, OpenMode};
 use crate::journal::op::Op;
-use crate::journal::reader::{scan_segment, Piece};
-use crate::journal::{parse_segment_name, segment_name, JOURNAL_DIR};
-use crate::layout::{self, Skipped, STATE_FILE};
+use crate::journal::reader::{Piece, scan_segment};
+use crate::journal::{JOURNAL_DIR, parse_segment_name, segment_name};
+use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
 use crate::state::State;
 use std::time::{Duration, Instant};
@@ -80,6 +80,9 @@ pub(crate) struct Recovered {
     pub first_needed_segment: u64,
     /// The CRC of `state.json` as loaded, if it was.
     pub state_crc: Option<u32>,
+    /// The position `state.json` covers, if it was loaded and nothing was
+    /// replayed or dropped past it.
+    pub covered_seq: Option<u64>,
     /// Recovery left damage or a fallback behind that a checkpoint should replace.
     pub checkpoint_now: bool,
 }
@@ -102,12 +105,18 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         last_seq: 0,
         duration: Duration::ZERO,
     };
-    let ids: Vec<u64> = fs.list(JOURNAL_DIR)?.iter().filter_map(|n| parse_segment_name(n)).collect();
+    let ids: Vec<u64> = fs
+        .list(JOURNAL_DIR)?
+        .iter()
+        .filter_map(|n| parse_segment_name(n))
+        .collect();
     let next_segment_id = ids.last().map_or(1, |id| id + 1);
     let mut segs = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = fs::join(JOURNAL_DIR, &segment_name(id));
-        let bytes = fs.read(&name)?.ok_or_else(|| Error::new(ErrorKind::Io, format!("{name} vanished")))?;
+        let bytes = fs
+            .read(&name)?
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("{name} vanished")))?;
         segs.push((id, name, bytes));
     }
     // Segments before the last one that starts at or before the checkpoint's
@@ -133,7 +142,8 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     let last_index = segs.len().saturating_sub(1);
     for (i, (id, name, bytes)) in segs.iter().enumerate().skip(first) {
         report.segments_read += 1;
-        let truncate_at = replay.segment(*id, name, bytes, i == last_index, &mut state, &mut report)?;
+        let truncate_at =
+            replay.segment(*id, name, bytes, i == last_index, &mut state, &mut report)?;
         if let Some(at) = truncate_at {
             let mut file = fs.open(name, OpenMode::Existing)?;
             file.set_len(at)?;
@@ -151,13 +161,20 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     state.applied_seq = state.applied_seq.max(replay.max_seq);
     report.last_seq = state.applied_seq;
     report.duration = started.elapsed();
-    let fell_back = matches!(report.loaded_from, LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles);
+    let covered_seq = (report.loaded_from == LoadedFrom::StateFile
+        && state.applied_seq == report.checkpoint_seq)
+        .then_some(report.checkpoint_seq);
+    let fell_back = matches!(
+        report.loaded_from,
+        LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles
+    );
     Ok(Recovered {
         state,
         report,
         next_segment_id,
         first_needed_segment,
         state_crc,
+        covered_seq,
         checkpoint_now: replay.left_damage || fell_back,
     })
 }
@@ -187,17 +204,39 @@ impl Replay {
         let scan = scan_segment(bytes);
         let header = match scan.header {
             Ok(h) if h.id == id => h,
-            Ok(h) => return self.damage(name, 0, bytes.len() as u64, &format!("header names segment {}", h.id), false, report).map(|_| None),
-            Err(why) => return self.damage(name, 0, bytes.len() as u64, &why, false, report).map(|_| None),
+            Ok(h) => {
+                return self
+                    .damage(
+                        name,
+                        0,
+                        bytes.len() as u64,
+                        &format!("header names segment {}", h.id),
+                        false,
+                        report,
+                    )
+                    .map(|_| None);
+            }
+            Err(why) => {
+                return self
+                    .damage(name, 0, bytes.len() as u64, &why, false, report)
+                    .map(|_| None);
+            }
         };
         if let Some(e) = self.expected.filter(|&e| header.first_seq > e) {
-            let why = format!("records {e} to {} are missing (segment starts at {})", header.first_seq - 1, header.first_seq);
+            let why = format!(
+                "records {e} to {} are missing (segment starts at {})",
+                header.first_seq - 1,
+                header.first_seq
+            );
             self.damage(name, 0, 0, &why, false, report)?;
             if self.stop {
                 return Ok(None);
             }
         }
-        self.expected = Some(self.expected.map_or(header.first_seq, |e| e.max(header.first_seq)));
+        self.expected = Some(
+            self.expected
+                .map_or(header.first_seq, |e| e.max(header.first_seq)),
+        );
         for piece in scan.pieces {
             match piece {
                 Piece::Record { offset, record } => {
@@ -219,8 +258,17 @@ impl Replay {
                             report.records_replayed += 1;
                         }
                         Err(why) => {
-                            let len = (crate::journal::record::RECORD_HEADER_LEN + record.payload.len()) as u64;
-                            self.damage(name, offset, len, &format!("record {}: {why}", record.seq), false, report)?;
+                            let len = (crate::journal::record::RECORD_HEADER_LEN
+                                + record.payload.len())
+                                as u64;
+                            self.damage(
+                                name,
+                                offset,
+                                len,
+                                &format!("record {}: {why}", record.seq),
+                                false,
+                                report,
+                            )?;
                             if self.stop {
                                 return Ok(None);
                             }
@@ -228,7 +276,12 @@ impl Replay {
                     }
                     self.expected = Some(record.seq + 1);
                 }
-                Piece::Damaged { offset, end, reason, record_follows } => {
+                Piece::Damaged {
+                    offset,
+                    end,
+                    reason,
+                    record_follows,
+                } => {
                     let torn = is_last && !record_follows;
                     self.damage(name, offset, end - offset, reason, torn, report)?;
                     if torn && self.mode != RecoveryMode::Strict {
@@ -247,8 +300,22 @@ impl Replay {
     }
 
     /// Records damage and decides, by mode, whether the open goes on.
-    fn damage(&mut self, file: &str, offset: u64, len: u64, reason: &str, torn_tail: bool, report: &mut RecoveryReport) -> Result<()> {
-        report.damage.push(Damage { file: file.to_string(), offset, len, reason: reason.to_string(), torn_tail });
+    fn damage(
+        &mut self,
+        file: &str,
+        offset: u64,
+        len: u64,
+        reason: &str,
+        torn_tail: bool,
+        report: &mut RecoveryReport,
+    ) -> Result<()> {
+        report.damage.push(Damage {
+            file: file.to_string(),
+            offset,
+            len,
+            reason: reason.to_string(),
+            torn_tail,
+        });
         let fail = |hint: &str| {
             let mut e = Error::corrupt(file, offset, reason);
             e = e.context(hint);
@@ -287,16 +354,29 @@ fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
     for (i, name) in candidates.iter().enumerate() {
         match layout::read_state_file(fs, name)? {
             Ok((ps, crc)) => {
-                let from = if i == 0 { LoadedFrom::StateFile } else { LoadedFrom::Backup(name.clone()) };
+                let from = if i == 0 {
+                    LoadedFrom::StateFile
+                } else {
+                    LoadedFrom::Backup(name.clone())
+                };
                 let mut state = State::from_checkpoint(ps.tasks, ps.sessions, ps.journal_seq);
                 state.last_saved = Some(ps.last_saved);
-                return Ok((state, from, Some(ps.journal_seq), (i == 0).then_some(crc), skipped));
+                return Ok((
+                    state,
+                    from,
+                    Some(ps.journal_seq),
+                    (i == 0).then_some(crc),
+                    skipped,
+                ));
             }
             Err(why) if why == "missing" => {}
             Err(why) => {
                 saw_state = true;
                 tracing::warn!(file = %fs.describe(name), %why, "state file is corrupt; trying the next one");
-                skipped.push(Skipped { file: name.clone(), reason: why });
+                skipped.push(Skipped {
+                    file: name.clone(),
+                    reason: why,
+                });
             }
         }
     }
@@ -310,5 +390,11 @@ fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
     } else {
         LoadedFrom::LayoutFiles
     };
-    Ok((State::from_checkpoint(tasks, sessions, 0), from, None, None, skipped))
+    Ok((
+        State::from_checkpoint(tasks, sessions, 0),
+        from,
+        None,
+        None,
+        skipped,
+    ))
 }

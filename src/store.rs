@@ -9,8 +9,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Subscriber, Subscribers};
 use crate::fs::{Fs, RealFs};
 use crate::id::validate_id;
-use crate::journal::op::{session_id, Op};
 use crate::journal::Journal;
+use crate::journal::op::{Op, session_id};
 use crate::layout;
 use crate::model::{PersistedState, Task};
 use crate::options::{Options, RecoveryMode, SyncPolicy};
@@ -18,8 +18,8 @@ use crate::recovery::{self, RecoveryReport};
 use crate::state::State;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -125,14 +125,21 @@ impl Store {
     }
 
     /// Like [`Store::open`], with a subscriber that also sees `state:loaded`.
-    pub fn open_with_subscriber(opts: Options, f: impl Fn(&Event) + Send + Sync + 'static) -> Result<Store> {
+    pub fn open_with_subscriber(
+        opts: Options,
+        f: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Result<Store> {
         let fs = Arc::new(RealFs::new(opts.dir.clone())?);
         Store::open_with_fs(opts, fs, Some(Box::new(f)))
     }
 
     /// Opens a store on any [`Fs`], such as a simulated one. `opts.dir` is
     /// used only in messages.
-    pub fn open_with_fs(opts: Options, fs: Arc<dyn Fs>, subscriber: Option<Subscriber>) -> Result<Store> {
+    pub fn open_with_fs(
+        opts: Options,
+        fs: Arc<dyn Fs>,
+        subscriber: Option<Subscriber>,
+    ) -> Result<Store> {
         let lock = fs.lock()?;
         for dir in layout::DIRS {
             fs.create_dir(dir)?;
@@ -145,6 +152,7 @@ impl Store {
             removable_below: rec.first_needed_segment,
             state_crc: rec.state_crc,
             valid_backups: Default::default(),
+            covered_seq: rec.covered_seq,
         };
         let shared = Arc::new(Shared {
             fs,
@@ -160,7 +168,9 @@ impl Store {
         if let Some(f) = subscriber {
             shared.subscribers.add(f);
         }
-        shared.subscribers.emit(Event::StateLoaded(Box::new(report.clone())));
+        shared
+            .subscribers
+            .emit(Event::StateLoaded(Box::new(report.clone())));
         if rec.checkpoint_now {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             shared.checkpoint()?;
@@ -170,9 +180,18 @@ impl Store {
             std::thread::Builder::new()
                 .name("statewal-autosave".into())
                 .spawn(move || shared.worker())
-                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the auto-save thread: {e}")))?
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("cannot start the auto-save thread: {e}"),
+                    )
+                })?
         };
-        Ok(Store { shared, worker: Some(worker), report })
+        Ok(Store {
+            shared,
+            worker: Some(worker),
+            report,
+        })
     }
 
     /// What recovery did when this store was opened.
@@ -201,12 +220,24 @@ impl Store {
     /// A task by id.
     pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
         validate_id(id)?;
-        Ok(self.shared.state.read().tasks.get(id).map(|t| (**t).clone()))
+        Ok(self
+            .shared
+            .state
+            .read()
+            .tasks
+            .get(id)
+            .map(|t| (**t).clone()))
     }
 
     /// All tasks, sorted by id.
     pub fn list_tasks(&self) -> Vec<Task> {
-        self.shared.state.read().tasks.values().map(|t| (**t).clone()).collect()
+        self.shared
+            .state
+            .read()
+            .tasks
+            .values()
+            .map(|t| (**t).clone())
+            .collect()
     }
 
     /// All tasks (the original design's `loadTasks`).
@@ -226,21 +257,39 @@ impl Store {
 
     /// All session records, sorted by id.
     pub fn list_sessions(&self) -> Vec<Value> {
-        self.shared.state.read().sessions.values().map(|s| (**s).clone()).collect()
+        self.shared
+            .state
+            .read()
+            .sessions
+            .values()
+            .map(|s| (**s).clone())
+            .collect()
     }
 
     /// Appends `text` to `logs/session_<session>.log` (the file is written
     /// at the next checkpoint; the journal makes it durable now).
     pub fn append_log(&self, session: &str, text: &str) -> Result<u64> {
-        let m = Mutation::AppendLog { session: session.to_string(), text: text.to_string() };
+        let m = Mutation::AppendLog {
+            session: session.to_string(),
+            text: text.to_string(),
+        };
         self.submit(m)?.wait()
     }
 
     /// Saves `reports/report_<id>.json` (written at the next checkpoint; the
     /// journal makes it durable now). Returns the report's path.
     pub fn save_report(&self, id: &str, report: Value) -> Result<std::path::PathBuf> {
-        self.submit(Mutation::SaveReport { id: id.to_string(), report })?.wait()?;
-        Ok(self.shared.opts.dir.join(layout::REPORTS_DIR).join(layout::report_file(id)))
+        self.submit(Mutation::SaveReport {
+            id: id.to_string(),
+            report,
+        })?
+        .wait()?;
+        Ok(self
+            .shared
+            .opts
+            .dir
+            .join(layout::REPORTS_DIR)
+            .join(layout::report_file(id)))
     }
 
     /// The whole state, as `state.json` would hold it now.
@@ -283,7 +332,11 @@ impl Store {
     /// options) and releases the directory lock.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_worker();
-        let result = if self.shared.opts.checkpoint_on_drop { self.shared.checkpoint().map(|_| ()) } else { Ok(()) };
+        let result = if self.shared.opts.checkpoint_on_drop {
+            self.shared.checkpoint().map(|_| ())
+        } else {
+            Ok(())
+        };
         // Drop does not checkpoint again: the worker is gone, which it checks.
         result
     }
@@ -318,7 +371,10 @@ impl Shared {
     fn submit(&self, m: Mutation) -> Result<u64> {
         let max = self.opts.task_bytes_max;
         let too_large = |what: &str, n: usize| {
-            Error::new(ErrorKind::TooLarge, format!("{what} is {n} bytes, more than the limit of {max} bytes"))
+            Error::new(
+                ErrorKind::TooLarge,
+                format!("{what} is {n} bytes, more than the limit of {max} bytes"),
+            )
         };
         let (op, payload) = match m {
             Mutation::PutTask(task) => {
@@ -333,7 +389,10 @@ impl Shared {
             Mutation::DeleteTask(id) => {
                 validate_id(&id)?;
                 if !self.state.read().tasks.contains_key(&id) {
-                    return Err(Error::new(ErrorKind::NotFound, format!("no task with id {id:?}")));
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no task with id {id:?}"),
+                    ));
                 }
                 let op = Op::DeleteTask(id);
                 let payload = op.encode();
@@ -341,7 +400,12 @@ impl Shared {
             }
             Mutation::PutSession(session) => {
                 let id = session_id(&session)
-                    .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "a session record needs a string \"id\""))?
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidInput,
+                            "a session record needs a string \"id\"",
+                        )
+                    })?
                     .to_string();
                 validate_id(&id)?;
                 let op = Op::PutSession { id, session };
@@ -354,7 +418,10 @@ impl Shared {
             Mutation::DeleteSession(id) => {
                 validate_id(&id)?;
                 if !self.state.read().sessions.contains_key(&id) {
-                    return Err(Error::new(ErrorKind::NotFound, format!("no session with id {id:?}")));
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no session with id {id:?}"),
+                    ));
                 }
                 let op = Op::DeleteSession(id);
                 let payload = op.encode();
@@ -387,17 +454,35 @@ impl Shared {
         let known = self.state.read().log_lens.get(&session).copied();
         let offset = match known {
             Some(len) => len,
-            None => self.fs.file_len(&crate::fs::join(layout::LOGS_DIR, &layout::log_file(&session)))?.unwrap_or(0),
+            None => self
+                .fs
+                .file_len(&crate::fs::join(
+                    layout::LOGS_DIR,
+                    &layout::log_file(&session),
+                ))?
+                .unwrap_or(0),
         };
-        let op = Op::AppendLog { session, offset, text };
+        let op = Op::AppendLog {
+            session,
+            offset,
+            text,
+        };
         let payload = op.encode();
         self.journal_op(op, &payload)
     }
 
     fn journal_op(&self, op: Op, payload: &[u8]) -> Result<u64> {
         let kind = op.kind();
-        let (seq, ()) = self.journal.append(kind, payload, |seq| self.state.write().apply(seq, op))?;
-        if self.journal.stats.bytes_since_rotation.load(Ordering::Relaxed) > self.opts.checkpoint_journal_bytes {
+        let (seq, ()) = self
+            .journal
+            .append(kind, payload, |seq| self.state.write().apply(seq, op))?;
+        if self
+            .journal
+            .stats
+            .bytes_since_rotation
+            .load(Ordering::Relaxed)
+            > self.opts.checkpoint_journal_bytes
+        {
             self.signal.flags.lock().1 = true;
             self.signal.cv.notify_all();
         }
@@ -408,6 +493,18 @@ impl Shared {
         let mut ctx = self.ckpt.lock();
         if let Some(e) = self.journal.poisoned() {
             return Err(e);
+        }
+        let last = self.journal.last_seq();
+        if ctx.covered_seq == Some(last) {
+            let tasks_total = self.state.read().tasks.len();
+            return Ok(CheckpointStats {
+                seq: last,
+                task_files_changed: 0,
+                tasks_total,
+                state_bytes: 0,
+                segments_removed: 0,
+                duration: Duration::ZERO,
+            });
         }
         let now = crate::model::now_rfc3339();
         let rotated = self.journal.rotate(|seq| {
@@ -426,10 +523,22 @@ impl Shared {
                 return Err(e);
             }
         };
-        match checkpoint::write(&*self.fs, &mut ctx, &snap, self.opts.backups_kept, new_segment, &now) {
+        match checkpoint::write(
+            &*self.fs,
+            &mut ctx,
+            &snap,
+            self.opts.backups_kept,
+            new_segment,
+            &now,
+        ) {
             Ok(stats) => {
                 self.state.write().last_saved = Some(now);
-                tracing::info!(seq = stats.seq, files = stats.task_files_changed, ms = stats.duration.as_millis() as u64, "checkpoint written");
+                tracing::info!(
+                    seq = stats.seq,
+                    files = stats.task_files_changed,
+                    ms = stats.duration.as_millis() as u64,
+                    "checkpoint written"
+                );
                 self.subscribers.emit(Event::StateSaved(stats.clone()));
                 Ok(stats)
             }
@@ -454,11 +563,14 @@ impl Shared {
             let kicked = {
                 let mut flags = self.signal.flags.lock();
                 if !flags.0 && !flags.1 {
-                    let next = [sync_every.map(|d| d.saturating_sub(last_sync.elapsed())), ckpt_every.map(|d| d.saturating_sub(last_ckpt.elapsed()))]
-                        .into_iter()
-                        .flatten()
-                        .min()
-                        .unwrap_or(Duration::from_secs(3600));
+                    let next = [
+                        sync_every.map(|d| d.saturating_sub(last_sync.elapsed())),
+                        ckpt_every.map(|d| d.saturating_sub(last_ckpt.elapsed())),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(Duration::from_secs(3600));
                     self.signal.cv.wait_for(&mut flags, next);
                 }
                 if flags.0 {
@@ -501,6 +613,9 @@ fn log_report(r: &RecoveryReport) {
         tracing::warn!(file = %d.file, offset = d.offset, torn_tail = d.torn_tail, reason = %d.reason, "journal damage");
     }
     if r.mode != RecoveryMode::TolerateTornTail && !r.damage.is_empty() {
-        tracing::warn!("recovery in {} mode left damage behind; a checkpoint replaces it", r.mode.name());
+        tracing::warn!(
+            "recovery in {} mode left damage behind; a checkpoint replaces it",
+            r.mode.name()
+        );
     }
 }

@@ -1,1 +1,135 @@
-fn main() {}
+//! The `statewal` command-line tool.
+//!
+//! Each subcommand lives in its own module; this file parses arguments,
+//! sets up diagnostics and maps errors to exit codes: 0 success, 1 a
+//! check that found damage (verify) or lost writes (demo), 2 an error.
+
+mod commands;
+mod demo;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use statewal::{Options, RecoveryMode, SyncPolicy};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A crash-proof, journaled store for an application's tasks, sessions,
+/// session logs and reports.
+#[derive(Parser, Debug)]
+#[command(name = "statewal", version, about, long_about = None)]
+pub struct Cli {
+    /// The state directory.
+    #[arg(long, global = true, env = "STATE_PATH", default_value = statewal::DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// When writes are acknowledged: sync-before-ack, interval:<ms> or os-buffered.
+    #[arg(long, global = true, default_value = "sync-before-ack", value_parser = parse_sync)]
+    pub sync: SyncPolicy,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Kill a writer with SIGKILL mid-stream, reopen, and show that nothing acknowledged was lost.
+    Demo {
+        /// Acknowledged writes to wait for before the kill.
+        #[arg(long, default_value_t = 300)]
+        acks: usize,
+    },
+    /// Store a task read as JSON from FILE, or from standard input with `-` or no argument.
+    PutTask {
+        /// A file holding one task object.
+        file: Option<PathBuf>,
+    },
+    /// Print a task as JSON.
+    GetTask {
+        /// The task id.
+        id: String,
+    },
+    /// Delete a task.
+    DeleteTask {
+        /// The task id.
+        id: String,
+    },
+    /// List tasks: a table, or with --json one JSON array of full task objects.
+    List {
+        /// Print one JSON array of full task objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open, recover, checkpoint and exit.
+    Checkpoint,
+    /// Check the journal, state.json, backups and tasks/ without changing anything.
+    /// Exit 0 when everything checks out, 1 when anything is damaged.
+    Verify {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open with a recovery mode that accepts damage, checkpoint, and report what was kept.
+    Recover {
+        /// tolerate-torn-tail, strict, point-in-time or salvage.
+        #[arg(long, default_value = "point-in-time", value_parser = parse_mode)]
+        mode: RecoveryMode,
+    },
+    /// Serve the JSON-lines protocol on standard input and output.
+    Serve {
+        /// Read requests from stdin and write responses to stdout (the only transport).
+        #[arg(long, required = true)]
+        stdio: bool,
+    },
+    /// Internal: the writer the demo kills.
+    #[command(hide = true)]
+    DemoChild {
+        /// A prefix for the task ids of this run.
+        #[arg(long)]
+        run: String,
+    },
+}
+
+fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
+    SyncPolicy::parse(s).ok_or_else(|| {
+        format!("unknown sync policy {s:?}; expected sync-before-ack, interval:<ms> or os-buffered")
+    })
+}
+
+fn parse_mode(s: &str) -> Result<RecoveryMode, String> {
+    RecoveryMode::parse(s)
+        .ok_or_else(|| format!("unknown recovery mode {s:?}; expected tolerate-torn-tail, strict, point-in-time or salvage"))
+}
+
+impl Cli {
+    /// Store options for this invocation.
+    pub fn options(&self) -> Options {
+        Options::new(&self.dir).sync_policy(self.sync)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match &cli.command {
+        Command::Demo { acks } => demo::run(&cli, *acks),
+        Command::DemoChild { run } => demo::child(&cli, run),
+        Command::Serve { .. } => serve::run(&cli),
+        _ => commands::run(&cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("statewal: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Diagnostics go to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

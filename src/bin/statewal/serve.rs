@@ -1,0 +1,206 @@
+//! `statewal serve --stdio`: the JSON-lines protocol.
+//!
+//! The reading thread parses each request and journals mutations at once,
+//! without waiting; the writing thread answers in request order and waits
+//! for each mutation's durability just before writing its `ok`. Requests
+//! that arrive while a sync is under way are therefore committed together
+//! by the next sync (group commit across one client's pipeline).
+
+use crate::Cli;
+use serde_json::{Value, json};
+use statewal::{Error, ErrorKind, Mutation, Pending, Result, Store, Task};
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+/// An answer waiting its turn.
+enum Answer<'a> {
+    /// A mutation: `ok` once durable.
+    Durable { req: Value, pending: Pending<'a> },
+    /// Anything already decided.
+    Ready(Value),
+}
+
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    // The recovery report goes to the log (RUST_LOG=info), not to stderr:
+    // the client owns this process's output.
+    let store = Store::open(cli.options())?;
+    let (tx, rx) = mpsc::channel::<Answer<'_>>();
+    let write_result = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_answers(rx));
+        let stdin = std::io::stdin().lock();
+        for line in stdin.lines() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading standard input failed; shutting down");
+                    break;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if tx.send(handle(&store, &line)).is_err() {
+                break; // The writer stopped: stdout is gone.
+            }
+        }
+        drop(tx);
+        writer.join().expect("the answer writer does not panic")
+    });
+    let stats = store.stats();
+    store.shutdown()?;
+    tracing::info!(
+        records = stats.records,
+        syncs = stats.journal_syncs,
+        "serve: end of input; checkpointed"
+    );
+    write_result.map_err(|e| Error::io("write", "standard output", e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_answers(rx: mpsc::Receiver<Answer<'_>>) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut next = rx.recv().ok();
+    while let Some(answer) = next {
+        let line = match answer {
+            Answer::Ready(v) => v,
+            Answer::Durable { req, pending } => match pending.wait() {
+                Ok(seq) => json!({"req": req, "ok": true, "seq": seq}),
+                Err(e) => error_answer(req, &e),
+            },
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+        // Flush when nothing else is queued, so a client waiting on this
+        // answer gets it now and a pipelined burst costs one write.
+        next = match rx.try_recv() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                out.flush()?;
+                rx.recv().ok()
+            }
+        };
+    }
+    out.flush()
+}
+
+fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
+    let request: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return Answer::Ready(error_answer(
+                Value::Null,
+                &bad(format!("the line is not JSON: {e}")),
+            ));
+        }
+    };
+    let req = request.get("req").cloned().unwrap_or(Value::Null);
+    match dispatch(store, &request) {
+        Ok(Reply::Durable(pending)) => Answer::Durable { req, pending },
+        Ok(Reply::Now(fields)) => {
+            let mut answer = serde_json::Map::new();
+            answer.insert("req".into(), req);
+            answer.insert("ok".into(), Value::Bool(true));
+            if !fields.contains_key("seq") {
+                answer.insert("seq".into(), json!(store.stats().last_seq));
+            }
+            answer.extend(fields);
+            Answer::Ready(Value::Object(answer))
+        }
+        Err(e) => Answer::Ready(error_answer(req, &e)),
+    }
+}
+
+enum Reply<'a> {
+    Durable(Pending<'a>),
+    Now(serde_json::Map<String, Value>),
+}
+
+fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
+    let op = r
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("the request has no string \"op\"".into()))?;
+    let mutation = match op {
+        "put_task" => Mutation::PutTask(task_field(r)?),
+        "delete_task" => Mutation::DeleteTask(str_field(r, "id")?),
+        "append_log" => Mutation::AppendLog {
+            session: str_field(r, "session")?,
+            text: str_field(r, "text")?,
+        },
+        "save_report" => Mutation::SaveReport {
+            id: str_field(r, "id")?,
+            report: field(r, "report")?.clone(),
+        },
+        "put_session" => Mutation::PutSession(field(r, "session")?.clone()),
+        "delete_session" => Mutation::DeleteSession(str_field(r, "id")?),
+        "get_task" => {
+            let id = str_field(r, "id")?;
+            let task = store.get_task(&id)?.ok_or_else(|| {
+                Error::new(ErrorKind::NotFound, format!("no task with id {id:?}"))
+            })?;
+            return Ok(now([(
+                "task",
+                serde_json::to_value(task).expect("a task serializes"),
+            )]));
+        }
+        "list_tasks" => {
+            return Ok(now([(
+                "tasks",
+                serde_json::to_value(store.list_tasks()).expect("tasks serialize"),
+            )]));
+        }
+        "checkpoint" => {
+            let s = store.checkpoint()?;
+            return Ok(now([
+                ("seq", json!(s.seq)),
+                ("task_files_changed", json!(s.task_files_changed)),
+                ("tasks", json!(s.tasks_total)),
+            ]));
+        }
+        "stats" => {
+            let s = store.stats();
+            return Ok(now([
+                ("records", json!(s.records)),
+                ("journal_syncs", json!(s.journal_syncs)),
+                ("tasks", json!(s.tasks)),
+            ]));
+        }
+        other => return Err(bad(format!("unknown op {other:?}"))),
+    };
+    Ok(Reply::Durable(store.submit(mutation)?))
+}
+
+fn now<const N: usize>(fields: [(&str, Value); N]) -> Reply<'static> {
+    Reply::Now(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+fn field<'v>(r: &'v Value, name: &str) -> Result<&'v Value> {
+    r.get(name)
+        .ok_or_else(|| bad(format!("the request has no \"{name}\" field")))
+}
+
+fn str_field(r: &Value, name: &str) -> Result<String> {
+    field(r, name)?
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| bad(format!("\"{name}\" must be a string")))
+}
+
+fn task_field(r: &Value) -> Result<Task> {
+    serde_json::from_value(field(r, "task")?.clone())
+        .map_err(|e| bad(format!("\"task\" is not a valid task: {e}")))
+}
+
+fn bad(message: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, message)
+}
+
+fn error_answer(req: Value, e: &Error) -> Value {
+    json!({"req": req, "ok": false, "error": {"kind": e.kind().as_str(), "message": e.to_string()}})
+}
