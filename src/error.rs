@@ -68,7 +68,13 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` with a message for a person.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), path: None, offset: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            path: None,
+            offset: None,
+            source: None,
+        }
     }
 
     /// An I/O error while doing `what` on `path`. ENOSPC becomes
@@ -153,7 +159,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

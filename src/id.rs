@@ -19,7 +19,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     let why = if id.is_empty() {
         "it is empty".to_string()
     } else if id.len() > ID_MAX_BYTES {
-        format!("it is {} bytes long, more than the {ID_MAX_BYTES} allowed", id.len())
+        format!(
+            "it is {} bytes long, more than the {ID_MAX_BYTES} allowed",
+            id.len()
+        )
     } else if id == "." || id == ".." {
         "it names a directory".to_string()
     } else if id.starts_with('.') {
@@ -31,7 +34,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::new(ErrorKind::InvalidId, format!("invalid id {:?}: {why}", truncate(id))))
+    Err(Error::new(
+        ErrorKind::InvalidId,
+        format!("invalid id {:?}: {why}", truncate(id)),
+    ))
 }
 
 /// The original design's rewriting: drops `/ \ : * ? " < > |` and control
@@ -39,7 +45,10 @@ pub fn validate_id(id: &str) -> Result<()> {
 /// map to the same id, so use it only where that is acceptable; the result
 /// may still be refused by [`validate_id`] (for example when it is empty).
 pub fn sanitize_id(id: &str) -> String {
-    let mut out: String = id.chars().filter(|c| !FORBIDDEN.contains(c) && !c.is_control()).collect();
+    let mut out: String = id
+        .chars()
+        .filter(|c| !FORBIDDEN.contains(c) && !c.is_control())
+        .collect();
     while out.starts_with('.') {
         out.remove(0);
     }
@@ -66,11 +75,28 @@ mod tests {
 
     #[test]
     fn refuses_hostile_ids() {
-        for bad in ["", ".", "..", "../x", "/etc/passwd", "a\0b", ".hidden", "a:b", "a\nb", &"x".repeat(200)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/etc/passwd",
+            "a\0b",
+            ".hidden",
+            "a:b",
+            "a\nb",
+            &"x".repeat(200),
+        ] {
             let err = validate_id(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidId, "{bad:?}");
         }
-        for good in ["task_123", "a.b", "550e8400-e29b-41d4-a716-446655440000", "é", &"x".repeat(128)] {
+        for good in [
+            "task_123",
+            "a.b",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "é",
+            &"x".repeat(128),
+        ] {
             validate_id(good).unwrap();
         }
     }

@@ -31,7 +31,13 @@ pub const REPORTS_DIR: &str = "reports";
 /// The lock file, held with `File::try_lock` while a store is open.
 pub const LOCK_FILE: &str = ".statewal.lock";
 /// Every directory the store creates.
-pub const DIRS: [&str; 5] = [TASKS_DIR, SESSIONS_DIR, LOGS_DIR, REPORTS_DIR, crate::journal::JOURNAL_DIR];
+pub const DIRS: [&str; 5] = [
+    TASKS_DIR,
+    SESSIONS_DIR,
+    LOGS_DIR,
+    REPORTS_DIR,
+    crate::journal::JOURNAL_DIR,
+];
 
 /// `tasks/<id>.json`'s file name.
 pub fn task_file(id: &str) -> String {
@@ -74,7 +80,9 @@ fn backup_key(name: &str) -> (bool, u128, String) {
 /// A backup stamp for now, later than `after` (the newest existing stamp), so
 /// that names sort in the order backups were made even if the clock steps back.
 pub fn backup_stamp(after: Option<&str>) -> String {
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:6]Z");
+    let fmt = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+    );
     let mut now = time::OffsetDateTime::now_utc();
     loop {
         let stamp = now.format(&fmt).expect("formatting a UTC time cannot fail");
@@ -116,24 +124,43 @@ pub fn load_layout_files(fs: &dyn Fs) -> Result<(Vec<Task>, Vec<Value>, Vec<Skip
     for (path, bytes) in read_dir_json(fs, TASKS_DIR, &mut skipped)? {
         match serde_json::from_slice::<Task>(&bytes) {
             Ok(t) if crate::id::validate_id(&t.id).is_ok() => tasks.push(t),
-            Ok(t) => skipped.push(Skipped { file: path, reason: format!("invalid id {:?}", t.id) }),
-            Err(e) => skipped.push(Skipped { file: path, reason: e.to_string() }),
+            Ok(t) => skipped.push(Skipped {
+                file: path,
+                reason: format!("invalid id {:?}", t.id),
+            }),
+            Err(e) => skipped.push(Skipped {
+                file: path,
+                reason: e.to_string(),
+            }),
         }
     }
     let mut sessions = Vec::new();
     for (path, bytes) in read_dir_json(fs, SESSIONS_DIR, &mut skipped)? {
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) if crate::journal::op::session_id(&v).is_some_and(|id| crate::id::validate_id(id).is_ok()) => {
+            Ok(v)
+                if crate::journal::op::session_id(&v)
+                    .is_some_and(|id| crate::id::validate_id(id).is_ok()) =>
+            {
                 sessions.push(v)
             }
-            Ok(_) => skipped.push(Skipped { file: path, reason: "session record without a valid \"id\"".into() }),
-            Err(e) => skipped.push(Skipped { file: path, reason: e.to_string() }),
+            Ok(_) => skipped.push(Skipped {
+                file: path,
+                reason: "session record without a valid \"id\"".into(),
+            }),
+            Err(e) => skipped.push(Skipped {
+                file: path,
+                reason: e.to_string(),
+            }),
         }
     }
     Ok((tasks, sessions, skipped))
 }
 
-fn read_dir_json(fs: &dyn Fs, dir: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<(String, Vec<u8>)>> {
+fn read_dir_json(
+    fs: &dyn Fs,
+    dir: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in fs.list(dir)? {
         // Temp files of an interrupted atomic write start with a dot.
@@ -144,9 +171,10 @@ fn read_dir_json(fs: &dyn Fs, dir: &str, skipped: &mut Vec<Skipped>) -> Result<V
         match fs.read(&path) {
             Ok(Some(bytes)) => out.push((path, bytes.to_vec())),
             Ok(None) => {}
-            Err(e) if e.kind() == ErrorKind::InvalidInput => {
-                skipped.push(Skipped { file: path, reason: e.to_string() })
-            }
+            Err(e) if e.kind() == ErrorKind::InvalidInput => skipped.push(Skipped {
+                file: path,
+                reason: e.to_string(),
+            }),
             Err(e) => return Err(e),
         }
     }
@@ -154,7 +182,10 @@ fn read_dir_json(fs: &dyn Fs, dir: &str, skipped: &mut Vec<Skipped>) -> Result<V
 }
 
 /// Loads a state file, or says why it cannot be used.
-pub fn read_state_file(fs: &dyn Fs, name: &str) -> Result<std::result::Result<(PersistedState, u32), String>> {
+pub fn read_state_file(
+    fs: &dyn Fs,
+    name: &str,
+) -> Result<std::result::Result<(PersistedState, u32), String>> {
     match fs.read(name)? {
         None => Ok(Err("missing".into())),
         Some(bytes) => Ok(parse_state(&bytes).map(|s| (s, crc32fast::hash(&bytes)))),
@@ -163,5 +194,9 @@ pub fn read_state_file(fs: &dyn Fs, name: &str) -> Result<std::result::Result<(P
 
 /// An error for a state file that does not parse.
 pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
-    Error::new(ErrorKind::Corrupt, format!("corrupt {}: {why}", fs.describe(name))).with_path(name)
+    Error::new(
+        ErrorKind::Corrupt,
+        format!("corrupt {}: {why}", fs.describe(name)),
+    )
+    .with_path(name)
 }

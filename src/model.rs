@@ -124,7 +124,10 @@ impl Task {
     /// Parses a task from JSON, naming what is wrong.
     pub fn from_json(bytes: &[u8]) -> crate::Result<Task> {
         serde_json::from_slice(bytes).map_err(|e| {
-            crate::Error::new(crate::ErrorKind::InvalidInput, format!("not a valid task: {e}"))
+            crate::Error::new(
+                crate::ErrorKind::InvalidInput,
+                format!("not a valid task: {e}"),
+            )
         })
     }
 }
@@ -156,7 +159,10 @@ impl Metrics {
                 TaskStatus::Completed => {
                     m.completed_tasks += 1;
                     let start = t.started_at.as_deref().or(t.created_at.as_deref());
-                    if let (Some(s), Some(c)) = (start.and_then(parse_ms), t.completed_at.as_deref().and_then(parse_ms)) {
+                    if let (Some(s), Some(c)) = (
+                        start.and_then(parse_ms),
+                        t.completed_at.as_deref().and_then(parse_ms),
+                    ) {
                         if c >= s {
                             sum_ms += (c - s) as f64;
                             n += 1;
@@ -222,7 +228,10 @@ mod tests {
         let mut c = Task::new("c");
         c.status = TaskStatus::Failed;
         let m = Metrics::of([&a, &b, &c]);
-        assert_eq!((m.total_tasks, m.completed_tasks, m.failed_tasks), (3, 2, 1));
+        assert_eq!(
+            (m.total_tasks, m.completed_tasks, m.failed_tasks),
+            (3, 2, 1)
+        );
         assert_eq!(m.average_completion_time, 3000.0);
     }
 

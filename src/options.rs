@@ -28,7 +28,11 @@ impl SyncPolicy {
             "sync-before-ack" | "always" => Some(SyncPolicy::SyncBeforeAck),
             "os-buffered" | "buffered" => Some(SyncPolicy::OsBuffered),
             _ => {
-                let ms = s.strip_prefix("interval:")?.trim_end_matches("ms").parse().ok()?;
+                let ms = s
+                    .strip_prefix("interval:")?
+                    .trim_end_matches("ms")
+                    .parse()
+                    .ok()?;
                 Some(SyncPolicy::SyncEveryInterval(Duration::from_millis(ms)))
             }
         }
@@ -115,7 +119,11 @@ impl Options {
 
     /// Options for the directory named by `STATE_PATH`, else `./coding-agent-state`.
     pub fn from_env() -> Options {
-        Options::new(std::env::var_os("STATE_PATH").map(PathBuf::from).unwrap_or_else(|| DEFAULT_DIR.into()))
+        Options::new(
+            std::env::var_os("STATE_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| DEFAULT_DIR.into()),
+        )
     }
 
     /// The state directory.

@@ -3,8 +3,8 @@
 //! Applying an op is pure (no I/O) and idempotent for puts and deletes, so
 //! replaying records a checkpoint already holds changes nothing.
 
-use crate::journal::op::{session_id, Op};
-use crate::model::{Metrics, PersistedState, Task, STATE_VERSION};
+use crate::journal::op::{Op, session_id};
+use crate::model::{Metrics, PersistedState, STATE_VERSION, Task};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -55,7 +55,10 @@ pub(crate) struct State {
 impl State {
     /// The state a checkpoint describes.
     pub fn from_checkpoint(tasks: Vec<Task>, sessions: Vec<Value>, seq: u64) -> State {
-        let mut s = State { applied_seq: seq, ..State::default() };
+        let mut s = State {
+            applied_seq: seq,
+            ..State::default()
+        };
         for t in tasks {
             s.tasks.insert(t.id.clone(), Arc::new(t));
         }
@@ -68,7 +71,10 @@ impl State {
     }
 
     pub fn apply(&mut self, seq: u64, op: Op) {
-        debug_assert!(seq > self.applied_seq || self.applied_seq == 0, "records apply in order");
+        debug_assert!(
+            seq > self.applied_seq || self.applied_seq == 0,
+            "records apply in order"
+        );
         self.applied_seq = seq;
         match op {
             Op::PutTask(t) => {
@@ -87,11 +93,19 @@ impl State {
                 self.sessions.remove(&id);
                 self.changes.sessions.insert(id);
             }
-            Op::AppendLog { session, offset, text } => {
+            Op::AppendLog {
+                session,
+                offset,
+                text,
+            } => {
                 let end = offset + text.len() as u64;
                 let len = self.log_lens.entry(session.clone()).or_insert(0);
                 *len = (*len).max(end);
-                self.changes.logs.push(PendingLog { session, offset, text });
+                self.changes.logs.push(PendingLog {
+                    session,
+                    offset,
+                    text,
+                });
             }
             Op::SaveReport { id, report } => {
                 self.changes.reports.insert(id, Arc::new(report));

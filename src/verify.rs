@@ -6,9 +6,9 @@
 use crate::error::Result;
 use crate::fs::{self, Fs};
 use crate::journal::op::Op;
-use crate::journal::reader::{scan_segment, Piece};
+use crate::journal::reader::{Piece, scan_segment};
 use crate::journal::record::SegmentHeader;
-use crate::journal::{parse_segment_name, JOURNAL_DIR};
+use crate::journal::{JOURNAL_DIR, parse_segment_name};
 use crate::layout::{self, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
 
 /// How bad a finding is.
@@ -40,7 +40,11 @@ impl std::fmt::Display for Finding {
             FindingClass::TornTail => "torn tail",
             FindingClass::Corrupt => "corrupt",
         };
-        write!(f, "{}: byte {}: {class}: {}", self.file, self.offset, self.message)
+        write!(
+            f,
+            "{}: byte {}: {class}: {}",
+            self.file, self.offset, self.message
+        )
     }
 }
 
@@ -69,7 +73,9 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
     let mut state_files = vec![STATE_FILE.to_string()];
     state_files.extend(layout::list_backups(fs)?);
     for name in state_files {
-        let Some(bytes) = fs.read(&name)? else { continue };
+        let Some(bytes) = fs.read(&name)? else {
+            continue;
+        };
         r.files_checked += 1;
         if let Err(e) = serde_json::from_slice::<crate::PersistedState>(&bytes) {
             r.corrupt(&name, json_offset(&bytes, &e), e.to_string());
@@ -83,18 +89,25 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
                 continue;
             }
             let path = fs::join(dir, &name);
-            let Some(bytes) = fs.read(&path)? else { continue };
+            let Some(bytes) = fs.read(&path)? else {
+                continue;
+            };
             r.files_checked += 1;
             let stem = &name[..name.len() - ".json".len()];
             let id = if dir == TASKS_DIR {
                 serde_json::from_slice::<crate::Task>(&bytes).map(|t| t.id)
             } else {
-                serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .map(|v| crate::journal::op::session_id(&v).unwrap_or_default().to_string())
+                serde_json::from_slice::<serde_json::Value>(&bytes).map(|v| {
+                    crate::journal::op::session_id(&v)
+                        .unwrap_or_default()
+                        .to_string()
+                })
             };
             match id {
                 Err(e) => r.corrupt(&path, json_offset(&bytes, &e), e.to_string()),
-                Ok(id) if id != stem => r.corrupt(&path, 0, format!("holds id {id:?}, not {stem:?}")),
+                Ok(id) if id != stem => {
+                    r.corrupt(&path, 0, format!("holds id {id:?}, not {stem:?}"))
+                }
                 Ok(_) => {}
             }
         }
@@ -103,11 +116,17 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
 }
 
 fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
-    let ids: Vec<u64> = fs.list(JOURNAL_DIR)?.iter().filter_map(|n| parse_segment_name(n)).collect();
+    let ids: Vec<u64> = fs
+        .list(JOURNAL_DIR)?
+        .iter()
+        .filter_map(|n| parse_segment_name(n))
+        .collect();
     let mut expected: Option<u64> = None;
     for (i, id) in ids.iter().enumerate() {
         let name = fs::join(JOURNAL_DIR, &crate::journal::segment_name(*id));
-        let Some(bytes) = fs.read(&name)? else { continue };
+        let Some(bytes) = fs.read(&name)? else {
+            continue;
+        };
         r.files_checked += 1;
         let is_last = i + 1 == ids.len();
         let scan = scan_segment(&bytes);
@@ -125,24 +144,48 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
         // Older segments may be gone after a checkpoint, so only a segment
         // that starts *after* the previous one's end is a gap.
         if let Some(e) = expected.filter(|&e| header.first_seq > e) {
-            r.corrupt(&name, 0, format!("records {e} to {} are missing", header.first_seq - 1));
+            r.corrupt(
+                &name,
+                0,
+                format!("records {e} to {} are missing", header.first_seq - 1),
+            );
         }
         expected = Some(header.first_seq);
         for piece in scan.pieces {
             match piece {
                 Piece::Record { offset, record } => {
                     if expected.is_some_and(|e| record.seq != e) {
-                        r.corrupt(&name, offset, format!("record {} out of sequence", record.seq));
+                        r.corrupt(
+                            &name,
+                            offset,
+                            format!("record {} out of sequence", record.seq),
+                        );
                     }
                     expected = Some(record.seq + 1);
                     match Op::decode(record.kind, record.payload) {
                         Ok(_) => r.records_checked += 1,
-                        Err(why) => r.corrupt(&name, offset, format!("record {}: {why}", record.seq)),
+                        Err(why) => {
+                            r.corrupt(&name, offset, format!("record {}: {why}", record.seq))
+                        }
                     }
                 }
-                Piece::Damaged { offset, reason, record_follows, .. } => {
-                    let class = if is_last && !record_follows { FindingClass::TornTail } else { FindingClass::Corrupt };
-                    r.findings.push(Finding { file: name.clone(), offset, class, message: reason.to_string() });
+                Piece::Damaged {
+                    offset,
+                    reason,
+                    record_follows,
+                    ..
+                } => {
+                    let class = if is_last && !record_follows {
+                        FindingClass::TornTail
+                    } else {
+                        FindingClass::Corrupt
+                    };
+                    r.findings.push(Finding {
+                        file: name.clone(),
+                        offset,
+                        class,
+                        message: reason.to_string(),
+                    });
                     expected = None;
                 }
             }
@@ -153,7 +196,12 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
 
 impl VerifyReport {
     fn corrupt(&mut self, file: &str, offset: u64, message: String) {
-        self.findings.push(Finding { file: file.to_string(), offset, class: FindingClass::Corrupt, message });
+        self.findings.push(Finding {
+            file: file.to_string(),
+            offset,
+            class: FindingClass::Corrupt,
+            message,
+        });
     }
 }
 

@@ -103,7 +103,11 @@ pub(crate) fn check_rel(rel: &str) -> Result<()> {
 
 /// Joins a directory and a file name into a relative path.
 pub(crate) fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// Writes `data` to `rel` atomically: a temp file in the same directory, its
@@ -116,7 +120,12 @@ pub(crate) fn write_atomic(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> R
 
 /// [`write_atomic`] without the final directory sync, for callers that write
 /// several files into one directory and sync it once.
-pub(crate) fn write_atomic_nosync_dir(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic_nosync_dir(
+    fs: &dyn Fs,
+    dir: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<()> {
     let target = join(dir, name);
     let tmp = join(dir, &format!(".{name}.tmp"));
     // A leftover from a crash mid-write: harmless, replaced here.

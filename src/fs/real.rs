@@ -3,7 +3,7 @@
 //! **Invariant:** this is the only module that touches `std::fs` on the
 //! store's behalf.
 
-use super::{check_rel, Bytes, Fs, FsFile, OpenMode};
+use super::{Bytes, Fs, FsFile, OpenMode, check_rel};
 use crate::error::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read};
@@ -26,7 +26,9 @@ impl RealFs {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&root).map_err(|e| Error::io("create directory", &root, e))?;
+        builder
+            .create(&root)
+            .map_err(|e| Error::io("create directory", &root, e))?;
         Ok(RealFs { root })
     }
 
@@ -36,7 +38,10 @@ impl RealFs {
         let root = root.into();
         match std::fs::metadata(&root) {
             Ok(m) if m.is_dir() => Ok(RealFs { root }),
-            Ok(_) => Err(Error::new(ErrorKind::InvalidInput, format!("{} is not a directory", root.display()))),
+            Ok(_) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not a directory", root.display()),
+            )),
             Err(e) => Err(Error::io("open state directory", &root, e)),
         }
     }
@@ -48,7 +53,11 @@ impl RealFs {
 
     fn path(&self, rel: &str) -> Result<PathBuf> {
         check_rel(rel)?;
-        Ok(if rel.is_empty() { self.root.clone() } else { self.root.join(rel) })
+        Ok(if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        })
     }
 }
 
@@ -56,7 +65,8 @@ fn nofollow(opts: &mut OpenOptions) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o600);
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o600);
     }
     #[cfg(not(unix))]
     let _ = opts;
@@ -83,19 +93,29 @@ struct RealFile {
 impl FsFile for RealFile {
     fn write_all_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
-        self.file.write_all_at(data, offset).map_err(|e| Error::io("write", &self.path, e))
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io("write", &self.path, e))
     }
 
     fn sync_data(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io("fsync", &self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fsync", &self.path, e))
     }
 
     fn set_len(&mut self, len: u64) -> Result<()> {
-        self.file.set_len(len).map_err(|e| Error::io("set length of", &self.path, e))
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::io("set length of", &self.path, e))
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self.file.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len())
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?
+            .len())
     }
 }
 
@@ -122,7 +142,9 @@ impl Fs for RealFs {
                 let mut builder = std::fs::DirBuilder::new();
                 #[cfg(unix)]
                 std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-                builder.create(&path).map_err(|e| Error::io("create directory", &path, e))
+                builder
+                    .create(&path)
+                    .map_err(|e| Error::io("create directory", &path, e))
             }
             Err(e) => Err(Error::io("stat", &path, e)),
         }
@@ -164,11 +186,13 @@ impl Fs for RealFs {
             // SAFETY: the state directory is locked by this process, so no
             // other statewal process truncates the file while it is mapped;
             // the map is read-only and dropped before this process writes it.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
+            let map =
+                unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
             return Ok(Some(Bytes::Mapped(map)));
         }
         let mut buf = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut buf).map_err(|e| Error::io("read", &path, e))?;
+        file.read_to_end(&mut buf)
+            .map_err(|e| Error::io("read", &path, e))?;
         Ok(Some(Bytes::Owned(buf)))
     }
 
@@ -176,8 +200,11 @@ impl Fs for RealFs {
         let path = self.path(rel)?;
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Err(Error::new(ErrorKind::InvalidInput, format!("{} is not a regular file", path.display()))
-                .with_path(path)),
+            Ok(_) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            )
+            .with_path(path)),
             Err(e) if e.kind() == IoKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("stat", &path, e)),
         }
@@ -185,9 +212,8 @@ impl Fs for RealFs {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        std::fs::rename(&src, &dst).map_err(|e| {
-            Error::io(&format!("rename to {} of", dst.display()), &src, e)
-        })
+        std::fs::rename(&src, &dst)
+            .map_err(|e| Error::io(&format!("rename to {} of", dst.display()), &src, e))
     }
 
     fn remove(&self, rel: &str) -> Result<()> {
@@ -201,7 +227,8 @@ impl Fs for RealFs {
     fn sync_dir(&self, rel: &str) -> Result<()> {
         let path = self.path(rel)?;
         let dir = File::open(&path).map_err(|e| Error::io("open directory", &path, e))?;
-        dir.sync_all().map_err(|e| Error::io("fsync directory", &path, e))
+        dir.sync_all()
+            .map_err(|e| Error::io("fsync directory", &path, e))
     }
 
     fn list(&self, rel: &str) -> Result<Vec<String>> {
@@ -231,14 +258,20 @@ impl Fs for RealFs {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
         nofollow(&mut opts);
-        let mut file = opts.open(&path).map_err(|e| open_error("open lock file", &path, e))?;
+        let mut file = opts
+            .open(&path)
+            .map_err(|e| open_error("open lock file", &path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+                let who = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                };
                 return Err(Error::new(
                     ErrorKind::Locked,
                     format!(

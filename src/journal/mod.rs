@@ -19,9 +19,9 @@ pub mod record;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, FsFile, OpenMode};
 use parking_lot::{Condvar, Mutex};
-use record::{encode_record, RecordKind, SegmentHeader};
-use std::sync::atomic::{AtomicU64, Ordering};
+use record::{RecordKind, SegmentHeader, encode_record};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The directory, relative to the state directory, holding the segments.
 pub const JOURNAL_DIR: &str = "journal";
@@ -36,7 +36,8 @@ pub fn segment_name(id: u64) -> String {
 /// The id in a segment file name, if it is one.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())?
 }
 
 /// Counters the journal keeps, for stats and tests.
@@ -83,7 +84,11 @@ impl Journal {
     /// A journal whose next record gets `next_seq` and whose next segment is
     /// `next_segment_id`.
     pub fn new(fs: Arc<dyn Fs>, next_seq: u64, next_segment_id: u64) -> Journal {
-        let header = SegmentHeader { id: next_segment_id, salt: new_salt(), first_seq: next_seq };
+        let header = SegmentHeader {
+            id: next_segment_id,
+            salt: new_salt(),
+            first_seq: next_seq,
+        };
         Journal {
             fs,
             inner: Mutex::new(Inner {
@@ -96,7 +101,11 @@ impl Journal {
                 salt: header.salt,
             }),
             flushed: Condvar::new(),
-            active: Mutex::new(Active { header, file: None, len: 0 }),
+            active: Mutex::new(Active {
+                header,
+                file: None,
+                len: 0,
+            }),
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             stats: JournalStats::default(),
         }
@@ -105,7 +114,12 @@ impl Journal {
     /// Appends a record and runs `apply(seq)` while still holding the lock
     /// that orders records, so state is applied in sequence order. The record
     /// is neither written nor durable yet: call [`Journal::commit`].
-    pub fn append<T>(&self, kind: RecordKind, payload: &[u8], apply: impl FnOnce(u64) -> T) -> Result<(u64, T)> {
+    pub fn append<T>(
+        &self,
+        kind: RecordKind,
+        payload: &[u8],
+        apply: impl FnOnce(u64) -> T,
+    ) -> Result<(u64, T)> {
         let mut g = self.inner.lock();
         if let Some(e) = &g.poisoned {
             return Err(poisoned(e));
@@ -117,7 +131,9 @@ impl Journal {
         encode_record(&mut g.buf, salt, seq, kind, payload);
         let n = (g.buf.len() - before) as u64;
         self.stats.records.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_since_rotation.fetch_add(n, Ordering::Relaxed);
+        self.stats
+            .bytes_since_rotation
+            .fetch_add(n, Ordering::Relaxed);
         let out = apply(seq);
         Ok((seq, out))
     }
@@ -180,7 +196,11 @@ impl Journal {
         g.flushing = true;
         let buf = std::mem::take(&mut g.buf);
         let last = g.next_seq - 1;
-        let next = SegmentHeader { id: new_id, salt: new_salt(), first_seq: last + 1 };
+        let next = SegmentHeader {
+            id: new_id,
+            salt: new_salt(),
+            first_seq: last + 1,
+        };
         g.salt = next.salt;
         self.stats.bytes_since_rotation.store(0, Ordering::Relaxed);
         let snap = snapshot(last);
@@ -205,7 +225,14 @@ impl Journal {
         self.inner.lock().poisoned.as_ref().map(poisoned)
     }
 
-    fn finish_flush(&self, g: &mut Inner, result: Result<()>, last: u64, durable: bool, mut buf: Vec<u8>) {
+    fn finish_flush(
+        &self,
+        g: &mut Inner,
+        result: Result<()>,
+        last: u64,
+        durable: bool,
+        mut buf: Vec<u8>,
+    ) {
         g.flushing = false;
         match result {
             Ok(()) => {
@@ -229,7 +256,12 @@ impl Journal {
 
     /// Writes `buf` to the active segment, syncs it if `durable`, and then,
     /// if `rotate_to` is given, makes that the active segment.
-    fn write_and_sync(&self, buf: &[u8], durable: bool, rotate_to: Option<SegmentHeader>) -> Result<()> {
+    fn write_and_sync(
+        &self,
+        buf: &[u8],
+        durable: bool,
+        rotate_to: Option<SegmentHeader>,
+    ) -> Result<()> {
         let mut active = self.active.lock();
         if !buf.is_empty() {
             if active.file.is_none() {
@@ -248,7 +280,11 @@ impl Journal {
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {
-            *active = Active { header: next, file: None, len: 0 };
+            *active = Active {
+                header: next,
+                file: None,
+                len: 0,
+            };
         }
         Ok(())
     }
@@ -280,6 +316,11 @@ fn new_salt() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }

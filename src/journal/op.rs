@@ -72,7 +72,11 @@ impl Op {
             Op::PutTask(t) => json(t),
             Op::DeleteTask(id) | Op::DeleteSession(id) => id.as_bytes().to_vec(),
             Op::PutSession { session, .. } => json(session),
-            Op::AppendLog { session, offset, text } => {
+            Op::AppendLog {
+                session,
+                offset,
+                text,
+            } => {
                 let mut out = with_id(session, 8 + text.len());
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.extend_from_slice(text);
@@ -89,8 +93,10 @@ impl Op {
 
     /// Decodes a payload of `kind`, saying what is wrong if it does not parse.
     pub fn decode(kind: u8, payload: &[u8]) -> Result<Op, String> {
-        let kind = RecordKind::from_u8(kind).ok_or_else(|| format!("unknown record kind {kind}"))?;
-        let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "id is not UTF-8".to_string());
+        let kind =
+            RecordKind::from_u8(kind).ok_or_else(|| format!("unknown record kind {kind}"))?;
+        let utf8 =
+            |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "id is not UTF-8".to_string());
         Ok(match kind {
             RecordKind::PutTask => {
                 Op::PutTask(serde_json::from_slice(payload).map_err(|e| format!("task JSON: {e}"))?)
@@ -99,7 +105,9 @@ impl Op {
             RecordKind::PutSession => {
                 let session: Value =
                     serde_json::from_slice(payload).map_err(|e| format!("session JSON: {e}"))?;
-                let id = session_id(&session).ok_or("session has no string id")?.to_string();
+                let id = session_id(&session)
+                    .ok_or("session has no string id")?
+                    .to_string();
                 Op::PutSession { id, session }
             }
             RecordKind::DeleteSession => Op::DeleteSession(utf8(payload)?),
@@ -109,12 +117,20 @@ impl Op {
                     return Err("log record too short".into());
                 }
                 let offset = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
-                Op::AppendLog { session: utf8(id)?, offset, text: rest[8..].to_vec() }
+                Op::AppendLog {
+                    session: utf8(id)?,
+                    offset,
+                    text: rest[8..].to_vec(),
+                }
             }
             RecordKind::SaveReport => {
                 let (id, rest) = split_id(payload)?;
-                let report = serde_json::from_slice(rest).map_err(|e| format!("report JSON: {e}"))?;
-                Op::SaveReport { id: utf8(id)?, report }
+                let report =
+                    serde_json::from_slice(rest).map_err(|e| format!("report JSON: {e}"))?;
+                Op::SaveReport {
+                    id: utf8(id)?,
+                    report,
+                }
             }
         })
     }
@@ -165,10 +181,20 @@ mod tests {
         let ops = [
             Op::PutTask(Task::new("a")),
             Op::DeleteTask("a".into()),
-            Op::PutSession { id: "s".into(), session: serde_json::json!({"id": "s", "x": 1}) },
+            Op::PutSession {
+                id: "s".into(),
+                session: serde_json::json!({"id": "s", "x": 1}),
+            },
             Op::DeleteSession("s".into()),
-            Op::AppendLog { session: "s".into(), offset: 9, text: b"hello\n".to_vec() },
-            Op::SaveReport { id: "r".into(), report: serde_json::json!({"ok": true}) },
+            Op::AppendLog {
+                session: "s".into(),
+                offset: 9,
+                text: b"hello\n".to_vec(),
+            },
+            Op::SaveReport {
+                id: "r".into(),
+                report: serde_json::json!({"ok": true}),
+            },
         ];
         for op in ops {
             assert_eq!(Op::decode(op.kind() as u8, &op.encode()), Ok(op));

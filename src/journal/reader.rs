@@ -3,8 +3,9 @@
 //! Pure bytes, no I/O; recovery and `verify` decide what a damaged span means.
 
 use super::record::{
-    decode_record, u32_at, u64_at, Decoded, RecordRef, SegmentHeader, REC_KIND_OFFSET, REC_LEN_OFFSET,
-    REC_SEQ_OFFSET, RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, SEGMENT_HEADER_LEN,
+    Decoded, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET, RECORD_HEADER_LEN,
+    RECORD_PAYLOAD_MAX, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, decode_record, u32_at,
+    u64_at,
 };
 
 /// One piece of a segment, in file order.
@@ -44,7 +45,12 @@ pub struct SegmentScan<'a> {
 pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
     let header = match SegmentHeader::decode(buf) {
         Ok(h) => h,
-        Err(e) => return SegmentScan { header: Err(e), pieces: Vec::new() },
+        Err(e) => {
+            return SegmentScan {
+                header: Err(e),
+                pieces: Vec::new(),
+            };
+        }
     };
     let mut pieces = Vec::new();
     let mut pos = SEGMENT_HEADER_LEN;
@@ -52,7 +58,10 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
     while pos < buf.len() {
         match decode_record(&buf[pos..], header.salt) {
             Decoded::Record(record, len) => {
-                pieces.push(Piece::Record { offset: pos as u64, record });
+                pieces.push(Piece::Record {
+                    offset: pos as u64,
+                    record,
+                });
                 last_seq = last_seq.max(record.seq);
                 pos += len;
             }
@@ -73,7 +82,10 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
             }
         }
     }
-    SegmentScan { header: Ok(header), pieces }
+    SegmentScan {
+        header: Ok(header),
+        pieces,
+    }
 }
 
 /// The offset of the first valid record at or after `from`, if any. Cheap
@@ -98,13 +110,23 @@ fn find_next_record(buf: &[u8], from: usize, salt: u64, last_seq: u64) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{encode_record, RecordKind};
+    use crate::journal::record::{RecordKind, encode_record};
 
     fn segment(n: u64) -> Vec<u8> {
-        let h = SegmentHeader { id: 1, salt: 5, first_seq: 1 };
+        let h = SegmentHeader {
+            id: 1,
+            salt: 5,
+            first_seq: 1,
+        };
         let mut buf = h.encode().to_vec();
         for seq in 1..=n {
-            encode_record(&mut buf, 5, seq, RecordKind::DeleteTask, format!("task{seq}").as_bytes());
+            encode_record(
+                &mut buf,
+                5,
+                seq,
+                RecordKind::DeleteTask,
+                format!("task{seq}").as_bytes(),
+            );
         }
         buf
     }
@@ -114,14 +136,30 @@ mod tests {
         let buf = segment(3);
         let cut = &buf[..buf.len() - 3];
         let scan = scan_segment(cut);
-        assert!(matches!(scan.pieces.last(), Some(Piece::Damaged { record_follows: false, .. })));
+        assert!(matches!(
+            scan.pieces.last(),
+            Some(Piece::Damaged {
+                record_follows: false,
+                ..
+            })
+        ));
         assert_eq!(scan.pieces.len(), 3);
 
         let mut flipped = buf.clone();
         flipped[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10; // inside record 2
         let scan = scan_segment(&flipped);
-        let kinds: Vec<bool> = scan.pieces.iter().map(|p| matches!(p, Piece::Record { .. })).collect();
+        let kinds: Vec<bool> = scan
+            .pieces
+            .iter()
+            .map(|p| matches!(p, Piece::Record { .. }))
+            .collect();
         assert_eq!(kinds, [true, false, true]);
-        assert!(matches!(scan.pieces[1], Piece::Damaged { record_follows: true, .. }));
+        assert!(matches!(
+            scan.pieces[1],
+            Piece::Damaged {
+                record_follows: true,
+                ..
+            }
+        ));
     }
 }

@@ -106,12 +106,14 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[SEG_MAGIC_OFFSET..SEG_MAGIC_OFFSET + 8].copy_from_slice(&SEGMENT_MAGIC);
-        b[SEG_VERSION_OFFSET..SEG_VERSION_OFFSET + 4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[SEG_VERSION_OFFSET..SEG_VERSION_OFFSET + 4]
+            .copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         b[SEG_HEADER_LEN_OFFSET..SEG_HEADER_LEN_OFFSET + 4]
             .copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         b[SEG_ID_OFFSET..SEG_ID_OFFSET + 8].copy_from_slice(&self.id.to_le_bytes());
         b[SEG_SALT_OFFSET..SEG_SALT_OFFSET + 8].copy_from_slice(&self.salt.to_le_bytes());
-        b[SEG_FIRST_SEQ_OFFSET..SEG_FIRST_SEQ_OFFSET + 8].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[SEG_FIRST_SEQ_OFFSET..SEG_FIRST_SEQ_OFFSET + 8]
+            .copy_from_slice(&self.first_seq.to_le_bytes());
         let crc = crc32fast::hash(&b[..SEG_CRC_OFFSET]);
         b[SEG_CRC_OFFSET..SEG_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(SegmentHeader::decode(&b), Ok(*self));
@@ -121,7 +123,10 @@ impl SegmentHeader {
     /// Decodes and checks a header, saying what is wrong if it is not valid.
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
         if b.len() < SEGMENT_HEADER_LEN {
-            return Err(format!("segment header is {} bytes, expected {SEGMENT_HEADER_LEN}", b.len()));
+            return Err(format!(
+                "segment header is {} bytes, expected {SEGMENT_HEADER_LEN}",
+                b.len()
+            ));
         }
         if b[..8] != SEGMENT_MAGIC {
             return Err("bad segment magic".into());
@@ -170,17 +175,23 @@ pub enum Decoded<'a> {
 
 /// Appends one framed record to `out`.
 pub fn encode_record(out: &mut Vec<u8>, salt: u64, seq: u64, kind: RecordKind, payload: &[u8]) {
-    assert!(payload.len() <= RECORD_PAYLOAD_MAX as usize, "payload over cap reached the codec");
+    assert!(
+        payload.len() <= RECORD_PAYLOAD_MAX as usize,
+        "payload over cap reached the codec"
+    );
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
     out.extend_from_slice(payload);
     let frame = &mut out[start..];
-    frame[REC_LEN_OFFSET..REC_LEN_OFFSET + 4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame[REC_LEN_OFFSET..REC_LEN_OFFSET + 4]
+        .copy_from_slice(&(payload.len() as u32).to_le_bytes());
     frame[REC_SEQ_OFFSET..REC_SEQ_OFFSET + 8].copy_from_slice(&seq.to_le_bytes());
     frame[REC_KIND_OFFSET] = kind as u8;
     let crc = frame_crc(salt, frame);
     frame[REC_CRC_OFFSET..REC_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-    debug_assert!(matches!(decode_record(&out[start..], salt), Decoded::Record(r, _) if r.seq == seq));
+    debug_assert!(
+        matches!(decode_record(&out[start..], salt), Decoded::Record(r, _) if r.seq == seq)
+    );
 }
 
 /// Decodes the record at the start of `buf`.
@@ -233,17 +244,27 @@ mod tests {
         encode_record(&mut out, 7, 42, RecordKind::DeleteTask, b"abc");
         match decode_record(&out, 7) {
             Decoded::Record(r, n) => {
-                assert_eq!((r.seq, r.kind, r.payload, n), (42, 2, &b"abc"[..], out.len()));
+                assert_eq!(
+                    (r.seq, r.kind, r.payload, n),
+                    (42, 2, &b"abc"[..], out.len())
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(decode_record(&out, 8), Decoded::Invalid("record checksum mismatch"));
+        assert_eq!(
+            decode_record(&out, 8),
+            Decoded::Invalid("record checksum mismatch")
+        );
         assert_eq!(decode_record(&out[..out.len() - 1], 7), Decoded::Incomplete);
     }
 
     #[test]
     fn header_round_trip_and_damage() {
-        let h = SegmentHeader { id: 3, salt: 99, first_seq: 17 };
+        let h = SegmentHeader {
+            id: 3,
+            salt: 99,
+            first_seq: 17,
+        };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[SEG_FIRST_SEQ_OFFSET] ^= 1;
