@@ -232,7 +232,7 @@ fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()
             continue;
         }
         if !ctx.valid_backups.contains(&name)
-            && matches!(layout::read_state_file(fs, &name)?, Ok(_))
+            && layout::read_state_file(fs, &name)?.is_ok()
         {
             ctx.valid_backups.insert(name.clone());
         }

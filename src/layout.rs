@@ -65,7 +65,7 @@ pub fn list_backups(fs: &dyn Fs) -> Result<Vec<String>> {
         .into_iter()
         .filter(|n| n.starts_with(BACKUP_PREFIX) && n.ends_with(".json"))
         .collect();
-    names.sort_by(|a, b| backup_key(b).cmp(&backup_key(a)));
+    names.sort_by_key(|n| std::cmp::Reverse(backup_key(n)));
     Ok(names)
 }
 

@@ -159,14 +159,12 @@ impl Metrics {
                 TaskStatus::Completed => {
                     m.completed_tasks += 1;
                     let start = t.started_at.as_deref().or(t.created_at.as_deref());
-                    if let (Some(s), Some(c)) = (
-                        start.and_then(parse_ms),
-                        t.completed_at.as_deref().and_then(parse_ms),
-                    ) {
-                        if c >= s {
-                            sum_ms += (c - s) as f64;
-                            n += 1;
-                        }
+                    let end = t.completed_at.as_deref().and_then(parse_ms);
+                    if let (Some(s), Some(c)) = (start.and_then(parse_ms), end)
+                        && c >= s
+                    {
+                        sum_ms += (c - s) as f64;
+                        n += 1;
                     }
                 }
                 TaskStatus::Failed => m.failed_tasks += 1,

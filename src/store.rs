@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One mutation, for [`Store::submit`].
+#[allow(clippy::large_enum_variant)] // Short-lived; see `Op`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     /// Insert or replace a task.

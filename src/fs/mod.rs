@@ -46,6 +46,8 @@ impl Deref for Bytes {
 }
 
 /// An open file, for writing. Reads go through [`Fs::read`].
+// `len` is the file's length in bytes; an `is_empty` would add nothing here.
+#[allow(clippy::len_without_is_empty)]
 pub trait FsFile: Send + Sync {
     /// Writes all of `data` at `offset`.
     fn write_all_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
