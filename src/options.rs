@@ -97,6 +97,7 @@ pub struct Options {
     pub(crate) backups_kept: usize,
     pub(crate) task_bytes_max: usize,
     pub(crate) checkpoint_on_drop: bool,
+    pub(crate) journal_preallocate_bytes: u64,
 }
 
 /// The state directory used when neither an option nor `STATE_PATH` names one.
@@ -114,6 +115,7 @@ impl Options {
             backups_kept: 10,
             task_bytes_max: 16 * 1024 * 1024,
             checkpoint_on_drop: true,
+            journal_preallocate_bytes: 1024 * 1024,
         }
     }
 
@@ -168,6 +170,15 @@ impl Options {
     /// journal's record limit (64 MiB).
     pub fn task_bytes_max(mut self, bytes: usize) -> Options {
         self.task_bytes_max = bytes.min(crate::journal::record::RECORD_PAYLOAD_MAX as usize - 1024);
+        self
+    }
+
+    /// Zeros written ahead of the journal's records, so that a sync flushes
+    /// only data and not the file's size (on ext4 that makes an `fdatasync`
+    /// markedly cheaper). Segments grow in steps of their own size, up to
+    /// 16 MiB at a time. 0 turns preallocation off. Default: 1 MiB.
+    pub fn journal_preallocate_bytes(mut self, bytes: u64) -> Options {
+        self.journal_preallocate_bytes = bytes;
         self
     }
 

@@ -7,7 +7,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, OpenMode};
 use crate::journal::op::Op;
-use crate::journal::reader::{Piece, scan_segment};
+use crate::journal::reader::{Piece, SegmentScan, mark_durable, scan_segment};
 use crate::journal::{JOURNAL_DIR, parse_segment_name, segment_name};
 use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
@@ -139,18 +139,22 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         stop: false,
         left_damage: false,
     };
-    let last_index = segs.len().saturating_sub(1);
-    for (i, (id, name, bytes)) in segs.iter().enumerate().skip(first) {
+    let mut scans: Vec<_> = segs[first..]
+        .iter()
+        .map(|(_, _, b)| scan_segment(b))
+        .collect();
+    mark_durable(&mut scans);
+    for ((id, name, bytes), scan) in segs[first..].iter().zip(scans) {
         report.segments_read += 1;
-        let truncate_at =
-            replay.segment(*id, name, bytes, i == last_index, &mut state, &mut report)?;
+        let len = bytes.len() as u64;
+        let truncate_at = replay.segment(*id, name, len, scan, &mut state, &mut report)?;
         if let Some(at) = truncate_at {
             let mut file = fs.open(name, OpenMode::Existing)?;
             file.set_len(at)?;
             // Sync the truncation so a later power loss cannot bring the torn
             // bytes back behind records written after them.
             file.sync_data()?;
-            report.bytes_truncated += bytes.len() as u64 - at;
+            report.bytes_truncated += len - at;
         }
         if replay.stop {
             break;
@@ -196,12 +200,11 @@ impl Replay {
         &mut self,
         id: u64,
         name: &str,
-        bytes: &[u8],
-        is_last: bool,
+        file_len: u64,
+        scan: SegmentScan<'_>,
         state: &mut State,
         report: &mut RecoveryReport,
     ) -> Result<Option<u64>> {
-        let scan = scan_segment(bytes);
         let header = match scan.header {
             Ok(h) if h.id == id => h,
             Ok(h) => {
@@ -209,7 +212,7 @@ impl Replay {
                     .damage(
                         name,
                         0,
-                        bytes.len() as u64,
+                        file_len,
                         &format!("header names segment {}", h.id),
                         false,
                         report,
@@ -218,7 +221,7 @@ impl Replay {
             }
             Err(why) => {
                 return self
-                    .damage(name, 0, bytes.len() as u64, &why, false, report)
+                    .damage(name, 0, file_len, &why, false, report)
                     .map(|_| None);
             }
         };
@@ -280,9 +283,13 @@ impl Replay {
                     offset,
                     end,
                     reason,
-                    record_follows,
+                    durable,
+                    ..
                 } => {
-                    let torn = is_last && !record_follows;
+                    // Damage no later record vouches for is the unsynced tail
+                    // a crash may tear: nothing in it was acknowledged durable
+                    // under SyncBeforeAck (see journal::reader).
+                    let torn = !durable;
                     self.damage(name, offset, end - offset, reason, torn, report)?;
                     if torn && self.mode != RecoveryMode::Strict {
                         return Ok(Some(offset));

@@ -148,7 +148,12 @@ impl Store {
         let rec = recovery::recover(&*fs, opts.recovery_mode)?;
         let report = rec.report.clone();
         log_report(&report);
-        let journal = Journal::new(fs.clone(), rec.state.applied_seq + 1, rec.next_segment_id);
+        let journal = Journal::new(
+            fs.clone(),
+            rec.state.applied_seq + 1,
+            rec.next_segment_id,
+            opts.journal_preallocate_bytes,
+        );
         let ctx = CheckpointCtx {
             removable_below: rec.first_needed_segment,
             state_crc: rec.state_crc,

@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::fs::{self, Fs};
 use crate::journal::op::Op;
-use crate::journal::reader::{Piece, scan_segment};
+use crate::journal::reader::{Piece, mark_durable, scan_segment};
 use crate::journal::record::SegmentHeader;
 use crate::journal::{JOURNAL_DIR, parse_segment_name};
 use crate::layout::{self, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
@@ -121,15 +121,19 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
         .iter()
         .filter_map(|n| parse_segment_name(n))
         .collect();
-    let mut expected: Option<u64> = None;
-    for (i, id) in ids.iter().enumerate() {
+    let mut files = Vec::new();
+    for id in &ids {
         let name = fs::join(JOURNAL_DIR, &crate::journal::segment_name(*id));
-        let Some(bytes) = fs.read(&name)? else {
-            continue;
-        };
-        r.files_checked += 1;
-        let is_last = i + 1 == ids.len();
-        let scan = scan_segment(&bytes);
+        if let Some(bytes) = fs.read(&name)? {
+            files.push((*id, name, bytes));
+        }
+    }
+    r.files_checked += files.len();
+    let mut scans: Vec<_> = files.iter().map(|(_, _, b)| scan_segment(b)).collect();
+    mark_durable(&mut scans);
+    let mut expected: Option<u64> = None;
+    for ((id, name, _), scan) in files.iter().zip(scans) {
+        let name = name.clone();
         let header: SegmentHeader = match scan.header {
             Ok(h) => h,
             Err(why) => {
@@ -172,10 +176,10 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
                 Piece::Damaged {
                     offset,
                     reason,
-                    record_follows,
+                    durable,
                     ..
                 } => {
-                    let class = if is_last && !record_follows {
+                    let class = if !durable {
                         FindingClass::TornTail
                     } else {
                         FindingClass::Corrupt

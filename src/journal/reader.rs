@@ -1,11 +1,17 @@
 //! Reading a segment back: split its bytes into valid records and damaged spans.
 //!
 //! Pure bytes, no I/O; recovery and `verify` decide what a damaged span means.
+//!
+//! A damaged span is either the unsynced tail a crash may tear (records that
+//! were never acknowledged as durable under `SyncBeforeAck`) or damage to
+//! bytes that had been durable. The two look alike; what tells them apart is
+//! a later record's `synced_before`: a record written after the damaged
+//! records were synced proves they had been durable ([`mark_durable`]).
 
 use super::record::{
-    Decoded, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET, RECORD_HEADER_LEN,
-    RECORD_PAYLOAD_MAX, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader, decode_record, u32_at,
-    u64_at,
+    Decoded, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET,
+    RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader,
+    decode_record, u32_at, u64_at,
 };
 
 /// One piece of a segment, in file order.
@@ -26,9 +32,11 @@ pub enum Piece<'a> {
         end: u64,
         /// What is wrong with the first bytes.
         reason: &'static str,
-        /// True if a valid record follows in this segment; false if the damage
-        /// runs to the end of the file (the shape a torn write leaves).
-        record_follows: bool,
+        /// The first sequence number the damaged bytes may have held.
+        first_seq: u64,
+        /// True if a later record proves the damaged records had been synced
+        /// (set by [`mark_durable`]); false for a crash's unsynced tail.
+        durable: bool,
     },
 }
 
@@ -65,6 +73,11 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
                 last_seq = last_seq.max(record.seq);
                 pos += len;
             }
+            _ if buf[pos..].iter().all(|&b| b == 0) => {
+                // Zeros written ahead of the records (preallocation): the
+                // clean end of the segment, not damage.
+                break;
+            }
             bad => {
                 let reason = match bad {
                     Decoded::Invalid(why) => why,
@@ -76,7 +89,8 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
                     offset: pos as u64,
                     end: end as u64,
                     reason,
-                    record_follows: next.is_some(),
+                    first_seq: last_seq + 1,
+                    durable: false,
                 });
                 pos = end;
             }
@@ -88,6 +102,26 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
     }
 }
 
+/// Marks each damaged span, across consecutive segments in order, as
+/// `durable` if any later record was written after the span's records were
+/// synced. Segments are synced whole before the next one is started, so a
+/// record in a later segment vouches for everything before it.
+pub fn mark_durable(scans: &mut [SegmentScan<'_>]) {
+    let mut latest_synced = 0u64;
+    for scan in scans.iter_mut().rev() {
+        for piece in scan.pieces.iter_mut().rev() {
+            match piece {
+                Piece::Record { record, .. } => {
+                    latest_synced = latest_synced.max(record.synced_before)
+                }
+                Piece::Damaged {
+                    first_seq, durable, ..
+                } => *durable = latest_synced >= *first_seq,
+            }
+        }
+    }
+}
+
 /// The offset of the first valid record at or after `from`, if any. Cheap
 /// tests (kind byte, zero padding, plausible length and sequence) come before
 /// the checksum so a scan over garbage stays fast.
@@ -96,7 +130,7 @@ fn find_next_record(buf: &[u8], from: usize, salt: u64, last_seq: u64) -> Option
     while pos + RECORD_HEADER_LEN <= buf.len() {
         let h = &buf[pos..];
         let plausible = (1..=6).contains(&h[REC_KIND_OFFSET])
-            && h[REC_KIND_OFFSET + 1..RECORD_HEADER_LEN] == [0, 0, 0]
+            && h[REC_KIND_OFFSET + 1..REC_SYNCED_DISTANCE_OFFSET] == [0, 0, 0]
             && u32_at(h, REC_LEN_OFFSET) <= RECORD_PAYLOAD_MAX
             && u64_at(h, REC_SEQ_OFFSET) > last_seq;
         if plausible && matches!(decode_record(h, salt), Decoded::Record(..)) {
@@ -112,7 +146,8 @@ mod tests {
     use super::*;
     use crate::journal::record::{RecordKind, encode_record};
 
-    fn segment(n: u64) -> Vec<u8> {
+    /// A segment of `n` records; record `seq` was written when `synced(seq)` was durable.
+    fn segment(n: u64, synced: impl Fn(u64) -> u64) -> Vec<u8> {
         let h = SegmentHeader {
             id: 1,
             salt: 5,
@@ -120,46 +155,62 @@ mod tests {
         };
         let mut buf = h.encode().to_vec();
         for seq in 1..=n {
+            let payload = format!("task{seq}");
             encode_record(
                 &mut buf,
                 5,
                 seq,
+                synced(seq),
                 RecordKind::DeleteTask,
-                format!("task{seq}").as_bytes(),
+                payload.as_bytes(),
             );
         }
         buf
     }
 
-    #[test]
-    fn torn_tail_and_middle_damage_are_told_apart() {
-        let buf = segment(3);
-        let cut = &buf[..buf.len() - 3];
-        let scan = scan_segment(cut);
-        assert!(matches!(
-            scan.pieces.last(),
-            Some(Piece::Damaged {
-                record_follows: false,
-                ..
-            })
-        ));
-        assert_eq!(scan.pieces.len(), 3);
-
-        let mut flipped = buf.clone();
-        flipped[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10; // inside record 2
-        let scan = scan_segment(&flipped);
-        let kinds: Vec<bool> = scan
-            .pieces
+    fn damage_flags(buf: &[u8]) -> Vec<Option<bool>> {
+        let mut scans = [scan_segment(buf)];
+        mark_durable(&mut scans);
+        let [scan] = scans;
+        scan.pieces
             .iter()
-            .map(|p| matches!(p, Piece::Record { .. }))
-            .collect();
-        assert_eq!(kinds, [true, false, true]);
-        assert!(matches!(
-            scan.pieces[1],
-            Piece::Damaged {
-                record_follows: true,
-                ..
-            }
-        ));
+            .map(|p| match p {
+                Piece::Record { .. } => None,
+                Piece::Damaged { durable, .. } => Some(*durable),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cut_tail_is_not_durable() {
+        let buf = segment(3, |seq| seq - 1);
+        assert_eq!(
+            damage_flags(&buf[..buf.len() - 3]),
+            [None, None, Some(false)]
+        );
+    }
+
+    #[test]
+    fn damage_vouched_for_by_a_later_record_is_durable() {
+        // Record 2 spans bytes 77..106; record 3 was written after it was synced.
+        let mut buf = segment(3, |seq| seq - 1);
+        buf[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
+        assert_eq!(damage_flags(&buf), [None, Some(true), None]);
+    }
+
+    #[test]
+    fn damage_inside_one_unsynced_batch_is_a_torn_tail() {
+        // Records 1..3 were written together before any sync: a crash may
+        // keep record 3's sector and lose record 2's.
+        let mut buf = segment(3, |_| 0);
+        buf[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
+        assert_eq!(damage_flags(&buf), [None, Some(false), None]);
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_a_clean_end() {
+        let mut buf = segment(2, |seq| seq - 1);
+        buf.resize(buf.len() + 4096, 0);
+        assert_eq!(damage_flags(&buf), [None, None]);
     }
 }

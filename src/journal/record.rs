@@ -38,9 +38,14 @@ pub const REC_LEN_OFFSET: usize = REC_CRC_OFFSET + 4;
 pub const REC_SEQ_OFFSET: usize = REC_LEN_OFFSET + 4;
 /// Offset of a record's kind (u8).
 pub const REC_KIND_OFFSET: usize = REC_SEQ_OFFSET + 8;
-/// Length of a record header; the payload follows. Bytes 17..20 are zero.
-pub const RECORD_HEADER_LEN: usize = REC_KIND_OFFSET + 1 + 3;
-const _: () = assert!(RECORD_HEADER_LEN == 20);
+/// Offset of the durability distance (u32 LE): when the record was written,
+/// every record with a sequence number up to `seq - distance` was already
+/// synced. Recovery uses it to tell a crash's unsynced tail from damage to
+/// records that had been durable. Saturates at `u32::MAX`. Bytes 17..20 are zero.
+pub const REC_SYNCED_DISTANCE_OFFSET: usize = REC_KIND_OFFSET + 1 + 3;
+/// Length of a record header; the payload follows.
+pub const RECORD_HEADER_LEN: usize = REC_SYNCED_DISTANCE_OFFSET + 4;
+const _: () = assert!(RECORD_HEADER_LEN == 24);
 /// The largest payload a record may claim. A length above this is damage,
 /// checked before anything is allocated.
 pub const RECORD_PAYLOAD_MAX: u32 = 64 * 1024 * 1024;
@@ -158,6 +163,9 @@ pub struct RecordRef<'a> {
     pub seq: u64,
     /// Its kind byte (checked against [`RecordKind`] by the caller).
     pub kind: u8,
+    /// Every record up to this sequence number was synced before this one
+    /// was written.
+    pub synced_before: u64,
     /// Its payload.
     pub payload: &'a [u8],
 }
@@ -174,7 +182,21 @@ pub enum Decoded<'a> {
 }
 
 /// Appends one framed record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, salt: u64, seq: u64, kind: RecordKind, payload: &[u8]) {
+///
+/// `synced` is the highest sequence number known to be on stable storage
+/// when the record is written (less than `seq`).
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    salt: u64,
+    seq: u64,
+    synced: u64,
+    kind: RecordKind,
+    payload: &[u8],
+) {
+    assert!(
+        synced < seq,
+        "a record cannot be synced before it is written"
+    );
     assert!(
         payload.len() <= RECORD_PAYLOAD_MAX as usize,
         "payload over cap reached the codec"
@@ -187,6 +209,9 @@ pub fn encode_record(out: &mut Vec<u8>, salt: u64, seq: u64, kind: RecordKind, p
         .copy_from_slice(&(payload.len() as u32).to_le_bytes());
     frame[REC_SEQ_OFFSET..REC_SEQ_OFFSET + 8].copy_from_slice(&seq.to_le_bytes());
     frame[REC_KIND_OFFSET] = kind as u8;
+    let distance = u32::try_from(seq - synced).unwrap_or(u32::MAX);
+    frame[REC_SYNCED_DISTANCE_OFFSET..REC_SYNCED_DISTANCE_OFFSET + 4]
+        .copy_from_slice(&distance.to_le_bytes());
     let crc = frame_crc(salt, frame);
     frame[REC_CRC_OFFSET..REC_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
     debug_assert!(
@@ -211,9 +236,11 @@ pub fn decode_record(buf: &[u8], salt: u64) -> Decoded<'_> {
     if u32_at(frame, REC_CRC_OFFSET) != frame_crc(salt, frame) {
         return Decoded::Invalid("record checksum mismatch");
     }
+    let seq = u64_at(frame, REC_SEQ_OFFSET);
     let record = RecordRef {
-        seq: u64_at(frame, REC_SEQ_OFFSET),
+        seq,
         kind: frame[REC_KIND_OFFSET],
+        synced_before: seq.saturating_sub(u64::from(u32_at(frame, REC_SYNCED_DISTANCE_OFFSET))),
         payload: &frame[RECORD_HEADER_LEN..],
     };
     Decoded::Record(record, total)
@@ -241,12 +268,12 @@ mod tests {
     #[test]
     fn round_trip_and_salt() {
         let mut out = Vec::new();
-        encode_record(&mut out, 7, 42, RecordKind::DeleteTask, b"abc");
+        encode_record(&mut out, 7, 42, 40, RecordKind::DeleteTask, b"abc");
         match decode_record(&out, 7) {
             Decoded::Record(r, n) => {
                 assert_eq!(
-                    (r.seq, r.kind, r.payload, n),
-                    (42, 2, &b"abc"[..], out.len())
+                    (r.seq, r.kind, r.synced_before, r.payload, n),
+                    (42, 2, 40, &b"abc"[..], out.len())
                 );
             }
             other => panic!("{other:?}"),
