@@ -145,6 +145,10 @@ impl Store {
         for dir in layout::DIRS {
             fs.create_dir(dir)?;
         }
+        // Sync the state directory so the subdirectories just created survive
+        // power loss: without it, `journal/` and every acknowledged record in
+        // it could vanish (found by the crash tests on `SimFs`).
+        fs.sync_dir("")?;
         let rec = recovery::recover(&*fs, opts.recovery_mode)?;
         let report = rec.report.clone();
         log_report(&report);

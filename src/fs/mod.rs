@@ -5,12 +5,17 @@
 //! would leave the directory (an absolute path or a `..` component), so the
 //! store cannot touch a file outside it even through a bug.
 //!
-//! [`RealFs`] is the operating system. A simulated, fault-injecting
-//! implementation for crash tests plugs in through the same trait.
+//! [`RealFs`] is the operating system. [`sim::SimFs`] (with the `sim`
+//! feature) is a simulated, fault-injecting one for crash tests; it plugs in
+//! through the same trait.
 
 mod real;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use real::RealFs;
+#[cfg(feature = "sim")]
+pub use sim::SimFs;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::ops::Deref;
