@@ -68,6 +68,8 @@ pub struct RecoveryReport {
     pub last_seq: u64,
     /// How long recovery took.
     pub duration: Duration,
+    /// How much of it went to reading and replaying the journal.
+    pub journal_duration: Duration,
 }
 
 /// The result of recovery, consumed by the store.
@@ -104,7 +106,9 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         skipped_files: skipped,
         last_seq: 0,
         duration: Duration::ZERO,
+        journal_duration: Duration::ZERO,
     };
+    let journal_started = Instant::now();
     let ids: Vec<u64> = fs
         .list(JOURNAL_DIR)?
         .iter()
@@ -144,7 +148,7 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         .map(|(_, _, b)| scan_segment(b))
         .collect();
     mark_durable(&mut scans);
-    for ((id, name, bytes), scan) in segs[first..].iter().zip(scans) {
+    for (i, ((id, name, bytes), scan)) in segs[first..].iter().zip(scans).enumerate() {
         report.segments_read += 1;
         let len = bytes.len() as u64;
         let truncate_at = replay.segment(*id, name, len, scan, &mut state, &mut report)?;
@@ -157,6 +161,16 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
             report.bytes_truncated += len - at;
         }
         if replay.stop {
+            // Point-in-time drops the records after the damage, but they used
+            // their sequence numbers: take the highest, so that new records
+            // never reuse one (as the comment below promises).
+            for (_, _, rest) in &segs[first + i..] {
+                for piece in scan_segment(rest).pieces {
+                    if let Piece::Record { record, .. } = piece {
+                        replay.max_seq = replay.max_seq.max(record.seq);
+                    }
+                }
+            }
             break;
         }
     }
@@ -165,9 +179,20 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     state.applied_seq = state.applied_seq.max(replay.max_seq);
     report.last_seq = state.applied_seq;
     report.duration = started.elapsed();
+    report.journal_duration = journal_started.elapsed();
     let covered_seq = (report.loaded_from == LoadedFrom::StateFile
-        && state.applied_seq == report.checkpoint_seq)
+        && state.applied_seq == report.checkpoint_seq
+        && !replay.left_damage)
         .then_some(report.checkpoint_seq);
+    // Damage that point-in-time or salvage dropped stays in its segment; were
+    // the segment kept, the next open would meet the damage again and refuse.
+    // The checkpoint the store writes at once covers everything recovered, so
+    // let it remove every segment read here (and not skip itself as idle).
+    let first_needed_segment = if replay.left_damage {
+        next_segment_id
+    } else {
+        first_needed_segment
+    };
     let fell_back = matches!(
         report.loaded_from,
         LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles
@@ -329,7 +354,15 @@ impl Replay {
             Err(e)
         };
         match self.mode {
-            RecoveryMode::Strict => fail("strict recovery refuses any damage"),
+            // Name the way out, as the default mode does.
+            RecoveryMode::Strict if torn_tail => fail(
+                "strict recovery refuses even a torn tail; run `statewal recover --mode tolerate-torn-tail` \
+                 to cut it off",
+            ),
+            RecoveryMode::Strict => fail(
+                "strict recovery refuses any damage; inspect with `statewal verify`, then run \
+                 `statewal recover --mode point-in-time` or `--mode salvage`",
+            ),
             RecoveryMode::TolerateTornTail if torn_tail => Ok(()),
             RecoveryMode::TolerateTornTail => fail(
                 "journal damage before its end is not a torn write; inspect with `statewal verify`, then \

@@ -60,7 +60,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { .. } | Command::DemoChild { .. } | Command::Serve { .. } => {
+        Command::Demo { .. }
+        | Command::DemoChild { .. }
+        | Command::Serve { .. }
+        | Command::Bench { .. }
+        | Command::BenchRss => {
             unreachable!("dispatched in main")
         }
     }

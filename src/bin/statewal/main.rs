@@ -4,6 +4,7 @@
 //! sets up diagnostics and maps errors to exit codes: 0 success, 1 a
 //! check that found damage (verify) or lost writes (demo), 2 an error.
 
+mod bench;
 mod commands;
 mod demo;
 mod serve;
@@ -78,6 +79,25 @@ pub enum Command {
         #[arg(long, required = true)]
         stdio: bool,
     },
+    /// Compare statewal with direct file writes side by side (about a minute).
+    Bench {
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Seconds each throughput row runs.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Where to write (default: a fresh directory under the system temp dir).
+        /// Put it on the disk you care about: fsync on tmpfs costs nothing.
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// Tasks in the recovery, checkpoint and memory measurements.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+    },
+    /// Internal: resident memory of opening a store, for `bench`.
+    #[command(hide = true)]
+    BenchRss,
     /// Internal: the writer the demo kills.
     #[command(hide = true)]
     DemoChild {
@@ -112,6 +132,13 @@ fn main() -> ExitCode {
         Command::Demo { acks } => demo::run(&cli, *acks),
         Command::DemoChild { run } => demo::child(&cli, run),
         Command::Serve { .. } => serve::run(&cli),
+        Command::Bench {
+            json,
+            seconds,
+            scratch,
+            tasks,
+        } => bench::run(*seconds, *json, scratch.clone(), *tasks),
+        Command::BenchRss => bench::rss_probe(&cli.dir),
         _ => commands::run(&cli),
     };
     match result {
