@@ -145,27 +145,16 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     out
 }
 
-/// Writes (`Some`) or removes (`None`) files in `dir`, then syncs it once.
+/// Writes (`Some`) or removes (`None`) files in `dir` as one batch.
 fn write_files<'a>(
     fs: &dyn Fs,
     dir: &str,
     files: impl Iterator<Item = (&'a String, Option<Vec<u8>>)>,
     name: fn(&str) -> String,
 ) -> Result<usize> {
-    let mut n = 0;
-    for (id, body) in files {
-        match body {
-            Some(bytes) => fs::write_atomic_nosync_dir(fs, dir, &name(id), &bytes)?,
-            None => fs.remove(&fs::join(dir, &name(id)))?,
-        }
-        n += 1;
-    }
-    if n > 0 {
-        // Sync the directory so the renames and removals survive power loss
-        // before state.json claims to cover them.
-        fs.sync_dir(dir)?;
-    }
-    Ok(n)
+    let files: Vec<(String, Option<Vec<u8>>)> = files.map(|(id, body)| (name(id), body)).collect();
+    fs::write_atomic_batch(fs, dir, &files)?;
+    Ok(files.len())
 }
 
 /// Writes each pending log append at its recorded offset unless the file
@@ -231,9 +220,7 @@ fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()
             ctx.valid_backups.remove(&name);
             continue;
         }
-        if !ctx.valid_backups.contains(&name)
-            && layout::read_state_file(fs, &name)?.is_ok()
-        {
+        if !ctx.valid_backups.contains(&name) && layout::read_state_file(fs, &name)?.is_ok() {
             ctx.valid_backups.insert(name.clone());
         }
         if ctx.valid_backups.contains(&name) {

@@ -91,6 +91,16 @@ pub trait Fs: Send + Sync + 'static {
     /// Takes the exclusive lock on the state directory, held until the
     /// returned guard is dropped.
     fn lock(&self) -> Result<Box<dyn Send + Sync>>;
+    /// Makes the data of every listed file durable, as `sync_data` on each
+    /// would. An implementation may flush more than asked (the real one
+    /// syncs the whole filesystem once when that is cheaper than many
+    /// fsyncs).
+    fn sync_files(&self, rels: &[String]) -> Result<()> {
+        for rel in rels {
+            self.open(rel, OpenMode::Existing)?.sync_data()?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks that `rel` stays inside the state directory.
@@ -123,6 +133,40 @@ pub(crate) fn write_atomic(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> R
     write_atomic_nosync_dir(fs, dir, name, data)?;
     // Sync the directory so the rename survives power loss.
     fs.sync_dir(dir)
+}
+
+/// Writes several files into `dir` atomically with one data sync for all of
+/// them and one directory sync: every temp file is written, their data is
+/// synced together, then each is renamed over its target. `None` removes
+/// the file instead.
+pub(crate) fn write_atomic_batch(
+    fs: &dyn Fs,
+    dir: &str,
+    files: &[(String, Option<Vec<u8>>)],
+) -> Result<()> {
+    let mut temps = Vec::new();
+    for (name, body) in files {
+        let Some(bytes) = body else { continue };
+        let tmp = join(dir, &format!(".{name}.tmp"));
+        fs.remove(&tmp)?;
+        fs.open(&tmp, OpenMode::CreateNew)?.write_all_at(0, bytes)?;
+        temps.push(tmp);
+    }
+    // Sync the data before the renames so no new name points at a file
+    // whose contents were lost.
+    fs.sync_files(&temps)?;
+    for (name, body) in files {
+        let target = join(dir, name);
+        match body {
+            Some(_) => fs.rename(&join(dir, &format!(".{name}.tmp")), &target)?,
+            None => fs.remove(&target)?,
+        }
+    }
+    if !files.is_empty() {
+        // Sync the directory so the renames and removals survive power loss.
+        fs.sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// [`write_atomic`] without the final directory sync, for callers that write
