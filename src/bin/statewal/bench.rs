@@ -46,7 +46,13 @@ struct Report {
     figures: Vec<Figure>,
 }
 
-pub fn run(seconds: f64, json: bool, scratch: Option<PathBuf>, large: usize) -> Result<ExitCode> {
+pub fn run(
+    seconds: f64,
+    json: bool,
+    scratch: Option<PathBuf>,
+    large: usize,
+    svg: Option<PathBuf>,
+) -> Result<ExitCode> {
     let scratch = scratch.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("statewal-bench-{}", std::process::id()))
     });
@@ -131,6 +137,9 @@ pub fn run(seconds: f64, json: bool, scratch: Option<PathBuf>, large: usize) -> 
         rows,
         figures,
     };
+    if let Some(path) = svg {
+        std::fs::write(&path, chart(&report.rows)).map_err(|e| Error::io("write", &path, e))?;
+    }
     if json {
         println!(
             "{}",
@@ -582,4 +591,45 @@ fn print_table(report: &Report) {
     for f in &report.figures {
         println!("{:<62} {:>14.1} {}", f.name, f.value, f.unit);
     }
+}
+
+/// A horizontal bar chart of throughput, log scale, as SVG. Durable rows are
+/// dark, non-durable rows light.
+fn chart(rows: &[Row]) -> String {
+    let (w, bar_h, left, top) = (900.0, 22.0, 290.0, 40.0);
+    let h = top + rows.len() as f64 * (bar_h + 8.0) + 40.0;
+    let max = rows.iter().map(|r| r.ops_per_sec).fold(1.0, f64::max);
+    let (lo, hi) = (100f64.log10(), (max * 1.5).log10());
+    let x = |v: f64| left + (v.max(100.0).log10() - lo) / (hi - lo) * (w - left - 120.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\">statewal bench: operations per second ({TASK_BYTES}-byte tasks, log scale; dark = durable)</text>\n"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = top + i as f64 * (bar_h + 8.0);
+        let fill = if r.durable { "#1f4e79" } else { "#9dc3e6" };
+        let label = format!("{} x{}", r.name, r.threads);
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>\n\
+             <rect x=\"{left}\" y=\"{y}\" width=\"{}\" height=\"{bar_h}\" fill=\"{fill}\"/>\n\
+             <text x=\"{}\" y=\"{}\">{:.0}/s</text>\n",
+            left - 8.0,
+            y + 16.0,
+            (x(r.ops_per_sec) - left).max(1.0),
+            x(r.ops_per_sec) + 6.0,
+            y + 16.0,
+            r.ops_per_sec
+        );
+    }
+    for decade in (lo.ceil() as i32)..=(hi.floor() as i32) {
+        let v = 10f64.powi(decade);
+        let gx = x(v);
+        svg += &format!(
+            "<line x1=\"{gx}\" y1=\"{top}\" x2=\"{gx}\" y2=\"{}\" stroke=\"#ccc\"/>\n<text x=\"{gx}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">{v:.0}</text>\n",
+            h - 30.0,
+            h - 14.0
+        );
+    }
+    svg + "</svg>\n"
 }

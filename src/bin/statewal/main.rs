@@ -94,6 +94,9 @@ pub enum Command {
         /// Tasks in the recovery, checkpoint and memory measurements.
         #[arg(long, default_value_t = 100_000)]
         tasks: usize,
+        /// Also write a bar chart of the throughput rows to this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Internal: resident memory of opening a store, for `bench`.
     #[command(hide = true)]
@@ -137,7 +140,8 @@ fn main() -> ExitCode {
             seconds,
             scratch,
             tasks,
-        } => bench::run(*seconds, *json, scratch.clone(), *tasks),
+            svg,
+        } => bench::run(*seconds, *json, scratch.clone(), *tasks, svg.clone()),
         Command::BenchRss => bench::rss_probe(&cli.dir),
         _ => commands::run(&cli),
     };

@@ -1,0 +1,36 @@
+//! A tight put loop for profiling: `cargo run --release --example put_loop -- DIR N [sync|buffered]`.
+//! Used with `valgrind --tool=callgrind` and `perf` (see docs/benchmarks.md).
+
+use statewal::{Options, Store, SyncPolicy, Task};
+
+fn main() -> statewal::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args.get(1).map(String::as_str).unwrap_or("put-loop-state");
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let policy = match args.get(3).map(String::as_str) {
+        Some("sync") => SyncPolicy::SyncBeforeAck,
+        _ => SyncPolicy::OsBuffered,
+    };
+    let store = Store::open(
+        Options::new(dir)
+            .sync_policy(policy)
+            .checkpoint_interval(None)
+            .checkpoint_on_drop(false),
+    )?;
+    let tasks: Vec<Task> = (0..1000)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id":"t{i}","description":"{}","status":"in_progress","tool":"CLAUDECODE"}}"#,
+                "x".repeat(430)
+            );
+            Task::from_json(json.as_bytes()).expect("parses")
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        store.put_task(tasks[i % tasks.len()].clone())?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!("{n} puts in {secs:.3} s: {:.0} puts/s", n as f64 / secs);
+    Ok(())
+}
