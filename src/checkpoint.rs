@@ -52,8 +52,10 @@ pub struct CheckpointStats {
 /// Checkpoint bookkeeping that lives between checkpoints.
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointCtx {
-    /// Segments with smaller ids are covered by the newest backup (the
-    /// checkpoint before the last) and may go.
+    /// Segments with smaller ids are covered by the current `state.json`.
+    pub state_boundary: u64,
+    /// Segments with smaller ids are covered by the newest valid backup too,
+    /// and may go: a corrupt `state.json` then still costs nothing.
     pub removable_below: u64,
     /// The CRC of `state.json` as this process last wrote or loaded it.
     pub state_crc: Option<u32>,
@@ -111,7 +113,12 @@ pub(crate) fn write(
     write_files(fs, REPORTS_DIR, reports, layout::report_file)?;
     apply_logs(fs, changes)?;
 
-    backup_state(fs, ctx)?;
+    if backup_state(fs, ctx)? {
+        // The state.json just kept as a backup covers everything before its
+        // boundary. A corrupt one was not kept, so the older backup still
+        // needs the segments it needed.
+        ctx.removable_below = ctx.removable_below.max(ctx.state_boundary);
+    }
     let out = StateOut {
         version: STATE_VERSION,
         tasks: snap.tasks.values().map(|t| &**t).collect(),
@@ -127,7 +134,7 @@ pub(crate) fn write(
 
     prune_backups(fs, ctx, backups_kept)?;
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
-    ctx.removable_below = new_segment;
+    ctx.state_boundary = new_segment;
     Ok(CheckpointStats {
         seq: snap.seq,
         task_files_changed,
@@ -189,16 +196,17 @@ fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
 
 /// Renames a valid `state.json` to a new backup; a corrupt one is left to be
 /// replaced and never becomes a backup.
-fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<()> {
+/// Returns whether it did.
+fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
     let Some(bytes) = fs.read(STATE_FILE)? else {
-        return Ok(());
+        return Ok(false);
     };
     let valid =
         ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();
     drop(bytes);
     if !valid {
         tracing::warn!(file = %fs.describe(STATE_FILE), "state.json is corrupt; not keeping it as a backup");
-        return Ok(());
+        return Ok(false);
     }
     let newest = layout::list_backups(fs)?.into_iter().next();
     let stamp = layout::backup_stamp(newest.as_deref().map(layout::backup_stamp_of));
@@ -207,7 +215,7 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<()> {
     // and any subset of the two renames surviving leaves a loadable state.
     fs.rename(STATE_FILE, &name)?;
     ctx.valid_backups.insert(name);
-    Ok(())
+    Ok(true)
 }
 
 /// Keeps the newest `kept` valid backups and removes every backup older

@@ -34,8 +34,6 @@ pub enum ErrorKind {
     /// An earlier durability failure (a failed fsync) left the store unable to
     /// promise durability; it refuses writes until it is reopened.
     Poisoned,
-    /// The store was shut down.
-    Closed,
 }
 
 impl ErrorKind {
@@ -51,7 +49,6 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Poisoned => "poisoned",
-            ErrorKind::Closed => "closed",
         }
     }
 }

@@ -42,8 +42,9 @@ impl SyncPolicy {
 /// What recovery does with damage in the journal. See `docs/recovery.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
-    /// An incomplete or damaged last record of the last segment (a torn
-    /// write) is truncated away; damage anywhere else fails the open.
+    /// A torn tail (a damaged span that no later record proves had been
+    /// synced) is truncated away, with any records after it in its segment;
+    /// damage to records that had been durable, or a gap, fails the open.
     #[default]
     TolerateTornTail,
     /// Any damage, a torn tail included, fails the open.

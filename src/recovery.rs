@@ -38,8 +38,9 @@ pub struct Damage {
     pub len: u64,
     /// What is wrong.
     pub reason: String,
-    /// True for a torn tail: damage at the end of the last segment with no
-    /// valid record after it, the shape an interrupted write leaves.
+    /// True for a torn tail: a damaged span that no later record proves had
+    /// been synced (see `journal::reader::mark_durable`), the shape an
+    /// interrupted write leaves. Gaps and undecodable records are never torn.
     pub torn_tail: bool,
 }
 
@@ -80,6 +81,9 @@ pub(crate) struct Recovered {
     pub next_segment_id: u64,
     /// Segments with smaller ids are covered by the loaded checkpoint.
     pub first_needed_segment: u64,
+    /// Segments with smaller ids may all go at the first checkpoint: set
+    /// when point-in-time or salvage left damage behind in them.
+    pub purge_segments_below: u64,
     /// The CRC of `state.json` as loaded, if it was.
     pub state_crc: Option<u32>,
     /// The position `state.json` covers, if it was loaded and nothing was
@@ -123,15 +127,17 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
             .ok_or_else(|| Error::new(ErrorKind::Io, format!("{name} vanished")))?;
         segs.push((id, name, bytes));
     }
-    // Segments before the last one that starts at or before the checkpoint's
-    // next record hold only records the checkpoint already covers.
+    // Every checkpoint position is a rotation boundary: the segment holding
+    // the records after it starts exactly there. So a segment that starts at
+    // or before the position holds only records the checkpoint covers, and is
+    // not read at all (damage in it cannot fail this open).
     let first = match ckpt_seq {
         Some(s) => segs
             .iter()
-            .rposition(|(_, _, b)| {
-                crate::journal::record::SegmentHeader::decode(b).is_ok_and(|h| h.first_seq <= s + 1)
+            .position(|(_, _, b)| {
+                crate::journal::record::SegmentHeader::decode(b).map_or(true, |h| h.first_seq > s)
             })
-            .unwrap_or(0),
+            .unwrap_or(segs.len()),
         None => 0,
     };
     let first_needed_segment = segs.get(first).map_or(next_segment_id, |s| s.0);
@@ -148,16 +154,15 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         .map(|(_, _, b)| scan_segment(b))
         .collect();
     mark_durable(&mut scans);
+    // Torn tails are cut only once the whole replay succeeded (a failed open
+    // changes nothing) and after the memory maps of the segments are gone.
+    let mut truncations = Vec::new();
     for (i, ((id, name, bytes), scan)) in segs[first..].iter().zip(scans).enumerate() {
         report.segments_read += 1;
         let len = bytes.len() as u64;
         let truncate_at = replay.segment(*id, name, len, scan, &mut state, &mut report)?;
         if let Some(at) = truncate_at {
-            let mut file = fs.open(name, OpenMode::Existing)?;
-            file.set_len(at)?;
-            // Sync the truncation so a later power loss cannot bring the torn
-            // bytes back behind records written after them.
-            file.sync_data()?;
+            truncations.push((name.clone(), at));
             report.bytes_truncated += len - at;
         }
         if replay.stop {
@@ -174,6 +179,14 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
             break;
         }
     }
+    drop(segs);
+    for (name, at) in truncations {
+        let mut file = fs.open(&name, OpenMode::Existing)?;
+        file.set_len(at)?;
+        // Sync the truncation so a later power loss cannot bring the torn
+        // bytes back behind records written after them.
+        file.sync_data()?;
+    }
     // Records dropped by point-in-time or salvage still used their sequence
     // numbers; the state takes the highest so numbers only grow.
     state.applied_seq = state.applied_seq.max(replay.max_seq);
@@ -188,10 +201,10 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     // the segment kept, the next open would meet the damage again and refuse.
     // The checkpoint the store writes at once covers everything recovered, so
     // let it remove every segment read here (and not skip itself as idle).
-    let first_needed_segment = if replay.left_damage {
+    let purge_segments_below = if replay.left_damage {
         next_segment_id
     } else {
-        first_needed_segment
+        0
     };
     let fell_back = matches!(
         report.loaded_from,
@@ -202,6 +215,7 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         report,
         next_segment_id,
         first_needed_segment,
+        purge_segments_below,
         state_crc,
         covered_seq,
         checkpoint_now: replay.left_damage || fell_back,

@@ -95,7 +95,9 @@ impl Pending<'_> {
 /// reference.
 pub struct Store {
     shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    /// The auto-save thread and, under the interval policy, the sync
+    /// thread; empty once shut down.
+    workers: Vec<JoinHandle<()>>,
     report: RecoveryReport,
 }
 
@@ -159,7 +161,8 @@ impl Store {
             opts.journal_preallocate_bytes,
         );
         let ctx = CheckpointCtx {
-            removable_below: rec.first_needed_segment,
+            state_boundary: rec.first_needed_segment,
+            removable_below: rec.purge_segments_below,
             state_crc: rec.state_crc,
             valid_backups: Default::default(),
             covered_seq: rec.covered_seq,
@@ -185,23 +188,32 @@ impl Store {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             shared.checkpoint()?;
         }
-        let worker = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("statewal-autosave".into())
-                .spawn(move || shared.worker())
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Io,
-                        format!("cannot start the auto-save thread: {e}"),
-                    )
-                })?
-        };
-        Ok(Store {
+        let mut store = Store {
             shared,
-            worker: Some(worker),
+            workers: Vec::new(),
             report,
-        })
+        };
+        store.spawn("statewal-autosave", |s| s.checkpointer())?;
+        if let SyncPolicy::SyncEveryInterval(every) = store.shared.opts.sync_policy {
+            let every = every.max(Duration::from_millis(1));
+            store.spawn("statewal-sync", move |s| s.syncer(every))?;
+        }
+        Ok(store)
+    }
+
+    fn spawn(&mut self, name: &str, body: impl FnOnce(&Shared) + Send + 'static) -> Result<()> {
+        let shared = self.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(&shared))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot start the {name} thread: {e}"),
+                )
+            })?;
+        self.workers.push(handle);
+        Ok(())
     }
 
     /// What recovery did when this store was opened.
@@ -352,11 +364,11 @@ impl Store {
     }
 
     fn stop_worker(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            *self.shared.signal.flags.lock() = (true, false);
-            self.shared.signal.cv.notify_all();
+        *self.shared.signal.flags.lock() = (true, false);
+        self.shared.signal.cv.notify_all();
+        for worker in self.workers.drain(..) {
             if worker.join().is_err() {
-                tracing::error!("the auto-save thread panicked");
+                tracing::error!("a statewal background thread panicked");
             }
         }
     }
@@ -364,7 +376,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if self.worker.is_none() {
+        if self.workers.is_empty() {
             return; // Already shut down.
         }
         self.stop_worker();
@@ -562,46 +574,58 @@ impl Shared {
         }
     }
 
-    fn worker(&self) {
-        let sync_every = match self.opts.sync_policy {
-            SyncPolicy::SyncEveryInterval(d) => Some(d.max(Duration::from_millis(1))),
-            _ => None,
-        };
-        let ckpt_every = self.opts.checkpoint_interval;
-        let (mut last_sync, mut last_ckpt) = (Instant::now(), Instant::now());
+    /// The auto-save thread: checkpoints on the timer and when the journal
+    /// passes its size threshold.
+    fn checkpointer(&self) {
+        let every = self.opts.checkpoint_interval;
+        let mut last = Instant::now();
         loop {
             let kicked = {
                 let mut flags = self.signal.flags.lock();
                 if !flags.0 && !flags.1 {
-                    let next = [
-                        sync_every.map(|d| d.saturating_sub(last_sync.elapsed())),
-                        ckpt_every.map(|d| d.saturating_sub(last_ckpt.elapsed())),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(Duration::from_secs(3600));
-                    self.signal.cv.wait_for(&mut flags, next);
+                    let wait = every.map_or(Duration::from_secs(3600), |d| {
+                        d.saturating_sub(last.elapsed())
+                    });
+                    self.signal.cv.wait_for(&mut flags, wait);
                 }
                 if flags.0 {
                     return;
                 }
                 std::mem::take(&mut flags.1)
             };
-            if sync_every.is_some_and(|d| last_sync.elapsed() >= d) {
-                last_sync = Instant::now();
-                if let Err(e) = self.journal.sync_all_appended() {
-                    tracing::error!(error = %e, "interval sync failed");
-                }
-            }
-            let timer_due = ckpt_every.is_some_and(|d| last_ckpt.elapsed() >= d);
+            let timer_due = every.is_some_and(|d| last.elapsed() >= d);
             if timer_due {
                 self.subscribers.emit(Event::AutosaveTriggered);
             }
             if timer_due || kicked {
-                last_ckpt = Instant::now();
+                last = Instant::now();
                 // Errors are reported to subscribers and the log by checkpoint().
                 let _ = self.checkpoint();
+            }
+        }
+    }
+
+    /// The interval policy's sync thread, apart from the checkpointer so a
+    /// long checkpoint never stretches the window of unsynced writes.
+    fn syncer(&self, every: Duration) {
+        let mut last = Instant::now();
+        loop {
+            {
+                let mut flags = self.signal.flags.lock();
+                if !flags.0 {
+                    self.signal
+                        .cv
+                        .wait_for(&mut flags, every.saturating_sub(last.elapsed()));
+                }
+                if flags.0 {
+                    return;
+                }
+            }
+            if last.elapsed() >= every {
+                last = Instant::now();
+                if let Err(e) = self.journal.sync_all_appended() {
+                    tracing::error!(error = %e, "interval sync failed");
+                }
             }
         }
     }

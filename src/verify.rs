@@ -14,8 +14,8 @@ use crate::layout::{self, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingClass {
-    /// An incomplete write at the very end of the journal: the next open in
-    /// the default mode truncates it.
+    /// A damaged span that no later record proves had been synced (an
+    /// interrupted write): the next open in the default mode truncates it.
     TornTail,
     /// Damage anywhere else: the default open refuses it.
     Corrupt,

@@ -107,18 +107,30 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
 /// synced. Segments are synced whole before the next one is started, so a
 /// record in a later segment vouches for everything before it.
 pub fn mark_durable(scans: &mut [SegmentScan<'_>]) {
-    let mut latest_synced = 0u64;
+    // A segment is synced whole before the next one gets its first record,
+    // so any record in a later segment vouches for everything before it,
+    // whatever its own `synced_before` (records appended while a rotation's
+    // sync ran carry an older one).
+    let mut later_segment_has_records = false;
     for scan in scans.iter_mut().rev() {
+        let mut latest_synced = if later_segment_has_records {
+            u64::MAX
+        } else {
+            0
+        };
+        let mut has_records = false;
         for piece in scan.pieces.iter_mut().rev() {
             match piece {
                 Piece::Record { record, .. } => {
-                    latest_synced = latest_synced.max(record.synced_before)
+                    has_records = true;
+                    latest_synced = latest_synced.max(record.synced_before);
                 }
                 Piece::Damaged {
                     first_seq, durable, ..
                 } => *durable = latest_synced >= *first_seq,
             }
         }
+        later_segment_has_records |= has_records;
     }
 }
 
@@ -212,5 +224,27 @@ mod tests {
         let mut buf = segment(2, |seq| seq - 1);
         buf.resize(buf.len() + 4096, 0);
         assert_eq!(damage_flags(&buf), [None, None]);
+    }
+
+    #[test]
+    fn a_record_in_a_later_segment_vouches_for_the_earlier_one() {
+        // Records 1..3 went out as one batch and were synced by the rotation;
+        // segment 2's first record was appended during that sync, so its own
+        // distance says nothing, but its segment's existence does.
+        let mut first = segment(3, |_| 0);
+        first[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
+        let h = SegmentHeader {
+            id: 2,
+            salt: 6,
+            first_seq: 4,
+        };
+        let mut second = h.encode().to_vec();
+        encode_record(&mut second, 6, 4, 0, RecordKind::DeleteTask, b"x");
+        let mut scans = [scan_segment(&first), scan_segment(&second)];
+        mark_durable(&mut scans);
+        assert!(matches!(
+            scans[0].pieces[1],
+            Piece::Damaged { durable: true, .. }
+        ));
     }
 }
