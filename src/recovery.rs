@@ -154,13 +154,15 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         .map(|(_, _, b)| scan_segment(b))
         .collect();
     mark_durable(&mut scans);
+    let mut decoded = decode_all(&scans, ckpt_seq.unwrap_or(0));
     // Torn tails are cut only once the whole replay succeeded (a failed open
     // changes nothing) and after the memory maps of the segments are gone.
     let mut truncations = Vec::new();
     for (i, ((id, name, bytes), scan)) in segs[first..].iter().zip(scans).enumerate() {
         report.segments_read += 1;
         let len = bytes.len() as u64;
-        let truncate_at = replay.segment(*id, name, len, scan, &mut state, &mut report)?;
+        let ops = std::mem::take(&mut decoded[i]);
+        let truncate_at = replay.segment(*id, name, len, scan, ops, &mut state, &mut report)?;
         if let Some(at) = truncate_at {
             truncations.push((name.clone(), at));
             report.bytes_truncated += len - at;
@@ -222,6 +224,47 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     })
 }
 
+/// Decodes the payload of every record past `floor`, on all cores: parsing
+/// JSON is most of replay's cost, and it is independent per record. The
+/// result mirrors `scans`: one entry per piece, `None` for damage and for
+/// records the checkpoint covers.
+fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op, String>>>> {
+    let mut jobs = Vec::new();
+    for (s, scan) in scans.iter().enumerate() {
+        for (p, piece) in scan.pieces.iter().enumerate() {
+            if let Piece::Record { record, .. } = piece
+                && record.seq > floor
+            {
+                jobs.push((s, p, record.kind, record.payload));
+            }
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = jobs.len().div_ceil(threads).max(1024);
+    let results: Vec<Vec<Result<Op, String>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|(_, _, k, p)| Op::decode(*k, p)).collect())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("decoding does not panic"))
+            .collect()
+    });
+    let mut out: Vec<Vec<Option<Result<Op, String>>>> = scans
+        .iter()
+        .map(|s| (0..s.pieces.len()).map(|_| None).collect())
+        .collect();
+    for ((s, p, _, _), op) in jobs.iter().zip(results.into_iter().flatten()) {
+        out[*s][*p] = Some(op);
+    }
+    out
+}
+
 struct Replay {
     mode: RecoveryMode,
     /// Records up to this one are in the checkpoint.
@@ -241,6 +284,7 @@ impl Replay {
         name: &str,
         file_len: u64,
         scan: SegmentScan<'_>,
+        ops: Vec<Option<Result<Op, String>>>,
         state: &mut State,
         report: &mut RecoveryReport,
     ) -> Result<Option<u64>> {
@@ -279,7 +323,7 @@ impl Replay {
             self.expected
                 .map_or(header.first_seq, |e| e.max(header.first_seq)),
         );
-        for piece in scan.pieces {
+        for (piece, op) in scan.pieces.into_iter().zip(ops) {
             match piece {
                 Piece::Record { offset, record } => {
                     self.max_seq = self.max_seq.max(record.seq);
@@ -294,7 +338,7 @@ impl Replay {
                             return Ok(None);
                         }
                     }
-                    match Op::decode(record.kind, record.payload) {
+                    match op.unwrap_or_else(|| Op::decode(record.kind, record.payload)) {
                         Ok(op) => {
                             state.apply(record.seq, op);
                             report.records_replayed += 1;
