@@ -1,3 +1,16 @@
 //! Integration tests: the store against real temporary directories.
 
 mod basics;
+mod corruption;
+mod durability;
+mod events;
+mod fallback;
+mod fields;
+mod group_commit;
+mod ids;
+mod limits;
+mod lock;
+mod logs;
+mod modes;
+mod torn_tail;
+mod util;

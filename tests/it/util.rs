@@ -1,0 +1,198 @@
+//! Small helpers shared by the integration tests, so that a refactor of the
+//! public API or the layout touches this file and not every test.
+
+use statewal::journal::reader::{Piece, scan_segment};
+use statewal::journal::record::RECORD_HEADER_LEN;
+use statewal::{ErrorKind, Options, Result, Store, Task};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Options with the timer off, so no checkpoint happens behind a test's back.
+pub fn opts(dir: &Path) -> Options {
+    Options::new(dir).checkpoint_interval(None)
+}
+
+/// Options that simulate a crash on drop: no checkpoint, so the journal is
+/// the only copy of everything written since the last explicit checkpoint.
+pub fn crash_opts(dir: &Path) -> Options {
+    opts(dir).checkpoint_on_drop(false)
+}
+
+/// Opens a store that will "crash" when dropped.
+pub fn open_crashy(dir: &Path) -> Store {
+    Store::open(crash_opts(dir)).expect("open the store")
+}
+
+/// A task with an id and a description derived from it, so a test can check
+/// that the right version of the task came back.
+pub fn task(id: &str) -> Task {
+    let mut t = Task::new(id);
+    t.description = Some(format!("description of {id}"));
+    t
+}
+
+/// Puts `task(id)` for every id.
+pub fn put_all(store: &Store, ids: &[String]) {
+    for id in ids {
+        store.put_task(task(id)).expect("put_task");
+    }
+}
+
+/// `prefix0`, `prefix1`, ... `prefix{n-1}`.
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// The ids of the tasks in the store.
+pub fn task_ids(store: &Store) -> BTreeSet<String> {
+    store.list_tasks().into_iter().map(|t| t.id).collect()
+}
+
+/// Checks that the store holds exactly `expected` tasks, each with the
+/// description `task(id)` gave it.
+pub fn check_tasks(store: &Store, expected: &[String]) {
+    let want: BTreeSet<String> = expected.iter().cloned().collect();
+    assert_eq!(task_ids(store), want, "task ids");
+    for id in expected {
+        let t = store.get_task(id).expect("get_task").expect("task present");
+        assert_eq!(t, task(id), "task {id} came back changed");
+    }
+}
+
+/// Checks that `result` failed with `kind`, returning the error's message.
+#[track_caller]
+pub fn check_err<T: std::fmt::Debug>(result: Result<T>, kind: ErrorKind) -> String {
+    match result {
+        Ok(v) => panic!("expected a {kind:?} error, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "wrong error kind: {e}");
+            e.to_string()
+        }
+    }
+}
+
+/// `Store::open` returns a store, which is not `Debug`; this maps it to `()`
+/// so [`check_err`] can be used on opens.
+pub fn try_open(opts: Options) -> Result<()> {
+    Store::open(opts).map(drop)
+}
+
+/// Parses a JSON file in the state directory.
+pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// The task ids listed in `state.json`.
+pub fn state_file_task_ids(dir: &Path) -> BTreeSet<String> {
+    let state = read_json(dir.join("state.json"));
+    state["tasks"]
+        .as_array()
+        .expect("state.json has a tasks array")
+        .iter()
+        .map(|t| t["id"].as_str().expect("task id is a string").to_string())
+        .collect()
+}
+
+/// The journal segment files, oldest first.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
+        .expect("list journal/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The only journal segment; fails the test if there is not exactly one.
+pub fn only_segment(dir: &Path) -> PathBuf {
+    let segs = segments(dir);
+    assert_eq!(
+        segs.len(),
+        1,
+        "expected one journal segment, found {segs:?}"
+    );
+    segs.into_iter().next().expect("one segment")
+}
+
+/// The byte ranges `start..end` of every valid record in a segment file,
+/// found with the library's own reader. Zeros the journal preallocated after
+/// the last record are not part of any record.
+pub fn record_spans(segment: &Path) -> Vec<(u64, u64)> {
+    let bytes = std::fs::read(segment).expect("read segment");
+    let scan = scan_segment(&bytes);
+    scan.header.as_ref().expect("valid segment header");
+    let spans: Vec<(u64, u64)> = scan
+        .pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Record { offset, record } => (
+                *offset,
+                offset + (RECORD_HEADER_LEN + record.payload.len()) as u64,
+            ),
+            other => panic!("segment is already damaged: {other:?}"),
+        })
+        .collect();
+    for pair in spans.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "records are contiguous");
+    }
+    spans
+}
+
+/// Copies a state directory (files and subdirectories, no symlinks) so one
+/// journal can be damaged in many different ways.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("dir entry");
+        let ty = entry.file_type().expect("file type");
+        let target = to.join(entry.file_name());
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if ty.is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Flips one bit of a file in place.
+pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[offset as usize] ^= 1 << bit;
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// Every path under `dir`, relative to it, recursively (symlinks listed, not
+/// followed).
+pub fn tree(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let entry = entry.expect("dir entry");
+        let path = entry.path();
+        out.insert(path.strip_prefix(root).expect("under root").to_path_buf());
+        if entry.file_type().expect("file type").is_dir() {
+            walk(root, &path, out);
+        }
+    }
+}
+
+/// The `state.backup.*.json` files in a state directory, sorted by name.
+pub fn backups(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list state dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("state.backup.") && name.ends_with(".json")
+        })
+        .collect();
+    out.sort();
+    out
+}
