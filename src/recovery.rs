@@ -162,7 +162,14 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         report.segments_read += 1;
         let len = bytes.len() as u64;
         let ops = std::mem::take(&mut decoded[i]);
-        let truncate_at = replay.segment(*id, name, len, scan, ops, &mut state, &mut report)?;
+        let seg = Segment {
+            id: *id,
+            name,
+            file_len: len,
+            scan,
+            ops,
+        };
+        let truncate_at = replay.segment(seg, &mut state, &mut report)?;
         if let Some(at) = truncate_at {
             truncations.push((name.clone(), at));
             report.bytes_truncated += len - at;
@@ -265,6 +272,16 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
     out
 }
 
+/// One segment's input to [`Replay::segment`].
+struct Segment<'s, 'b> {
+    id: u64,
+    name: &'s str,
+    file_len: u64,
+    scan: SegmentScan<'b>,
+    /// Decoded payloads, one per piece (see [`decode_all`]).
+    ops: Vec<Option<Result<Op, String>>>,
+}
+
 struct Replay {
     mode: RecoveryMode,
     /// Records up to this one are in the checkpoint.
@@ -280,14 +297,24 @@ impl Replay {
     /// Replays one segment; returns where to truncate a torn tail.
     fn segment(
         &mut self,
-        id: u64,
-        name: &str,
-        file_len: u64,
-        scan: SegmentScan<'_>,
-        ops: Vec<Option<Result<Op, String>>>,
+        seg: Segment<'_, '_>,
         state: &mut State,
         report: &mut RecoveryReport,
     ) -> Result<Option<u64>> {
+        let Segment {
+            id,
+            name,
+            file_len,
+            scan,
+            ops,
+        } = seg;
+        // For each piece, how many valid records follow it in this segment.
+        let mut records_after = vec![0u64; scan.pieces.len()];
+        let mut n = 0;
+        for (i, piece) in scan.pieces.iter().enumerate().rev() {
+            records_after[i] = n;
+            n += u64::from(matches!(piece, Piece::Record { .. }));
+        }
         let header = match scan.header {
             Ok(h) if h.id == id => h,
             Ok(h) => {
@@ -323,7 +350,7 @@ impl Replay {
             self.expected
                 .map_or(header.first_seq, |e| e.max(header.first_seq)),
         );
-        for (piece, op) in scan.pieces.into_iter().zip(ops) {
+        for (i, (piece, op)) in scan.pieces.into_iter().zip(ops).enumerate() {
             match piece {
                 Piece::Record { offset, record } => {
                     self.max_seq = self.max_seq.max(record.seq);
@@ -373,7 +400,22 @@ impl Replay {
                     // a crash may tear: nothing in it was acknowledged durable
                     // under SyncBeforeAck (see journal::reader).
                     let torn = !durable;
-                    self.damage(name, offset, end - offset, reason, torn, report)?;
+                    let dropped = if torn { records_after[i] } else { 0 };
+                    let reason = if dropped > 0 {
+                        tracing::warn!(
+                            file = name,
+                            offset,
+                            dropped,
+                            "a torn tail hides valid records written in the same unsynced batch; \
+                             they are cut with it (see docs/recovery.md)"
+                        );
+                        format!(
+                            "{reason}; {dropped} valid records after it were written in the same unsynced batch and are cut with it"
+                        )
+                    } else {
+                        reason.to_string()
+                    };
+                    self.damage(name, offset, end - offset, &reason, torn, report)?;
                     if torn && self.mode != RecoveryMode::Strict {
                         return Ok(Some(offset));
                     }
