@@ -164,8 +164,8 @@ fn write_files<'a>(
     Ok(files.len())
 }
 
-/// Writes each pending log append at its recorded offset unless the file
-/// already holds it, so replaying an append twice writes it once.
+/// Writes each pending log append at its recorded offset. Replaying an
+/// append writes the same bytes at the same place again, so it is idempotent.
 fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
     let mut by_session: BTreeMap<&str, Vec<&crate::state::PendingLog>> = BTreeMap::new();
     for log in &changes.logs {
@@ -176,13 +176,12 @@ fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
             &fs::join(LOGS_DIR, &layout::log_file(session)),
             OpenMode::CreateOrOpen,
         )?;
-        let mut len = file.len()?;
         for log in logs {
-            let end = log.offset + log.text.len() as u64;
-            if len < end {
-                file.write_all_at(log.offset, &log.text)?;
-                len = end;
-            }
+            // Always write, even where the file is already long enough: power
+            // loss during an earlier, unsynced write of these bytes can leave
+            // the file at full length with zeros or garbage where the text
+            // belongs (found by the crash tests on `SimFs`).
+            file.write_all_at(log.offset, &log.text)?;
         }
         // Sync the log before state.json claims to cover its appends.
         file.sync_data()?;

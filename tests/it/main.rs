@@ -2,6 +2,7 @@
 
 mod basics;
 mod corruption;
+mod crash;
 mod durability;
 mod events;
 mod fallback;
