@@ -1,6 +1,7 @@
 //! Integration tests: the store against real temporary directories.
 
 mod basics;
+mod cli;
 mod corruption;
 mod crash;
 mod durability;

@@ -19,6 +19,9 @@ enum Answer<'a> {
     Durable { req: Value, pending: Pending<'a> },
     /// Anything already decided.
     Ready(Value),
+    /// `stats`, computed when its turn comes, so it counts the syncs of
+    /// every mutation answered before it.
+    Stats { req: Value, store: &'a Store },
 }
 
 pub fn run(cli: &Cli) -> Result<ExitCode> {
@@ -68,6 +71,11 @@ fn write_answers(rx: mpsc::Receiver<Answer<'_>>) -> std::io::Result<()> {
                 Ok(seq) => json!({"req": req, "ok": true, "seq": seq}),
                 Err(e) => error_answer(req, &e),
             },
+            Answer::Stats { req, store } => {
+                let s = store.stats();
+                json!({"req": req, "ok": true, "seq": s.last_seq, "records": s.records,
+                       "journal_syncs": s.journal_syncs, "tasks": s.tasks})
+            }
         };
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;
@@ -95,6 +103,9 @@ fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
         }
     };
     let req = request.get("req").cloned().unwrap_or(Value::Null);
+    if request.get("op").and_then(Value::as_str) == Some("stats") {
+        return Answer::Stats { req, store };
+    }
     match dispatch(store, &request) {
         Ok(Reply::Durable(pending)) => Answer::Durable { req, pending },
         Ok(Reply::Now(fields)) => {
@@ -156,14 +167,6 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
                 ("seq", json!(s.seq)),
                 ("task_files_changed", json!(s.task_files_changed)),
                 ("tasks", json!(s.tasks_total)),
-            ]));
-        }
-        "stats" => {
-            let s = store.stats();
-            return Ok(now([
-                ("records", json!(s.records)),
-                ("journal_syncs", json!(s.journal_syncs)),
-                ("tasks", json!(s.tasks)),
             ]));
         }
         other => return Err(bad(format!("unknown op {other:?}"))),
