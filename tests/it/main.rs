@@ -10,6 +10,7 @@ mod fallback;
 mod fields;
 mod group_commit;
 mod ids;
+mod kill;
 mod limits;
 mod lock;
 mod logs;
