@@ -26,9 +26,22 @@ impl RealFs {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        let existed = root.is_dir();
         builder
             .create(&root)
             .map_err(|e| Error::io("create directory", &root, e))?;
+        if !existed {
+            // Sync the parent so the new state directory's own name survives
+            // power loss; without it every record journaled inside could
+            // vanish with the directory entry.
+            let parent = match root.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("fsync directory", &parent, e))?;
+        }
         Ok(RealFs { root })
     }
 
