@@ -72,6 +72,8 @@ struct Inner {
     synced_seq: u64,
     flushing: bool,
     poisoned: Option<Error>,
+    /// The last record of the flush that failed and poisoned the journal.
+    failed_through: u64,
     salt: u64,
 }
 
@@ -112,6 +114,7 @@ impl Journal {
                 synced_seq: next_seq - 1,
                 flushing: false,
                 poisoned: None,
+                failed_through: 0,
                 salt: header.salt,
             }),
             flushed: Condvar::new(),
@@ -167,7 +170,16 @@ impl Journal {
         let mut g = self.inner.lock();
         loop {
             if let Some(e) = &g.poisoned {
-                return Err(poisoned(e));
+                // A writer whose record was in the failed write gets that
+                // failure's own kind (StorageFull for ENOSPC), so a caller
+                // can tell a full disk; later writers get Poisoned. (Found
+                // by tests/it/os_faults.rs: every put on a full disk used to
+                // fail as Poisoned, hiding ENOSPC.)
+                return Err(if seq <= g.failed_through {
+                    e.clone()
+                } else {
+                    poisoned(e)
+                });
             }
             let done = if durable { g.synced_seq } else { g.written_seq };
             if done >= seq {
@@ -266,6 +278,7 @@ impl Journal {
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed; refusing further writes until reopened");
                 g.poisoned = Some(e);
+                g.failed_through = last;
             }
         }
         self.flushed.notify_all();

@@ -15,5 +15,7 @@ mod limits;
 mod lock;
 mod logs;
 mod modes;
+mod os_faults;
+mod sweeps;
 mod torn_tail;
 mod util;
