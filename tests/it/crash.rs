@@ -23,7 +23,12 @@
 //! loss enumerated and checked again.
 //!
 //! `STATEWAL_CRASH_LONG=1` raises the workload length, the sample sizes and
-//! tears every byte; the smoke size fits in about a minute of a debug build.
+//! tears every byte; `STATEWAL_CRASH_MAX_OPS=n` sets the workload length
+//! alone. The smoke size fits in about a minute of a debug build on 2 cores:
+//!
+//! ```text
+//! cargo test --test it crash::every_crash_point -- --nocapture
+//! ```
 
 use statewal::fs::Fs;
 use statewal::fs::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
