@@ -33,6 +33,8 @@ mod checkpoint;
 mod error;
 mod events;
 pub mod fs;
+#[cfg(feature = "sim")]
+pub mod fuzzing;
 mod id;
 pub mod journal;
 pub mod layout;

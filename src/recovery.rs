@@ -335,6 +335,12 @@ impl Replay {
                     .map(|_| None);
             }
         };
+        // A valid header says records before `first_seq` were written, even
+        // when the segment holds none (a torn tail cut it to its header):
+        // new records must continue after them, and a checkpoint must not
+        // claim less, or the next open sees a gap before this segment and
+        // refuses (found by `fuzzing::replay`).
+        self.max_seq = self.max_seq.max(header.first_seq.saturating_sub(1));
         if let Some(e) = self.expected.filter(|&e| header.first_seq > e) {
             let why = format!(
                 "records {e} to {} are missing (segment starts at {})",
