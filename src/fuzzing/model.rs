@@ -232,6 +232,9 @@ fn open(fs: &SimFs) -> crate::Result<Store> {
     )
 }
 
+/// Session logs and reports by id, as a checkpoint writes them.
+type Files = (BTreeMap<String, String>, BTreeMap<String, u64>);
+
 struct Run {
     fs: SimFs,
     store: Option<Store>,
@@ -332,9 +335,7 @@ impl Run {
 
     /// The session logs and reports as a checkpoint writes them, read from
     /// a copy of the filesystem so the run itself is not checkpointed.
-    fn checkpointed_files(
-        &self,
-    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, u64>), String> {
+    fn checkpointed_files(&self) -> Result<Files, String> {
         let copy = self.fs.fork();
         let store = open(&copy).map_err(|e| format!("open of a copy failed: {e}"))?;
         store
