@@ -127,7 +127,9 @@ pub(crate) fn write(
         last_saved: now,
         journal_seq: snap.seq,
     };
-    let bytes = serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail");
+    let bytes = layout::seal_state(
+        serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail"),
+    );
     fs::write_atomic(fs, "", STATE_FILE, &bytes)?;
     ctx.state_crc = Some(crc32fast::hash(&bytes));
     ctx.covered_seq = Some(snap.seq);

@@ -100,11 +100,86 @@ pub fn backup_stamp_of(name: &str) -> &str {
 
 /// Parses a `state.json` or backup, saying what is wrong.
 pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> {
-    let state: PersistedState = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    /// `state.json` as read: the persisted state plus its checksum member.
+    #[derive(serde::Deserialize)]
+    struct StateFile {
+        version: String,
+        tasks: Vec<crate::Task>,
+        sessions: Vec<Value>,
+        metrics: crate::Metrics,
+        last_saved: String,
+        #[serde(default)]
+        journal_seq: u64,
+        checksum: Option<String>,
+    }
+    let file: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    // A file without the member is taken as written by hand; one with it
+    // must carry an intact seal (a flipped bit in the seal itself included).
+    if file.checksum.is_some() {
+        check_seal(bytes)?;
+    }
+    let state = PersistedState {
+        version: file.version,
+        tasks: file.tasks,
+        sessions: file.sessions,
+        metrics: file.metrics,
+        last_saved: file.last_saved,
+        journal_seq: file.journal_seq,
+    };
     for t in &state.tasks {
         crate::id::validate_id(&t.id).map_err(|e| e.to_string())?;
     }
     Ok(state)
+}
+
+/// What `seal_state` puts before the checksum: the last top-level member.
+const SEAL_PREFIX: &[u8] = b",\n  \"checksum\": \"crc32:";
+/// What follows the eight hex digits.
+const SEAL_SUFFIX: &[u8] = b"\"\n}\n";
+
+/// Appends a `"checksum": "crc32:XXXXXXXX"` member to pretty-printed state
+/// JSON. The CRC covers every byte before the member's comma, so a flipped
+/// bit that still leaves valid JSON (a digit of `journal_seq`, a letter in a
+/// task) is caught, and the file falls back to its backup and the journal.
+pub fn seal_state(mut json: Vec<u8>) -> Vec<u8> {
+    assert!(json.ends_with(b"\n}"), "pretty-printed JSON object");
+    json.truncate(json.len() - 2);
+    let crc = crc32fast::hash(&json);
+    json.extend_from_slice(SEAL_PREFIX);
+    json.extend_from_slice(format!("{crc:08x}").as_bytes());
+    json.extend_from_slice(SEAL_SUFFIX);
+    debug_assert_eq!(check_seal(&json), Ok(()));
+    json
+}
+
+/// Checks the checksum `seal_state` wrote. (A state file without the member,
+/// written by hand or by the original server, is not checked: whoever edits
+/// `state.json` by hand removes the checksum line.)
+fn check_seal(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(at) = bytes
+        .windows(SEAL_PREFIX.len())
+        .rposition(|w| w == SEAL_PREFIX)
+    else {
+        return Err("the checksum member is not where statewal writes it".into());
+    };
+    let rest = &bytes[at + SEAL_PREFIX.len()..];
+    let (hex, tail) = rest.split_at(rest.len().min(8));
+    let stored = std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    match stored {
+        Some(crc) if tail == SEAL_SUFFIX && hex.len() == 8 => {
+            let actual = crc32fast::hash(&bytes[..at]);
+            if actual == crc {
+                Ok(())
+            } else {
+                Err(format!(
+                    "checksum mismatch: the file says {crc:08x}, its contents hash to {actual:08x}"
+                ))
+            }
+        }
+        _ => Err("damaged checksum member at the end of the file".into()),
+    }
 }
 
 /// A file that could not be loaded and was skipped.

@@ -148,6 +148,11 @@ impl SegmentHeader {
         if header_len as usize != SEGMENT_HEADER_LEN {
             return Err(format!("unexpected segment header length {header_len}"));
         }
+        // The last four bytes are outside the checksum; version 1 writes
+        // zeros there, so anything else is damage.
+        if b[SEG_CRC_OFFSET + 4..SEGMENT_HEADER_LEN] != [0; 4] {
+            return Err("reserved segment header bytes are not zero".into());
+        }
         Ok(SegmentHeader {
             id: u64_at(b, SEG_ID_OFFSET),
             salt: u64_at(b, SEG_SALT_OFFSET),
