@@ -1,4 +1,6 @@
-//! A tight put loop for profiling: `cargo run --release --example put_loop -- DIR N [sync|buffered]`.
+//! A tight put loop for profiling:
+//! `cargo run --release --example put_loop -- DIR N [sync|buffered] [IDS]`
+//! (IDS distinct task ids, cycled; default 1000).
 //! Used with `valgrind --tool=callgrind` and `perf` (see docs/benchmarks.md).
 
 use statewal::{Options, Store, SyncPolicy, Task};
@@ -17,7 +19,8 @@ fn main() -> statewal::Result<()> {
             .checkpoint_interval(None)
             .checkpoint_on_drop(false),
     )?;
-    let tasks: Vec<Task> = (0..1000)
+    let ids: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let tasks: Vec<Task> = (0..ids)
         .map(|i| {
             let json = format!(
                 r#"{{"id":"t{i}","description":"{}","status":"in_progress","tool":"CLAUDECODE"}}"#,
