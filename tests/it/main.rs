@@ -11,6 +11,7 @@ mod fields;
 mod fuzz_corpus;
 mod group_commit;
 mod ids;
+mod io_errors;
 mod kill;
 mod limits;
 mod lock;
