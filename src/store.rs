@@ -12,6 +12,7 @@ use crate::id::validate_id;
 use crate::journal::Journal;
 use crate::journal::op::{Op, session_id};
 use crate::layout;
+use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
 use crate::options::{Options, RecoveryMode, SyncPolicy};
 use crate::recovery::{self, RecoveryReport};
@@ -110,6 +111,7 @@ struct Shared {
     ckpt: Mutex<CheckpointCtx>,
     subscribers: Subscribers,
     signal: Signal,
+    ckpt_counters: CheckpointCounters,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -176,6 +178,7 @@ impl Store {
             ckpt: Mutex::new(ctx),
             subscribers: Subscribers::default(),
             signal: Signal::default(),
+            ckpt_counters: CheckpointCounters::default(),
             _lock: lock,
         });
         if let Some(f) = subscriber {
@@ -343,6 +346,25 @@ impl Store {
             last_seq: j.last_seq(),
             tasks: self.shared.state.read().tasks.len(),
         }
+    }
+
+    /// Counters since open (checkpoints, saves that failed, journal syncs
+    /// and their latency, load time) and the directory's size now.
+    pub fn metrics(&self) -> Result<StoreMetrics> {
+        let j = &self.shared.journal.stats;
+        let mut m = StoreMetrics::empty();
+        m.load_seconds = self.report.duration.as_secs_f64();
+        m.journal_records = j.records.load(Ordering::Relaxed);
+        m.fsyncs = j.syncs.load(Ordering::Relaxed);
+        m.fsync_total_seconds = metrics::seconds(j.sync_nanos.load(Ordering::Relaxed));
+        m.tasks = self.shared.state.read().tasks.len() as u64;
+        metrics::collect(&*self.shared.fs, &self.shared.ckpt_counters, m)
+    }
+
+    /// [`crate::health`] of the directory in the options, read from the
+    /// real filesystem (whatever [`Fs`] the store was opened on).
+    pub fn health(&self) -> crate::Health {
+        crate::health(&self.shared.opts.dir)
     }
 
     /// The options the store was opened with.
@@ -541,6 +563,7 @@ impl Shared {
         let (_, new_segment, mut snap) = match rotated {
             Ok(r) => r,
             Err(e) => {
+                self.ckpt_counters.failed();
                 self.subscribers.emit(Event::StateSaveError(e.to_string()));
                 return Err(e);
             }
@@ -554,6 +577,7 @@ impl Shared {
             &now,
         ) {
             Ok(stats) => {
+                self.ckpt_counters.succeeded(stats.duration);
                 self.state.write().last_saved = Some(now);
                 tracing::info!(
                     seq = stats.seq,
@@ -567,6 +591,7 @@ impl Shared {
             Err(e) => {
                 let changes = std::mem::take(&mut snap.changes);
                 self.state.write().changes.merge_older(changes);
+                self.ckpt_counters.failed();
                 tracing::error!(error = %e, "checkpoint failed; the journal still holds every acknowledged write");
                 self.subscribers.emit(Event::StateSaveError(e.to_string()));
                 Err(e)

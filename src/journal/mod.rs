@@ -45,6 +45,8 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 pub struct JournalStats {
     /// Number of `sync_data` calls on segments.
     pub syncs: AtomicU64,
+    /// Nanoseconds spent in those calls, for the mean sync latency.
+    pub sync_nanos: AtomicU64,
     /// Number of records appended.
     pub records: AtomicU64,
     /// Bytes appended since the last checkpoint's rotation.
@@ -320,7 +322,10 @@ impl Journal {
         if durable && let Some(file) = active.file.as_mut() {
             // Sync the segment so the records are acknowledged only once they
             // survive power loss.
+            let started = std::time::Instant::now();
             file.sync_data()?;
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.stats.sync_nanos.fetch_add(nanos, Ordering::Relaxed);
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {

@@ -7,6 +7,9 @@
 mod bench;
 mod commands;
 mod demo;
+mod health;
+mod inspect;
+mod metrics;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +58,36 @@ pub enum Command {
     /// List tasks: a table, or with --json one JSON array of full task objects.
     List {
         /// Print one JSON array of full task objects.
+        #[arg(long)]
+        json: bool,
+        /// Only tasks with these statuses, comma-separated (e.g. completed,failed).
+        #[arg(long, value_delimiter = ',', value_parser = inspect::parse_status)]
+        status: Vec<statewal::TaskStatus>,
+    },
+    /// Check the state directory without opening it (works while another process has it open).
+    /// Exit 0 when healthy, 1 when not, saying why.
+    Health {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the store's metrics in the Prometheus text format.
+    Metrics {
+        /// Print them as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one line per journal record (and per damaged span), without opening the store.
+    DumpJournal {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task for a person: fields, logs and result.
+    Show {
+        /// The task id.
+        id: String,
+        /// Print the task as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -143,6 +176,10 @@ fn main() -> ExitCode {
             svg,
         } => bench::run(*seconds, *json, scratch.clone(), *tasks, svg.clone()),
         Command::BenchRss => bench::rss_probe(&cli.dir),
+        Command::Health { json } => health::run(&cli.dir, *json),
+        Command::Metrics { json } => metrics::run(&cli, *json),
+        Command::DumpJournal { json } => inspect::dump_journal(&cli.dir, *json),
+        Command::Show { id, json } => inspect::show(&cli, id, *json),
         _ => commands::run(&cli),
     };
     match result {
@@ -155,12 +192,35 @@ fn main() -> ExitCode {
 }
 
 /// Diagnostics go to stderr, filtered by `RUST_LOG` (default: warnings).
+/// The original server's `DEBUG=persistence:*` (the `debug` package's
+/// namespaces) is taken as `RUST_LOG=statewal=debug`; `RUST_LOG` wins.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let debug_alias = std::env::var("DEBUG").is_ok_and(|d| debug_enables_persistence(&d));
+    let filter = match std::env::var_os("RUST_LOG") {
+        Some(_) => tracing_subscriber::EnvFilter::try_from_default_env().ok(),
+        None if debug_alias => Some(tracing_subscriber::EnvFilter::new("statewal=debug")),
+        None => None,
+    }
+    .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// Whether a `DEBUG` value in the `debug` package's syntax (namespaces
+/// separated by commas or spaces, `*` as a wildcard, `-` to exclude) turns on
+/// the original server's `persistence:*` namespaces.
+fn debug_enables_persistence(value: &str) -> bool {
+    // A pattern covers the namespaces if the text before its first `*` is a
+    // prefix of "persistence:" (`*`, `persist*`) or names one of them
+    // (`persistence:*`, `persistence:save`).
+    let covers = |p: &str| match p.split_once('*') {
+        Some((head, _)) => "persistence:".starts_with(head) || head.starts_with("persistence:"),
+        None => p == "persistence" || p.starts_with("persistence:"),
+    };
+    let patterns = value.split([',', ' ']).filter(|p| !p.is_empty());
+    let (excluded, included): (Vec<&str>, Vec<&str>) = patterns.partition(|p| p.starts_with('-'));
+    included.iter().any(|p| covers(p)) && !excluded.iter().any(|p| covers(&p[1..]))
 }

@@ -1,0 +1,73 @@
+//! `statewal health`: is the state directory fit to run a store on?
+
+use crate::commands::pretty;
+use statewal::Result;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Prints [`statewal::health`] of `dir`; exit 1 when unhealthy.
+pub fn run(dir: &Path, json: bool) -> Result<ExitCode> {
+    let h = statewal::health(dir);
+    if json {
+        println!("{}", pretty(&h));
+    } else {
+        print_human(&h);
+    }
+    Ok(if h.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_human(h: &statewal::Health) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!("state directory   {}", h.dir);
+    println!("exists            {}", yes_no(h.exists));
+    println!("writable          {}", yes_no(h.writable));
+    match h.free_bytes {
+        Some(n) => println!("free space        {} ({n} bytes)", human_bytes(n)),
+        None => println!("free space        unknown"),
+    }
+    println!(
+        "last checkpoint   {}",
+        h.last_checkpoint.as_deref().unwrap_or("none yet")
+    );
+    println!(
+        "backups           {} ({} valid)",
+        h.backups, h.backups_valid
+    );
+    println!(
+        "journal           {} in {} segments",
+        human_bytes(h.journal_bytes),
+        h.journal_segments
+    );
+    match h.lock_holder_pid {
+        Some(pid) => println!("lock holder       pid {pid}"),
+        None => println!("lock holder       none"),
+    }
+    if h.healthy {
+        println!("healthy");
+    } else {
+        println!("UNHEALTHY:");
+        for p in &h.problems {
+            println!("  - {p}");
+        }
+    }
+}
+
+/// Bytes in binary units for a person, e.g. "1.5 MiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

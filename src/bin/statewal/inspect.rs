@@ -1,0 +1,183 @@
+//! Inspection: `dump-journal`, `show ID`, and the `--status` filter of `list`.
+
+use crate::Cli;
+use crate::commands::{not_found, open_readonly, pretty};
+use serde_json::{Value, json};
+use statewal::fs::{Fs, RealFs};
+use statewal::journal::op::Op;
+use statewal::journal::reader::{Piece, mark_durable, scan_segment};
+use statewal::journal::record::{RECORD_HEADER_LEN, RecordKind};
+use statewal::journal::{JOURNAL_DIR, parse_segment_name};
+use statewal::{Result, Task, TaskStatus};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Parses one `--status` value as written on disk (`completed`, `in_progress`, ...).
+pub fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
+    serde_json::from_value(Value::String(s.trim().to_string())).map_err(|_| {
+        format!(
+            "unknown status {s:?}; expected pending, in_progress, waiting, completed, failed or cancelled"
+        )
+    })
+}
+
+/// Prints one line per record and per damaged span of every segment, in
+/// order, without opening the store (so without the lock, like `verify`).
+pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
+    let fs = RealFs::existing(dir)?;
+    let mut files = Vec::new();
+    for name in fs.list(JOURNAL_DIR)? {
+        if parse_segment_name(&name).is_some() {
+            let path = format!("{JOURNAL_DIR}/{name}");
+            if let Some(bytes) = fs.read(&path)? {
+                files.push((path, bytes));
+            }
+        }
+    }
+    let mut scans: Vec<_> = files.iter().map(|(_, b)| scan_segment(b)).collect();
+    // Tells a crash's torn tail from damage to records that had been durable.
+    mark_durable(&mut scans);
+    let (mut records, mut damaged) = (0, 0);
+    for ((segment, _), scan) in files.iter().zip(&scans) {
+        if let Err(why) = &scan.header {
+            damaged += 1;
+            let line = json!({"segment": segment, "offset": 0, "kind": "bad_header",
+                "checksum_ok": false, "reason": why});
+            emit(json, &line, || {
+                format!("{segment}  offset=0  BAD HEADER: {why}")
+            });
+            continue;
+        }
+        for piece in &scan.pieces {
+            let line = match piece {
+                Piece::Record { .. } => {
+                    records += 1;
+                    record_line(segment, piece)
+                }
+                Piece::Damaged { .. } => {
+                    damaged += 1;
+                    damaged_line(segment, piece)
+                }
+            };
+            emit(json, &line.0, || line.1.clone());
+        }
+    }
+    if !json {
+        println!(
+            "{records} records, {damaged} damaged spans in {} segments",
+            files.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit(json: bool, line: &Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{line}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+/// A valid record as a JSON object and a text line.
+fn record_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
+    let Piece::Record { offset, record } = piece else {
+        unreachable!("called for records only")
+    };
+    let kind = RecordKind::from_u8(record.kind).map_or("unknown", |k| k.name());
+    let size = RECORD_HEADER_LEN + record.payload.len();
+    // The checksum passed (or the reader would not call it a record); a
+    // payload that does not decode is still worth saying.
+    let (id, problem) = match Op::decode(record.kind, record.payload) {
+        Ok(op) => (Some(op.id().to_string()), None),
+        Err(why) => (None, Some(why)),
+    };
+    let value = json!({"segment": segment, "offset": offset, "seq": record.seq, "kind": kind,
+        "id": id, "size_bytes": size, "checksum_ok": true, "payload_error": problem});
+    let mut text = format!(
+        "{segment}  offset={offset}  seq={}  {kind}  id={}  size={size}  checksum=ok",
+        record.seq,
+        id.as_deref().unwrap_or("-")
+    );
+    if let Some(why) = problem {
+        text.push_str(&format!("  PAYLOAD ERROR: {why}"));
+    }
+    (value, text)
+}
+
+/// A damaged span as a JSON object and a text line.
+fn damaged_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
+    let Piece::Damaged {
+        offset,
+        end,
+        reason,
+        first_seq,
+        durable,
+    } = piece
+    else {
+        unreachable!("called for damaged spans only")
+    };
+    let class = if *durable { "corrupt" } else { "torn_tail" };
+    let size = end - offset;
+    let value = json!({"segment": segment, "offset": offset, "seq": first_seq, "kind": "damaged",
+        "id": null, "size_bytes": size, "checksum_ok": false, "reason": reason, "class": class});
+    let text = format!(
+        "{segment}  offset={offset}  seq>={first_seq}  DAMAGED  size={size}  checksum=BAD  {reason} ({})",
+        class.replace('_', " ")
+    );
+    (value, text)
+}
+
+/// Prints one task for a person, or as JSON.
+pub fn show(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
+    let store = open_readonly(cli)?;
+    let task = store.get_task(id)?.ok_or_else(|| not_found(id))?;
+    if json {
+        println!("{}", pretty(&task));
+    } else {
+        print_task(&task);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_task(t: &Task) {
+    println!("task {}", t.id);
+    let fields = [
+        ("status", Some(t.status.as_str())),
+        ("description", t.description.as_deref()),
+        ("tool", t.tool.as_deref()),
+        ("created", t.created_at.as_deref()),
+        ("updated", t.updated_at.as_deref()),
+        ("started", t.started_at.as_deref()),
+        ("completed", t.completed_at.as_deref()),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            println!("  {name:<12} {v}");
+        }
+    }
+    for (name, value) in &t.extra {
+        println!("  {name:<12} {value}");
+    }
+    println!("logs ({}):", t.logs.len());
+    for l in &t.logs {
+        let meta = l
+            .metadata
+            .as_ref()
+            .map(|m| format!("  {m}"))
+            .unwrap_or_default();
+        println!(
+            "  {}  {:<5}  {}  {}{meta}",
+            l.timestamp, l.level, l.kind, l.message
+        );
+    }
+    match &t.result {
+        None => println!("result: none"),
+        Some(r) => {
+            println!("result:");
+            for line in pretty(r).lines() {
+                println!("  {line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! [`health`]: is a state directory fit to run a store on? For operators and
+//! `statewal health`.
+//!
+//! **Invariant:** a health check writes nothing and takes no lock, so it can
+//! look at a directory another process has open (see `docs/decisions.md`).
+
+use crate::fs::{Fs, RealFs};
+use crate::journal::{JOURNAL_DIR, parse_segment_name};
+use crate::layout::{self, LOCK_FILE, STATE_FILE};
+use serde::Serialize;
+use std::path::Path;
+
+/// Less free space than this on the state directory's filesystem is a
+/// problem: one default-sized journal (`checkpoint_journal_bytes`) must fit.
+pub const HEALTH_FREE_BYTES_MIN: u64 = 64 * 1024 * 1024;
+
+/// What [`health`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// The state directory, as given.
+    pub dir: String,
+    /// True when nothing in `problems`.
+    pub healthy: bool,
+    /// The directory exists.
+    pub exists: bool,
+    /// This user may create files in it.
+    pub writable: bool,
+    /// Bytes available to this user on its filesystem (`statvfs`).
+    pub free_bytes: Option<u64>,
+    /// `last_saved` of `state.json`: when the last checkpoint was written.
+    pub last_checkpoint: Option<String>,
+    /// `state.backup.*.json` files.
+    pub backups: usize,
+    /// Backups that parse and pass their checksum.
+    pub backups_valid: usize,
+    /// Journal segment files.
+    pub journal_segments: usize,
+    /// Bytes of the journal segment files (preallocated zeros included).
+    pub journal_bytes: u64,
+    /// The pid of the process holding `.statewal.lock`, if one does. Known on
+    /// Linux (from `/proc/locks`); elsewhere always `None`.
+    pub lock_holder_pid: Option<u32>,
+    /// Each thing that is wrong, said for a person.
+    pub problems: Vec<String>,
+}
+
+/// Checks the state directory `dir` without opening a store: existence and
+/// write permission, free space, the last checkpoint, backups, the journal's
+/// size and the lock holder. Never fails: what cannot be read is a problem.
+pub fn health(dir: &Path) -> Health {
+    let mut h = Health {
+        dir: dir.display().to_string(),
+        healthy: false,
+        exists: dir.is_dir(),
+        writable: false,
+        free_bytes: None,
+        last_checkpoint: None,
+        backups: 0,
+        backups_valid: 0,
+        journal_segments: 0,
+        journal_bytes: 0,
+        lock_holder_pid: None,
+        problems: Vec::new(),
+    };
+    if !h.exists {
+        h.problems
+            .push(format!("state directory {} does not exist", h.dir));
+        return h;
+    }
+    h.writable = writable(dir);
+    if !h.writable {
+        h.problems.push(format!(
+            "state directory {} is not writable by this user",
+            h.dir
+        ));
+    }
+    match free_bytes(dir) {
+        Ok(n) => {
+            h.free_bytes = Some(n);
+            if n < HEALTH_FREE_BYTES_MIN {
+                h.problems.push(format!(
+                    "only {n} bytes free on the filesystem of {}, less than the {HEALTH_FREE_BYTES_MIN} a journal needs",
+                    h.dir
+                ));
+            }
+        }
+        Err(e) => h
+            .problems
+            .push(format!("cannot read the free space of {}: {e}", h.dir)),
+    }
+    match RealFs::existing(dir) {
+        Ok(fs) => check_files(&fs, &mut h),
+        Err(e) => h.problems.push(e.to_string()),
+    }
+    h.lock_holder_pid = lock_holder(&dir.join(LOCK_FILE));
+    h.healthy = h.problems.is_empty();
+    h
+}
+
+/// `state.json`, backups and the journal.
+fn check_files(fs: &dyn Fs, h: &mut Health) {
+    match layout::read_state_file(fs, STATE_FILE) {
+        Ok(Ok((state, _))) => h.last_checkpoint = Some(state.last_saved),
+        // A store that has not checkpointed yet has only its journal.
+        Ok(Err(why)) if why == "missing" => {}
+        Ok(Err(why)) => h.problems.push(format!("{STATE_FILE} is unusable: {why}")),
+        Err(e) => h.problems.push(e.to_string()),
+    }
+    match layout::list_backups(fs) {
+        Ok(names) => {
+            h.backups = names.len();
+            for name in names {
+                match layout::read_state_file(fs, &name) {
+                    Ok(Ok(_)) => h.backups_valid += 1,
+                    Ok(Err(why)) => h.problems.push(format!("backup {name} is invalid: {why}")),
+                    Err(e) => h.problems.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => h.problems.push(e.to_string()),
+    }
+    match fs.list(JOURNAL_DIR) {
+        Ok(names) => {
+            for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+                h.journal_segments += 1;
+                match fs.file_len(&crate::fs::join(JOURNAL_DIR, name)) {
+                    Ok(len) => h.journal_bytes += len.unwrap_or(0),
+                    Err(e) => h.problems.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => h.problems.push(e.to_string()),
+    }
+}
+
+fn c_path(dir: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))
+}
+
+/// Whether this user may create files in `dir`, asked of the kernel with
+/// `access(2)` rather than by writing a probe file.
+fn writable(dir: &Path) -> bool {
+    let Ok(path) = c_path(dir) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the whole call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// Bytes available to an unprivileged user on `dir`'s filesystem.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let path = c_path(dir)?;
+    // SAFETY: `statvfs` is plain old data; all zeros is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // The field types differ between platforms.
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// The pid holding a `flock` on `lock_file`, read from `/proc/locks` so that
+/// checking takes no lock itself (a probe lock could make a concurrent
+/// `Store::open` fail). The pid written into the file is not used: it stays
+/// behind after its process closes the store.
+#[cfg(target_os = "linux")]
+fn lock_holder(lock_file: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(lock_file).ok()?;
+    let dev = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(meta.dev()),
+        libc::minor(meta.dev()),
+        meta.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:02:131 0 EOF"; a waiter's line has
+    // "->" after the number and is skipped.
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, file, ..] if *file == dev => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock_holder(_lock_file: &Path) -> Option<u32> {
+    None
+}

@@ -1,0 +1,119 @@
+//! [`StoreMetrics`]: what an open store has done and what it occupies on
+//! disk, for operators and `statewal metrics`.
+
+use crate::error::Result;
+use crate::fs::{self, Fs};
+use crate::journal::{JOURNAL_DIR, parse_segment_name};
+use crate::layout::DIRS;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A store's counters since it was opened, and its directory's size now.
+/// Durations are in seconds (`f64`), as Prometheus expects.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct StoreMetrics {
+    /// Checkpoints written since open (ones with nothing to do not counted).
+    pub checkpoints: u64,
+    /// How long the last checkpoint took.
+    pub checkpoint_last_seconds: f64,
+    /// How long all checkpoints since open took together.
+    pub checkpoint_total_seconds: f64,
+    /// How long opening (recovery) took.
+    pub load_seconds: f64,
+    /// Checkpoints that failed since open.
+    pub save_failures: u64,
+    /// Journal records appended since open.
+    pub journal_records: u64,
+    /// Journal syncs (`fdatasync`) since open.
+    pub fsyncs: u64,
+    /// Time spent in those syncs; divided by `fsyncs`, the mean latency.
+    pub fsync_total_seconds: f64,
+    /// Bytes of the journal segment files (preallocated zeros included).
+    pub journal_bytes: u64,
+    /// Bytes of every file in the state directory and its layout directories.
+    pub disk_usage_bytes: u64,
+    /// Files per layout directory; `"."` is the state directory itself.
+    pub files: BTreeMap<String, u64>,
+    /// Tasks in the store.
+    pub tasks: u64,
+}
+
+/// Checkpoint counters kept by the store.
+#[derive(Debug, Default)]
+pub(crate) struct CheckpointCounters {
+    count: AtomicU64,
+    last_nanos: AtomicU64,
+    total_nanos: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl CheckpointCounters {
+    pub(crate) fn succeeded(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.last_nanos.store(nanos, Ordering::Relaxed);
+        self.total_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Nanoseconds as seconds.
+pub(crate) fn seconds(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+/// Fills in the checkpoint counters and the directory's sizes; the caller
+/// supplies the rest.
+pub(crate) fn collect(
+    fs: &dyn Fs,
+    ckpt: &CheckpointCounters,
+    mut m: StoreMetrics,
+) -> Result<StoreMetrics> {
+    m.checkpoints = ckpt.count.load(Ordering::Relaxed);
+    m.checkpoint_last_seconds = seconds(ckpt.last_nanos.load(Ordering::Relaxed));
+    m.checkpoint_total_seconds = seconds(ckpt.total_nanos.load(Ordering::Relaxed));
+    m.save_failures = ckpt.failures.load(Ordering::Relaxed);
+    for dir in std::iter::once("").chain(DIRS) {
+        let names = fs.list(dir)?;
+        m.files.insert(
+            if dir.is_empty() { "." } else { dir }.to_string(),
+            names.len() as u64,
+        );
+        for name in names {
+            // A file removed between list and stat (a checkpoint's cleanup)
+            // simply no longer counts.
+            let len = fs.file_len(&fs::join(dir, &name))?.unwrap_or(0);
+            m.disk_usage_bytes += len;
+            if dir == JOURNAL_DIR && parse_segment_name(&name).is_some() {
+                m.journal_bytes += len;
+            }
+        }
+    }
+    Ok(m)
+}
+
+impl StoreMetrics {
+    /// All zeros, for [`collect`] to fill in.
+    pub(crate) fn empty() -> StoreMetrics {
+        StoreMetrics {
+            checkpoints: 0,
+            checkpoint_last_seconds: 0.0,
+            checkpoint_total_seconds: 0.0,
+            load_seconds: 0.0,
+            save_failures: 0,
+            journal_records: 0,
+            fsyncs: 0,
+            fsync_total_seconds: 0.0,
+            journal_bytes: 0,
+            disk_usage_bytes: 0,
+            files: BTreeMap::new(),
+            tasks: 0,
+        }
+    }
+}
