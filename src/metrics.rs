@@ -41,6 +41,33 @@ pub struct StoreMetrics {
     pub tasks: u64,
 }
 
+#[cfg(feature = "metrics")]
+impl StoreMetrics {
+    /// Hands every figure to the `metrics` facade's recorder (feature
+    /// `metrics`), under the names `statewal metrics` prints: counts as
+    /// counters (`absolute`), sizes and durations as gauges, files per
+    /// directory as `statewal_files` with a `dir` label. Call it from the
+    /// application's scrape or timer, e.g. `store.metrics()?.publish()`.
+    pub fn publish(&self) {
+        use ::metrics::{counter, gauge};
+        counter!("statewal_checkpoints_total").absolute(self.checkpoints);
+        gauge!("statewal_checkpoint_last_duration_seconds").set(self.checkpoint_last_seconds);
+        // The facade's counters are integers; time totals are gauges.
+        gauge!("statewal_checkpoint_duration_seconds_total").set(self.checkpoint_total_seconds);
+        gauge!("statewal_load_duration_seconds").set(self.load_seconds);
+        counter!("statewal_save_failures_total").absolute(self.save_failures);
+        counter!("statewal_journal_records_total").absolute(self.journal_records);
+        counter!("statewal_fsyncs_total").absolute(self.fsyncs);
+        gauge!("statewal_fsync_duration_seconds_total").set(self.fsync_total_seconds);
+        gauge!("statewal_journal_bytes").set(self.journal_bytes as f64);
+        gauge!("statewal_disk_usage_bytes").set(self.disk_usage_bytes as f64);
+        gauge!("statewal_tasks").set(self.tasks as f64);
+        for (dir, n) in &self.files {
+            gauge!("statewal_files", "dir" => dir.clone()).set(*n as f64);
+        }
+    }
+}
+
 /// Checkpoint counters kept by the store.
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointCounters {
@@ -115,5 +142,88 @@ impl StoreMetrics {
             files: BTreeMap::new(),
             tasks: 0,
         }
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+    use ::metrics::{
+        Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+    use std::sync::{Arc, Mutex};
+
+    /// A recorder that remembers the last value of each metric by its
+    /// rendered key.
+    #[derive(Default)]
+    struct Capture(Arc<Mutex<BTreeMap<String, f64>>>);
+
+    struct Cell(String, Arc<Mutex<BTreeMap<String, f64>>>);
+
+    impl CounterFn for Cell {
+        fn increment(&self, v: u64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += v as f64;
+        }
+        fn absolute(&self, v: u64) {
+            self.1.lock().unwrap().insert(self.0.clone(), v as f64);
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, v: f64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += v;
+        }
+        fn decrement(&self, v: f64) {
+            GaugeFn::increment(self, -v);
+        }
+        fn set(&self, v: f64) {
+            self.1.lock().unwrap().insert(self.0.clone(), v);
+        }
+    }
+
+    impl Capture {
+        fn cell(&self, key: &Key) -> Arc<Cell> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Arc::new(Cell(name, self.0.clone()))
+        }
+    }
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn publish_hands_every_figure_to_the_recorder() {
+        let mut m = StoreMetrics::empty();
+        m.checkpoints = 3;
+        m.fsyncs = 7;
+        m.fsync_total_seconds = 0.25;
+        m.journal_bytes = 4096;
+        m.files.insert("tasks".into(), 2);
+        let capture = Capture::default();
+        ::metrics::with_local_recorder(&capture, || m.publish());
+        let seen = capture.0.lock().unwrap();
+        assert_eq!(seen["statewal_checkpoints_total{}"], 3.0);
+        assert_eq!(seen["statewal_fsyncs_total{}"], 7.0);
+        assert_eq!(seen["statewal_fsync_duration_seconds_total{}"], 0.25);
+        assert_eq!(seen["statewal_journal_bytes{}"], 4096.0);
+        assert_eq!(seen["statewal_files{dir=tasks}"], 2.0);
+        assert_eq!(seen.len(), 12, "{seen:?}");
     }
 }
