@@ -2,7 +2,8 @@
 //!
 //! Each subcommand lives in its own module; this file parses arguments,
 //! sets up diagnostics and maps errors to exit codes: 0 success, 1 a
-//! check that found damage (verify) or lost writes (demo), 2 an error.
+//! check that found damage (verify), an unhealthy directory (health) or
+//! lost writes (demo), 2 an error.
 
 mod bench;
 mod commands;
