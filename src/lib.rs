@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backup;
 mod checkpoint;
 mod error;
 mod events;
@@ -47,6 +48,7 @@ mod state;
 mod store;
 pub mod verify;
 
+pub use backup::{BackupInfo, RestoreReport, backups};
 pub use checkpoint::CheckpointStats;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, Subscriber};

@@ -372,6 +372,12 @@ impl Store {
         &self.shared.opts
     }
 
+    /// The filesystem the store runs on, for the modules that read the
+    /// layout beside it (backups).
+    pub(crate) fn fs(&self) -> &dyn Fs {
+        &*self.shared.fs
+    }
+
     /// Stops the auto-save thread, checkpoints (unless turned off in the
     /// options) and releases the directory lock.
     pub fn shutdown(mut self) -> Result<()> {

@@ -2,6 +2,7 @@
 
 mod basics;
 mod cli;
+mod cli_backups;
 mod cli_ops;
 mod corruption;
 mod crash;

@@ -5,6 +5,7 @@
 //! check that found damage (verify), an unhealthy directory (health) or
 //! lost writes (demo), 2 an error.
 
+mod backups;
 mod bench;
 mod commands;
 mod demo;
@@ -89,6 +90,20 @@ pub enum Command {
         /// The task id.
         id: String,
         /// Print the task as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the state.backup.*.json files, newest first, with age, size, validity and task count.
+    Backups {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup's tasks and sessions through the journal; prints the backup that undoes it.
+    Restore {
+        /// The backup's file name (or its stamp), as `statewal backups` lists it.
+        backup: String,
+        /// Print what changed as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -181,6 +196,8 @@ fn main() -> ExitCode {
         Command::Metrics { json } => metrics::run(&cli, *json),
         Command::DumpJournal { json } => inspect::dump_journal(&cli.dir, *json),
         Command::Show { id, json } => inspect::show(&cli, id, *json),
+        Command::Backups { json } => backups::list(&cli.dir, *json),
+        Command::Restore { backup, json } => backups::restore(&cli, backup, *json),
         _ => commands::run(&cli),
     };
     match result {

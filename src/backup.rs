@@ -1,0 +1,306 @@
+//! Backups for operators: [`backups`] lists `state.backup.*.json` with their
+//! validity, and [`Store::restore_backup`] brings one back through the
+//! journal.
+//!
+//! **Invariant:** a restore writes nothing but ordinary journal records
+//! (`put_task`, `delete_task`, `put_session`, `delete_session`) and
+//! checkpoints; there is no restore record and no file is copied over
+//! `state.json`. A crash halfway is therefore an ordinary crash between
+//! acknowledged writes (see `docs/decisions.md`).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{Fs, RealFs};
+use crate::journal::op::session_id;
+use crate::layout::{self, BACKUP_PREFIX};
+use crate::model::PersistedState;
+use crate::store::{Mutation, Pending, Store};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One `state.backup.<stamp>.json`, as [`backups`] found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BackupInfo {
+    /// The file name, e.g. `state.backup.20260101T120000.000000Z.json`.
+    pub name: String,
+    /// The stamp inside the name.
+    pub stamp: String,
+    /// Seconds since the stamp's time, when the stamp is one statewal writes
+    /// (UTC) or the original server's milliseconds since the epoch.
+    pub age_seconds: Option<u64>,
+    /// The file's size.
+    pub size_bytes: u64,
+    /// The file parses, its task ids are valid and its checksum seal (if it
+    /// has one) matches.
+    pub valid: bool,
+    /// Why it is not valid.
+    pub problem: Option<String>,
+    /// Tasks in a valid backup.
+    pub tasks: Option<usize>,
+    /// Session records in a valid backup.
+    pub sessions: Option<usize>,
+    /// The journal position a valid backup covers.
+    pub journal_seq: Option<u64>,
+}
+
+/// What [`Store::restore_backup`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The backup restored.
+    pub backup: String,
+    /// Tasks written because the backup's version differs or is missing now.
+    pub tasks_put: Vec<String>,
+    /// Tasks deleted because the backup does not hold them.
+    pub tasks_deleted: Vec<String>,
+    /// Session records written.
+    pub sessions_put: Vec<String>,
+    /// Session records deleted.
+    pub sessions_deleted: Vec<String>,
+    /// The backup holding the state just before the restore: restoring it
+    /// undoes this one. `None` when nothing changed (nothing to undo), or
+    /// when `backups_kept` is 0 and it was pruned at once.
+    pub undo_backup: Option<String>,
+}
+
+impl RestoreReport {
+    /// Whether the restore changed anything.
+    pub fn changed(&self) -> bool {
+        !(self.tasks_put.is_empty()
+            && self.tasks_deleted.is_empty()
+            && self.sessions_put.is_empty()
+            && self.sessions_deleted.is_empty())
+    }
+}
+
+/// The backups in the state directory `dir`, newest first, read without
+/// opening a store (no lock is taken, nothing is written).
+pub fn backups(dir: &Path) -> Result<Vec<BackupInfo>> {
+    list(&RealFs::existing(dir)?)
+}
+
+impl Store {
+    /// The backups in the store's directory, newest first.
+    pub fn backups(&self) -> Result<Vec<BackupInfo>> {
+        list(self.fs())
+    }
+
+    /// Restores the tasks and session records of a valid backup (by file
+    /// name, or by its stamp alone) through the journal, and returns what
+    /// changed and the backup that undoes it.
+    ///
+    /// Checkpoints first, then journals a `put_task` for every task of the
+    /// backup that differs from the current one and a `delete_task` for every
+    /// current task the backup lacks (the same for sessions), waits for all of
+    /// them as one group commit, and checkpoints again. That last checkpoint
+    /// turns the pre-restore `state.json` into the newest backup, named in
+    /// [`RestoreReport::undo_backup`]. A crash halfway leaves a mix of the two
+    /// states, each record durable; restoring again finishes the job.
+    /// Concurrent writers on the same store are not held off.
+    ///
+    /// A missing backup is [`ErrorKind::NotFound`], an invalid one
+    /// [`ErrorKind::Corrupt`]; both change nothing.
+    pub fn restore_backup(&self, name: &str) -> Result<RestoreReport> {
+        let name = backup_name(name);
+        let wanted = read_backup(self.fs(), &name)?;
+        let before = self.checkpoint()?;
+        let mut report = RestoreReport {
+            backup: name,
+            tasks_put: Vec::new(),
+            tasks_deleted: Vec::new(),
+            sessions_put: Vec::new(),
+            sessions_deleted: Vec::new(),
+            undo_backup: None,
+        };
+        let pending = self.submit_diff(wanted, &mut report)?;
+        // One group commit covers them all; waiting on each is then cheap.
+        for p in pending {
+            p.wait()?;
+        }
+        if report.changed() {
+            self.checkpoint()?;
+            report.undo_backup = find_backup_at(self.fs(), before.seq)?;
+        }
+        Ok(report)
+    }
+
+    /// Journals the mutations that turn the current tasks and sessions into
+    /// `wanted`'s, recording their ids in `report`.
+    fn submit_diff(
+        &self,
+        wanted: PersistedState,
+        report: &mut RestoreReport,
+    ) -> Result<Vec<Pending<'_>>> {
+        let mut pending = Vec::new();
+        let mut current: BTreeMap<String, crate::Task> = self
+            .list_tasks()
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+        for task in wanted.tasks {
+            if current.remove(&task.id).as_ref() != Some(&task) {
+                report.tasks_put.push(task.id.clone());
+                pending.push(self.submit(Mutation::PutTask(task))?);
+            }
+        }
+        for id in current.into_keys() {
+            report.tasks_deleted.push(id.clone());
+            pending.push(self.submit(Mutation::DeleteTask(id))?);
+        }
+        let mut current: BTreeMap<String, Value> = self
+            .list_sessions()
+            .into_iter()
+            .filter_map(|s| Some((session_id(&s)?.to_string(), s)))
+            .collect();
+        for session in wanted.sessions {
+            let id = session_id(&session)
+                .expect("read_backup checked every session id")
+                .to_string();
+            if current.remove(&id).as_ref() != Some(&session) {
+                report.sessions_put.push(id);
+                pending.push(self.submit(Mutation::PutSession(session))?);
+            }
+        }
+        for id in current.into_keys() {
+            report.sessions_deleted.push(id.clone());
+            pending.push(self.submit(Mutation::DeleteSession(id))?);
+        }
+        Ok(pending)
+    }
+}
+
+/// Accepts a backup's file name or just its stamp.
+fn backup_name(arg: &str) -> String {
+    if arg.starts_with(BACKUP_PREFIX) && arg.ends_with(".json") {
+        arg.to_string()
+    } else {
+        format!("{BACKUP_PREFIX}{arg}.json")
+    }
+}
+
+/// Reads a backup for restoring: it must exist, be a backup, and be valid
+/// down to every session record's id, so a restore that starts can finish.
+fn read_backup(fs: &dyn Fs, name: &str) -> Result<PersistedState> {
+    if name.contains('/') || name.len() <= BACKUP_PREFIX.len() + ".json".len() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name:?} is not a backup name (state.backup.<stamp>.json); nothing was changed"
+            ),
+        ));
+    }
+    let refuse = |why: String| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "backup {} is invalid, nothing was changed: {why}",
+                fs.describe(name)
+            ),
+        )
+        .with_path(name)
+    };
+    let state = match layout::read_state_file(fs, name)? {
+        Ok((state, _)) => state,
+        Err(why) if why == "missing" => {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no backup {}; `statewal backups` lists them; nothing was changed",
+                    fs.describe(name)
+                ),
+            )
+            .with_path(name));
+        }
+        Err(why) => return Err(refuse(why)),
+    };
+    for s in &state.sessions {
+        match session_id(s) {
+            Some(id) if crate::id::validate_id(id).is_ok() => {}
+            _ => return Err(refuse("a session record without a valid \"id\"".into())),
+        }
+    }
+    Ok(state)
+}
+
+/// The newest backup covering journal position `seq`: the `state.json` of
+/// the checkpoint before a restore, once the checkpoint after it renamed it.
+fn find_backup_at(fs: &dyn Fs, seq: u64) -> Result<Option<String>> {
+    for name in layout::list_backups(fs)? {
+        if let Ok((state, _)) = layout::read_state_file(fs, &name)?
+            && state.journal_seq == seq
+        {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+fn list(fs: &dyn Fs) -> Result<Vec<BackupInfo>> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for name in layout::list_backups(fs)? {
+        let stamp = layout::backup_stamp_of(&name).to_string();
+        let age_seconds = stamp_time(&stamp).map(|t| (now - t).whole_seconds().max(0) as u64);
+        let mut info = BackupInfo {
+            name,
+            stamp,
+            age_seconds,
+            size_bytes: 0,
+            valid: false,
+            problem: None,
+            tasks: None,
+            sessions: None,
+            journal_seq: None,
+        };
+        match fs.read(&info.name)? {
+            // Pruned by a concurrent checkpoint since the listing.
+            None => continue,
+            Some(bytes) => {
+                info.size_bytes = bytes.len() as u64;
+                match layout::parse_state(&bytes) {
+                    Ok(state) => {
+                        info.valid = true;
+                        info.tasks = Some(state.tasks.len());
+                        info.sessions = Some(state.sessions.len());
+                        info.journal_seq = Some(state.journal_seq);
+                    }
+                    Err(why) => info.problem = Some(why),
+                }
+            }
+        }
+        out.push(info);
+    }
+    Ok(out)
+}
+
+/// The time in a stamp: statewal's `20260101T120000.000000Z`, or the
+/// original server's milliseconds since the epoch.
+fn stamp_time(stamp: &str) -> Option<time::OffsetDateTime> {
+    if let Ok(ms) = stamp.parse::<i128>() {
+        return time::OffsetDateTime::from_unix_timestamp_nanos(ms.checked_mul(1_000_000)?).ok();
+    }
+    let fmt = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+    );
+    time::PrimitiveDateTime::parse(stamp, &fmt)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_parse_in_both_formats() {
+        let ours = stamp_time("20260101T120000.000001Z").unwrap();
+        assert_eq!(ours.unix_timestamp(), 1_767_268_800);
+        let original = stamp_time("1767268800000").unwrap();
+        assert_eq!(original.unix_timestamp(), 1_767_268_800);
+        assert!(stamp_time("garbage").is_none());
+        assert_eq!(backup_name("x"), "state.backup.x.json");
+        assert_eq!(backup_name("state.backup.x.json"), "state.backup.x.json");
+    }
+}

@@ -1,0 +1,101 @@
+//! `statewal backups` and `statewal restore BACKUP`.
+
+use crate::Cli;
+use crate::commands::pretty;
+use crate::health::human_bytes;
+use statewal::{BackupInfo, Result, Store};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Lists the backups of `dir`, newest first, without opening the store.
+pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
+    let backups = statewal::backups(dir)?;
+    if json {
+        println!("{}", pretty(&backups));
+    } else {
+        print_table(&backups);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Restores a backup through the journal and says what changed.
+pub fn restore(cli: &Cli, backup: &str, json: bool) -> Result<ExitCode> {
+    let store = Store::open(cli.options())?;
+    let report = store.restore_backup(backup)?;
+    store.shutdown()?;
+    if json {
+        println!("{}", pretty(&report));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ids = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", v.join(", "))
+        }
+    };
+    println!("restored {}", report.backup);
+    println!(
+        "tasks put {}{}",
+        report.tasks_put.len(),
+        ids(&report.tasks_put)
+    );
+    println!(
+        "tasks deleted {}{}",
+        report.tasks_deleted.len(),
+        ids(&report.tasks_deleted)
+    );
+    println!(
+        "sessions put {}, deleted {}",
+        report.sessions_put.len(),
+        report.sessions_deleted.len()
+    );
+    match &report.undo_backup {
+        Some(undo) => println!("undo with: statewal restore {undo}"),
+        None if !report.changed() => println!("nothing changed: the state already matched"),
+        None => println!("no backup of the previous state was kept (backups_kept is 0)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(backups: &[BackupInfo]) {
+    let w = backups
+        .iter()
+        .map(|b| b.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<w$}  {:>10}  {:>10}  {:<5}  TASKS",
+        "NAME", "AGE", "SIZE", "VALID"
+    );
+    for b in backups {
+        let age = b.age_seconds.map_or_else(|| "?".to_string(), human_age);
+        let valid = if b.valid { "yes" } else { "NO" };
+        let tasks = match (b.tasks, &b.problem) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(why)) => format!("- ({why})"),
+            (None, None) => "-".to_string(),
+        };
+        println!(
+            "{:<w$}  {:>10}  {:>10}  {:<5}  {}",
+            b.name,
+            age,
+            human_bytes(b.size_bytes),
+            valid,
+            tasks
+        );
+    }
+    let valid = backups.iter().filter(|b| b.valid).count();
+    println!("{} backups, {valid} valid", backups.len());
+}
+
+/// An age for a person: "42s", "5m", "3h", "2d".
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
