@@ -5,12 +5,23 @@
 //! for each mutation's durability just before writing its `ok`. Requests
 //! that arrive while a sync is under way are therefore committed together
 //! by the next sync (group commit across one client's pipeline).
+//!
+//! SIGINT and SIGTERM end the server like the end of input does: it stops
+//! taking requests, answers every request it has taken, checkpoints,
+//! releases the lock and exits 0. A request without an answer was not
+//! applied. A second signal during that shutdown exits at once with code 1;
+//! the journal makes that safe too.
 
 use crate::Cli;
 use serde_json::{Value, json};
+use signal_hook::consts::signal;
+use signal_hook::flag;
+use signal_hook::iterator::Signals;
 use statewal::{Error, ErrorKind, Mutation, Pending, Result, Store, Task};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 /// An answer waiting its turn.
@@ -24,41 +35,106 @@ enum Answer<'a> {
     Stats { req: Value, store: &'a Store },
 }
 
+/// What the main loop waits for: a request line, the end of input, or a
+/// signal to shut down. One channel carries all three, so a signal is seen
+/// even while the stdin thread is blocked in `read()`, and lines taken
+/// before the signal are still handled in order.
+enum Input {
+    Line(String),
+    End,
+    Signal(i32),
+}
+
 pub fn run(cli: &Cli) -> Result<ExitCode> {
+    // Listen before opening, so that a signal during a long recovery still
+    // ends in a clean shutdown rather than the default action.
+    let (in_tx, in_rx) = mpsc::channel::<Input>();
+    listen_for_signals(in_tx.clone())?;
     // The recovery report goes to the log (RUST_LOG=info), not to stderr:
     // the client owns this process's output.
     let store = Store::open(cli.options())?;
+    // Not scoped: on a signal this thread may stay blocked in `read()`, and
+    // the process exits without waiting for it.
+    std::thread::spawn(move || read_lines(in_tx));
     let (tx, rx) = mpsc::channel::<Answer<'_>>();
-    let write_result = std::thread::scope(|scope| {
+    let (write_result, why) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_answers(rx));
-        let stdin = std::io::stdin().lock();
-        for line in stdin.lines() {
-            let line = match line {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading standard input failed; shutting down");
-                    break;
+        let why = loop {
+            match in_rx.recv() {
+                Ok(Input::Line(line)) => {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if tx.send(handle(&store, &line)).is_err() {
+                        break "standard output closed"; // The writer stopped.
+                    }
                 }
-            };
-            if line.trim().is_empty() {
-                continue;
+                Ok(Input::Signal(signal::SIGINT)) => break "SIGINT",
+                Ok(Input::Signal(_)) => break "SIGTERM",
+                Ok(Input::End) | Err(_) => break "end of input",
             }
-            if tx.send(handle(&store, &line)).is_err() {
-                break; // The writer stopped: stdout is gone.
-            }
-        }
+        };
+        // The writer answers everything already sent before it returns.
         drop(tx);
-        writer.join().expect("the answer writer does not panic")
+        (
+            writer.join().expect("the answer writer does not panic"),
+            why,
+        )
     });
     let stats = store.stats();
+    // Checkpoint and release the lock.
     store.shutdown()?;
     tracing::info!(
         records = stats.records,
         syncs = stats.journal_syncs,
-        "serve: end of input; checkpointed"
+        "serve: {why}; checkpointed"
     );
     write_result.map_err(|e| Error::io("write", "standard output", e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Forwards SIGINT and SIGTERM to the main loop. The first one arms an
+/// immediate exit (code 1) for the next, so a stuck shutdown can be cut short.
+fn listen_for_signals(tx: mpsc::Sender<Input>) -> Result<()> {
+    let armed = Arc::new(AtomicBool::new(false));
+    let setup = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("installing the SIGINT and SIGTERM handlers failed: {e}"),
+        )
+    };
+    for sig in [signal::SIGINT, signal::SIGTERM] {
+        // The exit must be registered before the flag, or the first signal
+        // would both arm and fire it.
+        flag::register_conditional_shutdown(sig, 1, Arc::clone(&armed)).map_err(setup)?;
+        flag::register(sig, Arc::clone(&armed)).map_err(setup)?;
+    }
+    let mut signals = Signals::new([signal::SIGINT, signal::SIGTERM]).map_err(setup)?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if tx.send(Input::Signal(sig)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn read_lines(tx: mpsc::Sender<Input>) {
+    for line in std::io::stdin().lock().lines() {
+        match line {
+            Ok(l) => {
+                if tx.send(Input::Line(l)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading standard input failed; shutting down");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(Input::End);
 }
 
 fn write_answers(rx: mpsc::Receiver<Answer<'_>>) -> std::io::Result<()> {
