@@ -4,6 +4,7 @@ mod basics;
 mod cli;
 mod cli_backups;
 mod cli_ops;
+mod cli_progress;
 mod cli_signals;
 mod corruption;
 mod crash;

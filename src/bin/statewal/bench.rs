@@ -5,6 +5,7 @@
 #[path = "../../../benches/baselines.rs"]
 mod baselines;
 
+use crate::progress::Progress;
 use serde::Serialize;
 use statewal::{Error, ErrorKind, Options, Result, Store, SyncPolicy, Task};
 use std::io::{BufRead, BufReader, Write};
@@ -60,11 +61,10 @@ pub fn run(
     let dur = Duration::from_secs_f64(seconds);
     let mut rows = Vec::new();
     let mut figures = Vec::new();
-    let progress = |what: &str| {
-        if !json {
-            eprintln!("bench: {what}");
-        }
-    };
+    // One step per progress(...) call below: seven rows for 1 and 16
+    // threads, three more statewal rows, and the large-store figures.
+    let bar = Progress::bar(11, "bench");
+    let progress = |what: &str| bar.step(what.to_string());
     for threads in [1usize, 16] {
         progress(&format!("direct-atomic, {threads} thread(s)"));
         let dir = baselines::direct_dir(&scratch.join(format!("atomic-{threads}"))).map_err(io)?;
@@ -130,6 +130,7 @@ pub fn run(
 
     progress(&format!("recovery and checkpoint with {large} tasks"));
     figures.extend(large_store(&scratch, large, dur)?);
+    drop(bar);
 
     let report = Report {
         scratch_dir: scratch.display().to_string(),

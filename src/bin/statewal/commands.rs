@@ -1,6 +1,7 @@
 //! The one-shot commands: put-task, get-task, delete-task, list, checkpoint,
 //! verify, recover.
 
+use crate::progress::Progress;
 use crate::{Cli, Command};
 use statewal::fs::RealFs;
 use statewal::verify::{FindingClass, verify};
@@ -54,9 +55,13 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Verify { json } => verify_cmd(cli, *json),
         Command::Recover { mode } => {
+            let progress = Progress::spinner(format!("recovering in {} mode", mode.name()));
             let store = Store::open(cli.options().recovery_mode(*mode))?;
+            drop(progress);
             print_recovery(store.recovery_report());
+            let progress = Progress::spinner("checkpointing");
             store.shutdown()?;
+            drop(progress);
             println!(
                 "recovered in {} mode; the state directory is checkpointed",
                 mode.name()
@@ -105,7 +110,9 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>) -> Result<ExitCode> {
 
 fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
     let fs = RealFs::existing(&cli.dir)?;
+    let progress = Progress::spinner(format!("verifying {}", cli.dir.display()));
     let report = verify(&fs)?;
+    drop(progress);
     if json {
         let findings: Vec<_> = report
             .findings

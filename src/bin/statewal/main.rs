@@ -12,6 +12,7 @@ mod demo;
 mod health;
 mod inspect;
 mod metrics;
+mod progress;
 mod serve;
 
 use clap::{Parser, Subcommand};
