@@ -131,13 +131,26 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     // the records after it starts exactly there. So a segment that starts at
     // or before the position holds only records the checkpoint covers, and is
     // not read at all (damage in it cannot fail this open).
+    // A segment that starts exactly at the position is where reading begins;
+    // one that starts before it is covered, and so is every segment before
+    // it, whatever its header says (so bit rot in a header kept only for
+    // retention cannot fail the open).
     let first = match ckpt_seq {
-        Some(s) => segs
-            .iter()
-            .position(|(_, _, b)| {
-                crate::journal::record::SegmentHeader::decode(b).map_or(true, |h| h.first_seq > s)
-            })
-            .unwrap_or(segs.len()),
+        Some(s) => {
+            let start = |b: &[u8]| {
+                crate::journal::record::SegmentHeader::decode(b)
+                    .ok()
+                    .map(|h| h.first_seq)
+            };
+            match segs
+                .iter()
+                .rposition(|(_, _, b)| start(b).is_some_and(|f| f <= s.saturating_add(1)))
+            {
+                Some(k) if start(&segs[k].2) == Some(s.saturating_add(1)) => k,
+                Some(k) => k + 1,
+                None => 0,
+            }
+        }
         None => 0,
     };
     let first_needed_segment = segs.get(first).map_or(next_segment_id, |s| s.0);
@@ -196,6 +209,16 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         // bytes back behind records written after them.
         file.sync_data()?;
     }
+    // Sync every segment replayed: after a kill -9 its last records may sit
+    // only in the page cache, and the new segment this process writes would
+    // vouch for them (a later segment proves earlier ones durable) while
+    // power loss could still take them.
+    let replayed: Vec<String> = ids
+        .iter()
+        .skip(first)
+        .map(|id| fs::join(JOURNAL_DIR, &segment_name(*id)))
+        .collect();
+    fs.sync_files(&replayed)?;
     // Records dropped by point-in-time or salvage still used their sequence
     // numbers; the state takes the highest so numbers only grow.
     state.applied_seq = state.applied_seq.max(replay.max_seq);

@@ -23,6 +23,7 @@ mod logs;
 mod model;
 mod modes;
 mod os_faults;
+mod restart;
 mod sweeps;
 mod torn_tail;
 mod util;
