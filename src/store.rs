@@ -153,6 +153,10 @@ impl Store {
         // power loss: without it, `journal/` and every acknowledged record in
         // it could vanish (found by the crash tests on `SimFs`).
         fs.sync_dir("")?;
+        // Migrate an older state.json (the original server's has no version)
+        // before recovery would take it for a corrupt file; see
+        // docs/decisions.md, "Store::open migrates".
+        crate::migrate::migrate_on_open(&*fs)?;
         let rec = recovery::recover(&*fs, opts.recovery_mode)?;
         let report = rec.report.clone();
         log_report(&report);

@@ -12,6 +12,7 @@ mod demo;
 mod health;
 mod inspect;
 mod metrics;
+mod migrate;
 mod progress;
 mod serve;
 
@@ -108,6 +109,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Migrate state.json to this version (the directory must not be open);
+    /// the original is kept in state.pre-migration.backup.json.
+    Migrate {
+        /// Print what would change and write nothing.
+        #[arg(long, conflicts_with = "rollback")]
+        dry_run: bool,
+        /// Restore state.pre-migration.backup.json as state.json.
+        #[arg(long)]
+        rollback: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open, recover, checkpoint and exit.
     Checkpoint,
     /// Check the journal, state.json, backups and tasks/ without changing anything.
@@ -197,6 +211,11 @@ fn main() -> ExitCode {
         Command::Metrics { json } => metrics::run(&cli, *json),
         Command::DumpJournal { json } => inspect::dump_journal(&cli.dir, *json),
         Command::Show { id, json } => inspect::show(&cli, id, *json),
+        Command::Migrate {
+            dry_run,
+            rollback,
+            json,
+        } => migrate::run(&cli.dir, *dry_run, *rollback, *json),
         Command::Backups { json } => backups::list(&cli.dir, *json),
         Command::Restore { backup, json } => backups::restore(&cli, backup, *json),
         _ => commands::run(&cli),
