@@ -4,8 +4,9 @@
 //! fsync):
 //! 1. rotate the journal, so every record the checkpoint covers is synced in
 //!    segments older than the new one, and snapshot the state;
-//! 2. write changed `tasks/`, `sessions/`, `reports/` files, remove deleted
-//!    ones, and apply pending log appends;
+//! 2. write archived tasks' lines into `archive/`, write changed `tasks/`,
+//!    `sessions/`, `reports/` files, remove deleted and archived ones, and
+//!    apply pending log appends;
 //! 3. rename the previous `state.json`, if it is valid, to a backup;
 //! 4. write the new `state.json`, which records the journal position;
 //! 5. prune backups past the configured count;
@@ -18,11 +19,14 @@
 //!
 //! A crash anywhere in this sequence is safe: until step 4 lands, the old
 //! `state.json` (or its backup) plus the journal describe the same state,
-//! and replaying puts, deletes and offset-stamped log appends is idempotent.
+//! and replaying puts, deletes and offset-stamped log appends and archive
+//! lines is idempotent.
 
 use crate::error::Result;
 use crate::fs::{self, Fs, OpenMode};
-use crate::layout::{self, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
+use crate::layout::{
+    self, ARCHIVE_DIR, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR,
+};
 use crate::model::{Metrics, STATE_VERSION, Task};
 use crate::state::Changes;
 use serde::Serialize;
@@ -96,6 +100,8 @@ pub(crate) fn write(
 ) -> Result<CheckpointStats> {
     let started = Instant::now();
     let changes = &snap.changes;
+    // Archive lines first: a task file is removed only once its line is durable.
+    apply_archives(fs, changes)?;
     let task_files = changes
         .tasks
         .iter()
@@ -191,6 +197,31 @@ fn apply_logs(fs: &dyn Fs, changes: &Changes) -> Result<()> {
     if !by_session.is_empty() {
         // Sync the directory so newly created logs survive power loss.
         fs.sync_dir(LOGS_DIR)?;
+    }
+    Ok(())
+}
+
+/// Writes each archived task's line at its recorded offset, as
+/// [`apply_logs`] does for log text, so replaying an archive record writes
+/// the same line at the same place and never a second copy.
+fn apply_archives(fs: &dyn Fs, changes: &Changes) -> Result<()> {
+    let mut by_file: BTreeMap<&str, Vec<&crate::state::PendingArchive>> = BTreeMap::new();
+    for a in &changes.archives {
+        by_file.entry(&a.file).or_default().push(a);
+    }
+    for (name, lines) in &by_file {
+        let mut file = fs.open(&fs::join(ARCHIVE_DIR, name), OpenMode::CreateOrOpen)?;
+        for a in lines {
+            // Always write, even over bytes already there: an earlier,
+            // unsynced write of the same line may have left zeros behind.
+            file.write_all_at(a.offset, &a.line)?;
+        }
+        // Sync the archive before state.json stops holding its tasks.
+        file.sync_data()?;
+    }
+    if !by_file.is_empty() {
+        // Sync the directory so a newly created archive file survives power loss.
+        fs.sync_dir(ARCHIVE_DIR)?;
     }
     Ok(())
 }

@@ -393,6 +393,9 @@ fn any_op(input: &mut Input<'_>) -> Op {
         0 => String::from_utf8_lossy(input.short_bytes(7)).into_owned(),
         n => IDS[usize::from(n) % IDS.len()].to_string(),
     };
+    // `archive_task` is not generated yet: widening this table re-maps the
+    // committed corpus, which then reaches a `put_task` with an id that is
+    // not a valid path and fails salvage recovery (a gap to fix first).
     match kind % 6 {
         0 => Op::PutTask(task(&id, &format!("v{}", input.u8()))),
         1 => Op::DeleteTask(id),
@@ -526,7 +529,8 @@ fn check_encode_round_trip(input: &mut Input<'_>) {
     let salt = input.u64();
     let seq = input.u64().max(1);
     let synced = input.u64() % seq;
-    let kind = RecordKind::from_u8(1 + input.below(6) as u8).expect("1..=6 are kinds");
+    let kind = RecordKind::from_u8(1 + input.below(u64::from(record::RECORD_KIND_MAX)) as u8)
+        .expect("1..=RECORD_KIND_MAX are kinds");
     let payload = input.short_bytes(255);
     let mut out = vec![0xAA; usize::from(input.u8() % 4)];
     let start = out.len();

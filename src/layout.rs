@@ -28,14 +28,17 @@ pub const SESSIONS_DIR: &str = "sessions";
 pub const LOGS_DIR: &str = "logs";
 /// Reports.
 pub const REPORTS_DIR: &str = "reports";
+/// Archived tasks, as JSON lines (`statewal clean`).
+pub const ARCHIVE_DIR: &str = "archive";
 /// The lock file, held with `File::try_lock` while a store is open.
 pub const LOCK_FILE: &str = ".statewal.lock";
 /// Every directory the store creates.
-pub const DIRS: [&str; 5] = [
+pub const DIRS: [&str; 6] = [
     TASKS_DIR,
     SESSIONS_DIR,
     LOGS_DIR,
     REPORTS_DIR,
+    ARCHIVE_DIR,
     crate::journal::JOURNAL_DIR,
 ];
 
@@ -54,6 +57,23 @@ pub fn log_file(session: &str) -> String {
 /// `reports/report_<id>.json`'s file name.
 pub fn report_file(id: &str) -> String {
     format!("report_{id}.json")
+}
+/// The name of the archive file inside `archive/` that tasks archived in
+/// `year`-`month` go to: `tasks-<YYYY>-<MM>.jsonl`.
+pub fn archive_file(year: i32, month: u8) -> String {
+    format!("tasks-{year:04}-{month:02}.jsonl")
+}
+/// Whether `name` may name a file inside `archive/`: what [`archive_file`]
+/// writes, or any short name of ASCII letters, digits, `-`, `_` and `.`
+/// that does not start with a dot. A journal record naming anything else is
+/// damage, so a record can never write outside `archive/`.
+pub fn is_archive_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The backup files, newest first. Stamps sort in time order as text; the

@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod archive;
 mod backup;
 mod checkpoint;
 mod error;
@@ -49,6 +50,7 @@ mod state;
 mod store;
 pub mod verify;
 
+pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, parse_age, task_age_reference};
 pub use backup::{BackupInfo, RestoreReport, backups};
 pub use checkpoint::CheckpointStats;
 pub use error::{Error, ErrorKind, Result};

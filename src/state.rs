@@ -17,12 +17,21 @@ pub(crate) struct PendingLog {
     pub text: Vec<u8>,
 }
 
+/// An archived task's line not yet written to its archive file.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingArchive {
+    pub file: String,
+    pub offset: u64,
+    pub line: Vec<u8>,
+}
+
 /// What changed since the last checkpoint, taken by the next one.
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
     pub tasks: BTreeSet<String>,
     pub sessions: BTreeSet<String>,
     pub logs: Vec<PendingLog>,
+    pub archives: Vec<PendingArchive>,
     pub reports: BTreeMap<String, Arc<Value>>,
 }
 
@@ -33,6 +42,8 @@ impl Changes {
         self.sessions.extend(older.sessions);
         let newer_logs = std::mem::replace(&mut self.logs, older.logs);
         self.logs.extend(newer_logs);
+        let newer_archives = std::mem::replace(&mut self.archives, older.archives);
+        self.archives.extend(newer_archives);
         for (id, r) in older.reports {
             self.reports.entry(id).or_insert(r);
         }
@@ -46,6 +57,8 @@ pub(crate) struct State {
     pub changes: Changes,
     /// The logical length of each session log known so far.
     pub log_lens: HashMap<String, u64>,
+    /// The logical length of each archive file known so far.
+    pub archive_lens: HashMap<String, u64>,
     /// The last sequence number applied.
     pub applied_seq: u64,
     /// When the last checkpoint was written (RFC 3339).
@@ -109,6 +122,27 @@ impl State {
             }
             Op::SaveReport { id, report } => {
                 self.changes.reports.insert(id, Arc::new(report));
+            }
+            Op::ArchiveTask {
+                task,
+                file,
+                offset,
+                line,
+            } => {
+                // A task changed after its line was taken (a put raced the
+                // archiving) stays: it is then both archived, as it was, and
+                // current, which loses nothing. The line is written either
+                // way, so the archive file has no hole at its offset.
+                if self.tasks.get(&task.id).is_some_and(|t| **t == task) {
+                    self.tasks.remove(&task.id);
+                    self.changes.tasks.insert(task.id);
+                }
+                let end = offset + line.len() as u64;
+                let len = self.archive_lens.entry(file.clone()).or_insert(0);
+                *len = (*len).max(end);
+                self.changes
+                    .archives
+                    .push(PendingArchive { file, offset, line });
             }
         }
     }

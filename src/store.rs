@@ -50,6 +50,10 @@ pub enum Mutation {
         /// The report.
         report: Value,
     },
+    /// Move a task to this month's `archive/tasks-<YYYY>-<MM>.jsonl` as one
+    /// JSON line and remove it; fails with [`ErrorKind::NotFound`] if there
+    /// is no such task. See [`Store::archive_task`].
+    ArchiveTask(String),
 }
 
 /// Counters for tests, benchmarks and operators.
@@ -321,6 +325,25 @@ impl Store {
             .join(layout::report_file(id)))
     }
 
+    /// Moves a task to the archive: journals one record that removes it from
+    /// the state and holds its JSON line, and returns the record's sequence
+    /// number once durable. The next checkpoint writes the line into
+    /// `archive/tasks-<YYYY>-<MM>.jsonl` (this month, UTC) at the offset the
+    /// record carries, then removes `tasks/<id>.json`; replaying the record
+    /// after a crash writes the same line at the same place, never twice.
+    /// [`ErrorKind::NotFound`] if there is no such task.
+    pub fn archive_task(&self, id: &str) -> Result<u64> {
+        self.submit(Mutation::ArchiveTask(id.to_string()))?.wait()
+    }
+
+    /// Journals an archive record without waiting; returns it and the
+    /// archived line's length in bytes.
+    pub(crate) fn submit_archive(&self, id: &str) -> Result<(Pending<'_>, u64)> {
+        validate_id(id)?;
+        let (seq, bytes) = self.shared.archive_task(id.to_string())?;
+        Ok((Pending { store: self, seq }, bytes))
+    }
+
     /// The whole state, as `state.json` would hold it now.
     pub fn load_state(&self) -> PersistedState {
         self.shared.state.read().persisted()
@@ -488,6 +511,10 @@ impl Shared {
                 }
                 return self.append_log(session, text.into_bytes());
             }
+            Mutation::ArchiveTask(id) => {
+                validate_id(&id)?;
+                return self.archive_task(id).map(|(seq, _)| seq);
+            }
             Mutation::SaveReport { id, report } => {
                 validate_id(&id)?;
                 let op = Op::SaveReport { id, report };
@@ -523,6 +550,42 @@ impl Shared {
         };
         let payload = op.encode();
         self.journal_op(op, &payload)
+    }
+
+    /// Archive records carry the offset their line lands at in the archive
+    /// file, chosen under the log-offset lock as for log appends. Returns the
+    /// sequence number and the line's length.
+    fn archive_task(&self, id: String) -> Result<(u64, u64)> {
+        let now = time::OffsetDateTime::now_utc();
+        let file = layout::archive_file(now.year(), now.month() as u8);
+        let _serial = self.log_offsets.lock();
+        let (task, known) = {
+            let st = self.state.read();
+            let task = st.tasks.get(&id).map(|t| (**t).clone());
+            (task, st.archive_lens.get(&file).copied())
+        };
+        let task =
+            task.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no task with id {id:?}")))?;
+        let offset = match known {
+            Some(len) => len,
+            None => self
+                .fs
+                .file_len(&crate::fs::join(layout::ARCHIVE_DIR, &file))?
+                .unwrap_or(0),
+        };
+        let op = Op::archive_task(task, file, offset);
+        let payload = op.encode();
+        if payload.len() > crate::journal::record::RECORD_PAYLOAD_MAX as usize {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("task {id:?} is too large to archive in one journal record"),
+            ));
+        }
+        let line_bytes = match &op {
+            Op::ArchiveTask { line, .. } => line.len() as u64,
+            _ => unreachable!("Op::archive_task builds an archive op"),
+        };
+        Ok((self.journal_op(op, &payload)?, line_bytes))
     }
 
     fn journal_op(&self, op: Op, payload: &[u8]) -> Result<u64> {

@@ -5,6 +5,7 @@
 //! `docs/format.md`.
 
 use super::record::RecordKind;
+use crate::layout::is_archive_file_name;
 use crate::model::Task;
 use serde_json::Value;
 
@@ -43,6 +44,18 @@ pub enum Op {
         /// The report.
         report: Value,
     },
+    /// Move a task to `archive/<file>`: write `line` there at byte `offset`
+    /// and remove the task, unless it changed since `line` was taken.
+    ArchiveTask {
+        /// The task, as `line` holds it.
+        task: Task,
+        /// The archive file's name inside `archive/`.
+        file: String,
+        /// Where in the archive file the line starts; makes replay idempotent.
+        offset: u64,
+        /// The task's JSON on one line, ending with a newline: the bytes written.
+        line: Vec<u8>,
+    },
 }
 
 impl Op {
@@ -55,13 +68,14 @@ impl Op {
             Op::DeleteSession(_) => RecordKind::DeleteSession,
             Op::AppendLog { .. } => RecordKind::AppendLog,
             Op::SaveReport { .. } => RecordKind::SaveReport,
+            Op::ArchiveTask { .. } => RecordKind::ArchiveTask,
         }
     }
 
     /// The id of the task, session or report the op is about.
     pub fn id(&self) -> &str {
         match self {
-            Op::PutTask(t) => &t.id,
+            Op::PutTask(t) | Op::ArchiveTask { task: t, .. } => &t.id,
             Op::DeleteTask(id) | Op::DeleteSession(id) => id,
             Op::PutSession { id, .. } | Op::SaveReport { id, .. } => id,
             Op::AppendLog { session, .. } => session,
@@ -89,6 +103,14 @@ impl Op {
                 let body = json(report);
                 let mut out = with_id(id, body.len());
                 out.extend_from_slice(&body);
+                out
+            }
+            Op::ArchiveTask {
+                file, offset, line, ..
+            } => {
+                let mut out = with_id(file, 8 + line.len());
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(line);
                 out
             }
         }
@@ -135,8 +157,55 @@ impl Op {
                     report,
                 }
             }
+            RecordKind::ArchiveTask => decode_archive(payload)?,
         })
     }
+
+    /// The op that archives `task` as one JSON line at `offset` of
+    /// `archive/<file>`.
+    pub fn archive_task(task: Task, file: String, offset: u64) -> Op {
+        debug_assert!(is_archive_file_name(&file), "archive file {file:?}");
+        let mut line = serde_json::to_vec(&task).expect("serializing a task cannot fail");
+        // Compact JSON escapes newlines inside strings, so the line is one line.
+        debug_assert!(!line.contains(&b'\n'));
+        line.push(b'\n');
+        Op::ArchiveTask {
+            task,
+            file,
+            offset,
+            line,
+        }
+    }
+}
+
+fn decode_archive(payload: &[u8]) -> Result<Op, String> {
+    let (file, rest) = split_id(payload)?;
+    let file = String::from_utf8(file.to_vec()).map_err(|_| "archive file name is not UTF-8")?;
+    if !is_archive_file_name(&file) {
+        return Err(format!("{file:?} is not an archive file name"));
+    }
+    if rest.len() < 8 {
+        return Err("archive record too short".into());
+    }
+    let offset = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+    let line = rest[8..].to_vec();
+    if offset.checked_add(line.len() as u64).is_none() {
+        return Err("archive line ends past the largest offset".into());
+    }
+    let body = match line.split_last() {
+        Some((b'\n', body)) if !body.contains(&b'\n') => body,
+        _ => return Err("archive line is not one line ending with a newline".into()),
+    };
+    let task: Task =
+        serde_json::from_slice(body).map_err(|e| format!("archived task JSON: {e}"))?;
+    // The id names the task file the checkpoint removes.
+    crate::id::validate_id(&task.id).map_err(|e| format!("archived task: {e}"))?;
+    Ok(Op::ArchiveTask {
+        task,
+        file,
+        offset,
+        line,
+    })
 }
 
 /// The `"id"` of a session record.
@@ -198,11 +267,17 @@ mod tests {
                 id: "r".into(),
                 report: serde_json::json!({"ok": true}),
             },
+            Op::archive_task(Task::new("a"), "tasks-2026-01.jsonl".into(), 12),
         ];
         for op in ops {
             assert_eq!(Op::decode(op.kind() as u8, &op.encode()), Ok(op));
         }
         assert!(Op::decode(99, b"").is_err());
         assert!(Op::decode(RecordKind::AppendLog as u8, &[5, 0, b'a']).is_err());
+        // An archive file name that would leave `archive/` never decodes.
+        let mut escaping = with_id("../state.json", 8);
+        escaping.extend_from_slice(&[0; 8]);
+        escaping.extend_from_slice(b"{\"id\":\"a\"}\n");
+        assert!(Op::decode(RecordKind::ArchiveTask as u8, &escaping).is_err());
     }
 }

@@ -10,8 +10,8 @@
 
 use super::record::{
     Decoded, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET,
-    RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, RecordRef, SEGMENT_HEADER_LEN, SegmentHeader,
-    decode_record, u32_at, u64_at,
+    RECORD_HEADER_LEN, RECORD_KIND_MAX, RECORD_PAYLOAD_MAX, RecordRef, SEGMENT_HEADER_LEN,
+    SegmentHeader, decode_record, u32_at, u64_at,
 };
 
 /// One piece of a segment, in file order.
@@ -141,7 +141,7 @@ fn find_next_record(buf: &[u8], from: usize, salt: u64, last_seq: u64) -> Option
     let mut pos = from;
     while pos + RECORD_HEADER_LEN <= buf.len() {
         let h = &buf[pos..];
-        let plausible = (1..=6).contains(&h[REC_KIND_OFFSET])
+        let plausible = (1..=RECORD_KIND_MAX).contains(&h[REC_KIND_OFFSET])
             && h[REC_KIND_OFFSET + 1..REC_SYNCED_DISTANCE_OFFSET] == [0, 0, 0]
             && u32_at(h, REC_LEN_OFFSET) <= RECORD_PAYLOAD_MAX
             && u64_at(h, REC_SEQ_OFFSET) > last_seq;

@@ -50,6 +50,9 @@ const _: () = assert!(RECORD_HEADER_LEN == 24);
 /// checked before anything is allocated.
 pub const RECORD_PAYLOAD_MAX: u32 = 64 * 1024 * 1024;
 
+/// The largest record kind byte this code knows; kinds run from 1 to it.
+pub const RECORD_KIND_MAX: u8 = RecordKind::ArchiveTask as u8;
+
 /// What a record does. The payload of each kind is specified in `docs/format.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -66,6 +69,9 @@ pub enum RecordKind {
     AppendLog = 5,
     /// Payload: id length (u16 LE), report id, report JSON.
     SaveReport = 6,
+    /// Payload: file name length (u16 LE), archive file name, line offset
+    /// (u64 LE), the task's JSON line.
+    ArchiveTask = 7,
 }
 
 impl RecordKind {
@@ -78,6 +84,7 @@ impl RecordKind {
             4 => RecordKind::DeleteSession,
             5 => RecordKind::AppendLog,
             6 => RecordKind::SaveReport,
+            7 => RecordKind::ArchiveTask,
             _ => return None,
         })
     }
@@ -91,6 +98,7 @@ impl RecordKind {
             RecordKind::DeleteSession => "delete_session",
             RecordKind::AppendLog => "append_log",
             RecordKind::SaveReport => "save_report",
+            RecordKind::ArchiveTask => "archive_task",
         }
     }
 }

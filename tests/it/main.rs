@@ -3,6 +3,7 @@
 mod basics;
 mod cli;
 mod cli_backups;
+mod cli_clean;
 mod cli_migrate;
 mod cli_ops;
 mod cli_progress;

@@ -7,6 +7,7 @@
 
 mod backups;
 mod bench;
+mod clean;
 mod commands;
 mod demo;
 mod health;
@@ -106,6 +107,21 @@ pub enum Command {
         /// The backup's file name (or its stamp), as `statewal backups` lists it.
         backup: String,
         /// Print what changed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move finished tasks older than AGE to archive/tasks-<YYYY>-<MM>.jsonl (JSON lines) through the journal.
+    Clean {
+        /// Archive tasks whose completed_at (else updated_at, else created_at) is older than this: 30d, 12h, 90m.
+        #[arg(long, value_parser = clean::parse_age)]
+        older_than: std::time::Duration,
+        /// Only tasks with these statuses, comma-separated.
+        #[arg(long, value_delimiter = ',', value_parser = inspect::parse_status, default_value = "completed,failed,cancelled")]
+        status: Vec<statewal::TaskStatus>,
+        /// Say what would be archived and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print what was archived as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -218,6 +234,12 @@ fn main() -> ExitCode {
         } => migrate::run(&cli.dir, *dry_run, *rollback, *json),
         Command::Backups { json } => backups::list(&cli.dir, *json),
         Command::Restore { backup, json } => backups::restore(&cli, backup, *json),
+        Command::Clean {
+            older_than,
+            status,
+            dry_run,
+            json,
+        } => clean::run(&cli, *older_than, status, *dry_run, *json),
         _ => commands::run(&cli),
     };
     match result {

@@ -1,0 +1,166 @@
+//! Cleaning up: [`Store::clean`] moves finished tasks older than a threshold
+//! into `archive/tasks-<YYYY>-<MM>.jsonl`, one JSON line each, through the
+//! journal.
+//!
+//! **Invariant:** an archived task is written to the archive exactly once and
+//! is never lost. Each task travels in one `archive_task` record that both
+//! removes it from the state and carries its line with the byte offset the
+//! line starts at; the checkpoint writes the line at exactly that offset and
+//! syncs the archive before `state.json` stops holding the task. Replaying
+//! the record after a crash writes the same bytes at the same place.
+
+use crate::error::{ErrorKind, Result};
+use crate::model::{Task, TaskStatus};
+use crate::store::{Pending, Store};
+use serde::Serialize;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The statuses [`Store::clean`] archives when given none.
+pub const CLEAN_STATUSES_DEFAULT: [TaskStatus; 3] = [
+    TaskStatus::Completed,
+    TaskStatus::Failed,
+    TaskStatus::Cancelled,
+];
+
+/// What [`Store::clean`] archived, or with `dry_run` would archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CleanReport {
+    /// The ids of the tasks archived, sorted.
+    pub archived: Vec<String>,
+    /// Bytes of JSON lines written to the archive.
+    pub bytes: u64,
+    /// Nothing was changed; `archived` and `bytes` say what would have been.
+    pub dry_run: bool,
+    /// The archive file the lines go to, relative to the state directory.
+    pub archive_file: String,
+}
+
+/// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w`: a whole number
+/// and one unit (seconds, minutes, hours, days, weeks).
+pub fn parse_age(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(secs)?))
+}
+
+/// When a task last moved, for cleaning: its `completed_at`, else its
+/// `updated_at`, else its `created_at`. `None` when the first of them that is
+/// present is not RFC 3339, or none is: such a task is never archived.
+pub fn task_age_reference(task: &Task) -> Option<OffsetDateTime> {
+    let stamp = task
+        .completed_at
+        .as_deref()
+        .or(task.updated_at.as_deref())
+        .or(task.created_at.as_deref())?;
+    OffsetDateTime::parse(stamp, &Rfc3339).ok()
+}
+
+impl Store {
+    /// Archives every task whose status is in `statuses` (the
+    /// [`CLEAN_STATUSES_DEFAULT`] when empty) and whose
+    /// [`task_age_reference`] is more than `older_than` ago.
+    ///
+    /// Journals one [`Store::archive_task`] record per task, waits for them
+    /// all as one group commit, and checkpoints, which writes the lines into
+    /// the archive and removes the tasks' files. A crash at any point loses
+    /// no task and archives none twice; running `clean` again finishes the
+    /// job. With `dry_run` nothing is written. A task deleted concurrently is
+    /// skipped.
+    pub fn clean(
+        &self,
+        older_than: Duration,
+        statuses: &[TaskStatus],
+        dry_run: bool,
+    ) -> Result<CleanReport> {
+        let statuses = if statuses.is_empty() {
+            &CLEAN_STATUSES_DEFAULT[..]
+        } else {
+            statuses
+        };
+        let now = OffsetDateTime::now_utc();
+        let cutoff = now - older_than;
+        let old: Vec<Task> = self
+            .list_tasks()
+            .into_iter()
+            .filter(|t| statuses.contains(&t.status))
+            .filter(|t| task_age_reference(t).is_some_and(|at| at < cutoff))
+            .collect();
+        let mut report = CleanReport {
+            archived: Vec::new(),
+            bytes: 0,
+            dry_run,
+            archive_file: crate::fs::join(
+                crate::layout::ARCHIVE_DIR,
+                &crate::layout::archive_file(now.year(), now.month() as u8),
+            ),
+        };
+        if dry_run {
+            for task in old {
+                let line = serde_json::to_vec(&task).expect("serializing a task cannot fail");
+                report.bytes += line.len() as u64 + 1;
+                report.archived.push(task.id);
+            }
+            return Ok(report);
+        }
+        let mut last: Option<Pending<'_>> = None;
+        for task in old {
+            match self.submit_archive(&task.id) {
+                Ok((pending, bytes)) => {
+                    report.bytes += bytes;
+                    report.archived.push(task.id);
+                    last = Some(pending);
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        // Records are durable in order, so waiting for the last one waits
+        // for them all with a single sync.
+        if let Some(pending) = last {
+            pending.wait()?;
+            self.checkpoint()?;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_age("12h"), Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_age("90m"), Some(Duration::from_secs(90 * 60)));
+        assert_eq!(parse_age("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_age("2w"), Some(Duration::from_secs(14 * 86_400)));
+        for bad in ["", "30", "d", "30x", "-1d", "1.5d", "30dd"] {
+            assert_eq!(parse_age(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_timestamp_present_counts() {
+        let mut t = Task::new("a");
+        assert!(task_age_reference(&t).is_none());
+        t.created_at = Some("2020-01-01T00:00:00Z".into());
+        t.completed_at = Some("2026-01-01T00:00:00.000Z".into());
+        assert_eq!(task_age_reference(&t).unwrap().year(), 2026);
+        t.completed_at = Some("yesterday".into());
+        assert!(task_age_reference(&t).is_none());
+    }
+}

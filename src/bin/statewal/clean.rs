@@ -1,0 +1,43 @@
+//! `statewal clean --older-than AGE`: archive old finished tasks.
+
+use crate::Cli;
+use crate::commands::pretty;
+use statewal::{Result, Store, TaskStatus};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Archives (or with `dry_run` lists) the tasks `Store::clean` picks.
+pub fn run(
+    cli: &Cli,
+    older_than: Duration,
+    statuses: &[TaskStatus],
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let store = Store::open(cli.options())?;
+    let report = store.clean(older_than, statuses, dry_run)?;
+    store.shutdown()?;
+    if json {
+        println!("{}", pretty(&report));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if dry_run { "would archive" } else { "archived" };
+    println!(
+        "{verb} {} task{} ({} bytes) to {}",
+        report.archived.len(),
+        if report.archived.len() == 1 { "" } else { "s" },
+        report.bytes,
+        report.archive_file
+    );
+    for id in &report.archived {
+        println!("  {id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `--older-than`: a whole number and a unit, `30d`, `12h`, `90m`.
+pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
+    statewal::parse_age(s).ok_or_else(|| {
+        format!("bad age {s:?}; expected a whole number and a unit: 45s, 90m, 12h, 30d or 2w")
+    })
+}
