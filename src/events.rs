@@ -34,7 +34,9 @@ impl Event {
 }
 
 /// A subscriber callback. It runs on the thread that caused the event, so it
-/// should return quickly.
+/// should return quickly, and it must not call back into the store's
+/// `checkpoint`/`save_state`, `shutdown` or `subscribe`: events are sent
+/// while those hold their locks, so such a call would deadlock.
 pub type Subscriber = Box<dyn Fn(&Event) + Send + Sync + 'static>;
 
 #[derive(Default)]

@@ -80,17 +80,38 @@ pub fn is_archive_file_name(name: &str) -> bool {
 /// original server's numeric millisecond stamps sort among themselves by
 /// number and before ours.
 pub fn list_backups(fs: &dyn Fs) -> Result<Vec<String>> {
+    // Only names whose stamp statewal (or the original server) writes are
+    // backups: a hand-made `state.backup.old.json` would otherwise sort as
+    // the newest and, worse, `state.backup.json` has no stamp at all.
     let mut names: Vec<String> = fs
         .list("")?
         .into_iter()
-        .filter(|n| n.starts_with(BACKUP_PREFIX) && n.ends_with(".json"))
+        .filter(|n| stamp_in(n).is_some_and(|s| parse_stamp(s).is_some() || is_millis(s)))
         .collect();
     names.sort_by_key(|n| std::cmp::Reverse(backup_key(n)));
     Ok(names)
 }
 
+fn stamp_in(name: &str) -> Option<&str> {
+    name.strip_prefix(BACKUP_PREFIX)?.strip_suffix(".json")
+}
+
+fn is_millis(stamp: &str) -> bool {
+    !stamp.is_empty() && stamp.len() <= 20 && stamp.bytes().all(|b| b.is_ascii_digit())
+}
+
+const STAMP_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+);
+
+fn parse_stamp(stamp: &str) -> Option<time::OffsetDateTime> {
+    time::PrimitiveDateTime::parse(stamp, STAMP_FORMAT)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
 fn backup_key(name: &str) -> (bool, u128, String) {
-    let stamp = &name[BACKUP_PREFIX.len()..name.len() - ".json".len()];
+    let stamp = stamp_in(name).unwrap_or_default();
     match stamp.parse::<u128>() {
         Ok(ms) => (false, ms, String::new()),
         Err(_) => (true, 0, stamp.to_string()),
@@ -98,24 +119,25 @@ fn backup_key(name: &str) -> (bool, u128, String) {
 }
 
 /// A backup stamp for now, later than `after` (the newest existing stamp), so
-/// that names sort in the order backups were made even if the clock steps back.
+/// that names sort in the order backups were made even if the clock steps
+/// back: `max(now, after + 1 µs)`.
 pub fn backup_stamp(after: Option<&str>) -> String {
-    let fmt = time::macros::format_description!(
-        "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
-    );
-    let mut now = time::OffsetDateTime::now_utc();
-    loop {
-        let stamp = now.format(&fmt).expect("formatting a UTC time cannot fail");
-        match after {
-            Some(prev) if stamp.as_str() <= prev => now += time::Duration::microseconds(1),
-            _ => return stamp,
-        }
+    let mut at = time::OffsetDateTime::now_utc();
+    if let Some(prev) = after.and_then(parse_stamp)
+        && at <= prev
+    {
+        at = prev + time::Duration::microseconds(1);
     }
+    let stamp = at
+        .format(STAMP_FORMAT)
+        .expect("formatting a UTC time cannot fail");
+    debug_assert!(after.is_none_or(|prev| is_millis(prev) || stamp.as_str() > prev));
+    stamp
 }
 
-/// The stamp in a backup file name.
+/// The stamp in a backup file name (as listed by [`list_backups`]).
 pub fn backup_stamp_of(name: &str) -> &str {
-    &name[BACKUP_PREFIX.len()..name.len() - ".json".len()]
+    stamp_in(name).unwrap_or_default()
 }
 
 /// Parses a `state.json` or backup, saying what is wrong.
@@ -294,4 +316,26 @@ pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
         format!("corrupt {}: {why}", fs.describe(name)),
     )
     .with_path(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression (found by review): a stamp far in the future, or a clock
+    // stepped back, made `backup_stamp` loop a microsecond at a time, and
+    // `state.backup.json` (no stamp) panicked the sort.
+    #[test]
+    fn stamps_never_loop_and_odd_names_are_not_backups() {
+        let far = "29991231T235959.999999Z";
+        let next = backup_stamp(Some(far));
+        assert!(next.as_str() > far, "{next}");
+        assert!(parse_stamp(&backup_stamp(None)).is_some());
+        assert_eq!(stamp_in("state.backup.json"), None);
+        assert!(
+            stamp_in("state.backup.old.json")
+                .is_some_and(|s| parse_stamp(s).is_none() && !is_millis(s))
+        );
+        assert!(is_millis("1704103200000"));
+    }
 }

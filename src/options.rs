@@ -177,9 +177,10 @@ impl Options {
     /// Zeros written ahead of the journal's records, so that a sync flushes
     /// only data and not the file's size (on ext4 that makes an `fdatasync`
     /// markedly cheaper). Segments grow in steps of their own size, up to
-    /// 16 MiB at a time. 0 turns preallocation off. Default: 1 MiB.
+    /// 16 MiB at a time. 0 turns preallocation off; more than 16 MiB is
+    /// taken as 16 MiB. Default: 1 MiB.
     pub fn journal_preallocate_bytes(mut self, bytes: u64) -> Options {
-        self.journal_preallocate_bytes = bytes;
+        self.journal_preallocate_bytes = bytes.min(crate::journal::PREALLOCATE_STEP_MAX_BYTES);
         self
     }
 

@@ -118,7 +118,7 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         .iter()
         .filter_map(|n| parse_segment_name(n))
         .collect();
-    let next_segment_id = ids.last().map_or(1, |id| id + 1);
+    let next_segment_id = ids.last().map_or(1, |id| id.saturating_add(1));
     let mut segs = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = fs::join(JOURNAL_DIR, &segment_name(id));
@@ -157,7 +157,7 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     let mut replay = Replay {
         mode,
         floor: ckpt_seq.unwrap_or(0),
-        expected: ckpt_seq.map(|s| s + 1),
+        expected: ckpt_seq.map(|s| s.saturating_add(1)),
         max_seq: ckpt_seq.unwrap_or(0),
         stop: false,
         left_damage: false,
@@ -397,7 +397,11 @@ impl Replay {
                     }
                     let expected = self.expected.unwrap_or(record.seq);
                     if record.seq != expected {
-                        let why = format!("record {} follows record {}", record.seq, expected - 1);
+                        let why = format!(
+                            "record {} follows record {}",
+                            record.seq,
+                            expected.saturating_sub(1)
+                        );
                         self.damage(name, offset, 0, &why, false, report)?;
                         if self.stop {
                             return Ok(None);
@@ -425,7 +429,7 @@ impl Replay {
                             }
                         }
                     }
-                    self.expected = Some(record.seq + 1);
+                    self.expected = Some(record.seq.saturating_add(1));
                 }
                 Piece::Damaged {
                     offset,

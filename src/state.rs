@@ -111,7 +111,7 @@ impl State {
                 offset,
                 text,
             } => {
-                let end = offset + text.len() as u64;
+                let end = offset.saturating_add(text.len() as u64);
                 let len = self.log_lens.entry(session.clone()).or_insert(0);
                 *len = (*len).max(end);
                 self.changes.logs.push(PendingLog {

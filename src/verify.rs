@@ -165,7 +165,7 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
                             format!("record {} out of sequence", record.seq),
                         );
                     }
-                    expected = Some(record.seq + 1);
+                    expected = Some(record.seq.saturating_add(1));
                     match Op::decode(record.kind, record.payload) {
                         Ok(_) => r.records_checked += 1,
                         Err(why) => {

@@ -310,7 +310,8 @@ impl Journal {
                 // the file's size: on ext4 that halves an fdatasync.
                 let step = active
                     .allocated
-                    .clamp(self.preallocate_bytes, PREALLOCATE_STEP_MAX_BYTES);
+                    .max(self.preallocate_bytes)
+                    .min(PREALLOCATE_STEP_MAX_BYTES);
                 let new_size = end.max(active.allocated + step);
                 let zeros = vec![0u8; (new_size - active.allocated) as usize];
                 file.write_all_at(active.allocated, &zeros)?;

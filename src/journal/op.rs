@@ -122,7 +122,7 @@ impl Op {
             RecordKind::from_u8(kind).ok_or_else(|| format!("unknown record kind {kind}"))?;
         let utf8 =
             |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "id is not UTF-8".to_string());
-        Ok(match kind {
+        let op = match kind {
             RecordKind::PutTask => {
                 Op::PutTask(serde_json::from_slice(payload).map_err(|e| format!("task JSON: {e}"))?)
             }
@@ -158,7 +158,12 @@ impl Op {
                 }
             }
             RecordKind::ArchiveTask => decode_archive(payload)?,
-        })
+        };
+        // Every id names a file in the layout: one the store itself would
+        // refuse is damage, never a path (a crafted record cannot write
+        // outside the directory, and salvage can skip it).
+        crate::id::validate_id(op.id()).map_err(|e| e.to_string())?;
+        Ok(op)
     }
 
     /// The op that archives `task` as one JSON line at `offset` of

@@ -89,7 +89,7 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
                     offset: pos as u64,
                     end: end as u64,
                     reason,
-                    first_seq: last_seq + 1,
+                    first_seq: last_seq.saturating_add(1),
                     durable: false,
                 });
                 pos = end;
