@@ -301,3 +301,24 @@ fn verify_and_recover_exit_codes() {
     );
     assert!(run(dir.path(), &["list"], "").status.success());
 }
+
+// Guards: every command that prints data has --json (issue 5, part 6).
+#[test]
+fn json_output_of_put_delete_checkpoint_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["put-task", "--json", "-"], r#"{"id":"j1"}"#);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "j1");
+    assert!(v["seq"].as_u64().unwrap() >= 1);
+    let out = run(dir.path(), &["checkpoint", "--json"], "");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["checkpoint"]["tasks_total"], 1, "{v}");
+    assert_eq!(v["recovery"]["mode"], "tolerate-torn-tail");
+    let out = run(dir.path(), &["delete-task", "--json", "j1"], "");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "j1");
+    let out = run(dir.path(), &["recover", "--json", "--mode", "salvage"], "");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "salvage", "{v}");
+    assert_eq!(v["damage"], json!([]));
+}

@@ -11,18 +11,22 @@ use std::process::ExitCode;
 
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::PutTask { file } => put_task(cli, file.as_deref()),
+        Command::PutTask { file, json } => put_task(cli, file.as_deref(), *json),
         Command::GetTask { id } => {
             let store = open_readonly(cli)?;
             let task = store.get_task(id)?.ok_or_else(|| not_found(id))?;
             println!("{}", pretty(&task));
             Ok(ExitCode::SUCCESS)
         }
-        Command::DeleteTask { id } => {
+        Command::DeleteTask { id, json } => {
             let store = Store::open(cli.options())?;
             let seq = store.delete_task(id)?;
             store.shutdown()?;
-            println!("deleted task {id} (journal seq {seq})");
+            if *json {
+                println!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
+            } else {
+                println!("deleted task {id} (journal seq {seq})");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::List { json, status } => {
@@ -38,10 +42,26 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Checkpoint => {
+        Command::Checkpoint { json } => {
             let store = Store::open(cli.options())?;
             print_recovery(store.recovery_report());
             let s = store.checkpoint()?;
+            if *json {
+                let out = serde_json::json!({
+                    "recovery": recovery_json(store.recovery_report()),
+                    "checkpoint": {
+                        "seq": s.seq,
+                        "tasks_total": s.tasks_total,
+                        "task_files_changed": s.task_files_changed,
+                        "state_bytes": s.state_bytes,
+                        "segments_removed": s.segments_removed,
+                        "duration_ms": s.duration.as_secs_f64() * 1e3,
+                    },
+                });
+                store.shutdown()?;
+                println!("{}", pretty(&out));
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "checkpoint: {} tasks in state.json, {} task files changed, covers journal seq {}, {} segments removed, {:.1} ms",
                 s.tasks_total,
@@ -54,18 +74,24 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { json } => verify_cmd(cli, *json),
-        Command::Recover { mode } => {
+        Command::Recover { mode, json } => {
             let progress = Progress::spinner(format!("recovering in {} mode", mode.name()));
             let store = Store::open(cli.options().recovery_mode(*mode))?;
             drop(progress);
             print_recovery(store.recovery_report());
+            let store_report = Some(store.recovery_report().clone());
             let progress = Progress::spinner("checkpointing");
             store.shutdown()?;
             drop(progress);
-            println!(
-                "recovered in {} mode; the state directory is checkpointed",
-                mode.name()
-            );
+            if *json {
+                let report = recovery_json(store_report.as_ref().expect("kept above"));
+                println!("{}", pretty(&report));
+            } else {
+                println!(
+                    "recovered in {} mode; the state directory is checkpointed",
+                    mode.name()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         // Every other command has its own module, dispatched in main.
@@ -82,7 +108,7 @@ pub fn open_readonly(cli: &Cli) -> Result<Store> {
     )
 }
 
-fn put_task(cli: &Cli, file: Option<&std::path::Path>) -> Result<ExitCode> {
+fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<ExitCode> {
     let mut bytes = Vec::new();
     let source = match file {
         None => "standard input".to_string(),
@@ -104,7 +130,11 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>) -> Result<ExitCode> {
     let store = Store::open(cli.options())?;
     let seq = store.put_task(task)?;
     store.shutdown()?;
-    println!("stored task {id} (journal seq {seq})");
+    if json {
+        println!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
+    } else {
+        println!("stored task {id} (journal seq {seq})");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -222,4 +252,23 @@ pub fn not_found(id: &str) -> Error {
 
 pub fn pretty<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("serializing JSON values cannot fail")
+}
+
+/// The recovery report as JSON, for `--json` output.
+pub fn recovery_json(r: &statewal::RecoveryReport) -> serde_json::Value {
+    serde_json::json!({
+        "mode": r.mode.name(),
+        "loaded_from": format!("{:?}", r.loaded_from),
+        "checkpoint_seq": r.checkpoint_seq,
+        "tasks_loaded": r.tasks_loaded,
+        "records_replayed": r.records_replayed,
+        "segments_read": r.segments_read,
+        "bytes_truncated": r.bytes_truncated,
+        "damage": r.damage.iter().map(|d| serde_json::json!({
+            "file": d.file, "offset": d.offset, "len": d.len, "reason": d.reason, "torn_tail": d.torn_tail,
+        })).collect::<Vec<_>>(),
+        "skipped_files": r.skipped_files.iter().map(|s| serde_json::json!({"file": s.file, "reason": s.reason})).collect::<Vec<_>>(),
+        "last_seq": r.last_seq,
+        "duration_ms": r.duration.as_secs_f64() * 1e3,
+    })
 }

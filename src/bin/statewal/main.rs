@@ -49,6 +49,9 @@ pub enum Command {
     PutTask {
         /// A file holding one task object.
         file: Option<PathBuf>,
+        /// Print `{"id", "seq"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a task as JSON.
     GetTask {
@@ -59,6 +62,9 @@ pub enum Command {
     DeleteTask {
         /// The task id.
         id: String,
+        /// Print `{"id", "seq"}` as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List tasks: a table, or with --json one JSON array of full task objects.
     List {
@@ -139,7 +145,11 @@ pub enum Command {
         json: bool,
     },
     /// Open, recover, checkpoint and exit.
-    Checkpoint,
+    Checkpoint {
+        /// Print the recovery report and the checkpoint's figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the journal, state.json, backups and tasks/ without changing anything.
     /// Exit 0 when everything checks out, 1 when anything is damaged.
     Verify {
@@ -152,6 +162,9 @@ pub enum Command {
         /// tolerate-torn-tail, strict, point-in-time or salvage.
         #[arg(long, default_value = "point-in-time", value_parser = parse_mode)]
         mode: RecoveryMode,
+        /// Print the recovery report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Serve the JSON-lines protocol on standard input and output.
     Serve {
