@@ -1,5 +1,6 @@
 //! Integration tests: the store against real temporary directories.
 
+mod archive_crash;
 mod basics;
 mod cli;
 mod cli_backups;

@@ -2,6 +2,7 @@
 
 use crate::Cli;
 use crate::commands::pretty;
+use crate::progress::Progress;
 use statewal::{Result, Store, TaskStatus};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,9 +15,11 @@ pub fn run(
     dry_run: bool,
     json: bool,
 ) -> Result<ExitCode> {
+    let progress = Progress::spinner("cleaning: archiving old tasks through the journal");
     let store = Store::open(cli.options())?;
     let report = store.clean(older_than, statuses, dry_run)?;
     store.shutdown()?;
+    drop(progress);
     if json {
         println!("{}", pretty(&report));
         return Ok(ExitCode::SUCCESS);

@@ -1,6 +1,7 @@
 //! `statewal migrate [--dry-run] [--json]` and `statewal migrate --rollback`.
 
 use crate::commands::pretty;
+use crate::progress::Progress;
 use statewal::Result;
 use statewal::migrate::{self, MigrationReport};
 use std::path::Path;
@@ -23,7 +24,9 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let progress = Progress::spinner("migrating state.json");
     let report = migrate::migrate(dir, dry_run)?;
+    drop(progress);
     if json {
         println!("{}", pretty(&report));
     } else {
