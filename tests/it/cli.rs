@@ -1,35 +1,12 @@
 //! The command-line tool and the stdio protocol, through the real binary.
 
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn statewal(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG");
-    cmd
-}
+use std::process::Output;
 
 /// Runs `statewal --dir DIR args...` with `stdin` and returns its output.
 fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = statewal(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the statewal binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::util::run_statewal(dir, args, stdin, &[])
 }
 
 /// Feeds `requests` to `serve --stdio` and returns the response lines.

@@ -1,30 +1,11 @@
 //! `statewal backups` and `statewal restore` through the real binary.
 
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statewal"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG")
-        .env_remove("DEBUG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the statewal binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::util::run_statewal(dir, args, stdin, &[])
 }
 
 /// Runs and checks the exit code; returns stdout and stderr.

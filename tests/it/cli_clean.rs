@@ -6,17 +6,10 @@ use serde_json::{Value, json};
 use statewal::{Store, Task};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn statewal(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_statewal"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the statewal binary runs")
+    crate::util::run_statewal(dir, args, "", &[])
 }
 
 fn check_ok(dir: &Path, args: &[&str]) -> String {

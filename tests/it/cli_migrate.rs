@@ -7,20 +7,12 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ts-server-v0");
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_statewal"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG")
-        .env_remove("DEBUG")
-        .output()
-        .expect("the statewal binary starts")
+    crate::util::run_statewal(dir, args, "", &[])
 }
 
 fn check_ok(out: &Output, what: &str) -> String {

@@ -3,31 +3,12 @@
 
 use serde_json::Value;
 use statewal::{Options, Store, Task};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 /// Runs `statewal --dir DIR args...` with `stdin` and extra environment.
 fn run_env(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG")
-        .env_remove("DEBUG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the statewal binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::util::run_statewal(dir, args, stdin, env)
 }
 
 fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {

@@ -5,7 +5,7 @@
 //! findings and reports, and a clean `verify` prints nothing to stderr.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 #[test]
 fn verify_with_stderr_piped_writes_nothing_to_stderr_on_a_clean_directory() {
@@ -36,18 +36,7 @@ fn recover_with_stderr_piped_prints_its_report_without_progress() {
 /// Runs `statewal --dir DIR args...` with stdout and stderr piped and
 /// checks that it succeeds.
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_statewal"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG")
-        .env_remove("DEBUG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("the statewal binary starts");
-    assert!(out.status.success(), "statewal {args:?}: {out:?}",);
+    let out = crate::util::run_statewal(dir, args, "", &[]);
+    assert!(out.status.success(), "statewal {args:?}: {out:?}");
     out
 }

@@ -196,3 +196,42 @@ pub fn backups(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// `statewal --dir DIR`, with the variables that change its behaviour
+/// (`STATE_PATH`, `RUST_LOG`, `DEBUG`) removed from its environment.
+pub fn statewal_command(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_statewal"));
+    cmd.arg("--dir")
+        .arg(dir)
+        .env_remove("STATE_PATH")
+        .env_remove("RUST_LOG")
+        .env_remove("DEBUG");
+    cmd
+}
+
+/// Runs `statewal --dir DIR args...` with `stdin` and extra environment, and
+/// returns its exit status and output.
+pub fn run_statewal(
+    dir: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = statewal_command(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the statewal binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
