@@ -130,7 +130,12 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
 /// Writes `data` to `rel` atomically: a temp file in the same directory, its
 /// data synced, renamed over the target, and the directory synced.
 pub(crate) fn write_atomic(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> Result<()> {
-    write_atomic_nosync_dir(fs, dir, name, data)?;
+    let (tmp, mut file) = write_temp(fs, dir, name, data)?;
+    // Sync the data before the rename so the new name never points at a
+    // file whose contents were lost.
+    file.sync_data()?;
+    drop(file);
+    fs.rename(&tmp, &join(dir, name))?;
     // Sync the directory so the rename survives power loss.
     fs.sync_dir(dir)
 }
@@ -146,11 +151,9 @@ pub(crate) fn write_atomic_batch(
 ) -> Result<()> {
     let mut temps = Vec::new();
     for (name, body) in files {
-        let Some(bytes) = body else { continue };
-        let tmp = join(dir, &format!(".{name}.tmp"));
-        fs.remove(&tmp)?;
-        fs.open(&tmp, OpenMode::CreateNew)?.write_all_at(0, bytes)?;
-        temps.push(tmp);
+        if let Some(bytes) = body {
+            temps.push(write_temp(fs, dir, name, bytes)?.0);
+        }
     }
     // Sync the data before the renames so no new name points at a file
     // whose contents were lost.
@@ -158,7 +161,7 @@ pub(crate) fn write_atomic_batch(
     for (name, body) in files {
         let target = join(dir, name);
         match body {
-            Some(_) => fs.rename(&join(dir, &format!(".{name}.tmp")), &target)?,
+            Some(_) => fs.rename(&temp_name(dir, name), &target)?,
             None => fs.remove(&target)?,
         }
     }
@@ -169,23 +172,23 @@ pub(crate) fn write_atomic_batch(
     Ok(())
 }
 
-/// [`write_atomic`] without the final directory sync, for callers that write
-/// several files into one directory and sync it once.
-pub(crate) fn write_atomic_nosync_dir(
+/// `dir/.<name>.tmp`: the temp file of an atomic write. Ids never start with
+/// a dot, so it cannot collide with a layout file.
+fn temp_name(dir: &str, name: &str) -> String {
+    join(dir, &format!(".{name}.tmp"))
+}
+
+/// Writes `data` to a fresh temp file for `name`, not yet synced.
+fn write_temp(
     fs: &dyn Fs,
     dir: &str,
     name: &str,
     data: &[u8],
-) -> Result<()> {
-    let target = join(dir, name);
-    let tmp = join(dir, &format!(".{name}.tmp"));
+) -> Result<(String, Box<dyn FsFile>)> {
+    let tmp = temp_name(dir, name);
     // A leftover from a crash mid-write: harmless, replaced here.
     fs.remove(&tmp)?;
     let mut file = fs.open(&tmp, OpenMode::CreateNew)?;
     file.write_all_at(0, data)?;
-    // Sync the data before the rename so the new name never points at a
-    // file whose contents were lost.
-    file.sync_data()?;
-    drop(file);
-    fs.rename(&tmp, &target)
+    Ok((tmp, file))
 }
