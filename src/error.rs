@@ -34,6 +34,9 @@ pub enum ErrorKind {
     /// An earlier durability failure (a failed fsync) left the store unable to
     /// promise durability; it refuses writes until it is reopened.
     Poisoned,
+    /// The store was opened read-only ([`crate::Options::read_only`]) and
+    /// refuses every mutation and checkpoint.
+    ReadOnly,
 }
 
 impl ErrorKind {
@@ -49,6 +52,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Poisoned => "poisoned",
+            ErrorKind::ReadOnly => "read_only",
         }
     }
 }

@@ -42,6 +42,38 @@ pub const DIRS: [&str; 6] = [
     crate::journal::JOURNAL_DIR,
 ];
 
+/// Whether the directory holds a store: any of `state.json`, a
+/// `state.backup.*.json`, `tasks/` or `journal/` (so the original server's
+/// directories count). A missing or empty directory does not.
+pub fn holds_store(fs: &dyn Fs) -> Result<bool> {
+    if fs.is_dir(TASKS_DIR)? || fs.is_dir(crate::journal::JOURNAL_DIR)? {
+        return Ok(true);
+    }
+    Ok(fs
+        .list("")?
+        .iter()
+        .any(|n| n == STATE_FILE || (n.starts_with(BACKUP_PREFIX) && n.ends_with(".json"))))
+}
+
+/// Whether `dir` holds a store, by [`holds_store`]; a missing directory
+/// does not. Reads only.
+pub fn is_store(dir: &std::path::Path) -> Result<bool> {
+    match crate::fs::RealFs::existing(dir) {
+        Ok(fs) => holds_store(&fs),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error of a read that found no store at `dir`: it creates none.
+pub fn no_store(dir: &std::path::Path) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("no statewal store at {}", dir.display()),
+    )
+    .with_path(dir)
+}
+
 /// `tasks/<id>.json`'s file name.
 pub fn task_file(id: &str) -> String {
     format!("{id}.json")

@@ -198,6 +198,35 @@ pub(crate) fn migrate_on_open(fs: &dyn Fs) -> Result<Option<MigrationReport>> {
     }
 }
 
+/// The migrated, sealed bytes of a `state.json` that `migrate_on_open`
+/// would migrate, computed in memory for a read-only open (which writes
+/// nothing). `None` when it needs no migration, or when its migration fails
+/// validation: recovery then meets the file as it is, as after
+/// `migrate_on_open`'s warning.
+pub(crate) fn migrated_in_memory(bytes: &[u8]) -> Option<Vec<u8>> {
+    let input: Value = serde_json::from_slice(bytes).ok()?;
+    let from = version_of(&input).ok()?;
+    if from == STATE_VERSION {
+        return None;
+    }
+    let steps = plan(&from).ok()?;
+    let mut state = input.clone();
+    let mut notes = Vec::new();
+    for step in &steps {
+        if let Err(e) = (step.apply)(&mut state, &mut notes) {
+            tracing::warn!("state.json was not migrated in memory: {}: {e}", step.name);
+            return None;
+        }
+    }
+    match validate(&input, &state) {
+        Ok(sealed) => Some(sealed),
+        Err(e) => {
+            tracing::warn!("state.json was not migrated in memory: {e}");
+            None
+        }
+    }
+}
+
 /// Migrates `state.json` in `fs`, whose lock the caller holds.
 pub(crate) fn migrate_locked(fs: &dyn Fs, dry_run: bool) -> Result<MigrationReport> {
     let mut report = MigrationReport {

@@ -99,6 +99,7 @@ pub struct Options {
     pub(crate) task_bytes_max: usize,
     pub(crate) checkpoint_on_drop: bool,
     pub(crate) journal_preallocate_bytes: u64,
+    pub(crate) read_only: bool,
 }
 
 /// The state directory used when neither an option nor `STATE_PATH` names one.
@@ -117,6 +118,7 @@ impl Options {
             task_bytes_max: 16 * 1024 * 1024,
             checkpoint_on_drop: true,
             journal_preallocate_bytes: 1024 * 1024,
+            read_only: false,
         }
     }
 
@@ -189,5 +191,25 @@ impl Options {
     pub fn checkpoint_on_drop(mut self, yes: bool) -> Options {
         self.checkpoint_on_drop = yes;
         self
+    }
+
+    /// Opens the store read-only: it takes no lock, so it works beside a
+    /// running writer, and writes nothing at all (no directory, no lock file,
+    /// no truncation of a torn tail, no sync, no checkpoint, no background
+    /// thread; an older `state.json` is migrated in memory only), so it also
+    /// works in a directory this user cannot write. It sees the state as of
+    /// the last whole record in the journal, a torn tail being where its
+    /// reading ends. Every mutation and checkpoint fails with
+    /// [`crate::ErrorKind::ReadOnly`]. A directory that holds no store
+    /// fails the open with [`crate::ErrorKind::NotFound`] ("no statewal
+    /// store at DIR"). Default: off.
+    pub fn read_only(mut self, yes: bool) -> Options {
+        self.read_only = yes;
+        self
+    }
+
+    /// Whether [`Options::read_only`] is on.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 }

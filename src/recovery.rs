@@ -93,8 +93,63 @@ pub(crate) struct Recovered {
     pub checkpoint_now: bool,
 }
 
-/// Recovers the state in `fs`.
+/// Recovers the state in `fs`, as the process that holds its lock.
 pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
+    match recover_once(fs, mode, Access::Owner)? {
+        Ok(r) => Ok(r),
+        Err(_) => unreachable!("only a reader sees a writer's changes"),
+    }
+}
+
+/// How many times a read-only open loads again when a writer beside it
+/// changed the journal while it was being read.
+const READER_ATTEMPTS: u32 = 8;
+
+/// Recovers the state in `fs` for a read-only open, beside a writer that may
+/// be appending and checkpointing: writes nothing, and treats a torn tail as
+/// the end of what it reads. A writer's checkpoint may remove segments after
+/// `state.json` was read, and an append may be half copied when a segment is
+/// read; either shows as a gap, a vanished segment or damage, and the whole
+/// load starts again (up to [`READER_ATTEMPTS`] times; the last attempt
+/// reports what it finds, as an owner would).
+pub(crate) fn recover_read_only(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
+    let mut attempt = 1;
+    loop {
+        let retry = attempt < READER_ATTEMPTS;
+        let outcome = recover_once(fs, mode, Access::Reader { retry });
+        let why = match outcome {
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(race)) => race,
+            // A record half copied while a writer appends it reads as damage.
+            Err(e) if retry && matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                e.to_string()
+            }
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(attempt, %why, "the journal changed while it was read; loading again");
+        std::thread::sleep(Duration::from_millis(u64::from(attempt)));
+        attempt += 1;
+    }
+}
+
+/// Who recovers: the lock holder, or a reader that must write nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Owner,
+    /// `retry`: a sign of a writer's change ends this attempt (`Ok(Err)`).
+    Reader {
+        retry: bool,
+    },
+}
+
+/// One recovery; `Ok(Err(why))` when a reader saw a writer change the
+/// journal under it and should load again.
+fn recover_once(
+    fs: &dyn Fs,
+    mode: RecoveryMode,
+    access: Access,
+) -> Result<std::result::Result<Recovered, String>> {
+    let reader_retries = access == Access::Reader { retry: true };
     let started = Instant::now();
     let (mut state, loaded_from, ckpt_seq, state_crc, skipped) = load_checkpoint(fs)?;
     let tasks_loaded = state.tasks.len();
@@ -122,9 +177,13 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     let mut segs = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = fs::join(JOURNAL_DIR, &segment_name(id));
-        let bytes = fs
-            .read(&name)?
-            .ok_or_else(|| Error::new(ErrorKind::Io, format!("{name} vanished")))?;
+        let Some(bytes) = fs.read(&name)? else {
+            // A writer's checkpoint removed it after the listing.
+            if reader_retries {
+                return Ok(Err(format!("{name} vanished")));
+            }
+            return Err(Error::new(ErrorKind::Io, format!("{name} vanished")));
+        };
         segs.push((id, name, bytes));
     }
     // Every checkpoint position is a rotation boundary: the segment holding
@@ -153,6 +212,9 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         }
         None => 0,
     };
+    if reader_retries && let Some(why) = reader_gap(&segs, first, ckpt_seq) {
+        return Ok(Err(why));
+    }
     let first_needed_segment = segs.get(first).map_or(next_segment_id, |s| s.0);
     let mut replay = Replay {
         mode,
@@ -183,7 +245,8 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
             ops,
         };
         let truncate_at = replay.segment(seg, &mut state, &mut report)?;
-        if let Some(at) = truncate_at {
+        // A reader cuts nothing: the torn tail is where its reading ends.
+        if let (Some(at), Access::Owner) = (truncate_at, access) {
             truncations.push((name.clone(), at));
             report.bytes_truncated += len - at;
         }
@@ -213,12 +276,15 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
     // only in the page cache, and the new segment this process writes would
     // vouch for them (a later segment proves earlier ones durable) while
     // power loss could still take them.
-    let replayed: Vec<String> = ids
-        .iter()
-        .skip(first)
-        .map(|id| fs::join(JOURNAL_DIR, &segment_name(*id)))
-        .collect();
-    fs.sync_files(&replayed)?;
+    // (A reader syncs nothing: it writes no segment that would vouch.)
+    if access == Access::Owner {
+        let replayed: Vec<String> = ids
+            .iter()
+            .skip(first)
+            .map(|id| fs::join(JOURNAL_DIR, &segment_name(*id)))
+            .collect();
+        fs.sync_files(&replayed)?;
+    }
     // Records dropped by point-in-time or salvage still used their sequence
     // numbers; the state takes the highest so numbers only grow.
     state.applied_seq = state.applied_seq.max(replay.max_seq);
@@ -251,7 +317,7 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         report.loaded_from,
         LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles
     );
-    Ok(Recovered {
+    Ok(Ok(Recovered {
         state,
         report,
         next_segment_id,
@@ -260,6 +326,27 @@ pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
         state_crc,
         covered_seq,
         checkpoint_now: replay.left_damage || fell_back,
+    }))
+}
+
+/// A reader's sign that a checkpoint removed segments after it read the
+/// state file: the first segment to replay starts past the record after the
+/// checkpoint. (An owner reports the same gap as damage.)
+fn reader_gap(
+    segs: &[(u64, String, fs::Bytes)],
+    first: usize,
+    ckpt_seq: Option<u64>,
+) -> Option<String> {
+    let (_, name, bytes) = segs.get(first)?;
+    let start = crate::journal::record::SegmentHeader::decode(bytes)
+        .ok()?
+        .first_seq;
+    let expected = ckpt_seq.unwrap_or(0).saturating_add(1);
+    (start > expected).then(|| {
+        format!(
+            "{name} starts at record {start}, the state file covers up to {}",
+            expected - 1
+        )
     })
 }
 

@@ -7,7 +7,7 @@
 use crate::checkpoint::{self, CheckpointCtx, CheckpointStats, Snapshot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, Subscriber, Subscribers};
-use crate::fs::{Fs, RealFs};
+use crate::fs::{Fs, ReadOnlyFs, RealFs};
 use crate::id::validate_id;
 use crate::journal::Journal;
 use crate::journal::op::{Op, session_id};
@@ -129,7 +129,7 @@ impl Store {
     /// Opens (creating if needed) the state directory in `opts`, recovers,
     /// and starts the auto-save thread.
     pub fn open(opts: Options) -> Result<Store> {
-        let fs = Arc::new(RealFs::new(opts.dir.clone())?);
+        let fs = real_fs(&opts)?;
         Store::open_with_fs(opts, fs, None)
     }
 
@@ -138,30 +138,23 @@ impl Store {
         opts: Options,
         f: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<Store> {
-        let fs = Arc::new(RealFs::new(opts.dir.clone())?);
+        let fs = real_fs(&opts)?;
         Store::open_with_fs(opts, fs, Some(Box::new(f)))
     }
 
     /// Opens a store on any [`Fs`], such as a simulated one. `opts.dir` is
-    /// used only in messages.
+    /// used only in messages. With [`Options::read_only`], `fs` is only
+    /// read, through a [`ReadOnlyFs`].
     pub fn open_with_fs(
         opts: Options,
         fs: Arc<dyn Fs>,
         subscriber: Option<Subscriber>,
     ) -> Result<Store> {
-        let lock = fs.lock()?;
-        for dir in layout::DIRS {
-            fs.create_dir(dir)?;
-        }
-        // Sync the state directory so the subdirectories just created survive
-        // power loss: without it, `journal/` and every acknowledged record in
-        // it could vanish (found by the crash tests on `SimFs`).
-        fs.sync_dir("")?;
-        // Migrate an older state.json (the original server's has no version)
-        // before recovery would take it for a corrupt file; see
-        // docs/decisions.md, "Store::open migrates".
-        crate::migrate::migrate_on_open(&*fs)?;
-        let rec = recovery::recover(&*fs, opts.recovery_mode)?;
+        let (fs, lock, rec) = if opts.read_only {
+            open_read_only(&opts, fs)?
+        } else {
+            open_owner(&opts, fs)?
+        };
         let report = rec.report.clone();
         log_report(&report);
         let journal = Journal::new(
@@ -195,7 +188,7 @@ impl Store {
         shared
             .subscribers
             .emit(Event::StateLoaded(Box::new(report.clone())));
-        if rec.checkpoint_now {
+        if rec.checkpoint_now && !shared.opts.read_only {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             shared.checkpoint()?;
         }
@@ -204,6 +197,9 @@ impl Store {
             workers: Vec::new(),
             report,
         };
+        if store.shared.opts.read_only {
+            return Ok(store); // Nothing to save or sync.
+        }
         store.spawn("statewal-autosave", |s| s.checkpointer())?;
         if let SyncPolicy::SyncEveryInterval(every) = store.shared.opts.sync_policy {
             let every = every.max(Duration::from_millis(1));
@@ -409,7 +405,7 @@ impl Store {
     /// options) and releases the directory lock.
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_worker();
-        let result = if self.shared.opts.checkpoint_on_drop {
+        let result = if self.shared.opts.checkpoint_on_drop && !self.shared.opts.read_only {
             self.shared.checkpoint().map(|_| ())
         } else {
             Ok(())
@@ -432,7 +428,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if self.workers.is_empty() {
-            return; // Already shut down.
+            return; // Already shut down, or read-only.
         }
         self.stop_worker();
         if self.shared.opts.checkpoint_on_drop
@@ -446,6 +442,7 @@ impl Drop for Store {
 
 impl Shared {
     fn submit(&self, m: Mutation) -> Result<u64> {
+        self.writable()?;
         let max = self.opts.task_bytes_max;
         let too_large = |what: &str, n: usize| {
             Error::new(
@@ -556,6 +553,7 @@ impl Shared {
     /// file, chosen under the log-offset lock as for log appends. Returns the
     /// sequence number and the line's length.
     fn archive_task(&self, id: String) -> Result<(u64, u64)> {
+        self.writable()?;
         let now = time::OffsetDateTime::now_utc();
         let file = layout::archive_file(now.year(), now.month() as u8);
         let _serial = self.log_offsets.lock();
@@ -606,7 +604,22 @@ impl Shared {
         Ok(seq)
     }
 
+    /// [`ErrorKind::ReadOnly`] when the store was opened read-only.
+    fn writable(&self) -> Result<()> {
+        if self.opts.read_only {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!(
+                    "the store at {} is open read-only; open it without --read-only to change it",
+                    self.opts.dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn checkpoint(&self) -> Result<CheckpointStats> {
+        self.writable()?;
         let mut ctx = self.ckpt.lock();
         if let Some(e) = self.journal.poisoned() {
             return Err(e);
@@ -727,6 +740,49 @@ impl Shared {
             }
         }
     }
+}
+
+type Opened = (Arc<dyn Fs>, Box<dyn Send + Sync>, recovery::Recovered);
+
+/// The real filesystem for `opts`: created if missing, unless read-only.
+fn real_fs(opts: &Options) -> Result<Arc<dyn Fs>> {
+    if !opts.read_only {
+        return Ok(Arc::new(RealFs::new(opts.dir.clone())?));
+    }
+    match RealFs::existing(opts.dir.clone()) {
+        Ok(fs) => Ok(Arc::new(fs)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(layout::no_store(&opts.dir)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The lock holder's open: lock, create the layout, migrate, recover.
+fn open_owner(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
+    let lock = fs.lock()?;
+    for dir in layout::DIRS {
+        fs.create_dir(dir)?;
+    }
+    // Sync the state directory so the subdirectories just created survive
+    // power loss: without it, `journal/` and every acknowledged record in
+    // it could vanish (found by the crash tests on `SimFs`).
+    fs.sync_dir("")?;
+    // Migrate an older state.json (the original server's has no version)
+    // before recovery would take it for a corrupt file; see
+    // docs/decisions.md, "Store::open migrates".
+    crate::migrate::migrate_on_open(&*fs)?;
+    let rec = recovery::recover(&*fs, opts.recovery_mode)?;
+    Ok((fs, lock, rec))
+}
+
+/// A reader's open: no lock, nothing created, written or synced; every
+/// write the store might still attempt is refused by [`ReadOnlyFs`].
+fn open_read_only(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
+    let fs: Arc<dyn Fs> = Arc::new(ReadOnlyFs::new(fs));
+    if !layout::holds_store(&*fs)? {
+        return Err(layout::no_store(&opts.dir));
+    }
+    let rec = recovery::recover_read_only(&*fs, opts.recovery_mode)?;
+    Ok((fs, Box::new(()), rec))
 }
 
 fn log_report(r: &RecoveryReport) {

@@ -9,10 +9,12 @@
 //! feature) is a simulated, fault-injecting one for crash tests; it plugs in
 //! through the same trait.
 
+mod read_only;
 mod real;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+pub use read_only::ReadOnlyFs;
 pub use real::RealFs;
 #[cfg(feature = "sim")]
 pub use sim::SimFs;
@@ -77,6 +79,15 @@ pub trait Fs: Send + Sync + 'static {
     /// Reads a whole regular file; `Ok(None)` if it does not exist. Never
     /// follows a symlink.
     fn read(&self, rel: &str) -> Result<Option<Bytes>>;
+    /// Reads a whole regular file with plain reads into memory, never
+    /// through a memory map, so that a file another process truncates or
+    /// grows meanwhile gives the bytes read, never a fault (SIGBUS).
+    /// `Ok(None)` if it does not exist.
+    fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read(rel)?.map(|b| b.to_vec()))
+    }
+    /// Whether `rel` is a directory (a symlink is not).
+    fn is_dir(&self, rel: &str) -> Result<bool>;
     /// The length of a regular file; `Ok(None)` if it does not exist.
     fn file_len(&self, rel: &str) -> Result<Option<u64>>;
     /// Renames `from` over `to`, atomically replacing it.

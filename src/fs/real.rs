@@ -98,6 +98,28 @@ fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::io(what, path, e)
 }
 
+/// Opens a regular file for reading, never following a symlink; `Ok(None)`
+/// if it does not exist. Returns the file and its length.
+fn open_regular(path: &Path) -> Result<Option<(File, u64)>> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    nofollow(&mut opts);
+    let file = match opts.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_error("open", path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        )
+        .with_path(path));
+    }
+    Ok(Some((file, meta.len())))
+}
+
 struct RealFile {
     file: File,
     path: PathBuf,
@@ -179,34 +201,45 @@ impl Fs for RealFs {
 
     fn read(&self, rel: &str) -> Result<Option<Bytes>> {
         let path = self.path(rel)?;
-        let mut opts = OpenOptions::new();
-        opts.read(true);
-        nofollow(&mut opts);
-        let mut file = match opts.open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
-            Err(e) => return Err(open_error("open", &path, e)),
+        let Some((mut file, len)) = open_regular(&path)? else {
+            return Ok(None);
         };
-        let meta = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
-        if !meta.is_file() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("{} is not a regular file", path.display()),
-            )
-            .with_path(path));
-        }
-        if meta.len() >= MMAP_MIN_BYTES {
+        if len >= MMAP_MIN_BYTES {
             // SAFETY: the state directory is locked by this process, so no
             // other statewal process truncates the file while it is mapped;
             // the map is read-only and dropped before this process writes it.
+            // A reader beside a writer uses `read_unmapped` instead.
             let map =
                 unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
             return Ok(Some(Bytes::Mapped(map)));
         }
-        let mut buf = Vec::with_capacity(meta.len() as usize);
+        let mut buf = Vec::with_capacity(len as usize);
         file.read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &path, e))?;
         Ok(Some(Bytes::Owned(buf)))
+    }
+
+    fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel)?;
+        let Some((mut file, len)) = open_regular(&path)? else {
+            return Ok(None);
+        };
+        // Plain read(2) calls up to end of file: a writer that truncates the
+        // file meanwhile shortens what is read, one that grows it lengthens
+        // it, and neither can fault this process as a map would.
+        let mut buf = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut buf)
+            .map_err(|e| Error::io("read", &path, e))?;
+        Ok(Some(buf))
+    }
+
+    fn is_dir(&self, rel: &str) -> Result<bool> {
+        let path = self.path(rel)?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("stat", &path, e)),
+        }
     }
 
     fn file_len(&self, rel: &str) -> Result<Option<u64>> {

@@ -355,6 +355,12 @@ impl Fs for SimFs {
             .map(|ino| Bytes::Owned(g.nodes[&ino].current.clone())))
     }
 
+    fn is_dir(&self, rel: &str) -> Result<bool> {
+        let mut g = self.inner.lock();
+        g.begin(rel, "stat")?;
+        Ok(rel.is_empty() || matches!(g.entry(rel)?, Some(Entry::Dir)))
+    }
+
     fn file_len(&self, rel: &str) -> Result<Option<u64>> {
         let mut g = self.inner.lock();
         g.begin(rel, "stat")?;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 /// Lists the backups of `dir`, newest first, without opening the store.
 pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
+    crate::commands::require_store(dir)?;
     let backups = statewal::backups(dir)?;
     if json {
         println!("{}", pretty(&backups));

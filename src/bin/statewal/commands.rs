@@ -99,13 +99,21 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-/// Opens a store for a read-only command: no checkpoint on exit, no timer.
+/// Opens a store for a command that only reads: read-only, so it takes no
+/// lock, creates and writes nothing, and fails with "no statewal store at
+/// DIR" where there is none.
 pub fn open_readonly(cli: &Cli) -> Result<Store> {
-    Store::open(
-        cli.options()
-            .checkpoint_on_drop(false)
-            .checkpoint_interval(None),
-    )
+    Store::open(cli.options().read_only(true))
+}
+
+/// Fails with "no statewal store at DIR" unless `dir` holds a store, for
+/// the commands that read the directory without opening it.
+pub fn require_store(dir: &std::path::Path) -> Result<()> {
+    if statewal::layout::is_store(dir)? {
+        Ok(())
+    } else {
+        Err(statewal::layout::no_store(dir))
+    }
 }
 
 fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<ExitCode> {
@@ -139,6 +147,7 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
 }
 
 fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
+    require_store(&cli.dir)?;
     let fs = RealFs::existing(&cli.dir)?;
     let progress = Progress::spinner(format!("verifying {}", cli.dir.display()));
     let report = verify(&fs)?;

@@ -24,6 +24,7 @@ pub fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
 /// Prints one line per record and per damaged span of every segment, in
 /// order, without opening the store (so without the lock, like `verify`).
 pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
+    crate::commands::require_store(dir)?;
     let fs = RealFs::existing(dir)?;
     let mut files = Vec::new();
     for name in fs.list(JOURNAL_DIR)? {

@@ -33,6 +33,11 @@ pub struct Cli {
     /// When writes are acknowledged: sync-before-ack, interval:<ms> or os-buffered.
     #[arg(long, global = true, default_value = "sync-before-ack", value_parser = parse_sync)]
     pub sync: SyncPolicy,
+    /// Open the store read-only: no lock (works beside a running writer), nothing
+    /// written, created or migrated on disk; every change is refused. `list`,
+    /// `get-task`, `show` and `metrics` always open read-only.
+    #[arg(long, global = true)]
+    pub read_only: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -217,7 +222,9 @@ fn parse_mode(s: &str) -> Result<RecoveryMode, String> {
 impl Cli {
     /// Store options for this invocation.
     pub fn options(&self) -> Options {
-        Options::new(&self.dir).sync_policy(self.sync)
+        Options::new(&self.dir)
+            .sync_policy(self.sync)
+            .read_only(self.read_only)
     }
 }
 

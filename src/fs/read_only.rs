@@ -1,0 +1,99 @@
+//! [`ReadOnlyFs`]: the state directory as a read-only store sees it.
+//!
+//! **Invariant:** a [`ReadOnlyFs`] passes no write to the filesystem under
+//! it: creating, opening for writing, renaming, removing, syncing and
+//! locking are refused with [`ErrorKind::ReadOnly`], whatever calls them.
+//! It reads without memory maps, so a writer beside it that truncates a
+//! journal segment cannot fault this process, and it shows an older
+//! `state.json` migrated in memory, as `Store::open` would migrate it on disk.
+
+use super::{Bytes, Fs, FsFile, OpenMode};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::STATE_FILE;
+use std::sync::Arc;
+
+/// A filesystem that reads through another one and refuses every write.
+pub struct ReadOnlyFs {
+    inner: Arc<dyn Fs>,
+}
+
+impl ReadOnlyFs {
+    /// Reads through `inner`; writes nothing to it.
+    pub fn new(inner: Arc<dyn Fs>) -> ReadOnlyFs {
+        ReadOnlyFs { inner }
+    }
+
+    fn refuse<T>(&self, what: &str, rel: &str) -> Result<T> {
+        Err(Error::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "refusing to {what} {}: the store is open read-only",
+                self.inner.describe(rel)
+            ),
+        )
+        .with_path(rel))
+    }
+}
+
+impl Fs for ReadOnlyFs {
+    fn describe(&self, rel: &str) -> String {
+        self.inner.describe(rel)
+    }
+
+    fn create_dir(&self, rel: &str) -> Result<()> {
+        self.refuse("create the directory", rel)
+    }
+
+    fn open(&self, rel: &str, _mode: OpenMode) -> Result<Box<dyn FsFile>> {
+        self.refuse("open for writing", rel)
+    }
+
+    fn read(&self, rel: &str) -> Result<Option<Bytes>> {
+        Ok(self.read_unmapped(rel)?.map(Bytes::Owned))
+    }
+
+    fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let bytes = self.inner.read_unmapped(rel)?;
+        if rel != STATE_FILE {
+            return Ok(bytes);
+        }
+        // Migration in memory only: recovery sees the migrated state, the
+        // file on disk stays as it is.
+        Ok(bytes.map(|b| crate::migrate::migrated_in_memory(&b).unwrap_or(b)))
+    }
+
+    fn is_dir(&self, rel: &str) -> Result<bool> {
+        self.inner.is_dir(rel)
+    }
+
+    fn file_len(&self, rel: &str) -> Result<Option<u64>> {
+        self.inner.file_len(rel)
+    }
+
+    fn rename(&self, from: &str, _to: &str) -> Result<()> {
+        self.refuse("rename", from)
+    }
+
+    fn remove(&self, rel: &str) -> Result<()> {
+        self.refuse("remove", rel)
+    }
+
+    fn sync_dir(&self, rel: &str) -> Result<()> {
+        self.refuse("sync the directory", rel)
+    }
+
+    fn list(&self, rel: &str) -> Result<Vec<String>> {
+        self.inner.list(rel)
+    }
+
+    fn lock(&self) -> Result<Box<dyn Send + Sync>> {
+        self.refuse("lock", crate::layout::LOCK_FILE)
+    }
+
+    fn sync_files(&self, rels: &[String]) -> Result<()> {
+        match rels.first() {
+            Some(rel) => self.refuse("sync", rel),
+            None => Ok(()),
+        }
+    }
+}
