@@ -1,21 +1,87 @@
 //! `statewal demo`: the newcomer's tour. A child process writes tasks and
 //! prints each acknowledgement; the parent kills it with SIGKILL mid-stream,
 //! reopens the store, and checks that every acknowledged task came back.
+//!
+//! The demo writes only into a directory it made: a fresh one under the
+//! system temp dir, or the one `--dir` names on the command line if that is
+//! missing, empty, or marked by an earlier demo with a [`DEMO_MARKER`] file.
+//! It removes the directory at the end unless `--keep` is given (or the demo
+//! failed, so the evidence stays).
 
 use crate::Cli;
-use statewal::{Error, ErrorKind, Result, Store, Task, TaskStatus};
+use statewal::{Error, ErrorKind, Options, Result, Store, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-pub fn run(cli: &Cli, acks_before_kill: usize) -> Result<ExitCode> {
+/// The file that marks a directory as made by the demo, which may write
+/// into it and remove it.
+pub const DEMO_MARKER: &str = ".statewal-demo";
+
+pub fn run(cli: &Cli, acks_before_kill: usize, keep: bool) -> Result<ExitCode> {
+    let dir = demo_dir(cli)?;
+    println!("statewal demo: state directory {}", dir.display());
+    let result = tour(cli, &dir, acks_before_kill);
+    if keep || !matches!(result, Ok(ExitCode::SUCCESS)) {
+        println!("kept {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        println!("removed {} (--keep keeps it)", dir.display());
+    }
+    result
+}
+
+/// The directory the demo runs in, made and marked if new.
+fn demo_dir(cli: &Cli) -> Result<PathBuf> {
+    let dir = if cli.dir_on_command_line {
+        cli.dir.clone()
+    } else {
+        // `STATE_PATH` and the default name the user's store: never write there.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        std::env::temp_dir().join(format!("statewal-demo-{}-{nanos}", std::process::id()))
+    };
+    let marker = dir.join(DEMO_MARKER);
+    match std::fs::read_dir(&dir) {
+        Ok(mut entries) => {
+            if marker.is_file() {
+                return Ok(dir); // Made by an earlier demo, kept with --keep.
+            }
+            if entries.next().is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "refusing to run the demo in {}: it is not empty and was not made by a demo \
+                         (no {DEMO_MARKER} file); name a missing or empty directory, or leave out \
+                         --dir for a fresh one",
+                        dir.display()
+                    ),
+                )
+                .with_path(&dir));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        }
+        Err(e) => return Err(Error::io("open directory", &dir, e)),
+    }
+    std::fs::write(
+        &marker,
+        "made by `statewal demo`, which may write here and remove this directory\n",
+    )
+    .map_err(|e| Error::io("write", &marker, e))?;
+    Ok(dir)
+}
+
+fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     let run_id = format!("demo-{}", std::process::id());
-    println!("statewal demo: state directory {}", cli.dir.display());
     let exe =
         std::env::current_exe().map_err(|e| Error::io("locate", "the statewal executable", e))?;
     let mut child = Command::new(exe)
         .arg("--dir")
-        .arg(&cli.dir)
+        .arg(dir)
         .arg("--sync")
         .arg(sync_name(cli))
         .args(["demo-child", "--run", &run_id])
@@ -60,7 +126,7 @@ pub fn run(cli: &Cli, acks_before_kill: usize) -> Result<ExitCode> {
     }
     println!("acknowledged before the kill: {} tasks", acked.len());
 
-    let store = Store::open(cli.options())?;
+    let store = Store::open(Options::new(dir).sync_policy(cli.sync))?;
     let r = store.recovery_report();
     println!(
         "reopened: state from {:?}, {} journal records replayed, {} bytes of torn tail truncated, in {:.1} ms",
@@ -99,7 +165,7 @@ pub fn run(cli: &Cli, acks_before_kill: usize) -> Result<ExitCode> {
         );
         println!(
             "the checkpointed layout is in {} (state.json, tasks/, journal/)",
-            cli.dir.display()
+            dir.display()
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -111,6 +177,15 @@ pub fn run(cli: &Cli, acks_before_kill: usize) -> Result<ExitCode> {
 /// The child: write tasks forever, printing `ack <id> <description>` after
 /// each write is durable, until killed.
 pub fn child(cli: &Cli, run_id: &str) -> Result<ExitCode> {
+    if !cli.dir.join(DEMO_MARKER).is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the demo child writes only into a directory the demo made ({} has no {DEMO_MARKER})",
+                cli.dir.display()
+            ),
+        ));
+    }
     let store = Store::open(cli.options().checkpoint_on_drop(false))?;
     let mut out = std::io::stdout().lock();
     for n in 0u64.. {

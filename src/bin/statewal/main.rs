@@ -17,7 +17,7 @@ mod migrate;
 mod progress;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use statewal::{Options, RecoveryMode, SyncPolicy};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,15 +40,27 @@ pub struct Cli {
     pub read_only: bool,
     #[command(subcommand)]
     pub command: Command,
+    /// Whether `--dir` was given on the command line (not by `STATE_PATH` or
+    /// the default), for `demo`.
+    #[arg(skip)]
+    pub dir_on_command_line: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Kill a writer with SIGKILL mid-stream, reopen, and show that nothing acknowledged was lost.
+    /// Runs in a fresh temporary directory, or in the one `--dir` names on the
+    /// command line if it is missing, empty or made by an earlier demo (it holds
+    /// a `.statewal-demo` file); any other directory is refused, and `STATE_PATH`
+    /// is ignored, so the demo never writes into a store it did not create.
+    /// The directory is removed at the end unless `--keep` is given.
     Demo {
         /// Acknowledged writes to wait for before the kill.
         #[arg(long, default_value_t = 300)]
         acks: usize,
+        /// Keep the demo's directory (and its store) at the end.
+        #[arg(long)]
+        keep: bool,
     },
     /// Store a task read as JSON from FILE, or from standard input with `-` or no argument.
     PutTask {
@@ -229,10 +241,12 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.dir_on_command_line = dir_on_command_line(&matches);
     init_tracing();
     let result = match &cli.command {
-        Command::Demo { acks } => demo::run(&cli, *acks),
+        Command::Demo { acks, keep } => demo::run(&cli, *acks, *keep),
         Command::DemoChild { run } => demo::child(&cli, run),
         Command::Serve { .. } => serve::run(&cli),
         Command::Bench {
@@ -269,6 +283,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `--dir` came from the command line, before or after the
+/// subcommand (a global argument is recorded where it was written).
+fn dir_on_command_line(matches: &clap::ArgMatches) -> bool {
+    let here = matches.value_source("dir") == Some(clap::parser::ValueSource::CommandLine);
+    here || matches
+        .subcommand()
+        .is_some_and(|(_, sub)| dir_on_command_line(sub))
 }
 
 /// Diagnostics go to stderr, filtered by `RUST_LOG` (default: warnings).
