@@ -26,6 +26,7 @@ mod logs;
 mod model;
 mod modes;
 mod os_faults;
+mod read_only;
 mod restart;
 mod sweeps;
 mod torn_tail;
