@@ -8,6 +8,7 @@ mod cli_clean;
 mod cli_migrate;
 mod cli_ops;
 mod cli_progress;
+mod cli_read_only;
 mod cli_signals;
 mod corruption;
 mod crash;
