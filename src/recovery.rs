@@ -1,6 +1,7 @@
 //! Startup recovery: load the last checkpoint, then replay the journal past it.
 //!
-//! **Invariant:** recovery writes nothing but the truncation of a torn tail.
+//! **Invariant:** recovery writes nothing but the truncation of a torn tail,
+//! and a read-only recovery ([`recover_read_only`]) writes nothing at all.
 //! (The store may checkpoint right after it returns, when it found damage
 //! that a checkpoint should leave behind.)
 

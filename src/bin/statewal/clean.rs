@@ -16,7 +16,8 @@ pub fn run(
     json: bool,
 ) -> Result<ExitCode> {
     let progress = Progress::spinner("cleaning: archiving old tasks through the journal");
-    let store = Store::open(cli.options())?;
+    // A dry run only reads: it opens read-only, so it creates no store.
+    let store = Store::open(cli.options().read_only(cli.read_only || dry_run))?;
     let report = store.clean(older_than, statuses, dry_run)?;
     store.shutdown()?;
     drop(progress);

@@ -10,6 +10,9 @@ use std::process::ExitCode;
 /// Migrates (or with `dry_run` describes migrating) `dir`'s `state.json`;
 /// with `rollback`, restores the pre-migration backup instead.
 pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<ExitCode> {
+    // Nothing to migrate where there is no store; taking the lock would
+    // create `.statewal.lock` in it.
+    crate::commands::require_store(dir)?;
     if rollback {
         let report = migrate::rollback(dir)?;
         if json {
