@@ -106,10 +106,13 @@ fn reads_work_beside_a_writer_and_change_nothing() {
 #[test]
 fn read_only_flag_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    Store::open(opts(dir.path()))
-        .unwrap()
-        .put_task(task("a"))
-        .unwrap();
+    let store = Store::open(opts(dir.path())).unwrap();
+    store.put_task(task("a")).unwrap();
+    store.checkpoint().unwrap();
+    store.put_task(task("c")).unwrap();
+    store.shutdown().unwrap(); // The second checkpoint makes a backup.
+    let backup = backups(dir.path()).pop().expect("a backup to restore");
+    let backup = backup.file_name().unwrap().to_str().unwrap().to_string();
     let before = snapshot(dir.path());
     let task_json = r#"{"id":"b","status":"pending"}"#;
     for args in [
@@ -117,6 +120,10 @@ fn read_only_flag_refuses_writes() {
         &["put-task", "--read-only"],
         &["delete-task", "a", "--read-only"],
         &["--read-only", "checkpoint"],
+        &["recover", "--read-only"],
+        &["migrate", "--read-only"],
+        &["restore", &backup, "--read-only"],
+        &["clean", "--older-than", "1d", "--read-only"],
     ] {
         // Only put-task reads standard input (one that exits first would
         // break the pipe under the helper).

@@ -15,6 +15,7 @@ pub fn run(
     dry_run: bool,
     json: bool,
 ) -> Result<ExitCode> {
+    crate::commands::refuse_read_only(cli, "clean", dry_run)?;
     let progress = Progress::spinner("cleaning: archiving old tasks through the journal");
     // A dry run only reads: it opens read-only, so it creates no store.
     let store = Store::open(cli.options().read_only(cli.read_only || dry_run))?;

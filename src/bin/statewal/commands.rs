@@ -75,6 +75,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Verify { json } => verify_cmd(cli, *json),
         Command::Recover { mode, json } => {
+            refuse_read_only(cli, "recover", false)?;
             let progress = Progress::spinner(format!("recovering in {} mode", mode.name()));
             let store = Store::open(cli.options().recovery_mode(*mode))?;
             drop(progress);
@@ -104,6 +105,19 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
 /// DIR" where there is none.
 pub fn open_readonly(cli: &Cli) -> Result<Store> {
     Store::open(cli.options().read_only(true))
+}
+
+/// Fails with [`ErrorKind::ReadOnly`] when `--read-only` was given to a
+/// command that writes other than through a store's mutations (which refuse
+/// by themselves); `only_reads` lets its dry run through.
+pub fn refuse_read_only(cli: &Cli, command: &str, only_reads: bool) -> Result<()> {
+    if cli.read_only && !only_reads {
+        return Err(Error::new(
+            ErrorKind::ReadOnly,
+            format!("`{command}` writes the store; it cannot run with --read-only"),
+        ));
+    }
+    Ok(())
 }
 
 /// Fails with "no statewal store at DIR" unless `dir` holds a store, for

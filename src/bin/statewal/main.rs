@@ -34,8 +34,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "sync-before-ack", value_parser = parse_sync)]
     pub sync: SyncPolicy,
     /// Open the store read-only: no lock (works beside a running writer), nothing
-    /// written, created or migrated on disk; every change is refused. `list`,
-    /// `get-task`, `show` and `metrics` always open read-only.
+    /// written, created or migrated on disk; every change is refused (exit 2).
+    /// `list`, `get-task`, `show`, `metrics` and `clean --dry-run` always open
+    /// read-only; `health`, `verify`, `dump-journal`, `backups`, `demo` and
+    /// `bench` never write the store and ignore it.
     #[arg(long, global = true)]
     pub read_only: bool,
     #[command(subcommand)]
@@ -265,7 +267,8 @@ fn main() -> ExitCode {
             dry_run,
             rollback,
             json,
-        } => migrate::run(&cli.dir, *dry_run, *rollback, *json),
+        } => commands::refuse_read_only(&cli, "migrate", *dry_run)
+            .and_then(|()| migrate::run(&cli.dir, *dry_run, *rollback, *json)),
         Command::Backups { json } => backups::list(&cli.dir, *json),
         Command::Restore { backup, json } => backups::restore(&cli, backup, *json),
         Command::Clean {
