@@ -160,7 +160,7 @@ fn replay_and_checkpoint(c: &mut Criterion) {
                 round += 1;
                 for i in 0..200 {
                     let mut t = task(&format!("t{}", (i * 97 + round) % 20_000));
-                    t.extra.insert("round".into(), round.into());
+                    t.set("round", round).unwrap();
                     store.put_task(t).unwrap();
                 }
                 let t0 = Instant::now();

@@ -15,7 +15,6 @@ use crate::store::{Pending, Store};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// The statuses [`Store::clean`] archives when given none.
 pub const CLEAN_STATUSES_DEFAULT: [TaskStatus; 3] = [
@@ -58,14 +57,13 @@ pub fn parse_age(s: &str) -> Option<Duration> {
 
 /// When a task last moved, for cleaning: its `completed_at`, else its
 /// `updated_at`, else its `created_at`. `None` when the first of them that is
-/// present is not RFC 3339, or none is: such a task is never archived.
+/// present is not a time [`Task::time`] reads, or none is: such a task is
+/// never archived.
 pub fn task_age_reference(task: &Task) -> Option<OffsetDateTime> {
-    let stamp = task
-        .completed_at
-        .as_deref()
-        .or(task.updated_at.as_deref())
-        .or(task.created_at.as_deref())?;
-    OffsetDateTime::parse(stamp, &Rfc3339).ok()
+    let key = ["completed_at", "updated_at", "created_at"]
+        .into_iter()
+        .find(|k| task.get(k).is_some_and(|v| !v.is_null()))?;
+    task.time(key)
 }
 
 impl Store {
@@ -95,7 +93,7 @@ impl Store {
         let old: Vec<Task> = self
             .list_tasks()
             .into_iter()
-            .filter(|t| statuses.contains(&t.status))
+            .filter(|t| statuses.contains(&t.status()))
             .filter(|t| task_age_reference(t).is_some_and(|at| at < cutoff))
             .collect();
         let mut report = CleanReport {
@@ -111,16 +109,16 @@ impl Store {
             for task in old {
                 let line = serde_json::to_vec(&task).expect("serializing a task cannot fail");
                 report.bytes += line.len() as u64 + 1;
-                report.archived.push(task.id);
+                report.archived.push(task.id().to_string());
             }
             return Ok(report);
         }
         let mut last: Option<Pending<'_>> = None;
         for task in old {
-            match self.submit_archive(&task.id) {
+            match self.submit_archive(task.id()) {
                 Ok((pending, bytes)) => {
                     report.bytes += bytes;
-                    report.archived.push(task.id);
+                    report.archived.push(task.id().to_string());
                     last = Some(pending);
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -157,10 +155,10 @@ mod tests {
     fn the_first_timestamp_present_counts() {
         let mut t = Task::new("a");
         assert!(task_age_reference(&t).is_none());
-        t.created_at = Some("2020-01-01T00:00:00Z".into());
-        t.completed_at = Some("2026-01-01T00:00:00.000Z".into());
+        t.set("created_at", "2020-01-01T00:00:00Z").unwrap();
+        t.set("completed_at", "2026-01-01T00:00:00.000Z").unwrap();
         assert_eq!(task_age_reference(&t).unwrap().year(), 2026);
-        t.completed_at = Some("yesterday".into());
+        t.set("completed_at", "yesterday").unwrap();
         assert!(task_age_reference(&t).is_none());
     }
 }

@@ -137,12 +137,12 @@ impl Store {
         let mut current: BTreeMap<String, crate::Task> = self
             .list_tasks()
             .into_iter()
-            .map(|t| (t.id.clone(), t))
+            .map(|t| (t.id().to_string(), t))
             .collect();
         for task in wanted.tasks {
-            if current.remove(&task.id).as_ref() != Some(&task) {
-                report.tasks_put.push(task.id.clone());
-                pending.push(self.submit(Mutation::PutTask(task))?);
+            if current.remove(task.id()).as_ref() != Some(&task) {
+                report.tasks_put.push(task.id().to_string());
+                pending.push(self.submit_as_is(Mutation::PutTask(task))?);
             }
         }
         for id in current.into_keys() {

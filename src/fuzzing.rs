@@ -338,7 +338,7 @@ fn state_json(input: &mut Input<'_>) -> Vec<u8> {
 
 fn task(id: &str, description: &str) -> Task {
     let mut t = Task::new(id);
-    t.description = Some(description.to_string());
+    t.set_description(description);
     t
 }
 

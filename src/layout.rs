@@ -201,7 +201,7 @@ pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> 
         journal_seq: file.journal_seq,
     };
     for t in &state.tasks {
-        crate::id::validate_id(&t.id).map_err(|e| e.to_string())?;
+        crate::id::validate_id(t.id()).map_err(|e| e.to_string())?;
     }
     Ok(state)
 }
@@ -272,10 +272,10 @@ pub fn load_layout_files(fs: &dyn Fs) -> Result<(Vec<Task>, Vec<Value>, Vec<Skip
     let mut tasks = Vec::new();
     for (path, bytes) in read_dir_json(fs, TASKS_DIR, &mut skipped)? {
         match serde_json::from_slice::<Task>(&bytes) {
-            Ok(t) if crate::id::validate_id(&t.id).is_ok() => tasks.push(t),
+            Ok(t) if crate::id::validate_id(t.id()).is_ok() => tasks.push(t),
             Ok(t) => skipped.push(Skipped {
                 file: path,
-                reason: format!("invalid id {:?}", t.id),
+                reason: format!("invalid id {:?}", t.id()),
             }),
             Err(e) => skipped.push(Skipped {
                 file: path,

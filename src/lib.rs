@@ -14,10 +14,10 @@
 //! let dir = std::env::temp_dir().join(format!("statewal-doc-{}", std::process::id()));
 //! let store = Store::open(Options::new(&dir))?;
 //! let mut task = Task::new("task_1");
-//! task.description = Some("Implement authentication".into());
-//! task.status = TaskStatus::InProgress;
+//! task.set_description("Implement authentication");
+//! task.set_status(TaskStatus::InProgress);
 //! store.put_task(task)?; // Durable when this returns.
-//! assert_eq!(store.get_task("task_1")?.unwrap().status, TaskStatus::InProgress);
+//! assert_eq!(store.get_task("task_1")?.unwrap().status(), TaskStatus::InProgress);
 //! store.shutdown()?; // Checkpoints and releases the directory lock.
 //!
 //! let store = Store::open(Options::new(&dir))?;
@@ -40,6 +40,7 @@ pub mod fuzzing;
 mod health;
 mod id;
 pub mod journal;
+pub mod json;
 pub mod layout;
 mod metrics;
 pub mod migrate;
@@ -48,6 +49,7 @@ mod options;
 mod recovery;
 mod state;
 mod store;
+mod task;
 pub mod verify;
 
 pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, parse_age, task_age_reference};

@@ -294,8 +294,10 @@ fn log_text(report: &MigrationReport) -> String {
     out
 }
 
+/// Parses a state file to migrate. A repeated key is refused here too: the
+/// migration must not pick one of two values for the writer.
 fn parse_json(fs: &dyn Fs, name: &str, bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| layout::corrupt_state(fs, name, &e.to_string()))
+    crate::json::parse(bytes).map_err(|e| layout::corrupt_state(fs, name, &e.to_string()))
 }
 
 fn unmigratable(fs: &dyn Fs, step: &Step, why: &str) -> Error {
@@ -324,7 +326,7 @@ fn validate(input: &Value, migrated: &Value) -> std::result::Result<Vec<u8>, Str
     let sealed = layout::seal_state(json);
     let parsed =
         layout::parse_state(&sealed).map_err(|e| format!("the result does not load: {e}"))?;
-    let ids: std::collections::HashSet<&str> = parsed.tasks.iter().map(|t| t.id.as_str()).collect();
+    let ids: std::collections::HashSet<&str> = parsed.tasks.iter().map(|t| t.id()).collect();
     for t in input["tasks"].as_array().into_iter().flatten() {
         let id = t["id"].as_str().unwrap_or_default();
         if !ids.contains(id) {

@@ -1,136 +1,17 @@
 //! The data the store keeps: tasks, sessions and the persisted state.
 //!
-//! Every struct here keeps the fields it does not know in `extra`, so a task
+//! A task is a JSON object kept as written (see [`crate::task`]), so a task
 //! written by another program (`toolInvocations`, `claudeMetrics`, ...) comes
-//! back with all of its fields through every write, checkpoint and replay.
+//! back with all of its fields, in their order, through every write,
+//! checkpoint and replay.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+pub use crate::task::{LogEntry, Task, TaskStatus};
 
 /// The version this code writes into `state.json`.
 pub const STATE_VERSION: &str = "1.0.0";
-
-/// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    /// Not started. The status of a task written without one.
-    #[default]
-    Pending,
-    /// Running.
-    InProgress,
-    /// Blocked on something outside it.
-    Waiting,
-    /// Finished successfully.
-    Completed,
-    /// Finished unsuccessfully.
-    Failed,
-    /// Stopped before finishing.
-    Cancelled,
-}
-
-impl TaskStatus {
-    /// The status as written on disk.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::InProgress => "in_progress",
-            TaskStatus::Waiting => "waiting",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// One entry of a task's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// When it was written (RFC 3339).
-    #[serde(default)]
-    pub timestamp: String,
-    /// `info`, `warn`, `error`, ...
-    #[serde(default)]
-    pub level: String,
-    /// What produced it (`system`, `tool`, ...).
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    /// The text.
-    #[serde(default)]
-    pub message: String,
-    /// Free-form details.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Value>,
-    /// Fields this version does not know, kept as they were.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// A task. Only `id` is required on input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    /// The task's id; see [`crate::validate_id`] for what is accepted.
-    pub id: String,
-    /// What the task is about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Where it stands.
-    #[serde(default)]
-    pub status: TaskStatus,
-    /// The tool that runs it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
-    /// When it was created (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    /// When it last changed (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
-    /// When it started running (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    /// When it finished (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
-    /// Its log.
-    #[serde(default)]
-    pub logs: Vec<LogEntry>,
-    /// What it produced: free JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// Fields this version does not know, kept with their values.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-impl Task {
-    /// A pending task with only an id.
-    pub fn new(id: impl Into<String>) -> Task {
-        Task {
-            id: id.into(),
-            description: None,
-            status: TaskStatus::Pending,
-            tool: None,
-            created_at: None,
-            updated_at: None,
-            started_at: None,
-            completed_at: None,
-            logs: Vec::new(),
-            result: None,
-            extra: Map::new(),
-        }
-    }
-
-    /// Parses a task from JSON, naming what is wrong.
-    pub fn from_json(bytes: &[u8]) -> crate::Result<Task> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            crate::Error::new(
-                crate::ErrorKind::InvalidInput,
-                format!("not a valid task: {e}"),
-            )
-        })
-    }
-}
 
 /// The counters kept in `state.json`, derived from the tasks at each checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -155,12 +36,17 @@ impl Metrics {
         let (mut sum_ms, mut n) = (0f64, 0u64);
         for t in tasks {
             m.total_tasks += 1;
-            match t.status {
+            match t.status() {
                 TaskStatus::Completed => {
                     m.completed_tasks += 1;
-                    let start = t.started_at.as_deref().or(t.created_at.as_deref());
-                    let end = t.completed_at.as_deref().and_then(parse_ms);
-                    if let (Some(s), Some(c)) = (start.and_then(parse_ms), end)
+                    // A present `started_at` counts even when it does not
+                    // parse; only a missing one gives way to `created_at`.
+                    let start = if present(t, "started_at") {
+                        t.started_at()
+                    } else {
+                        t.created_at()
+                    };
+                    if let (Some(s), Some(c)) = (start.map(ms), t.completed_at().map(ms))
                         && c >= s
                     {
                         sum_ms += (c - s) as f64;
@@ -178,9 +64,12 @@ impl Metrics {
     }
 }
 
-fn parse_ms(s: &str) -> Option<i128> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp_nanos() / 1_000_000)
+fn present(t: &Task, key: &str) -> bool {
+    t.get(key).is_some_and(|v| !v.is_null())
+}
+
+fn ms(t: time::OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
 }
 
 /// The application state as `load_state` returns it and `state.json` holds it.
@@ -215,16 +104,16 @@ mod tests {
     #[test]
     fn average_completion_time_formula() {
         let mut a = Task::new("a");
-        a.status = TaskStatus::Completed;
-        a.started_at = Some("2024-01-01T10:00:00Z".into());
-        a.completed_at = Some("2024-01-01T10:00:02Z".into());
+        a.set_status(TaskStatus::Completed);
+        a.set("started_at", "2024-01-01T10:00:00Z").unwrap();
+        a.set("completed_at", "2024-01-01T10:00:02Z").unwrap();
         let mut b = a.clone();
-        b.id = "b".into();
-        b.started_at = None;
-        b.created_at = Some("2024-01-01T10:00:00Z".into());
-        b.completed_at = Some("2024-01-01T10:00:04Z".into());
+        b.set("id", "b").unwrap();
+        b.remove("started_at").unwrap();
+        b.set("created_at", "2024-01-01T10:00:00Z").unwrap();
+        b.set("completed_at", "2024-01-01T10:00:04Z").unwrap();
         let mut c = Task::new("c");
-        c.status = TaskStatus::Failed;
+        c.set_status(TaskStatus::Failed);
         let m = Metrics::of([&a, &b, &c]);
         assert_eq!(
             (m.total_tasks, m.completed_tasks, m.failed_tasks),

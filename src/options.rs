@@ -100,6 +100,7 @@ pub struct Options {
     pub(crate) checkpoint_on_drop: bool,
     pub(crate) journal_preallocate_bytes: u64,
     pub(crate) read_only: bool,
+    pub(crate) stamp_times: bool,
 }
 
 /// The state directory used when neither an option nor `STATE_PATH` names one.
@@ -119,6 +120,7 @@ impl Options {
             checkpoint_on_drop: true,
             journal_preallocate_bytes: 1024 * 1024,
             read_only: false,
+            stamp_times: false,
         }
     }
 
@@ -183,6 +185,17 @@ impl Options {
     /// taken as 16 MiB. Default: 1 MiB.
     pub fn journal_preallocate_bytes(mut self, bytes: u64) -> Options {
         self.journal_preallocate_bytes = bytes.min(crate::journal::PREALLOCATE_STEP_MAX_BYTES);
+        self
+    }
+
+    /// Whether [`crate::Store::put_task`] and [`crate::Store::submit`] stamp
+    /// each task they store: `updated_at` set to now and `created_at` to now
+    /// when the task has none, both RFC 3339 in UTC (an existing key keeps
+    /// its place, a new one goes last). Off, the store writes every task
+    /// exactly as given. `restore` puts tasks back as the backup holds them
+    /// and never stamps. Default: off.
+    pub fn stamp_times(mut self, yes: bool) -> Options {
+        self.stamp_times = yes;
         self
     }
 

@@ -73,7 +73,7 @@ impl State {
             ..State::default()
         };
         for t in tasks {
-            s.tasks.insert(t.id.clone(), Arc::new(t));
+            s.tasks.insert(t.id().to_string(), Arc::new(t));
         }
         for v in sessions {
             if let Some(id) = session_id(&v) {
@@ -91,8 +91,8 @@ impl State {
         self.applied_seq = seq;
         match op {
             Op::PutTask(t) => {
-                self.changes.tasks.insert(t.id.clone());
-                self.tasks.insert(t.id.clone(), Arc::new(t));
+                self.changes.tasks.insert(t.id().to_string());
+                self.tasks.insert(t.id().to_string(), Arc::new(t));
             }
             Op::DeleteTask(id) => {
                 self.tasks.remove(&id);
@@ -133,9 +133,9 @@ impl State {
                 // archiving) stays: it is then both archived, as it was, and
                 // current, which loses nothing. The line is written either
                 // way, so the archive file has no hole at its offset.
-                if self.tasks.get(&task.id).is_some_and(|t| **t == task) {
-                    self.tasks.remove(&task.id);
-                    self.changes.tasks.insert(task.id);
+                if self.tasks.get(task.id()).is_some_and(|t| **t == task) {
+                    self.tasks.remove(task.id());
+                    self.changes.tasks.insert(task.id().to_string());
                 }
                 let end = offset + line.len() as u64;
                 let len = self.archive_lens.entry(file.clone()).or_insert(0);

@@ -231,6 +231,18 @@ impl Store {
     /// Journals a mutation without waiting for it to be durable; call
     /// [`Pending::wait`] to get the acknowledgement.
     pub fn submit(&self, m: Mutation) -> Result<Pending<'_>> {
+        let m = match m {
+            Mutation::PutTask(mut task) if self.shared.opts.stamp_times => {
+                task.stamp(&crate::model::now_rfc3339());
+                Mutation::PutTask(task)
+            }
+            m => m,
+        };
+        self.submit_as_is(m)
+    }
+
+    /// [`Store::submit`] without stamping, for restoring tasks as they were.
+    pub(crate) fn submit_as_is(&self, m: Mutation) -> Result<Pending<'_>> {
         let seq = self.shared.submit(m)?;
         Ok(Pending { store: self, seq })
     }
@@ -452,7 +464,7 @@ impl Shared {
         };
         let (op, payload) = match m {
             Mutation::PutTask(task) => {
-                validate_id(&task.id)?;
+                validate_id(task.id())?;
                 let op = Op::PutTask(task);
                 let payload = op.encode();
                 if payload.len() > max {

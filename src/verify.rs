@@ -95,7 +95,7 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
             r.files_checked += 1;
             let stem = &name[..name.len() - ".json".len()];
             let id = if dir == TASKS_DIR {
-                serde_json::from_slice::<crate::Task>(&bytes).map(|t| t.id)
+                serde_json::from_slice::<crate::Task>(&bytes).map(|t| t.id().to_string())
             } else {
                 serde_json::from_slice::<serde_json::Value>(&bytes).map(|v| {
                     crate::journal::op::session_id(&v)

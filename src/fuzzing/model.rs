@@ -313,7 +313,12 @@ impl Run {
         let tasks: BTreeMap<String, String> = store
             .list_tasks()
             .into_iter()
-            .map(|t| (t.id, t.description.unwrap_or_default()))
+            .map(|t| {
+                (
+                    t.id().to_string(),
+                    t.description().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         self.store = Some(store);
         let (logs, reports) = self.checkpointed_files()?;
@@ -372,13 +377,13 @@ impl Run {
         match m {
             Mutate::Put { id: i } => {
                 let mut t = Task::new(id(i));
-                t.description = Some(format!("put@{step}"));
+                t.set_description(format!("put@{step}"));
                 store.put_task(t).map(drop)
             }
             Mutate::Update { id: i } => {
                 let mut t = store.get_task(id(i))?.unwrap_or_else(|| Task::new(id(i)));
-                t.description = Some(format!("update@{step}"));
-                t.status = TaskStatus::InProgress;
+                t.set_description(format!("update@{step}"));
+                t.set_status(TaskStatus::InProgress);
                 store.put_task(t).map(drop)
             }
             Mutate::Delete { id: i } => store.delete_task(id(i)).map(drop),

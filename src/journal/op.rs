@@ -75,7 +75,7 @@ impl Op {
     /// The id of the task, session or report the op is about.
     pub fn id(&self) -> &str {
         match self {
-            Op::PutTask(t) | Op::ArchiveTask { task: t, .. } => &t.id,
+            Op::PutTask(t) | Op::ArchiveTask { task: t, .. } => t.id(),
             Op::DeleteTask(id) | Op::DeleteSession(id) => id,
             Op::PutSession { id, .. } | Op::SaveReport { id, .. } => id,
             Op::AppendLog { session, .. } => session,
@@ -86,7 +86,7 @@ impl Op {
     pub fn encode(&self) -> Vec<u8> {
         let json = |v: &dyn erased::Ser| v.to_vec();
         match self {
-            Op::PutTask(t) => json(t),
+            Op::PutTask(t) => t.to_json(),
             Op::DeleteTask(id) | Op::DeleteSession(id) => id.as_bytes().to_vec(),
             Op::PutSession { session, .. } => json(session),
             Op::AppendLog {
@@ -124,7 +124,7 @@ impl Op {
             |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "id is not UTF-8".to_string());
         let op = match kind {
             RecordKind::PutTask => {
-                Op::PutTask(serde_json::from_slice(payload).map_err(|e| format!("task JSON: {e}"))?)
+                Op::PutTask(Task::parse(payload).map_err(|e| format!("task JSON: {e}"))?)
             }
             RecordKind::DeleteTask => Op::DeleteTask(utf8(payload)?),
             RecordKind::PutSession => {
@@ -170,7 +170,7 @@ impl Op {
     /// `archive/<file>`.
     pub fn archive_task(task: Task, file: String, offset: u64) -> Op {
         debug_assert!(is_archive_file_name(&file), "archive file {file:?}");
-        let mut line = serde_json::to_vec(&task).expect("serializing a task cannot fail");
+        let mut line = task.to_json();
         // Compact JSON escapes newlines inside strings, so the line is one line.
         debug_assert!(!line.contains(&b'\n'));
         line.push(b'\n');
@@ -201,10 +201,9 @@ fn decode_archive(payload: &[u8]) -> Result<Op, String> {
         Some((b'\n', body)) if !body.contains(&b'\n') => body,
         _ => return Err("archive line is not one line ending with a newline".into()),
     };
-    let task: Task =
-        serde_json::from_slice(body).map_err(|e| format!("archived task JSON: {e}"))?;
+    let task = Task::parse(body).map_err(|e| format!("archived task JSON: {e}"))?;
     // The id names the task file the checkpoint removes.
-    crate::id::validate_id(&task.id).map_err(|e| format!("archived task: {e}"))?;
+    crate::id::validate_id(task.id()).map_err(|e| format!("archived task: {e}"))?;
     Ok(Op::ArchiveTask {
         task,
         file,
@@ -238,13 +237,13 @@ fn split_id(payload: &[u8]) -> Result<(&[u8], &[u8]), String> {
 }
 
 mod erased {
-    /// Serializes to JSON; a serde_json value or a derived struct cannot fail.
+    /// Serializes to JSON; a serde_json value cannot fail.
     pub trait Ser {
         fn to_vec(&self) -> Vec<u8>;
     }
     impl<T: serde::Serialize> Ser for T {
         fn to_vec(&self) -> Vec<u8> {
-            serde_json::to_vec(self).expect("serializing a task or JSON value cannot fail")
+            serde_json::to_vec(self).expect("serializing a JSON value cannot fail")
         }
     }
 }
@@ -278,6 +277,11 @@ mod tests {
             assert_eq!(Op::decode(op.kind() as u8, &op.encode()), Ok(op));
         }
         assert!(Op::decode(99, b"").is_err());
+        // A task record that repeats a key says two things: damage, never a
+        // guess at which one was meant.
+        let twice = br#"{"id":"a","status":"failed","status":"pending"}"#;
+        let e = Op::decode(RecordKind::PutTask as u8, twice).unwrap_err();
+        assert!(e.contains("duplicate key \"status\""), "{e}");
         assert!(Op::decode(RecordKind::AppendLog as u8, &[5, 0, b'a']).is_err());
         // An archive file name that would leave `archive/` never decodes.
         let mut escaping = with_id("../state.json", 8);

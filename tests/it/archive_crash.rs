@@ -21,9 +21,9 @@ fn opts() -> Options {
 
 fn old_task(id: &str) -> Task {
     let mut t = Task::new(id);
-    t.status = TaskStatus::Completed;
-    t.completed_at = Some("2020-01-01T00:00:00Z".into());
-    t.description = Some(format!("archived {id}"));
+    t.set_status(TaskStatus::Completed);
+    t.set("completed_at", "2020-01-01T00:00:00Z").unwrap();
+    t.set_description(format!("archived {id}"));
     t
 }
 

@@ -120,20 +120,24 @@ fn check_archived(dir: &Path, tasks: &[Task], ids: &[&str]) {
     );
     let listed = listed_ids(dir);
     for t in tasks {
-        let file = dir.join("tasks").join(format!("{}.json", t.id));
-        if let Some((count, line)) = archive.get(&t.id) {
-            assert_eq!(*count, 1, "{} archived {count} times", t.id);
+        let file = dir.join("tasks").join(format!("{}.json", t.id()));
+        if let Some((count, line)) = archive.get(t.id()) {
+            assert_eq!(*count, 1, "{} archived {count} times", t.id());
             assert_eq!(
                 line,
                 &serde_json::to_value(t).unwrap(),
                 "{} lost a field",
-                t.id
+                t.id()
             );
-            assert!(!listed.contains(&t.id), "{} still listed", t.id);
-            assert!(!file.exists(), "{} still in tasks/", t.id);
+            assert!(
+                !listed.contains(&t.id().to_string()),
+                "{} still listed",
+                t.id()
+            );
+            assert!(!file.exists(), "{} still in tasks/", t.id());
         } else {
-            assert!(listed.contains(&t.id), "{} was lost", t.id);
-            assert!(file.exists(), "{} missing from tasks/", t.id);
+            assert!(listed.contains(&t.id().to_string()), "{} was lost", t.id());
+            assert!(file.exists(), "{} missing from tasks/", t.id());
         }
     }
 }

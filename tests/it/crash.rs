@@ -173,16 +173,16 @@ fn apply(store: &Store, op: Op, next: &Model, step: usize) -> statewal::Result<(
                 .find(|(_, v)| v.ends_with(&format!("@{step}")))
                 .expect("just put");
             let mut t = Task::new(id.clone());
-            t.description = Some(value.clone());
+            t.set_description(value.clone());
             store.put_task(t).map(drop)
         }
         Op::Delete => {
             let gone = store
                 .list_tasks()
                 .into_iter()
-                .find(|t| !next.tasks.contains_key(&t.id))
+                .find(|t| !next.tasks.contains_key(t.id()))
                 .expect("one goes");
-            store.delete_task(&gone.id).map(drop)
+            store.delete_task(gone.id()).map(drop)
         }
         Op::Log => store
             .append_log(SESSION, &format!("line {step}\n"))
@@ -198,7 +198,12 @@ fn store_tasks(store: &Store) -> BTreeMap<String, String> {
     store
         .list_tasks()
         .into_iter()
-        .map(|t| (t.id, t.description.unwrap_or_default()))
+        .map(|t| {
+            (
+                t.id().to_string(),
+                t.description().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -216,7 +221,10 @@ fn layout(fs: &SimFs) -> Result<Model, String> {
         }
         let bytes = read(&format!("tasks/{name}"))?.ok_or("listed file vanished")?;
         let t = Task::from_json(&bytes).map_err(|e| format!("tasks/{name}: {e}"))?;
-        files.insert(t.id, t.description.unwrap_or_default());
+        files.insert(
+            t.id().to_string(),
+            t.description().unwrap_or_default().to_string(),
+        );
     }
     let state = read("state.json")?.ok_or("no state.json")?;
     let state: PersistedState =
@@ -224,7 +232,12 @@ fn layout(fs: &SimFs) -> Result<Model, String> {
     let in_state: BTreeMap<_, _> = state
         .tasks
         .into_iter()
-        .map(|t| (t.id, t.description.unwrap_or_default()))
+        .map(|t| {
+            (
+                t.id().to_string(),
+                t.description().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     if in_state != files {
         return Err(format!(
@@ -572,7 +585,7 @@ fn acknowledged_put_survives_losing_every_unsynced_directory_entry() {
     let fs = SimFs::new(1);
     let store = open(&fs).unwrap();
     let mut t = Task::new("a");
-    t.description = Some("kept".into());
+    t.set_description("kept");
     store.put_task(t).unwrap();
     let after = fs.crash_with(|_| Outcome::Lost);
     drop(store);
@@ -581,7 +594,7 @@ fn acknowledged_put_survives_losing_every_unsynced_directory_entry() {
         store
             .get_task("a")
             .unwrap()
-            .and_then(|t| t.description)
+            .and_then(|t| t.description().map(str::to_string))
             .as_deref(),
         Some("kept")
     );

@@ -16,7 +16,7 @@ fn puts_and_deletes_survive_crash_via_journal_replay() {
     store.delete_task("t17").unwrap();
     // Overwrite one task so replay order matters.
     let mut t5 = task("t5");
-    t5.description = Some("second version".into());
+    t5.set_description("second version");
     store.put_task(t5.clone()).unwrap();
     let last_seq = store.stats().last_seq;
     drop(store);

@@ -54,7 +54,7 @@ fn real() -> Real {
     let opts = sim_options(RecoveryMode::TolerateTornTail).journal_preallocate_bytes(0);
     let store = Store::open_with_fs(opts, Arc::new(fs.clone()), None).expect("open");
     let mut t = Task::new("a");
-    t.description = Some("first".into());
+    t.set_description("first");
     store.put_task(t).expect("put");
     store.put_task(Task::new("b")).expect("put");
     store

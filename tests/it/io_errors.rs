@@ -46,7 +46,7 @@ const WORKLOAD: [Step; 10] = [
 
 fn task(id: &str, v: u32) -> Task {
     let mut t = Task::new(id);
-    t.description = Some(format!("{id} version {v}"));
+    t.set_description(format!("{id} version {v}"));
     t
 }
 
@@ -124,7 +124,7 @@ fn check_reopen(fs: &SimFs, allowed: &Allowed, ctx: &str) {
         .unwrap_or_else(|e| panic!("{ctx}: the reopen after injected errors failed: {e}"));
     for (id, options) in allowed {
         let got = store.get_task(id).unwrap().map(|t| {
-            let desc = t.description.unwrap();
+            let desc = t.description().unwrap();
             desc.rsplit(' ').next().unwrap().parse::<u32>().unwrap()
         });
         assert!(
@@ -213,7 +213,7 @@ fn a_failed_journal_sync_poisons_until_reopen() {
     let a = store.get_task("a").unwrap().unwrap();
     assert!(
         matches!(
-            a.description.as_deref(),
+            a.description(),
             Some("a version 2") | Some("a version 3")
         ),
         "{a:?}"

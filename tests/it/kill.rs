@@ -366,7 +366,7 @@ fn check_recovered(
     let recovered: BTreeMap<String, Task> = store
         .list_tasks()
         .into_iter()
-        .map(|t| (t.id.clone(), t))
+        .map(|t| (t.id().to_string(), t))
         .collect();
     drop(store);
     let mut ids: Vec<&str> = round.ops.iter().filter_map(Op::id).collect();
@@ -410,7 +410,7 @@ fn check_task(id: &str, round: &Round, got: Option<&Task>, tally: &mut Tally, ki
         }
     }
     if !allowed.contains(&got) {
-        let version = |t: Option<&Task>| t.map(|t| t.extra["ver"].clone());
+        let version = |t: Option<&Task>| t.map(|t| t.get("ver").cloned().unwrap_or_default());
         tally.violations.push(format!(
             "kill {kill}: task {id}: recovered version {:?}, allowed {:?} (latest acknowledged request {last_acked:?})",
             version(got),

@@ -13,7 +13,7 @@ fn oversized_task_is_refused_and_not_stored() {
     let records = store.stats().records;
 
     let mut big = task("big");
-    big.description = Some("x".repeat(2048));
+    big.set_description("x".repeat(2048));
     let msg = check_err(store.put_task(big.clone()), ErrorKind::TooLarge);
     assert!(
         msg.contains("1024"),
@@ -28,7 +28,7 @@ fn oversized_task_is_refused_and_not_stored() {
 
     // Replacing an existing task with an oversized one keeps the old one.
     let mut big_small = big.clone();
-    big_small.id = "small".into();
+    big_small.set("id", "small").unwrap();
     check_err(store.put_task(big_small), ErrorKind::TooLarge);
     assert_eq!(store.get_task("small").unwrap(), Some(task("small")));
     check_err(

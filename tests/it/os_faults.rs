@@ -95,9 +95,9 @@ fn fs_opts(dir: &Path) -> Options {
 /// Version `ver` of task `k{i}`: about 2 KiB, with the version inside.
 fn versioned(i: usize, ver: u64) -> Task {
     let mut t = Task::new(format!("k{i}"));
-    t.description = Some(format!("version {ver}"));
-    t.extra.insert("ver".into(), ver.into());
-    t.extra.insert("pad".into(), "p".repeat(2000).into());
+    t.set_description(format!("version {ver}"));
+    t.set("ver", ver).unwrap();
+    t.set("pad", "p".repeat(2000)).unwrap();
     t
 }
 

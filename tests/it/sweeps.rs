@@ -73,7 +73,7 @@ fn tasks_of(store: &Store) -> Tasks {
     store
         .list_tasks()
         .into_iter()
-        .map(|t| (t.id.clone(), t))
+        .map(|t| (t.id().to_string(), t))
         .collect()
 }
 
@@ -89,7 +89,7 @@ fn fixture() -> Fixture {
     }
     store.checkpoint().unwrap();
     let mut b = task("b");
-    b.description = Some("b, second version".into());
+    b.set_description("b, second version");
     store.put_task(b).unwrap();
     store.put_task(task("d")).unwrap();
     store.checkpoint().unwrap();
@@ -100,7 +100,7 @@ fn fixture() -> Fixture {
             store.delete_task("c").unwrap();
         } else {
             let mut t = task(id);
-            t.extra.insert("ver".into(), serde_json::json!(i));
+            t.set("ver", i).unwrap();
             store.put_task(t).unwrap();
         }
         states.push(tasks_of(&store));

@@ -27,7 +27,7 @@ pub fn open_crashy(dir: &Path) -> Store {
 /// that the right version of the task came back.
 pub fn task(id: &str) -> Task {
     let mut t = Task::new(id);
-    t.description = Some(format!("description of {id}"));
+    t.set_description(format!("description of {id}"));
     t
 }
 
@@ -45,7 +45,11 @@ pub fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 /// The ids of the tasks in the store.
 pub fn task_ids(store: &Store) -> BTreeSet<String> {
-    store.list_tasks().into_iter().map(|t| t.id).collect()
+    store
+        .list_tasks()
+        .into_iter()
+        .map(|t| t.id().to_string())
+        .collect()
 }
 
 /// Checks that the store holds exactly `expected` tasks, each with the

@@ -388,8 +388,8 @@ fn large_store(scratch: &Path, n: usize, dur: Duration) -> Result<Vec<Figure>> {
         let id = format!("task-{i:07}");
         let mut t =
             Task::from_json(baselines::task_json(&id, TASK_BYTES).as_bytes()).expect("parses");
-        t.extra
-            .insert("generation".into(), serde_json::json!(generation));
+        t.set("generation", generation)
+            .expect("a key other than id and status takes any value");
         t
     };
     let json_bytes: usize = (0..n)

@@ -33,7 +33,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             let store = open_readonly(cli)?;
             let mut tasks = store.list_tasks();
             if !status.is_empty() {
-                tasks.retain(|t| status.contains(&t.status));
+                tasks.retain(|t| status.contains(&t.status()));
             }
             if *json {
                 println!("{}", pretty(&tasks));
@@ -148,7 +148,7 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
         }
     }
     let task = Task::from_json(&bytes).map_err(|e| e.context(format!("in {source}")))?;
-    let id = task.id.clone();
+    let id = task.id().to_string();
     let store = Store::open(cli.options())?;
     let seq = store.put_task(task)?;
     store.shutdown()?;
@@ -242,7 +242,7 @@ pub fn print_recovery(r: &statewal::RecoveryReport) {
 fn print_table(tasks: &[Task]) {
     let w = tasks
         .iter()
-        .map(|t| t.id.chars().count())
+        .map(|t| t.id().chars().count())
         .max()
         .unwrap_or(2)
         .max(2);
@@ -251,18 +251,12 @@ fn print_table(tasks: &[Task]) {
         "ID", "STATUS", "UPDATED"
     );
     for t in tasks {
-        let desc: String = t
-            .description
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .take(60)
-            .collect();
+        let desc: String = t.description().unwrap_or("").chars().take(60).collect();
         println!(
             "{:<w$}  {:<11}  {:<25}  {}",
-            t.id,
-            t.status.as_str(),
-            t.updated_at.as_deref().unwrap_or("-"),
+            t.id(),
+            t.status().as_str(),
+            t.updated_at_str().unwrap_or("-"),
             desc
         );
     }

@@ -138,12 +138,14 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     let recovered: BTreeMap<String, Task> = store
         .list_tasks()
         .into_iter()
-        .filter(|t| t.id.starts_with(&run_id))
-        .map(|t| (t.id.clone(), t))
+        .filter(|t| t.id().starts_with(&run_id))
+        .map(|t| (t.id().to_string(), t))
         .collect();
     let lost: Vec<&String> = acked
         .iter()
-        .filter(|(id, desc)| recovered.get(*id).and_then(|t| t.description.as_ref()) != Some(*desc))
+        .filter(|(id, desc)| {
+            recovered.get(*id).and_then(|t| t.description()) != Some(desc.as_str())
+        })
         .map(|(id, _)| id)
         .collect();
     let unacked = recovered
@@ -191,18 +193,19 @@ pub fn child(cli: &Cli, run_id: &str) -> Result<ExitCode> {
     for n in 0u64.. {
         let mut task = Task::new(format!("{run_id}-{n:06}"));
         let desc = format!("demo task {n}");
-        task.description = Some(desc.clone());
-        task.status = if n % 3 == 0 {
+        task.set_description(desc.clone());
+        task.set_status(if n % 3 == 0 {
             TaskStatus::Completed
         } else {
             TaskStatus::InProgress
-        };
-        task.created_at = Some(statewal::now_rfc3339());
-        task.extra.insert(
-            "toolInvocations".into(),
+        });
+        // The store stamps nothing by default; the demo stamps its own tasks.
+        task.stamp(&statewal::now_rfc3339());
+        task.set(
+            "toolInvocations",
             serde_json::json!([{"tool": "demo", "n": n}]),
-        );
-        let id = task.id.clone();
+        )?;
+        let id = task.id().to_string();
         store.put_task(task)?;
         if writeln!(out, "ack {id} {desc}")
             .and_then(|()| out.flush())

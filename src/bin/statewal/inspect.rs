@@ -142,38 +142,53 @@ pub fn show(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
 }
 
 fn print_task(t: &Task) {
-    println!("task {}", t.id);
+    println!("task {}", t.id());
+    println!("  {:<12} {}", "status", t.status().as_str());
     let fields = [
-        ("status", Some(t.status.as_str())),
-        ("description", t.description.as_deref()),
-        ("tool", t.tool.as_deref()),
-        ("created", t.created_at.as_deref()),
-        ("updated", t.updated_at.as_deref()),
-        ("started", t.started_at.as_deref()),
-        ("completed", t.completed_at.as_deref()),
+        ("description", "description"),
+        ("tool", "tool"),
+        ("created", "created_at"),
+        ("updated", "updated_at"),
+        ("started", "started_at"),
+        ("completed", "completed_at"),
     ];
-    for (name, value) in fields {
-        if let Some(v) = value {
-            println!("  {name:<12} {v}");
+    for (name, key) in fields {
+        match t.get(key) {
+            Some(Value::String(v)) => println!("  {name:<12} {v}"),
+            Some(Value::Null) | None => {}
+            Some(other) => println!("  {name:<12} {other}"),
         }
     }
-    for (name, value) in &t.extra {
-        println!("  {name:<12} {value}");
+    const SHOWN: [&str; 10] = [
+        "id",
+        "status",
+        "description",
+        "tool",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+        "logs",
+        "result",
+    ];
+    for (name, value) in t.as_map() {
+        if !SHOWN.contains(&name.as_str()) {
+            println!("  {name:<12} {value}");
+        }
     }
-    println!("logs ({}):", t.logs.len());
-    for l in &t.logs {
-        let meta = l
-            .metadata
-            .as_ref()
-            .map(|m| format!("  {m}"))
-            .unwrap_or_default();
+    println!("logs ({}):", t.logs().len());
+    for l in t.logs() {
+        let meta = l.metadata().map(|m| format!("  {m}")).unwrap_or_default();
         println!(
             "  {}  {:<5}  {}  {}{meta}",
-            l.timestamp, l.level, l.kind, l.message
+            l.timestamp().unwrap_or(""),
+            l.level().unwrap_or(""),
+            l.kind().unwrap_or(""),
+            l.message().unwrap_or("")
         );
     }
-    match &t.result {
-        None => println!("result: none"),
+    match t.result() {
+        None | Some(Value::Null) => println!("result: none"),
         Some(r) => {
             println!("result:");
             for line in pretty(r).lines() {

@@ -169,7 +169,9 @@ fn write_answers(rx: mpsc::Receiver<Answer<'_>>) -> std::io::Result<()> {
 }
 
 fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
-    let request: Value = match serde_json::from_str(line) {
+    // A repeated key is refused at every depth: `{"task": {"id": "a", "id": "b"}}`
+    // has no one meaning.
+    let request: Value = match statewal::json::parse_str(line) {
         Ok(v) => v,
         Err(e) => {
             return Answer::Ready(error_answer(
