@@ -30,5 +30,6 @@ mod os_faults;
 mod read_only;
 mod restart;
 mod sweeps;
+mod task_repr;
 mod torn_tail;
 mod util;
