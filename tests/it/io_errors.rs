@@ -212,10 +212,7 @@ fn a_failed_journal_sync_poisons_until_reopen() {
     let store = Store::open_with_fs(opts(), Arc::new(fs.clone()), None).unwrap();
     let a = store.get_task("a").unwrap().unwrap();
     assert!(
-        matches!(
-            a.description(),
-            Some("a version 2") | Some("a version 3")
-        ),
+        matches!(a.description(), Some("a version 2") | Some("a version 3")),
         "{a:?}"
     );
     store

@@ -7,7 +7,7 @@ use crate::util::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use statewal::journal::op::Op;
-use statewal::{ErrorKind, LogEntry, LoadedFrom, Options, Store, Task, TaskStatus};
+use statewal::{ErrorKind, LoadedFrom, LogEntry, Options, Store, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -74,10 +74,11 @@ fn a_put_with_colliding_keys_reopens_in_the_default_mode() {
     entry.set("type", "tool");
     entry.set("message", "again");
     t.push_log(entry);
-    t.set("result", json!({"result": 1, "id": "inner"})).unwrap();
-    // A task built from a JSON object is held to the same rules.
-    let from_map = Task::from_value(json!({"id": "b", "status": "failed", "extra": {"id": 1}}))
+    t.set("result", json!({"result": 1, "id": "inner"}))
         .unwrap();
+    // A task built from a JSON object is held to the same rules.
+    let from_map =
+        Task::from_value(json!({"id": "b", "status": "failed", "extra": {"id": 1}})).unwrap();
 
     let store = open_crashy(dir.path());
     store.put_task(t.clone()).unwrap();
@@ -92,7 +93,15 @@ fn a_put_with_colliding_keys_reopens_in_the_default_mode() {
     let keys: Vec<&str> = t.as_map().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["id", "status", "toolInvocations", "description", "created_at", "logs", "result"]
+        [
+            "id",
+            "status",
+            "toolInvocations",
+            "description",
+            "created_at",
+            "logs",
+            "result"
+        ]
     );
     assert_eq!(t.status(), TaskStatus::Completed);
     assert_eq!(t.logs().next().unwrap().kind(), Some("tool"));
@@ -113,7 +122,10 @@ fn key_order_and_timestamp_strings_survive_checkpoint_and_reopen() {
     store.put_task(t.clone()).unwrap();
     drop(store);
     let store = open_crashy(dir.path());
-    assert_eq!(store.get_task("ordered").unwrap().unwrap().to_json(), text.as_bytes());
+    assert_eq!(
+        store.get_task("ordered").unwrap().unwrap().to_json(),
+        text.as_bytes()
+    );
     store.checkpoint().unwrap();
     drop(store);
     // The files on disk are pretty-printed; their keys are in the same order.
@@ -122,7 +134,10 @@ fn key_order_and_timestamp_strings_survive_checkpoint_and_reopen() {
 
     let store = open_crashy(dir.path());
     assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
-    assert_eq!(store.get_task("ordered").unwrap().unwrap().to_json(), text.as_bytes());
+    assert_eq!(
+        store.get_task("ordered").unwrap().unwrap().to_json(),
+        text.as_bytes()
+    );
 }
 
 // Guards: JSON text that repeats a key, at any depth, is refused through the
@@ -130,13 +145,19 @@ fn key_order_and_timestamp_strings_survive_checkpoint_and_reopen() {
 #[test]
 fn duplicate_keys_are_refused_by_the_library() {
     for (text, key) in [
-        (r#"{"id":"a","status":"pending","status":"completed"}"#, "status"),
+        (
+            r#"{"id":"a","status":"pending","status":"completed"}"#,
+            "status",
+        ),
         (r#"{"id":"a","id":"b"}"#, "id"),
         (r#"{"id":"a","x":{"deep":[{"k":1,"k":1}]}}"#, "k"),
         (r#"{"id":"a","logs":[{"type":"a","type":"b"}]}"#, "type"),
     ] {
         let msg = check_err(Task::from_json(text.as_bytes()), ErrorKind::InvalidInput);
-        assert!(msg.contains(&format!("duplicate key \"{key}\"")), "{text}: {msg}");
+        assert!(
+            msg.contains(&format!("duplicate key \"{key}\"")),
+            "{text}: {msg}"
+        );
         assert!(serde_json::from_str::<Task>(text).is_err(), "{text}");
     }
     let e = serde_json::from_str::<LogEntry>(r#"{"level":"a","level":"b"}"#).unwrap_err();
