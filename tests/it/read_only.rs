@@ -316,7 +316,7 @@ fn read_only_open_survives_a_segment_truncated_under_it() {
         Store::open(crash_opts(dir.path()).sync_policy(statewal::SyncPolicy::OsBuffered)).unwrap();
     for id in ids("t", 3000) {
         let mut t = task(&id);
-        t.description = Some("x".repeat(1000));
+        t.set_description("x".repeat(1000));
         store.put_task(t).unwrap();
     }
     drop(store);
