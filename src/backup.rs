@@ -2,18 +2,19 @@
 //! validity, and [`Store::restore_backup`] brings one back through the
 //! journal.
 //!
-//! **Invariant:** a restore writes nothing but ordinary journal records
-//! (`put_task`, `delete_task`, `put_session`, `delete_session`) and
-//! checkpoints; there is no restore record and no file is copied over
-//! `state.json`. A crash halfway is therefore an ordinary crash between
-//! acknowledged writes (see `docs/decisions.md`).
+//! **Invariant:** a restore writes nothing but one journal `batch` record
+//! (its task and session puts and deletes) and checkpoints; no file is
+//! copied over `state.json`. The backup is validated whole before anything
+//! is written, and the batch is replayed all or none, so a crash or a
+//! failure at any point leaves the whole old state or the whole backup,
+//! never a mix (see `docs/decisions.md`, "Restore as one batch").
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{Fs, RealFs};
 use crate::journal::op::session_id;
 use crate::layout::{self, BACKUP_PREFIX};
 use crate::model::PersistedState;
-use crate::store::{Mutation, Pending, Store};
+use crate::store::{Mutation, Store};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -91,17 +92,31 @@ impl Store {
     /// name, or by its stamp alone) through the journal, and returns what
     /// changed and the backup that undoes it.
     ///
-    /// Checkpoints first, then journals a `put_task` for every task of the
-    /// backup that differs from the current one and a `delete_task` for every
-    /// current task the backup lacks (the same for sessions), waits for all of
-    /// them as one group commit, and checkpoints again. That last checkpoint
-    /// turns the pre-restore `state.json` into the newest backup, named in
-    /// [`RestoreReport::undo_backup`]. A crash halfway leaves a mix of the two
-    /// states, each record durable; restoring again finishes the job.
-    /// Concurrent writers on the same store are not held off.
+    /// Validates the whole backup first (it parses, its checksum seal
+    /// matches, every task and session id is valid), checkpoints, then
+    /// journals ONE batch record holding a put for every task of the backup
+    /// that differs from the current one and a delete for every current task
+    /// the backup lacks (the same for sessions), waits for it, and
+    /// checkpoints again. That last checkpoint turns the pre-restore
+    /// `state.json` into the newest backup, named in
+    /// [`RestoreReport::undo_backup`].
+    ///
+    /// All or nothing, power loss included: the batch is one record with one
+    /// checksum, applied to memory in one step and replayed all or none, so
+    /// a crash or an I/O failure at any point leaves the whole old state or
+    /// the whole backup. If the restore fails before the batch is written
+    /// (validation, the first checkpoint) nothing changed. If writing or
+    /// syncing the batch fails, it is taken back out of memory, the journal
+    /// is poisoned as after any failed sync, and reopening shows the old
+    /// state or, if the record reached the disk anyway, the whole backup. An
+    /// error after the batch is durable (the checkpoint after it) says "the
+    /// restore is applied and durable". Concurrent writers on the same store
+    /// are not held off: the batch is computed against the state after the
+    /// first checkpoint, and their writes land wholly before or after it.
     ///
     /// A missing backup is [`ErrorKind::NotFound`], an invalid one
-    /// [`ErrorKind::Corrupt`]; both change nothing.
+    /// [`ErrorKind::Corrupt`], one too large for a journal record
+    /// [`ErrorKind::TooLarge`]; all of them change nothing.
     pub fn restore_backup(&self, name: &str) -> Result<RestoreReport> {
         let name = backup_name(name);
         let wanted = read_backup(self.fs(), &name)?;
@@ -114,26 +129,32 @@ impl Store {
             sessions_deleted: Vec::new(),
             undo_backup: None,
         };
-        let pending = self.submit_diff(wanted, &mut report)?;
-        // One group commit covers them all; waiting on each is then cheap.
-        for p in pending {
-            p.wait()?;
-        }
+        let diff = self.diff(wanted, &mut report);
+        // One batch record (issue 8, part 5): separate records let a restore
+        // that failed halfway leave some of its mutations applied and
+        // unacknowledged, a mix of the two states.
+        self.submit_batch_as_is(diff)?.wait()?;
         if report.changed() {
-            self.checkpoint()?;
-            report.undo_backup = find_backup_at(self.fs(), before.seq)?;
+            self.checkpoint().map_err(|e| {
+                e.context(
+                    "the restore is applied and durable, but the checkpoint after it failed, \
+                     so no undo backup was made",
+                )
+            })?;
+            report.undo_backup = find_backup_at(self.fs(), before.seq).map_err(|e| {
+                e.context(
+                    "the restore is applied and durable, but listing the backups to name \
+                     its undo backup failed",
+                )
+            })?;
         }
         Ok(report)
     }
 
-    /// Journals the mutations that turn the current tasks and sessions into
+    /// The mutations that turn the current tasks and sessions into
     /// `wanted`'s, recording their ids in `report`.
-    fn submit_diff(
-        &self,
-        wanted: PersistedState,
-        report: &mut RestoreReport,
-    ) -> Result<Vec<Pending<'_>>> {
-        let mut pending = Vec::new();
+    fn diff(&self, wanted: PersistedState, report: &mut RestoreReport) -> Vec<Mutation> {
+        let mut out = Vec::new();
         let mut current: BTreeMap<String, crate::Task> = self
             .list_tasks()
             .into_iter()
@@ -142,12 +163,12 @@ impl Store {
         for task in wanted.tasks {
             if current.remove(task.id()).as_ref() != Some(&task) {
                 report.tasks_put.push(task.id().to_string());
-                pending.push(self.submit_as_is(Mutation::PutTask(task))?);
+                out.push(Mutation::PutTask(task));
             }
         }
         for id in current.into_keys() {
             report.tasks_deleted.push(id.clone());
-            pending.push(self.submit(Mutation::DeleteTask(id))?);
+            out.push(Mutation::DeleteTask(id));
         }
         let mut current: BTreeMap<String, Value> = self
             .list_sessions()
@@ -160,14 +181,14 @@ impl Store {
                 .to_string();
             if current.remove(&id).as_ref() != Some(&session) {
                 report.sessions_put.push(id);
-                pending.push(self.submit(Mutation::PutSession(session))?);
+                out.push(Mutation::PutSession(session));
             }
         }
         for id in current.into_keys() {
             report.sessions_deleted.push(id.clone());
-            pending.push(self.submit(Mutation::DeleteSession(id))?);
+            out.push(Mutation::DeleteSession(id));
         }
-        Ok(pending)
+        out
     }
 }
 

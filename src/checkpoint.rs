@@ -76,6 +76,7 @@ pub(crate) struct Snapshot {
     pub seq: u64,
     pub changes: Changes,
     pub tasks: BTreeMap<String, Arc<Task>>,
+    pub task_versions: BTreeMap<String, u64>,
     pub sessions: BTreeMap<String, Arc<Value>>,
 }
 
@@ -87,6 +88,9 @@ struct StateOut<'a> {
     metrics: Metrics,
     last_saved: &'a str,
     journal_seq: u64,
+    /// Each task's version, so a checkpoint does not reset them; the last
+    /// member before the checksum seal.
+    task_versions: &'a BTreeMap<String, u64>,
 }
 
 /// Steps 2 to 6. On error the caller puts `snap.changes` back.
@@ -132,6 +136,7 @@ pub(crate) fn write(
         metrics: Metrics::of(snap.tasks.values().map(|t| &**t)),
         last_saved: now,
         journal_seq: snap.seq,
+        task_versions: &snap.task_versions,
     };
     let bytes = layout::seal_state(
         serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail"),
@@ -280,8 +285,14 @@ fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {
             n += 1;
         }
     }
-    // No directory sync: a removed segment that power loss brings back holds
-    // only records state.json covers; recovery skips it and the next
-    // checkpoint removes it again.
+    if n > 0 {
+        // Sync the directory so the removals survive power loss (issue 8,
+        // part 3). A segment that comes back usually holds only records
+        // state.json covers, but the ones that salvage or point-in-time
+        // purge hold damage: back after power loss, a damaged header ("bad
+        // segment magic") hides where the segment starts, recovery reads it,
+        // and the default open fails.
+        fs.sync_dir(crate::journal::JOURNAL_DIR)?;
+    }
     Ok(n)
 }

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     /// The store was opened read-only ([`crate::Options::read_only`]) and
     /// refuses every mutation and checkpoint.
     ReadOnly,
+    /// A conditional write found another version than the one it expected
+    /// ([`crate::Store::put_task_if`]); nothing was written.
+    Conflict,
 }
 
 impl ErrorKind {
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Poisoned => "poisoned",
             ErrorKind::ReadOnly => "read_only",
+            ErrorKind::Conflict => "conflict",
         }
     }
 }

@@ -184,6 +184,8 @@ pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> 
         last_saved: String,
         #[serde(default)]
         journal_seq: u64,
+        #[serde(default)]
+        task_versions: std::collections::BTreeMap<String, u64>,
         checksum: Option<String>,
     }
     let file: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
@@ -199,6 +201,7 @@ pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> 
         metrics: file.metrics,
         last_saved: file.last_saved,
         journal_seq: file.journal_seq,
+        task_versions: file.task_versions,
     };
     for t in &state.tasks {
         crate::id::validate_id(t.id()).map_err(|e| e.to_string())?;

@@ -50,6 +50,7 @@ mod recovery;
 mod state;
 mod store;
 mod task;
+mod transaction;
 pub mod verify;
 
 pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, parse_age, task_age_reference};
@@ -66,6 +67,7 @@ pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStat
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use recovery::{Damage, LoadedFrom, RecoveryReport};
 pub use store::{Mutation, Pending, Store, StoreStats};
+pub use transaction::Transaction;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

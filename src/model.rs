@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 pub use crate::task::{LogEntry, Task, TaskStatus};
 
@@ -88,6 +89,11 @@ pub struct PersistedState {
     /// The last journal sequence number this state includes.
     #[serde(default)]
     pub journal_seq: u64,
+    /// Each task's version (see [`crate::Store::task_version`]), by id:
+    /// store metadata kept beside the tasks, never inside their JSON.
+    /// Optional on read: a task missing here has version 1.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub task_versions: BTreeMap<String, u64>,
 }
 
 /// The current time as RFC 3339, UTC.

@@ -629,7 +629,12 @@ fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
                 } else {
                     LoadedFrom::Backup(name.clone())
                 };
-                let mut state = State::from_checkpoint(ps.tasks, ps.sessions, ps.journal_seq);
+                let mut state = State::from_checkpoint(
+                    ps.tasks,
+                    ps.sessions,
+                    ps.journal_seq,
+                    &ps.task_versions,
+                );
                 state.last_saved = Some(ps.last_saved);
                 return Ok((
                     state,
@@ -661,7 +666,7 @@ fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
         LoadedFrom::LayoutFiles
     };
     Ok((
-        State::from_checkpoint(tasks, sessions, 0),
+        State::from_checkpoint(tasks, sessions, 0, &Default::default()),
         from,
         None,
         None,

@@ -1,7 +1,8 @@
 //! The in-memory state: what the journal and the checkpoint describe.
 //!
-//! Applying an op is pure (no I/O) and idempotent for puts and deletes, so
-//! replaying records a checkpoint already holds changes nothing.
+//! Applying an op is pure (no I/O). Recovery applies only the records past
+//! the checkpoint's `journal_seq`, once each, in order: the task versions
+//! count puts, so a put applied twice would count twice.
 
 use crate::journal::op::{Op, session_id};
 use crate::model::{Metrics, PersistedState, STATE_VERSION, Task};
@@ -50,9 +51,23 @@ impl Changes {
     }
 }
 
+/// What a batch replaced, to take it back out of memory when its record
+/// could not be made durable (see [`State::undo`]).
+#[derive(Debug, Default)]
+pub(crate) struct Undo {
+    /// Each task the batch touched: its value and version before the batch.
+    tasks: Vec<(String, Option<Arc<Task>>, Option<u64>)>,
+    /// Each session record the batch touched, as it was before.
+    sessions: Vec<(String, Option<Arc<Value>>)>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub tasks: BTreeMap<String, Arc<Task>>,
+    /// Each task's version: 1 at its first put, one more at each put since,
+    /// gone with the task. Metadata of the store, never a key of the task's
+    /// JSON; `state.json` keeps it as `task_versions`, replay re-derives it.
+    pub task_versions: BTreeMap<String, u64>,
     pub sessions: BTreeMap<String, Arc<Value>>,
     pub changes: Changes,
     /// The logical length of each session log known so far.
@@ -66,13 +81,23 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The state a checkpoint describes.
-    pub fn from_checkpoint(tasks: Vec<Task>, sessions: Vec<Value>, seq: u64) -> State {
+    /// The state a checkpoint describes. `versions` is its `task_versions`:
+    /// a loaded task it does not list (a file written before versions, or
+    /// by the original server) starts at version 1, and an entry for a task
+    /// the checkpoint does not hold is dropped.
+    pub fn from_checkpoint(
+        tasks: Vec<Task>,
+        sessions: Vec<Value>,
+        seq: u64,
+        versions: &BTreeMap<String, u64>,
+    ) -> State {
         let mut s = State {
             applied_seq: seq,
             ..State::default()
         };
         for t in tasks {
+            let version = versions.get(t.id()).copied().unwrap_or(1).max(1);
+            s.task_versions.insert(t.id().to_string(), version);
             s.tasks.insert(t.id().to_string(), Arc::new(t));
         }
         for v in sessions {
@@ -89,14 +114,89 @@ impl State {
             "records apply in order"
         );
         self.applied_seq = seq;
+        self.apply_op(op);
+    }
+
+    /// What `ops` (about to be applied) will replace.
+    pub fn undo_of(&self, ops: &[Op]) -> Undo {
+        let mut undo = Undo::default();
+        let mut tasks = BTreeSet::new();
+        let mut sessions = BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::PutTask(Task { .. }) | Op::DeleteTask(_) => {
+                    let id = op.id();
+                    if tasks.insert(id) {
+                        let task = self.tasks.get(id).cloned();
+                        let version = self.task_versions.get(id).copied();
+                        undo.tasks.push((id.to_string(), task, version));
+                    }
+                }
+                Op::PutSession { id, .. } | Op::DeleteSession(id) => {
+                    if sessions.insert(id.as_str()) {
+                        undo.sessions
+                            .push((id.clone(), self.sessions.get(id).cloned()));
+                    }
+                }
+                _ => debug_assert!(false, "only puts and deletes join a batch"),
+            }
+        }
+        undo
+    }
+
+    /// Puts back what a batch replaced. Only for a batch whose record the
+    /// journal failed to make durable: the journal is then poisoned, every
+    /// later record failed too, and the store refuses writes until reopened.
+    pub fn undo(&mut self, undo: Undo) {
+        for (id, task, version) in undo.tasks {
+            match (task, version) {
+                (Some(t), Some(v)) => {
+                    self.tasks.insert(id.clone(), t);
+                    self.task_versions.insert(id.clone(), v);
+                }
+                _ => {
+                    self.tasks.remove(&id);
+                    self.task_versions.remove(&id);
+                }
+            }
+            self.changes.tasks.insert(id);
+        }
+        for (id, session) in undo.sessions {
+            match session {
+                Some(s) => self.sessions.insert(id.clone(), s),
+                None => self.sessions.remove(&id),
+            };
+            self.changes.sessions.insert(id);
+        }
+    }
+
+    /// The version the next put of task `id` gets.
+    pub fn next_version(&self, id: &str) -> u64 {
+        self.task_versions
+            .get(id)
+            .map_or(1, |v| v.saturating_add(1))
+    }
+
+    fn apply_op(&mut self, op: Op) {
         match op {
             Op::PutTask(t) => {
+                let version = self.next_version(t.id());
+                self.task_versions.insert(t.id().to_string(), version);
                 self.changes.tasks.insert(t.id().to_string());
                 self.tasks.insert(t.id().to_string(), Arc::new(t));
             }
             Op::DeleteTask(id) => {
                 self.tasks.remove(&id);
+                self.task_versions.remove(&id);
                 self.changes.tasks.insert(id);
+            }
+            // One sequence number, applied in one step by the caller that
+            // holds the state lock: no reader sees half of it.
+            Op::Batch(ops) => {
+                for op in ops {
+                    debug_assert!(op.may_join_batch(), "decode and the store refuse others");
+                    self.apply_op(op);
+                }
             }
             Op::PutSession { id, session } => {
                 self.changes.sessions.insert(id.clone());
@@ -135,6 +235,7 @@ impl State {
                 // way, so the archive file has no hole at its offset.
                 if self.tasks.get(task.id()).is_some_and(|t| **t == task) {
                     self.tasks.remove(task.id());
+                    self.task_versions.remove(task.id());
                     self.changes.tasks.insert(task.id().to_string());
                 }
                 let end = offset + line.len() as u64;
@@ -155,6 +256,7 @@ impl State {
             metrics: Metrics::of(self.tasks.values().map(|t| &**t)),
             last_saved: self.last_saved.clone().unwrap_or_default(),
             journal_seq: self.applied_seq,
+            task_versions: self.task_versions.clone(),
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
 use crate::options::{Options, RecoveryMode, SyncPolicy};
 use crate::recovery::{self, RecoveryReport};
-use crate::state::State;
+use crate::state::{State, Undo};
+use crate::transaction::{self, Transaction};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct StoreStats {
 pub struct Pending<'a> {
     store: &'a Store,
     seq: u64,
+    /// For a batch: what it replaced in memory, put back if it fails.
+    undo: Option<Undo>,
 }
 
 impl Pending<'_> {
@@ -85,9 +88,29 @@ impl Pending<'_> {
     /// Waits until the mutation is durable under the store's sync policy and
     /// returns its sequence number. Mutations submitted while a sync is under
     /// way are committed together by the next one.
+    ///
+    /// If a batch ([`Store::submit_batch`]) fails here, it is taken back out
+    /// of memory before the error is returned, so readers see the state as
+    /// it was before it; the journal is poisoned and refuses later writes
+    /// until the store is reopened. (A single mutation that fails stays
+    /// applied in memory until then.) A batch whose record was made durable
+    /// before a later flush failed is acknowledged.
     pub fn wait(self) -> Result<u64> {
         let durable = self.store.shared.opts.sync_policy == SyncPolicy::SyncBeforeAck;
-        self.store.shared.journal.commit(self.seq, durable)?;
+        let journal = &self.store.shared.journal;
+        if let Err(e) = journal.commit(self.seq, durable) {
+            let Some(undo) = self.undo else {
+                return Err(e);
+            };
+            // A later flush can fail (and poison the journal) after this
+            // batch's own flush succeeded: then the batch is durable, and
+            // taking it out of memory would hide what reopening shows.
+            if journal.committed(self.seq, durable) {
+                return Ok(self.seq);
+            }
+            self.store.shared.state.write().undo(undo);
+            return Err(e);
+        }
         Ok(self.seq)
     }
 }
@@ -231,20 +254,29 @@ impl Store {
     /// Journals a mutation without waiting for it to be durable; call
     /// [`Pending::wait`] to get the acknowledgement.
     pub fn submit(&self, m: Mutation) -> Result<Pending<'_>> {
-        let m = match m {
+        let m = self.stamped(m);
+        self.submit_as_is(m)
+    }
+
+    /// `m` with its task stamped, when [`Options::stamp_times`] is on.
+    fn stamped(&self, m: Mutation) -> Mutation {
+        match m {
             Mutation::PutTask(mut task) if self.shared.opts.stamp_times => {
                 task.stamp(&crate::model::now_rfc3339());
                 Mutation::PutTask(task)
             }
             m => m,
-        };
-        self.submit_as_is(m)
+        }
     }
 
     /// [`Store::submit`] without stamping, for restoring tasks as they were.
     pub(crate) fn submit_as_is(&self, m: Mutation) -> Result<Pending<'_>> {
         let seq = self.shared.submit(m)?;
-        Ok(Pending { store: self, seq })
+        Ok(Pending {
+            store: self,
+            seq,
+            undo: None,
+        })
     }
 
     /// Saves (inserts or replaces) a task; returns its sequence number once
@@ -256,6 +288,86 @@ impl Store {
     /// Deletes a task; [`ErrorKind::NotFound`] if there is none.
     pub fn delete_task(&self, id: &str) -> Result<u64> {
         self.submit(Mutation::DeleteTask(id.to_string()))?.wait()
+    }
+
+    /// Applies several task and session puts and deletes atomically: the
+    /// closure adds them to a [`Transaction`], and if it returns `Ok`, they
+    /// are validated as a whole, journaled as one batch record and applied
+    /// in one step. Returns the record's sequence number once durable, like
+    /// [`Store::put_task`]; readers never see half a batch, and after a crash
+    /// recovery replays all of it or none.
+    ///
+    /// Nothing is journaled if the closure fails or if any mutation is
+    /// refused: an invalid id ([`ErrorKind::InvalidId`]), a task or session
+    /// over `task_bytes_max` or a batch over the journal's record payload
+    /// cap ([`ErrorKind::TooLarge`]), a delete of a task or session that is
+    /// neither stored nor put earlier in the batch ([`ErrorKind::NotFound`]).
+    /// An empty transaction journals nothing and returns the last sequence
+    /// number.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store, Task};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.put_task(Task::new("draft"))?;
+    /// store.transaction(|tx| {
+    ///     tx.put_task(Task::new("final"));
+    ///     tx.delete_task("draft");
+    ///     Ok(())
+    /// })?;
+    /// assert!(store.get_task("draft")?.is_none());
+    /// assert_eq!(store.task_version("final")?, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn transaction(&self, f: impl FnOnce(&mut Transaction) -> Result<()>) -> Result<u64> {
+        let mut tx = Transaction::default();
+        f(&mut tx)?;
+        self.submit_batch(tx.into_mutations())?.wait()
+    }
+
+    /// The batch of [`Store::transaction`], without waiting for it to be
+    /// durable; call [`Pending::wait`] for the acknowledgement. Log appends,
+    /// reports and archiving cannot join a batch ([`ErrorKind::InvalidInput`]).
+    pub fn submit_batch(&self, mutations: Vec<Mutation>) -> Result<Pending<'_>> {
+        let mutations = mutations.into_iter().map(|m| self.stamped(m)).collect();
+        self.submit_batch_as_is(mutations)
+    }
+
+    /// [`Store::submit_batch`] without stamping, for restoring tasks as they were.
+    pub(crate) fn submit_batch_as_is(&self, mutations: Vec<Mutation>) -> Result<Pending<'_>> {
+        let (seq, undo) = self.shared.submit_batch(mutations)?;
+        Ok(Pending {
+            store: self,
+            seq,
+            undo,
+        })
+    }
+
+    /// The version of a task: 1 after its first put, one more after each
+    /// put since (alone or in a batch); `None` if there is no such task.
+    /// A delete forgets it, so a task put again starts over at 1. The
+    /// version is the store's metadata, never a key in the task's JSON; it
+    /// survives checkpoints (`task_versions` in `state.json`) and recovery.
+    pub fn task_version(&self, id: &str) -> Result<Option<u64>> {
+        validate_id(id)?;
+        Ok(self.shared.state.read().task_versions.get(id).copied())
+    }
+
+    /// Saves a task only if its current version is `expected` (`None`: only
+    /// if there is no such task), checked under the lock that orders the
+    /// journal, so no other write slips in between. Returns the sequence
+    /// number once durable; [`ErrorKind::Conflict`] if the version differs,
+    /// and then nothing is written.
+    pub fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64> {
+        let seq = self.shared.put_task_if(task, expected)?;
+        Pending {
+            store: self,
+            seq,
+            undo: None,
+        }
+        .wait()
     }
 
     /// A task by id.
@@ -349,7 +461,14 @@ impl Store {
     pub(crate) fn submit_archive(&self, id: &str) -> Result<(Pending<'_>, u64)> {
         validate_id(id)?;
         let (seq, bytes) = self.shared.archive_task(id.to_string())?;
-        Ok((Pending { store: self, seq }, bytes))
+        Ok((
+            Pending {
+                store: self,
+                seq,
+                undo: None,
+            },
+            bytes,
+        ))
     }
 
     /// The whole state, as `state.json` would hold it now.
@@ -598,11 +717,52 @@ impl Shared {
         Ok((self.journal_op(op, &payload)?, line_bytes))
     }
 
+    /// Journals `mutations` as one batch record, validated whole first so a
+    /// bad batch journals nothing, and applies it in one step.
+    fn submit_batch(&self, mutations: Vec<Mutation>) -> Result<(u64, Option<Undo>)> {
+        let Some((op, payload)) = transaction::prepare(mutations, self.opts.task_bytes_max)? else {
+            return Ok((self.journal.last_seq(), None));
+        };
+        self.journal_op_checked(op, &payload, |op| {
+            transaction::check_deletes(&self.state.read(), op)
+        })
+    }
+
+    fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64> {
+        let (op, payload) =
+            transaction::validate(Mutation::PutTask(task), self.opts.task_bytes_max)?;
+        let check = |op: &Op| transaction::check_version(&self.state.read(), op.id(), expected);
+        self.journal_op_checked(op, &payload, check)
+            .map(|(seq, _)| seq)
+    }
+
     fn journal_op(&self, op: Op, payload: &[u8]) -> Result<u64> {
+        self.journal_op_checked(op, payload, |_| Ok(()))
+            .map(|(seq, _)| seq)
+    }
+
+    /// Appends `op` if `check` passes under the journal's ordering lock, and
+    /// applies it to the state under that lock, in one step. For a batch,
+    /// also returns what it replaced.
+    fn journal_op_checked(
+        &self,
+        op: Op,
+        payload: &[u8],
+        check: impl FnOnce(&Op) -> Result<()>,
+    ) -> Result<(u64, Option<Undo>)> {
         let kind = op.kind();
-        let (seq, ()) = self
+        let check = move || check(&op).map(|()| op);
+        let (seq, undo) = self
             .journal
-            .append(kind, payload, |seq| self.state.write().apply(seq, op))?;
+            .append_checked(kind, payload, check, |seq, op| {
+                let mut st = self.state.write();
+                let undo = match &op {
+                    Op::Batch(ops) => Some(st.undo_of(ops)),
+                    _ => None,
+                };
+                st.apply(seq, op);
+                undo
+            })?;
         if self
             .journal
             .stats
@@ -613,7 +773,7 @@ impl Shared {
             self.signal.flags.lock().1 = true;
             self.signal.cv.notify_all();
         }
-        Ok(seq)
+        Ok((seq, undo))
     }
 
     /// [`ErrorKind::ReadOnly`] when the store was opened read-only.
@@ -655,6 +815,7 @@ impl Shared {
                 seq,
                 changes: std::mem::take(&mut st.changes),
                 tasks: st.tasks.clone(),
+                task_versions: st.task_versions.clone(),
                 sessions: st.sessions.clone(),
             }
         });

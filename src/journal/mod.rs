@@ -141,10 +141,26 @@ impl Journal {
         payload: &[u8],
         apply: impl FnOnce(u64) -> T,
     ) -> Result<(u64, T)> {
+        self.append_checked(kind, payload, || Ok(()), |seq, ()| apply(seq))
+    }
+
+    /// Like [`Journal::append`], but runs `check` first under the same
+    /// ordering lock: if it fails, nothing is appended; what it returns is
+    /// handed to `apply`. A check made there cannot be overtaken by another
+    /// writer between it and the record (conditional puts, deletes inside a
+    /// batch).
+    pub fn append_checked<C, T>(
+        &self,
+        kind: RecordKind,
+        payload: &[u8],
+        check: impl FnOnce() -> Result<C>,
+        apply: impl FnOnce(u64, C) -> T,
+    ) -> Result<(u64, T)> {
         let mut g = self.inner.lock();
         if let Some(e) = &g.poisoned {
             return Err(poisoned(e));
         }
+        let checked = check()?;
         let seq = g.next_seq;
         g.next_seq += 1;
         let salt = g.salt;
@@ -156,7 +172,7 @@ impl Journal {
         self.stats
             .bytes_since_rotation
             .fetch_add(n, Ordering::Relaxed);
-        let out = apply(seq);
+        let out = apply(seq, checked);
         Ok((seq, out))
     }
 
@@ -199,6 +215,15 @@ impl Journal {
             g = self.inner.lock();
             self.finish_flush(&mut g, result, last, durable, buf);
         }
+    }
+
+    /// Whether record `seq` is written to the operating system and, if
+    /// `durable`, synced: what [`Journal::commit`] waits for. After a failed
+    /// commit, it tells a record that had made it before the failure (a
+    /// later flush failed) from one that was lost with it.
+    pub fn committed(&self, seq: u64, durable: bool) -> bool {
+        let g = self.inner.lock();
+        seq <= if durable { g.synced_seq } else { g.written_seq }
     }
 
     /// Syncs everything appended so far (for the interval policy).

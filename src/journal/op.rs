@@ -56,7 +56,22 @@ pub enum Op {
         /// The task's JSON on one line, ending with a newline: the bytes written.
         line: Vec<u8>,
     },
+    /// Several task and session puts and deletes in one record, applied in
+    /// order, all or none: a batch holds only [`Op::PutTask`],
+    /// [`Op::DeleteTask`], [`Op::PutSession`] and [`Op::DeleteSession`]
+    /// (see [`Op::may_join_batch`]), at least one of them.
+    Batch(Vec<Op>),
 }
+
+/// Length of a batch payload's op count (u32 LE), which comes first.
+pub const BATCH_COUNT_LEN: usize = 4;
+/// Offset, in an op's frame inside a batch, of its record kind (u8).
+pub const BATCH_OP_KIND_OFFSET: usize = 0;
+/// Offset, in an op's frame inside a batch, of its payload length (u32 LE).
+pub const BATCH_OP_LEN_OFFSET: usize = BATCH_OP_KIND_OFFSET + 1;
+/// Length of an op's frame header inside a batch; its payload follows.
+pub const BATCH_OP_HEADER_LEN: usize = BATCH_OP_LEN_OFFSET + 4;
+const _: () = assert!(BATCH_OP_HEADER_LEN == 5);
 
 impl Op {
     /// The record kind that carries this op.
@@ -69,12 +84,27 @@ impl Op {
             Op::AppendLog { .. } => RecordKind::AppendLog,
             Op::SaveReport { .. } => RecordKind::SaveReport,
             Op::ArchiveTask { .. } => RecordKind::ArchiveTask,
+            Op::Batch(_) => RecordKind::Batch,
         }
     }
 
-    /// The id of the task, session or report the op is about.
+    /// Whether the op may be part of an [`Op::Batch`]. Log appends and
+    /// archive lines carry a file offset chosen under the store's log-offset
+    /// lock, and reports are files of their own; keeping them out keeps a
+    /// batch to state the checkpoint writes as one snapshot. A batch never
+    /// nests. (See docs/decisions.md, "The batch record".)
+    pub fn may_join_batch(&self) -> bool {
+        matches!(
+            self,
+            Op::PutTask(_) | Op::DeleteTask(_) | Op::PutSession { .. } | Op::DeleteSession(_)
+        )
+    }
+
+    /// The id of the task, session or report the op is about; empty for a
+    /// batch, whose ops each have their own.
     pub fn id(&self) -> &str {
         match self {
+            Op::Batch(_) => "",
             Op::PutTask(t) | Op::ArchiveTask { task: t, .. } => t.id(),
             Op::DeleteTask(id) | Op::DeleteSession(id) => id,
             Op::PutSession { id, .. } | Op::SaveReport { id, .. } => id,
@@ -113,6 +143,7 @@ impl Op {
                 out.extend_from_slice(line);
                 out
             }
+            Op::Batch(ops) => encode_batch(ops),
         }
     }
 
@@ -158,6 +189,8 @@ impl Op {
                 }
             }
             RecordKind::ArchiveTask => decode_archive(payload)?,
+            // Each inner op is decoded, and its id checked, by the recursion.
+            RecordKind::Batch => return decode_batch(payload),
         };
         // Every id names a file in the layout: one the store itself would
         // refuse is damage, never a path (a crafted record cannot write
@@ -181,6 +214,85 @@ impl Op {
             line,
         }
     }
+}
+
+/// A batch's payload: the op count, then each op framed with its kind and
+/// payload length (docs/format.md, "Batch record").
+fn encode_batch(ops: &[Op]) -> Vec<u8> {
+    assert!(
+        ops.iter().all(Op::may_join_batch),
+        "the store builds batches of puts and deletes only"
+    );
+    let payloads: Vec<Vec<u8>> = ops.iter().map(Op::encode).collect();
+    encode_batch_parts(
+        ops.iter()
+            .map(Op::kind)
+            .zip(payloads.iter().map(Vec::as_slice)),
+    )
+}
+
+/// A batch's payload from ops already encoded (kind and payload each), so
+/// a caller that measured each op's payload does not encode it twice.
+pub fn encode_batch_parts<'a>(
+    parts: impl ExactSizeIterator<Item = (RecordKind, &'a [u8])>,
+) -> Vec<u8> {
+    assert!(parts.len() > 0, "a batch holds at least one op");
+    let count = u32::try_from(parts.len()).expect("a batch under the payload cap has few ops");
+    let mut out = count.to_le_bytes().to_vec();
+    for (kind, payload) in parts {
+        debug_assert!(!matches!(kind, RecordKind::Batch), "a batch never nests");
+        let len = u32::try_from(payload.len()).expect("an op under the payload cap");
+        out.push(kind as u8);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Decodes a batch: any op that does not decode makes the whole record
+/// damage, so a batch is replayed all or none.
+fn decode_batch(payload: &[u8]) -> Result<Op, String> {
+    if payload.len() < BATCH_COUNT_LEN {
+        return Err("batch record too short for its op count".into());
+    }
+    let count = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
+    let mut rest = &payload[BATCH_COUNT_LEN..];
+    // Checked against the bytes before anything is allocated: each op takes
+    // at least its frame header.
+    if count == 0 || count > rest.len() / BATCH_OP_HEADER_LEN {
+        return Err(format!("batch claims {count} ops in {} bytes", rest.len()));
+    }
+    let mut ops = Vec::with_capacity(count);
+    for i in 0..count {
+        if rest.len() < BATCH_OP_HEADER_LEN {
+            return Err(format!("batch op {i} runs past the record"));
+        }
+        let kind = rest[BATCH_OP_KIND_OFFSET];
+        let len = u32::from_le_bytes(
+            rest[BATCH_OP_LEN_OFFSET..BATCH_OP_HEADER_LEN]
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
+        let body = rest[BATCH_OP_HEADER_LEN..]
+            .get(..len)
+            .ok_or_else(|| format!("batch op {i} runs past the record"))?;
+        if kind == RecordKind::Batch as u8 {
+            return Err(format!("batch op {i} is a nested batch"));
+        }
+        let op = Op::decode(kind, body).map_err(|e| format!("batch op {i}: {e}"))?;
+        if !op.may_join_batch() {
+            return Err(format!(
+                "batch op {i}: a {} cannot be part of a batch",
+                op.kind().name()
+            ));
+        }
+        ops.push(op);
+        rest = &rest[BATCH_OP_HEADER_LEN + len..];
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the batch's last op", rest.len()));
+    }
+    Ok(Op::Batch(ops))
 }
 
 fn decode_archive(payload: &[u8]) -> Result<Op, String> {
@@ -272,6 +384,15 @@ mod tests {
                 report: serde_json::json!({"ok": true}),
             },
             Op::archive_task(Task::new("a"), "tasks-2026-01.jsonl".into(), 12),
+            Op::Batch(vec![
+                Op::PutTask(Task::new("a")),
+                Op::DeleteTask("b".into()),
+                Op::PutSession {
+                    id: "s".into(),
+                    session: serde_json::json!({"id": "s"}),
+                },
+                Op::DeleteSession("t".into()),
+            ]),
         ];
         for op in ops {
             assert_eq!(Op::decode(op.kind() as u8, &op.encode()), Ok(op));
@@ -288,5 +409,66 @@ mod tests {
         escaping.extend_from_slice(&[0; 8]);
         escaping.extend_from_slice(b"{\"id\":\"a\"}\n");
         assert!(Op::decode(RecordKind::ArchiveTask as u8, &escaping).is_err());
+    }
+
+    #[test]
+    fn the_batch_example_in_format_md_decodes() {
+        let bytes = [
+            &[2, 0, 0, 0, 1, 10, 0, 0, 0][..],
+            b"{\"id\":\"a\"}",
+            &[2, 1, 0, 0, 0, b'b'],
+        ]
+        .concat();
+        let op = Op::decode(RecordKind::Batch as u8, &bytes).unwrap();
+        assert_eq!(
+            op,
+            Op::Batch(vec![
+                Op::PutTask(Task::new("a")),
+                Op::DeleteTask("b".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn a_batch_is_damage_as_a_whole() {
+        let good = Op::Batch(vec![
+            Op::PutTask(Task::new("a")),
+            Op::DeleteTask("b".into()),
+        ]);
+        let bytes = good.encode();
+        let kind = RecordKind::Batch as u8;
+        // An inner op that does not decode (an invalid id) fails the batch.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] = b'/';
+        assert!(Op::decode(kind, &bad).unwrap_err().contains("batch op 1"));
+        // Truncated, padded, empty, or claiming more ops than fit.
+        assert!(Op::decode(kind, &bytes[..bytes.len() - 1]).is_err());
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert!(Op::decode(kind, &padded).is_err());
+        assert!(Op::decode(kind, &0u32.to_le_bytes()).is_err());
+        let mut huge = u32::MAX.to_le_bytes().to_vec();
+        huge.extend_from_slice(&bytes[4..]);
+        assert!(Op::decode(kind, &huge).is_err());
+        // No nesting, and no log appends, reports or archive lines inside.
+        let frame = |op: &Op| {
+            let p = op.encode();
+            let mut out = 1u32.to_le_bytes().to_vec();
+            out.push(op.kind() as u8);
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(&p);
+            out
+        };
+        assert!(
+            Op::decode(kind, &frame(&good))
+                .unwrap_err()
+                .contains("nested")
+        );
+        let report = Op::SaveReport {
+            id: "r".into(),
+            report: serde_json::json!({}),
+        };
+        assert!(Op::decode(kind, &frame(&report)).is_err());
     }
 }

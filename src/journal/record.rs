@@ -51,7 +51,7 @@ const _: () = assert!(RECORD_HEADER_LEN == 24);
 pub const RECORD_PAYLOAD_MAX: u32 = 64 * 1024 * 1024;
 
 /// The largest record kind byte this code knows; kinds run from 1 to it.
-pub const RECORD_KIND_MAX: u8 = RecordKind::ArchiveTask as u8;
+pub const RECORD_KIND_MAX: u8 = RecordKind::Batch as u8;
 
 /// What a record does. The payload of each kind is specified in `docs/format.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,10 @@ pub enum RecordKind {
     /// Payload: file name length (u16 LE), archive file name, line offset
     /// (u64 LE), the task's JSON line.
     ArchiveTask = 7,
+    /// Payload: op count (u32 LE), then per op its kind (u8), payload length
+    /// (u32 LE) and payload, each as its own record kind would hold it. Only
+    /// kinds 1 to 4 may be inside; applied all or none. Format version 2 only.
+    Batch = 9,
 }
 
 impl RecordKind {
@@ -85,6 +89,7 @@ impl RecordKind {
             5 => RecordKind::AppendLog,
             6 => RecordKind::SaveReport,
             7 => RecordKind::ArchiveTask,
+            9 => RecordKind::Batch,
             _ => return None,
         })
     }
@@ -99,6 +104,7 @@ impl RecordKind {
             RecordKind::AppendLog => "append_log",
             RecordKind::SaveReport => "save_report",
             RecordKind::ArchiveTask => "archive_task",
+            RecordKind::Batch => "batch",
         }
     }
 }

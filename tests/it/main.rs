@@ -2,6 +2,7 @@
 
 mod archive_crash;
 mod basics;
+mod batch;
 mod cli;
 mod cli_backups;
 mod cli_clean;
@@ -29,6 +30,8 @@ mod modes;
 mod os_faults;
 mod read_only;
 mod restart;
+mod restore_crash;
+mod salvage_crash;
 mod sweeps;
 mod task_repr;
 mod torn_tail;

@@ -90,6 +90,8 @@ fn record_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
     // The checksum passed (or the reader would not call it a record); a
     // payload that does not decode is still worth saying.
     let (id, problem) = match Op::decode(record.kind, record.payload) {
+        // A batch has no id of its own; its ops each have one.
+        Ok(op) if op.id().is_empty() => (None, None),
         Ok(op) => (Some(op.id().to_string()), None),
         Err(why) => (None, Some(why)),
     };
