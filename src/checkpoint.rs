@@ -235,8 +235,16 @@ fn apply_archives(fs: &dyn Fs, changes: &Changes) -> Result<()> {
 /// replaced and never becomes a backup.
 /// Returns whether it did.
 fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
-    let Some(bytes) = fs.read(STATE_FILE)? else {
-        return Ok(false);
+    let bytes = match fs.read(STATE_FILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(false),
+        // Not a regular file (a planted FIFO): never a backup; the rename
+        // of the new state.json replaces it.
+        Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {
+            tracing::warn!(error = %e, "state.json is not a regular file; not keeping it as a backup");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
     };
     let valid =
         ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();

@@ -338,9 +338,15 @@ pub fn read_state_file(
     fs: &dyn Fs,
     name: &str,
 ) -> Result<std::result::Result<(PersistedState, u32), String>> {
-    match fs.read(name)? {
-        None => Ok(Err("missing".into())),
-        Some(bytes) => Ok(parse_state(&bytes).map(|s| (s, crc32fast::hash(&bytes)))),
+    match fs.read(name) {
+        Ok(None) => Ok(Err("missing".into())),
+        Ok(Some(bytes)) => Ok(parse_state(&bytes).map(|s| (s, crc32fast::hash(&bytes)))),
+        // A FIFO, socket or device (or a symlink) in the place of a state
+        // file is damage like a file that does not parse: the store falls
+        // back to the backup and the journal rather than failing (or, before
+        // the fs layer opened without blocking, hanging on a FIFO).
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
     }
 }
 

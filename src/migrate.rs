@@ -172,8 +172,12 @@ fn known_versions() -> String {
 /// validation (recovery then falls back as it always did, and the warning
 /// says why).
 pub(crate) fn migrate_on_open(fs: &dyn Fs) -> Result<Option<MigrationReport>> {
-    let Some(bytes) = fs.read(STATE_FILE)? else {
-        return Ok(None);
+    let bytes = match fs.read(STATE_FILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        // Not a regular file (a planted FIFO): recovery treats it as damage.
+        Err(e) if e.kind() == ErrorKind::InvalidInput => return Ok(None),
+        Err(e) => return Err(e),
     };
     let pending = serde_json::from_slice::<Value>(&bytes)
         .ok()

@@ -73,7 +73,7 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
     let mut state_files = vec![STATE_FILE.to_string()];
     state_files.extend(layout::list_backups(fs)?);
     for name in state_files {
-        let Some(bytes) = fs.read(&name)? else {
+        let Some(bytes) = read_or_note(fs, &name, &mut r)? else {
             continue;
         };
         r.files_checked += 1;
@@ -89,7 +89,7 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
                 continue;
             }
             let path = fs::join(dir, &name);
-            let Some(bytes) = fs.read(&path)? else {
+            let Some(bytes) = read_or_note(fs, &path, &mut r)? else {
                 continue;
             };
             r.files_checked += 1;
@@ -115,6 +115,20 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
     Ok(r)
 }
 
+/// Reads a layout file; one that is not a regular file (a planted FIFO,
+/// socket or device, refused by the fs layer) is a finding, not an error
+/// that would end the check.
+fn read_or_note(fs: &dyn Fs, name: &str, r: &mut VerifyReport) -> Result<Option<crate::fs::Bytes>> {
+    match fs.read(name) {
+        Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {
+            r.files_checked += 1;
+            r.corrupt(name, 0, e.to_string());
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
     let ids: Vec<u64> = fs
         .list(JOURNAL_DIR)?
@@ -124,7 +138,7 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
     let mut files = Vec::new();
     for id in &ids {
         let name = fs::join(JOURNAL_DIR, &crate::journal::segment_name(*id));
-        if let Some(bytes) = fs.read(&name)? {
+        if let Some(bytes) = read_or_note(fs, &name, r)? {
             files.push((*id, name, bytes));
         }
     }

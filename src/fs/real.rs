@@ -74,24 +74,134 @@ impl RealFs {
     }
 }
 
-fn nofollow(opts: &mut OpenOptions) {
+/// Never follows a symlink, and opens without blocking: `open(2)` of a FIFO waits for its other end (for
+/// ever, if nobody comes), so every open of a layout file passes
+/// `O_NONBLOCK` and then checks on the opened descriptor that it got a
+/// regular file ([`check_regular`]). For a regular file the flag changes
+/// nothing.
+fn nofollow_nonblocking(opts: &mut OpenOptions) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .mode(0o600);
     }
     #[cfg(not(unix))]
     let _ = opts;
 }
 
-/// ELOOP is what `O_NOFOLLOW` answers for a symlink: say so plainly.
+/// The kind of a file that is not a regular one, for messages.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        } else if t.is_socket() {
+            return "a socket";
+        } else if t.is_char_device() {
+            return "a character device";
+        } else if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Refuses an opened file that is not a regular file. Checked with `fstat`
+/// on the descriptor, not with a `stat` before the open, so nothing can be
+/// swapped in between the check and the use.
+fn check_regular(file: &File, path: &Path) -> Result<std::fs::Metadata> {
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file ({}); statewal refuses to read or write it",
+                path.display(),
+                file_kind(meta.file_type())
+            ),
+        )
+        .with_path(path));
+    }
+    Ok(meta)
+}
+
+/// Refuses a file that is about to be written in place (a session log, an
+/// archive file, a journal segment, the lock file) when it has more than
+/// one hard link: the other name may be a file outside the state directory,
+/// and writing through this one would change it. Files written by temp file
+/// and rename are replaced, never written through, so they need no check.
+fn check_single_link(meta: &std::fs::Metadata, path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "refusing to write {} in place: it has {} hard links, and writing it would \
+                     also change the file under its other names (possibly outside the state \
+                     directory); replace it with a copy of its own to go on",
+                    path.display(),
+                    meta.nlink()
+                ),
+            )
+            .with_path(path));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (meta, path);
+    Ok(())
+}
+
+/// Clears `O_NONBLOCK` again once the file is known to be a regular file, so
+/// writes behave exactly as before.
+fn set_blocking(file: &File, path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: `fd` is an open descriptor owned by `file` for the whole call.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above; F_SETFL only changes the status flags.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+            return Err(Error::io(
+                "clear O_NONBLOCK on",
+                path,
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
+}
+
+/// ELOOP is what `O_NOFOLLOW` answers for a symlink: say so plainly. ENXIO
+/// is what a non-blocking open for writing answers for a FIFO with no
+/// reader (or a socket): that is no regular file either.
 fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     #[cfg(unix)]
     if e.raw_os_error() == Some(libc::ELOOP) {
         return Error::new(
             ErrorKind::InvalidInput,
             format!("refusing to follow the symlink {}", path.display()),
+        )
+        .with_path(path);
+    }
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        return Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file (a FIFO, socket or device); statewal refuses to read or write it",
+                path.display()
+            ),
         )
         .with_path(path);
     }
@@ -103,20 +213,13 @@ fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
 fn open_regular(path: &Path) -> Result<Option<(File, u64)>> {
     let mut opts = OpenOptions::new();
     opts.read(true);
-    nofollow(&mut opts);
+    nofollow_nonblocking(&mut opts);
     let file = match opts.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error("open", path, e)),
     };
-    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
-        )
-        .with_path(path));
-    }
+    let meta = check_regular(&file, path)?;
     Ok(Some((file, meta.len())))
 }
 
@@ -194,8 +297,14 @@ impl Fs for RealFs {
             OpenMode::CreateOrOpen => opts.create(true),
             OpenMode::Existing => &mut opts,
         };
-        nofollow(&mut opts);
+        nofollow_nonblocking(&mut opts);
         let file = opts.open(&path).map_err(|e| open_error("open", &path, e))?;
+        let meta = check_regular(&file, &path)?;
+        if mode != OpenMode::CreateNew {
+            // A file created here has one link; an existing one is checked.
+            check_single_link(&meta, &path)?;
+        }
+        set_blocking(&file, &path)?;
         Ok(Box::new(RealFile { file, path }))
     }
 
@@ -272,7 +381,18 @@ impl Fs for RealFs {
 
     fn sync_dir(&self, rel: &str) -> Result<()> {
         let path = self.path(rel)?;
-        let dir = File::open(&path).map_err(|e| Error::io("open directory", &path, e))?;
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // O_DIRECTORY: a FIFO swapped in for a directory fails the open
+            // instead of blocking it.
+            opts.custom_flags(libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        }
+        let dir = opts
+            .open(&path)
+            .map_err(|e| Error::io("open directory", &path, e))?;
         dir.sync_all()
             .map_err(|e| Error::io("fsync directory", &path, e))
     }
@@ -336,10 +456,16 @@ impl Fs for RealFs {
         let path = self.root.join(crate::layout::LOCK_FILE);
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
-        nofollow(&mut opts);
+        nofollow_nonblocking(&mut opts);
         let mut file = opts
             .open(&path)
             .map_err(|e| open_error("open lock file", &path, e))?;
+        // The holder's pid is written into the lock file in place: a FIFO
+        // there would block the read below, and a hard link would carry the
+        // write to the file's other name.
+        let meta = check_regular(&file, &path)?;
+        check_single_link(&meta, &path)?;
+        set_blocking(&file, &path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

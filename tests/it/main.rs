@@ -32,6 +32,7 @@ mod read_only;
 mod restart;
 mod restore_crash;
 mod salvage_crash;
+mod special_files;
 mod sweeps;
 mod task_repr;
 mod torn_tail;
