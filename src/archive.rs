@@ -55,6 +55,27 @@ pub fn parse_age(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(n.checked_mul(secs)?))
 }
 
+/// `now - older_than`, or the earliest time there is when that lies before
+/// it: then no task is old enough and nothing is archived.
+//
+// Regression (issue 8, part 5): `Store::clean` with a huge `Duration` (and
+// `statewal clean --older-than 1000000w`) panicked on the subtraction's
+// overflow.
+fn cutoff(now: OffsetDateTime, older_than: Duration) -> OffsetDateTime {
+    time::Duration::try_from(older_than)
+        .ok()
+        .and_then(|d| now.checked_sub(d))
+        .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc())
+}
+
+/// Whether an age reaches back no further than the earliest time a task can
+/// carry (year 0000, where RFC 3339 starts), counted from now. `statewal
+/// clean` refuses a longer one as out of range.
+pub fn age_in_range(older_than: Duration) -> bool {
+    let earliest = time::macros::datetime!(0000-01-01 0:00 UTC);
+    cutoff(OffsetDateTime::now_utc(), older_than) >= earliest
+}
+
 /// When a task last moved, for cleaning: its `completed_at`, else its
 /// `updated_at`, else its `created_at`. `None` when the first of them that is
 /// present is not a time [`Task::time`] reads, or none is: such a task is
@@ -89,7 +110,7 @@ impl Store {
             statuses
         };
         let now = OffsetDateTime::now_utc();
-        let cutoff = now - older_than;
+        let cutoff = cutoff(now, older_than);
         let old: Vec<Task> = self
             .list_tasks()
             .into_iter()
@@ -149,6 +170,17 @@ mod tests {
         for bad in ["", "30", "d", "30x", "-1d", "1.5d", "30dd"] {
             assert_eq!(parse_age(bad), None, "{bad:?}");
         }
+    }
+
+    // Regression (issue 8, part 5): a huge age overflowed the subtraction.
+    #[test]
+    fn huge_ages_saturate() {
+        let now = OffsetDateTime::now_utc();
+        for age in [Duration::MAX, parse_age("1000000w").unwrap()] {
+            assert_eq!(cutoff(now, age), time::PrimitiveDateTime::MIN.assume_utc());
+            assert!(!age_in_range(age));
+        }
+        assert!(age_in_range(parse_age("52w").unwrap()));
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// A conditional write found another version than the one it expected
     /// ([`crate::Store::put_task_if`]); nothing was written.
     Conflict,
+    /// A bug in statewal: a panic inside a checkpoint was caught and turned
+    /// into this error, so that a background thread survives it. The
+    /// journal still holds every acknowledged write.
+    Internal,
 }
 
 impl ErrorKind {
@@ -57,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Poisoned => "poisoned",
             ErrorKind::ReadOnly => "read_only",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Internal => "internal",
         }
     }
 }

@@ -153,18 +153,34 @@ fn backup_key(name: &str) -> (bool, u128, String) {
 /// A backup stamp for now, later than `after` (the newest existing stamp), so
 /// that names sort in the order backups were made even if the clock steps
 /// back: `max(now, after + 1 µs)`.
+///
+/// When `after` is the last stamp there is (`99991231T235959.999999Z`),
+/// nothing later can be written: the stamp for now is returned instead, and
+/// the new backup sorts before that one.
+//
+// Regression (issue 8, part 5): a planted backup stamped
+// `99991231T235959.999999Z` made `after + 1 µs` overflow, so every
+// checkpoint panicked and the auto-save thread died with it.
 pub fn backup_stamp(after: Option<&str>) -> String {
-    let mut at = time::OffsetDateTime::now_utc();
+    let now = time::OffsetDateTime::now_utc();
+    let mut at = now;
     if let Some(prev) = after.and_then(parse_stamp)
         && at <= prev
     {
-        at = prev + time::Duration::microseconds(1);
+        at = prev
+            .checked_add(time::Duration::microseconds(1))
+            .filter(|t| t.year() <= 9999)
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    newest = %prev,
+                    "the newest backup's stamp is the last one there is; \
+                     stamping the new backup with the time now"
+                );
+                now
+            });
     }
-    let stamp = at
-        .format(STAMP_FORMAT)
-        .expect("formatting a UTC time cannot fail");
-    debug_assert!(after.is_none_or(|prev| is_millis(prev) || stamp.as_str() > prev));
-    stamp
+    at.format(STAMP_FORMAT)
+        .expect("formatting a UTC time of year 9999 or earlier cannot fail")
 }
 
 /// The stamp in a backup file name (as listed by [`list_backups`]).
@@ -378,5 +394,15 @@ mod tests {
                 .is_some_and(|s| parse_stamp(s).is_none() && !is_millis(s))
         );
         assert!(is_millis("1704103200000"));
+    }
+
+    // Regression (issue 8, part 5): the last representable stamp made the
+    // next one overflow, a panic in every checkpoint.
+    #[test]
+    fn the_last_stamp_there_is_does_not_panic() {
+        let last = "99991231T235959.999999Z";
+        let next = backup_stamp(Some(last));
+        assert!(parse_stamp(&next).is_some(), "{next}");
+        assert_ne!(next, last);
     }
 }

@@ -827,14 +827,23 @@ impl Shared {
                 return Err(e);
             }
         };
-        match checkpoint::write(
-            &*self.fs,
-            &mut ctx,
-            &snap,
-            self.opts.backups_kept,
-            new_segment,
-            &now,
-        ) {
+        // A panic while writing the layout (a bug, or hostile input that
+        // slipped past a check) becomes an error like any other: the changes
+        // go back for the next checkpoint and the auto-save thread lives on.
+        // (Issue 8, part 5: a backup stamped 99991231T235959.999999Z made
+        // every checkpoint panic, and the auto-save thread died with it.)
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            checkpoint::write(
+                &*self.fs,
+                &mut ctx,
+                &snap,
+                self.opts.backups_kept,
+                new_segment,
+                &now,
+            )
+        }))
+        .unwrap_or_else(|panic| Err(panicked("the checkpoint", &*panic)));
+        match written {
             Ok(stats) => {
                 self.ckpt_counters.succeeded(stats.duration);
                 self.state.write().last_saved = Some(now);
@@ -883,8 +892,14 @@ impl Shared {
             }
             if timer_due || kicked {
                 last = Instant::now();
-                // Errors are reported to subscribers and the log by checkpoint().
-                let _ = self.checkpoint();
+                // Errors are reported to subscribers and the log by
+                // checkpoint(). A panic outside the part it catches (the
+                // journal's rotation) must not end this thread either.
+                let run = std::panic::AssertUnwindSafe(|| self.checkpoint());
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    let e = panicked("the auto-save checkpoint", &*panic);
+                    tracing::error!(error = %e, "auto-save checkpoint failed");
+                }
             }
         }
     }
@@ -956,6 +971,22 @@ fn open_read_only(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
     }
     let rec = recovery::recover_read_only(&*fs, opts.recovery_mode)?;
     Ok((fs, Box::new(()), rec))
+}
+
+/// An error for a caught panic, with its message when it has one.
+fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+    let why = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    Error::new(
+        ErrorKind::Internal,
+        format!(
+            "{what} panicked ({why}); this is a bug in statewal. \
+             The journal still holds every acknowledged write"
+        ),
+    )
 }
 
 fn log_report(r: &RecoveryReport) {

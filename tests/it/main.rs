@@ -19,6 +19,7 @@ mod fallback;
 mod fields;
 mod fuzz_corpus;
 mod group_commit;
+mod hostile;
 mod ids;
 mod io_errors;
 mod kill;

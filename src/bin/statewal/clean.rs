@@ -42,7 +42,14 @@ pub fn run(
 
 /// Parses `--older-than`: a whole number and a unit, `30d`, `12h`, `90m`.
 pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
-    statewal::parse_age(s).ok_or_else(|| {
+    let age = statewal::parse_age(s).ok_or_else(|| {
         format!("bad age {s:?}; expected a whole number and a unit: 45s, 90m, 12h, 30d or 2w")
-    })
+    })?;
+    // Regression (issue 8, part 5): `--older-than 1000000w` panicked.
+    if !statewal::age_in_range(age) {
+        return Err(format!(
+            "age {s:?} is out of range: it reaches back before year 0000, the earliest time a task can carry"
+        ));
+    }
+    Ok(age)
 }
