@@ -211,7 +211,9 @@ impl Journal {
             let buf = std::mem::take(&mut g.buf);
             let last = g.next_seq - 1;
             drop(g);
+            let leader = LeaderGuard::new(self, last);
             let result = self.write_and_sync(&buf, durable, None);
+            leader.finished();
             g = self.inner.lock();
             self.finish_flush(&mut g, result, last, durable, buf);
         }
@@ -249,9 +251,12 @@ impl Journal {
             }
             self.flushed.wait(&mut g);
         }
+        let last = g.next_seq - 1;
+        // The snapshot comes first: if it panics, the journal's bookkeeping
+        // is untouched and the lock is released by the unwind.
+        let snap = snapshot(last);
         g.flushing = true;
         let buf = std::mem::take(&mut g.buf);
-        let last = g.next_seq - 1;
         let next = SegmentHeader {
             id: new_id,
             salt: new_salt(),
@@ -259,9 +264,10 @@ impl Journal {
         };
         g.salt = next.salt;
         self.stats.bytes_since_rotation.store(0, Ordering::Relaxed);
-        let snap = snapshot(last);
         drop(g);
+        let leader = LeaderGuard::new(self, last);
         let result = self.write_and_sync(&buf, true, Some(next));
+        leader.finished();
         g = self.inner.lock();
         let failed = result.as_ref().err().cloned();
         self.finish_flush(&mut g, result, last, true, buf);
@@ -363,6 +369,45 @@ impl Journal {
             };
         }
         Ok(())
+    }
+}
+
+/// Held by the group-commit leader while it flushes without the lock. If
+/// the flush unwinds (a panic in the filesystem layer), dropping the guard
+/// poisons the journal and wakes every waiting writer, who then gets an
+/// error instead of waiting for ever on a `flushing` that never clears.
+//
+// Regression (issue 8, part 5): a panic between taking `flushing` and
+// `finish_flush` left `flushing` set, and every later writer hung.
+struct LeaderGuard<'a> {
+    journal: &'a Journal,
+    last: u64,
+}
+
+impl<'a> LeaderGuard<'a> {
+    /// Call only without `inner` locked: the guard's drop takes it.
+    fn new(journal: &'a Journal, last: u64) -> LeaderGuard<'a> {
+        LeaderGuard { journal, last }
+    }
+
+    /// The flush returned (successfully or not); `finish_flush` does the rest.
+    fn finished(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        let cause = Error::new(
+            ErrorKind::Poisoned,
+            "a journal flush panicked mid-write; what it wrote is unknown",
+        );
+        tracing::error!(error = %cause, "refusing further writes until reopened");
+        let mut g = self.journal.inner.lock();
+        g.flushing = false;
+        g.poisoned = Some(cause);
+        g.failed_through = self.last;
+        self.journal.flushed.notify_all();
     }
 }
 

@@ -4,6 +4,10 @@
 
 use crate::util::{opts, run_statewal, state_file_task_ids, task};
 use statewal::Store;
+use statewal::fs::{Fs, FsFile, OpenMode};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// Puts a completed task last changed in 2020, old enough for any sane age.
@@ -48,7 +52,10 @@ fn the_last_backup_stamp_there_is_neither_panics_nor_stops_auto_save() {
         // The auto-save thread checkpoints each put: it is still alive after
         // the first checkpoint that had to back up past the last stamp.
         eventually(&format!("auto-save to checkpoint task {id}"), || {
-            state_file_task_ids(&dir).contains(id)
+            // state.json is briefly absent between its rename to a backup
+            // and the new one's rename into place.
+            std::fs::read(dir.join("state.json"))
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains(&format!("\"id\": \"{id}\"")))
         });
     }
     store.put_task(task("d")).unwrap();
@@ -90,4 +97,144 @@ fn huge_clean_ages_neither_panic_nor_archive() {
         &[],
     );
     assert!(out.status.success(), "{out:?}");
+}
+
+/// A real filesystem whose file writes panic while `armed`, after a pause
+/// long enough for other writers to queue behind the flush.
+struct PanicFs {
+    inner: statewal::fs::RealFs,
+    armed: Arc<AtomicBool>,
+    /// Panic in `rename` to this name instead (a checkpoint step).
+    rename_to: Option<&'static str>,
+}
+
+struct PanicFile {
+    inner: Box<dyn FsFile>,
+    armed: Arc<AtomicBool>,
+}
+
+impl FsFile for PanicFile {
+    fn write_all_at(&mut self, offset: u64, data: &[u8]) -> statewal::Result<()> {
+        if self.armed.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(300));
+            panic!("injected panic in write_all_at");
+        }
+        self.inner.write_all_at(offset, data)
+    }
+    fn sync_data(&mut self) -> statewal::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> statewal::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> statewal::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl Fs for PanicFs {
+    fn describe(&self, rel: &str) -> String {
+        self.inner.describe(rel)
+    }
+    fn create_dir(&self, rel: &str) -> statewal::Result<()> {
+        self.inner.create_dir(rel)
+    }
+    fn open(&self, rel: &str, mode: OpenMode) -> statewal::Result<Box<dyn FsFile>> {
+        let inner = self.inner.open(rel, mode)?;
+        let armed = if self.rename_to.is_none() {
+            self.armed.clone()
+        } else {
+            Arc::new(AtomicBool::new(false))
+        };
+        Ok(Box::new(PanicFile { inner, armed }))
+    }
+    fn read(&self, rel: &str) -> statewal::Result<Option<statewal::fs::Bytes>> {
+        self.inner.read(rel)
+    }
+    fn file_len(&self, rel: &str) -> statewal::Result<Option<u64>> {
+        self.inner.file_len(rel)
+    }
+    fn rename(&self, from: &str, to: &str) -> statewal::Result<()> {
+        if self.rename_to == Some(to) && self.armed.load(Ordering::SeqCst) {
+            panic!("injected panic renaming to {to}");
+        }
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, rel: &str) -> statewal::Result<()> {
+        self.inner.remove(rel)
+    }
+    fn sync_dir(&self, rel: &str) -> statewal::Result<()> {
+        self.inner.sync_dir(rel)
+    }
+    fn list(&self, rel: &str) -> statewal::Result<Vec<String>> {
+        self.inner.list(rel)
+    }
+    fn lock(&self) -> statewal::Result<Box<dyn Send + Sync>> {
+        self.inner.lock()
+    }
+}
+
+fn panic_store(dir: &Path, rename_to: Option<&'static str>) -> (Arc<Store>, Arc<AtomicBool>) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let fs = PanicFs {
+        inner: statewal::fs::RealFs::new(dir).unwrap(),
+        armed: armed.clone(),
+        rename_to,
+    };
+    let store = Store::open_with_fs(opts(dir), Arc::new(fs), None).unwrap();
+    (Arc::new(store), armed)
+}
+
+// Bug: a panic in the group-commit leader, between taking `flushing` and
+// finishing the flush, left `flushing` set for ever: every writer waiting
+// for that flush, and every later one, hung. A drop guard now poisons the
+// journal and wakes them; they get an error.
+#[test]
+fn a_panicking_group_commit_leader_poisons_instead_of_hanging_writers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, armed) = panic_store(&tmp.path().join("s"), None);
+    store.put_task(task("before")).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel();
+    let writers = 8;
+    for i in 0..writers {
+        let (store, tx) = (store.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let put = std::panic::AssertUnwindSafe(|| store.put_task(task(&format!("w{i}"))));
+            let _ = tx.send(std::panic::catch_unwind(put).map(|r| r.map_err(|e| e.kind())));
+        });
+    }
+    let (mut panicked, mut poisoned) = (0, 0);
+    for _ in 0..writers {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Err(_)) => panicked += 1,
+            Ok(Ok(Err(statewal::ErrorKind::Poisoned))) => poisoned += 1,
+            Ok(Ok(other)) => panic!("a writer got {other:?}, not a Poisoned error"),
+            Err(_) => panic!("a writer hung behind the panicked leader"),
+        }
+    }
+    assert!(panicked >= 1, "the injected panic did not fire");
+    assert_eq!(panicked + poisoned, writers);
+    let e = store.put_task(task("after")).unwrap_err();
+    assert_eq!(e.kind(), statewal::ErrorKind::Poisoned, "{e}");
+    assert!(e.to_string().contains("panicked"), "{e}");
+}
+
+// Bug (the same issue's other half): a panic inside the checkpoint ended the
+// caller, and in the auto-save thread ended the thread. It is now an
+// `Internal` error, the changes stay pending, and the next checkpoint works.
+#[test]
+fn a_panic_inside_a_checkpoint_is_an_error_and_the_next_one_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let (store, armed) = panic_store(&dir, Some("state.json"));
+    store.put_task(task("a")).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let e = store.checkpoint().unwrap_err();
+    assert_eq!(e.kind(), statewal::ErrorKind::Internal, "{e}");
+    assert!(e.to_string().contains("panicked"), "{e}");
+    armed.store(false, Ordering::SeqCst);
+    store.checkpoint().unwrap();
+    assert!(state_file_task_ids(&dir).contains("a"));
+    assert!(dir.join("tasks/a.json").exists());
 }
