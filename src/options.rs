@@ -178,6 +178,11 @@ impl Options {
         self
     }
 
+    /// The task size limit in bytes, as set by [`Options::task_bytes_max`].
+    pub fn task_limit_bytes(&self) -> usize {
+        self.task_bytes_max
+    }
+
     /// Zeros written ahead of the journal's records, so that a sync flushes
     /// only data and not the file's size (on ext4 that makes an `fdatasync`
     /// markedly cheaper). Segments grow in steps of their own size, up to

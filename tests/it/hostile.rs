@@ -238,3 +238,145 @@ fn a_panic_inside_a_checkpoint_is_an_error_and_the_next_one_works() {
     assert!(state_file_task_ids(&dir).contains("a"));
     assert!(dir.join("tasks/a.json").exists());
 }
+
+/// A running `serve --stdio` with its answers read on a thread.
+struct Server {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    answers: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str]) -> Server {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = crate::util::statewal_command(dir)
+            .args(["serve", "--stdio"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, answers) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let v = serde_json::from_str(&line.unwrap()).unwrap();
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Server {
+            child,
+            stdin,
+            answers,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stdin.as_mut().unwrap().write_all(bytes).unwrap();
+    }
+
+    fn answer(&self) -> serde_json::Value {
+        self.answers
+            .recv_timeout(Duration::from_secs(60))
+            .expect("serve answers")
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in bytes.
+    fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    fn finish(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().unwrap()
+    }
+}
+
+fn put_line(id: &str) -> Vec<u8> {
+    format!("{{\"req\":\"{id}\",\"op\":\"put_task\",\"task\":{{\"id\":\"{id}\"}}}}\n").into_bytes()
+}
+
+fn check_error(answer: &serde_json::Value, kind: &str) {
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["error"]["kind"], kind, "{answer}");
+    assert_eq!(answer["req"], serde_json::Value::Null, "{answer}");
+}
+
+// Bug: one line of invalid UTF-8 ended `serve --stdio` (`BufRead::lines`
+// returned an error and the reader stopped): every later request went
+// unanswered. It is now answered with `invalid_input` and the server goes on.
+#[test]
+fn serve_answers_a_line_of_invalid_utf8_and_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let mut server = Server::start(&dir, &[]);
+    server.send(&put_line("a"));
+    assert_eq!(server.answer()["ok"], true);
+    server.send(b"{\"req\":\"x\",\"op\":\"put_task\",\"task\":{\"id\":\"\xff\xfe\"}}\n");
+    let answer = server.answer();
+    check_error(&answer, "invalid_input");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8")
+    );
+    server.send(&put_line("b"));
+    assert_eq!(server.answer()["req"], "b");
+    assert!(server.finish().success());
+    let store = Store::open(opts(&dir)).unwrap();
+    assert_eq!(
+        crate::util::task_ids(&store),
+        ["a", "b"].map(String::from).into()
+    );
+}
+
+// Bug: `serve` buffered a request line whole however long it was (a 200 MB
+// line reached 786 MB resident). A line over `--max-line-bytes` is now
+// thrown away as it streams in and answered with `too_large`; memory stays
+// near the cap, and the server goes on.
+#[test]
+fn serve_discards_an_over_long_line_as_it_streams_and_keeps_serving() {
+    const CAP: usize = 1 << 20;
+    const LINE: usize = 128 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let mut server = Server::start(&dir, &["--max-line-bytes", &CAP.to_string()]);
+    server.send(&put_line("a"));
+    assert_eq!(server.answer()["ok"], true);
+    let baseline = server.peak_rss_bytes();
+    // A put_task whose description is far over the cap, sent in 1 MiB pieces.
+    server.send(b"{\"op\":\"put_task\",\"task\":{\"id\":\"big\",\"description\":\"");
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..LINE / chunk.len() {
+        server.send(&chunk);
+    }
+    server.send(b"\"}}\n");
+    let answer = server.answer();
+    check_error(&answer, "too_large");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-line-bytes"),
+        "{answer}"
+    );
+    let peak = server.peak_rss_bytes();
+    assert!(
+        peak < baseline + 16 * CAP as u64,
+        "peak RSS {peak} bytes after a {LINE}-byte line with a {CAP}-byte cap (baseline {baseline})"
+    );
+    // The next line is taken as usual.
+    server.send(&put_line("b"));
+    assert_eq!(server.answer()["req"], "b");
+    assert!(server.finish().success());
+}

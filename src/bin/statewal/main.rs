@@ -190,6 +190,11 @@ pub enum Command {
         /// Read requests from stdin and write responses to stdout (the only transport).
         #[arg(long, required = true)]
         stdio: bool,
+        /// The longest request line taken, in bytes; a longer one is read
+        /// and thrown away as it streams in, and answered with `too_large`.
+        /// Default: 4 times the task size limit (64 MiB).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_line_bytes: Option<u64>,
     },
     /// Compare statewal with direct file writes side by side (about a minute).
     Bench {
@@ -250,7 +255,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Demo { acks, keep } => demo::run(&cli, *acks, *keep),
         Command::DemoChild { run } => demo::child(&cli, run),
-        Command::Serve { .. } => serve::run(&cli),
+        Command::Serve { max_line_bytes, .. } => serve::run(&cli, *max_line_bytes),
         Command::Bench {
             json,
             seconds,

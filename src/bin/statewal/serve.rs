@@ -41,11 +41,17 @@ enum Answer<'a> {
 /// before the signal are still handled in order.
 enum Input {
     Line(String),
+    /// A line refused before parsing: not UTF-8, or longer than the cap.
+    Refused(Error),
     End,
     Signal(i32),
 }
 
-pub fn run(cli: &Cli) -> Result<ExitCode> {
+/// The default cap on a request line, as a multiple of the task size limit:
+/// escaping makes a request line longer than the task it carries.
+const LINE_CAP_PER_TASK_LIMIT: u64 = 4;
+
+pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
     // Listen before opening, so that a signal during a long recovery still
     // ends in a clean shutdown rather than the default action.
     let (in_tx, in_rx) = mpsc::channel::<Input>();
@@ -55,7 +61,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     let store = Store::open(cli.options())?;
     // Not scoped: on a signal this thread may stay blocked in `read()`, and
     // the process exits without waiting for it.
-    std::thread::spawn(move || read_lines(in_tx));
+    let cap = max_line_bytes.unwrap_or_else(|| {
+        (store.options().task_limit_bytes() as u64).saturating_mul(LINE_CAP_PER_TASK_LIMIT)
+    });
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    std::thread::spawn(move || read_lines(in_tx, cap));
     let (tx, rx) = mpsc::channel::<Answer<'_>>();
     let (write_result, why) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_answers(rx));
@@ -67,6 +77,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                     }
                     if tx.send(handle(&store, &line)).is_err() {
                         break "standard output closed"; // The writer stopped.
+                    }
+                }
+                Ok(Input::Refused(e)) => {
+                    // The request's id is in the refused bytes: unknown.
+                    if tx
+                        .send(Answer::Ready(error_answer(Value::Null, &e)))
+                        .is_err()
+                    {
+                        break "standard output closed";
                     }
                 }
                 Ok(Input::Signal(signal::SIGINT)) => break "SIGINT",
@@ -120,21 +139,94 @@ fn listen_for_signals(tx: mpsc::Sender<Input>) -> Result<()> {
     Ok(())
 }
 
-fn read_lines(tx: mpsc::Sender<Input>) {
-    for line in std::io::stdin().lock().lines() {
-        match line {
-            Ok(l) => {
-                if tx.send(Input::Line(l)).is_err() {
-                    return;
-                }
-            }
+/// Reads request lines and hands them to the main loop. A line that is not
+/// UTF-8, or is longer than `cap` bytes, is answered with an error and the
+/// server goes on.
+//
+// Regressions (issue 8, part 5): `BufRead::lines` ended the server on one
+// line of invalid UTF-8 (every later request went unanswered), and it
+// buffered a line whole however long (a 200 MB line took 786 MB resident).
+fn read_lines(tx: mpsc::Sender<Input>, cap: usize) {
+    let stdin = std::io::stdin();
+    let mut reader = stdin.lock();
+    let mut buf = Vec::new();
+    loop {
+        let input = match read_line_capped(&mut reader, cap, &mut buf) {
+            Ok(None) => break,
+            Ok(Some(None)) => match String::from_utf8(std::mem::take(&mut buf)) {
+                Ok(line) => Input::Line(line),
+                Err(e) => Input::Refused(bad(format!(
+                    "the line is not UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ))),
+            },
+            Ok(Some(Some(len))) => Input::Refused(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the line is {len} bytes, more than the limit of {cap} bytes (serve --max-line-bytes)"
+                ),
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "reading standard input failed; shutting down");
                 break;
             }
+        };
+        if tx.send(input).is_err() {
+            return;
         }
     }
     let _ = tx.send(Input::End);
+}
+
+/// Reads one line into `buf`, without its `\n` (or `\r\n`). `Ok(None)` at the
+/// end of input; `Ok(Some(None))` for a line in `buf`; `Ok(Some(Some(len)))`
+/// for a line longer than `cap` bytes, which was read to its end and thrown
+/// away as it streamed in, so memory never holds more than `cap` of it.
+fn read_line_capped(
+    r: &mut impl BufRead,
+    cap: usize,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Option<u64>>> {
+    buf.clear();
+    let (mut len, mut any, mut over) = (0u64, false, false);
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            if !any {
+                return Ok(None);
+            }
+            break; // A last line without a newline.
+        }
+        any = true;
+        let (part, used, ends) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        len += part.len() as u64;
+        if !over && buf.len() + part.len() > cap {
+            over = true;
+            // Give the memory back: the line is refused whatever follows.
+            *buf = Vec::new();
+        }
+        if !over {
+            buf.extend_from_slice(part);
+        }
+        r.consume(used);
+        if ends {
+            break;
+        }
+    }
+    if over {
+        return Ok(Some(Some(len)));
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok(Some(None))
 }
 
 fn write_answers(rx: mpsc::Receiver<Answer<'_>>) -> std::io::Result<()> {
