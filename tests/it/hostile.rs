@@ -380,3 +380,69 @@ fn serve_discards_an_over_long_line_as_it_streams_and_keeps_serving() {
     assert_eq!(server.answer()["req"], "b");
     assert!(server.finish().success());
 }
+
+/// Runs the binary with its standard output's reader already gone, as in
+/// `statewal list | head -0`; returns the exit status and stderr.
+fn run_with_closed_stdout(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = crate::util::statewal_command(dir)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (child.wait().unwrap(), stderr)
+}
+
+// Bug: `list | head -1`, `list --json | head`, `dump-journal | head`,
+// `get-task … | head` and `demo | head` panicked on the broken pipe (exit
+// 101, a backtrace under RUST_BACKTRACE). They now end quietly with exit 0.
+#[test]
+fn a_closed_pipe_on_stdout_ends_every_printing_command_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let store = Store::open(opts(&dir)).unwrap();
+    for i in 0..50 {
+        store.put_task(task(&format!("t{i:03}"))).unwrap();
+    }
+    store.checkpoint().unwrap();
+    store.shutdown().unwrap();
+    let commands: &[&[&str]] = &[
+        &["list"],
+        &["list", "--json"],
+        &["dump-journal"],
+        &["dump-journal", "--json"],
+        &["get-task", "t001"],
+        &["show", "t001"],
+        &["health"],
+        &["verify"],
+        &["backups"],
+        &["metrics"],
+        &["checkpoint"],
+        &["demo", "--acks", "5"],
+    ];
+    for args in commands {
+        // The demo gets a directory of its own.
+        let dir = match args[0] {
+            "demo" => tmp.path().join("demo"),
+            _ => dir.clone(),
+        };
+        let (status, stderr) = run_with_closed_stdout(&dir, args);
+        assert!(
+            status.success(),
+            "statewal {args:?} exited with {status} on a closed pipe: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "statewal {args:?}: {stderr}");
+    }
+}

@@ -12,9 +12,9 @@ pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
     crate::commands::require_store(dir)?;
     let backups = statewal::backups(dir)?;
     if json {
-        println!("{}", pretty(&backups));
+        outln!("{}", pretty(&backups));
     } else {
-        print_table(&backups);
+        print_table(&backups)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -25,7 +25,7 @@ pub fn restore(cli: &Cli, backup: &str, json: bool) -> Result<ExitCode> {
     let report = store.restore_backup(backup)?;
     store.shutdown()?;
     if json {
-        println!("{}", pretty(&report));
+        outln!("{}", pretty(&report));
         return Ok(ExitCode::SUCCESS);
     }
     let ids = |v: &[String]| {
@@ -35,40 +35,43 @@ pub fn restore(cli: &Cli, backup: &str, json: bool) -> Result<ExitCode> {
             format!(": {}", v.join(", "))
         }
     };
-    println!("restored {}", report.backup);
-    println!(
+    outln!("restored {}", report.backup);
+    outln!(
         "tasks put {}{}",
         report.tasks_put.len(),
         ids(&report.tasks_put)
     );
-    println!(
+    outln!(
         "tasks deleted {}{}",
         report.tasks_deleted.len(),
         ids(&report.tasks_deleted)
     );
-    println!(
+    outln!(
         "sessions put {}, deleted {}",
         report.sessions_put.len(),
         report.sessions_deleted.len()
     );
     match &report.undo_backup {
-        Some(undo) => println!("undo with: statewal restore {undo}"),
-        None if !report.changed() => println!("nothing changed: the state already matched"),
-        None => println!("no backup of the previous state was kept (backups_kept is 0)"),
+        Some(undo) => outln!("undo with: statewal restore {undo}"),
+        None if !report.changed() => outln!("nothing changed: the state already matched"),
+        None => outln!("no backup of the previous state was kept (backups_kept is 0)"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(backups: &[BackupInfo]) {
+fn print_table(backups: &[BackupInfo]) -> statewal::Result<()> {
     let w = backups
         .iter()
         .map(|b| b.name.len())
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    outln!(
         "{:<w$}  {:>10}  {:>10}  {:<5}  TASKS",
-        "NAME", "AGE", "SIZE", "VALID"
+        "NAME",
+        "AGE",
+        "SIZE",
+        "VALID"
     );
     for b in backups {
         let age = b.age_seconds.map_or_else(|| "?".to_string(), human_age);
@@ -78,7 +81,7 @@ fn print_table(backups: &[BackupInfo]) {
             (None, Some(why)) => format!("- ({why})"),
             (None, None) => "-".to_string(),
         };
-        println!(
+        outln!(
             "{:<w$}  {:>10}  {:>10}  {:<5}  {}",
             b.name,
             age,
@@ -88,7 +91,8 @@ fn print_table(backups: &[BackupInfo]) {
         );
     }
     let valid = backups.iter().filter(|b| b.valid).count();
-    println!("{} backups, {valid} valid", backups.len());
+    outln!("{} backups, {valid} valid", backups.len());
+    Ok(())
 }
 
 /// An age for a person: "42s", "5m", "3h", "2d".

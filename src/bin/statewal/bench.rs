@@ -141,15 +141,17 @@ pub fn run(
     if let Some(path) = svg {
         std::fs::write(&path, chart(&report.rows)).map_err(|e| Error::io("write", &path, e))?;
     }
+    // The scratch directory goes before printing, so a reader that stops
+    // early (a closed pipe ends the command) leaves nothing behind.
+    std::fs::remove_dir_all(&scratch).ok();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("the report serializes")
         );
     } else {
-        print_table(&report);
+        print_table(&report)?;
     }
-    std::fs::remove_dir_all(&scratch).ok();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -577,7 +579,7 @@ pub fn rss_probe(dir: &Path) -> Result<ExitCode> {
             .checkpoint_on_drop(false),
     )?;
     let after = rss_bytes();
-    println!("{}", after.saturating_sub(before));
+    outln!("{}", after.saturating_sub(before));
     drop(store);
     Ok(ExitCode::SUCCESS)
 }
@@ -591,19 +593,26 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn print_table(report: &Report) {
-    println!(
+fn print_table(report: &Report) -> statewal::Result<()> {
+    outln!(
         "statewal bench: {TASK_BYTES}-byte tasks, {:.1} s per row, scratch {}",
-        report.seconds_per_row, report.scratch_dir
+        report.seconds_per_row,
+        report.scratch_dir
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<30} {:>7} {:>8} {:>12} {:>10} {:>10} {:>10}",
-        "", "durable", "threads", "ops/s", "p50 us", "p99 us", "x atomic"
+        "",
+        "durable",
+        "threads",
+        "ops/s",
+        "p50 us",
+        "p99 us",
+        "x atomic"
     );
     for r in &report.rows {
         let ratio = r.vs_direct_atomic.map_or("-".into(), |x| format!("{x:.2}"));
-        println!(
+        outln!(
             "{:<30} {:>7} {:>8} {:>12.0} {:>10.1} {:>10.1} {:>10}",
             r.name,
             if r.durable { "yes" } else { "no" },
@@ -614,10 +623,11 @@ fn print_table(report: &Report) {
             ratio
         );
     }
-    println!();
+    outln!();
     for f in &report.figures {
-        println!("{:<62} {:>14.1} {}", f.name, f.value, f.unit);
+        outln!("{:<62} {:>14.1} {}", f.name, f.value, f.unit);
     }
+    Ok(())
 }
 
 /// A horizontal bar chart of throughput, log scale, as SVG. Durable rows are

@@ -23,11 +23,11 @@ pub fn run(
     store.shutdown()?;
     drop(progress);
     if json {
-        println!("{}", pretty(&report));
+        outln!("{}", pretty(&report));
         return Ok(ExitCode::SUCCESS);
     }
     let verb = if dry_run { "would archive" } else { "archived" };
-    println!(
+    outln!(
         "{verb} {} task{} ({} bytes) to {}",
         report.archived.len(),
         if report.archived.len() == 1 { "" } else { "s" },
@@ -35,7 +35,7 @@ pub fn run(
         report.archive_file
     );
     for id in &report.archived {
-        println!("  {id}");
+        outln!("  {id}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::GetTask { id } => {
             let store = open_readonly(cli)?;
             let task = store.get_task(id)?.ok_or_else(|| not_found(id))?;
-            println!("{}", pretty(&task));
+            outln!("{}", pretty(&task));
             Ok(ExitCode::SUCCESS)
         }
         Command::DeleteTask { id, json } => {
@@ -23,9 +23,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             let seq = store.delete_task(id)?;
             store.shutdown()?;
             if *json {
-                println!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
+                outln!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
             } else {
-                println!("deleted task {id} (journal seq {seq})");
+                outln!("deleted task {id} (journal seq {seq})");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -36,9 +36,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 tasks.retain(|t| status.contains(&t.status()));
             }
             if *json {
-                println!("{}", pretty(&tasks));
+                outln!("{}", pretty(&tasks));
             } else {
-                print_table(&tasks);
+                print_table(&tasks)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -59,10 +59,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                     },
                 });
                 store.shutdown()?;
-                println!("{}", pretty(&out));
+                outln!("{}", pretty(&out));
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "checkpoint: {} tasks in state.json, {} task files changed, covers journal seq {}, {} segments removed, {:.1} ms",
                 s.tasks_total,
                 s.task_files_changed,
@@ -86,9 +86,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             drop(progress);
             if *json {
                 let report = recovery_json(store_report.as_ref().expect("kept above"));
-                println!("{}", pretty(&report));
+                outln!("{}", pretty(&report));
             } else {
-                println!(
+                outln!(
                     "recovered in {} mode; the state directory is checkpointed",
                     mode.name()
                 );
@@ -153,9 +153,9 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
     let seq = store.put_task(task)?;
     store.shutdown()?;
     if json {
-        println!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
+        outln!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
     } else {
-        println!("stored task {id} (journal seq {seq})");
+        outln!("stored task {id} (journal seq {seq})");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -185,17 +185,17 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             "records_checked": report.records_checked,
             "findings": findings,
         });
-        println!("{}", pretty(&out));
+        outln!("{}", pretty(&out));
     } else {
         for f in &report.findings {
-            println!("{f}");
+            outln!("{f}");
         }
         let verdict = if report.is_clean() {
             "everything checks out"
         } else {
             "DAMAGE FOUND"
         };
-        println!(
+        outln!(
             "verified {} files and {} journal records: {} ({} findings)",
             report.files_checked,
             report.records_checked,
@@ -207,7 +207,7 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             .iter()
             .any(|f| f.class == FindingClass::Corrupt)
         {
-            println!(
+            outln!(
                 "hint: `statewal recover --mode point-in-time` or `--mode salvage` repairs journal damage"
             );
         }
@@ -239,20 +239,22 @@ pub fn print_recovery(r: &statewal::RecoveryReport) {
     }
 }
 
-fn print_table(tasks: &[Task]) {
+fn print_table(tasks: &[Task]) -> statewal::Result<()> {
     let w = tasks
         .iter()
         .map(|t| t.id().chars().count())
         .max()
         .unwrap_or(2)
         .max(2);
-    println!(
+    outln!(
         "{:<w$}  {:<11}  {:<25}  DESCRIPTION",
-        "ID", "STATUS", "UPDATED"
+        "ID",
+        "STATUS",
+        "UPDATED"
     );
     for t in tasks {
         let desc: String = t.description().unwrap_or("").chars().take(60).collect();
-        println!(
+        outln!(
             "{:<w$}  {:<11}  {:<25}  {}",
             t.id(),
             t.status().as_str(),
@@ -260,7 +262,8 @@ fn print_table(tasks: &[Task]) {
             desc
         );
     }
-    println!("{} tasks", tasks.len());
+    outln!("{} tasks", tasks.len());
+    Ok(())
 }
 
 pub fn not_found(id: &str) -> Error {

@@ -21,13 +21,21 @@ pub const DEMO_MARKER: &str = ".statewal-demo";
 
 pub fn run(cli: &Cli, acks_before_kill: usize, keep: bool) -> Result<ExitCode> {
     let dir = demo_dir(cli)?;
-    println!("statewal demo: state directory {}", dir.display());
-    let result = tour(cli, &dir, acks_before_kill);
-    if keep || !matches!(result, Ok(ExitCode::SUCCESS)) {
-        println!("kept {}", dir.display());
+    let announced = format_args!("statewal demo: state directory {}", dir.display());
+    let result =
+        crate::out::write(announced, true).and_then(|()| tour(cli, &dir, acks_before_kill));
+    // A reader that went away (`demo | head`) ends the tour early; the
+    // directory goes as after a successful one, and nothing more is printed.
+    let broken = result.as_ref().is_err_and(crate::out::is_broken_pipe);
+    if keep || !(broken || matches!(result, Ok(ExitCode::SUCCESS))) {
+        if !broken {
+            outln!("kept {}", dir.display());
+        }
     } else {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
-        println!("removed {} (--keep keeps it)", dir.display());
+        if !broken {
+            outln!("removed {} (--keep keeps it)", dir.display());
+        }
     }
     result
 }
@@ -79,7 +87,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     let run_id = format!("demo-{}", std::process::id());
     let exe =
         std::env::current_exe().map_err(|e| Error::io("locate", "the statewal executable", e))?;
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .arg("--dir")
         .arg(dir)
         .arg("--sync")
@@ -88,7 +96,9 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| Error::io("start", "the demo child", e))?;
-    println!(
+    // Killed if this function returns early (a closed pipe on our output).
+    let mut child = KillOnDrop(child);
+    outln!(
         "child process {} writes tasks {run_id}-<n>, printing each acknowledgement",
         child.id()
     );
@@ -108,7 +118,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
                 .kill()
                 .map_err(|e| Error::io("kill", "the demo child", e))?;
             killed = true;
-            println!(
+            outln!(
                 "killed the child with SIGKILL after {} acknowledgements",
                 acked.len()
             );
@@ -124,11 +134,11 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
             format!("the demo child exited on its own ({status}) before the kill"),
         ));
     }
-    println!("acknowledged before the kill: {} tasks", acked.len());
+    outln!("acknowledged before the kill: {} tasks", acked.len());
 
     let store = Store::open(Options::new(dir).sync_policy(cli.sync))?;
     let r = store.recovery_report();
-    println!(
+    outln!(
         "reopened: state from {:?}, {} journal records replayed, {} bytes of torn tail truncated, in {:.1} ms",
         r.loaded_from,
         r.records_replayed,
@@ -152,7 +162,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
         .keys()
         .filter(|id| !acked.contains_key(*id))
         .count();
-    println!(
+    outln!(
         "recovered: {} tasks of this run ({} acknowledged, {} written but not yet acknowledged when the child died)",
         recovered.len(),
         recovered.len() - unacked,
@@ -161,17 +171,17 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     store.checkpoint()?;
     store.shutdown()?;
     if lost.is_empty() {
-        println!(
+        outln!(
             "nothing acknowledged was lost: all {} acknowledged tasks are back, intact",
             acked.len()
         );
-        println!(
+        outln!(
             "the checkpointed layout is in {} (state.json, tasks/, journal/)",
             dir.display()
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("LOST {} acknowledged tasks: {:?}", lost.len(), lost);
+        outln!("LOST {} acknowledged tasks: {:?}", lost.len(), lost);
         Ok(ExitCode::from(1))
     }
 }
@@ -215,6 +225,31 @@ pub fn child(cli: &Cli, run_id: &str) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo child, killed and reaped when dropped; a no-op once it exited.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn parse_ack(line: &str) -> Option<(String, String)> {

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 pub fn run(dir: &Path, json: bool) -> Result<ExitCode> {
     let h = statewal::health(dir);
     if json {
-        println!("{}", pretty(&h));
+        outln!("{}", pretty(&h));
     } else {
-        print_human(&h);
+        print_human(&h)?;
     }
     Ok(if h.healthy {
         ExitCode::SUCCESS
@@ -20,40 +20,42 @@ pub fn run(dir: &Path, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn print_human(h: &statewal::Health) {
+fn print_human(h: &statewal::Health) -> statewal::Result<()> {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
-    println!("state directory   {}", h.dir);
-    println!("exists            {}", yes_no(h.exists));
-    println!("writable          {}", yes_no(h.writable));
+    outln!("state directory   {}", h.dir);
+    outln!("exists            {}", yes_no(h.exists));
+    outln!("writable          {}", yes_no(h.writable));
     match h.free_bytes {
-        Some(n) => println!("free space        {} ({n} bytes)", human_bytes(n)),
-        None => println!("free space        unknown"),
+        Some(n) => outln!("free space        {} ({n} bytes)", human_bytes(n)),
+        None => outln!("free space        unknown"),
     }
-    println!(
+    outln!(
         "last checkpoint   {}",
         h.last_checkpoint.as_deref().unwrap_or("none yet")
     );
-    println!(
+    outln!(
         "backups           {} ({} valid)",
-        h.backups, h.backups_valid
+        h.backups,
+        h.backups_valid
     );
-    println!(
+    outln!(
         "journal           {} in {} segments",
         human_bytes(h.journal_bytes),
         h.journal_segments
     );
     match h.lock_holder_pid {
-        Some(pid) => println!("lock holder       pid {pid}"),
-        None => println!("lock holder       none"),
+        Some(pid) => outln!("lock holder       pid {pid}"),
+        None => outln!("lock holder       none"),
     }
     if h.healthy {
-        println!("healthy");
+        outln!("healthy");
     } else {
-        println!("UNHEALTHY:");
+        outln!("UNHEALTHY:");
         for p in &h.problems {
-            println!("  - {p}");
+            outln!("  - {p}");
         }
     }
+    Ok(())
 }
 
 /// Bytes in binary units for a person, e.g. "1.5 MiB".

@@ -46,7 +46,7 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
                 "checksum_ok": false, "reason": why});
             emit(json, &line, || {
                 format!("{segment}  offset=0  BAD HEADER: {why}")
-            });
+            })?;
             continue;
         }
         for piece in &scan.pieces {
@@ -60,11 +60,11 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
                     damaged_line(segment, piece)
                 }
             };
-            emit(json, &line.0, || line.1.clone());
+            emit(json, &line.0, || line.1.clone())?;
         }
     }
     if !json {
-        println!(
+        outln!(
             "{records} records, {damaged} damaged spans in {} segments",
             files.len()
         );
@@ -72,12 +72,13 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit(json: bool, line: &Value, text: impl FnOnce() -> String) {
+fn emit(json: bool, line: &Value, text: impl FnOnce() -> String) -> statewal::Result<()> {
     if json {
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!("{}", text());
+        outln!("{}", text());
     }
+    Ok(())
 }
 
 /// A valid record as a JSON object and a text line.
@@ -136,16 +137,16 @@ pub fn show(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
     let store = open_readonly(cli)?;
     let task = store.get_task(id)?.ok_or_else(|| not_found(id))?;
     if json {
-        println!("{}", pretty(&task));
+        outln!("{}", pretty(&task));
     } else {
-        print_task(&task);
+        print_task(&task)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_task(t: &Task) {
-    println!("task {}", t.id());
-    println!("  {:<12} {}", "status", t.status().as_str());
+fn print_task(t: &Task) -> statewal::Result<()> {
+    outln!("task {}", t.id());
+    outln!("  {:<12} {}", "status", t.status().as_str());
     let fields = [
         ("description", "description"),
         ("tool", "tool"),
@@ -156,9 +157,9 @@ fn print_task(t: &Task) {
     ];
     for (name, key) in fields {
         match t.get(key) {
-            Some(Value::String(v)) => println!("  {name:<12} {v}"),
+            Some(Value::String(v)) => outln!("  {name:<12} {v}"),
             Some(Value::Null) | None => {}
-            Some(other) => println!("  {name:<12} {other}"),
+            Some(other) => outln!("  {name:<12} {other}"),
         }
     }
     const SHOWN: [&str; 10] = [
@@ -175,13 +176,13 @@ fn print_task(t: &Task) {
     ];
     for (name, value) in t.as_map() {
         if !SHOWN.contains(&name.as_str()) {
-            println!("  {name:<12} {value}");
+            outln!("  {name:<12} {value}");
         }
     }
-    println!("logs ({}):", t.logs().len());
+    outln!("logs ({}):", t.logs().len());
     for l in t.logs() {
         let meta = l.metadata().map(|m| format!("  {m}")).unwrap_or_default();
-        println!(
+        outln!(
             "  {}  {:<5}  {}  {}{meta}",
             l.timestamp().unwrap_or(""),
             l.level().unwrap_or(""),
@@ -190,12 +191,13 @@ fn print_task(t: &Task) {
         );
     }
     match t.result() {
-        None | Some(Value::Null) => println!("result: none"),
+        None | Some(Value::Null) => outln!("result: none"),
         Some(r) => {
-            println!("result:");
+            outln!("result:");
             for line in pretty(r).lines() {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
     }
+    Ok(())
 }

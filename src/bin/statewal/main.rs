@@ -3,7 +3,29 @@
 //! Each subcommand lives in its own module; this file parses arguments,
 //! sets up diagnostics and maps errors to exit codes: 0 success, 1 a
 //! check that found damage (verify), an unhealthy directory (health) or
-//! lost writes (demo), 2 an error.
+//! lost writes (demo), 2 an error. A reader that closes the pipe on our
+//! standard output early (`statewal list | head -1`) ends the command
+//! quietly with 0, as ripgrep does (see `out.rs`).
+
+/// `println!` that returns early with the error when standard output fails
+/// (a closed pipe), instead of panicking; see `out.rs`.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::out::write(format_args!(""), true)?
+    };
+    ($($arg:tt)*) => {
+        $crate::out::write(format_args!($($arg)*), true)?
+    };
+}
+
+/// `print!` that returns early with the error when standard output fails.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::out::write(format_args!($($arg)*), false)?
+    };
+}
 
 mod backups;
 mod bench;
@@ -14,6 +36,7 @@ mod health;
 mod inspect;
 mod metrics;
 mod migrate;
+mod out;
 mod progress;
 mod serve;
 
@@ -286,6 +309,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`statewal list | head -1`):
+        // it has what it wanted, so end quietly, as ripgrep does.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("statewal: error: {e}");
             ExitCode::from(2)

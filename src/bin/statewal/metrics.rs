@@ -13,9 +13,9 @@ pub fn run(cli: &Cli, json: bool) -> Result<ExitCode> {
     let store = open_readonly(cli)?;
     let m = store.metrics()?;
     if json {
-        println!("{}", pretty(&m));
+        outln!("{}", pretty(&m));
     } else {
-        print!("{}", prometheus(&m));
+        out!("{}", prometheus(&m));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,9 +16,9 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
     if rollback {
         let report = migrate::rollback(dir)?;
         if json {
-            println!("{}", pretty(&report));
+            outln!("{}", pretty(&report));
         } else {
-            println!(
+            outln!(
                 "restored {} (version {}) as state.json, replacing version {}",
                 report.restored_from,
                 report.restored_version,
@@ -31,38 +31,39 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
     let report = migrate::migrate(dir, dry_run)?;
     drop(progress);
     if json {
-        println!("{}", pretty(&report));
+        outln!("{}", pretty(&report));
     } else {
-        print_human(&report);
+        print_human(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_human(r: &MigrationReport) {
+fn print_human(r: &MigrationReport) -> statewal::Result<()> {
     let Some(from) = &r.from else {
-        println!("no state.json: nothing to migrate");
-        return;
+        outln!("no state.json: nothing to migrate");
+        return Ok(());
     };
     if !r.migrated() {
-        println!("state.json is at version {from}: nothing to migrate");
-        return;
+        outln!("state.json is at version {from}: nothing to migrate");
+        return Ok(());
     }
     let verb = if r.dry_run {
         "would migrate"
     } else {
         "migrated"
     };
-    println!(
+    outln!(
         "{verb} state.json from version {from} to {} ({} tasks; steps: {})",
         r.to,
         r.tasks,
         r.steps.join(", ")
     );
     for c in &r.changes {
-        println!("  {c}");
+        outln!("  {c}");
     }
     match (&r.backup, &r.log) {
-        (Some(b), Some(l)) => println!("original kept in {b}; log in {l}"),
-        _ => println!("dry run: nothing was written"),
+        (Some(b), Some(l)) => outln!("original kept in {b}; log in {l}"),
+        _ => outln!("dry run: nothing was written"),
     }
+    Ok(())
 }
