@@ -74,10 +74,16 @@ pub trait Fs: Send + Sync + 'static {
     /// in its place is refused.
     fn create_dir(&self, rel: &str) -> Result<()>;
     /// Opens a file for writing (files are created with mode 0600). Never
-    /// follows a symlink.
+    /// follows a symlink, never blocks on a FIFO, and refuses anything but a
+    /// regular file. An existing file (`CreateOrOpen`, `Existing`) with more
+    /// than one hard link is refused too: those modes write in place, and
+    /// the other name may be outside the state directory. (Files written by
+    /// temp file and rename need no such check: the rename replaces the
+    /// link, it never writes through it.)
     fn open(&self, rel: &str, mode: OpenMode) -> Result<Box<dyn FsFile>>;
     /// Reads a whole regular file; `Ok(None)` if it does not exist. Never
-    /// follows a symlink.
+    /// follows a symlink and never blocks on a FIFO: anything but a regular
+    /// file is an [`ErrorKind::InvalidInput`] error naming it.
     fn read(&self, rel: &str) -> Result<Option<Bytes>>;
     /// Reads a whole regular file with plain reads into memory, never
     /// through a memory map, so that a file another process truncates or
