@@ -142,9 +142,22 @@ fn a_fifo_at_a_session_log_or_archive_file_is_a_clear_checkpoint_error() {
         assert!(e.to_string().contains("FIFO"), "{e}");
         store
     });
-    std::fs::remove_file(dir.join("logs/session_s1.log")).unwrap();
-    store.checkpoint().unwrap();
     drop(store);
+    // The CLI's checkpoint replays the append and meets the same FIFO.
+    let out = run_within(&dir, &["checkpoint"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("session_s1.log") && stderr.contains("FIFO"),
+        "{stderr}"
+    );
+    std::fs::remove_file(dir.join("logs/session_s1.log")).unwrap();
+    let out = run_within(&dir, &["checkpoint"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(dir.join("logs/session_s1.log")).unwrap(),
+        b"hello\n"
+    );
 
     let store = Store::open(opts(&dir)).unwrap();
     store.put_task(task("old")).unwrap();
