@@ -74,11 +74,10 @@ impl RealFs {
     }
 }
 
-/// Never follows a symlink, and opens without blocking: `open(2)` of a FIFO waits for its other end (for
-/// ever, if nobody comes), so every open of a layout file passes
-/// `O_NONBLOCK` and then checks on the opened descriptor that it got a
-/// regular file ([`check_regular`]). For a regular file the flag changes
-/// nothing.
+/// Never follows a symlink, and opens without blocking: `open(2)` of a FIFO
+/// waits for its other end (for ever, if nobody comes), so every open of a
+/// layout file passes `O_NONBLOCK` and then checks on the opened descriptor
+/// that it got a regular file ([`check_regular`]).
 fn nofollow_nonblocking(opts: &mut OpenOptions) {
     #[cfg(unix)]
     {
