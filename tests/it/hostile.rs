@@ -154,6 +154,9 @@ impl Fs for PanicFs {
     fn file_len(&self, rel: &str) -> statewal::Result<Option<u64>> {
         self.inner.file_len(rel)
     }
+    fn is_dir(&self, rel: &str) -> statewal::Result<bool> {
+        self.inner.is_dir(rel)
+    }
     fn rename(&self, from: &str, to: &str) -> statewal::Result<()> {
         if self.rename_to == Some(to) && self.armed.load(Ordering::SeqCst) {
             panic!("injected panic renaming to {to}");

@@ -267,7 +267,7 @@ fn hard_links_out_of_the_directory_are_refused_not_written() {
     let store = Store::open(opts(&dir)).unwrap();
     plant_link(&dir, &outside, "tasks/b.json");
     let mut b = task("b");
-    b.description = Some("changed".into());
+    b.set_description("changed");
     store.put_task(b).unwrap();
     store.checkpoint().unwrap();
     check_untouched(&outside);
