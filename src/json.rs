@@ -28,6 +28,42 @@ pub fn parse_str(s: &str) -> serde_json::Result<Value> {
     parse(s.as_bytes())
 }
 
+/// The deepest nesting of arrays and objects that a task, session record or
+/// report may have, counting its own top-level object as level 1.
+///
+/// `serde_json` refuses text nested deeper than 128 levels, and `state.json`
+/// holds a task or session two levels down (under its top-level object and
+/// the `"tasks"` or `"sessions"` array). A value built in memory has no such
+/// limit, so without this one a library caller could store a task that its
+/// own record, or the next `state.json`, no longer parses from: the journal
+/// would read as damage and the store would not reopen. The margin below 126
+/// leaves room for an envelope (a `serve` request wraps its task).
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether `value`, counted as level `level` (its parent's level plus one),
+/// nests no deeper than [`MAX_DEPTH`]. Recursion stops past the limit, so a
+/// value nested a million levels deep is refused without exhausting the stack.
+pub(crate) fn within_depth(value: &Value, level: usize) -> bool {
+    let mut children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(a) => Box::new(a.iter()),
+        Value::Object(m) => Box::new(m.values()),
+        _ => return true,
+    };
+    level <= MAX_DEPTH && children.all(|c| within_depth(c, level + 1))
+}
+
+/// Refuses `value` (named `what` in the message) when it nests deeper than
+/// [`MAX_DEPTH`].
+pub(crate) fn check_depth(value: &Value, what: &str) -> Result<(), String> {
+    if within_depth(value, 1) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} nests arrays and objects more than {MAX_DEPTH} levels deep"
+        ))
+    }
+}
+
 /// A JSON value deserialized with duplicate keys refused at every depth.
 pub(crate) struct Unique(pub(crate) Value);
 
@@ -124,5 +160,27 @@ mod tests {
             v.to_string(),
             r#"{"z":1,"a":[1.5,-2,null,true,"s",{"q":{}}]}"#
         );
+    }
+
+    #[test]
+    fn depth_is_counted_from_the_top_object() {
+        let nest = |levels: usize| {
+            let mut v = Value::Null;
+            for _ in 0..levels {
+                v = Value::Array(vec![v]);
+            }
+            v
+        };
+        assert!(check_depth(&nest(MAX_DEPTH), "x").is_ok());
+        assert!(check_depth(&nest(MAX_DEPTH + 1), "x").is_err());
+        assert!(check_depth(&Value::Null, "x").is_ok());
+        // Far too deep for a recursive walk to the bottom: refused all the same.
+        let deep = nest(1_000_000);
+        assert!(check_depth(&deep, "x").is_err());
+        // Dropping a Value is recursive; unwind it by hand.
+        let mut v = deep;
+        while let Value::Array(mut a) = v {
+            v = a.pop().unwrap_or(Value::Null);
+        }
     }
 }

@@ -581,9 +581,19 @@ impl Shared {
                 format!("{what} is {n} bytes, more than the limit of {max} bytes"),
             )
         };
+        // What the journal cannot read back is refused before it is written:
+        // an acknowledged put must never make the store unopenable.
+        let too_deep = |what: &str, id: &str, why: String| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{what} {id:?} cannot be stored: {why}"),
+            )
+        };
         let (op, payload) = match m {
             Mutation::PutTask(task) => {
                 validate_id(task.id())?;
+                task.check_depth()
+                    .map_err(|why| too_deep("task", task.id(), why))?;
                 let op = Op::PutTask(task);
                 let payload = op.encode();
                 if payload.len() > max {
@@ -613,6 +623,8 @@ impl Shared {
                     })?
                     .to_string();
                 validate_id(&id)?;
+                crate::json::check_depth(&session, "it")
+                    .map_err(|why| too_deep("session", &id, why))?;
                 let op = Op::PutSession { id, session };
                 let payload = op.encode();
                 if payload.len() > max {
@@ -645,6 +657,8 @@ impl Shared {
             }
             Mutation::SaveReport { id, report } => {
                 validate_id(&id)?;
+                crate::json::check_depth(&report, "it")
+                    .map_err(|why| too_deep("report", &id, why))?;
                 let op = Op::SaveReport { id, report };
                 let payload = op.encode();
                 if payload.len() > max {

@@ -97,7 +97,9 @@ impl Task {
     /// Parses a task from JSON text, refusing a repeated key at any depth and
     /// naming what is wrong ([`ErrorKind::InvalidInput`]).
     pub fn from_json(bytes: &[u8]) -> Result<Task> {
-        Task::parse(bytes).map_err(invalid)
+        let task = Task::parse(bytes).map_err(invalid)?;
+        task.check_depth().map_err(invalid)?;
+        Ok(task)
     }
 
     /// A task from a JSON value, which must be an object that keeps the
@@ -112,7 +114,28 @@ impl Task {
     /// A task from a JSON object, checked as [`Task::from_value`] checks it.
     pub fn from_map(fields: Map<String, Value>) -> Result<Task> {
         check_task(&fields).map_err(invalid)?;
-        Ok(Task { fields })
+        let task = Task { fields };
+        task.check_depth().map_err(invalid)?;
+        Ok(task)
+    }
+
+    /// Refuses a task nested deeper than [`crate::json::MAX_DEPTH`], which the
+    /// store could not read back from its journal or `state.json`. Checked by
+    /// the doors a caller builds a task through, and by the store before it
+    /// journals one (a [`LogEntry`] can grow deep after it was pushed); not
+    /// by replay, which reads whatever an older writer stored.
+    pub(crate) fn check_depth(&self) -> std::result::Result<(), String> {
+        match self
+            .fields
+            .values()
+            .all(|v| crate::json::within_depth(v, 2))
+        {
+            true => Ok(()),
+            false => Err(format!(
+                "it nests arrays and objects more than {} levels deep",
+                crate::json::MAX_DEPTH
+            )),
+        }
     }
 
     /// The parse every door uses, with the reason as a plain string.
@@ -164,10 +187,17 @@ impl Task {
     /// goes last. Refuses (with [`ErrorKind::InvalidInput`]) a value that
     /// would break the type's rules: an `"id"` that is not a string, a
     /// `"status"` that is not one of the six words, `"logs"` that are not an
-    /// array of objects.
+    /// array of objects, a value nested deeper than [`crate::json::MAX_DEPTH`]
+    /// (counting the task as level 1).
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Result<()> {
         let (key, value) = (key.into(), value.into());
         check_field(&key, &value).map_err(invalid)?;
+        if !crate::json::within_depth(&value, 2) {
+            return Err(invalid(format!(
+                "{key:?} nests arrays and objects more than {} levels deep",
+                crate::json::MAX_DEPTH
+            )));
+        }
         self.fields.insert(key, value);
         Ok(())
     }

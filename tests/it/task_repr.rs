@@ -375,3 +375,88 @@ proptest! {
         }
     }
 }
+
+/// `levels` arrays nested in one another around a number.
+fn nested(levels: usize) -> Value {
+    let mut v = json!(1);
+    for _ in 0..levels {
+        v = json!([v]);
+    }
+    v
+}
+
+// Regression (found by review): a value built in memory has no depth limit,
+// but serde_json reads at most 128 levels. A library caller could put a task
+// (or a session, or a report) nested 127 levels deep through `Task::set`,
+// `LogEntry::set` or a plain `Value`: the put was acknowledged, its record
+// read back as "recursion limit exceeded", and the default open failed for
+// good. At 125 levels the record still read, but the next `state.json` (which
+// holds the task two levels down) did not, and the store fell back to its
+// task files. Such values are now refused before they are journaled.
+#[test]
+fn a_put_nested_too_deep_is_refused_and_never_breaks_a_reopen() {
+    let max = statewal::json::MAX_DEPTH;
+    for levels in [max - 3, max - 2, max - 1, max, max + 10, 124, 126, 130, 200] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut acked = Vec::new();
+        {
+            let store = Store::open(crash_opts(dir.path())).unwrap();
+            // The task's own setter refuses what the store cannot read back.
+            let mut t = Task::new("set");
+            match t.set("x", nested(levels)) {
+                Ok(()) => {
+                    store.put_task(t).unwrap();
+                    acked.push("set");
+                }
+                Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+            }
+            // A log entry has no rules of its own; the store checks the put.
+            let mut t = Task::new("log");
+            let mut entry = LogEntry::new("t", "info", "system", "m");
+            entry.set("metadata", nested(levels));
+            t.push_log(entry);
+            match store.put_task(t) {
+                Ok(_) => acked.push("log"),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+            }
+            match store.put_session(json!({"id": "s", "x": nested(levels)})) {
+                Ok(_) => acked.push("session"),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+            }
+            match store.save_report("r", json!({"x": nested(levels)})) {
+                Ok(_) => acked.push("report"),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+            }
+        }
+        // Levels over the nested arrays: the object itself, and for the log
+        // entry the task and its "logs" array too.
+        let mut fits = vec![];
+        fits.extend((1 + levels <= max).then_some("set"));
+        fits.extend((3 + levels <= max).then_some("log"));
+        fits.extend((1 + levels <= max).then_some("session"));
+        fits.extend((1 + levels <= max).then_some("report"));
+        assert_eq!(acked, fits, "{levels} levels");
+        // Replay reads every acknowledged record back.
+        let store = Store::open(opts(dir.path()))
+            .unwrap_or_else(|e| panic!("{levels} levels: reopen after {acked:?}: {e}"));
+        assert_eq!(
+            store.list_tasks().len(),
+            acked.iter().filter(|a| a.len() == 3).count()
+        );
+        store.checkpoint().unwrap();
+        drop(store);
+        // And so does the state file the checkpoint wrote.
+        let store = Store::open(opts(dir.path())).unwrap();
+        assert_eq!(
+            store.recovery_report().loaded_from,
+            LoadedFrom::StateFile,
+            "{levels} levels"
+        );
+    }
+    // The text doors agree with the setter.
+    let text = |levels| format!(r#"{{"id":"a","x":{}}}"#, nested(levels));
+    assert!(Task::from_json(text(max - 1).as_bytes()).is_ok());
+    let e = Task::from_json(text(max).as_bytes()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("levels deep"), "{e}");
+}
