@@ -92,11 +92,17 @@ pub struct RollbackReport {
 }
 
 /// Migrates the `state.json` of a state directory that is not open: takes
-/// the directory lock, and with `dry_run` only reports what would change.
+/// the directory lock. With `dry_run` it only reports what would change, and
+/// takes no lock: it reads one file that writers replace atomically, and the
+/// lock would create `.statewal.lock` in a directory it only reads (the
+/// original server's has none) and fail beside a running writer.
 pub fn migrate(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
     let fs = RealFs::existing(dir)?;
+    if dry_run {
+        return migrate_locked(&fs, true);
+    }
     let _lock = fs.lock()?;
-    migrate_locked(&fs, dry_run)
+    migrate_locked(&fs, false)
 }
 
 /// Restores `state.pre-migration.backup.json` as `state.json`, atomically,
