@@ -8,14 +8,23 @@ use crate::error::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Files at least this large are memory-mapped by [`Fs::read`] instead of copied.
 const MMAP_MIN_BYTES: u64 = 64 * 1024;
 
 /// The real filesystem, rooted at one state directory.
+///
+/// **Invariant:** [`Fs::read`] memory-maps a file only while this `RealFs`
+/// (or a clone of it) holds the directory lock. A process without the lock
+/// (`verify`, `dump-journal`, `health`, `backups`) may run beside a writer
+/// that truncates a segment, and a map of it would fault with SIGBUS.
 #[derive(Debug, Clone)]
 pub struct RealFs {
     root: PathBuf,
+    /// Whether a lock taken through this `RealFs` is held.
+    locked: Arc<AtomicBool>,
 }
 
 impl RealFs {
@@ -42,7 +51,14 @@ impl RealFs {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| Error::io("fsync directory", &parent, e))?;
         }
-        Ok(RealFs { root })
+        Ok(RealFs::at(root))
+    }
+
+    fn at(root: PathBuf) -> RealFs {
+        RealFs {
+            root,
+            locked: Arc::default(),
+        }
     }
 
     /// A filesystem rooted at an existing directory; creates nothing, for
@@ -50,7 +66,7 @@ impl RealFs {
     pub fn existing(root: impl Into<PathBuf>) -> Result<RealFs> {
         let root = root.into();
         match std::fs::metadata(&root) {
-            Ok(m) if m.is_dir() => Ok(RealFs { root }),
+            Ok(m) if m.is_dir() => Ok(RealFs::at(root)),
             Ok(_) => Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!("{} is not a directory", root.display()),
@@ -256,6 +272,19 @@ impl FsFile for RealFile {
     }
 }
 
+/// The directory lock: the locked lock file, and the flag that lets its
+/// `RealFs` map files while it is held.
+struct LockGuard {
+    _file: File,
+    held: Arc<AtomicBool>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.held.store(false, Ordering::Release);
+    }
+}
+
 impl Fs for RealFs {
     fn describe(&self, rel: &str) -> String {
         self.root.join(rel).display().to_string()
@@ -312,11 +341,11 @@ impl Fs for RealFs {
         let Some((mut file, len)) = open_regular(&path)? else {
             return Ok(None);
         };
-        if len >= MMAP_MIN_BYTES {
-            // SAFETY: the state directory is locked by this process, so no
-            // other statewal process truncates the file while it is mapped;
-            // the map is read-only and dropped before this process writes it.
-            // A reader beside a writer uses `read_unmapped` instead.
+        if len >= MMAP_MIN_BYTES && self.locked.load(Ordering::Acquire) {
+            // SAFETY: the state directory is locked by this process (checked
+            // just above), so no other statewal process truncates the file
+            // while it is mapped; the map is read-only and dropped before this
+            // process writes it. Without the lock the file is copied.
             let map =
                 unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
             return Ok(Some(Bytes::Mapped(map)));
@@ -491,6 +520,10 @@ impl Fs for RealFs {
         // Record the holder for the message above; best effort, not durable.
         let _ = file.set_len(0);
         let _ = file.write_all(std::process::id().to_string().as_bytes());
-        Ok(Box::new(file))
+        self.locked.store(true, Ordering::Release);
+        Ok(Box::new(LockGuard {
+            _file: file,
+            held: self.locked.clone(),
+        }))
     }
 }

@@ -340,3 +340,54 @@ fn read_only_open_survives_a_segment_truncated_under_it() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
+
+// Regression (found by review): `verify`, `dump-journal`, `health` and
+// `backups` read through a `RealFs` that holds no lock, and `RealFs::read`
+// memory-mapped every file of 64 KiB or more, on the premise that the
+// reading process held the directory lock. Beside a writer that truncates a
+// segment (an owner's open cutting a torn tail), `verify` died of SIGBUS.
+// Now a `RealFs` maps only while it holds the lock. Here a thread cuts the
+// segment to half and grows it back while `verify` and a plain read run;
+// their results do not matter, only that the process does not fault.
+#[test]
+fn unlocked_reads_survive_a_segment_truncated_under_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open(crash_opts(dir.path()).sync_policy(statewal::SyncPolicy::OsBuffered)).unwrap();
+    for id in ids("t", 3000) {
+        let mut t = task(&id);
+        t.set_description("x".repeat(1000));
+        store.put_task(t).unwrap();
+    }
+    drop(store);
+    let seg = segments(dir.path()).pop().unwrap();
+    let rel = format!("journal/{}", seg.file_name().unwrap().to_str().unwrap());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(len > 2 << 20, "a segment large enough to be mapped");
+    let fs = RealFs::existing(dir.path()).unwrap();
+    // Unlocked: copied, never mapped.
+    assert!(matches!(fs.read(&rel).unwrap(), Some(Bytes::Owned(_))));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                file.set_len(len / 2).unwrap();
+                file.set_len(len).unwrap();
+            }
+        });
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(2) {
+            let _ = statewal::verify::verify(&fs);
+            if let Ok(Some(bytes)) = fs.read(&rel) {
+                // Touch every page, as a scan does.
+                let sum: u64 = bytes.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+                std::hint::black_box(sum);
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // The lock holder still maps (recovery and checkpoints read fast).
+    let _lock = fs.lock().unwrap();
+    assert!(matches!(fs.read(&rel).unwrap(), Some(Bytes::Mapped(_))));
+}
