@@ -101,6 +101,13 @@ pub(crate) fn prepare(
     Ok(Some((Op::Batch(ops), payload)))
 }
 
+fn too_deep(what: &str, why: String) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{what} cannot be stored: {why}"),
+    )
+}
+
 /// Validates a mutation that may join a batch (ids, sizes) and encodes its
 /// payload. Whether a deleted task or session exists is checked later, by
 /// [`check_deletes`] under the ordering lock.
@@ -108,6 +115,9 @@ pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Vec<u8
     let op = match m {
         Mutation::PutTask(task) => {
             validate_id(task.id())?;
+            // What replay could not read back must never be journaled.
+            task.check_depth()
+                .map_err(|why| too_deep(&format!("task {:?}", task.id()), why))?;
             Op::PutTask(task)
         }
         Mutation::DeleteTask(id) => {
@@ -124,6 +134,8 @@ pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Vec<u8
                 })?
                 .to_string();
             validate_id(&id)?;
+            crate::json::check_depth(&session, "it")
+                .map_err(|why| too_deep(&format!("session {id:?}"), why))?;
             Op::PutSession { id, session }
         }
         Mutation::DeleteSession(id) => {

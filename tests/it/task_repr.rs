@@ -453,6 +453,33 @@ fn a_put_nested_too_deep_is_refused_and_never_breaks_a_reopen() {
             "{levels} levels"
         );
     }
+    // A batch and a conditional put check the same (they validate apart
+    // from `put_task`).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(crash_opts(dir.path())).unwrap();
+    let deep_task = || {
+        let mut t = Task::new("deep");
+        let mut entry = LogEntry::new("t", "info", "system", "m");
+        entry.set("metadata", nested(max));
+        t.push_log(entry);
+        t
+    };
+    let e = store
+        .submit_batch(vec![statewal::Mutation::PutTask(deep_task())])
+        .err()
+        .expect("a deep task in a batch is refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = store
+        .submit_batch(vec![statewal::Mutation::PutSession(
+            json!({"id": "s", "x": nested(max)}),
+        )])
+        .err()
+        .expect("a deep session in a batch is refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = store.put_task_if(deep_task(), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    drop(store);
+    Store::open(opts(dir.path())).unwrap();
     // The text doors agree with the setter.
     let text = |levels| format!(r#"{{"id":"a","x":{}}}"#, nested(levels));
     assert!(Task::from_json(text(max - 1).as_bytes()).is_ok());
