@@ -227,3 +227,43 @@ fn demo_uses_a_missing_dir_and_keeps_it_only_when_asked() {
     assert!(out.status.success(), "a demo-made directory is reused");
     assert!(!dir.exists());
 }
+
+// Guards (found by review): a `--dir` that is a symlink to a directory ran
+// the demo in the target and removed only the link, leaving the demo's files
+// behind in the target; and a `.statewal-demo` planted as a symlink counted
+// as the demo's mark, so the demo wrote into (and then removed) a directory
+// it did not make.
+#[test]
+fn demo_refuses_a_symlinked_dir_and_a_symlinked_mark() {
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let link = root.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = run_statewal(&link, &["demo", "--acks", "5"], "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symlink"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "wrote into the target"
+    );
+
+    let other = root.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("precious"), "keep me").unwrap();
+    let real_mark = root.path().join("mark");
+    std::fs::write(&real_mark, "").unwrap();
+    std::os::unix::fs::symlink(&real_mark, other.join(".statewal-demo")).unwrap();
+    let out = run_statewal(&other, &["demo", "--acks", "5"], "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("precious")).unwrap(),
+        "keep me",
+        "the demo removed a directory it did not make"
+    );
+}

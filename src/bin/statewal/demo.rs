@@ -42,19 +42,31 @@ pub fn run(cli: &Cli, acks_before_kill: usize, keep: bool) -> Result<ExitCode> {
 
 /// The directory the demo runs in, made and marked if new.
 fn demo_dir(cli: &Cli) -> Result<PathBuf> {
-    let dir = if cli.dir_on_command_line {
-        cli.dir.clone()
-    } else {
-        // `STATE_PATH` and the default name the user's store: never write there.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        std::env::temp_dir().join(format!("statewal-demo-{}-{nanos}", std::process::id()))
-    };
+    if !cli.dir_on_command_line {
+        // `STATE_PATH` and the default name the user's store: never write
+        // there. A fresh directory is made exclusively (`create_dir` fails
+        // if the name exists), so a directory planted under the name is
+        // never taken for the demo's own.
+        return fresh_demo_dir();
+    }
+    let dir = cli.dir.clone();
+    // A symlink would leave the demo's files in its target when the link is
+    // removed at the end (found by review).
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "refusing to run the demo in {}: it is a symlink; name a real directory",
+                dir.display()
+            ),
+        )
+        .with_path(&dir));
+    }
     let marker = dir.join(DEMO_MARKER);
     match std::fs::read_dir(&dir) {
         Ok(mut entries) => {
-            if marker.is_file() {
+            // Only a regular file counts as the mark, never a symlink to one.
+            if std::fs::symlink_metadata(&marker).is_ok_and(|m| m.file_type().is_file()) {
                 return Ok(dir); // Made by an earlier demo, kept with --keep.
             }
             if entries.next().is_some() {
@@ -75,12 +87,50 @@ fn demo_dir(cli: &Cli) -> Result<PathBuf> {
         }
         Err(e) => return Err(Error::io("open directory", &dir, e)),
     }
-    std::fs::write(
-        &marker,
-        "made by `statewal demo`, which may write here and remove this directory\n",
-    )
-    .map_err(|e| Error::io("write", &marker, e))?;
+    mark(&dir)?;
     Ok(dir)
+}
+
+/// A new directory under the system temp dir, made by this call and marked.
+fn fresh_demo_dir() -> Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for attempt in 0..100u32 {
+        let dir = std::env::temp_dir().join(format!(
+            "statewal-demo-{}-{nanos}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                mark(&dir)?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create directory", &dir, e)),
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        "cannot make a fresh demo directory under the system temp dir: 100 names were taken",
+    ))
+}
+
+/// Writes the demo's mark into `dir`, refusing to write through anything
+/// already at its name.
+fn mark(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let marker = dir.join(DEMO_MARKER);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+        .and_then(|mut f| {
+            f.write_all(
+                b"made by `statewal demo`, which may write here and remove this directory\n",
+            )
+        })
+        .map_err(|e| Error::io("write", &marker, e))
 }
 
 fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
@@ -189,7 +239,8 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
 /// The child: write tasks forever, printing `ack <id> <description>` after
 /// each write is durable, until killed.
 pub fn child(cli: &Cli, run_id: &str) -> Result<ExitCode> {
-    if !cli.dir.join(DEMO_MARKER).is_file() {
+    if !std::fs::symlink_metadata(cli.dir.join(DEMO_MARKER)).is_ok_and(|m| m.file_type().is_file())
+    {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
