@@ -366,11 +366,34 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
             }
         }
     }
+    // A small replay decodes inline: asking for the core count reads cgroup
+    // files, and a thread costs more than decoding a chunk's worth of records.
+    let results: Vec<Vec<Result<Op, String>>> = if jobs.len() <= DECODE_CHUNK_MIN {
+        vec![jobs.iter().map(|(_, _, k, p)| Op::decode(*k, p)).collect()]
+    } else {
+        decode_parallel(&jobs)
+    };
+    let mut out: Vec<Vec<Option<Result<Op, String>>>> = scans
+        .iter()
+        .map(|s| (0..s.pieces.len()).map(|_| None).collect())
+        .collect();
+    for ((s, p, _, _), op) in jobs.iter().zip(results.into_iter().flatten()) {
+        out[*s][*p] = Some(op);
+    }
+    out
+}
+
+/// Below this many records, decoding runs on the calling thread; above it,
+/// each thread takes at least this many.
+const DECODE_CHUNK_MIN: usize = 1024;
+
+/// Decodes `jobs` on all cores (up to 8), in order.
+fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Op, String>>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    let chunk = jobs.len().div_ceil(threads).max(1024);
-    let results: Vec<Vec<Result<Op, String>>> = std::thread::scope(|scope| {
+    let chunk = jobs.len().div_ceil(threads).max(DECODE_CHUNK_MIN);
+    std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .chunks(chunk)
             .map(|part| {
@@ -381,15 +404,7 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
             .into_iter()
             .map(|h| h.join().expect("decoding does not panic"))
             .collect()
-    });
-    let mut out: Vec<Vec<Option<Result<Op, String>>>> = scans
-        .iter()
-        .map(|s| (0..s.pieces.len()).map(|_| None).collect())
-        .collect();
-    for ((s, p, _, _), op) in jobs.iter().zip(results.into_iter().flatten()) {
-        out[*s][*p] = Some(op);
-    }
-    out
+    })
 }
 
 /// One segment's input to [`Replay::segment`].

@@ -22,9 +22,13 @@
 //! and a checkpoint taken, dying at every operation of that, and the power
 //! loss enumerated and checked again.
 //!
-//! `STATEWAL_CRASH_LONG=1` raises the workload length, the sample sizes and
-//! tears every byte; `STATEWAL_CRASH_MAX_OPS=n` sets the workload length
-//! alone. The smoke size fits in about a minute of a debug build on 2 cores:
+//! Outcomes that leave the same bytes behind are one crash state, checked
+//! once ([`digest`]); the workloads are spread over every core.
+//!
+//! `STATEWAL_CRASH_LONG=1` adds one operation to every workload (5) and
+//! gives ten times as many states the compound treatment;
+//! `STATEWAL_CRASH_MAX_OPS=n` sets the workload length alone. The smoke size
+//! fits in well under a minute of a debug build on 2 cores:
 //!
 //! ```text
 //! cargo test --test it crash::every_crash_point -- --nocapture
@@ -323,12 +327,8 @@ fn outcomes(items: &[PendingItem], long: bool, rng: &mut u64) -> Vec<Vec<Outcome
         let PendingKind::FileData { bytes, tear_points } = &item.kind else {
             continue;
         };
-        let points: Vec<u64> = if long {
-            (0..*bytes).collect()
-        } else {
-            tear_points.clone()
-        };
-        for &at in &points {
+        let _ = (bytes, long);
+        for &at in tear_points {
             for fill in [TearFill::Nothing, TearFill::Zeros, TearFill::Garbage] {
                 let torn = Outcome::Torn { at, fill };
                 let others = if n > 1 {
@@ -357,8 +357,39 @@ fn next_rand(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A hash of everything a store could read in `fs`: each directory's
+/// existence, and each file's name and bytes.
+fn digest(fs: &SimFs) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for dir in std::iter::once("").chain(LAYOUT_DIRS) {
+        // SimFs refuses a length for a directory and has none for a missing one.
+        let exists = dir.is_empty() || fs.file_len(dir).is_err();
+        (dir, exists).hash(&mut h);
+        for name in fs.list(dir).expect("a fork has no faults") {
+            let rel = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            name.hash(&mut h);
+            fs.read(&rel)
+                .expect("listed")
+                .map(|b| b.to_vec())
+                .hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// The store's directories (`layout::DIRS`, which is private).
+const LAYOUT_DIRS: [&str; 6] = ["tasks", "sessions", "logs", "reports", "archive", "journal"];
+
 #[derive(Default)]
 struct Tally {
+    /// Power-loss outcomes enumerated...
+    outcomes: AtomicU64,
+    /// ...and the distinct crashed states among them, each checked.
     states: AtomicU64,
     compound: AtomicU64,
     violations: Mutex<Vec<String>>,
@@ -416,8 +447,16 @@ impl Scenario<'_> {
             let exp = run(&fs, self.base, self.ops, self.step0);
             let items = fs.pending();
             let mut rng = SEED ^ n;
+            // Outcomes that leave the same bytes behind (a rename kept with or
+            // without the creation before it, a tear at 0 and a loss, ...)
+            // are one state: it is checked once.
+            let mut seen = std::collections::HashSet::new();
             for (k, outcome) in outcomes(&items, long, &mut rng).into_iter().enumerate() {
                 let after = fs.crash_with(|i| outcome[i.index]);
+                tally.outcomes.fetch_add(1, Ordering::Relaxed);
+                if !seen.insert(digest(&after)) {
+                    continue;
+                }
                 tally.states.fetch_add(1, Ordering::Relaxed);
                 match check_state(&after.fork(), &exp) {
                     Ok(model) => {
@@ -475,56 +514,75 @@ fn compound(label: &str, first: &SimFs, model: &Model, tally: &Tally) {
     s.crash_points(0..=total, tally, &mut |_, _, _| {});
 }
 
-/// Enumerates the workloads extending `prefix` depth-first; at the top level
-/// only those whose first operation `first` accepts.
-fn explore(
-    prefix: &[Op],
-    prefix_ops: u64,
-    model: &Model,
-    max: usize,
-    tally: &Tally,
-    first: &dyn Fn(Op) -> bool,
-) {
+/// Every valid workload of 1 to `max` operations, each prefix before the
+/// workloads that extend it.
+fn workloads(prefix: &[Op], model: &Model, max: usize, out: &mut Vec<Vec<Op>>) {
     if prefix.len() == max {
         return;
     }
-    let start = || SimFs::new(SEED);
-    let empty = Model::default();
     for op in OPS {
         let Some(next) = model.after(op, prefix.len()) else {
             continue;
         };
-        if prefix.is_empty() && !first(op) {
-            continue;
-        }
         let mut ops = prefix.to_vec();
         ops.push(op);
-        let s = Scenario {
-            label: format!("{ops:?}"),
-            start: &start,
-            base: &empty,
-            ops: &ops,
-            step0: 0,
-        };
-        let total = s.ops_count();
-        // Crash points inside the last operation; the earlier ones are the
-        // prefix's, already checked. A deterministic sample of the crashed
-        // states is crashed again.
-        let mut seen = [label_hash(&s.label); 2];
-        let scale = if long_mode() { 10 } else { 1 };
-        s.crash_points(prefix_ops + 1..=total, tally, &mut |fs, m, damaged| {
-            let every = if damaged {
-                COMPOUND_EVERY_DAMAGED
-            } else {
-                COMPOUND_EVERY
-            } / scale;
-            seen[damaged as usize] += 1;
-            if seen[damaged as usize] % every == 0 {
-                compound(&s.label, fs, m, tally);
-            }
-        });
-        explore(&ops, total, &next, max, tally, first);
+        out.push(ops.clone());
+        workloads(&ops, &next, max, out);
     }
+}
+
+/// Kills `ops` at every operation of its last step (the earlier crash
+/// points are its prefix's, checked as a workload of their own), and gives a
+/// deterministic sample of the crashed states the compound treatment.
+fn check_workload(ops: &[Op], opened: u64, tally: &Tally) {
+    let start = || SimFs::new(SEED);
+    let empty = Model::default();
+    let scenario = |ops| Scenario {
+        label: format!("{ops:?}"),
+        start: &start,
+        base: &empty,
+        ops,
+        step0: 0,
+    };
+    let prefix_ops = match ops.len() {
+        1 => opened,
+        n => scenario(&ops[..n - 1]).ops_count(),
+    };
+    let s = scenario(ops);
+    let total = s.ops_count();
+    let mut seen = [label_hash(&s.label); 2];
+    let scale = if long_mode() { 10 } else { 1 };
+    s.crash_points(prefix_ops + 1..=total, tally, &mut |fs, m, damaged| {
+        let every = if damaged {
+            COMPOUND_EVERY_DAMAGED
+        } else {
+            COMPOUND_EVERY
+        } / scale;
+        seen[damaged as usize] += 1;
+        if seen[damaged as usize] % every == 0 {
+            compound(&s.label, fs, m, tally);
+        }
+    });
+}
+
+/// Runs `job(i)` for every `i` in `0..n` on every core, each worker taking
+/// the next index as it becomes free.
+fn on_all_cores(n: usize, job: &(dyn Fn(usize) + Sync)) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    job(i);
+                }
+            });
+        }
+    });
 }
 
 #[test]
@@ -535,8 +593,8 @@ fn every_crash_point_and_power_loss_outcome_keeps_acknowledged_writes() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if long_mode() { MAX_OPS + 1 } else { MAX_OPS });
     let tally = Tally::default();
-    // Dying while the first store opens, then every workload, the first
-    // operations spread over the cores.
+    // Dying while the first store opens, then every workload, spread over
+    // the cores.
     let start = || SimFs::new(SEED);
     let empty = Model::default();
     let open_only = Scenario {
@@ -548,23 +606,16 @@ fn every_crash_point_and_power_loss_outcome_keeps_acknowledged_writes() {
     };
     let opened = open_only.ops_count();
     open_only.crash_points(0..=opened, &tally, &mut |_, _, _| {});
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(OPS.len());
-    std::thread::scope(|s| {
-        for w in 0..workers {
-            let tally = &tally;
-            s.spawn(move || {
-                let mine =
-                    |op: Op| OPS.iter().position(|o| *o == op).expect("listed") % workers == w;
-                explore(&[], opened, &Model::default(), max, tally, &mine);
-            });
-        }
-    });
+    let mut all = Vec::new();
+    workloads(&[], &Model::default(), max, &mut all);
+    on_all_cores(all.len(), &|i| check_workload(&all[i], opened, &tally));
     let states = tally.states.load(Ordering::Relaxed);
     let violations = tally.violation_count.load(Ordering::Relaxed);
     eprintln!(
-        "crash states checked: {states}, violations: {violations} ({} compound runs, {:.1}s)",
+        "crash states checked: {states}, violations: {violations} ({} workloads, {} power-loss \
+         outcomes, {} compound runs, {:.1}s)",
+        all.len(),
+        tally.outcomes.load(Ordering::Relaxed),
         tally.compound.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
