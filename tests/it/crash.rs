@@ -359,7 +359,7 @@ fn next_rand(state: &mut u64) -> u64 {
 
 /// A hash of everything a store could read in `fs`: each directory's
 /// existence, and each file's name and bytes.
-fn digest(fs: &SimFs) -> u64 {
+pub(crate) fn digest(fs: &SimFs) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for dir in std::iter::once("").chain(LAYOUT_DIRS) {

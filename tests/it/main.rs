@@ -13,6 +13,7 @@ mod cli_read_only;
 mod cli_signals;
 mod corruption;
 mod crash;
+mod crash_workloads;
 mod durability;
 mod events;
 mod fallback;
