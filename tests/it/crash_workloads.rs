@@ -36,9 +36,11 @@ use std::time::Duration;
 const EXHAUSTIVE_ITEMS_MAX: usize = 8;
 /// Subsets sampled when there are more pending items.
 const SAMPLED_SUBSETS: u64 = 48;
-const SEED: u64 = 0xc4a5_4;
+const SEED: u64 = 0x000c_4a54;
 
 type Step = Box<dyn Fn(&Store, &SimFs) -> statewal::Result<()>>;
+/// Checks one crashed state, given what was acknowledged and the reference.
+type Check<'a> = &'a dyn Fn(&SimFs, Killed, &[Value]) -> Result<(), String>;
 
 fn opts(policy: SyncPolicy) -> Options {
     Options::new("sim")
@@ -162,7 +164,7 @@ impl Workload {
 
     /// Kills the workload after every operation and checks every power-loss
     /// outcome with `check` (the default: [`Workload::check_prefix`]).
-    fn enumerate(&self, check: &dyn Fn(&SimFs, Killed, &[Value]) -> Result<(), String>) -> Figures {
+    fn enumerate(&self, check: Check<'_>) -> Figures {
         let reference = self.reference();
         let mut f = Figures {
             killed_in: vec![0; self.steps.len() + 1],
