@@ -62,7 +62,7 @@ fn observe(fs: &SimFs, policy: SyncPolicy) -> Result<Value, String> {
     let tasks: BTreeMap<String, Value> = store
         .list_tasks()
         .into_iter()
-        .map(|t| (t.id.clone(), json!(t.description)))
+        .map(|t| (t.id().to_string(), json!(t.description())))
         .collect();
     let sessions: Vec<Value> = store
         .list_sessions()
@@ -289,7 +289,7 @@ fn next_rand(state: &mut u64) -> u64 {
 fn put(id: &'static str, what: &'static str) -> Step {
     Box::new(move |s, _| {
         let mut t = Task::new(id);
-        t.description = Some(what.into());
+        t.set_description(what);
         s.put_task(t).map(drop)
     })
 }
@@ -443,9 +443,10 @@ fn prepared(prefix: Vec<Step>) -> SimFs {
 fn old_task(id: &'static str) -> Step {
     Box::new(move |s, _| {
         let mut t = Task::new(id);
-        t.status = TaskStatus::Completed;
-        t.completed_at = Some("2020-01-01T00:00:00Z".into());
-        t.description = Some(format!("archived {id}"));
+        t.set_status(TaskStatus::Completed);
+        t.set("completed_at", "2020-01-01T00:00:00Z")
+            .expect("not the id");
+        t.set_description(format!("archived {id}"));
         s.put_task(t).map(drop)
     })
 }
@@ -713,7 +714,7 @@ fn a_crash_in_the_checkpoint_after_a_torn_tail_loses_nothing() {
                 let store = open(&fs, SyncPolicy::SyncBeforeAck).unwrap();
                 fs.crash_after_ops(fs.ops() + k);
                 let mut t = Task::new("c");
-                t.description = Some("never acknowledged".into());
+                t.set_description("never acknowledged");
                 assert!(store.put_task(t).is_err(), "the put was killed");
                 drop(store);
                 fs
