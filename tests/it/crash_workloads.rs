@@ -573,7 +573,7 @@ fn restore_keeps_every_acknowledged_write_and_mixes_no_third_value() {
 // FAILS on this branch, found by this test: `restore_backup` journals one
 // put or delete per changed task and syncs them as one group commit, so
 // power loss during that sync can keep a prefix of them. Killed after op 99,
-// the restore's journal write torn at byte 93 of 187 recovers
+// the restore's journal write torn at byte 64 of 129 recovers
 // {a: "1", c: "3"}: neither the old state {a: "4", c: "3"} nor the backup
 // {a: "1", b: "2"}. Helper `batch` makes the restore one atomic batch record
 // (issue 8, part 5, last bullet); this test passes once that lands.
