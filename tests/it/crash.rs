@@ -706,3 +706,24 @@ fn corrupt_state_json_and_task_file_are_rebuilt_from_the_backup() {
     let store = open(&fs).expect("a corrupt state.json does not stop the open");
     assert_eq!(store_tasks(&store), exp.acked.tasks);
 }
+
+/// Replays longer than the inline limit (1,024 records) decode on several
+/// threads; the records must still apply in journal order.
+#[test]
+fn a_replay_decoded_on_several_threads_applies_records_in_order() {
+    let fs = SimFs::new(SEED);
+    let store = open(&fs).unwrap();
+    for i in 0..1_500 {
+        let mut t = Task::new(format!("t{}", i % 700));
+        t.set_description(format!("v{i}"));
+        store.put_task(t).unwrap();
+    }
+    drop(store);
+    let store = open(&fs.crash_with(|_| Outcome::Lost)).unwrap();
+    assert_eq!(store.recovery_report().records_replayed, 1_500);
+    let tasks = store_tasks(&store);
+    assert_eq!(tasks.len(), 700);
+    for (i, id) in (800..1_500).map(|i| (i, format!("t{}", i % 700))) {
+        assert_eq!(tasks[&id], format!("v{i}"), "{id}");
+    }
+}
