@@ -163,7 +163,8 @@ impl Workload {
     }
 
     /// Kills the workload after every operation and checks every power-loss
-    /// outcome with `check` (the default: [`Workload::check_prefix`]).
+    /// outcome with `check` (most use [`Workload::check_prefix`]); keeps the
+    /// first ten violations.
     fn enumerate(&self, check: Check<'_>) -> Figures {
         let reference = self.reference();
         let mut f = Figures {
@@ -186,8 +187,7 @@ impl Workload {
                     continue;
                 }
                 f.states += 1;
-                let lost = check(&after, k, &reference);
-                match lost {
+                match check(&after, k, &reference) {
                     Ok(()) => {}
                     Err(why) if f.violations.len() < 10 => f.violations.push(format!(
                         "{}: killed after op {n} ({k:?}), outcome {:?}: {why}",
