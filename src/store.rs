@@ -361,6 +361,9 @@ impl Store {
     /// number once durable; [`ErrorKind::Conflict`] if the version differs,
     /// and then nothing is written.
     pub fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64> {
+        let Mutation::PutTask(task) = self.stamped(Mutation::PutTask(task)) else {
+            unreachable!("stamping keeps a put a put")
+        };
         let seq = self.shared.put_task_if(task, expected)?;
         Pending {
             store: self,
@@ -734,6 +737,10 @@ impl Shared {
     /// Journals `mutations` as one batch record, validated whole first so a
     /// bad batch journals nothing, and applies it in one step.
     fn submit_batch(&self, mutations: Vec<Mutation>) -> Result<(u64, Option<Undo>)> {
+        // Before anything is applied: a read-only store's journal would
+        // fail the flush, poison itself, and readers would have seen the
+        // batch in the meantime.
+        self.writable()?;
         let Some((op, payload)) = transaction::prepare(mutations, self.opts.task_bytes_max)? else {
             return Ok((self.journal.last_seq(), None));
         };
@@ -743,6 +750,7 @@ impl Shared {
     }
 
     fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64> {
+        self.writable()?;
         let (op, payload) =
             transaction::validate(Mutation::PutTask(task), self.opts.task_bytes_max)?;
         let check = |op: &Op| transaction::check_version(&self.state.read(), op.id(), expected);

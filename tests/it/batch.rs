@@ -423,3 +423,50 @@ fn transactions_are_stamped_like_puts_and_restores_are_not() {
         panic!("the second checkpoint made a backup");
     }
 }
+
+// Regression (review of issue 8): on a store opened read-only,
+// `transaction` and `put_task_if` skipped the read-only check that every
+// other mutation makes. The batch was applied in memory (readers saw it),
+// the flush then failed inside the read-only filesystem and poisoned the
+// journal, and `put_task_if` left its task in memory with a `Poisoned`
+// error, where `Options::read_only` promises `ReadOnly` and no change.
+#[test]
+fn a_read_only_store_refuses_batches_and_conditional_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(opts(dir.path())).unwrap();
+    store.put_task(task("a")).unwrap();
+    store.shutdown().unwrap();
+    let ro = Store::open(opts(dir.path()).read_only(true)).unwrap();
+    check_err(
+        ro.transaction(|tx| {
+            tx.put_task(task("b")).delete_task("a");
+            Ok(())
+        }),
+        ErrorKind::ReadOnly,
+    );
+    check_err(ro.put_task_if(task("c"), None), ErrorKind::ReadOnly);
+    check_err(ro.put_task_if(task("a"), Some(1)), ErrorKind::ReadOnly);
+    check_tasks(&ro, &["a".to_string()]);
+    assert_eq!(ro.task_version("a").unwrap(), Some(1));
+    // Nothing poisoned: the ordinary refusal still names read-only.
+    check_err(ro.put_task(task("d")), ErrorKind::ReadOnly);
+}
+
+// Regression (review of issue 8): `put_task_if` stored its task unstamped
+// under `Options::stamp_times(true)`, unlike `put_task` and transactions.
+#[test]
+fn put_task_if_is_stamped_like_a_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        Options::new(dir.path())
+            .checkpoint_interval(None)
+            .stamp_times(true),
+    )
+    .unwrap();
+    store.put_task_if(Task::new("a"), None).unwrap();
+    let a = store.get_task("a").unwrap().unwrap();
+    assert!(
+        a.updated_at().is_some() && a.created_at().is_some(),
+        "{a:?}"
+    );
+}
