@@ -88,6 +88,37 @@ impl RealFs {
             self.root.join(rel)
         })
     }
+
+    /// [`RealFs::path`] for a read, refusing a path that would pass through
+    /// a symlinked directory (`tasks/` linked to elsewhere). `O_NOFOLLOW`
+    /// guards only the last component, and the writable open refuses such a
+    /// directory up front ([`Fs::create_dir`]), but a read-only open creates
+    /// nothing and so checks here. `dir_too`: `rel` itself is a directory.
+    //
+    // Regression (review of issue 8): the read-only open loaded the task
+    // files of a tasks/ symlinked outside the state directory.
+    fn read_path(&self, rel: &str, dir_too: bool) -> Result<PathBuf> {
+        let path = self.path(rel)?;
+        let mut dirs: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        if !dir_too {
+            dirs.pop();
+        }
+        let mut at = self.root.clone();
+        for c in dirs {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("refusing to follow the symlink {}", at.display()),
+                    )
+                    .with_path(at));
+                }
+                _ => {} // Missing or not a link: the read itself says what it is.
+            }
+        }
+        Ok(path)
+    }
 }
 
 /// Never follows a symlink, and opens without blocking: `open(2)` of a FIFO
@@ -337,7 +368,7 @@ impl Fs for RealFs {
     }
 
     fn read(&self, rel: &str) -> Result<Option<Bytes>> {
-        let path = self.path(rel)?;
+        let path = self.read_path(rel, false)?;
         let Some((mut file, len)) = open_regular(&path)? else {
             return Ok(None);
         };
@@ -357,7 +388,7 @@ impl Fs for RealFs {
     }
 
     fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.path(rel)?;
+        let path = self.read_path(rel, false)?;
         let Some((mut file, len)) = open_regular(&path)? else {
             return Ok(None);
         };
@@ -380,7 +411,7 @@ impl Fs for RealFs {
     }
 
     fn file_len(&self, rel: &str) -> Result<Option<u64>> {
-        let path = self.path(rel)?;
+        let path = self.read_path(rel, false)?;
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             Ok(_) => Err(Error::new(
@@ -426,7 +457,7 @@ impl Fs for RealFs {
     }
 
     fn list(&self, rel: &str) -> Result<Vec<String>> {
-        let path = self.path(rel)?;
+        let path = self.read_path(rel, true)?;
         let entries = match std::fs::read_dir(&path) {
             Ok(it) => it,
             Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),

@@ -205,4 +205,28 @@ mod symlinks {
         );
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
+
+    // Regression (review of issue 8): the read-only open (and `list`,
+    // `verify`, `metrics` with it) followed a tasks/ that is a symlink to
+    // elsewhere and loaded the task files found there as the store's own,
+    // where the writable open refuses the same directory.
+    #[test]
+    fn read_only_open_refuses_a_symlinked_subdirectory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("evil.json"), r#"{"id":"evil"}"#).unwrap();
+        std::fs::create_dir(dir.join("journal")).unwrap(); // It holds a store.
+        symlink(&elsewhere, dir.join("tasks")).unwrap();
+        match Store::open(crash_opts(&dir).read_only(true)) {
+            Ok(store) => assert!(
+                store.list_tasks().is_empty(),
+                "loaded a task from outside the directory: {:?}",
+                store.list_tasks()
+            ),
+            Err(e) => assert!(e.to_string().contains("symlink"), "{e}"),
+        }
+    }
 }
