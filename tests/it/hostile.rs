@@ -449,3 +449,62 @@ fn a_closed_pipe_on_stdout_ends_every_printing_command_quietly() {
         assert!(!stderr.contains("panicked"), "statewal {args:?}: {stderr}");
     }
 }
+
+// Bug: `serve` read and queued requests without limit. A client that
+// pipelined puts and never read the answers grew the server without bound
+// (300 000 puts: 130 MB and climbing): every line was read, journaled into
+// the unflushed group-commit buffer and its answer queued. The queues are
+// now bounded, so such a client is held back by the pipe and the server's
+// memory stays flat.
+#[test]
+fn serve_holds_back_a_client_that_never_reads_its_answers() {
+    use std::io::Write;
+    use std::process::Stdio;
+    const REQUESTS: usize = 40_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let mut child = crate::util::statewal_command(&dir)
+        .args(["--sync", "os-buffered", "serve", "--stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped()) // Never read.
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let pid = child.id();
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    };
+    // One small request first, so the baseline includes the open store.
+    stdin.write_all(&put_line("first")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = peak();
+    let description = "y".repeat(1024);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..REQUESTS {
+            let line = format!(
+                "{{\"req\":{i},\"op\":\"put_task\",\"task\":{{\"id\":\"t{}\",\"description\":\"{description}\"}}}}\n",
+                i % 16
+            );
+            if stdin.write_all(line.as_bytes()).is_err() {
+                return; // The server was killed while we were held back.
+            }
+        }
+        let _ = done_tx.send(());
+        drop(stdin);
+    });
+    // Either the writes are held back (the fix), or they all go through
+    // (about 45 MB of requests taken in by a server nobody reads).
+    let all_taken = done_rx.recv_timeout(Duration::from_secs(8)).is_ok();
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = peak().saturating_sub(baseline);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        grown < 24 << 20,
+        "serve grew by {grown} bytes for a client that never reads (all {REQUESTS} requests taken: {all_taken})"
+    );
+}

@@ -51,10 +51,26 @@ enum Input {
 /// escaping makes a request line longer than the task it carries.
 const LINE_CAP_PER_TASK_LIMIT: u64 = 4;
 
+/// Request lines read ahead of the main loop. Bounded, so a client that
+/// writes faster than the server answers is held back by the pipe instead of
+/// filling this process's memory.
+const LINES_QUEUED: usize = 16;
+
+/// Answers waiting for the writing thread: the requests journaled ahead of
+/// their acknowledgement, so also the most one sync can commit together for
+/// one client. Bounded for the same reason as [`LINES_QUEUED`]: a client
+/// that never reads its answers stops being read.
+//
+// Regression (review of issue 8): both queues were unbounded. A client that
+// pipelined requests without reading the answers (300 000 puts) grew the
+// server to 130 MB and on without limit: every request was read, queued and
+// journaled into the unflushed group-commit buffer.
+const ANSWERS_QUEUED: usize = 1024;
+
 pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
     // Listen before opening, so that a signal during a long recovery still
     // ends in a clean shutdown rather than the default action.
-    let (in_tx, in_rx) = mpsc::channel::<Input>();
+    let (in_tx, in_rx) = mpsc::sync_channel::<Input>(LINES_QUEUED);
     listen_for_signals(in_tx.clone())?;
     // The recovery report goes to the log (RUST_LOG=info), not to stderr:
     // the client owns this process's output.
@@ -66,7 +82,7 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
     });
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     std::thread::spawn(move || read_lines(in_tx, cap));
-    let (tx, rx) = mpsc::channel::<Answer<'_>>();
+    let (tx, rx) = mpsc::sync_channel::<Answer<'_>>(ANSWERS_QUEUED);
     let (write_result, why) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_answers(rx));
         let why = loop {
@@ -114,7 +130,7 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
 
 /// Forwards SIGINT and SIGTERM to the main loop. The first one arms an
 /// immediate exit (code 1) for the next, so a stuck shutdown can be cut short.
-fn listen_for_signals(tx: mpsc::Sender<Input>) -> Result<()> {
+fn listen_for_signals(tx: mpsc::SyncSender<Input>) -> Result<()> {
     let armed = Arc::new(AtomicBool::new(false));
     let setup = |e: std::io::Error| {
         Error::new(
@@ -146,7 +162,7 @@ fn listen_for_signals(tx: mpsc::Sender<Input>) -> Result<()> {
 // Regressions (issue 8, part 5): `BufRead::lines` ended the server on one
 // line of invalid UTF-8 (every later request went unanswered), and it
 // buffered a line whole however long (a 200 MB line took 786 MB resident).
-fn read_lines(tx: mpsc::Sender<Input>, cap: usize) {
+fn read_lines(tx: mpsc::SyncSender<Input>, cap: usize) {
     let stdin = std::io::stdin();
     let mut reader = stdin.lock();
     let mut buf = Vec::new();
