@@ -151,7 +151,7 @@ impl Options {
     }
 
     /// How often the auto-save checkpoints; `None` turns the timer off.
-    /// Default: every 30 seconds.
+    /// Less than a millisecond is taken as one. Default: every 30 seconds.
     pub fn checkpoint_interval(mut self, every: Option<Duration>) -> Options {
         self.checkpoint_interval = every;
         self

@@ -892,7 +892,12 @@ impl Shared {
     /// The auto-save thread: checkpoints on the timer and when the journal
     /// passes its size threshold.
     fn checkpointer(&self) {
-        let every = self.opts.checkpoint_interval;
+        // At least a millisecond, as for the sync thread: a zero interval
+        // made this loop spin without ever waiting (review of issue 8).
+        let every = self
+            .opts
+            .checkpoint_interval
+            .map(|d| d.max(Duration::from_millis(1)));
         let mut last = Instant::now();
         loop {
             let kicked = {

@@ -508,3 +508,29 @@ fn serve_holds_back_a_client_that_never_reads_its_answers() {
         "serve grew by {grown} bytes for a client that never reads (all {REQUESTS} requests taken: {all_taken})"
     );
 }
+
+// Bug: `Options::checkpoint_interval(Some(Duration::ZERO))` made the
+// auto-save thread spin: it never waited, and announced an auto-save (and
+// tried a checkpoint) as fast as one core allows, for as long as the store
+// was open. An interval under a millisecond is now taken as one.
+#[test]
+fn a_zero_checkpoint_interval_does_not_spin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let triggered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = triggered.clone();
+    let store = Store::open_with_subscriber(
+        opts(tmp.path()).checkpoint_interval(Some(Duration::ZERO)),
+        move |e| {
+            if matches!(e, statewal::Event::AutosaveTriggered) {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    )
+    .unwrap();
+    store.put_task(task("a")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let n = triggered.load(Ordering::Relaxed);
+    drop(store);
+    assert!(n <= 600, "{n} auto-saves in 300 ms");
+    assert!(n >= 1, "the timer still runs");
+}
