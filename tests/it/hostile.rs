@@ -534,3 +534,28 @@ fn a_zero_checkpoint_interval_does_not_spin() {
     assert!(n <= 600, "{n} auto-saves in 300 ms");
     assert!(n >= 1, "the timer still runs");
 }
+
+// Bug: `bench --seconds nan` (or `inf`, `1e300`) panicked converting to a
+// Duration, and `bench --tasks 0` divided by zero (exit 101). Both flags
+// are now checked by the parser: exit 2 with a message, nothing run.
+#[test]
+fn bench_refuses_hostile_numbers_without_panicking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    let scratch = scratch.to_str().unwrap();
+    for args in [
+        &["--seconds", "nan"][..],
+        &["--seconds", "inf"],
+        &["--seconds", "1e300"],
+        &["--seconds", "0"],
+        &["--seconds", "-1"],
+        &["--tasks", "0"],
+    ] {
+        let mut all = vec!["bench", "--scratch", scratch];
+        all.extend_from_slice(args);
+        let out = run_statewal(tmp.path(), &all, "", &[("RUST_BACKTRACE", "0")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "bench {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "bench {args:?}: {stderr}");
+    }
+}

@@ -225,15 +225,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Seconds each throughput row runs.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
         seconds: f64,
         /// Where to write (default: a fresh directory under the system temp dir).
         /// Put it on the disk you care about: fsync on tmpfs costs nothing.
         #[arg(long)]
         scratch: Option<PathBuf>,
         /// Tasks in the recovery, checkpoint and memory measurements.
-        #[arg(long, default_value_t = 100_000)]
-        tasks: usize,
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        tasks: u64,
         /// Also write a bar chart of the throughput rows to this SVG file.
         #[arg(long)]
         svg: Option<PathBuf>,
@@ -248,6 +248,21 @@ pub enum Command {
         #[arg(long)]
         run: String,
     },
+}
+
+/// `bench --seconds`: a positive, finite number of seconds, at most a day.
+// Regression (review of issue 8): `--seconds nan`, `inf` or `1e300` panicked
+// converting to a Duration, and `--tasks 0` divided by zero.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("bad number of seconds {s:?}"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{s:?} seconds is out of range: give more than 0 and at most 86400"
+        ));
+    }
+    Ok(secs)
 }
 
 fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
@@ -285,7 +300,7 @@ fn main() -> ExitCode {
             scratch,
             tasks,
             svg,
-        } => bench::run(*seconds, *json, scratch.clone(), *tasks, svg.clone()),
+        } => bench::run(*seconds, *json, scratch.clone(), *tasks as usize, svg.clone()),
         Command::BenchRss => bench::rss_probe(&cli.dir),
         Command::Health { json } => health::run(&cli.dir, *json),
         Command::Metrics { json } => metrics::run(&cli, *json),
