@@ -559,3 +559,22 @@ fn bench_refuses_hostile_numbers_without_panicking() {
         assert!(!stderr.contains("panicked"), "bench {args:?}: {stderr}");
     }
 }
+
+// Bug: `put-task FILE` (and `put-task -`) read its input whole whatever its
+// size, so `put-task /dev/zero` read until memory ran out. The read now
+// stops past 4 times the task limit and the command fails `too_large`.
+#[test]
+fn put_task_reads_no_more_than_a_task_can_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.json");
+    // Sparse: 65 MiB of zeros, past the default limit of 4 × 16 MiB.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let dir = tmp.path().join("s");
+    let out = run_statewal(&dir, &["put-task", big.to_str().unwrap()], "", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("more than 67108864 bytes"), "{stderr}");
+}

@@ -137,15 +137,29 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
         Some(p) if p.as_os_str() == "-" => "standard input".to_string(),
         Some(p) => p.display().to_string(),
     };
+    // Read no more than a task can take (4 times the limit: the file may be
+    // pretty-printed); `put-task /dev/zero` used to read until memory ran out.
+    let limit = (cli.options().task_limit_bytes() as u64).saturating_mul(4);
     match file {
         Some(p) if p.as_os_str() != "-" => {
-            bytes = std::fs::read(p).map_err(|e| Error::io("read", p, e))?;
+            std::fs::File::open(p)
+                .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+                .map_err(|e| Error::io("read", p, e))?;
         }
         _ => {
             std::io::stdin()
+                .take(limit + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| Error::io("read", "standard input", e))?;
         }
+    }
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{source} is more than {limit} bytes (4 times the task size limit); nothing was stored"
+            ),
+        ));
     }
     let task = Task::from_json(&bytes).map_err(|e| e.context(format!("in {source}")))?;
     let id = task.id().to_string();
