@@ -475,7 +475,12 @@ fn serve_holds_back_a_client_that_never_reads_its_answers() {
     let peak = || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
     };
     // One small request first, so the baseline includes the open store.
     stdin.write_all(&put_line("first")).unwrap();
