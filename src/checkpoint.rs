@@ -69,6 +69,8 @@ pub(crate) struct CheckpointCtx {
     /// be valid: a checkpoint with nothing new since writes nothing, so an
     /// idle store's auto-save does not push its backups out.
     pub covered_seq: Option<u64>,
+    /// The store's identity, written into `state.json` (32 lowercase hex digits).
+    pub store_id: String,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -91,6 +93,7 @@ struct StateOut<'a> {
     /// Each task's version, so a checkpoint does not reset them; the last
     /// member before the checksum seal.
     task_versions: &'a BTreeMap<String, u64>,
+    store_id: &'a str,
 }
 
 /// Steps 2 to 6. On error the caller puts `snap.changes` back.
@@ -137,6 +140,7 @@ pub(crate) fn write(
         last_saved: now,
         journal_seq: snap.seq,
         task_versions: &snap.task_versions,
+        store_id: &ctx.store_id,
     };
     let bytes = layout::seal_state(
         serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail"),

@@ -35,8 +35,8 @@ use crate::journal::op::Op;
 use crate::journal::reader::{Piece, SegmentScan, mark_durable, scan_segment};
 use crate::journal::record::{
     self, Decoded, REC_CRC_OFFSET, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET,
-    REC_SYNCED_DISTANCE_OFFSET, RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, RecordKind, SEG_CRC_OFFSET,
-    SEG_HEADER_LEN_OFFSET, SEG_VERSION_OFFSET, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SegmentHeader,
+    REC_SYNCED_DISTANCE_OFFSET, RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, RecordKind,
+    SEG_HEADER_LEN_OFFSET, SEG_VERSION_OFFSET, SEGMENT_HEADER_V1_LEN, SEGMENT_MAGIC, SegmentHeader,
     encode_record,
 };
 use crate::journal::{JOURNAL_DIR, segment_name};
@@ -118,14 +118,15 @@ impl<'a> Input<'a> {
 
 /// Input: `salt: u64 LE`, `flags: u8`, then the bytes to decode. Flag bit 0
 /// seals the record frame at byte 0 with a correct checksum, bit 3 the one
-/// at byte 48, bit 1 writes a valid magic, version and header length, bit 2
-/// seals the segment-header checksum.
+/// right after the header, bit 1 writes a valid magic, version and header
+/// length, bit 2 seals the segment-header checksum; bit 4 picks version 1
+/// for bits 1 to 3 (else version 2).
 pub fn decode_record(data: &[u8]) {
     // Invariants checked:
     // - `SegmentHeader::decode` and `record::decode_record` never panic, on
     //   any bytes and any salt;
-    // - a decoded header re-encodes to the same 44 checked bytes, and bytes
-    //   that a header's encoding reproduces always decode;
+    // - a decoded header (either version) re-encodes to the same bytes, and
+    //   bytes that a header's encoding reproduces always decode;
     // - a decoded record is whole (`len == 24 + payload`, within the buffer),
     //   its checksum is the one `docs/format.md` defines, and a canonical
     //   frame (known kind, zero padding, distance in 1..=seq) re-encodes with
@@ -136,26 +137,33 @@ pub fn decode_record(data: &[u8]) {
     let salt = input.u64();
     let flags = input.u8();
     let mut buf = input.rest().to_vec();
-    if flags & 2 != 0 && buf.len() >= SEGMENT_HEADER_LEN {
+    let version = if flags & 16 != 0 {
+        record::FORMAT_VERSION_1
+    } else {
+        record::FORMAT_VERSION
+    };
+    let header_len = record::header_len_of(version);
+    if flags & 2 != 0 && buf.len() >= header_len {
         buf[..8].copy_from_slice(&SEGMENT_MAGIC);
-        buf[SEG_VERSION_OFFSET..SEG_VERSION_OFFSET + 4].copy_from_slice(&1u32.to_le_bytes());
+        buf[SEG_VERSION_OFFSET..SEG_VERSION_OFFSET + 4].copy_from_slice(&version.to_le_bytes());
         buf[SEG_HEADER_LEN_OFFSET..SEG_HEADER_LEN_OFFSET + 4]
-            .copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+            .copy_from_slice(&(header_len as u32).to_le_bytes());
     }
-    if flags & 4 != 0 && buf.len() >= SEGMENT_HEADER_LEN {
-        let crc = crc32fast::hash(&buf[..SEG_CRC_OFFSET]);
-        buf[SEG_CRC_OFFSET..SEG_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    if flags & 4 != 0 && buf.len() >= header_len {
+        let crc_at = header_len - 8;
+        let crc = crc32fast::hash(&buf[..crc_at]);
+        buf[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     }
     if flags & 1 != 0 {
         seal_record(&mut buf, salt);
     }
-    if flags & 8 != 0 && buf.len() > SEGMENT_HEADER_LEN {
-        seal_record(&mut buf[SEGMENT_HEADER_LEN..], salt);
+    if flags & 8 != 0 && buf.len() > header_len {
+        seal_record(&mut buf[header_len..], salt);
     }
     check_header(&buf);
     check_record(&buf, salt);
-    if buf.len() > SEGMENT_HEADER_LEN {
-        check_record(&buf[SEGMENT_HEADER_LEN..], salt);
+    if buf.len() > header_len {
+        check_record(&buf[header_len..], salt);
     }
     check_encode_round_trip(&mut Input::new(data));
 }
@@ -170,13 +178,16 @@ pub fn segment_reader(data: &[u8]) {
     // - `scan_segment`, `mark_durable` and `Op::decode` never panic;
     // - a segment whose header does not decode has no pieces;
     // - the pieces tile the buffer in order, without gap or overlap, from
-    //   byte 48; whatever follows the last piece is all zeros (the clean end);
-    // - a record piece is the record `decode_record` finds at its offset,
-    //   damaged spans are not empty, and records after damage carry higher
-    //   sequence numbers than any record before it;
-    // - `mark_durable` marks a span durable exactly when a later record in
-    //   its segment vouches for it (`synced_before >= first_seq`) or a later
-    //   segment holds a record;
+    //   the end of the header; whatever follows the last piece is all zeros
+    //   (the clean end);
+    // - a record or marker piece is the frame `decode_record` finds at its
+    //   offset, damaged spans are not empty, and records after damage carry
+    //   higher sequence numbers than any record before it;
+    // - `mark_durable` marks a span durable exactly when a later record or
+    //   marker in its segment vouches for it (`synced_before` or
+    //   `synced_through >= first_seq`), or a later segment holds a record,
+    //   or (same boot, last segment) the span is not an unfinished write;
+    // - the resync scan hashes no more than its budget;
     // - a payload that decodes re-encodes to one that decodes to the same
     //   kind and id.
     let mut input = Input::new(data);
@@ -187,12 +198,16 @@ pub fn segment_reader(data: &[u8]) {
     } else {
         build_segments(&mut input, count, true)
     };
+    let same_boot = shape & 0x80 != 0;
     let mut scans: Vec<SegmentScan<'_>> = segments.iter().map(|s| scan_segment(s)).collect();
     for (buf, scan) in segments.iter().zip(&scans) {
         check_tiling(buf, scan);
+        let budget = crate::journal::reader::RESYNC_CRC_BUDGET_FLOOR_BYTES
+            + (2 + crate::journal::reader::RESYNC_CRC_BUDGET_FACTOR) * buf.len() as u64;
+        assert!(scan.crc_bytes <= budget, "the scan overspent its budget");
     }
-    mark_durable(&mut scans);
-    check_durable(&scans);
+    mark_durable(&mut scans, same_boot);
+    check_durable(&scans, same_boot);
     for piece in scans.iter().flat_map(|s| &s.pieces) {
         if let Piece::Record { record, .. } = piece {
             check_op(record.kind, record.payload);
@@ -333,6 +348,7 @@ fn state_json(input: &mut Input<'_>) -> Vec<u8> {
         last_saved: "2025-07-01T10:00:00.000000000Z".into(),
         journal_seq: input.below(8),
         task_versions: Default::default(),
+        store_id: None,
     };
     serde_json::to_vec_pretty(&state).expect("a state serializes")
 }
@@ -361,14 +377,21 @@ fn build_segments(input: &mut Input<'_>, count: usize, damaged: bool) -> Vec<Vec
     let mut out = Vec::new();
     for id in 1..=count as u64 {
         let salt = input.u64();
-        let mut buf = SegmentHeader {
-            id,
-            salt,
-            first_seq: seq,
+        let mut header = SegmentHeader::new(id, salt, seq);
+        if input.bool() {
+            header.store_id = Some([7; 16]);
+            header.boot_id = Some([9; 16]);
         }
-        .encode()
-        .to_vec();
+        let mut buf = header.encode();
         for _ in 0..input.below(8) {
+            if input.below(4) == 0 {
+                let m = record::Marker {
+                    synced_through: seq - 1,
+                    unix_ms: input.u64(),
+                    boot_id: header.boot_id,
+                };
+                record::encode_marker(&mut buf, salt, &m);
+            }
             let op = any_op(input);
             let synced = match input.below(4) {
                 0 => 0,
@@ -462,19 +485,37 @@ fn format_crc(salt: u64, frame: &[u8]) -> u32 {
 
 fn check_header(buf: &[u8]) {
     let decoded = SegmentHeader::decode(buf);
-    if buf.len() < SEGMENT_HEADER_LEN {
+    if buf.len() < SEGMENT_HEADER_V1_LEN {
         assert!(decoded.is_err(), "a short header decoded: {decoded:?}");
         return;
     }
+    let version = record::u32_at(buf, SEG_VERSION_OFFSET);
+    let header_len = record::header_len_of(version);
+    let known = version == record::FORMAT_VERSION || version == record::FORMAT_VERSION_1;
+    if !known || buf.len() < header_len {
+        assert!(
+            decoded.is_err(),
+            "an unknown or short header decoded: {decoded:?}"
+        );
+        return;
+    }
+    let id16 = |at: usize| {
+        let id: [u8; 16] = buf[at..at + 16].try_into().expect("16 bytes");
+        (version == record::FORMAT_VERSION && id != [0; 16]).then_some(id)
+    };
     let fields = SegmentHeader {
+        version,
         id: record::u64_at(buf, 16),
         salt: record::u64_at(buf, 24),
         first_seq: record::u64_at(buf, 32),
+        store_id: id16(record::SEG_STORE_ID_OFFSET),
+        boot_id: id16(record::SEG_BOOT_ID_OFFSET),
     };
     let reencoded = fields.encode();
-    // The reserved bytes after the CRC are outside it but must be zero, so
-    // a header is valid exactly when it re-encodes to all of its bytes.
-    let same = reencoded[..] == buf[..SEGMENT_HEADER_LEN];
+    // The reserved bytes after the CRC are outside it but must be zero, and
+    // the cipher header must be zero, so a header is valid exactly when it
+    // re-encodes to all of its bytes.
+    let same = reencoded[..] == buf[..header_len];
     match decoded {
         Ok(h) => {
             assert_eq!(h, fields, "decoded fields are the bytes' fields");
@@ -561,7 +602,7 @@ fn check_tiling(buf: &[u8], scan: &SegmentScan<'_>) {
         );
         return;
     };
-    let mut pos = SEGMENT_HEADER_LEN as u64;
+    let mut pos = header.len() as u64;
     let mut max_seq = header.first_seq.saturating_sub(1);
     let mut after_damage = false;
     for piece in &scan.pieces {
@@ -582,6 +623,17 @@ fn check_tiling(buf: &[u8], scan: &SegmentScan<'_>) {
                 max_seq = max_seq.max(record.seq);
                 pos += len as u64;
             }
+            Piece::Marker { offset, marker } => {
+                assert_eq!(*offset, pos, "pieces must tile the segment");
+                let at = *offset as usize;
+                match record::decode_record(&buf[at..], header.salt) {
+                    Decoded::Record(r, len) => {
+                        assert_eq!(record::parse_marker(&r), Some(*marker));
+                        pos += len as u64;
+                    }
+                    other => panic!("a marker piece is not a frame: {other:?}"),
+                }
+            }
             Piece::Damaged { offset, end, .. } => {
                 assert_eq!(*offset, pos, "pieces must tile the segment");
                 assert!(end > offset, "an empty damaged span");
@@ -597,7 +649,7 @@ fn check_tiling(buf: &[u8], scan: &SegmentScan<'_>) {
     );
 }
 
-fn check_durable(scans: &[SegmentScan<'_>]) {
+fn check_durable(scans: &[SegmentScan<'_>], same_boot: bool) {
     for (s, scan) in scans.iter().enumerate() {
         let later_segment_records = scans[s + 1..].iter().any(|later| {
             later
@@ -607,17 +659,23 @@ fn check_durable(scans: &[SegmentScan<'_>]) {
         });
         for (i, piece) in scan.pieces.iter().enumerate() {
             let Piece::Damaged {
-                first_seq, durable, ..
+                first_seq,
+                durable,
+                unfinished_write,
+                ..
             } = piece
             else {
                 continue;
             };
-            let vouched = scan.pieces[i + 1..].iter().any(
-                |p| matches!(p, Piece::Record { record, .. } if record.synced_before >= *first_seq),
-            );
+            let vouched = scan.pieces[i + 1..].iter().any(|p| match p {
+                Piece::Record { record, .. } => record.synced_before >= *first_seq,
+                Piece::Marker { marker, .. } => marker.synced_through >= *first_seq,
+                Piece::Damaged { .. } => false,
+            });
+            let strict = same_boot && s + 1 == scans.len() && !unfinished_write;
             assert_eq!(
                 *durable,
-                vouched || later_segment_records,
+                vouched || later_segment_records || strict,
                 "segment {s}, piece {i}: durable flag disagrees with the later records"
             );
         }

@@ -202,6 +202,7 @@ pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> 
         journal_seq: u64,
         #[serde(default)]
         task_versions: std::collections::BTreeMap<String, u64>,
+        store_id: Option<String>,
         checksum: Option<String>,
     }
     let file: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
@@ -218,7 +219,13 @@ pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> 
         last_saved: file.last_saved,
         journal_seq: file.journal_seq,
         task_versions: file.task_versions,
+        store_id: file.store_id,
     };
+    if let Some(id) = &state.store_id
+        && crate::journal::record::parse_id_hex(id).is_none()
+    {
+        return Err(format!("store_id {id:?} is not 32 lowercase hex digits"));
+    }
     for t in &state.tasks {
         crate::id::validate_id(t.id()).map_err(|e| e.to_string())?;
     }

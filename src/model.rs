@@ -94,6 +94,11 @@ pub struct PersistedState {
     /// Optional on read: a task missing here has version 1.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub task_versions: BTreeMap<String, u64>,
+    /// The store's identity (32 lowercase hex digits), the same as in its
+    /// journal segments; absent in files written before format v2 and by
+    /// the original server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
 }
 
 /// The current time as RFC 3339, UTC.

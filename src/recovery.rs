@@ -9,7 +9,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, OpenMode};
 use crate::journal::op::Op;
 use crate::journal::reader::{Piece, SegmentScan, mark_durable, scan_segment};
-use crate::journal::{JOURNAL_DIR, parse_segment_name, segment_name};
+use crate::journal::record::{Id128, SegmentHeader, id_hex, parse_id_hex};
+use crate::journal::{JOURNAL_DIR, new_store_id, parse_segment_name, segment_name};
 use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
 use crate::state::State;
@@ -92,6 +93,9 @@ pub(crate) struct Recovered {
     pub covered_seq: Option<u64>,
     /// Recovery left damage or a fallback behind that a checkpoint should replace.
     pub checkpoint_now: bool,
+    /// The store's identity: the loaded checkpoint's, else the first
+    /// version-2 segment's, else a new one.
+    pub store_id: Id128,
 }
 
 /// Recovers the state in `fs`, as the process that holds its lock.
@@ -152,22 +156,6 @@ fn recover_once(
 ) -> Result<std::result::Result<Recovered, String>> {
     let reader_retries = access == Access::Reader { retry: true };
     let started = Instant::now();
-    let (mut state, loaded_from, ckpt_seq, state_crc, skipped) = load_checkpoint(fs)?;
-    let tasks_loaded = state.tasks.len();
-    let mut report = RecoveryReport {
-        mode,
-        loaded_from,
-        checkpoint_seq: ckpt_seq.unwrap_or(0),
-        tasks_loaded,
-        records_replayed: 0,
-        segments_read: 0,
-        bytes_truncated: 0,
-        damage: Vec::new(),
-        skipped_files: skipped,
-        last_seq: 0,
-        duration: Duration::ZERO,
-        journal_duration: Duration::ZERO,
-    };
     let journal_started = Instant::now();
     let ids: Vec<u64> = fs
         .list(JOURNAL_DIR)?
@@ -187,6 +175,44 @@ fn recover_once(
         };
         segs.push((id, name, bytes));
     }
+    let headers: Vec<Option<SegmentHeader>> = segs
+        .iter()
+        .map(|(_, _, b)| SegmentHeader::decode(b).ok())
+        .collect();
+    let journal_id = agreed_store_id(headers.iter().flatten());
+    let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id) =
+        load_checkpoint(fs, journal_id)?;
+    // The segments are listed before the state file (its store id is judged
+    // against theirs); a writer's checkpoint in between may have rotated or
+    // removed segments, so a reader lists again and retries on a change.
+    if reader_retries {
+        let again: Vec<u64> = fs
+            .list(JOURNAL_DIR)?
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .collect();
+        if again != ids {
+            return Ok(Err("the journal changed while the state file was read".into()));
+        }
+    }
+    let store_id = ckpt_id
+        .or_else(|| headers.iter().flatten().find_map(|h| h.store_id))
+        .unwrap_or_else(new_store_id);
+    let tasks_loaded = state.tasks.len();
+    let mut report = RecoveryReport {
+        mode,
+        loaded_from,
+        checkpoint_seq: ckpt_seq.unwrap_or(0),
+        tasks_loaded,
+        records_replayed: 0,
+        segments_read: 0,
+        bytes_truncated: 0,
+        damage: Vec::new(),
+        skipped_files: skipped,
+        last_seq: 0,
+        duration: Duration::ZERO,
+        journal_duration: Duration::ZERO,
+    };
     // Every checkpoint position is a rotation boundary: the segment holding
     // the records after it starts exactly there. So a segment that starts at
     // or before the position holds only records the checkpoint covers, and is
@@ -197,11 +223,7 @@ fn recover_once(
     // retention cannot fail the open).
     let first = match ckpt_seq {
         Some(s) => {
-            let start = |b: &[u8]| {
-                crate::journal::record::SegmentHeader::decode(b)
-                    .ok()
-                    .map(|h| h.first_seq)
-            };
+            let start = |b: &[u8]| SegmentHeader::decode(b).ok().map(|h| h.first_seq);
             match segs
                 .iter()
                 .rposition(|(_, _, b)| start(b).is_some_and(|f| f <= s.saturating_add(1)))
@@ -224,12 +246,13 @@ fn recover_once(
         max_seq: ckpt_seq.unwrap_or(0),
         stop: false,
         left_damage: false,
+        store_id,
     };
     let mut scans: Vec<_> = segs[first..]
         .iter()
         .map(|(_, _, b)| scan_segment(b))
         .collect();
-    mark_durable(&mut scans);
+    mark_durable(&mut scans, last_segment_same_boot(fs, &headers));
     let mut decoded = decode_all(&scans, ckpt_seq.unwrap_or(0));
     // Torn tails are cut only once the whole replay succeeded (a failed open
     // changes nothing) and after the memory maps of the segments are gone.
@@ -327,6 +350,7 @@ fn recover_once(
         state_crc,
         covered_seq,
         checkpoint_now: replay.left_damage || fell_back,
+        store_id,
     }))
 }
 
@@ -349,6 +373,37 @@ fn reader_gap(
             expected - 1
         )
     })
+}
+
+/// The store id every segment that carries one agrees on, if they do.
+pub(crate) fn agreed_store_id<'h>(
+    headers: impl Iterator<Item = &'h SegmentHeader>,
+) -> Option<Id128> {
+    let mut ids = headers.filter_map(|h| h.store_id);
+    let first = ids.next()?;
+    ids.all(|id| id == first).then_some(first)
+}
+
+/// Whether the last segment was created in the machine's current boot (both
+/// boot ids known and equal): then the same-boot rule judges its damage
+/// (docs/recovery.md, "Same boot, any policy").
+pub(crate) fn last_segment_same_boot(fs: &dyn Fs, headers: &[Option<SegmentHeader>]) -> bool {
+    let last = headers.last().copied().flatten().and_then(|h| h.boot_id);
+    matches!((last, fs.boot_id()), (Some(a), Some(b)) if a == b)
+}
+
+/// Why a segment belongs to another store, if it does.
+pub(crate) fn foreign_segment(
+    name: &str,
+    header: &SegmentHeader,
+    store_id: &Id128,
+) -> Option<String> {
+    let theirs = header.store_id.filter(|id| id != store_id)?;
+    Some(format!(
+        "{name} belongs to another store (id {}; this store is {})",
+        id_hex(&theirs),
+        id_hex(store_id)
+    ))
 }
 
 /// Decodes the payload of every record past `floor`, on all cores: parsing
@@ -426,6 +481,8 @@ struct Replay {
     max_seq: u64,
     stop: bool,
     left_damage: bool,
+    /// Segments carrying another id are foreign.
+    store_id: Id128,
 }
 
 impl Replay {
@@ -451,6 +508,11 @@ impl Replay {
             n += u64::from(matches!(piece, Piece::Record { .. }));
         }
         let header = match scan.header {
+            Ok(h) if let Some(why) = foreign_segment(name, &h, &self.store_id) => {
+                return self
+                    .damage(name, 0, file_len, &why, false, report)
+                    .map(|_| None);
+            }
             Ok(h) if h.id == id => h,
             Ok(h) => {
                 return self
@@ -493,6 +555,9 @@ impl Replay {
         );
         for (i, (piece, op)) in scan.pieces.into_iter().zip(ops).enumerate() {
             match piece {
+                // A marker holds no operation and takes no sequence number;
+                // mark_durable has already counted what it vouches for.
+                Piece::Marker { .. } => {}
                 Piece::Record { offset, record } => {
                     self.max_seq = self.max_seq.max(record.seq);
                     if record.seq <= self.floor {
@@ -628,17 +693,33 @@ impl Replay {
     }
 }
 
-type Checkpoint = (State, LoadedFrom, Option<u64>, Option<u32>, Vec<Skipped>);
+type Checkpoint = (
+    State,
+    LoadedFrom,
+    Option<u64>,
+    Option<u32>,
+    Vec<Skipped>,
+    Option<Id128>,
+);
 
-/// `state.json`, else the newest valid backup, else the layout files.
-fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
+/// `state.json`, else the newest valid backup, else the layout files. A
+/// state file whose store id differs from `journal_id` (the one id every
+/// journal segment agrees on) belongs to another store and is skipped.
+fn load_checkpoint(fs: &dyn Fs, journal_id: Option<Id128>) -> Result<Checkpoint> {
     let mut skipped = Vec::new();
     let mut saw_state = false;
     let mut candidates = vec![STATE_FILE.to_string()];
     candidates.extend(layout::list_backups(fs)?);
     for (i, name) in candidates.iter().enumerate() {
-        match layout::read_state_file(fs, name)? {
-            Ok((ps, crc)) => {
+        let loaded = layout::read_state_file(fs, name)?.and_then(|(ps, crc)| {
+            let id = ps.store_id.as_deref().and_then(parse_id_hex);
+            match (id, journal_id) {
+                (Some(theirs), Some(ours)) if theirs != ours => Err(foreign_state(&theirs, &ours)),
+                _ => Ok((ps, crc, id)),
+            }
+        });
+        match loaded {
+            Ok((ps, crc, id)) => {
                 let from = if i == 0 {
                     LoadedFrom::StateFile
                 } else {
@@ -657,12 +738,13 @@ fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
                     Some(ps.journal_seq),
                     (i == 0).then_some(crc),
                     skipped,
+                    id,
                 ));
             }
             Err(why) if why == "missing" => {}
             Err(why) => {
                 saw_state = true;
-                tracing::warn!(file = %fs.describe(name), %why, "state file is corrupt; trying the next one");
+                tracing::warn!(file = %fs.describe(name), %why, "state file is corrupt or foreign; trying the next one");
                 skipped.push(Skipped {
                     file: name.clone(),
                     reason: why,
@@ -686,5 +768,16 @@ fn load_checkpoint(fs: &dyn Fs) -> Result<Checkpoint> {
         None,
         None,
         skipped,
+        None,
     ))
+}
+
+/// Why a state file with store id `theirs` is foreign to a journal whose
+/// segments all carry `ours`.
+pub(crate) fn foreign_state(theirs: &Id128, ours: &Id128) -> String {
+    format!(
+        "belongs to another store (id {}; the journal's segments carry {})",
+        id_hex(theirs),
+        id_hex(ours)
+    )
 }

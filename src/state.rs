@@ -257,6 +257,7 @@ impl State {
             last_saved: self.last_saved.clone().unwrap_or_default(),
             journal_seq: self.applied_seq,
             task_versions: self.task_versions.clone(),
+            store_id: None,
         }
     }
 }

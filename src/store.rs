@@ -185,6 +185,7 @@ impl Store {
             rec.state.applied_seq + 1,
             rec.next_segment_id,
             opts.journal_preallocate_bytes,
+            rec.store_id,
         );
         let ctx = CheckpointCtx {
             state_boundary: rec.first_needed_segment,
@@ -192,6 +193,7 @@ impl Store {
             state_crc: rec.state_crc,
             valid_backups: Default::default(),
             covered_seq: rec.covered_seq,
+            store_id: crate::journal::record::id_hex(&rec.store_id),
         };
         let shared = Arc::new(Shared {
             fs,
@@ -476,7 +478,11 @@ impl Store {
 
     /// The whole state, as `state.json` would hold it now.
     pub fn load_state(&self) -> PersistedState {
-        self.shared.state.read().persisted()
+        let mut state = self.shared.state.read().persisted();
+        state.store_id = Some(crate::journal::record::id_hex(
+            &self.shared.journal.store_id(),
+        ));
+        state
     }
 
     /// Checkpoints now (the original design's `saveState`).

@@ -7,9 +7,10 @@ use crate::error::Result;
 use crate::fs::{self, Fs};
 use crate::journal::op::Op;
 use crate::journal::reader::{Piece, mark_durable, scan_segment};
-use crate::journal::record::SegmentHeader;
+use crate::journal::record::{Id128, SegmentHeader, parse_id_hex};
 use crate::journal::{JOURNAL_DIR, parse_segment_name};
 use crate::layout::{self, SESSIONS_DIR, STATE_FILE, TASKS_DIR};
+use crate::recovery::{agreed_store_id, foreign_segment, foreign_state, last_segment_same_boot};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct VerifyReport {
     pub files_checked: usize,
     /// Journal records whose checksum and payload checked out.
     pub records_checked: u64,
+    /// Sync markers whose checksum and fields checked out.
+    pub markers_checked: u64,
     /// Problems, in the order found.
     pub findings: Vec<Finding>,
 }
@@ -69,7 +72,7 @@ impl VerifyReport {
 /// Checks everything in `fs` without changing anything.
 pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
     let mut r = VerifyReport::default();
-    verify_journal(fs, &mut r)?;
+    let journal_id = verify_journal(fs, &mut r)?;
     let mut state_files = vec![STATE_FILE.to_string()];
     state_files.extend(layout::list_backups(fs)?);
     for name in state_files {
@@ -79,8 +82,18 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
         r.files_checked += 1;
         if let Err(e) = serde_json::from_slice::<crate::PersistedState>(&bytes) {
             r.corrupt(&name, json_offset(&bytes, &e), e.to_string());
-        } else if let Err(why) = layout::parse_state(&bytes) {
-            r.corrupt(&name, 0, why);
+        } else {
+            match layout::parse_state(&bytes) {
+                Err(why) => r.corrupt(&name, 0, why),
+                Ok(ps) => {
+                    let id = ps.store_id.as_deref().and_then(parse_id_hex);
+                    if let (Some(theirs), Some(ours)) = (id, journal_id)
+                        && theirs != ours
+                    {
+                        r.corrupt(&name, 0, foreign_state(&theirs, &ours));
+                    }
+                }
+            }
         }
     }
     for dir in [TASKS_DIR, SESSIONS_DIR] {
@@ -129,7 +142,8 @@ fn read_or_note(fs: &dyn Fs, name: &str, r: &mut VerifyReport) -> Result<Option<
     }
 }
 
-fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
+/// Checks the journal's segments; returns the store id they all agree on.
+fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<Option<Id128>> {
     let ids: Vec<u64> = fs
         .list(JOURNAL_DIR)?
         .iter()
@@ -143,8 +157,20 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
         }
     }
     r.files_checked += files.len();
+    let headers: Vec<Option<SegmentHeader>> = files
+        .iter()
+        .map(|(_, _, b)| SegmentHeader::decode(b).ok())
+        .collect();
+    let journal_id = agreed_store_id(headers.iter().flatten());
+    // The store's own id, as open would settle it: state.json's when it
+    // is not foreign, else the first segment that carries one.
+    let state_id = layout::read_state_file(fs, STATE_FILE)?
+        .ok()
+        .and_then(|(ps, _)| ps.store_id.as_deref().and_then(parse_id_hex))
+        .filter(|id| journal_id.is_none_or(|j| j == *id));
+    let store_id = state_id.or_else(|| headers.iter().flatten().find_map(|h| h.store_id));
     let mut scans: Vec<_> = files.iter().map(|(_, _, b)| scan_segment(b)).collect();
-    mark_durable(&mut scans);
+    mark_durable(&mut scans, last_segment_same_boot(fs, &headers));
     let mut expected: Option<u64> = None;
     for ((id, name, _), scan) in files.iter().zip(scans) {
         let name = name.clone();
@@ -159,6 +185,11 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
         if header.id != *id {
             r.corrupt(&name, 0, format!("header names segment {}", header.id));
         }
+        if let Some(why) = store_id.and_then(|s| foreign_segment(&name, &header, &s)) {
+            r.corrupt(&name, 0, why);
+            expected = None;
+            continue;
+        }
         // Older segments may be gone after a checkpoint, so only a segment
         // that starts *after* the previous one's end is a gap.
         if let Some(e) = expected.filter(|&e| header.first_seq > e) {
@@ -171,6 +202,7 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
         expected = Some(header.first_seq);
         for piece in scan.pieces {
             match piece {
+                Piece::Marker { .. } => r.markers_checked += 1,
                 Piece::Record { offset, record } => {
                     if expected.is_some_and(|e| record.seq != e) {
                         r.corrupt(
@@ -209,7 +241,7 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(journal_id)
 }
 
 impl VerifyReport {

@@ -108,6 +108,13 @@ pub trait Fs: Send + Sync + 'static {
     /// Takes the exclusive lock on the state directory, held until the
     /// returned guard is dropped.
     fn lock(&self) -> Result<Box<dyn Send + Sync>>;
+    /// The id of the machine's current boot, if known: it changes at every
+    /// restart, and a process that dies without one leaves the page cache
+    /// (every write it made) intact. Recovery's same-boot rule rests on it
+    /// (`docs/recovery.md`). Default: unknown.
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        None
+    }
     /// Makes the data of every listed file durable, as `sync_data` on each
     /// would. An implementation may flush more than asked (the real one
     /// syncs the whole filesystem once when that is cheaper than many

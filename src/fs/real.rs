@@ -510,6 +510,15 @@ impl Fs for RealFs {
         })
     }
 
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        // Read once per process: the boot id cannot change while it runs.
+        static BOOT_ID: std::sync::OnceLock<Option<[u8; 16]>> = std::sync::OnceLock::new();
+        *BOOT_ID.get_or_init(|| {
+            let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            parse_uuid(text.trim())
+        })
+    }
+
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {
         use std::io::Write;
         let path = self.root.join(crate::layout::LOCK_FILE);
@@ -556,5 +565,35 @@ impl Fs for RealFs {
             _file: file,
             held: self.locked.clone(),
         }))
+    }
+}
+
+/// The 16 bytes of a UUID in its text form (`8-4-4-4-12` hex digits).
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 || text.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        let pair = std::str::from_utf8(&hex[2 * i..2 * i + 2]).ok()?;
+        *b = u8::from_str_radix(pair, 16).ok()?;
+    }
+    (out != [0; 16]).then_some(out)
+}
+
+#[cfg(test)]
+mod boot_id_tests {
+    use super::*;
+
+    #[test]
+    fn uuid_text_parses() {
+        let id = parse_uuid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").expect("valid");
+        assert_eq!(id[0], 0x0f);
+        assert_eq!(id[15], 0xf0);
+        assert_eq!(parse_uuid("nope"), None);
+        if std::path::Path::new("/proc/sys/kernel/random/boot_id").exists() {
+            assert!(RealFs::new(".").is_ok_and(|fs| fs.boot_id().is_some()));
+        }
     }
 }

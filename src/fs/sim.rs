@@ -177,6 +177,8 @@ impl SimFs {
             locked: false,
             seed,
             rng: SplitMix64(seed),
+            boot_base: SplitMix64(seed ^ 0xb007_b007_b007_b007).next() | 1,
+            boot: 0,
         })
     }
 
@@ -215,8 +217,18 @@ impl SimFs {
         g.crash_after.is_some_and(|n| g.ops > n)
     }
 
+    /// The filesystem a new process finds after this one was killed (kill
+    /// -9, a panic, `crash_after_ops`) while the machine kept running: every
+    /// write is kept, unsynced ones included (the page cache is intact), and
+    /// the boot id is the same. The same as [`SimFs::fork`]; named for what
+    /// a crash test means by it.
+    pub fn restart(&self) -> SimFs {
+        self.fork()
+    }
+
     /// An independent copy of the filesystem as it is now, unsynced state
     /// included, with no faults, no lock held and the operation count at 0.
+    /// It keeps the boot id: no power was lost.
     pub fn fork(&self) -> SimFs {
         let g = self.inner.lock();
         let mut inner = g.clone();
@@ -231,7 +243,8 @@ impl SimFs {
 
     /// The filesystem after power loss, with `choose` deciding each pending
     /// item. The result has everything durable, no faults, no lock held and
-    /// the operation count at 0. `self` is not changed.
+    /// the operation count at 0, and a new boot id (the machine restarted).
+    /// `self` is not changed.
     pub fn crash_with(&self, mut choose: impl FnMut(&PendingItem) -> Outcome) -> SimFs {
         let g = self.inner.lock();
         let items = g.pending();
@@ -240,7 +253,7 @@ impl SimFs {
     }
 
     /// The filesystem after power loss, every outcome drawn from the seed
-    /// (each call draws anew).
+    /// (each call draws anew), with a new boot id.
     pub fn crash(&self) -> SimFs {
         let mut g = self.inner.lock();
         let items = g.pending();
@@ -455,6 +468,14 @@ impl Fs for SimFs {
             .filter(|(_, e)| matches!(e, Entry::File(_)))
             .map(|(n, _)| n.clone())
             .collect())
+    }
+
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        let g = self.inner.lock();
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&g.boot_base.to_le_bytes());
+        id[8..].copy_from_slice(&g.boot.to_le_bytes());
+        Some(id)
     }
 
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {
@@ -726,6 +747,10 @@ struct Inner {
     locked: bool,
     seed: u64,
     rng: SplitMix64,
+    /// Boot ids are derived from this and [`Inner::boot`].
+    boot_base: u64,
+    /// How many simulated power losses led to this filesystem: its boot.
+    boot: u64,
 }
 
 impl Inner {
@@ -976,6 +1001,8 @@ impl Inner {
             nodes,
             dirs,
             dir_ops: Vec::new(),
+            // Power was lost: the machine boots anew.
+            boot: self.boot + 1,
             ..self.clone()
         };
         after.reset_after_copy();

@@ -19,7 +19,7 @@ pub mod record;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, FsFile, OpenMode};
 use parking_lot::{Condvar, Mutex};
-use record::{RecordKind, SegmentHeader, encode_record};
+use record::{Id128, Marker, RecordKind, SegmentHeader, encode_marker, encode_record};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,6 +51,8 @@ pub struct JournalStats {
     pub records: AtomicU64,
     /// Bytes appended since the last checkpoint's rotation.
     pub bytes_since_rotation: AtomicU64,
+    /// Sync markers written.
+    pub markers: AtomicU64,
 }
 
 /// The segment being written: created lazily on the first flush so that
@@ -63,6 +65,11 @@ struct Active {
     /// The file's size: bytes past `len` are zeros written ahead of time.
     allocated: u64,
 }
+
+/// Under a policy that does not sync every commit, a time-only sync marker
+/// is written at most this often, so that record time exists for every
+/// stretch of the journal.
+pub const TIME_MARKER_INTERVAL_MS: u64 = 1000;
 
 /// Preallocation never grows a segment by more than this at once.
 pub const PREALLOCATE_STEP_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -87,6 +94,12 @@ pub struct Journal {
     active: Mutex<Active>,
     preallocate_bytes: u64,
     next_segment_id: AtomicU64,
+    /// Written into every segment header.
+    store_id: Id128,
+    /// The boot id of this machine, if known: in every segment header and marker.
+    boot_id: Option<Id128>,
+    /// When the last marker was written (unix ms), for time-only markers.
+    last_marker_ms: AtomicU64,
     /// Counters.
     pub stats: JournalStats,
 }
@@ -95,18 +108,16 @@ impl Journal {
     /// A journal whose next record gets `next_seq` and whose next segment is
     /// `next_segment_id`. Segments are created with `preallocate_bytes` of
     /// zeros after the header and grown ahead of the records (0: no
-    /// preallocation).
+    /// preallocation), and carry `store_id` and the filesystem's boot id.
     pub fn new(
         fs: Arc<dyn Fs>,
         next_seq: u64,
         next_segment_id: u64,
         preallocate_bytes: u64,
+        store_id: Id128,
     ) -> Journal {
-        let header = SegmentHeader {
-            id: next_segment_id,
-            salt: new_salt(),
-            first_seq: next_seq,
-        };
+        let boot_id = fs.boot_id();
+        let header = segment_header(next_segment_id, next_seq, store_id, boot_id);
         Journal {
             fs,
             inner: Mutex::new(Inner {
@@ -128,6 +139,9 @@ impl Journal {
             }),
             preallocate_bytes,
             next_segment_id: AtomicU64::new(next_segment_id + 1),
+            store_id,
+            boot_id,
+            last_marker_ms: AtomicU64::new(0),
             stats: JournalStats::default(),
         }
     }
@@ -210,9 +224,17 @@ impl Journal {
             g.flushing = true;
             let buf = std::mem::take(&mut g.buf);
             let last = g.next_seq - 1;
+            // After a sync, a marker vouches for everything through `last`;
+            // without one, a time-only marker now and then says what is
+            // known synced.
+            let marker_through = if durable {
+                Some(last)
+            } else {
+                self.time_marker_due().then_some(g.synced_seq)
+            };
             drop(g);
             let leader = LeaderGuard::new(self, last);
-            let result = self.write_and_sync(&buf, durable, None);
+            let result = self.write_and_sync(&buf, durable, marker_through, None);
             leader.finished();
             g = self.inner.lock();
             self.finish_flush(&mut g, result, last, durable, buf);
@@ -257,16 +279,15 @@ impl Journal {
         let snap = snapshot(last);
         g.flushing = true;
         let buf = std::mem::take(&mut g.buf);
-        let next = SegmentHeader {
-            id: new_id,
-            salt: new_salt(),
-            first_seq: last + 1,
-        };
+        let next = segment_header(new_id, last + 1, self.store_id, self.boot_id);
         g.salt = next.salt;
         self.stats.bytes_since_rotation.store(0, Ordering::Relaxed);
         drop(g);
         let leader = LeaderGuard::new(self, last);
-        let result = self.write_and_sync(&buf, true, Some(next));
+        // No marker at a rotation: the old segment is synced whole before
+        // the new one exists, and an unsynced marker after its last record
+        // would be bytes a later segment vouches for.
+        let result = self.write_and_sync(&buf, true, None, Some(next));
         leader.finished();
         g = self.inner.lock();
         let failed = result.as_ref().err().cloned();
@@ -317,39 +338,37 @@ impl Journal {
         self.flushed.notify_all();
     }
 
-    /// Writes `buf` to the active segment, syncs it if `durable`, and then,
-    /// if `rotate_to` is given, makes that the active segment.
+    /// The store id every segment of this journal carries.
+    pub fn store_id(&self) -> Id128 {
+        self.store_id
+    }
+
+    /// Whether a time-only marker is due (and, if so, claims it).
+    fn time_marker_due(&self) -> bool {
+        let now = unix_ms();
+        let last = self.last_marker_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= TIME_MARKER_INTERVAL_MS
+            && self
+                .last_marker_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Writes `buf` to the active segment, syncs it if `durable`, writes a
+    /// sync marker vouching for everything through `marker_through` if
+    /// given (not synced), and then, if `rotate_to` is given, makes that
+    /// the active segment.
     fn write_and_sync(
         &self,
         buf: &[u8],
         durable: bool,
+        marker_through: Option<u64>,
         rotate_to: Option<SegmentHeader>,
     ) -> Result<()> {
         let mut active = self.active.lock();
         let active = &mut *active;
         if !buf.is_empty() {
-            if active.file.is_none() {
-                let size = record::SEGMENT_HEADER_LEN as u64 + self.preallocate_bytes;
-                active.file = Some(create_segment(&*self.fs, &active.header, size)?);
-                active.len = record::SEGMENT_HEADER_LEN as u64;
-                active.allocated = size;
-            }
-            let file = active.file.as_mut().expect("created above");
-            let end = active.len + buf.len() as u64;
-            if self.preallocate_bytes > 0 && end > active.allocated {
-                // Write zeros ahead so that most syncs flush only data, not
-                // the file's size: on ext4 that halves an fdatasync.
-                let step = active
-                    .allocated
-                    .max(self.preallocate_bytes)
-                    .min(PREALLOCATE_STEP_MAX_BYTES);
-                let new_size = end.max(active.allocated + step);
-                let zeros = vec![0u8; (new_size - active.allocated) as usize];
-                file.write_all_at(active.allocated, &zeros)?;
-                active.allocated = new_size;
-            }
-            file.write_all_at(active.len, buf)?;
-            active.len = end;
+            self.write_at_end(active, buf)?;
         }
         if durable && let Some(file) = active.file.as_mut() {
             // Sync the segment so the records are acknowledged only once they
@@ -359,6 +378,26 @@ impl Journal {
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.stats.sync_nanos.fetch_add(nanos, Ordering::Relaxed);
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(synced_through) = marker_through
+            && active.file.is_some()
+        {
+            // The marker goes out before the writers are released, and is
+            // not synced: after a kill it is whole in the page cache, so
+            // damage before it can only be corruption. Power loss may take
+            // it; then the rules without markers judge the damage
+            // (docs/recovery.md, "Sync markers").
+            let now = unix_ms();
+            self.last_marker_ms.store(now, Ordering::Relaxed);
+            let mut frame = Vec::with_capacity(record::MARKER_FRAME_LEN);
+            let marker = Marker {
+                synced_through,
+                unix_ms: now,
+                boot_id: self.boot_id,
+            };
+            encode_marker(&mut frame, active.header.salt, &marker);
+            self.write_at_end(active, &frame)?;
+            self.stats.markers.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {
             *active = Active {
@@ -370,6 +409,66 @@ impl Journal {
         }
         Ok(())
     }
+
+    /// Writes `bytes` at the end of the active segment (creating it first),
+    /// growing its preallocated zeros ahead of them.
+    fn write_at_end(&self, active: &mut Active, bytes: &[u8]) -> Result<()> {
+        if active.file.is_none() {
+            let header_len = active.header.len() as u64;
+            let size = header_len + self.preallocate_bytes;
+            active.file = Some(create_segment(&*self.fs, &active.header, size)?);
+            active.len = header_len;
+            active.allocated = size;
+        }
+        let file = active.file.as_mut().expect("created above");
+        let end = active.len + bytes.len() as u64;
+        if self.preallocate_bytes > 0 && end > active.allocated {
+            // Write zeros ahead so that most syncs flush only data, not
+            // the file's size: on ext4 that halves an fdatasync.
+            let step = active
+                .allocated
+                .max(self.preallocate_bytes)
+                .min(PREALLOCATE_STEP_MAX_BYTES);
+            let new_size = end.max(active.allocated + step);
+            let zeros = vec![0u8; (new_size - active.allocated) as usize];
+            file.write_all_at(active.allocated, &zeros)?;
+            active.allocated = new_size;
+        }
+        file.write_all_at(active.len, bytes)?;
+        active.len = end;
+        Ok(())
+    }
+}
+
+/// The header of a new segment: the current format, a fresh salt.
+fn segment_header(
+    id: u64,
+    first_seq: u64,
+    store_id: Id128,
+    boot_id: Option<Id128>,
+) -> SegmentHeader {
+    let mut h = SegmentHeader::new(id, new_salt(), first_seq);
+    h.store_id = Some(store_id);
+    h.boot_id = boot_id;
+    h
+}
+
+/// The wall clock in unix milliseconds (0 before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A fresh random 128-bit store id (never all zero, which means "none").
+pub fn new_store_id() -> Id128 {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&new_salt().to_le_bytes());
+    id[8..].copy_from_slice(&new_salt().to_le_bytes());
+    if id == [0; 16] {
+        id[0] = 1;
+    }
+    id
 }
 
 /// Held by the group-commit leader while it flushes without the lock. If
@@ -417,7 +516,8 @@ impl Drop for LeaderGuard<'_> {
 fn create_segment(fs: &dyn Fs, header: &SegmentHeader, size: u64) -> Result<Box<dyn FsFile>> {
     let name = segment_name(header.id);
     let mut bytes = vec![0u8; size as usize];
-    bytes[..record::SEGMENT_HEADER_LEN].copy_from_slice(&header.encode());
+    let encoded = header.encode();
+    bytes[..encoded.len()].copy_from_slice(&encoded);
     fs::write_atomic(fs, JOURNAL_DIR, &name, &bytes)?;
     fs.open(&fs::join(JOURNAL_DIR, &name), OpenMode::Existing)
 }

@@ -9,10 +9,16 @@
 //! records were synced proves they had been durable ([`mark_durable`]).
 
 use super::record::{
-    Decoded, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET,
-    RECORD_HEADER_LEN, RECORD_KIND_MAX, RECORD_PAYLOAD_MAX, RecordRef, SEGMENT_HEADER_LEN,
-    SegmentHeader, decode_record, u32_at, u64_at,
+    Decoded, FORMAT_VERSION, MARKER_PAYLOAD_LEN, Marker, REC_KIND_OFFSET, REC_LEN_OFFSET,
+    REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET, RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, RecordRef,
+    SYNC_MARKER_KIND, SegmentHeader, decode_record, kind_allowed, parse_marker, u32_at, u64_at,
 };
+
+/// The resync scan may hash at most this many bytes per byte of segment...
+pub const RESYNC_CRC_BUDGET_FACTOR: u64 = 2;
+/// ...plus this many, before the rest of the segment becomes one damaged
+/// span. A clean segment hashes each byte once and never resyncs.
+pub const RESYNC_CRC_BUDGET_FLOOR_BYTES: u64 = 1024 * 1024;
 
 /// One piece of a segment, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +30,15 @@ pub enum Piece<'a> {
         /// The record.
         record: RecordRef<'a>,
     },
+    /// A valid sync marker at byte `offset` (version 2): every record up to
+    /// `marker.synced_through` had been synced when it was written. It holds
+    /// no operation and takes no sequence number.
+    Marker {
+        /// Where its frame starts.
+        offset: u64,
+        /// The marker.
+        marker: Marker,
+    },
     /// Bytes `offset..end` that are not valid records.
     Damaged {
         /// Where the damage starts.
@@ -34,9 +49,16 @@ pub enum Piece<'a> {
         reason: &'static str,
         /// The first sequence number the damaged bytes may have held.
         first_seq: u64,
-        /// True if a later record proves the damaged records had been synced
-        /// (set by [`mark_durable`]); false for a crash's unsynced tail.
+        /// True if the damaged records must not be cut as a torn tail: a
+        /// later record or marker proves they had been synced, or the
+        /// same-boot rule rules out a crash (set by [`mark_durable`]); false
+        /// for a crash's unsynced tail.
         durable: bool,
+        /// True if the span has the shape an interrupted write leaves: it
+        /// runs to the end of the file, and its nonzero bytes end inside the
+        /// frame header or before the frame that starts the span would end,
+        /// with nothing but zeros after them.
+        unfinished_write: bool,
     },
 }
 
@@ -45,11 +67,17 @@ pub enum Piece<'a> {
 pub struct SegmentScan<'a> {
     /// The header, or why it is not valid (then `pieces` is empty).
     pub header: Result<SegmentHeader, String>,
-    /// Records and damaged spans in file order.
+    /// Records, markers and damaged spans in file order.
     pub pieces: Vec<Piece<'a>>,
+    /// Bytes the scan fed to the checksum, valid frames included: bounded by
+    /// the resync budget (exposed for tests).
+    pub crc_bytes: u64,
+    /// True if the resync budget ran out and the rest of the segment was
+    /// taken as one damaged span.
+    pub budget_spent: bool,
 }
 
-/// Splits a segment file's bytes into records and damaged spans.
+/// Splits a segment file's bytes into records, markers and damaged spans.
 pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
     let header = match SegmentHeader::decode(buf) {
         Ok(h) => h,
@@ -57,67 +85,123 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
             return SegmentScan {
                 header: Err(e),
                 pieces: Vec::new(),
+                crc_bytes: 0,
+                budget_spent: false,
             };
         }
     };
     let mut pieces = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
+    let mut pos = header.len();
     let mut last_seq = header.first_seq.saturating_sub(1);
+    let mut resync = Resync {
+        buf,
+        header,
+        crc_bytes: 0,
+        budget: RESYNC_CRC_BUDGET_FLOOR_BYTES
+            .saturating_add(RESYNC_CRC_BUDGET_FACTOR.saturating_mul(buf.len() as u64)),
+        spent: false,
+    };
     while pos < buf.len() {
-        match decode_record(&buf[pos..], header.salt) {
-            Decoded::Record(record, len) => {
-                pieces.push(Piece::Record {
-                    offset: pos as u64,
-                    record,
-                });
+        let decoded = decode_record(&buf[pos..], header.salt);
+        if let Decoded::Record(record, len) = decoded {
+            let piece = piece_at(&header, pos, record);
+            resync.crc_bytes += len as u64;
+            if let Piece::Record { record, .. } = &piece {
                 last_seq = last_seq.max(record.seq);
-                pos += len;
             }
-            _ if buf[pos..].iter().all(|&b| b == 0) => {
-                // Zeros written ahead of the records (preallocation): the
-                // clean end of the segment, not damage.
-                break;
-            }
-            bad => {
-                let reason = match bad {
-                    Decoded::Invalid(why) => why,
-                    _ => "incomplete record",
-                };
-                let next = find_next_record(buf, pos + 1, header.salt, last_seq);
-                let end = next.unwrap_or(buf.len());
-                pieces.push(Piece::Damaged {
-                    offset: pos as u64,
-                    end: end as u64,
-                    reason,
-                    first_seq: last_seq.saturating_add(1),
-                    durable: false,
-                });
-                pos = end;
-            }
+            pieces.push(piece);
+            pos += len;
+            continue;
         }
+        if buf[pos..].iter().all(|&b| b == 0) {
+            // Zeros written ahead of the records (preallocation): the
+            // clean end of the segment, not damage.
+            break;
+        }
+        let reason = match decoded {
+            Decoded::Invalid(why) => why,
+            Decoded::Record(..) => unreachable!("handled above"),
+            Decoded::Incomplete => "incomplete record",
+        };
+        let end = resync.next_record(pos + 1, last_seq).unwrap_or(buf.len());
+        pieces.push(Piece::Damaged {
+            offset: pos as u64,
+            end: end as u64,
+            reason,
+            first_seq: last_seq.saturating_add(1),
+            durable: false,
+            unfinished_write: end == buf.len() && unfinished_write(&buf[pos..]),
+        });
+        pos = end;
     }
     SegmentScan {
         header: Ok(header),
         pieces,
+        crc_bytes: resync.crc_bytes,
+        budget_spent: resync.spent,
     }
 }
 
+/// The piece a checksummed frame is. A frame of an unknown kind stays a
+/// record, so that replay reports it as an undecodable record (never a torn
+/// tail): it was written whole, by something.
+fn piece_at<'a>(header: &SegmentHeader, pos: usize, record: RecordRef<'a>) -> Piece<'a> {
+    let offset = pos as u64;
+    if header.version >= FORMAT_VERSION
+        && record.kind == SYNC_MARKER_KIND
+        && let Some(marker) = parse_marker(&record)
+    {
+        return Piece::Marker { offset, marker };
+    }
+    Piece::Record { offset, record }
+}
+
+/// Whether damaged bytes running to the end of the file have the shape an
+/// interrupted write leaves: the frame that starts them was being written
+/// front to back and stopped, so its nonzero bytes end inside its 24-byte
+/// header or before the frame would end, and only zeros follow. A whole
+/// frame with a bad checksum (its last byte present and nonzero) is not
+/// that shape; nor is damage followed by more nonzero bytes.
+pub fn unfinished_write(span: &[u8]) -> bool {
+    let Some(last) = span.iter().rposition(|&b| b != 0) else {
+        return true;
+    };
+    let nonzero_end = last + 1;
+    if nonzero_end <= RECORD_HEADER_LEN {
+        return true;
+    }
+    let len = u32_at(span, REC_LEN_OFFSET);
+    // A marker's length is fixed: one that claims another was damaged, not
+    // cut (a flipped length bit would otherwise pass for a longer frame).
+    let marker_len_ok =
+        span[REC_KIND_OFFSET] != SYNC_MARKER_KIND || len as usize == MARKER_PAYLOAD_LEN;
+    marker_len_ok && len <= RECORD_PAYLOAD_MAX && nonzero_end < RECORD_HEADER_LEN + len as usize
+}
+
 /// Marks each damaged span, across consecutive segments in order, as
-/// `durable` if any later record was written after the span's records were
-/// synced. Segments are synced whole before the next one is started, so a
-/// record in a later segment vouches for everything before it.
-pub fn mark_durable(scans: &mut [SegmentScan<'_>]) {
+/// `durable` if any later record or marker was written after the span's
+/// records were synced. Segments are synced whole before the next one is
+/// started, so a record in a later segment vouches for everything before it.
+///
+/// `same_boot` says the last segment was created in the machine's current
+/// boot (its header's boot id is the one the filesystem reports): then the
+/// page cache still holds every write the writer made, and the only damage
+/// a killed process can leave is an unfinished write at the very end. Any
+/// other damage in the last segment is marked durable (corrupt).
+pub fn mark_durable(scans: &mut [SegmentScan<'_>], same_boot: bool) {
     // A segment is synced whole before the next one gets its first record,
     // so any record in a later segment vouches for everything before it,
     // whatever its own `synced_before` (records appended while a rotation's
     // sync ran carry an older one).
     let mut later_segment_has_records = false;
-    for scan in scans.iter_mut().rev() {
+    let count = scans.len();
+    for (i, scan) in scans.iter_mut().enumerate().rev() {
         let mut latest_synced = if later_segment_has_records {
             u64::MAX
         } else {
             0
         };
+        let strict = same_boot && i + 1 == count;
         let mut has_records = false;
         for piece in scan.pieces.iter_mut().rev() {
             match piece {
@@ -125,32 +209,72 @@ pub fn mark_durable(scans: &mut [SegmentScan<'_>]) {
                     has_records = true;
                     latest_synced = latest_synced.max(record.synced_before);
                 }
+                Piece::Marker { marker, .. } => {
+                    latest_synced = latest_synced.max(marker.synced_through);
+                }
                 Piece::Damaged {
-                    first_seq, durable, ..
-                } => *durable = latest_synced >= *first_seq,
+                    first_seq,
+                    durable,
+                    unfinished_write,
+                    ..
+                } => *durable = latest_synced >= *first_seq || (strict && !*unfinished_write),
             }
         }
         later_segment_has_records |= has_records;
     }
 }
 
-/// The offset of the first valid record at or after `from`, if any. Cheap
-/// tests (kind byte, zero padding, plausible length and sequence) come before
-/// the checksum so a scan over garbage stays fast.
-fn find_next_record(buf: &[u8], from: usize, salt: u64, last_seq: u64) -> Option<usize> {
-    let mut pos = from;
-    while pos + RECORD_HEADER_LEN <= buf.len() {
-        let h = &buf[pos..];
-        let plausible = (1..=RECORD_KIND_MAX).contains(&h[REC_KIND_OFFSET])
-            && h[REC_KIND_OFFSET + 1..REC_SYNCED_DISTANCE_OFFSET] == [0, 0, 0]
-            && u32_at(h, REC_LEN_OFFSET) <= RECORD_PAYLOAD_MAX
-            && u64_at(h, REC_SEQ_OFFSET) > last_seq;
-        if plausible && matches!(decode_record(h, salt), Decoded::Record(..)) {
-            return Some(pos);
+/// The resync scan after damage, with its checksum budget.
+struct Resync<'a> {
+    buf: &'a [u8],
+    header: SegmentHeader,
+    crc_bytes: u64,
+    budget: u64,
+    spent: bool,
+}
+
+impl Resync<'_> {
+    /// The offset of the first valid record or marker at or after `from`,
+    /// if any. Cheap tests (kind byte, zero padding, plausible length and
+    /// sequence) come before the checksum so a scan over garbage stays fast;
+    /// the checksum itself is paid from the budget, and once that is spent
+    /// nothing more is found: the rest of the segment is one damaged span.
+    fn next_record(&mut self, from: usize, last_seq: u64) -> Option<usize> {
+        let buf = self.buf;
+        let mut pos = from;
+        while !self.spent && pos + RECORD_HEADER_LEN <= buf.len() {
+            let h = &buf[pos..];
+            let kind = h[REC_KIND_OFFSET];
+            let len = u32_at(h, REC_LEN_OFFSET);
+            let seq = u64_at(h, REC_SEQ_OFFSET);
+            let distance = u32_at(h, REC_SYNCED_DISTANCE_OFFSET);
+            // A marker repeats a sequence number already seen; a record
+            // must come after every one seen.
+            let sequence_ok = if kind == SYNC_MARKER_KIND {
+                len as usize == MARKER_PAYLOAD_LEN && distance == 0
+            } else {
+                seq > last_seq
+            };
+            let total = RECORD_HEADER_LEN as u64 + u64::from(len);
+            let plausible = kind_allowed(self.header.version, kind)
+                && h[REC_KIND_OFFSET + 1..REC_SYNCED_DISTANCE_OFFSET] == [0, 0, 0]
+                && len <= RECORD_PAYLOAD_MAX
+                && total <= h.len() as u64
+                && sequence_ok;
+            if plausible {
+                if self.crc_bytes.saturating_add(total) > self.budget {
+                    self.spent = true;
+                    break;
+                }
+                self.crc_bytes += total;
+                if let Decoded::Record(..) = decode_record(h, self.header.salt) {
+                    return Some(pos);
+                }
+            }
+            pos += 1;
         }
-        pos += 1;
+        None
     }
-    None
 }
 
 #[cfg(test)]
@@ -160,12 +284,8 @@ mod tests {
 
     /// A segment of `n` records; record `seq` was written when `synced(seq)` was durable.
     fn segment(n: u64, synced: impl Fn(u64) -> u64) -> Vec<u8> {
-        let h = SegmentHeader {
-            id: 1,
-            salt: 5,
-            first_seq: 1,
-        };
-        let mut buf = h.encode().to_vec();
+        let h = SegmentHeader::new(1, 5, 1);
+        let mut buf = h.encode();
         for seq in 1..=n {
             let payload = format!("task{seq}");
             encode_record(
@@ -182,12 +302,12 @@ mod tests {
 
     fn damage_flags(buf: &[u8]) -> Vec<Option<bool>> {
         let mut scans = [scan_segment(buf)];
-        mark_durable(&mut scans);
+        mark_durable(&mut scans, false);
         let [scan] = scans;
         scan.pieces
             .iter()
             .map(|p| match p {
-                Piece::Record { .. } => None,
+                Piece::Record { .. } | Piece::Marker { .. } => None,
                 Piece::Damaged { durable, .. } => Some(*durable),
             })
             .collect()
@@ -233,15 +353,11 @@ mod tests {
         // distance says nothing, but its segment's existence does.
         let mut first = segment(3, |_| 0);
         first[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
-        let h = SegmentHeader {
-            id: 2,
-            salt: 6,
-            first_seq: 4,
-        };
-        let mut second = h.encode().to_vec();
+        let h = SegmentHeader::new(2, 6, 4);
+        let mut second = h.encode();
         encode_record(&mut second, 6, 4, 0, RecordKind::DeleteTask, b"x");
         let mut scans = [scan_segment(&first), scan_segment(&second)];
-        mark_durable(&mut scans);
+        mark_durable(&mut scans, false);
         assert!(matches!(
             scans[0].pieces[1],
             Piece::Damaged { durable: true, .. }

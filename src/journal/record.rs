@@ -9,14 +9,16 @@
 
 /// The first eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STWALSEG";
-/// The segment format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format this code writes. It reads this one and version 1.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first segment format, still read (48-byte header, record kinds 1 to 7).
+pub const FORMAT_VERSION_1: u32 = 1;
 
-/// Offset of [`SEGMENT_MAGIC`] in the segment header.
+/// Offset of [`SEGMENT_MAGIC`] in the segment header (both versions).
 pub const SEG_MAGIC_OFFSET: usize = 0;
 /// Offset of the format version (u32 LE).
 pub const SEG_VERSION_OFFSET: usize = SEG_MAGIC_OFFSET + 8;
-/// Offset of the header length (u32 LE), always [`SEGMENT_HEADER_LEN`] in version 1.
+/// Offset of the header length (u32 LE): [`SEGMENT_HEADER_V1_LEN`] or [`SEGMENT_HEADER_LEN`].
 pub const SEG_HEADER_LEN_OFFSET: usize = SEG_VERSION_OFFSET + 4;
 /// Offset of the segment id (u64 LE), also the number in its file name.
 pub const SEG_ID_OFFSET: usize = SEG_HEADER_LEN_OFFSET + 4;
@@ -24,11 +26,34 @@ pub const SEG_ID_OFFSET: usize = SEG_HEADER_LEN_OFFSET + 4;
 pub const SEG_SALT_OFFSET: usize = SEG_ID_OFFSET + 8;
 /// Offset of the sequence number the segment's first record will carry (u64 LE).
 pub const SEG_FIRST_SEQ_OFFSET: usize = SEG_SALT_OFFSET + 8;
-/// Offset of the header checksum (u32 LE): CRC32 of bytes `0..SEG_CRC_OFFSET`.
-pub const SEG_CRC_OFFSET: usize = SEG_FIRST_SEQ_OFFSET + 8;
-/// Length of the segment header; records start here.
+
+/// Version 1: offset of the header checksum (u32 LE), CRC32 of bytes `0..40`.
+pub const SEG_V1_CRC_OFFSET: usize = SEG_FIRST_SEQ_OFFSET + 8;
+/// Version 1: length of the segment header (4 zero bytes follow the checksum).
+pub const SEGMENT_HEADER_V1_LEN: usize = SEG_V1_CRC_OFFSET + 4 + 4;
+const _: () = assert!(SEGMENT_HEADER_V1_LEN == 48);
+
+/// Version 2: offset of the store id (16 bytes), the same in every segment
+/// and in `state.json` of one store.
+pub const SEG_STORE_ID_OFFSET: usize = SEG_FIRST_SEQ_OFFSET + 8;
+/// Version 2: offset of the boot id of the machine that created the segment
+/// (16 bytes, all zero when unknown).
+pub const SEG_BOOT_ID_OFFSET: usize = SEG_STORE_ID_OFFSET + 16;
+/// Version 2: offset of the cipher algorithm (u8, 0 = not encrypted); the
+/// three bytes after it are zero.
+pub const SEG_CIPHER_ALG_OFFSET: usize = SEG_BOOT_ID_OFFSET + 16;
+/// Version 2: offset of the cipher's key id (u32 LE, 0 when not encrypted).
+pub const SEG_CIPHER_KEY_ID_OFFSET: usize = SEG_CIPHER_ALG_OFFSET + 4;
+/// Version 2: offset of the cipher's per-segment salt (16 bytes, zero when
+/// not encrypted).
+pub const SEG_CIPHER_SALT_OFFSET: usize = SEG_CIPHER_KEY_ID_OFFSET + 4;
+/// Version 2: offset of the header checksum (u32 LE), CRC32 of bytes `0..96`.
+pub const SEG_CRC_OFFSET: usize = SEG_CIPHER_SALT_OFFSET + 16;
+/// Version 2: length of the segment header; records start here. Four zero
+/// bytes follow the checksum.
 pub const SEGMENT_HEADER_LEN: usize = SEG_CRC_OFFSET + 4 + 4;
-const _: () = assert!(SEGMENT_HEADER_LEN == 48);
+const _: () = assert!(SEG_CRC_OFFSET == 96 && SEGMENT_HEADER_LEN == 104);
+const _: () = assert!(SEGMENT_HEADER_LEN % 8 == 0 && SEGMENT_HEADER_V1_LEN % 8 == 0);
 
 /// Offset of a record's checksum (u32 LE).
 pub const REC_CRC_OFFSET: usize = 0;
@@ -50,8 +75,42 @@ const _: () = assert!(RECORD_HEADER_LEN == 24);
 /// checked before anything is allocated.
 pub const RECORD_PAYLOAD_MAX: u32 = 64 * 1024 * 1024;
 
-/// The largest record kind byte this code knows; kinds run from 1 to it.
-pub const RECORD_KIND_MAX: u8 = RecordKind::Batch as u8;
+/// The largest record kind a version-1 segment may hold.
+pub const RECORD_KIND_MAX_V1: u8 = RecordKind::ArchiveTask as u8;
+/// The kind byte of a sync marker (version 2 only): not an operation, see
+/// [`encode_marker`].
+pub const SYNC_MARKER_KIND: u8 = 8;
+/// The kind byte reserved for the atomic batch record (version 2 only).
+pub const BATCH_KIND: u8 = RecordKind::Batch as u8;
+/// The largest record kind byte a version-2 segment may hold; kinds run from 1 to it.
+pub const RECORD_KIND_MAX: u8 = BATCH_KIND;
+const _: () = assert!(RECORD_KIND_MAX_V1 == 7 && SYNC_MARKER_KIND == RECORD_KIND_MAX_V1 + 1);
+
+/// The payload length of a sync marker: synced-through sequence number (u64
+/// LE), wall-clock unix milliseconds (u64 LE), boot id (16 bytes), tag.
+pub const MARKER_PAYLOAD_LEN: usize = MARKER_TAG_OFFSET + 1;
+/// Offset, in a marker's payload, of the wall-clock unix milliseconds.
+pub const MARKER_UNIX_MS_OFFSET: usize = 8;
+/// Offset, in a marker's payload, of the writer's boot id.
+pub const MARKER_BOOT_ID_OFFSET: usize = MARKER_UNIX_MS_OFFSET + 8;
+/// Offset, in a marker's payload, of [`MARKER_TAG`].
+pub const MARKER_TAG_OFFSET: usize = MARKER_BOOT_ID_OFFSET + 16;
+/// The last byte of every marker: nonzero, so a whole marker never ends in
+/// a zero (the same-boot rule in `docs/recovery.md` relies on it).
+pub const MARKER_TAG: u8 = 0x5a;
+const _: () = assert!(MARKER_PAYLOAD_LEN == 33);
+/// The whole frame of a sync marker.
+pub const MARKER_FRAME_LEN: usize = RECORD_HEADER_LEN + MARKER_PAYLOAD_LEN;
+
+/// Whether a record kind byte may appear in a segment of `version`.
+pub fn kind_allowed(version: u32, kind: u8) -> bool {
+    let max = if version == FORMAT_VERSION_1 {
+        RECORD_KIND_MAX_V1
+    } else {
+        RECORD_KIND_MAX
+    };
+    (1..=max).contains(&kind)
+}
 
 /// What a record does. The payload of each kind is specified in `docs/format.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,70 +168,239 @@ impl RecordKind {
     }
 }
 
+/// A 128-bit id: a store's identity, or a machine boot's.
+pub type Id128 = [u8; 16];
+
 /// A decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// [`FORMAT_VERSION`] or [`FORMAT_VERSION_1`].
+    pub version: u32,
     /// The segment id, also in its file name.
     pub id: u64,
     /// Mixed into every record checksum of this segment.
     pub salt: u64,
     /// The sequence number of the segment's first record.
     pub first_seq: u64,
+    /// The store the segment belongs to; `None` in version 1 (and when a
+    /// version-2 header holds zeros).
+    pub store_id: Option<Id128>,
+    /// The boot id of the machine that created the segment, if known.
+    pub boot_id: Option<Id128>,
 }
 
 impl SegmentHeader {
-    /// The header's bytes.
-    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
-        let mut b = [0u8; SEGMENT_HEADER_LEN];
+    /// A version-2 header with no store id and no boot id.
+    pub fn new(id: u64, salt: u64, first_seq: u64) -> SegmentHeader {
+        SegmentHeader {
+            version: FORMAT_VERSION,
+            id,
+            salt,
+            first_seq,
+            store_id: None,
+            boot_id: None,
+        }
+    }
+
+    /// The length of this header's encoding: where its records start.
+    pub fn len(&self) -> usize {
+        header_len_of(self.version)
+    }
+
+    /// Always false: a header has bytes (for clippy's `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The header's bytes, in its own version.
+    pub fn encode(&self) -> Vec<u8> {
+        let v1 = self.version == FORMAT_VERSION_1;
+        assert!(
+            v1 || self.version == FORMAT_VERSION,
+            "unknown segment version reached the codec"
+        );
+        assert!(
+            !v1 || (self.store_id.is_none() && self.boot_id.is_none()),
+            "a version-1 header has no ids"
+        );
+        let len = self.len();
+        let mut b = vec![0u8; len];
         b[SEG_MAGIC_OFFSET..SEG_MAGIC_OFFSET + 8].copy_from_slice(&SEGMENT_MAGIC);
-        b[SEG_VERSION_OFFSET..SEG_VERSION_OFFSET + 4]
-            .copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[SEG_VERSION_OFFSET..SEG_VERSION_OFFSET + 4].copy_from_slice(&self.version.to_le_bytes());
         b[SEG_HEADER_LEN_OFFSET..SEG_HEADER_LEN_OFFSET + 4]
-            .copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+            .copy_from_slice(&(len as u32).to_le_bytes());
         b[SEG_ID_OFFSET..SEG_ID_OFFSET + 8].copy_from_slice(&self.id.to_le_bytes());
         b[SEG_SALT_OFFSET..SEG_SALT_OFFSET + 8].copy_from_slice(&self.salt.to_le_bytes());
         b[SEG_FIRST_SEQ_OFFSET..SEG_FIRST_SEQ_OFFSET + 8]
             .copy_from_slice(&self.first_seq.to_le_bytes());
-        let crc = crc32fast::hash(&b[..SEG_CRC_OFFSET]);
-        b[SEG_CRC_OFFSET..SEG_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        let crc_at = if v1 {
+            SEG_V1_CRC_OFFSET
+        } else {
+            b[SEG_STORE_ID_OFFSET..SEG_STORE_ID_OFFSET + 16]
+                .copy_from_slice(&self.store_id.unwrap_or_default());
+            b[SEG_BOOT_ID_OFFSET..SEG_BOOT_ID_OFFSET + 16]
+                .copy_from_slice(&self.boot_id.unwrap_or_default());
+            // The cipher header stays zero: not encrypted.
+            SEG_CRC_OFFSET
+        };
+        let crc = crc32fast::hash(&b[..crc_at]);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(SegmentHeader::decode(&b), Ok(*self));
         b
     }
 
-    /// Decodes and checks a header, saying what is wrong if it is not valid.
+    /// Decodes and checks a header of either version, saying what is wrong
+    /// if it is not valid.
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
-        if b.len() < SEGMENT_HEADER_LEN {
+        if b.len() < SEGMENT_HEADER_V1_LEN {
             return Err(format!(
-                "segment header is {} bytes, expected {SEGMENT_HEADER_LEN}",
+                "segment header is {} bytes, expected at least {SEGMENT_HEADER_V1_LEN}",
                 b.len()
             ));
         }
         if b[..8] != SEGMENT_MAGIC {
             return Err("bad segment magic".into());
         }
-        let crc = u32_at(b, SEG_CRC_OFFSET);
-        if crc != crc32fast::hash(&b[..SEG_CRC_OFFSET]) {
-            return Err("segment header checksum mismatch".into());
-        }
         let version = u32_at(b, SEG_VERSION_OFFSET);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
             return Err(format!("unsupported segment format version {version}"));
         }
+        let len = header_len_of(version);
+        if b.len() < len {
+            return Err(format!(
+                "segment header is {} bytes, expected {len}",
+                b.len()
+            ));
+        }
+        let crc_at = len - 8;
+        let crc = u32_at(b, crc_at);
+        if crc != crc32fast::hash(&b[..crc_at]) {
+            return Err("segment header checksum mismatch".into());
+        }
         let header_len = u32_at(b, SEG_HEADER_LEN_OFFSET);
-        if header_len as usize != SEGMENT_HEADER_LEN {
+        if header_len as usize != len {
             return Err(format!("unexpected segment header length {header_len}"));
         }
-        // The last four bytes are outside the checksum; version 1 writes
+        // The last four bytes are outside the checksum; both versions write
         // zeros there, so anything else is damage.
-        if b[SEG_CRC_OFFSET + 4..SEGMENT_HEADER_LEN] != [0; 4] {
+        if b[crc_at + 4..len] != [0; 4] {
             return Err("reserved segment header bytes are not zero".into());
         }
-        Ok(SegmentHeader {
+        let mut h = SegmentHeader {
+            version,
             id: u64_at(b, SEG_ID_OFFSET),
             salt: u64_at(b, SEG_SALT_OFFSET),
             first_seq: u64_at(b, SEG_FIRST_SEQ_OFFSET),
-        })
+            store_id: None,
+            boot_id: None,
+        };
+        if version == FORMAT_VERSION {
+            let alg = b[SEG_CIPHER_ALG_OFFSET];
+            if alg != 0 {
+                return Err(format!(
+                    "encrypted segment (cipher {alg}, key id {}): a key is needed to read it, \
+                     and this build reads only unencrypted segments",
+                    u32_at(b, SEG_CIPHER_KEY_ID_OFFSET)
+                ));
+            }
+            if b[SEG_CIPHER_ALG_OFFSET + 1..SEG_CRC_OFFSET]
+                .iter()
+                .any(|&x| x != 0)
+            {
+                return Err("cipher header bytes of an unencrypted segment are not zero".into());
+            }
+            h.store_id = id_at(b, SEG_STORE_ID_OFFSET);
+            h.boot_id = id_at(b, SEG_BOOT_ID_OFFSET);
+        }
+        Ok(h)
     }
+}
+
+/// The header length of a segment format version (the current one for an
+/// unknown version).
+pub fn header_len_of(version: u32) -> usize {
+    if version == FORMAT_VERSION_1 {
+        SEGMENT_HEADER_V1_LEN
+    } else {
+        SEGMENT_HEADER_LEN
+    }
+}
+
+/// The 16 bytes at `at`, or `None` when they are all zero (unknown).
+fn id_at(b: &[u8], at: usize) -> Option<Id128> {
+    let id: Id128 = b[at..at + 16].try_into().expect("slice of 16 bytes");
+    (id != [0; 16]).then_some(id)
+}
+
+/// An id as 32 lowercase hex digits, as `state.json` and messages show it.
+pub fn id_hex(id: &Id128) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 32 lowercase hex digits.
+pub fn parse_id_hex(s: &str) -> Option<Id128> {
+    if s.len() != 32 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+/// A sync marker as read back (see [`encode_marker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    /// Every record up to this sequence number was synced before the marker
+    /// was written.
+    pub synced_through: u64,
+    /// The writer's wall clock when it wrote the marker, in unix milliseconds.
+    pub unix_ms: u64,
+    /// The writer's boot id, if it knew it.
+    pub boot_id: Option<Id128>,
+}
+
+/// Appends a sync marker frame: record kind [`SYNC_MARKER_KIND`] whose frame
+/// sequence number is `marker.synced_through` with distance 0. It takes no
+/// sequence number of its own.
+pub fn encode_marker(out: &mut Vec<u8>, salt: u64, marker: &Marker) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; MARKER_FRAME_LEN]);
+    let frame = &mut out[start..];
+    frame[REC_LEN_OFFSET..REC_LEN_OFFSET + 4]
+        .copy_from_slice(&(MARKER_PAYLOAD_LEN as u32).to_le_bytes());
+    frame[REC_SEQ_OFFSET..REC_SEQ_OFFSET + 8].copy_from_slice(&marker.synced_through.to_le_bytes());
+    frame[REC_KIND_OFFSET] = SYNC_MARKER_KIND;
+    let p = &mut frame[RECORD_HEADER_LEN..];
+    p[..8].copy_from_slice(&marker.synced_through.to_le_bytes());
+    p[MARKER_UNIX_MS_OFFSET..MARKER_UNIX_MS_OFFSET + 8]
+        .copy_from_slice(&marker.unix_ms.to_le_bytes());
+    p[MARKER_BOOT_ID_OFFSET..MARKER_BOOT_ID_OFFSET + 16]
+        .copy_from_slice(&marker.boot_id.unwrap_or_default());
+    p[MARKER_TAG_OFFSET] = MARKER_TAG;
+    let crc = frame_crc(salt, frame);
+    frame[REC_CRC_OFFSET..REC_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    debug_assert!(matches!(
+        decode_record(&out[start..], salt),
+        Decoded::Record(r, MARKER_FRAME_LEN) if parse_marker(&r) == Some(*marker)
+    ));
+}
+
+/// The marker a checksummed frame of kind [`SYNC_MARKER_KIND`] holds, or
+/// `None` if its fields disagree (then it is damage).
+pub fn parse_marker(r: &RecordRef<'_>) -> Option<Marker> {
+    let p = r.payload;
+    let well_formed = r.kind == SYNC_MARKER_KIND
+        && p.len() == MARKER_PAYLOAD_LEN
+        && p[MARKER_TAG_OFFSET] == MARKER_TAG
+        && r.synced_before == r.seq
+        && u64_at(p, 0) == r.seq;
+    well_formed.then(|| Marker {
+        synced_through: r.seq,
+        unix_ms: u64_at(p, MARKER_UNIX_MS_OFFSET),
+        boot_id: id_at(p, MARKER_BOOT_ID_OFFSET),
+    })
 }
 
 /// One record as read back.
@@ -306,14 +534,55 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_damage() {
-        let h = SegmentHeader {
-            id: 3,
-            salt: 99,
-            first_seq: 17,
-        };
+        let mut h = SegmentHeader::new(3, 99, 17);
+        h.store_id = Some([7; 16]);
+        h.boot_id = Some([9; 16]);
         let mut b = h.encode();
+        assert_eq!(b.len(), SEGMENT_HEADER_LEN);
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[SEG_FIRST_SEQ_OFFSET] ^= 1;
         assert!(SegmentHeader::decode(&b).is_err());
+        // Version 1 still decodes, with no ids.
+        let v1 = SegmentHeader {
+            version: FORMAT_VERSION_1,
+            store_id: None,
+            boot_id: None,
+            ..h
+        };
+        let b = v1.encode();
+        assert_eq!(b.len(), SEGMENT_HEADER_V1_LEN);
+        assert_eq!(SegmentHeader::decode(&b), Ok(v1));
+    }
+
+    #[test]
+    fn an_encrypted_segment_asks_for_a_key() {
+        let mut b = SegmentHeader::new(1, 2, 3).encode();
+        b[SEG_CIPHER_ALG_OFFSET] = 1;
+        let crc = crc32fast::hash(&b[..SEG_CRC_OFFSET]);
+        b[SEG_CRC_OFFSET..SEG_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        let err = SegmentHeader::decode(&b).unwrap_err();
+        assert!(
+            err.contains("encrypted segment") && err.contains("a key is needed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn marker_round_trip_ends_in_its_tag() {
+        let m = Marker {
+            synced_through: 41,
+            unix_ms: 1_700_000_000_000,
+            boot_id: Some([3; 16]),
+        };
+        let mut out = Vec::new();
+        encode_marker(&mut out, 5, &m);
+        assert_eq!(out.len(), MARKER_FRAME_LEN);
+        assert_eq!(out.last(), Some(&MARKER_TAG));
+        match decode_record(&out, 5) {
+            Decoded::Record(r, _) => assert_eq!(parse_marker(&r), Some(m)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_id_hex(&id_hex(&[0xab; 16])), Some([0xab; 16]));
+        assert_eq!(parse_id_hex("AB"), None);
     }
 }

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use statewal::fs::{Fs, RealFs};
 use statewal::journal::op::Op;
 use statewal::journal::reader::{Piece, mark_durable, scan_segment};
-use statewal::journal::record::{RECORD_HEADER_LEN, RecordKind};
+use statewal::journal::record::{
+    MARKER_FRAME_LEN, Marker, RECORD_HEADER_LEN, RecordKind, SegmentHeader, id_hex,
+};
 use statewal::journal::{JOURNAL_DIR, parse_segment_name};
 use statewal::{Result, Task, TaskStatus};
 use std::path::Path;
@@ -21,8 +23,9 @@ pub fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
     })
 }
 
-/// Prints one line per record and per damaged span of every segment, in
-/// order, without opening the store (so without the lock, like `verify`).
+/// Prints one line per record, sync marker and damaged span of every
+/// segment, in order, without opening the store (so without the lock, like
+/// `verify`).
 pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
     crate::commands::require_store(dir)?;
     let fs = RealFs::existing(dir)?;
@@ -36,9 +39,15 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
         }
     }
     let mut scans: Vec<_> = files.iter().map(|(_, b)| scan_segment(b)).collect();
-    // Tells a crash's torn tail from damage to records that had been durable.
-    mark_durable(&mut scans);
-    let (mut records, mut damaged) = (0, 0);
+    // Tells a crash's torn tail from damage to records that had been
+    // durable, with the same-boot rule as open.
+    let last_boot = files
+        .last()
+        .and_then(|(_, b)| SegmentHeader::decode(b).ok())
+        .and_then(|h| h.boot_id);
+    let same_boot = matches!((last_boot, fs.boot_id()), (Some(a), Some(b)) if a == b);
+    mark_durable(&mut scans, same_boot);
+    let (mut records, mut markers, mut damaged) = (0, 0, 0);
     for ((segment, _), scan) in files.iter().zip(&scans) {
         if let Err(why) = &scan.header {
             damaged += 1;
@@ -55,6 +64,10 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
                     records += 1;
                     record_line(segment, piece)
                 }
+                Piece::Marker { offset, marker } => {
+                    markers += 1;
+                    marker_line(segment, *offset, marker)
+                }
                 Piece::Damaged { .. } => {
                     damaged += 1;
                     damaged_line(segment, piece)
@@ -65,7 +78,7 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
     }
     if !json {
         outln!(
-            "{records} records, {damaged} damaged spans in {} segments",
+            "{records} records, {markers} sync markers, {damaged} damaged spans in {} segments",
             files.len()
         );
     }
@@ -109,6 +122,26 @@ fn record_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
     (value, text)
 }
 
+/// A sync marker as a JSON object and a text line, with its time.
+fn marker_line(segment: &str, offset: u64, m: &Marker) -> (Value, String) {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{} ms", m.unix_ms));
+    let boot = m.boot_id.as_ref().map(id_hex);
+    let value = json!({"segment": segment, "offset": offset, "seq": m.synced_through,
+        "kind": "sync_marker", "id": null, "size_bytes": MARKER_FRAME_LEN, "checksum_ok": true,
+        "synced_through": m.synced_through, "unix_ms": m.unix_ms, "time": time, "boot_id": boot});
+    let text = format!(
+        "{segment}  offset={offset}  synced<={}  sync_marker  time={time}  size={MARKER_FRAME_LEN}  checksum=ok",
+        m.synced_through
+    );
+    (value, text)
+}
+
 /// A damaged span as a JSON object and a text line.
 fn damaged_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
     let Piece::Damaged {
@@ -117,6 +150,7 @@ fn damaged_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
         reason,
         first_seq,
         durable,
+        ..
     } = piece
     else {
         unreachable!("called for damaged spans only")
