@@ -280,7 +280,30 @@ impl Resync<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{RecordKind, encode_record};
+    use crate::journal::record::{
+        REC_CRC_OFFSET, RecordKind, SEGMENT_HEADER_LEN, encode_marker, encode_record,
+    };
+
+    fn marker(synced_through: u64) -> Marker {
+        Marker {
+            synced_through,
+            unix_ms: 1_700_000_000_000,
+            boot_id: None,
+        }
+    }
+
+    fn flags_with(buf: &[u8], same_boot: bool) -> Vec<Option<bool>> {
+        let mut scans = [scan_segment(buf)];
+        mark_durable(&mut scans, same_boot);
+        let [scan] = scans;
+        scan.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Record { .. } | Piece::Marker { .. } => None,
+                Piece::Damaged { durable, .. } => Some(*durable),
+            })
+            .collect()
+    }
 
     /// A segment of `n` records; record `seq` was written when `synced(seq)` was durable.
     fn segment(n: u64, synced: impl Fn(u64) -> u64) -> Vec<u8> {
@@ -361,6 +384,111 @@ mod tests {
         assert!(matches!(
             scans[0].pieces[1],
             Piece::Damaged { durable: true, .. }
+        ));
+    }
+
+    // Part 1 of issue 8: a batch of records written together and synced
+    // once carries no later record that vouches for it, so a bit flipped in
+    // it was cut as a torn tail. The marker written after the sync vouches.
+    #[test]
+    fn a_marker_vouches_for_the_synced_batch_before_it() {
+        let mut buf = segment(3, |_| 0);
+        encode_marker(&mut buf, 5, &marker(3));
+        buf[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
+        assert_eq!(flags_with(&buf, false), [None, Some(true), None, None]);
+        // A marker that vouches for less (a time-only one) does not.
+        let mut buf = segment(3, |_| 0);
+        encode_marker(&mut buf, 5, &marker(1));
+        buf[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
+        assert_eq!(flags_with(&buf, false), [None, Some(false), None, None]);
+    }
+
+    // Part 1, same boot: with the page cache intact, a kill leaves only an
+    // unfinished write at the very end. A whole last frame with a flipped
+    // bit (zeros after it, as preallocation leaves) is corruption.
+    #[test]
+    fn same_boot_cuts_only_an_unfinished_write() {
+        let mut whole = segment(3, |_| 0);
+        let last_start = whole.len() - (RECORD_HEADER_LEN + 5);
+        whole.resize(whole.len() + 4096, 0);
+        // Cut short: the frame's last bytes never arrived.
+        let mut cut = whole.clone();
+        cut[last_start + RECORD_HEADER_LEN + 3..].fill(0);
+        assert_eq!(flags_with(&cut, true), [None, None, Some(false)]);
+        // Cut inside the frame header.
+        let mut cut = whole.clone();
+        cut[last_start + 10..].fill(0);
+        assert_eq!(flags_with(&cut, true), [None, None, Some(false)]);
+        // A flipped bit in the whole last frame: corrupt in the same boot,
+        // a torn tail across a restart (power loss may tear any unsynced byte).
+        let mut flipped = whole.clone();
+        flipped[last_start + REC_CRC_OFFSET] ^= 1;
+        assert_eq!(flags_with(&flipped, true), [None, None, Some(true)]);
+        assert_eq!(flags_with(&flipped, false), [None, None, Some(false)]);
+        // Garbage after an unfinished write is not that shape either.
+        let mut garbage = cut.clone();
+        garbage[last_start + 200] = 7;
+        assert_eq!(flags_with(&garbage, true), [None, None, Some(true)]);
+        // Damage in the middle is never an unfinished write.
+        let mut mid = segment(3, |seq| seq - 1);
+        mid[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
+        let mut scans = [scan_segment(&mid)];
+        mark_durable(&mut scans, true);
+        assert!(matches!(scans[0].pieces[1], Piece::Damaged { unfinished_write: false, .. }));
+    }
+
+    #[test]
+    fn a_marker_whose_length_was_flipped_is_not_an_unfinished_write() {
+        let mut buf = segment(2, |seq| seq - 1);
+        let at = buf.len();
+        encode_marker(&mut buf, 5, &marker(2));
+        buf.resize(buf.len() + 512, 0);
+        // A marker cut short is an unfinished write...
+        let mut cut = buf.clone();
+        cut[at + RECORD_HEADER_LEN + 10..].fill(0);
+        assert_eq!(flags_with(&cut, true), [None, None, Some(false)]);
+        // ...one whose length bit flipped claims a longer frame, but a
+        // marker's length is fixed.
+        buf[at + REC_LEN_OFFSET] ^= 0x40;
+        assert_eq!(flags_with(&buf, true), [None, None, Some(true)]);
+    }
+
+    // Part 4 of issue 8: a segment crafted with plausible frame headers whose
+    // lengths run far made the resync scan hash megabytes at every header:
+    // quadratic (4 MiB took 33 s). The checksum budget bounds it.
+    #[test]
+    fn a_crafted_segment_scans_within_the_crc_budget() {
+        const LEN: usize = 4 * 1024 * 1024;
+        const EVERY: usize = 4096;
+        let mut buf = SegmentHeader::new(1, 5, 1).encode();
+        buf.resize(LEN, 0xee);
+        let mut pos = SEGMENT_HEADER_LEN;
+        while pos + RECORD_HEADER_LEN < LEN {
+            // A frame header that passes every cheap test: known kind, zero
+            // padding, a length that reaches almost to the end, a sequence
+            // number ahead, and a checksum that will not match.
+            let h = &mut buf[pos..pos + RECORD_HEADER_LEN];
+            h[REC_CRC_OFFSET..REC_CRC_OFFSET + 4].copy_from_slice(&[1, 2, 3, 4]);
+            let len = (LEN - pos - RECORD_HEADER_LEN - 1) as u32;
+            h[REC_LEN_OFFSET..REC_LEN_OFFSET + 4].copy_from_slice(&len.to_le_bytes());
+            h[REC_SEQ_OFFSET..REC_SEQ_OFFSET + 8].copy_from_slice(&(pos as u64).to_le_bytes());
+            h[REC_KIND_OFFSET..REC_SYNCED_DISTANCE_OFFSET].copy_from_slice(&[1, 0, 0, 0]);
+            h[REC_SYNCED_DISTANCE_OFFSET..].copy_from_slice(&1u32.to_le_bytes());
+            pos += EVERY;
+        }
+        let scan = scan_segment(&buf);
+        let bound = RESYNC_CRC_BUDGET_FLOOR_BYTES + RESYNC_CRC_BUDGET_FACTOR * LEN as u64;
+        // Without the budget this hashes about 1024 headers x 2 MiB = 2 GiB.
+        assert!(
+            scan.crc_bytes <= bound,
+            "hashed {} bytes for a {LEN}-byte segment (bound {bound})",
+            scan.crc_bytes
+        );
+        assert!(scan.budget_spent);
+        // The rest of the segment is one damaged span, judged as any other.
+        assert!(matches!(
+            scan.pieces.as_slice(),
+            [Piece::Damaged { end, .. }] if *end == LEN as u64
         ));
     }
 }
