@@ -90,9 +90,9 @@ struct StateOut<'a> {
     metrics: Metrics,
     last_saved: &'a str,
     journal_seq: u64,
-    /// Each task's version, so a checkpoint does not reset them; the last
-    /// member before the checksum seal.
+    /// Each task's version, so a checkpoint does not reset them.
     task_versions: &'a BTreeMap<String, u64>,
+    /// The store's identity: the last member before the checksum seal.
     store_id: &'a str,
 }
 

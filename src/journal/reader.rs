@@ -434,7 +434,13 @@ mod tests {
         mid[SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 27] ^= 0x10;
         let mut scans = [scan_segment(&mid)];
         mark_durable(&mut scans, true);
-        assert!(matches!(scans[0].pieces[1], Piece::Damaged { unfinished_write: false, .. }));
+        assert!(matches!(
+            scans[0].pieces[1],
+            Piece::Damaged {
+                unfinished_write: false,
+                ..
+            }
+        ));
     }
 
     #[test]

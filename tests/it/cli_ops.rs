@@ -151,10 +151,21 @@ fn dump_journal_lists_records_and_damage() {
         store.delete_task("b").unwrap();
     }
     let text = check(dir.path(), &["dump-journal"], "", 0);
+    // Each synced put is followed by its sync marker, shown with its time.
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines.len(), 9, "{text}");
     assert!(
-        lines[0].contains("offset=48")
+        lines[1].contains("sync_marker")
+            && lines[1].contains("synced<=1")
+            && lines[1].contains("time=20"),
+        "{text}"
+    );
+    let lines: Vec<&str> = lines
+        .into_iter()
+        .filter(|l| !l.contains("sync_marker"))
+        .collect();
+    assert!(
+        lines[0].contains("offset=104")
             && lines[0].contains("seq=1")
             && lines[0].contains("put_task")
             && lines[0].contains("id=a")
@@ -162,12 +173,13 @@ fn dump_journal_lists_records_and_damage() {
         "{text}"
     );
     assert!(lines[3].contains("delete_task") && lines[3].contains("id=b"));
-    assert!(lines[4].contains("4 records, 0 damaged spans in 1 segments"));
+    assert!(lines[4].contains("4 records, 4 sync markers, 0 damaged spans in 1 segments"));
 
     let json = check(dir.path(), &["dump-journal", "--json"], "", 0);
     let records: Vec<Value> = json
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] != "sync_marker")
         .collect();
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
@@ -191,7 +203,10 @@ fn dump_journal_lists_records_and_damage() {
         text.contains("DAMAGED") && text.contains("checksum=BAD"),
         "{text}"
     );
-    assert!(text.contains("3 records, 1 damaged spans"), "{text}");
+    assert!(
+        text.contains("3 records, 4 sync markers, 1 damaged spans"),
+        "{text}"
+    );
     let json = check(dir.path(), &["dump-journal", "--json"], "", 0);
     let bad: Vec<Value> = json
         .lines()

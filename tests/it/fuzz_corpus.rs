@@ -113,7 +113,8 @@ fn decode_record_corpus() {
     for (i, frame) in frames.iter().enumerate() {
         for bit in bits(frame, i % 3, 3).take(120) {
             let mut input = salt.to_vec();
-            input.push((bit % 16) as u8);
+            // Flag bit 4 picks version 1 for the sealing flags.
+            input.push((bit % 32) as u8);
             input.extend_from_slice(&flipped(frame, bit));
             inputs.push(input);
         }
@@ -214,11 +215,7 @@ fn model_corpus() {
 #[test]
 fn a_header_only_segment_past_the_first_seq_survives_a_checkpoint() {
     let fs = SimFs::new(SEED);
-    let header = SegmentHeader {
-        id: 1,
-        salt: 7,
-        first_seq: 3,
-    };
+    let header = SegmentHeader::new(1, 7, 3);
     fs.create_dir(JOURNAL_DIR).expect("mkdir");
     let name = format!("{JOURNAL_DIR}/{}", segment_name(1));
     let mut f = fs.open(&name, OpenMode::CreateNew).expect("create");

@@ -6,9 +6,10 @@
 //!
 //! - nothing panics;
 //! - `verify` names the damaged file, and classifies journal damage as a
-//!   torn tail (a cut inside the last record, a flip in the last record) or
-//!   as corrupt (a flip in a record that a later one vouches for, a flip in
-//!   the segment header);
+//!   torn tail (a cut inside a record or its sync marker: an unfinished
+//!   write) or as corrupt (any flipped bit: every record is vouched for by
+//!   its sync marker, and in the same boot a whole frame with a bad checksum
+//!   is never an unfinished write; a flip in the segment header);
 //! - the default open succeeds with every record before the damage (torn
 //!   tail, damaged JSON files with a fallback), or fails with
 //!   `ErrorKind::Corrupt` naming the segment (damage in the middle).
@@ -21,7 +22,7 @@
 //! The work directories live on `/dev/shm` when there is one, so the many
 //! fsyncs of the opens cost nothing.
 
-use crate::util::{copy_dir, crash_opts, record_spans, segments, task};
+use crate::util::{copy_dir, crash_opts, frame_spans, segments, task};
 use statewal::fs::RealFs;
 use statewal::journal::record::SEGMENT_HEADER_LEN;
 use statewal::verify::{FindingClass, VerifyReport, verify};
@@ -41,9 +42,10 @@ struct Fixture {
     dir: PathBuf,
     /// `states[k]`: the tasks after the first `k` records of the last segment.
     states: Vec<Tasks>,
-    /// The last segment, relative to the directory, and its record spans.
+    /// The last segment, relative to the directory, and its record and
+    /// marker spans (`true` for a marker).
     segment: String,
-    spans: Vec<(u64, u64)>,
+    frames: Vec<(u64, u64, bool)>,
     backup: String,
     task_file: String,
 }
@@ -108,14 +110,20 @@ fn fixture() -> Fixture {
     drop(store);
     let segs = segments(&dir);
     let last = segs.last().expect("a segment");
-    let spans = record_spans(last);
-    assert_eq!(spans.len(), TAIL_RECORDS, "the last segment holds the tail");
+    let frames = frame_spans(last);
+    let records = frames.iter().filter(|f| !f.2).count();
+    assert_eq!(records, TAIL_RECORDS, "the last segment holds the tail");
+    assert_eq!(
+        frames.len(),
+        2 * TAIL_RECORDS,
+        "a sync marker after each record"
+    );
     let rel = |p: &Path| p.strip_prefix(&dir).unwrap().to_str().unwrap().to_string();
     let backups = crate::util::backups(&dir);
     assert_eq!(backups.len(), 1, "one backup");
     Fixture {
         segment: rel(last),
-        spans,
+        frames,
         backup: rel(&backups[0]),
         task_file: "tasks/b.json".into(),
         states,
@@ -145,9 +153,16 @@ impl Fixture {
         Some(Outcome { report, open })
     }
 
-    /// The index of the record holding byte `at` of the segment.
-    fn record_at(&self, at: u64) -> Option<usize> {
-        self.spans.iter().position(|&(s, e)| s <= at && at < e)
+    /// The frame holding byte `at` of the segment: its span, whether it is
+    /// a marker, and how many records end at or before its end.
+    fn frame_at(&self, at: u64) -> Option<((u64, u64), bool, usize)> {
+        let i = self
+            .frames
+            .iter()
+            .position(|&(s, e, _)| s <= at && at < e)?;
+        let (s, e, marker) = self.frames[i];
+        let records = self.frames[..=i].iter().filter(|f| !f.2).count();
+        Some(((s, e), marker, records))
     }
 }
 
@@ -254,10 +269,18 @@ fn journal_truncated_at_every_offset() {
         let expect = if cut < SEGMENT_HEADER_LEN as u64 {
             Expect::Corrupt
         } else {
-            match fx.record_at(cut) {
-                Some(i) if fx.spans[i].0 == cut => Expect::Clean(i),
-                Some(i) => Expect::TornTail(i),
-                None => unreachable!("records run to the end of the file"),
+            // A cut inside a record keeps the records before it; inside its
+            // marker, the record too (the marker only vouches).
+            match fx.frame_at(cut) {
+                Some(((start, _), marker, records)) => {
+                    let kept = if marker { records } else { records - 1 };
+                    if start == cut {
+                        Expect::Clean(kept)
+                    } else {
+                        Expect::TornTail(kept)
+                    }
+                }
+                None => unreachable!("frames run to the end of the file"),
             }
         };
         let out = fx.run(&work, &fx.segment, |p| {
@@ -274,8 +297,11 @@ fn journal_truncated_at_every_offset() {
 }
 
 // Guards: a bit flipped anywhere in a journal segment is found and
-// classified: header = corrupt, a record a later one vouches for = corrupt
-// (the open refuses), the last record = torn tail (the open cuts it).
+// classified as corrupt, and the default open refuses: the header; any
+// record, the last one included (its sync marker vouches for it: issue 8,
+// part 1, where a flip in the last synced batch used to be cut as a torn
+// tail); any marker (in the same boot a whole frame with a bad checksum is
+// not an unfinished write).
 #[test]
 fn journal_bit_flips() {
     let fx = fixture();
@@ -283,16 +309,10 @@ fn journal_bit_flips() {
     let len = std::fs::metadata(fx.dir.join(&fx.segment)).unwrap().len();
     let mut t = Tally::default();
     for at in 0..len {
-        let expect = if at < SEGMENT_HEADER_LEN as u64 {
-            // The reserved bytes 44..48 are outside the CRC but must be zero.
-            Expect::Corrupt
-        } else {
-            match fx.record_at(at) {
-                Some(i) if i + 1 == TAIL_RECORDS => Expect::TornTail(i),
-                Some(_) => Expect::Corrupt,
-                None => unreachable!("records run to the end of the file"),
-            }
-        };
+        // The reserved header bytes 100..104 are outside the CRC but must
+        // be zero, so the header is corrupt at every bit too.
+        assert!(at < SEGMENT_HEADER_LEN as u64 || fx.frame_at(at).is_some());
+        let expect = Expect::Corrupt;
         for bit in 0..8 {
             let out = fx.run(&work, &fx.segment, |p| crate::util::flip_bit(p, at, bit));
             check_segment_case(&fx, out, expect, &format!("byte {at} bit {bit}"), &mut t);

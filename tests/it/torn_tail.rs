@@ -20,18 +20,20 @@ fn journal_of_puts() -> (tempfile::TempDir, (u64, u64)) {
     (dir, *spans.last().unwrap())
 }
 
-/// How a torn write leaves the last record.
+/// How a torn write leaves the last record. The write was interrupted, so
+/// the sync marker that follows a synced record was never written either:
+/// nothing after the cut survives.
 #[derive(Debug, Clone, Copy)]
 enum Tear {
     /// The file ends inside the record (no preallocation, or the size was
     /// updated before the data).
     Truncated,
-    /// The file keeps its length and the rest of the record reads as zeros
-    /// (a preallocated segment, or a size updated before the data).
+    /// The file keeps its length and everything from the cut on reads as
+    /// zeros (a preallocated segment, or a size updated before the data).
     Zeroed,
 }
 
-fn tear(seg: &std::path::Path, how: Tear, cut: u64, end: u64) {
+fn tear(seg: &std::path::Path, how: Tear, cut: u64) {
     match how {
         Tear::Truncated => std::fs::OpenOptions::new()
             .write(true)
@@ -41,7 +43,7 @@ fn tear(seg: &std::path::Path, how: Tear, cut: u64, end: u64) {
             .unwrap(),
         Tear::Zeroed => {
             let mut bytes = std::fs::read(seg).unwrap();
-            bytes[cut as usize..end as usize].fill(0);
+            bytes[cut as usize..].fill(0);
             std::fs::write(seg, bytes).unwrap();
         }
     }
@@ -64,7 +66,7 @@ fn cut_at_every_offset_of_last_record_opens_with_earlier_records() {
             let dir = tmp.path().join("copy");
             copy_dir(src.path(), &dir);
             let seg = only_segment(&dir);
-            tear(&seg, how, cut, end);
+            tear(&seg, how, cut);
             let len_before = std::fs::metadata(&seg).unwrap().len();
 
             let store = open_crashy(&dir);

@@ -2,7 +2,7 @@
 //! public API or the layout touches this file and not every test.
 
 use statewal::journal::reader::{Piece, scan_segment};
-use statewal::journal::record::RECORD_HEADER_LEN;
+use statewal::journal::record::{MARKER_FRAME_LEN, RECORD_HEADER_LEN};
 use statewal::{ErrorKind, Options, Result, Store, Task};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -123,24 +123,41 @@ pub fn only_segment(dir: &Path) -> PathBuf {
 
 /// The byte ranges `start..end` of every valid record in a segment file,
 /// found with the library's own reader. Zeros the journal preallocated after
-/// the last record are not part of any record.
+/// the last record are not part of any record, and sync markers (which hold
+/// no record) are left out: records and markers tile the segment together.
 pub fn record_spans(segment: &Path) -> Vec<(u64, u64)> {
+    frame_spans(segment)
+        .into_iter()
+        .filter(|f| !f.2)
+        .map(|(s, e, _)| (s, e))
+        .collect()
+}
+
+/// The byte ranges of every record and sync marker in a segment file, in
+/// order, each with `true` for a marker. They tile the segment from its
+/// header to its last frame.
+pub fn frame_spans(segment: &Path) -> Vec<(u64, u64, bool)> {
     let bytes = std::fs::read(segment).expect("read segment");
     let scan = scan_segment(&bytes);
     scan.header.as_ref().expect("valid segment header");
-    let spans: Vec<(u64, u64)> = scan
-        .pieces
-        .iter()
-        .map(|p| match p {
+    let mut spans = Vec::new();
+    let mut pos = None;
+    for p in &scan.pieces {
+        let (offset, len, record) = match p {
             Piece::Record { offset, record } => (
                 *offset,
-                offset + (RECORD_HEADER_LEN + record.payload.len()) as u64,
+                (RECORD_HEADER_LEN + record.payload.len()) as u64,
+                true,
             ),
+            Piece::Marker { offset, .. } => (*offset, MARKER_FRAME_LEN as u64, false),
             other => panic!("segment is already damaged: {other:?}"),
-        })
-        .collect();
-    for pair in spans.windows(2) {
-        assert_eq!(pair[0].1, pair[1].0, "records are contiguous");
+        };
+        assert!(
+            pos.is_none_or(|p| p == offset),
+            "records and markers are contiguous"
+        );
+        pos = Some(offset + len);
+        spans.push((offset, offset + len, !record));
     }
     spans
 }
