@@ -500,8 +500,11 @@ fn check_header(buf: &[u8]) {
         return;
     }
     let id16 = |at: usize| {
+        if version != record::FORMAT_VERSION {
+            return None;
+        }
         let id: [u8; 16] = buf[at..at + 16].try_into().expect("16 bytes");
-        (version == record::FORMAT_VERSION && id != [0; 16]).then_some(id)
+        (id != [0; 16]).then_some(id)
     };
     let fields = SegmentHeader {
         version,

@@ -263,7 +263,8 @@ fn check_segment_case(
 fn journal_truncated_at_every_offset() {
     let fx = fixture();
     let work = fx.dir.with_file_name("work");
-    let len = std::fs::metadata(fx.dir.join(&fx.segment)).unwrap().len();
+    let original = std::fs::read(fx.dir.join(&fx.segment)).unwrap();
+    let len = original.len() as u64;
     let mut t = Tally::default();
     for cut in 0..len {
         let expect = if cut < SEGMENT_HEADER_LEN as u64 {
@@ -274,7 +275,12 @@ fn journal_truncated_at_every_offset() {
             match fx.frame_at(cut) {
                 Some(((start, _), marker, records)) => {
                     let kept = if marker { records } else { records - 1 };
-                    if start == cut {
+                    // Only zeros left of the frame (a CRC byte that is 0)
+                    // read as the clean end of the segment.
+                    let zeros = original[start as usize..cut as usize]
+                        .iter()
+                        .all(|&b| b == 0);
+                    if zeros {
                         Expect::Clean(kept)
                     } else {
                         Expect::TornTail(kept)

@@ -256,3 +256,15 @@ pub fn run_statewal(
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// A temporary directory on a tmpfs (`/dev/shm`) when there is one, so that
+/// tests making thousands of opens do not pay for real fsyncs.
+pub fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(t) = tempfile::tempdir_in(shm)
+    {
+        return t;
+    }
+    tempfile::tempdir().expect("a temp dir")
+}
