@@ -192,7 +192,9 @@ fn recover_once(
             .filter_map(|n| parse_segment_name(n))
             .collect();
         if again != ids {
-            return Ok(Err("the journal changed while the state file was read".into()));
+            return Ok(Err(
+                "the journal changed while the state file was read".into()
+            ));
         }
     }
     let store_id = ckpt_id

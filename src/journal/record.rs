@@ -53,7 +53,8 @@ pub const SEG_CRC_OFFSET: usize = SEG_CIPHER_SALT_OFFSET + 16;
 /// bytes follow the checksum.
 pub const SEGMENT_HEADER_LEN: usize = SEG_CRC_OFFSET + 4 + 4;
 const _: () = assert!(SEG_CRC_OFFSET == 96 && SEGMENT_HEADER_LEN == 104);
-const _: () = assert!(SEGMENT_HEADER_LEN % 8 == 0 && SEGMENT_HEADER_V1_LEN % 8 == 0);
+const _: () =
+    assert!(SEGMENT_HEADER_LEN.is_multiple_of(8) && SEGMENT_HEADER_V1_LEN.is_multiple_of(8));
 
 /// Offset of a record's checksum (u32 LE).
 pub const REC_CRC_OFFSET: usize = 0;

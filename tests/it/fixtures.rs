@@ -38,7 +38,7 @@ fn check_fixture(version: u32) -> String {
         (3, 5, 8)
     );
     let tasks = store.list_tasks();
-    let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id.as_str(), t.status)).collect();
+    let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id(), t.status())).collect();
     assert_eq!(
         got,
         [
@@ -50,15 +50,11 @@ fn check_fixture(version: u32) -> String {
         ]
     );
     for t in &tasks {
-        let title = t
-            .extra
-            .get("title")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let n = &t.id["task-".len()..];
-        assert!(title.contains(n), "{}: {title}", t.id);
+        let title = t.get("title").and_then(|v| v.as_str()).unwrap_or_default();
+        let n = &t.id()["task-".len()..];
+        assert!(title.contains(n), "{}: {title}", t.id());
         if n != "1" && n != "2" {
-            assert_eq!(t.extra.get("extra_field"), Some(&serde_json::json!([1, 2])));
+            assert_eq!(t.get("extra_field"), Some(&serde_json::json!([1, 2])));
         }
     }
     let id = store.load_state().store_id.expect("a store id");
