@@ -90,10 +90,11 @@ struct StateOut<'a> {
     metrics: Metrics,
     last_saved: &'a str,
     journal_seq: u64,
-    /// Each task's version, so a checkpoint does not reset them.
-    task_versions: &'a BTreeMap<String, u64>,
-    /// The store's identity: the last member before the checksum seal.
+    /// The store's identity.
     store_id: &'a str,
+    /// Each task's version, so a checkpoint does not reset them; the last
+    /// member before the checksum seal.
+    task_versions: &'a BTreeMap<String, u64>,
 }
 
 /// Steps 2 to 6. On error the caller puts `snap.changes` back.
@@ -139,8 +140,8 @@ pub(crate) fn write(
         metrics: Metrics::of(snap.tasks.values().map(|t| &**t)),
         last_saved: now,
         journal_seq: snap.seq,
-        task_versions: &snap.task_versions,
         store_id: &ctx.store_id,
+        task_versions: &snap.task_versions,
     };
     let bytes = layout::seal_state(
         serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail"),
