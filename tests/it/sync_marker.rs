@@ -35,6 +35,22 @@ fn store_with_batch(dir: &Path, before: usize, batch: usize) -> Vec<(u64, u64)> 
     spans[spans.len() - batch..].to_vec()
 }
 
+/// `Store::open` in the default mode, retried while the directory is
+/// `Locked`: a child process that a test running beside this one spawns
+/// shares our lock's open file until it execs (the lock file is
+/// close-on-exec, but fork comes first), so a fast reopen can see it held.
+fn open_retrying(dir: &Path) -> statewal::Result<Store> {
+    for _ in 0..200 {
+        match Store::open(opts(dir)) {
+            Err(e) if e.kind() == ErrorKind::Locked => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+    Store::open(opts(dir))
+}
+
 /// Flips every bit of `spans` in `seg` in turn and checks that the default
 /// open refuses, naming the file, an offset in the batch and "corrupt", and
 /// that verify calls the damage corrupt. Returns the number of flips.
@@ -48,7 +64,7 @@ fn every_flip_is_refused(dir: &Path, spans: &[(u64, u64)]) -> u64 {
             for bit in 0..8 {
                 flip_bit(&seg, at, bit);
                 let what = format!("bit {bit} of byte {at} (batch {first}..{last})");
-                let err = match Store::open(opts(dir)) {
+                let err = match open_retrying(dir) {
                     Ok(_) => panic!("{what}: the default open accepted a damaged synced batch"),
                     Err(e) => e,
                 };
