@@ -130,7 +130,9 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan<'_> {
             reason,
             first_seq: last_seq.saturating_add(1),
             durable: false,
-            unfinished_write: end == buf.len() && unfinished_write(&buf[pos..]),
+            unfinished_write: end == buf.len()
+                && unfinished_write(&buf[pos..])
+                && !resync.length_flipped(pos),
         });
         pos = end;
     }
@@ -234,6 +236,41 @@ struct Resync<'a> {
 }
 
 impl Resync<'_> {
+    /// Whether the frame at `pos`, which has the shape of an unfinished
+    /// write, is in fact a whole frame whose length field had a bit flipped
+    /// upward: its checksum matches once that bit is cleared. A whole frame
+    /// is not a kill's unfinished write, so in the same boot it is corrupt.
+    /// (Found in review: a flipped length bit in the last acknowledged record
+    /// under `OsBuffered`, with no marker after it, was cut as a torn tail.)
+    /// Paid from the checksum budget; once that is spent the shape decides.
+    fn length_flipped(&mut self, pos: usize) -> bool {
+        let span = &self.buf[pos..];
+        if span.len() < RECORD_HEADER_LEN {
+            return false;
+        }
+        let len = u32_at(span, REC_LEN_OFFSET);
+        let mut frame = Vec::new();
+        for bit in (0..32).filter(|b| len & (1u32 << b) != 0) {
+            let shorter = len ^ (1u32 << bit);
+            let total = RECORD_HEADER_LEN + shorter as usize;
+            if total > span.len() {
+                continue;
+            }
+            if self.crc_bytes.saturating_add(total as u64) > self.budget {
+                self.spent = true;
+                return false;
+            }
+            self.crc_bytes += total as u64;
+            frame.clear();
+            frame.extend_from_slice(&span[..total]);
+            frame[REC_LEN_OFFSET..REC_LEN_OFFSET + 4].copy_from_slice(&shorter.to_le_bytes());
+            if let Decoded::Record(..) = decode_record(&frame, self.header.salt) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The offset of the first valid record or marker at or after `from`,
     /// if any. Cheap tests (kind byte, zero padding, plausible length and
     /// sequence) come before the checksum so a scan over garbage stays fast;

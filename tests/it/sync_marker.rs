@@ -306,3 +306,61 @@ fn a_cut_short_last_record_after_a_kill_opens_in_the_same_boot() {
         check_tasks(&store, &ids("a", 3));
     }
 }
+
+// Review bug (part 1, same boot, any policy): under `OsBuffered` the last
+// acknowledged record has no marker after it, so only the same-boot rule
+// protects it. A bit flipped upward in its length field made the whole
+// frame claim to run past its nonzero bytes, which is the shape of an
+// unfinished write: the reopen in the same boot cut the acknowledged record
+// as a torn tail instead of refusing.
+#[test]
+fn a_flip_in_the_last_whole_frame_that_mimics_a_cut_is_corrupt_in_the_same_boot() {
+    let fs = SimFs::new(11);
+    let opts = || sim_opts().sync_policy(statewal::SyncPolicy::OsBuffered);
+    let store = Store::open_with_fs(opts(), Arc::new(fs.clone()), None).unwrap();
+    store
+        .put_session(serde_json::json!({"id": "s", "user": "u"}))
+        .unwrap();
+    // Past the time-only marker's interval: no marker follows the last record.
+    store.append_log("s", "first line ").unwrap();
+    store.append_log("s", "last line ").unwrap();
+    drop(store);
+    let seg = "journal/00000000000000000001.wal";
+    let bytes = fs.read(seg).unwrap().unwrap().to_vec();
+    let scan = scan_segment(&bytes);
+    assert!(
+        matches!(scan.pieces.last(), Some(Piece::Record { .. })),
+        "the acknowledged last record has no marker after it"
+    );
+    let Some(Piece::Record { offset, record }) = scan.pieces.last() else {
+        unreachable!()
+    };
+    let start = *offset as usize;
+    assert!(record.payload.ends_with(b" "));
+    let len_at = start + statewal::journal::record::REC_LEN_OFFSET;
+    let edits: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        ("length bit 16 set", Box::new(move |b| b[len_at + 2] ^= 1)),
+        ("length bit 10 set", Box::new(move |b| b[len_at + 1] ^= 4)),
+        ("length bit 25 set", Box::new(move |b| b[len_at + 3] ^= 2)),
+    ];
+    for (what, edit) in edits {
+        let killed = fs.restart();
+        killed.corrupt(seg, |b| edit(b));
+        assert_eq!(killed.boot_id(), fs.boot_id(), "a kill keeps the boot");
+        let err = Store::open_with_fs(opts(), Arc::new(killed.clone()), None).map(drop);
+        let msg = check_err(err, ErrorKind::Corrupt);
+        assert!(
+            msg.contains("corrupt") && msg.contains(seg),
+            "{what}: {msg}"
+        );
+        let report = verify(&killed).unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.class == FindingClass::Corrupt),
+            "{what}: verify {:?}",
+            report.findings
+        );
+    }
+}
