@@ -186,7 +186,8 @@ pub fn segment_reader(data: &[u8]) {
     // - `mark_durable` marks a span durable exactly when a later record or
     //   marker in its segment vouches for it (`synced_before` or
     //   `synced_through >= first_seq`), or a later segment holds a record,
-    //   or (same boot, last segment) the span is not an unfinished write;
+    //   or (same boot, last segment) the span is not an unfinished write,
+    //   or the span is the rest of a segment whose resync budget ran out;
     // - the resync scan hashes no more than its budget;
     // - a payload that decodes re-encodes to one that decodes to the same
     //   kind and id.
@@ -676,9 +677,12 @@ fn check_durable(scans: &[SegmentScan<'_>], same_boot: bool) {
                 Piece::Damaged { .. } => false,
             });
             let strict = same_boot && s + 1 == scans.len() && !unfinished_write;
+            // The rest of a segment whose resync budget ran out hides what
+            // could vouch for it: always durable.
+            let swallowed = scan.budget_spent && i + 1 == scan.pieces.len();
             assert_eq!(
                 *durable,
-                vouched || later_segment_records || strict,
+                vouched || later_segment_records || strict || swallowed,
                 "segment {s}, piece {i}: durable flag disagrees with the later records"
             );
         }

@@ -182,7 +182,8 @@ pub fn unfinished_write(span: &[u8]) -> bool {
 
 /// Marks each damaged span, across consecutive segments in order, as
 /// `durable` if any later record or marker was written after the span's
-/// records were synced. Segments are synced whole before the next one is
+/// records were synced, or if it is the rest of a segment whose resync
+/// budget ran out (what it hides cannot be judged). Segments are synced whole before the next one is
 /// started, so a record in a later segment vouches for everything before it.
 ///
 /// `same_boot` says the last segment was created in the machine's current
@@ -205,6 +206,13 @@ pub fn mark_durable(scans: &mut [SegmentScan<'_>], same_boot: bool) {
         };
         let strict = same_boot && i + 1 == count;
         let mut has_records = false;
+        // When the resync budget ran out, the last piece is the rest of the
+        // segment taken whole: the records and markers in it can no longer
+        // vouch for it, so it is never a torn tail. (Found in review: a log
+        // text holding a few plausible frame headers spent the budget after
+        // one flipped bit, and across a restart every later acknowledged,
+        // marker-vouched record was cut as a torn tail.)
+        let mut swallowed = scan.budget_spent;
         for piece in scan.pieces.iter_mut().rev() {
             match piece {
                 Piece::Record { record, .. } => {
@@ -219,7 +227,11 @@ pub fn mark_durable(scans: &mut [SegmentScan<'_>], same_boot: bool) {
                     durable,
                     unfinished_write,
                     ..
-                } => *durable = latest_synced >= *first_seq || (strict && !*unfinished_write),
+                } => {
+                    *durable = std::mem::take(&mut swallowed)
+                        || latest_synced >= *first_seq
+                        || (strict && !*unfinished_write);
+                }
             }
         }
         later_segment_has_records |= has_records;
