@@ -162,12 +162,25 @@ fn verify_journal(fs: &dyn Fs, r: &mut VerifyReport) -> Result<Option<Id128>> {
         .map(|(_, _, b)| SegmentHeader::decode(b).ok())
         .collect();
     let journal_id = agreed_store_id(headers.iter().flatten());
-    // The store's own id, as open would settle it: state.json's when it
-    // is not foreign, else the first segment that carries one.
-    let state_id = layout::read_state_file(fs, STATE_FILE)?
-        .ok()
-        .and_then(|(ps, _)| ps.store_id.as_deref().and_then(parse_id_hex))
-        .filter(|id| journal_id.is_none_or(|j| j == *id));
+    // The store's own id, as open settles it: that of the state file open
+    // would load (state.json, else the newest backup, each unless it is
+    // unreadable or foreign), else the first segment that carries one.
+    // (Found in review: with state.json removed, verify took the first
+    // segment's id, so a foreign segment numbered below the store's own
+    // made verify call the store's own segment foreign.)
+    let mut state_id = None;
+    let mut candidates = vec![STATE_FILE.to_string()];
+    candidates.extend(layout::list_backups(fs)?);
+    for name in candidates {
+        if let Ok((ps, _)) = layout::read_state_file(fs, &name)? {
+            let id = ps.store_id.as_deref().and_then(parse_id_hex);
+            if id.is_some_and(|id| journal_id.is_some_and(|j| j != id)) {
+                continue;
+            }
+            state_id = id;
+            break;
+        }
+    }
     let store_id = state_id.or_else(|| headers.iter().flatten().find_map(|h| h.store_id));
     let mut scans: Vec<_> = files.iter().map(|(_, _, b)| scan_segment(b)).collect();
     mark_durable(&mut scans, last_segment_same_boot(fs, &headers));

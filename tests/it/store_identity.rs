@@ -149,3 +149,52 @@ fn the_store_id_is_kept_across_opens() {
         );
     }
 }
+
+// Review bug (part 6, verify agreeing with open): with state.json removed
+// (the original design's way to force a rebuild), open loads A's newest
+// backup and takes A's id from it, but verify took the id of the first
+// segment that carries one. B's segment copied in as segment 1, below A's
+// own, made verify call A's own segment "another store's" and say nothing
+// of B's, pointing the user at the wrong file.
+#[test]
+fn without_state_json_verify_takes_the_store_id_open_takes() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let sa = open_crashy(a.path());
+    put_all(&sa, &ids("a", 2));
+    sa.checkpoint().unwrap();
+    put_all(&sa, &ids("a", 4)[2..]);
+    sa.checkpoint().unwrap();
+    put_all(&sa, &ids("a", 6)[4..]);
+    drop(sa);
+    let a_id = store_id_of(a.path());
+    store(b.path(), "b");
+    let journal = a.path().join("journal");
+    let first = segment_name(1);
+    assert!(!journal.join(&first).exists(), "A's segment 1 is gone");
+    std::fs::copy(b.path().join("journal").join(&first), journal.join(&first)).unwrap();
+    std::fs::remove_file(a.path().join("state.json")).unwrap();
+
+    let report = verify(&RealFs::existing(a.path()).unwrap()).unwrap();
+    let foreign: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.message.contains("belongs to another store"))
+        .map(|f| f.file.clone())
+        .collect();
+    assert_eq!(
+        foreign,
+        [format!("journal/{first}")],
+        "{:?}",
+        report.findings
+    );
+
+    let sa = Store::open(opts(a.path())).unwrap();
+    assert!(matches!(
+        sa.recovery_report().loaded_from,
+        LoadedFrom::Backup(_)
+    ));
+    check_tasks(&sa, &ids("a", 6));
+    drop(sa);
+    assert_eq!(store_id_of(a.path()), a_id, "open kept A's id");
+}
