@@ -534,7 +534,7 @@ impl Fs for RealFs {
         let meta = check_regular(&file, &path)?;
         check_single_link(&meta, &path)?;
         set_blocking(&file, &path)?;
-        match file.try_lock() {
+        match try_lock_briefly(&file) {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -580,6 +580,31 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
         *b = u8::from_str_radix(pair, 16).ok()?;
     }
     (out != [0; 16]).then_some(out)
+}
+
+/// Takes the lock, trying again for up to about 250 ms while it is held.
+///
+/// A lock this process has just released can still be held for a moment by
+/// a child process another thread is spawning: the lock belongs to the open
+/// file, and the child holds a copy of the descriptor from its fork until
+/// its exec closes it (`O_CLOEXEC`). Without the retry, a store dropped and
+/// reopened beside a spawning thread failed now and then with `Locked` (seen
+/// as flaky tests: `lock::second_open_is_locked_until_the_first_is_dropped`,
+/// `cli_clean`, `torn_tail`). A lock held by a live store elsewhere is still
+/// reported, after the retries.
+fn try_lock_briefly(file: &std::fs::File) -> std::result::Result<(), std::fs::TryLockError> {
+    let mut pause_ms = 1;
+    let mut waited_ms = 0;
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if waited_ms < 250 => {
+                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+                waited_ms += pause_ms;
+                pause_ms = (pause_ms * 2).min(50);
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]
