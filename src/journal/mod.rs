@@ -66,11 +66,6 @@ struct Active {
     allocated: u64,
 }
 
-/// Under a policy that does not sync every commit, a time-only sync marker
-/// is written at most this often, so that record time exists for every
-/// stretch of the journal.
-pub const TIME_MARKER_INTERVAL_MS: u64 = 1000;
-
 /// Preallocation never grows a segment by more than this at once.
 pub const PREALLOCATE_STEP_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -98,8 +93,6 @@ pub struct Journal {
     store_id: Id128,
     /// The boot id of this machine, if known: in every segment header and marker.
     boot_id: Option<Id128>,
-    /// When the last marker was written (unix ms), for time-only markers.
-    last_marker_ms: AtomicU64,
     /// Counters.
     pub stats: JournalStats,
 }
@@ -141,7 +134,6 @@ impl Journal {
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             store_id,
             boot_id,
-            last_marker_ms: AtomicU64::new(0),
             stats: JournalStats::default(),
         }
     }
@@ -222,15 +214,31 @@ impl Journal {
                 continue;
             }
             g.flushing = true;
-            let buf = std::mem::take(&mut g.buf);
+            let mut buf = std::mem::take(&mut g.buf);
             let last = g.next_seq - 1;
-            // After a sync, a marker vouches for everything through `last`;
-            // without one, a time-only marker now and then says what is
-            // known synced.
+            // After a sync, a marker vouches for everything through `last`.
+            // A flush that does not sync ends its own write with a marker
+            // saying what is known synced: in the same boot the last
+            // acknowledged record then never sits at the very end, where a
+            // flipped bit could pass for an unfinished write (found by
+            // review: a last `append_log` ending in zero bytes, flipped,
+            // was cut under OsBuffered). It rides in the same write, so it
+            // costs no system call; a kill cuts a prefix of that write,
+            // and records before the cut were not acknowledged yet.
             let marker_through = if durable {
                 Some(last)
             } else {
-                self.time_marker_due().then_some(g.synced_seq)
+                if !buf.is_empty() {
+                    let now = unix_ms();
+                    let marker = Marker {
+                        synced_through: g.synced_seq,
+                        unix_ms: now,
+                        boot_id: self.boot_id,
+                    };
+                    encode_marker(&mut buf, g.salt, &marker);
+                    self.stats.markers.fetch_add(1, Ordering::Relaxed);
+                }
+                None
             };
             drop(g);
             let leader = LeaderGuard::new(self, last);
@@ -343,17 +351,6 @@ impl Journal {
         self.store_id
     }
 
-    /// Whether a time-only marker is due (and, if so, claims it).
-    fn time_marker_due(&self) -> bool {
-        let now = unix_ms();
-        let last = self.last_marker_ms.load(Ordering::Relaxed);
-        now.saturating_sub(last) >= TIME_MARKER_INTERVAL_MS
-            && self
-                .last_marker_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-
     /// Writes `buf` to the active segment, syncs it if `durable`, writes a
     /// sync marker vouching for everything through `marker_through` if
     /// given (not synced), and then, if `rotate_to` is given, makes that
@@ -388,7 +385,6 @@ impl Journal {
             // it; then the rules without markers judge the damage
             // (docs/recovery.md, "Sync markers").
             let now = unix_ms();
-            self.last_marker_ms.store(now, Ordering::Relaxed);
             let mut frame = Vec::with_capacity(record::MARKER_FRAME_LEN);
             let marker = Marker {
                 synced_through,

@@ -321,19 +321,25 @@ fn a_flip_in_the_last_whole_frame_that_mimics_a_cut_is_corrupt_in_the_same_boot(
     store
         .put_session(serde_json::json!({"id": "s", "user": "u"}))
         .unwrap();
-    // Past the time-only marker's interval: no marker follows the last record.
     store.append_log("s", "first line ").unwrap();
     store.append_log("s", "last line ").unwrap();
     drop(store);
     let seg = "journal/00000000000000000001.wal";
     let bytes = fs.read(seg).unwrap().unwrap().to_vec();
     let scan = scan_segment(&bytes);
+    // Every flush now ends with a marker, even without a sync; the last
+    // record is the one before it.
     assert!(
-        matches!(scan.pieces.last(), Some(Piece::Record { .. })),
-        "the acknowledged last record has no marker after it"
+        matches!(scan.pieces.last(), Some(Piece::Marker { .. })),
+        "a write that does not sync ends with a marker"
     );
-    let Some(Piece::Record { offset, record }) = scan.pieces.last() else {
-        unreachable!()
+    let Some(Piece::Record { offset, record }) = scan
+        .pieces
+        .iter()
+        .rev()
+        .find(|p| matches!(p, Piece::Record { .. }))
+    else {
+        unreachable!("the segment holds records")
     };
     let start = *offset as usize;
     assert!(record.payload.ends_with(b" "));
@@ -414,6 +420,51 @@ fn a_spent_resync_budget_never_cuts_vouched_records_as_a_torn_tail() {
     let msg = check_err(err, ErrorKind::Corrupt);
     assert!(msg.contains("corrupt") && msg.contains(seg), "{msg}");
     let report = verify(&rebooted).unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.class == FindingClass::Corrupt),
+        "verify {:?}",
+        report.findings
+    );
+}
+
+// Review bug (part 1, "same boot, any policy"): under `OsBuffered` the last
+// acknowledged record had no marker after it, so a whole last frame whose
+// own last bytes are zeros (a log text ending in NULs) with a bit flipped
+// had exactly the shape of a write cut short there, and an open in the same
+// boot cut the acknowledged record as a torn tail. Every write that does not
+// sync now ends with a marker.
+#[test]
+fn a_flipped_last_record_ending_in_zeros_is_corrupt_under_os_buffered() {
+    let fs = SimFs::new(17);
+    let opts = || sim_opts().sync_policy(statewal::SyncPolicy::OsBuffered);
+    let store = Store::open_with_fs(opts(), Arc::new(fs.clone()), None).unwrap();
+    store.append_log("s", "first\n").unwrap();
+    store.append_log("s", "last\0\0\0\0").unwrap();
+    drop(store);
+    let seg = "journal/00000000000000000001.wal";
+    let bytes = fs.read(seg).unwrap().unwrap().to_vec();
+    let scan = scan_segment(&bytes);
+    let Some((start, len)) = scan.pieces.iter().rev().find_map(|p| match p {
+        Piece::Record { offset, record } => Some((
+            *offset as usize,
+            statewal::journal::record::RECORD_HEADER_LEN + record.payload.len(),
+        )),
+        _ => None,
+    }) else {
+        unreachable!("the segment holds records")
+    };
+    // A bit in the text before its trailing zeros.
+    let byte = start + len - 6;
+    let killed = fs.restart();
+    killed.corrupt(seg, |b| b[byte] ^= 0x01);
+    assert_eq!(killed.boot_id(), fs.boot_id(), "a kill keeps the boot");
+    let err = Store::open_with_fs(opts(), Arc::new(killed.clone()), None).map(drop);
+    let msg = check_err(err, ErrorKind::Corrupt);
+    assert!(msg.contains("corrupt") && msg.contains(seg), "{msg}");
+    let report = verify(&killed).unwrap();
     assert!(
         report
             .findings
