@@ -10,7 +10,7 @@ use crate::events::{Event, Subscriber, Subscribers};
 use crate::fs::{Fs, ReadOnlyFs, RealFs};
 use crate::id::validate_id;
 use crate::journal::Journal;
-use crate::journal::op::{Op, session_id};
+use crate::journal::op::Op;
 use crate::layout;
 use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
@@ -599,58 +599,27 @@ impl Shared {
             )
         };
         let (op, payload) = match m {
-            Mutation::PutTask(task) => {
-                validate_id(task.id())?;
-                task.check_depth()
-                    .map_err(|why| too_deep("task", task.id(), why))?;
-                let op = Op::PutTask(task);
-                let payload = op.encode();
-                if payload.len() > max {
-                    return Err(too_large(&format!("task {:?}", op.id()), payload.len()));
-                }
-                (op, payload)
-            }
-            Mutation::DeleteTask(id) => {
-                validate_id(&id)?;
-                if !self.state.read().tasks.contains_key(&id) {
+            // The same checks as a batch's members: ids, depth, size.
+            m @ (Mutation::PutTask(_)
+            | Mutation::DeleteTask(_)
+            | Mutation::PutSession(_)
+            | Mutation::DeleteSession(_)) => {
+                let (op, payload) = crate::transaction::validate(m, max)?;
+                let missing = match &op {
+                    Op::DeleteTask(id) if !self.state.read().tasks.contains_key(id) => {
+                        Some(("task", id))
+                    }
+                    Op::DeleteSession(id) if !self.state.read().sessions.contains_key(id) => {
+                        Some(("session", id))
+                    }
+                    _ => None,
+                };
+                if let Some((what, id)) = missing {
                     return Err(Error::new(
                         ErrorKind::NotFound,
-                        format!("no task with id {id:?}"),
+                        format!("no {what} with id {id:?}"),
                     ));
                 }
-                let op = Op::DeleteTask(id);
-                let payload = op.encode();
-                (op, payload)
-            }
-            Mutation::PutSession(session) => {
-                let id = session_id(&session)
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::InvalidInput,
-                            "a session record needs a string \"id\"",
-                        )
-                    })?
-                    .to_string();
-                validate_id(&id)?;
-                crate::json::check_depth(&session, "it")
-                    .map_err(|why| too_deep("session", &id, why))?;
-                let op = Op::PutSession { id, session };
-                let payload = op.encode();
-                if payload.len() > max {
-                    return Err(too_large("session record", payload.len()));
-                }
-                (op, payload)
-            }
-            Mutation::DeleteSession(id) => {
-                validate_id(&id)?;
-                if !self.state.read().sessions.contains_key(&id) {
-                    return Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!("no session with id {id:?}"),
-                    ));
-                }
-                let op = Op::DeleteSession(id);
-                let payload = op.encode();
                 (op, payload)
             }
             Mutation::AppendLog { session, text } => {

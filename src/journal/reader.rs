@@ -373,16 +373,7 @@ mod tests {
     }
 
     fn damage_flags(buf: &[u8]) -> Vec<Option<bool>> {
-        let mut scans = [scan_segment(buf)];
-        mark_durable(&mut scans, false);
-        let [scan] = scans;
-        scan.pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Record { .. } | Piece::Marker { .. } => None,
-                Piece::Damaged { durable, .. } => Some(*durable),
-            })
-            .collect()
+        flags_with(buf, false)
     }
 
     #[test]

@@ -353,21 +353,7 @@ fn a_flip_in_the_last_whole_frame_that_mimics_a_cut_is_corrupt_in_the_same_boot(
         let killed = fs.restart();
         killed.corrupt(seg, |b| b[byte] ^= bit);
         assert_eq!(killed.boot_id(), fs.boot_id(), "a kill keeps the boot");
-        let err = Store::open_with_fs(opts(), Arc::new(killed.clone()), None).map(drop);
-        let msg = check_err(err, ErrorKind::Corrupt);
-        assert!(
-            msg.contains("corrupt") && msg.contains(seg),
-            "{what}: {msg}"
-        );
-        let report = verify(&killed).unwrap();
-        assert!(
-            report
-                .findings
-                .iter()
-                .any(|f| f.class == FindingClass::Corrupt),
-            "{what}: verify {:?}",
-            report.findings
-        );
+        check_refused(&killed, opts(), seg, what);
     }
 }
 
@@ -416,18 +402,7 @@ fn a_spent_resync_budget_never_cuts_vouched_records_as_a_torn_tail() {
         scan_segment(&damaged).budget_spent,
         "the text spends the budget"
     );
-    let err = Store::open_with_fs(sim_opts(), Arc::new(rebooted.clone()), None).map(drop);
-    let msg = check_err(err, ErrorKind::Corrupt);
-    assert!(msg.contains("corrupt") && msg.contains(seg), "{msg}");
-    let report = verify(&rebooted).unwrap();
-    assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.class == FindingClass::Corrupt),
-        "verify {:?}",
-        report.findings
-    );
+    check_refused(&rebooted, sim_opts(), seg, "");
 }
 
 // Review bug (part 1, "same boot, any policy"): under `OsBuffered` the last
@@ -461,16 +436,25 @@ fn a_flipped_last_record_ending_in_zeros_is_corrupt_under_os_buffered() {
     let killed = fs.restart();
     killed.corrupt(seg, |b| b[byte] ^= 0x01);
     assert_eq!(killed.boot_id(), fs.boot_id(), "a kill keeps the boot");
-    let err = Store::open_with_fs(opts(), Arc::new(killed.clone()), None).map(drop);
+    check_refused(&killed, opts(), seg, "");
+}
+
+/// The default open refuses `fs` as corrupt, naming `seg`, and `verify`
+/// calls the damage corrupt too.
+fn check_refused(fs: &SimFs, opts: Options, seg: &str, what: &str) {
+    let err = Store::open_with_fs(opts, Arc::new(fs.clone()), None).map(drop);
     let msg = check_err(err, ErrorKind::Corrupt);
-    assert!(msg.contains("corrupt") && msg.contains(seg), "{msg}");
-    let report = verify(&killed).unwrap();
+    assert!(
+        msg.contains("corrupt") && msg.contains(seg),
+        "{what}: {msg}"
+    );
+    let report = verify(fs).unwrap();
     assert!(
         report
             .findings
             .iter()
             .any(|f| f.class == FindingClass::Corrupt),
-        "verify {:?}",
+        "{what}: verify {:?}",
         report.findings
     );
 }
