@@ -315,32 +315,10 @@ fn read_only_opens_beside_a_checkpointing_writer_see_a_growing_prefix() {
 #[test]
 fn read_only_open_survives_a_segment_truncated_under_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::open(crash_opts(dir.path()).sync_policy(statewal::SyncPolicy::OsBuffered)).unwrap();
-    for id in ids("t", 3000) {
-        let mut t = task(&id);
-        t.set_description("x".repeat(1000));
-        store.put_task(t).unwrap();
-    }
-    drop(store);
-    let seg = segments(dir.path()).pop().unwrap();
-    let len = std::fs::metadata(&seg).unwrap().len();
-    assert!(len > 2 << 20, "a segment large enough to be mapped");
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                file.set_len(len / 2).unwrap();
-                file.set_len(len).unwrap();
-            }
-        });
-        let started = std::time::Instant::now();
-        while started.elapsed() < std::time::Duration::from_secs(2) {
-            // Ok or an error: what matters is that this process is alive.
-            let _ = Store::open(ro(dir.path()).recovery_mode(statewal::RecoveryMode::Salvage));
-        }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seg = store_with_a_large_segment(dir.path());
+    truncated_and_regrown_while(&seg, || {
+        // Ok or an error: what matters is that this process is alive.
+        let _ = Store::open(ro(dir.path()).recovery_mode(statewal::RecoveryMode::Salvage));
     });
 }
 
@@ -355,40 +333,18 @@ fn read_only_open_survives_a_segment_truncated_under_it() {
 #[test]
 fn unlocked_reads_survive_a_segment_truncated_under_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::open(crash_opts(dir.path()).sync_policy(statewal::SyncPolicy::OsBuffered)).unwrap();
-    for id in ids("t", 3000) {
-        let mut t = task(&id);
-        t.set_description("x".repeat(1000));
-        store.put_task(t).unwrap();
-    }
-    drop(store);
-    let seg = segments(dir.path()).pop().unwrap();
+    let seg = store_with_a_large_segment(dir.path());
     let rel = format!("journal/{}", seg.file_name().unwrap().to_str().unwrap());
-    let len = std::fs::metadata(&seg).unwrap().len();
-    assert!(len > 2 << 20, "a segment large enough to be mapped");
     let fs = RealFs::existing(dir.path()).unwrap();
     // Unlocked: copied, never mapped.
     assert!(matches!(fs.read(&rel).unwrap(), Some(Bytes::Owned(_))));
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                file.set_len(len / 2).unwrap();
-                file.set_len(len).unwrap();
-            }
-        });
-        let started = std::time::Instant::now();
-        while started.elapsed() < std::time::Duration::from_secs(2) {
-            let _ = statewal::verify::verify(&fs);
-            if let Ok(Some(bytes)) = fs.read(&rel) {
-                // Touch every page, as a scan does.
-                let sum: u64 = bytes.iter().step_by(4096).map(|&b| u64::from(b)).sum();
-                std::hint::black_box(sum);
-            }
+    truncated_and_regrown_while(&seg, || {
+        let _ = statewal::verify::verify(&fs);
+        if let Ok(Some(bytes)) = fs.read(&rel) {
+            // Touch every page, as a scan does.
+            let sum: u64 = bytes.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+            std::hint::black_box(sum);
         }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     // The lock holder still maps (recovery and checkpoints read fast).
     let _lock = fs.lock().unwrap();
@@ -427,4 +383,41 @@ fn health_beside_a_checkpointing_writer_reports_no_vanished_backup() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// A store in `dir` whose last segment is large enough to be memory-mapped
+/// (3,000 puts of about 1 KiB, OS-buffered); returns that segment's path.
+fn store_with_a_large_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let store = Store::open(crash_opts(dir).sync_policy(statewal::SyncPolicy::OsBuffered)).unwrap();
+    for id in ids("t", 3000) {
+        let mut t = task(&id);
+        t.set_description("x".repeat(1000));
+        store.put_task(t).unwrap();
+    }
+    drop(store);
+    let seg = segments(dir).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(len > 2 << 20, "a segment large enough to be mapped");
+    seg
+}
+
+/// Runs `body` over and over for 2 s while another thread cuts `seg` to half
+/// its length and grows it back, as a writer's truncation would.
+fn truncated_and_regrown_while(seg: &std::path::Path, mut body: impl FnMut()) {
+    let len = std::fs::metadata(seg).unwrap().len();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                file.set_len(len / 2).unwrap();
+                file.set_len(len).unwrap();
+            }
+        });
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(2) {
+            body();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
 }
