@@ -63,7 +63,7 @@ pub(crate) struct CheckpointCtx {
     pub removable_below: u64,
     /// The CRC of `state.json` as this process last wrote or loaded it.
     pub state_crc: Option<u32>,
-    /// Backups known to parse.
+    /// statewal's own backups known to parse: recovery can start from them.
     pub valid_backups: HashSet<String>,
     /// The journal position the durable `state.json` covers, when known to
     /// be valid: a checkpoint with nothing new since writes nothing, so an
@@ -258,9 +258,7 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
         tracing::warn!(file = %fs.describe(STATE_FILE), "state.json is corrupt; not keeping it as a backup");
         return Ok(false);
     }
-    let newest = layout::list_backups(fs)?.into_iter().next();
-    let stamp = layout::backup_stamp(newest.as_deref().map(layout::backup_stamp_of));
-    let name = format!("{}{stamp}.json", layout::BACKUP_PREFIX);
+    let name = layout::new_backup_name(&layout::list_backups(fs)?);
     // No directory sync here: the one after state.json's rename covers both,
     // and any subset of the two renames surviving leaves a loadable state.
     fs.rename(STATE_FILE, &name)?;
@@ -269,25 +267,79 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
 }
 
 /// Keeps the newest `kept` valid backups and removes every backup older
-/// than the last of them.
+/// than the last of them, except the newest one recovery can start from.
+///
+/// A valid backup is statewal's own or the original server's (version 0,
+/// one that migrates), so the original server's backups go at the same pace
+/// as statewal's. An invalid backup newer than the last one kept stays (it
+/// pushes no valid one out); one older goes, the original server's empty
+/// and cut-short leftovers included: they hold nothing to restore.
+///
+/// The newest backup recovery can start from (statewal's own, versioned)
+/// is never removed while `kept` is at least 1, even when newer backups of
+/// the original server fill the count: the journal segments are retained
+/// back to it, and a corrupt `state.json` falls back to it.
 fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()> {
     let mut valid = 0;
+    // Whether a backup recovery can start from has been kept.
+    let mut recoverable_kept = false;
     for name in layout::list_backups(fs)? {
-        if valid >= kept {
+        let full = valid >= kept;
+        if full && (recoverable_kept || kept == 0) {
             fs.remove(&name)?;
             ctx.valid_backups.remove(&name);
             continue;
         }
-        if !ctx.valid_backups.contains(&name) && layout::read_state_file(fs, &name)?.is_ok() {
+        let kind = if ctx.valid_backups.contains(&name) {
+            BackupKind::Recoverable
+        } else {
+            backup_kind(fs, &name)?
+        };
+        if kind == BackupKind::Recoverable {
             ctx.valid_backups.insert(name.clone());
+            recoverable_kept = true;
+        } else if full {
+            // Past the count and not the one recovery needs.
+            fs.remove(&name)?;
+            continue;
         }
-        if ctx.valid_backups.contains(&name) {
+        if kind != BackupKind::Invalid {
             valid += 1;
         }
     }
     // No directory sync: a pruned backup that power loss brings back is a
     // valid older state, harmless, and pruned again by the next checkpoint.
     Ok(())
+}
+
+/// What a backup is to pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackupKind {
+    /// statewal's own: recovery can start from it.
+    Recoverable,
+    /// The original server's, version 0: valid and restorable, but recovery
+    /// does not start from it.
+    Unversioned,
+    /// Empty, cut short, not JSON, or does not load.
+    Invalid,
+}
+
+fn backup_kind(fs: &dyn Fs, name: &str) -> Result<BackupKind> {
+    let Some(bytes) = (match fs.read(name) {
+        Ok(bytes) => bytes,
+        // Not a regular file: damage, never a backup to count.
+        Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => None,
+        Err(e) => return Err(e),
+    }) else {
+        return Ok(BackupKind::Invalid);
+    };
+    Ok(if layout::parse_state(&bytes).is_ok() {
+        BackupKind::Recoverable
+    } else if layout::parse_state_any_version(&bytes).is_ok() {
+        BackupKind::Unversioned
+    } else {
+        BackupKind::Invalid
+    })
 }
 
 fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {

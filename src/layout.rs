@@ -108,79 +108,128 @@ pub fn is_archive_file_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The backup files, newest first. Stamps sort in time order as text; the
-/// original server's numeric millisecond stamps sort among themselves by
-/// number and before ours.
+/// The backup files, newest first: ordered by the instant their stamp
+/// denotes, whichever of the two formats it is in (see [`backup_stamp`]).
 pub fn list_backups(fs: &dyn Fs) -> Result<Vec<String>> {
     // Only names whose stamp statewal (or the original server) writes are
     // backups: a hand-made `state.backup.old.json` would otherwise sort as
     // the newest and, worse, `state.backup.json` has no stamp at all.
-    let mut names: Vec<String> = fs
+    let mut names: Vec<(i128, String)> = fs
         .list("")?
         .into_iter()
-        .filter(|n| stamp_in(n).is_some_and(|s| parse_stamp(s).is_some() || is_millis(s)))
+        .filter_map(|n| Some((stamp_in(&n).and_then(stamp_micros)?, n)))
         .collect();
-    names.sort_by_key(|n| std::cmp::Reverse(backup_key(n)));
-    Ok(names)
+    // Newest first; two stamps of the same instant (one in each format)
+    // fall back to the name, so the order never depends on the listing.
+    names.sort_by(|a, b| b.cmp(a));
+    Ok(names.into_iter().map(|(_, n)| n).collect())
 }
+
+/// The last instant a backup stamp may denote, in milliseconds since the
+/// epoch: 9999-12-31T23:59:59.999Z, the last one the older stamp format (and
+/// the `time` crate) can show. A stamp past it is still read, but a new stamp
+/// never follows it (see [`backup_stamp`]).
+pub const BACKUP_STAMP_MS_MAX: u64 = 253_402_300_799_999;
 
 fn stamp_in(name: &str) -> Option<&str> {
     name.strip_prefix(BACKUP_PREFIX)?.strip_suffix(".json")
 }
 
+/// Milliseconds since the epoch, as the original server and statewal now
+/// stamp their backups: 1 to 20 ASCII digits.
 fn is_millis(stamp: &str) -> bool {
     !stamp.is_empty() && stamp.len() <= 20 && stamp.bytes().all(|b| b.is_ascii_digit())
 }
 
-const STAMP_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+/// The stamp format statewal wrote before it switched to milliseconds.
+const OLD_STAMP_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
     "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
 );
 
-fn parse_stamp(stamp: &str) -> Option<time::OffsetDateTime> {
-    time::PrimitiveDateTime::parse(stamp, STAMP_FORMAT)
-        .ok()
-        .map(|t| t.assume_utc())
-}
-
-fn backup_key(name: &str) -> (bool, u128, String) {
-    let stamp = stamp_in(name).unwrap_or_default();
-    match stamp.parse::<u128>() {
-        Ok(ms) => (false, ms, String::new()),
-        Err(_) => (true, 0, stamp.to_string()),
+/// The instant a stamp denotes, in microseconds since the epoch, or `None`
+/// when it is in neither format. Twenty digits of milliseconds fit an
+/// `i128` a thousand times over.
+fn stamp_micros(stamp: &str) -> Option<i128> {
+    if is_millis(stamp) {
+        return Some(stamp.parse::<i128>().ok()? * 1000);
     }
+    let t = time::PrimitiveDateTime::parse(stamp, OLD_STAMP_FORMAT)
+        .ok()?
+        .assume_utc();
+    Some(t.unix_timestamp_nanos() / 1000)
 }
 
-/// A backup stamp for now, later than `after` (the newest existing stamp), so
-/// that names sort in the order backups were made even if the clock steps
-/// back: `max(now, after + 1 µs)`.
+/// The time a backup stamp denotes: milliseconds since the epoch (the
+/// original server's and statewal's since issue 9) or statewal's older
+/// `YYYYMMDDTHHMMSS.ffffffZ`. `None` for anything else, and for a time past
+/// the year 9999.
+pub fn backup_stamp_time(stamp: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(stamp_micros(stamp)?.checked_mul(1000)?).ok()
+}
+
+/// A backup stamp for now, later than `after` (the newest existing stamp):
+/// milliseconds since the epoch, `max(now, after + 1 ms)`, so that backups
+/// made in a row sort in the order they were made even if the clock steps
+/// back. `after` may be in either format; an older-format stamp with a
+/// fraction of a millisecond rounds down first, so the new stamp is still
+/// strictly later.
 ///
-/// When `after` is the last stamp there is (`99991231T235959.999999Z`),
-/// nothing later can be written: the stamp for now is returned instead, and
-/// the new backup sorts before that one.
+/// The original server names its backups the same way and keeps "the newest
+/// 10 by name"; until the year 2286 every such stamp has 13 digits, so the
+/// names of both servers' backups sort by time as text too.
+///
+/// When `after + 1 ms` would pass [`BACKUP_STAMP_MS_MAX`] (a planted or
+/// far-future stamp), the stamp for now is returned instead and a warning
+/// is logged: the new backup sorts before that one, which stays "newest"
+/// until it is removed by hand. Computed directly, never by stepping.
 //
 // Regression (issue 8, part 5): a planted backup stamped
 // `99991231T235959.999999Z` made `after + 1 µs` overflow, so every
 // checkpoint panicked and the auto-save thread died with it.
 pub fn backup_stamp(after: Option<&str>) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let mut at = now;
-    if let Some(prev) = after.and_then(parse_stamp)
-        && at <= prev
-    {
-        at = prev
-            .checked_add(time::Duration::microseconds(1))
-            .filter(|t| t.year() <= 9999)
-            .unwrap_or_else(|| {
-                tracing::warn!(
-                    newest = %prev,
-                    "the newest backup's stamp is the last one there is; \
-                     stamping the new backup with the time now"
-                );
-                now
-            });
+    next_stamp_ms(after).to_string()
+}
+
+fn next_stamp_ms(after: Option<&str>) -> u64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    // A clock before 1970 stamps 0 rather than a name that is no stamp.
+    let now = u64::try_from(now).unwrap_or(0).min(BACKUP_STAMP_MS_MAX);
+    let Some(prev) = after.and_then(stamp_micros) else {
+        return now;
+    };
+    let next = prev.div_euclid(1000) + 1;
+    if next <= i128::from(now) {
+        return now;
     }
-    at.format(STAMP_FORMAT)
-        .expect("formatting a UTC time of year 9999 or earlier cannot fail")
+    match u64::try_from(next) {
+        Ok(next) if next <= BACKUP_STAMP_MS_MAX => next,
+        _ => {
+            tracing::warn!(
+                newest = after.unwrap_or_default(),
+                "the newest backup's stamp is past the last one statewal writes; \
+                 stamping the new backup with the time now"
+            );
+            now
+        }
+    }
+}
+
+/// The name for a new backup, given the backups there are (newest first, as
+/// [`list_backups`] returns them): [`backup_stamp`] after the newest, moved
+/// on by a millisecond while the name is taken (only possible when the
+/// newest stamp is past [`BACKUP_STAMP_MS_MAX`] and the time now is used),
+/// so a backup is never renamed over another.
+pub fn new_backup_name(existing: &[String]) -> String {
+    let mut ms = next_stamp_ms(existing.first().map(|n| backup_stamp_of(n)));
+    loop {
+        let name = format!("{BACKUP_PREFIX}{ms}.json");
+        // Each step passes one taken name, so this ends within
+        // `existing.len()` steps.
+        if !existing.contains(&name) {
+            return name;
+        }
+        ms += 1;
+    }
 }
 
 /// The stamp in a backup file name (as listed by [`list_backups`]).
@@ -230,6 +279,80 @@ pub fn parse_state(bytes: &[u8]) -> std::result::Result<PersistedState, String> 
         crate::id::validate_id(t.id()).map_err(|e| e.to_string())?;
     }
     Ok(state)
+}
+
+/// Parses a state file of any version, saying what is wrong: a file
+/// [`parse_state`] reads, or an unversioned one (the original TypeScript
+/// server's, version [`crate::migrate::UNVERSIONED`]) migrated in memory by
+/// the same steps `statewal migrate` applies. Returns the state (migrated)
+/// and the version the file was written at.
+///
+/// Backups are read with this (`backups`, `restore`, `verify`, `health`,
+/// pruning). Recovery is not: it starts only from a file [`parse_state`]
+/// reads, since an unversioned file has no journal position
+/// ([`read_state_file_any_version`] is the reader to use to start from one).
+pub fn parse_state_any_version(
+    bytes: &[u8],
+) -> std::result::Result<(PersistedState, String), String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty file".into());
+    }
+    // Parsed with duplicate keys refused, as `migrate` parses: a key twice
+    // is ambiguous, and serde_json alone would keep the last silently.
+    let value = crate::json::parse(bytes).map_err(|e| json_problem(bytes, &e))?;
+    if !value.is_object() || value.get("version").is_some() {
+        let state = parse_state(bytes)?;
+        let version = state.version.clone();
+        return Ok((state, version));
+    }
+    let migrated = crate::migrate::migrate_in_memory(bytes)
+        .map_err(|why| format!("unversioned, and it cannot be migrated: {why}"))?
+        .expect("a JSON object without \"version\" is version 0, which has a step");
+    let state = parse_state(&migrated)
+        .map_err(|why| format!("unversioned, and its migration does not load: {why}"))?;
+    Ok((state, crate::migrate::UNVERSIONED.to_string()))
+}
+
+/// What is wrong with bytes that are not JSON, said for a person.
+fn json_problem(bytes: &[u8], e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        format!("truncated JSON at byte {}", bytes.len())
+    } else if e.is_syntax() {
+        format!("not JSON at byte {}: {e}", json_offset(bytes, e))
+    } else {
+        e.to_string()
+    }
+}
+
+/// The byte offset of a JSON error's line and column.
+pub(crate) fn json_offset(bytes: &[u8], e: &serde_json::Error) -> u64 {
+    let mut line = 1;
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if line == e.line() {
+            break;
+        }
+        if *b == b'\n' {
+            line += 1;
+            start = i + 1;
+        }
+    }
+    (start + e.column().saturating_sub(1)).min(bytes.len()) as u64
+}
+
+/// Whether a state file, however damaged, was written by statewal: it
+/// carries the checksum member [`seal_state`] writes, or its first member is
+/// `"version"`, as in every file statewal writes. The original server's
+/// files start with `"tasks"` and have no checksum, and neither has a file
+/// its overlapping saves left empty or cut short. `verify` and `health`
+/// tell damage to statewal's own backups (a failure) from the original
+/// server's leftovers (a warning) with this.
+pub fn written_by_statewal(bytes: &[u8]) -> bool {
+    let first_member = bytes
+        .strip_prefix(b"{")
+        .map(|rest| rest.trim_ascii_start())
+        .is_some_and(|rest| rest.starts_with(b"\"version\""));
+    first_member || bytes.windows(SEAL_PREFIX.len()).any(|w| w == SEAL_PREFIX)
 }
 
 /// What `seal_state` puts before the checksum: the last top-level member.
@@ -373,6 +496,21 @@ pub fn read_state_file(
     }
 }
 
+/// Loads a state file of any version with [`parse_state_any_version`], or
+/// says why it cannot be used: the state and the version it was written at.
+pub fn read_state_file_any_version(
+    fs: &dyn Fs,
+    name: &str,
+) -> Result<std::result::Result<(PersistedState, String), String>> {
+    match fs.read(name) {
+        Ok(None) => Ok(Err("missing".into())),
+        Ok(Some(bytes)) => Ok(parse_state_any_version(&bytes)),
+        // Not a regular file: damage, as in `read_state_file`.
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
 /// An error for a state file that does not parse.
 pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
     Error::new(
@@ -386,30 +524,167 @@ pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
 mod tests {
     use super::*;
 
+    fn ms(stamp: &str) -> i128 {
+        stamp_micros(stamp).expect("a stamp") / 1000
+    }
+
+    fn now_ms() -> i128 {
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
+    }
+
     // Regression (found by review): a stamp far in the future, or a clock
     // stepped back, made `backup_stamp` loop a microsecond at a time, and
     // `state.backup.json` (no stamp) panicked the sort.
     #[test]
     fn stamps_never_loop_and_odd_names_are_not_backups() {
-        let far = "29991231T235959.999999Z";
-        let next = backup_stamp(Some(far));
-        assert!(next.as_str() > far, "{next}");
-        assert!(parse_stamp(&backup_stamp(None)).is_some());
+        for far in ["29991231T235959.999999Z", "32503680000000"] {
+            let next = backup_stamp(Some(far));
+            assert!(is_millis(&next), "{next}");
+            assert_eq!(ms(&next), ms(far) + 1, "{far} -> {next}");
+        }
+        let now = backup_stamp(None);
+        assert!(is_millis(&now) && now.len() == 13, "{now}");
+        assert!((ms(&now) - now_ms()).abs() < 60_000, "{now}");
         assert_eq!(stamp_in("state.backup.json"), None);
-        assert!(
-            stamp_in("state.backup.old.json")
-                .is_some_and(|s| parse_stamp(s).is_none() && !is_millis(s))
-        );
+        assert!(stamp_in("state.backup.old.json").is_some_and(|s| stamp_micros(s).is_none()));
         assert!(is_millis("1704103200000"));
+        assert!(!is_millis("123456789012345678901"));
     }
 
     // Regression (issue 8, part 5): the last representable stamp made the
-    // next one overflow, a panic in every checkpoint.
+    // next one overflow, a panic in every checkpoint. Each of these is past
+    // the last stamp statewal writes: the next one is the time now.
     #[test]
     fn the_last_stamp_there_is_does_not_panic() {
-        let last = "99991231T235959.999999Z";
-        let next = backup_stamp(Some(last));
-        assert!(parse_stamp(&next).is_some(), "{next}");
-        assert_ne!(next, last);
+        let last_ms = BACKUP_STAMP_MS_MAX.to_string();
+        for last in [
+            "99991231T235959.999999Z",
+            last_ms.as_str(),
+            "99999999999999999999",
+        ] {
+            let next = backup_stamp(Some(last));
+            assert_ne!(next, last);
+            assert!((ms(&next) - now_ms()).abs() < 60_000, "{last} -> {next}");
+        }
+        // One millisecond before the last: the next is the last.
+        let before = (BACKUP_STAMP_MS_MAX - 1).to_string();
+        assert_eq!(backup_stamp(Some(&before)), last_ms);
+    }
+
+    // Guards: a clock stepped back still gives a later stamp, and an
+    // older-format stamp with a fraction of a millisecond is passed too.
+    #[test]
+    fn a_new_stamp_is_later_than_the_newest_in_either_format() {
+        let ahead = (now_ms() + 3_600_000).to_string();
+        assert_eq!(ms(&backup_stamp(Some(&ahead))), ms(&ahead) + 1);
+        let old = "21000101T000000.000500Z";
+        let next = backup_stamp(Some(old));
+        assert!(stamp_micros(&next).unwrap() > stamp_micros(old).unwrap());
+        assert_eq!(ms(&next), ms(old) + 1);
+    }
+
+    // Guards: when the newest stamp is the last one there is and the time
+    // now is taken, a backup already named with that millisecond is not
+    // renamed over.
+    #[test]
+    fn a_new_backup_name_is_never_taken() {
+        let now = now_ms();
+        // Whatever millisecond the call lands on, the next few are taken.
+        let mut existing = vec![format!("{BACKUP_PREFIX}{BACKUP_STAMP_MS_MAX}.json")];
+        existing.extend((now..now + 5000).map(|ms| format!("{BACKUP_PREFIX}{ms}.json")));
+        let name = new_backup_name(&existing);
+        assert!(!existing.contains(&name), "{name}");
+        assert!(stamp_in(&name).is_some_and(is_millis), "{name}");
+    }
+
+    #[test]
+    fn stamps_of_both_formats_denote_their_instants() {
+        let ours = backup_stamp_time("20260101T120000.000001Z").unwrap();
+        assert_eq!(ours.unix_timestamp(), 1_767_268_800);
+        let ms = backup_stamp_time("1767268800000").unwrap();
+        assert_eq!(ms.unix_timestamp(), 1_767_268_800);
+        assert!(ours > ms);
+        assert!(backup_stamp_time("garbage").is_none());
+        assert!(backup_stamp_time("99999999999999999999").is_none());
+    }
+
+    const V0: &str = r#"{
+  "tasks": [
+    {"id": "t1", "description": "d", "status": "running"},
+    {"id": "t2", "status": "done"}
+  ],
+  "sessions": [{"sessionId": "s1"}],
+  "metrics": {"total_tasks": 2},
+  "last_saved": "2024-01-01T10:00:00.000Z"
+}
+"#;
+
+    // Guards: an unversioned state file that migrates is a valid version-0
+    // file, migrated as `migrate` migrates; what is not is named.
+    #[test]
+    fn any_version_reads_the_original_servers_files_and_names_what_is_wrong() {
+        let (state, version) = parse_state_any_version(V0.as_bytes()).unwrap();
+        assert_eq!(version, "0");
+        assert_eq!(state.version, crate::STATE_VERSION);
+        assert_eq!(state.tasks.len(), 2);
+        assert_eq!(state.tasks[0].status(), crate::TaskStatus::InProgress);
+        assert_eq!(state.tasks[1].status(), crate::TaskStatus::Completed);
+        assert_eq!(state.sessions.len(), 1);
+        assert!(
+            parse_state(V0.as_bytes()).is_err(),
+            "recovery's reader is unchanged"
+        );
+
+        let err = |b: &[u8]| parse_state_any_version(b).unwrap_err();
+        assert_eq!(err(b""), "empty file");
+        assert_eq!(err(b" \n"), "empty file");
+        let cut = &V0.as_bytes()[..100];
+        assert_eq!(err(cut), "truncated JSON at byte 100");
+        assert!(
+            err(b"{\"tasks\": ]").starts_with("not JSON at byte 10"),
+            "{}",
+            err(b"{\"tasks\": ]")
+        );
+        let odd = V0.replace("\"done\"", "\"exploded\"");
+        let why = err(odd.as_bytes());
+        assert!(
+            why.contains("cannot be migrated") && why.contains("exploded"),
+            "{why}"
+        );
+        let twice = V0.replace("\"d\",", "\"d\", \"description\": \"e\",");
+        assert!(
+            err(twice.as_bytes()).contains("duplicate key"),
+            "{}",
+            err(twice.as_bytes())
+        );
+        assert!(!written_by_statewal(V0.as_bytes()));
+        assert!(!written_by_statewal(cut));
+        assert!(!written_by_statewal(b""));
+    }
+
+    // Guards: statewal's own files read as before, and are told from the
+    // original server's even when cut short or bit-flipped.
+    #[test]
+    fn any_version_reads_statewals_own_as_parse_state_does() {
+        let sealed = crate::migrate::migrate_in_memory(V0.as_bytes())
+            .unwrap()
+            .unwrap();
+        let (state, version) = parse_state_any_version(&sealed).unwrap();
+        assert_eq!(version, crate::STATE_VERSION);
+        assert_eq!(state, parse_state(&sealed).unwrap());
+        assert!(written_by_statewal(&sealed));
+        assert!(
+            written_by_statewal(&sealed[..40]),
+            "cut short: version first"
+        );
+        let mut flipped = sealed.clone();
+        let at = flipped.windows(2).position(|w| w == b"t1").unwrap();
+        flipped[at + 1] = b'2';
+        assert!(
+            parse_state_any_version(&flipped)
+                .unwrap_err()
+                .contains("checksum mismatch")
+        );
+        assert!(written_by_statewal(&flipped));
     }
 }

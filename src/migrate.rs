@@ -214,27 +214,39 @@ pub(crate) fn migrate_on_open(fs: &dyn Fs) -> Result<Option<MigrationReport>> {
 /// validation: recovery then meets the file as it is, as after
 /// `migrate_on_open`'s warning.
 pub(crate) fn migrated_in_memory(bytes: &[u8]) -> Option<Vec<u8>> {
-    let input: Value = serde_json::from_slice(bytes).ok()?;
-    let from = version_of(&input).ok()?;
-    if from == STATE_VERSION {
-        return None;
-    }
-    let steps = plan(&from).ok()?;
-    let mut state = input.clone();
-    let mut notes = Vec::new();
-    for step in &steps {
-        if let Err(e) = (step.apply)(&mut state, &mut notes) {
-            tracing::warn!("state.json was not migrated in memory: {}: {e}", step.name);
-            return None;
-        }
-    }
-    match validate(&input, &state) {
-        Ok(sealed) => Some(sealed),
+    match migrate_in_memory(bytes) {
+        Ok(sealed) => sealed,
         Err(e) => {
             tracing::warn!("state.json was not migrated in memory: {e}");
             None
         }
     }
+}
+
+/// [`migrated_in_memory`], saying why not: `Ok(None)` when the file needs
+/// no migration (or is not JSON, or has a version no step reads), `Err`
+/// naming the step or the check that failed. Backups are read with it
+/// (`layout::parse_state_any_version`), which name the failure and must not
+/// log it as `state.json`'s.
+pub(crate) fn migrate_in_memory(bytes: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+    let Some(input) = serde_json::from_slice::<Value>(bytes).ok() else {
+        return Ok(None);
+    };
+    let Ok(from) = version_of(&input) else {
+        return Ok(None);
+    };
+    if from == STATE_VERSION {
+        return Ok(None);
+    }
+    let Ok(steps) = plan(&from) else {
+        return Ok(None);
+    };
+    let mut state = input.clone();
+    let mut notes = Vec::new();
+    for step in &steps {
+        (step.apply)(&mut state, &mut notes).map_err(|e| format!("{}: {e}", step.name))?;
+    }
+    validate(&input, &state).map(Some)
 }
 
 /// Migrates `state.json` in `fs`, whose lock the caller holds.
