@@ -24,25 +24,32 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct BackupInfo {
-    /// The file name, e.g. `state.backup.20260101T120000.000000Z.json`.
+    /// The file name, e.g. `state.backup.1767268800000.json`.
     pub name: String,
-    /// The stamp inside the name.
+    /// The stamp inside the name: milliseconds since the epoch, or
+    /// statewal's older `YYYYMMDDTHHMMSS.ffffffZ`.
     pub stamp: String,
-    /// Seconds since the stamp's time, when the stamp is one statewal writes
-    /// (UTC) or the original server's milliseconds since the epoch.
+    /// Seconds since the time the stamp denotes.
     pub age_seconds: Option<u64>,
     /// The file's size.
     pub size_bytes: u64,
     /// The file parses, its task ids are valid and its checksum seal (if it
-    /// has one) matches.
+    /// has one) matches; an unversioned one (the original server's) must
+    /// also migrate, in memory, as `statewal migrate` would migrate it.
     pub valid: bool,
-    /// Why it is not valid.
+    /// The version a valid backup was written at: statewal's `"1.0.0"`, or
+    /// `"0"` for the original server's (no `version` member).
+    pub version: Option<String>,
+    /// Why it is not valid, e.g. `empty file`, `truncated JSON at byte
+    /// 812`, a checksum mismatch, or why an unversioned one cannot be
+    /// migrated.
     pub problem: Option<String>,
     /// Tasks in a valid backup.
     pub tasks: Option<usize>,
     /// Session records in a valid backup.
     pub sessions: Option<usize>,
-    /// The journal position a valid backup covers.
+    /// The journal position a valid backup covers (0 for the original
+    /// server's, which has no journal).
     pub journal_seq: Option<u64>,
 }
 
@@ -90,10 +97,14 @@ impl Store {
 
     /// Restores the tasks and session records of a valid backup (by file
     /// name, or by its stamp alone) through the journal, and returns what
-    /// changed and the backup that undoes it.
+    /// changed and the backup that undoes it. The original server's
+    /// unversioned backups are restored as `statewal migrate` would migrate
+    /// them (statuses mapped to statewal's six, the original kept in
+    /// `original_status`).
     ///
     /// Validates the whole backup first (it parses, its checksum seal
-    /// matches, every task and session id is valid), checkpoints, then
+    /// matches or it migrates, every task and session id is valid),
+    /// checkpoints, then
     /// journals ONE batch record holding a put for every task of the backup
     /// that differs from the current one and a delete for every current task
     /// the backup lacks (the same for sessions), waits for it, and
@@ -222,7 +233,7 @@ fn read_backup(fs: &dyn Fs, name: &str) -> Result<PersistedState> {
         )
         .with_path(name)
     };
-    let state = match layout::read_state_file(fs, name)? {
+    let state = match layout::read_state_file_any_version(fs, name)? {
         Ok((state, _)) => state,
         Err(why) if why == "missing" => {
             return Err(Error::new(
@@ -247,6 +258,8 @@ fn read_backup(fs: &dyn Fs, name: &str) -> Result<PersistedState> {
 
 /// The newest backup covering journal position `seq`: the `state.json` of
 /// the checkpoint before a restore, once the checkpoint after it renamed it.
+/// Only statewal's own backups are looked at: an unversioned one says
+/// `journal_seq` 0 without covering anything.
 fn find_backup_at(fs: &dyn Fs, seq: u64) -> Result<Option<String>> {
     for name in layout::list_backups(fs)? {
         if let Ok((state, _)) = layout::read_state_file(fs, &name)?
@@ -263,13 +276,15 @@ fn list(fs: &dyn Fs) -> Result<Vec<BackupInfo>> {
     let mut out = Vec::new();
     for name in layout::list_backups(fs)? {
         let stamp = layout::backup_stamp_of(&name).to_string();
-        let age_seconds = stamp_time(&stamp).map(|t| (now - t).whole_seconds().max(0) as u64);
+        let age_seconds =
+            layout::backup_stamp_time(&stamp).map(|t| (now - t).whole_seconds().max(0) as u64);
         let mut info = BackupInfo {
             name,
             stamp,
             age_seconds,
             size_bytes: 0,
             valid: false,
+            version: None,
             problem: None,
             tasks: None,
             sessions: None,
@@ -280,9 +295,10 @@ fn list(fs: &dyn Fs) -> Result<Vec<BackupInfo>> {
             None => continue,
             Some(bytes) => {
                 info.size_bytes = bytes.len() as u64;
-                match layout::parse_state(&bytes) {
-                    Ok(state) => {
+                match layout::parse_state_any_version(&bytes) {
+                    Ok((state, version)) => {
                         info.valid = true;
+                        info.version = Some(version);
                         info.tasks = Some(state.tasks.len());
                         info.sessions = Some(state.sessions.len());
                         info.journal_seq = Some(state.journal_seq);
@@ -296,31 +312,12 @@ fn list(fs: &dyn Fs) -> Result<Vec<BackupInfo>> {
     Ok(out)
 }
 
-/// The time in a stamp: statewal's `20260101T120000.000000Z`, or the
-/// original server's milliseconds since the epoch.
-fn stamp_time(stamp: &str) -> Option<time::OffsetDateTime> {
-    if let Ok(ms) = stamp.parse::<i128>() {
-        return time::OffsetDateTime::from_unix_timestamp_nanos(ms.checked_mul(1_000_000)?).ok();
-    }
-    let fmt = time::macros::format_description!(
-        "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
-    );
-    time::PrimitiveDateTime::parse(stamp, &fmt)
-        .ok()
-        .map(|t| t.assume_utc())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn stamps_parse_in_both_formats() {
-        let ours = stamp_time("20260101T120000.000001Z").unwrap();
-        assert_eq!(ours.unix_timestamp(), 1_767_268_800);
-        let original = stamp_time("1767268800000").unwrap();
-        assert_eq!(original.unix_timestamp(), 1_767_268_800);
-        assert!(stamp_time("garbage").is_none());
+    fn backup_names_and_stamps_are_both_accepted() {
         assert_eq!(backup_name("x"), "state.backup.x.json");
         assert_eq!(backup_name("state.backup.x.json"), "state.backup.x.json");
     }

@@ -32,8 +32,13 @@ pub struct Health {
     pub last_checkpoint: Option<String>,
     /// `state.backup.*.json` files.
     pub backups: usize,
-    /// Backups that parse and pass their checksum.
+    /// Backups that parse and pass their checksum, the original server's
+    /// unversioned ones that migrate included.
     pub backups_valid: usize,
+    /// Backups that do not load and that statewal did not write: the
+    /// original server's empty and cut-short leftovers, each named in
+    /// `warnings`. They do not make the directory unhealthy.
+    pub backups_leftover: usize,
     /// Journal segment files.
     pub journal_segments: usize,
     /// Bytes of the journal segment files (preallocated zeros included).
@@ -43,11 +48,18 @@ pub struct Health {
     pub lock_holder_pid: Option<u32>,
     /// Each thing that is wrong, said for a person.
     pub problems: Vec<String>,
+    /// Each thing worth knowing that does not make the directory unhealthy,
+    /// said for a person: the unusable backups statewal did not write (the
+    /// original server leaves empty and cut-short ones behind).
+    pub warnings: Vec<String>,
 }
 
 /// Checks the state directory `dir` without opening a store: existence and
 /// write permission, free space, the last checkpoint, backups, the journal's
 /// size and the lock holder. Never fails: what cannot be read is a problem.
+/// A backup that does not load and that statewal did not write (the
+/// original server's empty and cut-short leftovers) is a warning, not a
+/// problem; a damaged backup of statewal's own is a problem.
 pub fn health(dir: &Path) -> Health {
     let mut h = Health {
         dir: dir.display().to_string(),
@@ -58,10 +70,12 @@ pub fn health(dir: &Path) -> Health {
         last_checkpoint: None,
         backups: 0,
         backups_valid: 0,
+        backups_leftover: 0,
         journal_segments: 0,
         journal_bytes: 0,
         lock_holder_pid: None,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     if !h.exists {
         h.problems
@@ -100,7 +114,9 @@ pub fn health(dir: &Path) -> Health {
 
 /// `state.json`, backups and the journal.
 fn check_files(fs: &dyn Fs, h: &mut Health) {
-    match layout::read_state_file(fs, STATE_FILE) {
+    // An unversioned state.json (the original server's) that migrates is
+    // what an open migrates and loads.
+    match layout::read_state_file_any_version(fs, STATE_FILE) {
         Ok(Ok((state, _))) => h.last_checkpoint = Some(state.last_saved),
         // A store that has not checkpointed yet has only its journal.
         Ok(Err(why)) if why == "missing" => {}
@@ -111,14 +127,7 @@ fn check_files(fs: &dyn Fs, h: &mut Health) {
         Ok(names) => {
             for name in names {
                 h.backups += 1;
-                match layout::read_state_file(fs, &name) {
-                    Ok(Ok(_)) => h.backups_valid += 1,
-                    // Pruned by a running writer's checkpoint since the
-                    // listing: rotated away, not broken.
-                    Ok(Err(why)) if why == "missing" => h.backups -= 1,
-                    Ok(Err(why)) => h.problems.push(format!("backup {name} is invalid: {why}")),
-                    Err(e) => h.problems.push(e.to_string()),
-                }
+                check_backup(fs, &name, h);
             }
         }
         Err(e) => h.problems.push(e.to_string()),
@@ -134,6 +143,39 @@ fn check_files(fs: &dyn Fs, h: &mut Health) {
             }
         }
         Err(e) => h.problems.push(e.to_string()),
+    }
+}
+
+/// One backup: valid, gone since the listing, the original server's
+/// leftover (a warning), or a damaged one of statewal's own (a problem).
+fn check_backup(fs: &dyn Fs, name: &str, h: &mut Health) {
+    let bytes = match fs.read(name) {
+        Ok(Some(bytes)) => bytes,
+        // Pruned by a running writer's checkpoint since the listing: rotated
+        // away, not broken.
+        Ok(None) => {
+            h.backups -= 1;
+            return;
+        }
+        // Not a regular file (a planted FIFO): damage.
+        Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {
+            h.problems.push(format!("backup {name} is invalid: {e}"));
+            return;
+        }
+        Err(e) => {
+            h.problems.push(e.to_string());
+            return;
+        }
+    };
+    match layout::parse_state_any_version(&bytes) {
+        Ok(_) => h.backups_valid += 1,
+        Err(why) if !layout::written_by_statewal(&bytes) => {
+            h.backups_leftover += 1;
+            h.warnings.push(format!(
+                "backup {name} is unusable and statewal did not write it: {why}"
+            ));
+        }
+        Err(why) => h.problems.push(format!("backup {name} is invalid: {why}")),
     }
 }
 

@@ -1,6 +1,12 @@
 //! A read-only integrity check of a state directory: journal segments,
 //! `state.json`, backups, task and session files.
 //!
+//! An unversioned `state.json` or backup (the original TypeScript server's,
+//! version 0) that migrates is valid. A backup that does not load and was
+//! not written by statewal (the original server's overlapping saves leave
+//! empty and cut-short ones) is a warning, not damage; a damaged backup of
+//! statewal's own is damage (see `docs/decisions.md`).
+//!
 //! **Invariant:** verification never writes, and needs no lock.
 
 use crate::error::Result;
@@ -49,6 +55,22 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// Something [`verify`] names that is not damage to the store: a backup
+/// the original server left empty, cut short or otherwise unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The file, relative to the state directory.
+    pub file: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: warning: {}", self.file, self.message)
+    }
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -60,10 +82,13 @@ pub struct VerifyReport {
     pub markers_checked: u64,
     /// Problems, in the order found.
     pub findings: Vec<Finding>,
+    /// Unusable backups that statewal did not write, in the order found.
+    /// They do not make the report unclean.
+    pub warnings: Vec<Warning>,
 }
 
 impl VerifyReport {
-    /// True when nothing is damaged.
+    /// True when nothing is damaged (warnings aside).
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
     }
@@ -75,26 +100,13 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
     let journal_id = verify_journal(fs, &mut r)?;
     let mut state_files = vec![STATE_FILE.to_string()];
     state_files.extend(layout::list_backups(fs)?);
-    for name in state_files {
+    for (i, name) in state_files.into_iter().enumerate() {
         let Some(bytes) = read_or_note(fs, &name, &mut r)? else {
             continue;
         };
         r.files_checked += 1;
-        if let Err(e) = serde_json::from_slice::<crate::PersistedState>(&bytes) {
-            r.corrupt(&name, json_offset(&bytes, &e), e.to_string());
-        } else {
-            match layout::parse_state(&bytes) {
-                Err(why) => r.corrupt(&name, 0, why),
-                Ok(ps) => {
-                    let id = ps.store_id.as_deref().and_then(parse_id_hex);
-                    if let (Some(theirs), Some(ours)) = (id, journal_id)
-                        && theirs != ours
-                    {
-                        r.corrupt(&name, 0, foreign_state(&theirs, &ours));
-                    }
-                }
-            }
-        }
+        let is_backup = i > 0;
+        check_state_file(&name, &bytes, is_backup, journal_id, &mut r);
     }
     for dir in [TASKS_DIR, SESSIONS_DIR] {
         for name in fs.list(dir)? {
@@ -117,7 +129,7 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
                 })
             };
             match id {
-                Err(e) => r.corrupt(&path, json_offset(&bytes, &e), e.to_string()),
+                Err(e) => r.corrupt(&path, layout::json_offset(&bytes, &e), e.to_string()),
                 Ok(id) if id != stem => {
                     r.corrupt(&path, 0, format!("holds id {id:?}, not {stem:?}"))
                 }
@@ -126,6 +138,50 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
         }
     }
     Ok(r)
+}
+
+/// Checks `state.json` or a backup.
+fn check_state_file(
+    name: &str,
+    bytes: &[u8],
+    is_backup: bool,
+    journal_id: Option<Id128>,
+    r: &mut VerifyReport,
+) {
+    // The original server's leftovers: empty, cut short, not JSON.
+    let leftover = is_backup && !layout::written_by_statewal(bytes);
+    let loaded = if leftover || is_unversioned(bytes) {
+        layout::parse_state_any_version(bytes)
+            .map(|(ps, _)| ps)
+            .map_err(|why| (0, why))
+    } else {
+        // statewal's own (or not JSON): the checks and messages as before.
+        serde_json::from_slice::<crate::PersistedState>(bytes)
+            .map_err(|e| (layout::json_offset(bytes, &e), e.to_string()))
+            .and_then(|_| layout::parse_state(bytes).map_err(|why| (0, why)))
+    };
+    match loaded {
+        Ok(ps) => {
+            let id = ps.store_id.as_deref().and_then(parse_id_hex);
+            if let (Some(theirs), Some(ours)) = (id, journal_id)
+                && theirs != ours
+            {
+                r.corrupt(name, 0, foreign_state(&theirs, &ours));
+            }
+        }
+        // The original server's overlapping saves leave empty and cut-short
+        // backups behind in normal operation: named, not damage.
+        Err((_, why)) if leftover => r.warnings.push(Warning {
+            file: name.to_string(),
+            message: format!("unusable backup that statewal did not write: {why}"),
+        }),
+        Err((offset, why)) => r.corrupt(name, offset, why),
+    }
+}
+
+/// A JSON object without a `version` member: the original server's layout.
+fn is_unversioned(bytes: &[u8]) -> bool {
+    crate::json::parse(bytes).is_ok_and(|v| v.is_object() && v.get("version").is_none())
 }
 
 /// Reads a layout file; one that is not a regular file (a planted FIFO,
@@ -266,20 +322,4 @@ impl VerifyReport {
             message,
         });
     }
-}
-
-/// The byte offset of a JSON error's line and column.
-fn json_offset(bytes: &[u8], e: &serde_json::Error) -> u64 {
-    let mut line = 1;
-    let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if line == e.line() {
-            break;
-        }
-        if *b == b'\n' {
-            line += 1;
-            start = i + 1;
-        }
-    }
-    (start + e.column().saturating_sub(1)).min(bytes.len()) as u64
 }

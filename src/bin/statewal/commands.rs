@@ -193,16 +193,25 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
                 })
             })
             .collect();
+        let warnings: Vec<_> = report
+            .warnings
+            .iter()
+            .map(|w| serde_json::json!({"file": w.file, "message": w.message}))
+            .collect();
         let out = serde_json::json!({
             "ok": report.is_clean(),
             "files_checked": report.files_checked,
             "records_checked": report.records_checked,
             "findings": findings,
+            "warnings": warnings,
         });
         outln!("{}", pretty(&out));
     } else {
         for f in &report.findings {
             outln!("{f}");
+        }
+        for w in &report.warnings {
+            outln!("{w}");
         }
         let verdict = if report.is_clean() {
             "everything checks out"
@@ -210,11 +219,12 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             "DAMAGE FOUND"
         };
         outln!(
-            "verified {} files and {} journal records: {} ({} findings)",
+            "verified {} files and {} journal records: {} ({} findings, {} warnings)",
             report.files_checked,
             report.records_checked,
             verdict,
-            report.findings.len()
+            report.findings.len(),
+            report.warnings.len()
         );
         if report
             .findings

@@ -34,9 +34,10 @@ fn print_human(h: &statewal::Health) -> statewal::Result<()> {
         h.last_checkpoint.as_deref().unwrap_or("none yet")
     );
     outln!(
-        "backups           {} ({} valid)",
+        "backups           {} ({} valid, {} unusable left by another writer)",
         h.backups,
-        h.backups_valid
+        h.backups_valid,
+        h.backups_leftover
     );
     outln!(
         "journal           {} in {} segments",
@@ -46,6 +47,9 @@ fn print_human(h: &statewal::Health) -> statewal::Result<()> {
     match h.lock_holder_pid {
         Some(pid) => outln!("lock holder       pid {pid}"),
         None => outln!("lock holder       none"),
+    }
+    for w in &h.warnings {
+        outln!("warning: {w}");
     }
     if h.healthy {
         outln!("healthy");
