@@ -41,4 +41,5 @@ mod sweeps;
 mod sync_marker;
 mod task_repr;
 mod torn_tail;
+mod ts_backups;
 mod util;
