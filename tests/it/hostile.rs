@@ -33,7 +33,9 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 // Bug: a backup named `state.backup.99991231T235959.999999Z.json` made the
 // next backup stamp overflow, so every checkpoint panicked and the auto-save
-// thread died: nothing was checkpointed again until a restart.
+// thread died: nothing was checkpointed again until a restart. Since backups
+// are stamped in milliseconds, the largest millisecond stamp that still
+// names a backup (20 digits) is planted too.
 #[test]
 fn the_last_backup_stamp_there_is_neither_panics_nor_stops_auto_save() {
     let tmp = tempfile::tempdir().unwrap();
@@ -44,6 +46,8 @@ fn the_last_backup_stamp_there_is_neither_panics_nor_stops_auto_save() {
     drop(store);
     let planted = dir.join("state.backup.99991231T235959.999999Z.json");
     std::fs::copy(dir.join("state.json"), &planted).unwrap();
+    let planted_ms = dir.join("state.backup.99999999999999999999.json");
+    std::fs::copy(dir.join("state.json"), &planted_ms).unwrap();
 
     let store =
         Store::open(opts(&dir).checkpoint_interval(Some(Duration::from_millis(20)))).unwrap();
@@ -61,9 +65,9 @@ fn the_last_backup_stamp_there_is_neither_panics_nor_stops_auto_save() {
     store.put_task(task("d")).unwrap();
     store.checkpoint().unwrap();
     store.shutdown().unwrap();
-    assert!(planted.exists());
+    assert!(planted.exists() && planted_ms.exists());
     let backups = crate::util::backups(&dir);
-    assert!(backups.len() >= 2, "{backups:?}");
+    assert!(backups.len() >= 4, "{backups:?}");
 }
 
 // Bug: `Store::clean` with a huge `Duration` panicked on `now - older_than`,
