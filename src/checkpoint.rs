@@ -7,7 +7,8 @@
 //! 2. write archived tasks' lines into `archive/`, write changed `tasks/`,
 //!    `sessions/`, `reports/` files, remove deleted and archived ones, and
 //!    apply pending log appends;
-//! 3. rename the previous `state.json`, if it is valid, to a backup;
+//! 3. rename the previous `state.json`, if it is valid (an unversioned one
+//!    that migrates included), to a backup;
 //! 4. write the new `state.json`, which records the journal position;
 //! 5. prune backups past the configured count;
 //! 6. remove journal segments covered by the *previous* checkpoint.
@@ -237,8 +238,11 @@ fn apply_archives(fs: &dyn Fs, changes: &Changes) -> Result<()> {
 }
 
 /// Renames a valid `state.json` to a new backup; a corrupt one is left to be
-/// replaced and never becomes a backup.
-/// Returns whether it did.
+/// replaced and never becomes a backup. An unversioned one that migrates
+/// (the original server rewrote `state.json` while this store ran) is kept
+/// as a version-0 backup, so its contents are not dropped unseen.
+/// Returns whether it made a backup recovery can start from: only then do
+/// the segments before the old `state.json` stop being needed.
 fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
     let bytes = match fs.read(STATE_FILE) {
         Ok(Some(bytes)) => bytes,
@@ -251,10 +255,11 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
         }
         Err(e) => return Err(e),
     };
-    let valid =
+    let recoverable =
         ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();
+    let unversioned = !recoverable && layout::parse_state_any_version(&bytes).is_ok();
     drop(bytes);
-    if !valid {
+    if !recoverable && !unversioned {
         tracing::warn!(file = %fs.describe(STATE_FILE), "state.json is corrupt; not keeping it as a backup");
         return Ok(false);
     }
@@ -262,6 +267,15 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
     // No directory sync here: the one after state.json's rename covers both,
     // and any subset of the two renames surviving leaves a loadable state.
     fs.rename(STATE_FILE, &name)?;
+    if unversioned {
+        // It covers no journal position: recovery never starts from it, so
+        // the older backup still needs the segments it needed.
+        tracing::warn!(
+            backup = %name,
+            "state.json was rewritten without a version by another writer since the last checkpoint; kept as a backup and replaced"
+        );
+        return Ok(false);
+    }
     ctx.valid_backups.insert(name);
     Ok(true)
 }

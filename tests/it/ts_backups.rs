@@ -590,3 +590,54 @@ fn pruning_keeps_the_newest_backup_recovery_can_start_from() {
         .collect();
     check_tasks(&store, &all);
 }
+
+// Guards: a state.json the original server rewrote while statewal ran was
+// replaced by the next checkpoint and never kept. It is kept as a version-0
+// backup, and since it covers no journal position, the segments that
+// statewal's own older backup needs stay: a corrupt state.json later still
+// loses nothing.
+#[test]
+fn a_state_json_rewritten_by_the_original_server_is_kept_as_a_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = Store::open(crash_opts(dir)).unwrap();
+    put_all(&store, &ids("a", 2));
+    store.checkpoint().unwrap();
+    put_all(&store, &ids("b", 2));
+    store.checkpoint().unwrap();
+    let own = backup_files(dir);
+    assert_eq!(own.len(), 1);
+    let theirs = ts_state(&[("z", "done")], &[]);
+    std::fs::write(dir.join("state.json"), &theirs).unwrap();
+    put_all(&store, &ids("c", 2));
+    store.checkpoint().unwrap();
+    let kept = store
+        .backups()
+        .unwrap()
+        .into_iter()
+        .find(|b| b.version.as_deref() == Some("0"))
+        .expect("the original server's state.json kept as a backup");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(&kept.name)).unwrap(),
+        theirs
+    );
+    assert_eq!(store.backups().unwrap()[0].name, kept.name, "the newest");
+    put_all(&store, &ids("d", 2));
+    drop(store);
+
+    std::fs::write(
+        dir.join("state.json"),
+        b"{\"version\": \"1.0.0\", \"tasks\": [",
+    )
+    .unwrap();
+    let store = Store::open(crash_opts(dir)).unwrap();
+    assert_eq!(
+        store.recovery_report().loaded_from,
+        LoadedFrom::Backup(own[0].clone())
+    );
+    let all: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .flat_map(|p| ids(p, 2))
+        .collect();
+    check_tasks(&store, &all);
+}
