@@ -42,4 +42,5 @@ mod sync_marker;
 mod task_repr;
 mod torn_tail;
 mod ts_backups;
+mod ts_fixtures;
 mod util;
