@@ -77,7 +77,8 @@ pub(crate) struct CheckpointCtx {
 /// The state as of one journal position, taken under the ordering lock.
 pub(crate) struct Snapshot {
     pub seq: u64,
-    pub changes: Changes,
+    /// Shared with `State::writing` until the checkpoint ends.
+    pub changes: Arc<Changes>,
     pub tasks: BTreeMap<String, Arc<Task>>,
     pub task_versions: BTreeMap<String, u64>,
     pub sessions: BTreeMap<String, Arc<Value>>,
@@ -164,7 +165,8 @@ pub(crate) fn write(
     })
 }
 
-fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+/// A task, session or report file's bytes, as the checkpoint writes them.
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out =
         serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
     out.push(b'\n');

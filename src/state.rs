@@ -27,7 +27,7 @@ pub(crate) struct PendingArchive {
 }
 
 /// What changed since the last checkpoint, taken by the next one.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Changes {
     pub tasks: BTreeSet<String>,
     pub sessions: BTreeSet<String>,
@@ -70,6 +70,11 @@ pub(crate) struct State {
     pub task_versions: BTreeMap<String, u64>,
     pub sessions: BTreeMap<String, Arc<Value>>,
     pub changes: Changes,
+    /// The changes a running checkpoint took and has not finished writing
+    /// yet. Readers of logs and reports see them until the files hold them
+    /// (see `readback.rs`): taken out of `changes` but not yet in the
+    /// files, they would otherwise be in neither.
+    pub writing: Option<Arc<Changes>>,
     /// The logical length of each session log known so far.
     pub log_lens: HashMap<String, u64>,
     /// The logical length of each archive file known so far.

@@ -15,6 +15,7 @@ use crate::layout;
 use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
 use crate::options::{Options, RecoveryMode, SyncPolicy};
+use crate::readback;
 use crate::recovery::{self, RecoveryReport};
 use crate::state::{State, Undo};
 use crate::transaction::{self, Transaction};
@@ -424,6 +425,136 @@ impl Store {
             .collect()
     }
 
+    /// A session record by id, with every change journaled so far.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.put_session(serde_json::json!({"id": "s1", "pid": 42}))?;
+    /// assert_eq!(store.get_session("s1")?.unwrap()["pid"], 42);
+    /// assert!(store.get_session("s2")?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_session(&self, id: &str) -> Result<Option<Value>> {
+        readback::get_session(&self.shared.state, id)
+    }
+
+    /// A report by id: the version journaled last if it is not checkpointed
+    /// yet, else `reports/report_<id>.json`, else the original TypeScript
+    /// server's `reports/<id>.json`. `None` if there is none;
+    /// [`ErrorKind::Corrupt`] if its file is not JSON.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.save_report("weekly", serde_json::json!({"passed": 12}))?;
+    /// // Journaled, not yet in reports/: read back all the same.
+    /// assert_eq!(store.get_report("weekly")?.unwrap()["passed"], 12);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_report(&self, id: &str) -> Result<Option<Value>> {
+        readback::get_report(&*self.shared.fs, &self.shared.state, id)
+    }
+
+    /// Every report, sorted by id: statewal's (`reports/report_<id>.json`,
+    /// and those journaled but not yet written) and the original TypeScript
+    /// server's (`reports/<id>.json`). When both name the same id, both are
+    /// listed, statewal's first; [`Store::get_report`] returns statewal's.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Origin, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.save_report("weekly", serde_json::json!({"passed": 12}))?;
+    /// let reports = store.list_reports()?;
+    /// assert_eq!(reports[0].file_name, "report_weekly.json");
+    /// assert_eq!(reports[0].origin, Origin::Statewal);
+    /// assert!(reports[0].pending && !reports[0].on_disk);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_reports(&self) -> Result<Vec<crate::ReportInfo>> {
+        readback::list_reports(&*self.shared.fs, &self.shared.state)
+    }
+
+    /// Every session log, sorted by session and stamp: statewal's
+    /// `logs/session_<id>.log` (with appends journaled but not yet written)
+    /// and the original TypeScript server's `logs/session_<id>_<ms>.log`,
+    /// whose stamp is the `<ms>` (13 digits). A name that could be either
+    /// is statewal's when the store knows its whole `<id>_<ms>` part as a
+    /// session; see `docs/decisions.md`.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.append_log("s1", "started\n")?;
+    /// let logs = store.list_logs()?;
+    /// assert_eq!((logs[0].session.as_str(), logs[0].size), ("s1", 8));
+    /// assert_eq!(logs[0].file_name, "session_s1.log");
+    /// assert_eq!(logs[0].stamp_ms, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_logs(&self) -> Result<Vec<crate::LogInfo>> {
+        readback::list_logs(&*self.shared.fs, &self.shared.state)
+    }
+
+    /// The bytes of a session log in `range` (`..` for all of it), with the
+    /// appends journaled but not yet written to the file. `file_name` is a
+    /// name as [`Store::list_logs`] gives it (`session_<id>.log` or
+    /// `session_<id>_<ms>.log`); anything else, a path or a name with `..`,
+    /// `/` or a NUL included, is refused with [`ErrorKind::InvalidInput`],
+    /// and a symlink in `logs/` is never followed. The range is cut to the
+    /// log's length, so one past the end gives fewer bytes or none; a range
+    /// that ends before it starts is [`ErrorKind::InvalidInput`]. A log that
+    /// is neither on disk nor journaled is [`ErrorKind::NotFound`].
+    ///
+    /// Each call sees one moment of the log, even while a checkpoint writes
+    /// it: never a piece twice, never one missing. Logs only grow, so a
+    /// reader can page through one range after another.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.append_log("s1", "started\n")?;
+    /// store.checkpoint()?; // logs/session_s1.log holds the first line...
+    /// store.append_log("s1", "done\n")?; // ...and the journal the second.
+    /// assert_eq!(store.read_log("session_s1.log", ..)?, b"started\ndone\n");
+    /// assert_eq!(store.read_log("session_s1.log", 8..)?, b"done\n");
+    /// assert!(store.read_log("../state.json", ..).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn read_log(
+        &self,
+        file_name: &str,
+        range: impl std::ops::RangeBounds<u64>,
+    ) -> Result<Vec<u8>> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => Some(e.saturating_add(1)),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => None,
+        };
+        readback::read_log(&*self.shared.fs, &self.shared.state, file_name, start, end)
+    }
+
     /// Appends `text` to `logs/session_<session>.log` (the file is written
     /// at the next checkpoint; the journal makes it durable now).
     pub fn append_log(&self, session: &str, text: &str) -> Result<u64> {
@@ -808,9 +939,13 @@ impl Shared {
         let now = crate::model::now_rfc3339();
         let rotated = self.journal.rotate(|seq| {
             let mut st = self.state.write();
+            // Readers of logs and reports go on seeing these changes through
+            // `writing` until the files hold them.
+            let changes = Arc::new(std::mem::take(&mut st.changes));
+            st.writing = Some(changes.clone());
             Snapshot {
                 seq,
-                changes: std::mem::take(&mut st.changes),
+                changes,
                 tasks: st.tasks.clone(),
                 task_versions: st.task_versions.clone(),
                 sessions: st.sessions.clone(),
@@ -819,6 +954,14 @@ impl Shared {
         let (_, new_segment, mut snap) = match rotated {
             Ok(r) => r,
             Err(e) => {
+                // The snapshot is gone with the error: its changes go back,
+                // so that readers still see every pending log piece and
+                // report of the (now poisoned) store.
+                let mut st = self.state.write();
+                if let Some(writing) = st.writing.take() {
+                    st.changes.merge_older(Arc::unwrap_or_clone(writing));
+                }
+                drop(st);
                 self.ckpt_counters.failed();
                 self.subscribers.emit(Event::StateSaveError(e.to_string()));
                 return Err(e);
@@ -843,7 +986,12 @@ impl Shared {
         match written {
             Ok(stats) => {
                 self.ckpt_counters.succeeded(stats.duration);
-                self.state.write().last_saved = Some(now);
+                {
+                    // In one step: the files now hold what `writing` held.
+                    let mut st = self.state.write();
+                    st.last_saved = Some(now);
+                    st.writing = None;
+                }
                 tracing::info!(
                     seq = stats.seq,
                     files = stats.task_files_changed,
@@ -854,8 +1002,14 @@ impl Shared {
                 Ok(stats)
             }
             Err(e) => {
-                let changes = std::mem::take(&mut snap.changes);
-                self.state.write().changes.merge_older(changes);
+                // In one step, so readers never see the changes in neither
+                // place. Readers copy out of `writing` under the lock and
+                // never keep it, so the snapshot now holds it alone.
+                let mut st = self.state.write();
+                st.writing = None;
+                let changes = Arc::unwrap_or_clone(std::mem::take(&mut snap.changes));
+                st.changes.merge_older(changes);
+                drop(st);
                 self.ckpt_counters.failed();
                 tracing::error!(error = %e, "checkpoint failed; the journal still holds every acknowledged write");
                 self.subscribers.emit(Event::StateSaveError(e.to_string()));

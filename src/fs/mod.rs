@@ -92,6 +92,16 @@ pub trait Fs: Send + Sync + 'static {
     fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.read(rel)?.map(|b| b.to_vec()))
     }
+    /// Reads at most `len` bytes of a regular file from byte `offset`, with
+    /// plain reads as [`Fs::read_unmapped`] does; fewer at the end of the
+    /// file, none from past it. `Ok(None)` if it does not exist. For reading
+    /// part of a large file (a session log) without reading all of it.
+    /// Default: [`Fs::read_unmapped`], then the part asked for.
+    fn read_at(&self, rel: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .read_unmapped(rel)?
+            .map(|bytes| part_of(&bytes, offset, len)))
+    }
     /// Whether `rel` is a directory (a symlink is not).
     fn is_dir(&self, rel: &str) -> Result<bool>;
     /// The length of a regular file; `Ok(None)` if it does not exist.
@@ -140,6 +150,16 @@ pub(crate) fn check_rel(rel: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The at most `len` bytes of `bytes` from `offset`, as [`Fs::read_at`]
+/// returns them.
+pub(crate) fn part_of(bytes: &[u8], offset: u64, len: u64) -> Vec<u8> {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+    bytes[start..end.min(bytes.len())].to_vec()
 }
 
 /// Joins a directory and a file name into a relative path.

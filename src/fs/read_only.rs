@@ -62,6 +62,15 @@ impl Fs for ReadOnlyFs {
         Ok(bytes.map(|b| crate::migrate::migrated_in_memory(&b).unwrap_or(b)))
     }
 
+    fn read_at(&self, rel: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        if rel == STATE_FILE {
+            // Through the migration, as a whole read would see it.
+            let bytes = self.read_unmapped(rel)?;
+            return Ok(bytes.map(|b| super::part_of(&b, offset, len)));
+        }
+        self.inner.read_at(rel, offset, len)
+    }
+
     fn is_dir(&self, rel: &str) -> Result<bool> {
         self.inner.is_dir(rel)
     }

@@ -401,6 +401,26 @@ impl Fs for RealFs {
         Ok(Some(buf))
     }
 
+    fn read_at(&self, rel: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.read_path(rel, false)?;
+        let Some((mut file, file_len)) = open_regular(&path)? else {
+            return Ok(None);
+        };
+        // Plain read(2) calls from the offset, as in `read_unmapped`: a file
+        // that grows or shrinks meanwhile gives what was there to read. The
+        // buffer is sized from the length seen at open, never from `len`
+        // alone, so a huge `len` allocates nothing extra.
+        let want = len.min(file_len.saturating_sub(offset));
+        let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .map_err(|e| Error::io("seek", &path, e))?;
+        file.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("read", &path, e))?;
+        Ok(Some(buf))
+    }
+
     fn is_dir(&self, rel: &str) -> Result<bool> {
         let path = self.path(rel)?;
         match std::fs::symlink_metadata(&path) {
