@@ -38,6 +38,7 @@ mod metrics;
 mod migrate;
 mod out;
 mod progress;
+mod readback;
 mod serve;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -58,8 +59,9 @@ pub struct Cli {
     pub sync: SyncPolicy,
     /// Open the store read-only: no lock (works beside a running writer), nothing
     /// written, created or migrated on disk; every change is refused (exit 2).
-    /// `list`, `get-task`, `show`, `metrics` and `clean --dry-run` always open
-    /// read-only; `health`, `verify`, `dump-journal`, `backups`, `demo` and
+    /// `list`, `get-task`, `show`, `metrics`, `clean --dry-run` and the read-back
+    /// commands (`get-report`, `list-reports`, `list-logs`, `read-log`,
+    /// `get-session`) always open read-only; `health`, `verify`, `dump-journal`, `backups`, `demo` and
     /// `bench` never write the store and ignore it.
     #[arg(long, global = true)]
     pub read_only: bool,
@@ -141,6 +143,49 @@ pub enum Command {
         /// The task id.
         id: String,
         /// Print the task as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a report as JSON: the one journaled last, else reports/report_<ID>.json,
+    /// else the original server's reports/<ID>.json.
+    GetReport {
+        /// The report id.
+        id: String,
+        /// Print it compact, on one line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the reports, statewal's and the original server's: a table, or JSON Lines with --json.
+    ListReports {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the session logs, statewal's and the original server's: a table, or JSON Lines with --json.
+    ListLogs {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a session log's bytes as they are, appends not yet checkpointed included.
+    ReadLog {
+        /// The log's file name inside logs/, as list-logs lists it.
+        file_name: String,
+        /// The first byte to print.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// How many bytes to print at most (default: to the end).
+        #[arg(long)]
+        length: Option<u64>,
+        /// Print one JSON object: the bytes as "text" when UTF-8, else as "base64".
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a session record as JSON.
+    GetSession {
+        /// The session id.
+        id: String,
+        /// Print it compact, on one line.
         #[arg(long)]
         json: bool,
     },
@@ -318,6 +363,16 @@ fn main() -> ExitCode {
             json,
         } => commands::refuse_read_only(&cli, "migrate", *dry_run)
             .and_then(|()| migrate::run(&cli.dir, *dry_run, *rollback, *json)),
+        Command::GetReport { id, json } => readback::get_report(&cli, id, *json),
+        Command::ListReports { json } => readback::list_reports(&cli, *json),
+        Command::ListLogs { json } => readback::list_logs(&cli, *json),
+        Command::ReadLog {
+            file_name,
+            offset,
+            length,
+            json,
+        } => readback::read_log(&cli, file_name, *offset, *length, *json),
+        Command::GetSession { id, json } => readback::get_session(&cli, id, *json),
         Command::Backups { json } => backups::list(&cli.dir, *json),
         Command::Restore { backup, json } => backups::restore(&cli, backup, *json),
         Command::Clean {

@@ -347,6 +347,44 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
                 serde_json::to_value(store.list_tasks()).expect("tasks serialize"),
             )]));
         }
+        "get_report" => {
+            let id = str_field(r, "id")?;
+            let report = store
+                .get_report(&id)?
+                .ok_or_else(|| crate::readback::not_found("report", &id))?;
+            return Ok(now([("report", report)]));
+        }
+        "list_reports" => {
+            let reports = store.list_reports()?;
+            let reports = reports.iter().map(crate::readback::report_json).collect();
+            return Ok(now([("reports", Value::Array(reports))]));
+        }
+        "list_logs" => {
+            let logs = store
+                .list_logs()?
+                .iter()
+                .map(crate::readback::log_json)
+                .collect();
+            return Ok(now([("logs", Value::Array(logs))]));
+        }
+        "read_log" => {
+            let file = str_field(r, "file_name")?;
+            let offset = opt_u64_field(r, "offset")?.unwrap_or(0);
+            let end = opt_u64_field(r, "length")?.map_or(u64::MAX, |n| offset.saturating_add(n));
+            let bytes = store.read_log(&file, offset..end)?;
+            let Value::Object(fields) = crate::readback::read_log_json(&file, offset, &bytes)
+            else {
+                unreachable!("read_log_json builds an object")
+            };
+            return Ok(Reply::Now(fields));
+        }
+        "get_session" => {
+            let id = str_field(r, "id")?;
+            let session = store
+                .get_session(&id)?
+                .ok_or_else(|| crate::readback::not_found("session", &id))?;
+            return Ok(now([("session", session)]));
+        }
         "checkpoint" => {
             let s = store.checkpoint()?;
             return Ok(now([
@@ -379,6 +417,17 @@ fn str_field(r: &Value, name: &str) -> Result<String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| bad(format!("\"{name}\" must be a string")))
+}
+
+/// An optional non-negative integer field; `null` counts as absent.
+fn opt_u64_field(r: &Value, name: &str) -> Result<Option<u64>> {
+    match r.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("\"{name}\" must be a non-negative integer"))),
+    }
 }
 
 fn task_field(r: &Value) -> Result<Task> {
