@@ -434,6 +434,11 @@ impl Fs for RealFs {
         let path = self.read_path(rel, false)?;
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(m) if m.file_type().is_symlink() => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("refusing to follow the symlink {}", path.display()),
+            )
+            .with_path(path)),
             Ok(_) => Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!("{} is not a regular file", path.display()),

@@ -33,6 +33,7 @@ mod model;
 mod modes;
 mod os_faults;
 mod read_only;
+mod readback;
 mod restart;
 mod restore_crash;
 mod salvage_crash;
