@@ -328,7 +328,11 @@ fn library_reads_back_pending_appends_and_reports() {
     assert_eq!(ro.get_report("nope").unwrap(), None);
     assert_eq!(ro.get_session("nope").unwrap(), None);
     crate::util::check_err(ro.read_log("session_nope.log", ..), ErrorKind::NotFound);
-    crate::util::check_err(ro.read_log("session_s1.log", 5..2), ErrorKind::InvalidInput);
+    let (start, end) = (5, 2); // Reversed.
+    crate::util::check_err(
+        ro.read_log("session_s1.log", start..end),
+        ErrorKind::InvalidInput,
+    );
 }
 
 // Guards: a name ending in `_` and 13 digits is the TS server's, unless the
