@@ -361,21 +361,28 @@ fn a_session_id_that_looks_stamped_stays_statewals() {
 // Guards: a reader racing checkpoints never sees a log piece twice or
 // missing, nor an older report than one it saw. A checkpoint takes the
 // pending changes out of memory before it writes the files; readers must
-// still find them in between.
+// still find them in between, and must read a log's file even when it did
+// not exist a moment before (the checkpoint may just have created it).
 #[test]
 fn readers_racing_checkpoints_see_every_piece_once() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap(); // A real disk: checkpoints take a while.
     let store = Store::open(opts(dir.path())).unwrap();
     store.append_log("s", "line 0\n").unwrap();
     store.save_report("r", json!({"n": 0})).unwrap();
+    store.append_log("f0", "fresh 0\n").unwrap();
     let done = AtomicBool::new(false);
+    let fresh = AtomicU64::new(0); // The newest session with one line.
     let lines = 400;
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 1..lines {
                 store.append_log("s", &format!("line {i}\n")).unwrap();
                 store.save_report("r", json!({"n": i})).unwrap();
+                store
+                    .append_log(&format!("f{i}"), &format!("fresh {i}\n"))
+                    .unwrap();
+                fresh.store(i, Ordering::Release);
             }
             done.store(true, Ordering::Release);
         });
@@ -404,6 +411,9 @@ fn readers_racing_checkpoints_see_every_piece_once() {
                     "read {reads}: report n went back from {last_n} to {n}"
                 );
                 last_n = n;
+                let f = fresh.load(Ordering::Acquire);
+                let text = store.read_log(&format!("session_f{f}.log"), ..).unwrap();
+                assert_eq!(text, format!("fresh {f}\n").as_bytes(), "read {reads}");
                 reads += 1;
             }
         });
