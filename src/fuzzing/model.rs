@@ -100,6 +100,8 @@ pub fn model(data: &[u8]) {
     //   holds the acknowledged state, or that plus the one mutation in flight;
     // - the store always reopens in the default recovery mode, and tasks,
     //   session logs and reports (as a checkpoint writes them) match the model;
+    // - after every step, the read-back API (`read_log`, `get_report`)
+    //   matches the model before any checkpoint, journal included;
     // - a delete of a missing task is refused with `NotFound` and changes nothing;
     // - a clean reopen (drop or shutdown) loses nothing, unsynced or not.
     let ops = decode_ops(&mut Input::new(data));
@@ -254,7 +256,7 @@ impl Run {
                         return Err(format!("expected refused={refused}, got {result:?}"));
                     }
                 }
-                Ok(())
+                self.check_read_back()
             }
             ModelOp::Crash { during, choices } => self.crash(*during, choices),
             ModelOp::Reopen { shutdown } => {
@@ -330,12 +332,42 @@ impl Run {
         match candidates.iter().find(|m| **m == found) {
             Some(m) => {
                 self.model = m.clone();
-                Ok(())
+                self.check_read_back()
             }
             None => Err(format!(
                 "after reopening the store holds {found:?}, expected one of {candidates:?}"
             )),
         }
+    }
+
+    /// Checks that the read-back API of the open store, which overlays the
+    /// journal on the files, gives the model's logs and reports.
+    fn check_read_back(&self) -> Result<(), String> {
+        let store = self.store.as_ref().expect("a store is open between steps");
+        for i in IDS {
+            let log = match store.read_log(&log_file(i), ..) {
+                Ok(b) => Some(String::from_utf8(b).map_err(|_| format!("log {i} is not UTF-8"))?),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(format!("read_log {i}: {e}")),
+            };
+            if log.as_ref() != self.model.logs.get(i) {
+                return Err(format!(
+                    "read_log {i} gives {log:?}, the model {:?}",
+                    self.model.logs.get(i)
+                ));
+            }
+            let report = store
+                .get_report(i)
+                .map_err(|e| format!("get_report {i}: {e}"))?
+                .map(|v| v["step"].as_u64());
+            if report != self.model.reports.get(i).map(|s| Some(*s)) {
+                return Err(format!(
+                    "get_report {i} gives step {report:?}, the model {:?}",
+                    self.model.reports.get(i)
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The session logs and reports as a checkpoint writes them, read from
