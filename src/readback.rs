@@ -37,6 +37,7 @@ use crate::state::State;
 use parking_lot::RwLock;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 /// Which server's naming a log or report file follows.
@@ -305,6 +306,21 @@ pub(crate) fn read_log(
         bytes[at..at + text.len()].copy_from_slice(&text);
     }
     Ok(bytes)
+}
+
+/// `range` as `start..end`, `None` for no end.
+pub(crate) fn byte_range(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Some(e.saturating_add(1)),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
 }
 
 /// [`crate::Store::get_session`].

@@ -541,17 +541,7 @@ impl Store {
         file_name: &str,
         range: impl std::ops::RangeBounds<u64>,
     ) -> Result<Vec<u8>> {
-        use std::ops::Bound;
-        let start = match range.start_bound() {
-            Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(&e) => Some(e.saturating_add(1)),
-            Bound::Excluded(&e) => Some(e),
-            Bound::Unbounded => None,
-        };
+        let (start, end) = readback::byte_range(&range);
         readback::read_log(&*self.shared.fs, &self.shared.state, file_name, start, end)
     }
 
