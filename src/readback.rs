@@ -292,10 +292,10 @@ pub(crate) fn read_log(
         (from, to, pending_pieces(&st, session, from, to))
     };
     let want = to - from;
-    let mut bytes = match on_disk {
-        Some(_) => fs.read_at(&path, from, want)?.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    // Read the file even when the stat found none: a checkpoint may have
+    // created it since, and taken its pieces out of memory before the
+    // snapshot above. (Skipping the read gave zeros for those bytes.)
+    let mut bytes = fs.read_at(&path, from, want)?.unwrap_or_default();
     // Bytes only pending are not in the file yet: their pieces fill them in.
     bytes.resize(
         usize::try_from(want).expect("a range of bytes in memory"),

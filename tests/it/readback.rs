@@ -631,3 +631,109 @@ fn the_live_fixture_reads_back_whole() {
         "statewal\n"
     );
 }
+
+/// A real filesystem whose `file_len` of one path runs a hook once, right
+/// after the stat: a window between `read_log`'s stat and its snapshot.
+struct StatGate {
+    inner: statewal::fs::RealFs,
+    path: &'static str,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl statewal::fs::Fs for StatGate {
+    fn describe(&self, rel: &str) -> String {
+        self.inner.describe(rel)
+    }
+    fn create_dir(&self, rel: &str) -> statewal::Result<()> {
+        self.inner.create_dir(rel)
+    }
+    fn open(
+        &self,
+        rel: &str,
+        mode: statewal::fs::OpenMode,
+    ) -> statewal::Result<Box<dyn statewal::fs::FsFile>> {
+        self.inner.open(rel, mode)
+    }
+    fn read(&self, rel: &str) -> statewal::Result<Option<statewal::fs::Bytes>> {
+        self.inner.read(rel)
+    }
+    fn read_unmapped(&self, rel: &str) -> statewal::Result<Option<Vec<u8>>> {
+        self.inner.read_unmapped(rel)
+    }
+    fn read_at(&self, rel: &str, offset: u64, len: u64) -> statewal::Result<Option<Vec<u8>>> {
+        self.inner.read_at(rel, offset, len)
+    }
+    fn is_dir(&self, rel: &str) -> statewal::Result<bool> {
+        self.inner.is_dir(rel)
+    }
+    fn file_len(&self, rel: &str) -> statewal::Result<Option<u64>> {
+        let len = self.inner.file_len(rel);
+        if rel == self.path {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        len
+    }
+    fn rename(&self, from: &str, to: &str) -> statewal::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, rel: &str) -> statewal::Result<()> {
+        self.inner.remove(rel)
+    }
+    fn sync_dir(&self, rel: &str) -> statewal::Result<()> {
+        self.inner.sync_dir(rel)
+    }
+    fn list(&self, rel: &str) -> statewal::Result<Vec<String>> {
+        self.inner.list(rel)
+    }
+    fn lock(&self) -> statewal::Result<Box<dyn Send + Sync>> {
+        self.inner.lock()
+    }
+    fn boot_id(&self) -> Option<[u8; 16]> {
+        self.inner.boot_id()
+    }
+    fn sync_files(&self, rels: &[String]) -> statewal::Result<()> {
+        self.inner.sync_files(rels)
+    }
+}
+
+// Regression (found by review): `read_log` stats the log's file, then
+// copies the pending pieces. When the stat found no file and a checkpoint
+// created it and took the pieces out of memory in between, the read used
+// neither: it returned zeros where the text was. (Commit ef6e887 described
+// this fix but carried only the test change, whose race is rarely hit.)
+#[test]
+fn a_log_created_by_a_checkpoint_between_stat_and_snapshot_is_read() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let fs = std::sync::Arc::new(StatGate {
+        inner: statewal::fs::RealFs::new(dir.path()).unwrap(),
+        path: "logs/session_s.log",
+        hook: std::sync::Mutex::new(None),
+    });
+    let store = Store::open_with_fs(opts(dir.path()), fs.clone(), None).unwrap();
+    store.append_log("s", "fresh line\n").unwrap();
+    // The stat runs; before the reader looks at memory, a checkpoint writes
+    // the file and forgets the piece.
+    *fs.hook.lock().unwrap() = Some(Box::new(move || {
+        go_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+    }));
+    std::thread::scope(|s| {
+        let store = &store;
+        s.spawn(move || {
+            go_rx.recv().unwrap();
+            store.checkpoint().unwrap();
+            done_tx.send(()).unwrap();
+        });
+        assert_eq!(
+            store.read_log("session_s.log", ..).unwrap(),
+            b"fresh line\n",
+            "the piece is in the file the checkpoint just wrote"
+        );
+    });
+}
