@@ -305,6 +305,16 @@ pub fn parse_state_any_version(
         let version = state.version.clone();
         return Ok((state, version));
     }
+    // statewal's seal without a `version`: statewal wrote it, and the key
+    // itself is damaged (a flipped bit in "version"). Migrating it as the
+    // original server's would skip the checksum and take any other damage
+    // in it for data.
+    if bytes.windows(SEAL_PREFIX.len()).any(|w| w == SEAL_PREFIX) {
+        check_seal(bytes)?;
+        return Err(
+            "it carries statewal's checksum seal but no \"version\" member: damaged".into(),
+        );
+    }
     let migrated = crate::migrate::migrate_in_memory(bytes)
         .map_err(|why| format!("unversioned, and it cannot be migrated: {why}"))?
         .expect("a JSON object without \"version\" is version 0, which has a step");

@@ -641,3 +641,39 @@ fn a_state_json_rewritten_by_the_original_server_is_kept_as_a_backup() {
         .collect();
     check_tasks(&store, &all);
 }
+
+// Regression (found by review): a statewal backup whose `"version"` key
+// took a flipped bit read as the original server's unversioned file: it
+// was migrated instead of checked against its checksum seal, so other
+// damage in it (here a letter of a description) passed unseen. `backups`
+// listed it valid as version "0", `verify` and `health` passed, and
+// `restore` brought the damaged text back.
+#[test]
+fn bit_rot_in_statewals_version_key_is_damage_not_version_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    put(dir, "a");
+    put(dir, "b"); // Its checkpoint keeps the first state.json as a backup.
+    let own = backup_files(dir).pop().expect("statewal's own backup");
+    let text = std::fs::read_to_string(dir.join(&own)).unwrap();
+    assert!(text.starts_with("{\n  \"version\""), "{text}");
+    let rotted = text
+        .replacen("\"version\"", "\"versiom\"", 1)
+        .replacen("task a", "task q", 1);
+    std::fs::write(dir.join(&own), rotted).unwrap();
+
+    let b = backups(dir).into_iter().find(|b| b["name"] == own).unwrap();
+    assert_eq!(b["valid"], false, "{b}");
+    let problem = b["problem"].as_str().unwrap();
+    assert!(problem.contains("checksum mismatch"), "{problem}");
+    let v = json_out(dir, &["verify", "--json"], 1);
+    assert!(v["findings"].to_string().contains(&own), "{v}");
+    let h = json_out(dir, &["health", "--json"], 1);
+    assert!(h["problems"].to_string().contains(&own), "{h}");
+    let out = run_statewal(dir, &["restore", &own], "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        json_out(dir, &["get-task", "a"], 0)["description"],
+        "task a"
+    );
+}
