@@ -305,22 +305,26 @@ pub fn parse_state_any_version(
         let version = state.version.clone();
         return Ok((state, version));
     }
-    // statewal's seal without a `version`: statewal wrote it, and the key
-    // itself is damaged (a flipped bit in "version"). Migrating it as the
-    // original server's would skip the checksum and take any other damage
-    // in it for data.
-    if bytes.windows(SEAL_PREFIX.len()).any(|w| w == SEAL_PREFIX) {
-        check_seal(bytes)?;
-        return Err(
-            "it carries statewal's checksum seal but no \"version\" member: damaged".into(),
-        );
-    }
+    not_sealed_by_statewal(bytes)?;
     let migrated = crate::migrate::migrate_in_memory(bytes)
         .map_err(|why| format!("unversioned, and it cannot be migrated: {why}"))?
         .expect("a JSON object without \"version\" is version 0, which has a step");
     let state = parse_state(&migrated)
         .map_err(|why| format!("unversioned, and its migration does not load: {why}"))?;
     Ok((state, crate::migrate::UNVERSIONED.to_string()))
+}
+
+/// Checks that a state file without `version` does not carry statewal's
+/// checksum seal. One that does was written by statewal and its `"version"`
+/// key is damaged (a flipped bit): migrating it as the original server's
+/// would skip the checksum and take any other damage in it for data. The
+/// error says what is wrong (the checksum mismatch, when there is one).
+pub(crate) fn not_sealed_by_statewal(bytes: &[u8]) -> std::result::Result<(), String> {
+    if !bytes.windows(SEAL_PREFIX.len()).any(|w| w == SEAL_PREFIX) {
+        return Ok(());
+    }
+    check_seal(bytes)?;
+    Err("it carries statewal's checksum seal but no \"version\" member: damaged".into())
 }
 
 /// What is wrong with bytes that are not JSON, said for a person.

@@ -238,6 +238,9 @@ pub(crate) fn migrate_in_memory(bytes: &[u8]) -> std::result::Result<Option<Vec<
     if from == STATE_VERSION {
         return Ok(None);
     }
+    if from == UNVERSIONED {
+        layout::not_sealed_by_statewal(bytes)?;
+    }
     let Ok(steps) = plan(&from) else {
         return Ok(None);
     };
@@ -266,6 +269,10 @@ pub(crate) fn migrate_locked(fs: &dyn Fs, dry_run: bool) -> Result<MigrationRepo
     };
     let input = parse_json(fs, STATE_FILE, &bytes)?;
     let from = version_of(&input).map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
+    if from == UNVERSIONED {
+        layout::not_sealed_by_statewal(&bytes)
+            .map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
+    }
     report.tasks = input["tasks"].as_array().map_or(0, Vec::len);
     report.from = Some(from.clone());
     let steps = plan(&from).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;

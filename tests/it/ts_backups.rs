@@ -677,3 +677,34 @@ fn bit_rot_in_statewals_version_key_is_damage_not_version_0() {
         "task a"
     );
 }
+
+// Regression (found by review): the same flipped bit in `state.json`'s
+// `"version"` key made the open migrate it as the original server's file,
+// its checksum unchecked: the damaged text was loaded over the journal's
+// record of it, and the next checkpoint sealed it as good. A sealed file
+// without `version` is damaged statewal state: recovery falls back to the
+// journal, as for any corrupt state.json.
+#[test]
+fn bit_rot_in_state_jsons_version_key_falls_back_to_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    put(dir, "a"); // Journaled, then checkpointed into state.json.
+    let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    let rotted = text
+        .replacen("\"version\"", "\"versiom\"", 1)
+        .replacen("task a", "task q", 1);
+    std::fs::write(dir.join("state.json"), rotted).unwrap();
+    let v = json_out(dir, &["verify", "--json"], 1);
+    assert!(v["findings"].to_string().contains("state.json"), "{v}");
+    // A read-only open, then an owner open.
+    assert_eq!(
+        json_out(dir, &["get-task", "a"], 0)["description"],
+        "task a"
+    );
+    check(dir, &["checkpoint"], "", 0);
+    assert_eq!(
+        json_out(dir, &["get-task", "a"], 0)["description"],
+        "task a"
+    );
+    assert!(!dir.join("state.pre-migration.backup.json").exists());
+}
