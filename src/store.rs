@@ -516,7 +516,9 @@ impl Store {
     /// and a symlink in `logs/` is never followed. The range is cut to the
     /// log's length, so one past the end gives fewer bytes or none; a range
     /// that ends before it starts is [`ErrorKind::InvalidInput`]. A log that
-    /// is neither on disk nor journaled is [`ErrorKind::NotFound`].
+    /// is neither on disk nor journaled is [`ErrorKind::NotFound`]; a range
+    /// of the file more than fits in memory is [`ErrorKind::TooLarge`] (read
+    /// a smaller one).
     ///
     /// Each call sees one moment of the log, even while a checkpoint writes
     /// it: never a piece twice, never one missing. Logs only grow, so a

@@ -316,6 +316,25 @@ impl Drop for LockGuard {
     }
 }
 
+/// An empty buffer with room for `len` bytes of the file at `path`, or
+/// [`ErrorKind::TooLarge`] when this process cannot have that much memory:
+/// a file the size of a disk (a sparse one takes a second to make) must not
+/// abort the process, as `Vec::with_capacity` would.
+fn buffer_for(path: &Path, len: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    match usize::try_from(len).ok().map(|n| buf.try_reserve_exact(n)) {
+        Some(Ok(())) => Ok(buf),
+        _ => Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "reading {len} bytes of {}: more than fits in memory; read a smaller range",
+                path.display()
+            ),
+        )
+        .with_path(path)),
+    }
+}
+
 impl Fs for RealFs {
     fn describe(&self, rel: &str) -> String {
         self.root.join(rel).display().to_string()
@@ -381,7 +400,7 @@ impl Fs for RealFs {
                 unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", &path, e))?;
             return Ok(Some(Bytes::Mapped(map)));
         }
-        let mut buf = Vec::with_capacity(len as usize);
+        let mut buf = buffer_for(&path, len)?;
         file.read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &path, e))?;
         Ok(Some(Bytes::Owned(buf)))
@@ -395,7 +414,7 @@ impl Fs for RealFs {
         // Plain read(2) calls up to end of file: a writer that truncates the
         // file meanwhile shortens what is read, one that grows it lengthens
         // it, and neither can fault this process as a map would.
-        let mut buf = Vec::with_capacity(len as usize);
+        let mut buf = buffer_for(&path, len)?;
         file.read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &path, e))?;
         Ok(Some(buf))
@@ -411,7 +430,7 @@ impl Fs for RealFs {
         // buffer is sized from the length seen at open, never from `len`
         // alone, so a huge `len` allocates nothing extra.
         let want = len.min(file_len.saturating_sub(offset));
-        let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        let mut buf = buffer_for(&path, want)?;
         use std::io::Seek;
         file.seek(std::io::SeekFrom::Start(offset))
             .map_err(|e| Error::io("seek", &path, e))?;

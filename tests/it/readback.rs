@@ -737,3 +737,45 @@ fn a_log_created_by_a_checkpoint_between_stat_and_snapshot_is_read() {
         );
     });
 }
+
+// Regression (found by review): a log or report far larger than memory (a
+// sparse file the size of a disk, or a log grown for years) aborted the
+// process ("memory allocation of 1099511627776 bytes failed") when read
+// whole: `read-log --json`, a `serve --stdio` client's `read_log` without a
+// length, or `get-report`. A read that cannot be held in memory is
+// `TooLarge`, naming the file; a smaller range of the same log reads.
+#[test]
+fn a_read_larger_than_memory_is_too_large_not_an_abort() {
+    // Under `vm.overcommit_memory = 1` a 1 TiB reservation succeeds, and
+    // only the kernel's OOM killer would stop the read: nothing to check.
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").ok();
+    if overcommit.as_deref().map(str::trim) != Some("0") {
+        eprintln!("skipped: vm.overcommit_memory is not 0");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("logs")).unwrap();
+    std::fs::create_dir_all(d.join("reports")).unwrap();
+    std::fs::create_dir_all(d.join("tasks")).unwrap();
+    let huge: u64 = 1 << 40;
+    let log = "session_x_1704103200000.log";
+    std::fs::File::create(d.join("logs").join(log))
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    std::fs::File::create(d.join("reports").join(format!("{TS_REPORT}.json")))
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    let store = Store::open(opts(d).read_only(true)).unwrap();
+    let err = store.read_log(log, ..).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains(log), "{err}");
+    assert_eq!(store.read_log(log, 0..4).unwrap(), vec![0; 4]);
+    let err = store.get_report(TS_REPORT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    drop(store);
+    let (_, stderr) = check(d, &["read-log", "--json", log], 2);
+    assert!(stderr.contains(log), "{stderr}");
+}
