@@ -215,12 +215,30 @@ fn next_stamp_ms(after: Option<&str>) -> u64 {
 }
 
 /// The name for a new backup, given the backups there are (newest first, as
-/// [`list_backups`] returns them): [`backup_stamp`] after the newest, moved
-/// on by a millisecond while the name is taken (only possible when the
-/// newest stamp is past [`BACKUP_STAMP_MS_MAX`] and the time now is used),
-/// so a backup is never renamed over another.
+/// [`list_backups`] returns them): [`backup_stamp`] after the newest stamp
+/// that a later one can follow, moved on by a millisecond while the name is
+/// taken, so a backup is never renamed over another.
+///
+/// Stamps too late to follow (past [`BACKUP_STAMP_MS_MAX`], planted or the
+/// older format's last one) are passed over, with a warning, rather than
+/// stamping the new backup with the time now: after a clock stepped back,
+/// the time now would sort the backup of the newest `state.json` below
+/// statewal's previous one, and recovery's fallback (the newest backup
+/// first) would start from the older one, whose segments are gone.
 pub fn new_backup_name(existing: &[String]) -> String {
-    let mut ms = next_stamp_ms(existing.first().map(|n| backup_stamp_of(n)));
+    let followable = |stamp: &&str| {
+        stamp_micros(stamp).is_some_and(|us| us.div_euclid(1000) < i128::from(BACKUP_STAMP_MS_MAX))
+    };
+    let mut stamps = existing.iter().map(|n| backup_stamp_of(n));
+    let newest = stamps.clone().find(followable);
+    if let Some(late) = stamps.next().filter(|s| !followable(s)) {
+        tracing::warn!(
+            newest = late,
+            "a backup's stamp is past the last one statewal writes; \
+             the new backup follows the newest stamp before it"
+        );
+    }
+    let mut ms = next_stamp_ms(newest);
     loop {
         let name = format!("{BACKUP_PREFIX}{ms}.json");
         // Each step passes one taken name, so this ends within

@@ -708,3 +708,37 @@ fn bit_rot_in_state_jsons_version_key_falls_back_to_the_journal() {
     );
     assert!(!dir.join("state.pre-migration.backup.json").exists());
 }
+
+// Regression (found by review): with a backup stamped past the last stamp
+// statewal writes (planted, or the older format's last one), every new
+// backup was stamped with the time now, not after statewal's own newest.
+// Once the clock stepped back, the backup of the newest state.json sorted
+// below an older one: a corrupt state.json then made recovery start from
+// the older backup, whose journal segments were gone, and the open failed
+// ("records 2 to 2 are missing") although the right backup was there.
+#[test]
+fn a_planted_last_stamp_does_not_unorder_statewals_own_backups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    put(dir, "a");
+    std::fs::write(dir.join("state.backup.99999999999999999999.json"), b"").unwrap();
+    put(dir, "b"); // Backs up the state.json holding a.
+    // That backup was made while the clock was an hour ahead.
+    let first = backup_files(dir)
+        .into_iter()
+        .find(|n| !n.contains("99999999999999999999"))
+        .unwrap();
+    let ahead = ts_name(instant_us(&first) / 1000 + 3_600_000);
+    std::fs::rename(dir.join(&first), dir.join(&ahead)).unwrap();
+    put(dir, "c"); // Backs up the state.json holding a and b.
+    let list = backups(dir);
+    let newest_own = list.iter().find(|b| b["valid"] == true).unwrap();
+    assert_eq!(newest_own["tasks"], 2, "{list:#?}");
+    assert!(instant_us(newest_own["name"].as_str().unwrap()) > instant_us(&ahead));
+
+    std::fs::write(dir.join("state.json"), b"garbage").unwrap();
+    let listed = check(dir, &["list", "--json"], "", 0);
+    let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    let listed: Vec<&str> = listed.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["a", "b", "c"]);
+}
