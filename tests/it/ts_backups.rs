@@ -742,3 +742,30 @@ fn a_planted_last_stamp_does_not_unorder_statewals_own_backups() {
     let listed: Vec<&str> = listed.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(listed, ["a", "b", "c"]);
 }
+
+// Found by review, not fixed here (it waits on the merge of parts 1 and 2):
+// part 5 asks that `verify` and `health` exit 0 on a healthy migrated
+// directory of the original server, and the test above shows it on the
+// tidy fixture. On the live one, `migrate` and an owner open leave
+// `tasks/69dc339a-....json` as the original server wrote it, newer than
+// state.json's copy and with its own spelling `"status": "running"`, and
+// `verify` calls it corrupt ("\"running\" is not one of pending, ...") and
+// exits 1, for ever. Either the open imports the newer task file (part 1's
+// merge rewrites it with statewal's spelling at the next checkpoint) or
+// `verify` reads a task file of the original server's as version 0. Which
+// one is the merge helper's call; un-ignore once it lands.
+#[test]
+#[ignore = "waits on the merge of parts 1 and 2 (tasks/ files of the original server)"]
+fn verify_passes_the_live_fixture_after_migrate_and_an_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ts-server-v0-live"),
+        dir,
+    );
+    check(dir, &["migrate"], "", 0);
+    check(dir, &["checkpoint"], "", 0);
+    let v = json_out(dir, &["verify", "--json"], 0);
+    assert_eq!(v["findings"], json!([]), "{v}");
+    assert_eq!(json_out(dir, &["health", "--json"], 0)["healthy"], true);
+}
