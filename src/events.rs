@@ -19,6 +19,11 @@ pub enum Event {
     StateSaveError(String),
     /// `autosave:triggered`: the timer started a checkpoint.
     AutosaveTriggered,
+    /// `state:reconciled` (statewal's own): the open decided about copies
+    /// of tasks it did not write: the original server's state merged over
+    /// statewal's history, or edits of `tasks/<id>.json` imported or set
+    /// aside. Sent after `state:loaded`, whose report lists the same.
+    Reconciled(Vec<crate::reconcile::Decision>),
 }
 
 impl Event {
@@ -29,6 +34,7 @@ impl Event {
             Event::StateLoaded(_) => "state:loaded",
             Event::StateSaveError(_) => "state:save-error",
             Event::AutosaveTriggered => "autosave:triggered",
+            Event::Reconciled(_) => "state:reconciled",
         }
     }
 }

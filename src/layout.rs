@@ -438,7 +438,7 @@ fn check_seal(bytes: &[u8]) -> std::result::Result<(), String> {
 }
 
 /// A file that could not be loaded and was skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
     /// The file, relative to the state directory.
     pub file: String,

@@ -47,6 +47,7 @@ pub mod migrate;
 mod model;
 mod options;
 mod readback;
+pub mod reconcile;
 mod recovery;
 mod state;
 mod store;

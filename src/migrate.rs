@@ -3,13 +3,22 @@
 //! A migration reads `state.json` as plain JSON, finds its `version` (a file
 //! without one was written by the original TypeScript server: version
 //! [`UNVERSIONED`]), and applies the registered [`Step`]s one after another
-//! up to [`STATE_VERSION`]. The result must parse with
-//! [`layout::parse_state`], hold every task id of the input, and keep every
-//! field of every task; only then is anything written:
+//! up to [`STATE_VERSION`]. The original server writes `tasks/<id>.json`
+//! first and `state.json` later, so each task is then merged with its task
+//! file by [`crate::reconcile::newest`], and tasks found only in `tasks/` are
+//! added (a `state.json` that is missing or unusable is replaced, as the
+//! original server's own recovery does, by its newest valid backup). The
+//! result must parse with [`layout::parse_state`], hold every task id of the
+//! input, and keep every field of every task; only then is anything written:
 //!
-//! 1. `state.pre-migration.backup.json`: the input bytes, atomically;
+//! 1. `state.pre-migration.backup.json` (numbered `.1`, `.2`, ... when one
+//!    is there already, never overwritten): the input bytes, atomically;
 //! 2. `state.json`: the migrated, sealed state, atomically;
-//! 3. `state.migration-v<from>-to-v<to>.log`: what was done.
+//! 3. `state.migration-v<from>-to-v<to>.log`: what was done, appended.
+//!
+//! A directory where statewal has history (a journal, a sealed state file)
+//! is not migrated but merged: see [`crate::reconcile`]; [`migrate`] then
+//! opens the store, whose open runs the merge.
 //!
 //! **Invariant:** a migration writes nothing unless the result validates, and
 //! never writes `state.json` before the pre-migration backup is durable.
@@ -22,8 +31,71 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::Path;
 
-/// The copy of `state.json` kept before a migration rewrites it.
+/// The copy of `state.json` kept before a migration rewrites it; later ones
+/// are `state.pre-migration.backup.<n>.json` ([`pre_migration_backup_name`]).
 pub const PRE_MIGRATION_BACKUP: &str = "state.pre-migration.backup.json";
+
+/// The name of the `n`th pre-migration backup: [`PRE_MIGRATION_BACKUP`] for
+/// 0, `state.pre-migration.backup.<n>.json` after it.
+pub fn pre_migration_backup_name(n: u64) -> String {
+    if n == 0 {
+        PRE_MIGRATION_BACKUP.into()
+    } else {
+        format!("state.pre-migration.backup.{n}.json")
+    }
+}
+
+/// The pre-migration backups in `fs`, oldest first, with their numbers.
+pub fn pre_migration_backups(fs: &dyn Fs) -> Result<Vec<(u64, String)>> {
+    let mut found: Vec<(u64, String)> = fs
+        .list("")?
+        .into_iter()
+        .filter_map(|name| {
+            if name == PRE_MIGRATION_BACKUP {
+                return Some((0, name));
+            }
+            let n = name
+                .strip_prefix("state.pre-migration.backup.")?
+                .strip_suffix(".json")?;
+            let ok = !n.is_empty() && n.len() <= 19 && n.bytes().all(|b| b.is_ascii_digit());
+            let n: u64 = n.parse().ok().filter(|n| ok && *n > 0)?;
+            (pre_migration_backup_name(n) == name).then_some((n, name))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Keeps `bytes` as a pre-migration backup, durably, before anything
+/// replaces `state.json`: the newest one if it holds these bytes already (a
+/// migration or merge run again after a crash), else a new one numbered
+/// after it. Never overwrites one. Returns its name.
+pub(crate) fn keep_pre_migration(fs: &dyn Fs, bytes: &[u8]) -> Result<String> {
+    let existing = pre_migration_backups(fs)?;
+    if let Some((n, name)) = existing.last() {
+        if fs.read(name)?.as_deref() == Some(bytes) {
+            return Ok(name.clone());
+        }
+        let name = pre_migration_backup_name(n + 1);
+        // write_atomic syncs the data and the directory: the copy is durable
+        // before the caller replaces state.json.
+        write_atomic(fs, "", &name, bytes)?;
+        return Ok(name);
+    }
+    write_atomic(fs, "", PRE_MIGRATION_BACKUP, bytes)?;
+    Ok(PRE_MIGRATION_BACKUP.into())
+}
+
+/// Appends `text` to the log `name`, atomically and durably (the whole
+/// file is written again: logs are small and rare).
+pub(crate) fn append_log(fs: &dyn Fs, name: &str, text: &str) -> Result<()> {
+    let mut all = fs.read(name)?.map(|b| b.to_vec()).unwrap_or_default();
+    if !all.is_empty() && !all.ends_with(b"\n") {
+        all.push(b'\n');
+    }
+    all.extend_from_slice(text.as_bytes());
+    write_atomic(fs, "", name, &all)
+}
 /// The version of a `state.json` without a `version` member: the original
 /// TypeScript server's layout.
 pub const UNVERSIONED: &str = "0";
@@ -63,14 +135,28 @@ pub struct MigrationReport {
     pub steps: Vec<String>,
     /// One line per change.
     pub changes: Vec<String>,
-    /// Tasks in the state file.
+    /// Tasks in the result: the state file's merged with `tasks/`.
     pub tasks: usize,
     /// Nothing was written.
     pub dry_run: bool,
-    /// The pre-migration backup written, if any.
+    /// The pre-migration backup written (or reused), if any.
     pub backup: Option<String>,
     /// The log written, if any.
     pub log: Option<String>,
+    /// The state file migrated: `state.json`, or the newest valid backup
+    /// when `state.json` was missing or unusable; `None` when nothing was
+    /// migrated.
+    pub source: Option<String>,
+    /// True when the directory has statewal history, so the foreign state
+    /// file was (or would be) merged with statewal's journal instead.
+    pub merge: bool,
+    /// Every decision about a task: each taken from `tasks/` and why, each
+    /// kept from the state file over an older task file, and, for a merge,
+    /// each side's copy kept.
+    pub decisions: Vec<crate::reconcile::Decision>,
+    /// Task files that are not tasks, with why (left as they are; an
+    /// owner's open sets them aside).
+    pub skipped: Vec<crate::layout::Skipped>,
 }
 
 impl MigrationReport {
@@ -83,35 +169,85 @@ impl MigrationReport {
 /// What `rollback` restored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RollbackReport {
-    /// The file restored from.
+    /// The file restored from: the newest pre-migration backup.
     pub restored_from: String,
     /// The version of the `state.json` that was replaced, if it had one.
     pub replaced_version: Option<String>,
-    /// The version restored.
+    /// The version restored (`"unreadable"` when the file kept was not
+    /// JSON: the original server had left `state.json` empty or cut short).
     pub restored_version: String,
 }
 
 /// Migrates the `state.json` of a state directory that is not open: takes
 /// the directory lock. With `dry_run` it only reports what would change, and
-/// takes no lock: it reads one file that writers replace atomically, and the
+/// takes no lock: it reads files that writers replace atomically, and the
 /// lock would create `.statewal.lock` in a directory it only reads (the
 /// original server's has none) and fail beside a running writer.
+///
+/// Where statewal has history (a journal, a sealed state file) and the
+/// original server has written `state.json` since, this merges instead: it
+/// opens the store, whose open runs the merge (with `dry_run`, read-only:
+/// the decisions are computed and nothing is written).
 pub fn migrate(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
     let fs = RealFs::existing(dir)?;
+    let survey = crate::reconcile::survey::survey(&fs)?;
+    if survey.needs_merge() {
+        drop(fs);
+        return merge_by_opening(dir, dry_run);
+    }
     if dry_run {
-        return migrate_locked(&fs, true);
+        return migrate_surveyed(&fs, true, &survey);
     }
     let _lock = fs.lock()?;
-    migrate_locked(&fs, false)
+    // Again under the lock: a writer may have changed the directory.
+    let survey = crate::reconcile::survey::survey(&fs)?;
+    if survey.needs_merge() {
+        drop(_lock);
+        drop(fs);
+        return merge_by_opening(dir, false);
+    }
+    migrate_surveyed(&fs, false, &survey)
 }
 
-/// Restores `state.pre-migration.backup.json` as `state.json`, atomically,
-/// in a state directory that is not open. Writes made since the migration
-/// are not in that file and are gone from `state.json` afterwards.
+/// The merge of [`migrate`]: an owner's open runs it; a read-only open
+/// computes the same decisions and writes nothing.
+fn merge_by_opening(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
+    let opts = crate::Options::new(dir)
+        .read_only(dry_run)
+        .checkpoint_interval(None);
+    let store = crate::Store::open(opts)?;
+    let r = store.recovery_report().clone();
+    let merged = r.merged.clone();
+    let report = MigrationReport {
+        from: Some(UNVERSIONED.into()),
+        to: STATE_VERSION.into(),
+        steps: vec!["merge-with-journal".into()],
+        changes: Vec::new(),
+        tasks: store.list_tasks().len(),
+        dry_run,
+        backup: merged.as_ref().and_then(|m| m.backup.clone()),
+        log: merged.as_ref().and_then(|m| m.log.clone()),
+        source: merged.map(|m| m.from),
+        merge: true,
+        decisions: r.decisions,
+        skipped: r.skipped_files,
+    };
+    if !dry_run {
+        store.shutdown()?;
+    }
+    Ok(report)
+}
+
+/// Restores the newest pre-migration backup as `state.json`, atomically,
+/// in a state directory that is not open. The backup is kept: rolling back
+/// twice, or migrating again, stays possible. The next open of statewal
+/// finds a `state.json` without a version over its own history and merges
+/// the two per task (see [`crate::reconcile`]), so the writes statewal
+/// journaled since the migration are kept where they are newer.
 pub fn rollback(dir: &Path) -> Result<RollbackReport> {
     let fs = RealFs::existing(dir)?;
     let _lock = fs.lock()?;
-    let Some(bytes) = fs.read(PRE_MIGRATION_BACKUP)? else {
+    let Some((_, name)) = pre_migration_backups(&fs)?.pop() else {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
@@ -121,19 +257,22 @@ pub fn rollback(dir: &Path) -> Result<RollbackReport> {
         )
         .with_path(PRE_MIGRATION_BACKUP));
     };
-    let restored = parse_json(&fs, PRE_MIGRATION_BACKUP, &bytes)?;
-    let restored_version =
-        version_of(&restored).map_err(|e| layout::corrupt_state(&fs, PRE_MIGRATION_BACKUP, &e))?;
+    let bytes = fs.read(&name)?.map(|b| b.to_vec()).unwrap_or_default();
+    // The original server may have left state.json empty or cut short; its
+    // bytes were kept as they were, and go back as they were.
+    let restored_version = match parse_json(&fs, &name, &bytes) {
+        Ok(v) => version_of(&v).map_err(|e| layout::corrupt_state(&fs, &name, &e))?,
+        Err(_) => "unreadable".into(),
+    };
     let replaced_version = match fs.read(STATE_FILE)? {
         Some(cur) => serde_json::from_slice::<Value>(&cur)
             .ok()
             .and_then(|v| version_of(&v).ok()),
         None => None,
     };
-    // The backup is kept: rolling back twice, or migrating again, stays possible.
     write_atomic(&fs, "", STATE_FILE, &bytes)?;
     Ok(RollbackReport {
-        restored_from: PRE_MIGRATION_BACKUP.into(),
+        restored_from: name,
         replaced_version,
         restored_version,
     })
@@ -172,32 +311,24 @@ fn known_versions() -> String {
     v.join(", ")
 }
 
-/// Runs pending migrations for [`crate::Store::open`], which holds the lock.
-/// A `state.json` that is missing, not JSON, current, or of a version no
-/// step reads is left to recovery; so is one whose migration fails
-/// validation (recovery then falls back as it always did, and the warning
-/// says why).
-pub(crate) fn migrate_on_open(fs: &dyn Fs) -> Result<Option<MigrationReport>> {
-    let bytes = match fs.read(STATE_FILE) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
-        // Not a regular file (a planted FIFO): recovery treats it as damage.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let pending = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| version_of(&v).ok())
-        .is_some_and(|from| from != STATE_VERSION && plan(&from).is_ok());
-    if !pending {
-        return Ok(None);
-    }
-    match migrate_locked(fs, false) {
+/// Runs the migration of part 1 for [`crate::Store::open`], which holds
+/// the lock and has found a foreign state file and no statewal history. A
+/// migration that fails validation is left to recovery (which then falls
+/// back as it always did, and the warning says why).
+pub(crate) fn migrate_on_open(
+    fs: &dyn Fs,
+    survey: &crate::reconcile::survey::Survey,
+) -> Result<Option<MigrationReport>> {
+    match migrate_surveyed(fs, false, survey) {
         Ok(report) => {
             tracing::info!(
                 from = ?report.from, to = %report.to, tasks = report.tasks,
-                "migrated state.json; the original is in {PRE_MIGRATION_BACKUP}"
+                source = ?report.source, backup = ?report.backup,
+                "migrated the original server's state"
             );
+            for d in &report.decisions {
+                tracing::info!("migration: {d}");
+            }
             Ok(Some(report))
         }
         Err(e) if e.kind() == ErrorKind::Corrupt => {
@@ -252,8 +383,15 @@ pub(crate) fn migrate_in_memory(bytes: &[u8]) -> std::result::Result<Option<Vec<
     validate(&input, &state).map(Some)
 }
 
-/// Migrates `state.json` in `fs`, whose lock the caller holds.
-pub(crate) fn migrate_locked(fs: &dyn Fs, dry_run: bool) -> Result<MigrationReport> {
+/// Migrates what `survey` found: the foreign state file (`state.json`, or
+/// the newest valid backup when `state.json` is missing or unusable) merged
+/// with `tasks/`; a current or newer-versioned `state.json` is reported and
+/// left alone.
+fn migrate_surveyed(
+    fs: &dyn Fs,
+    dry_run: bool,
+    survey: &crate::reconcile::survey::Survey,
+) -> Result<MigrationReport> {
     let mut report = MigrationReport {
         from: None,
         to: STATE_VERSION.into(),
@@ -263,41 +401,68 @@ pub(crate) fn migrate_locked(fs: &dyn Fs, dry_run: bool) -> Result<MigrationRepo
         dry_run,
         backup: None,
         log: None,
+        source: None,
+        merge: false,
+        decisions: Vec::new(),
+        skipped: Vec::new(),
     };
-    let Some(bytes) = fs.read(STATE_FILE)? else {
-        return Ok(report);
+    let foreign = match &survey.foreign {
+        Some(f) => f.clone(),
+        None => {
+            // Nothing foreign: a current state.json (or none), or one this
+            // build cannot read or migrate, which is named.
+            let Some(bytes) = fs.read(STATE_FILE)? else {
+                return Ok(report);
+            };
+            let input = parse_json(fs, STATE_FILE, &bytes)?;
+            let from = version_of(&input).map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
+            report.tasks = input["tasks"].as_array().map_or(0, Vec::len);
+            report.from = Some(from.clone());
+            let steps = plan(&from).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
+            if steps.is_empty() {
+                return Ok(report);
+            }
+            // An unversioned state.json that the survey found unusable:
+            // say why, as the steps do.
+            crate::reconcile::survey::ForeignFile {
+                name: STATE_FILE.into(),
+                bytes: bytes.to_vec(),
+                unusable_state: None,
+            }
+        }
     };
-    let input = parse_json(fs, STATE_FILE, &bytes)?;
-    let from = version_of(&input).map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
+    let input = parse_json(fs, &foreign.name, &foreign.bytes)?;
+    let from = version_of(&input).map_err(|e| layout::corrupt_state(fs, &foreign.name, &e))?;
     if from == UNVERSIONED {
-        layout::not_sealed_by_statewal(&bytes)
-            .map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
+        layout::not_sealed_by_statewal(&foreign.bytes)
+            .map_err(|e| layout::corrupt_state(fs, &foreign.name, &e))?;
     }
-    report.tasks = input["tasks"].as_array().map_or(0, Vec::len);
     report.from = Some(from.clone());
+    report.source = Some(foreign.name.clone());
     let steps = plan(&from).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
-    if steps.is_empty() {
-        return Ok(report);
-    }
-    let mut state = input.clone();
-    for step in &steps {
-        (step.apply)(&mut state, &mut report.changes).map_err(|e| unmigratable(fs, step, &e))?;
-        report.steps.push(step.name.into());
-    }
-    let sealed = validate(&input, &state).map_err(|e| unmigratable(fs, steps[0], &e))?;
+    let view = crate::reconcile::foreign::view(fs, &foreign.name, &foreign.bytes)?
+        .map_err(|e| unmigratable(fs, &foreign.name, steps.first().copied(), &e))?;
+    report.steps = view.steps.clone();
+    report.changes = view.notes.clone();
+    report.decisions = view.decisions.clone();
+    report.skipped = view.skipped.clone();
+    report.tasks = view.tasks.len();
+    let sealed = validate(&input, &view.state)
+        .map_err(|e| unmigratable(fs, &foreign.name, steps.first().copied(), &e))?;
     if dry_run {
         return Ok(report);
     }
     // Keep the original first: rollback restores it, and nothing below may
-    // replace state.json before it is durable (write_atomic syncs the file
-    // and the directory).
-    write_atomic(fs, "", PRE_MIGRATION_BACKUP, &bytes)?;
-    report.backup = Some(PRE_MIGRATION_BACKUP.into());
+    // replace state.json before it is durable. When state.json was there
+    // but unusable, its own bytes are kept (a rollback puts back exactly
+    // what was there); when it was missing, the backup migrated.
+    let original = foreign.unusable_state.as_deref().unwrap_or(&foreign.bytes);
+    report.backup = Some(keep_pre_migration(fs, original)?);
     // Atomic, with the data and the directory synced: a crash leaves either
     // the original state.json (migrated again at the next open) or this one.
     write_atomic(fs, "", STATE_FILE, &sealed)?;
     let log = log_name(&from, STATE_VERSION);
-    write_atomic(fs, "", &log, log_text(&report).as_bytes())?;
+    append_log(fs, &log, &log_text(&report))?;
     report.log = Some(log);
     Ok(report)
 }
@@ -308,17 +473,26 @@ pub fn log_name(from: &str, to: &str) -> String {
 }
 
 fn log_text(report: &MigrationReport) -> String {
+    let source = report.source.as_deref().unwrap_or(STATE_FILE);
     let mut out = format!(
-        "{} migrated state.json from version {} to {} ({} tasks)\n",
+        "{} migrated {source} from version {} to {} ({} tasks)\n",
         now_rfc3339(),
         report.from.as_deref().unwrap_or(UNVERSIONED),
         report.to,
         report.tasks
     );
     out += &format!("steps: {}\n", report.steps.join(", "));
-    out += &format!("original kept in {PRE_MIGRATION_BACKUP}\n");
+    if let Some(b) = &report.backup {
+        out += &format!("original kept in {b}\n");
+    }
     for c in &report.changes {
         out += &format!("- {c}\n");
+    }
+    for d in &report.decisions {
+        out += &format!("- {d}\n");
+    }
+    for s in &report.skipped {
+        out += &format!("- {} is not a task ({}): left as it is\n", s.file, s.reason);
     }
     out
 }
@@ -329,18 +503,18 @@ fn parse_json(fs: &dyn Fs, name: &str, bytes: &[u8]) -> Result<Value> {
     crate::json::parse(bytes).map_err(|e| layout::corrupt_state(fs, name, &e.to_string()))
 }
 
-fn unmigratable(fs: &dyn Fs, step: &Step, why: &str) -> Error {
+fn unmigratable(fs: &dyn Fs, name: &str, step: Option<&Step>, why: &str) -> Error {
+    let step = step.map_or(String::new(), |s| {
+        format!(" ({} to {}, step {})", s.from, s.to, s.name)
+    });
     Error::new(
         ErrorKind::Corrupt,
         format!(
-            "cannot migrate {} ({} to {}, step {}): {why}; nothing was written",
-            fs.describe(STATE_FILE),
-            step.from,
-            step.to,
-            step.name
+            "cannot migrate {}{step}: {why}; nothing was written",
+            fs.describe(name),
         ),
     )
-    .with_path(STATE_FILE)
+    .with_path(name)
 }
 
 /// Seals the migrated state and checks it: it parses as a statewal state
@@ -530,7 +704,10 @@ fn ts_server_to_v1(state: &mut Value, notes: &mut Vec<String>) -> std::result::R
     Ok(())
 }
 
-fn map_task_status(task: &mut Value, notes: &mut Vec<String>) -> std::result::Result<(), String> {
+pub(crate) fn map_task_status(
+    task: &mut Value,
+    notes: &mut Vec<String>,
+) -> std::result::Result<(), String> {
     let id = task["id"].as_str().unwrap_or("<no id>").to_string();
     let Some(Value::String(status)) = task.get("status") else {
         return Ok(());

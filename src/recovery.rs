@@ -14,6 +14,7 @@ use crate::journal::{JOURNAL_DIR, new_store_id, parse_segment_name, segment_name
 use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
 use crate::state::State;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Where the starting state of a recovery came from.
@@ -27,6 +28,11 @@ pub enum LoadedFrom {
     Backup(String),
     /// `tasks/*.json` and `sessions/*.json`, because no state file was usable.
     LayoutFiles,
+    /// The original server's state file (named) merged with `tasks/`, taken
+    /// at the journal's first record because no checkpoint statewal sealed
+    /// survives: that server had loaded statewal's last checkpoint, so its
+    /// file holds what the removed segments held (see `crate::reconcile`).
+    Foreign(String),
 }
 
 /// Damage found in the journal.
@@ -69,6 +75,15 @@ pub struct RecoveryReport {
     pub skipped_files: Vec<Skipped>,
     /// The last sequence number after recovery.
     pub last_seq: u64,
+    /// Each decision taken about a task at this open: the merge of a
+    /// state file the original server wrote over statewal's history, and
+    /// out-of-band edits of `tasks/<id>.json` (imported or set aside). A
+    /// read-only open lists what an owner's open would do and applies it
+    /// in memory only.
+    pub decisions: Vec<crate::reconcile::Decision>,
+    /// The merge of a state file the original server wrote over statewal's
+    /// history, if this open ran (or, read-only, would run) one.
+    pub merged: Option<crate::reconcile::Merged>,
     /// How long recovery took.
     pub duration: Duration,
     /// How much of it went to reading and replaying the journal.
@@ -96,11 +111,31 @@ pub(crate) struct Recovered {
     /// The store's identity: the loaded checkpoint's, else the first
     /// version-2 segment's, else a new one.
     pub store_id: Id128,
+    /// The tasks of the loaded checkpoint, before replay: a task file equal
+    /// to one of them is a copy statewal wrote, not an edit.
+    pub base_tasks: std::collections::BTreeMap<String, std::sync::Arc<crate::model::Task>>,
+    /// A [`crate::reconcile::fingerprint`] of every task put replayed, for
+    /// the same question about task files a checkpoint wrote before it was
+    /// interrupted.
+    pub replayed_puts: HashSet<u64>,
+}
+
+/// How recovery chooses its starting state among the state files; the
+/// open decides it ([`crate::reconcile::survey`]).
+#[derive(Default)]
+pub(crate) struct BaseRule {
+    /// statewal has history here (journal segments or a sealed state file):
+    /// a state file without a `version` is never the base, since it does not
+    /// know the journal; without history one is migrated in memory.
+    pub history: bool,
+    /// The foreign view (its name, tasks, sessions), taken as the base at
+    /// the journal's first record when no sealed checkpoint loads.
+    pub foreign: Option<(String, Vec<crate::model::Task>, Vec<serde_json::Value>)>,
 }
 
 /// Recovers the state in `fs`, as the process that holds its lock.
-pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
-    match recover_once(fs, mode, Access::Owner)? {
+pub(crate) fn recover(fs: &dyn Fs, mode: RecoveryMode, rule: &BaseRule) -> Result<Recovered> {
+    match recover_once(fs, mode, Access::Owner, rule)? {
         Ok(r) => Ok(r),
         Err(_) => unreachable!("only a reader sees a writer's changes"),
     }
@@ -117,11 +152,15 @@ const READER_ATTEMPTS: u32 = 8;
 /// read; either shows as a gap, a vanished segment or damage, and the whole
 /// load starts again (up to [`READER_ATTEMPTS`] times; the last attempt
 /// reports what it finds, as an owner would).
-pub(crate) fn recover_read_only(fs: &dyn Fs, mode: RecoveryMode) -> Result<Recovered> {
+pub(crate) fn recover_read_only(
+    fs: &dyn Fs,
+    mode: RecoveryMode,
+    rule: &BaseRule,
+) -> Result<Recovered> {
     let mut attempt = 1;
     loop {
         let retry = attempt < READER_ATTEMPTS;
-        let outcome = recover_once(fs, mode, Access::Reader { retry });
+        let outcome = recover_once(fs, mode, Access::Reader { retry }, rule);
         let why = match outcome {
             Ok(Ok(r)) => return Ok(r),
             Ok(Err(race)) => race,
@@ -153,6 +192,7 @@ fn recover_once(
     fs: &dyn Fs,
     mode: RecoveryMode,
     access: Access,
+    rule: &BaseRule,
 ) -> Result<std::result::Result<Recovered, String>> {
     let reader_retries = access == Access::Reader { retry: true };
     let started = Instant::now();
@@ -180,8 +220,10 @@ fn recover_once(
         .map(|(_, _, b)| SegmentHeader::decode(b).ok())
         .collect();
     let journal_id = agreed_store_id(headers.iter().flatten());
+    let journal_start = headers.iter().flatten().next().map(|h| h.first_seq);
     let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id) =
-        load_checkpoint(fs, journal_id)?;
+        load_checkpoint(fs, journal_id, rule, journal_start)?;
+    let base_tasks = state.tasks.clone();
     // The segments are listed before the state file (its store id is judged
     // against theirs); a writer's checkpoint in between may have rotated or
     // removed segments, so a reader lists again and retries on a change.
@@ -214,6 +256,8 @@ fn recover_once(
         last_seq: 0,
         duration: Duration::ZERO,
         journal_duration: Duration::ZERO,
+        decisions: Vec::new(),
+        merged: None,
     };
     // Every checkpoint position is a rotation boundary: the segment holding
     // the records after it starts exactly there. So a segment that starts at
@@ -249,6 +293,7 @@ fn recover_once(
         stop: false,
         left_damage: false,
         store_id,
+        replayed_puts: HashSet::new(),
     };
     let mut scans: Vec<_> = segs[first..]
         .iter()
@@ -341,7 +386,7 @@ fn recover_once(
     };
     let fell_back = matches!(
         report.loaded_from,
-        LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles
+        LoadedFrom::Backup(_) | LoadedFrom::LayoutFiles | LoadedFrom::Foreign(_)
     );
     Ok(Ok(Recovered {
         state,
@@ -353,6 +398,8 @@ fn recover_once(
         covered_seq,
         checkpoint_now: replay.left_damage || fell_back,
         store_id,
+        base_tasks,
+        replayed_puts: replay.replayed_puts,
     }))
 }
 
@@ -485,6 +532,8 @@ struct Replay {
     left_damage: bool,
     /// Segments carrying another id are foreign.
     store_id: Id128,
+    /// Fingerprints of the task puts applied (see [`Recovered::replayed_puts`]).
+    replayed_puts: HashSet<u64>,
 }
 
 impl Replay {
@@ -579,6 +628,7 @@ impl Replay {
                     }
                     match op.unwrap_or_else(|| Op::decode(record.kind, record.payload)) {
                         Ok(op) => {
+                            self.note_puts(&op, record.payload);
                             state.apply(record.seq, op);
                             report.records_replayed += 1;
                         }
@@ -643,6 +693,27 @@ impl Replay {
         Ok(None)
     }
 
+    /// Remembers a fingerprint of each task a record puts. A lone put's
+    /// payload is the task's compact JSON already; a batch's are encoded
+    /// again (batches are few).
+    fn note_puts(&mut self, op: &Op, payload: &[u8]) {
+        match op {
+            Op::PutTask(t) => {
+                self.replayed_puts
+                    .insert(crate::reconcile::fingerprint(t.id(), payload));
+            }
+            Op::Batch(ops) => {
+                for op in ops {
+                    if let Op::PutTask(t) = op {
+                        self.replayed_puts
+                            .insert(crate::reconcile::fingerprint(t.id(), &t.to_json()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Records damage and decides, by mode, whether the open goes on.
     fn damage(
         &mut self,
@@ -704,16 +775,25 @@ type Checkpoint = (
     Option<Id128>,
 );
 
-/// `state.json`, else the newest valid backup, else the layout files. A
-/// state file whose store id differs from `journal_id` (the one id every
-/// journal segment agrees on) belongs to another store and is skipped.
-fn load_checkpoint(fs: &dyn Fs, journal_id: Option<Id128>) -> Result<Checkpoint> {
+/// `state.json`, else the newest valid backup, else (with statewal history
+/// and a foreign view) the foreign view at the journal's first record, else
+/// the layout files. A state file whose store id differs from `journal_id`
+/// (the one id every journal segment agrees on) belongs to another store and
+/// is skipped; so is one without a `version` when statewal has history
+/// (`rule`). `journal_start` is the first sequence number of the first
+/// segment whose header reads.
+fn load_checkpoint(
+    fs: &dyn Fs,
+    journal_id: Option<Id128>,
+    rule: &BaseRule,
+    journal_start: Option<u64>,
+) -> Result<Checkpoint> {
     let mut skipped = Vec::new();
     let mut saw_state = false;
     let mut candidates = vec![STATE_FILE.to_string()];
     candidates.extend(layout::list_backups(fs)?);
     for (i, name) in candidates.iter().enumerate() {
-        let loaded = layout::read_state_file(fs, name)?.and_then(|(ps, crc)| {
+        let loaded = read_candidate(fs, name, rule.history)?.and_then(|(ps, crc)| {
             let id = ps.store_id.as_deref().and_then(parse_id_hex);
             match (id, journal_id) {
                 (Some(theirs), Some(ours)) if theirs != ours => Err(foreign_state(&theirs, &ours)),
@@ -746,13 +826,34 @@ fn load_checkpoint(fs: &dyn Fs, journal_id: Option<Id128>) -> Result<Checkpoint>
             Err(why) if why == "missing" => {}
             Err(why) => {
                 saw_state = true;
-                tracing::warn!(file = %fs.describe(name), %why, "state file is corrupt or foreign; trying the next one");
+                if why.starts_with(UNVERSIONED_SKIPPED) {
+                    tracing::info!(file = %fs.describe(name), %why, "not a base for the journal; trying the next one");
+                } else {
+                    tracing::warn!(file = %fs.describe(name), %why, "state file is corrupt or foreign; trying the next one");
+                }
                 skipped.push(Skipped {
                     file: name.clone(),
                     reason: why,
                 });
             }
         }
+    }
+    if let Some((name, tasks, sessions)) = rule.foreign.as_ref().filter(|_| rule.history) {
+        // No checkpoint statewal sealed survives (the original server's
+        // cleanup may have removed them): the foreign file, which that
+        // server loaded from statewal's last checkpoint, stands in for it
+        // where the journal starts.
+        let at = journal_start.map_or(0, |s| s.saturating_sub(1));
+        let state =
+            State::from_checkpoint(tasks.clone(), sessions.clone(), at, &Default::default());
+        return Ok((
+            state,
+            LoadedFrom::Foreign(name.clone()),
+            Some(at),
+            None,
+            skipped,
+            None,
+        ));
     }
     let (tasks, sessions, bad) = layout::load_layout_files(fs)?;
     for s in &bad {
@@ -772,6 +873,42 @@ fn load_checkpoint(fs: &dyn Fs, journal_id: Option<Id128>) -> Result<Checkpoint>
         skipped,
         None,
     ))
+}
+
+/// How the reason for skipping an unversioned state file starts.
+const UNVERSIONED_SKIPPED: &str = "written without a version";
+
+/// Loads one candidate state file, or says why it cannot be the base. A
+/// file without a `version` (the original server's) is migrated in memory
+/// when statewal has no history here, and skipped when it has: it does not
+/// know the journal (the open merges it; see `crate::reconcile`).
+fn read_candidate(
+    fs: &dyn Fs,
+    name: &str,
+    history: bool,
+) -> Result<std::result::Result<(crate::model::PersistedState, u32), String>> {
+    let bytes = match fs.read(name) {
+        Ok(None) => return Ok(Err("missing".into())),
+        Ok(Some(bytes)) => bytes,
+        Err(e) if e.kind() == ErrorKind::InvalidInput => return Ok(Err(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let crc = crc32fast::hash(&bytes);
+    if crate::reconcile::survey::has_version(&bytes) != Some(false) {
+        return Ok(layout::parse_state(&bytes).map(|s| (s, crc)));
+    }
+    if history {
+        return Ok(Err(format!(
+            "{UNVERSIONED_SKIPPED} (by the original server or by hand) over statewal's journal, \
+             which it does not know: merged at an owner's open, never loaded as the base"
+        )));
+    }
+    let Some(sealed) = crate::migrate::migrated_in_memory(&bytes) else {
+        return Ok(Err(format!(
+            "{UNVERSIONED_SKIPPED}, and it does not migrate (`statewal migrate --dry-run` says why)"
+        )));
+    };
+    Ok(layout::parse_state(&sealed).map(|s| (s, crc)))
 }
 
 /// Why a state file with store id `theirs` is foreign to a journal whose

@@ -122,6 +122,12 @@ impl State {
         self.apply_op(op);
     }
 
+    /// Applies `op` without a sequence number: a read-only open's view of
+    /// what an owner's open would journal (`crate::reconcile`).
+    pub fn apply_unjournaled(&mut self, op: Op) {
+        self.apply_op(op);
+    }
+
     /// What `ops` (about to be applied) will replace.
     pub fn undo_of(&self, ops: &[Op]) -> Undo {
         let mut undo = Undo::default();

@@ -16,6 +16,7 @@ use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
 use crate::options::{Options, RecoveryMode, SyncPolicy};
 use crate::readback;
+use crate::reconcile;
 use crate::recovery::{self, RecoveryReport};
 use crate::state::{State, Undo};
 use crate::transaction::{self, Transaction};
@@ -174,13 +175,26 @@ impl Store {
         fs: Arc<dyn Fs>,
         subscriber: Option<Subscriber>,
     ) -> Result<Store> {
-        let (fs, lock, rec) = if opts.read_only {
+        let (fs, lock, mut rec, prepared) = if opts.read_only {
             open_read_only(&opts, fs)?
         } else {
             open_owner(&opts, fs)?
         };
-        let report = rec.report.clone();
-        log_report(&report);
+        // What the original server's files and hand edits of tasks/ ask for
+        // (crate::reconcile): a reader applies it in memory only.
+        let plan = reconcile::plan(&*fs, &rec, prepared.view.as_ref())?;
+        rec.report.decisions = plan.decisions();
+        rec.report.merged = plan.merged_from().map(|from| reconcile::Merged {
+            from: from.to_string(),
+            backup: None,
+            log: None,
+            superseded: None,
+        });
+        if opts.read_only {
+            reconcile::apply_in_memory(&mut rec.state, &plan);
+        }
+        let segments_read_below = rec.next_segment_id;
+        let checkpoint_now = rec.checkpoint_now;
         let journal = Journal::new(
             fs.clone(),
             rec.state.applied_seq + 1,
@@ -196,6 +210,7 @@ impl Store {
             covered_seq: rec.covered_seq,
             store_id: crate::journal::record::id_hex(&rec.store_id),
         };
+        let report = rec.report;
         let shared = Arc::new(Shared {
             fs,
             opts,
@@ -211,18 +226,34 @@ impl Store {
         if let Some(f) = subscriber {
             shared.subscribers.add(f);
         }
-        shared
-            .subscribers
-            .emit(Event::StateLoaded(Box::new(report.clone())));
-        if rec.checkpoint_now && !shared.opts.read_only {
-            tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
-            shared.checkpoint()?;
-        }
         let mut store = Store {
             shared,
             workers: Vec::new(),
             report,
         };
+        let mut checkpointed = false;
+        if !store.shared.opts.read_only {
+            let done = reconcile::apply_owner(&store, plan, &prepared, segments_read_below)?;
+            store.report.decisions = done.decisions;
+            store.report.merged = done.merged;
+            checkpointed = done.checkpointed;
+        }
+        drop(prepared);
+        log_report(&store.report);
+        store
+            .shared
+            .subscribers
+            .emit(Event::StateLoaded(Box::new(store.report.clone())));
+        if !store.report.decisions.is_empty() {
+            store
+                .shared
+                .subscribers
+                .emit(Event::Reconciled(store.report.decisions.clone()));
+        }
+        if checkpoint_now && !checkpointed && !store.shared.opts.read_only {
+            tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
+            store.shared.checkpoint()?;
+        }
         if store.shared.opts.read_only {
             return Ok(store); // Nothing to save or sync.
         }
@@ -664,6 +695,24 @@ impl Store {
         &*self.shared.fs
     }
 
+    /// Makes the next checkpoint write these tasks' files again (or remove
+    /// them), even if nothing else changed: a task file set aside, or one a
+    /// checkpoint left stale.
+    pub(crate) fn mark_tasks_changed(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut ckpt = self.shared.ckpt.lock();
+        self.shared
+            .state
+            .write()
+            .changes
+            .tasks
+            .extend(ids.iter().cloned());
+        // Not idle any more, though no record was journaled.
+        ckpt.covered_seq = None;
+    }
+
     /// Stops the auto-save thread, checkpoints (unless turned off in the
     /// options) and releases the directory lock.
     pub fn shutdown(mut self) -> Result<()> {
@@ -1078,7 +1127,12 @@ impl Shared {
     }
 }
 
-type Opened = (Arc<dyn Fs>, Box<dyn Send + Sync>, recovery::Recovered);
+type Opened = (
+    Arc<dyn Fs>,
+    Box<dyn Send + Sync>,
+    recovery::Recovered,
+    reconcile::Prepared,
+);
 
 /// The real filesystem for `opts`: created if missing, unless read-only.
 fn real_fs(opts: &Options) -> Result<Arc<dyn Fs>> {
@@ -1102,12 +1156,13 @@ fn open_owner(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
     // power loss: without it, `journal/` and every acknowledged record in
     // it could vanish (found by the crash tests on `SimFs`).
     fs.sync_dir("")?;
-    // Migrate an older state.json (the original server's has no version)
-    // before recovery would take it for a corrupt file; see
-    // docs/decisions.md, "Store::open migrates".
-    crate::migrate::migrate_on_open(&*fs)?;
-    let rec = recovery::recover(&*fs, opts.recovery_mode)?;
-    Ok((fs, lock, rec))
+    // Migrate the original server's state (no version) before recovery
+    // would take it for a corrupt file, or, over statewal's history, keep it
+    // for the merge; see docs/decisions.md, "Store::open migrates", and
+    // crate::reconcile.
+    let prepared = reconcile::prepare_owner(&*fs)?;
+    let rec = recovery::recover(&*fs, opts.recovery_mode, &prepared.rule)?;
+    Ok((fs, lock, rec, prepared))
 }
 
 /// A reader's open: no lock, nothing created, written or synced; every
@@ -1117,8 +1172,9 @@ fn open_read_only(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
     if !layout::holds_store(&*fs)? {
         return Err(layout::no_store(&opts.dir));
     }
-    let rec = recovery::recover_read_only(&*fs, opts.recovery_mode)?;
-    Ok((fs, Box::new(()), rec))
+    let prepared = reconcile::prepare_reader(&*fs)?;
+    let rec = recovery::recover_read_only(&*fs, opts.recovery_mode, &prepared.rule)?;
+    Ok((fs, Box::new(()), rec, prepared))
 }
 
 /// An error for a caught panic, with its message when it has one.
@@ -1151,6 +1207,16 @@ fn log_report(r: &RecoveryReport) {
     );
     for d in &r.damage {
         tracing::warn!(file = %d.file, offset = d.offset, torn_tail = d.torn_tail, reason = %d.reason, "journal damage");
+    }
+    if let Some(m) = &r.merged {
+        tracing::warn!(from = %m.from, backup = ?m.backup, log = ?m.log, "merged a state file the original server wrote over statewal's history");
+    }
+    for d in &r.decisions {
+        if reconcile::needs_attention(d.action) {
+            tracing::warn!(task = %d.task, action = d.action.as_str(), "{d}");
+        } else {
+            tracing::info!(task = %d.task, action = d.action.as_str(), "{d}");
+        }
     }
     if r.mode != RecoveryMode::TolerateTornTail && !r.damage.is_empty() {
         tracing::warn!(

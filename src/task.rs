@@ -520,7 +520,7 @@ fn kind_of(v: &Value) -> &'static str {
 
 /// Reads a time leniently: RFC 3339 text as the original server and statewal
 /// write it, or epoch milliseconds as a number.
-fn parse_time(v: &Value) -> Option<OffsetDateTime> {
+pub(crate) fn parse_time(v: &Value) -> Option<OffsetDateTime> {
     match v {
         Value::String(s) => {
             OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()

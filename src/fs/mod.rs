@@ -115,6 +115,14 @@ pub trait Fs: Send + Sync + 'static {
     /// The names of the regular files in a directory (symlinks and
     /// subdirectories are left out), sorted.
     fn list(&self, rel: &str) -> Result<Vec<String>>;
+    /// The names of the subdirectories of a directory (symlinks are left
+    /// out), sorted. Default: none, for an implementation that has no
+    /// subdirectories to show (statewal only uses this to find the journal
+    /// segments a merge kept aside, `journal/superseded-<ms>/`).
+    fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let _ = rel;
+        Ok(Vec::new())
+    }
     /// Takes the exclusive lock on the state directory, held until the
     /// returned guard is dropped.
     fn lock(&self) -> Result<Box<dyn Send + Sync>>;

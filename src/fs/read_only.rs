@@ -4,12 +4,12 @@
 //! it: creating, opening for writing, renaming, removing, syncing and
 //! locking are refused with [`ErrorKind::ReadOnly`], whatever calls them.
 //! It reads without memory maps, so a writer beside it that truncates a
-//! journal segment cannot fault this process, and it shows an older
-//! `state.json` migrated in memory, as `Store::open` would migrate it on disk.
+//! journal segment cannot fault this process. (An older `state.json` is
+//! migrated in memory by recovery, which knows whether statewal has history
+//! there: a file without a version must then be merged, not loaded.)
 
 use super::{Bytes, Fs, FsFile, OpenMode};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::STATE_FILE;
 use std::sync::Arc;
 
 /// A filesystem that reads through another one and refuses every write.
@@ -53,21 +53,10 @@ impl Fs for ReadOnlyFs {
     }
 
     fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        let bytes = self.inner.read_unmapped(rel)?;
-        if rel != STATE_FILE {
-            return Ok(bytes);
-        }
-        // Migration in memory only: recovery sees the migrated state, the
-        // file on disk stays as it is.
-        Ok(bytes.map(|b| crate::migrate::migrated_in_memory(&b).unwrap_or(b)))
+        self.inner.read_unmapped(rel)
     }
 
     fn read_at(&self, rel: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
-        if rel == STATE_FILE {
-            // Through the migration, as a whole read would see it.
-            let bytes = self.read_unmapped(rel)?;
-            return Ok(bytes.map(|b| super::part_of(&b, offset, len)));
-        }
         self.inner.read_at(rel, offset, len)
     }
 
@@ -93,6 +82,10 @@ impl Fs for ReadOnlyFs {
 
     fn list(&self, rel: &str) -> Result<Vec<String>> {
         self.inner.list(rel)
+    }
+
+    fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        self.inner.list_dirs(rel)
     }
 
     fn lock(&self) -> Result<Box<dyn Send + Sync>> {

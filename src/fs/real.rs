@@ -521,6 +521,26 @@ impl Fs for RealFs {
         Ok(names)
     }
 
+    fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let path = self.read_path(rel, true)?;
+        let entries = match std::fs::read_dir(&path) {
+            Ok(it) => it,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &path, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &path, e))?;
+            // Not followed: a symlink to a directory is not listed.
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn sync_files(&self, rels: &[String]) -> Result<()> {
         // One fsync waits for its own journal commit on ext4, but concurrent
         // fsyncs share commits, so many files are synced from a few threads.

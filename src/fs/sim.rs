@@ -470,6 +470,20 @@ impl Fs for SimFs {
             .collect())
     }
 
+    fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let mut g = self.inner.lock();
+        g.begin(rel, "list")?;
+        let Some(dir) = g.dirs.get(rel) else {
+            return Ok(Vec::new());
+        };
+        Ok(dir
+            .current
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Dir))
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
     fn boot_id(&self) -> Option<[u8; 16]> {
         let g = self.inner.lock();
         let mut id = [0u8; 16];

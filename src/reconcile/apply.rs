@@ -1,0 +1,409 @@
+//! Running a reconciliation at open: before recovery ([`prepare_owner`],
+//! [`prepare_reader`]), between recovery and the store ([`plan`], pure but
+//! for reading `tasks/`), and on the opened store ([`apply_owner`]; a
+//! reader applies the plan in memory only, [`apply_in_memory`]).
+//!
+//! A merge (part 3) at an owner's open, in order:
+//!
+//! 1. the foreign file's bytes are kept as a pre-migration backup (numbered,
+//!    never overwritten; reused when a rerun finds the same bytes);
+//! 2. recovery loads statewal's view, never the foreign file;
+//! 3. the foreign copies that win are journaled as batches, and waited for;
+//! 4. out-of-band edits are imported or set aside (part 2);
+//! 5. the segments read are copied into `journal/superseded-<ms>/`;
+//! 6. the decisions are appended to the migration log;
+//! 7. a checkpoint replaces the foreign `state.json`.
+//!
+//! A crash anywhere before step 7's rename leaves the foreign `state.json`
+//! in place, and the next open merges again. It converges: statewal's view
+//! now holds the journaled copies, so the foreign ones tie with them (equal
+//! copies are skipped) and nothing is journaled twice.
+
+use super::edits::{self, EditPlan};
+use super::foreign::{self, ForeignView};
+use super::merge::{self, MergePlan};
+use super::survey::{self, Survey};
+use super::{Action, Decision, now_ms};
+use crate::error::Result;
+use crate::fs::{self, Fs};
+use crate::journal::{JOURNAL_DIR, parse_segment_name};
+use crate::model::Task;
+use crate::recovery::{BaseRule, Recovered};
+use crate::state::State;
+use crate::store::{Mutation, Store};
+use serde::Serialize;
+
+/// What the open found before recovery, and what it did about it.
+pub(crate) struct Prepared {
+    /// How recovery chooses its base.
+    pub rule: BaseRule,
+    /// The foreign view to merge, for a merge.
+    pub view: Option<ForeignView>,
+    /// The pre-migration backup kept for a merge.
+    pub backup: Option<String>,
+}
+
+/// A merge as the recovery report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Merged {
+    /// The foreign state file merged: `state.json`, or a backup.
+    pub from: String,
+    /// Where its bytes were kept (`None` for a read-only open).
+    pub backup: Option<String>,
+    /// The migration log the decisions were appended to.
+    pub log: Option<String>,
+    /// Where the journal segments the merge read were copied.
+    pub superseded: Option<String>,
+}
+
+/// The owner's preparation: a foreign file and no statewal history is
+/// migrated now (part 1); a foreign file over statewal history is kept as
+/// a pre-migration backup and handed to recovery as the merge's other side.
+pub(crate) fn prepare_owner(fs: &dyn Fs) -> Result<Prepared> {
+    let survey = survey::survey(fs)?;
+    if survey.needs_migration() {
+        crate::migrate::migrate_on_open(fs, &survey)?;
+        return Ok(Prepared {
+            rule: BaseRule::default(),
+            view: None,
+            backup: None,
+        });
+    }
+    let mut p = prepare(fs, &survey)?;
+    if let (Some(_), Some(f)) = (&p.view, &survey.foreign) {
+        let original = f.unusable_state.as_deref().unwrap_or(&f.bytes);
+        p.backup = Some(crate::migrate::keep_pre_migration(fs, original)?);
+    }
+    Ok(p)
+}
+
+/// A reader's preparation: the same view, nothing written.
+pub(crate) fn prepare_reader(fs: &dyn Fs) -> Result<Prepared> {
+    prepare(fs, &survey::survey(fs)?)
+}
+
+fn prepare(fs: &dyn Fs, survey: &Survey) -> Result<Prepared> {
+    let mut p = Prepared {
+        rule: BaseRule {
+            history: survey.history,
+            foreign: None,
+        },
+        view: None,
+        backup: None,
+    };
+    let Some(f) = survey.foreign.as_ref().filter(|_| survey.history) else {
+        return Ok(p);
+    };
+    match foreign::view(fs, &f.name, &f.bytes)? {
+        Ok(view) => {
+            let tasks: Vec<Task> = view.tasks.values().map(|(t, _)| t.clone()).collect();
+            p.rule.foreign = Some((view.base.clone(), tasks, view.sessions.clone()));
+            p.view = Some(view);
+        }
+        // The survey found that it migrates, so this is a race with another
+        // writer; recovery skips the file as it would any unusable one.
+        Err(why) => tracing::warn!(file = %f.name, %why, "the foreign state file does not migrate"),
+    }
+    Ok(p)
+}
+
+/// What an open does about foreign copies and task files.
+pub(crate) struct Plan {
+    merge: Option<(String, MergePlan)>,
+    edits: EditPlan,
+}
+
+impl Plan {
+    /// Every decision, the merge's first.
+    pub fn decisions(&self) -> Vec<Decision> {
+        let mut all: Vec<Decision> = self
+            .merge
+            .iter()
+            .flat_map(|(_, m)| m.decisions.iter().cloned())
+            .collect();
+        all.extend(self.edits.decisions.iter().cloned());
+        all
+    }
+
+    /// The foreign file merged, if any.
+    pub fn merged_from(&self) -> Option<&str> {
+        self.merge.as_ref().map(|(from, _)| from.as_str())
+    }
+}
+
+/// Plans the merge (when `view` is given) and the edits of `tasks/`
+/// against the recovered state, the merge's puts included.
+pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> Result<Plan> {
+    let merge = view.map(|v| (v.base.clone(), merge::plan(&rec.state, v)));
+    let puts: std::collections::HashMap<&str, &Task> = merge
+        .iter()
+        .flat_map(|(_, m)| m.puts.iter().map(|t| (t.id(), t)))
+        .collect();
+    let current = |id: &str| {
+        puts.get(id)
+            .copied()
+            .or_else(|| rec.state.tasks.get(id).map(|t| &**t))
+    };
+    let files = foreign::task_files(fs)?;
+    let edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current);
+    Ok(Plan { merge, edits })
+}
+
+/// A reader's application: what an owner's open would journal is applied
+/// to the state in memory; nothing is written, nothing renamed.
+pub(crate) fn apply_in_memory(state: &mut State, plan: &Plan) {
+    if let Some((_, m)) = &plan.merge {
+        for t in &m.puts {
+            state.apply_unjournaled(crate::journal::op::Op::PutTask(t.clone()));
+        }
+        for s in &m.sessions {
+            if let Some(id) = crate::journal::op::session_id(s) {
+                let op = crate::journal::op::Op::PutSession {
+                    id: id.to_string(),
+                    session: s.clone(),
+                };
+                state.apply_unjournaled(op);
+            }
+        }
+    }
+    for t in &plan.edits.imports {
+        state.apply_unjournaled(crate::journal::op::Op::PutTask(t.clone()));
+    }
+}
+
+/// What [`apply_owner`] did.
+pub(crate) struct Outcome {
+    /// Every decision, with set-aside files under their new names.
+    pub decisions: Vec<Decision>,
+    /// The merge, if there was one.
+    pub merged: Option<Merged>,
+    /// A checkpoint was written (the merge's).
+    pub checkpointed: bool,
+}
+
+/// The owner's application, on the opened store: see the module doc.
+/// `segments_below`: the first segment id recovery did not find (the merge
+/// keeps aside every segment before it).
+pub(crate) fn apply_owner(
+    store: &Store,
+    plan: Plan,
+    prepared: &Prepared,
+    segments_below: u64,
+) -> Result<Outcome> {
+    let fs = store.fs();
+    let Plan { merge, mut edits } = plan;
+    let mut decisions = Vec::new();
+    if let Some((_, m)) = &merge {
+        let mut muts: Vec<Mutation> = m.puts.iter().cloned().map(Mutation::PutTask).collect();
+        muts.extend(m.sessions.iter().cloned().map(Mutation::PutSession));
+        let refused = journal_in_batches(store, muts)?;
+        decisions.extend(m.decisions.iter().cloned());
+        decisions.extend(refused);
+    }
+    if !edits.imports.is_empty() {
+        let muts = edits.imports.drain(..).map(Mutation::PutTask).collect();
+        let refused = journal_in_batches(store, muts)?;
+        for r in &refused {
+            // Not imported: the file stays as it is, and is not set aside.
+            edits
+                .decisions
+                .retain(|d| d.task != r.task || d.action != Action::Imported);
+        }
+        edits.decisions.extend(refused);
+    }
+    let renamed = set_aside(fs, &edits.set_aside)?;
+    for d in &mut edits.decisions {
+        if d.action == Action::SetAside
+            && let Some((_, to)) = d
+                .other
+                .as_ref()
+                .and_then(|o| renamed.iter().find(|(from, _)| from == o))
+        {
+            d.other = Some(format!(
+                "{}, now {to}",
+                d.other.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    store.mark_tasks_changed(&edits.rewrite);
+    decisions.extend(edits.decisions);
+    let Some((from, _)) = merge else {
+        return Ok(Outcome {
+            decisions,
+            merged: None,
+            checkpointed: false,
+        });
+    };
+    let superseded = keep_segments_aside(fs, segments_below)?;
+    let log = crate::migrate::log_name(crate::migrate::UNVERSIONED, crate::STATE_VERSION);
+    let merged = Merged {
+        from,
+        backup: prepared.backup.clone(),
+        log: Some(log.clone()),
+        superseded,
+    };
+    crate::migrate::append_log(fs, &log, &log_text(&merged, &decisions))?;
+    // The commit point: the foreign state.json is replaced only now, once
+    // everything that won from it is durable in the journal.
+    store.checkpoint()?;
+    Ok(Outcome {
+        decisions,
+        merged: Some(merged),
+        checkpointed: true,
+    })
+}
+
+/// Journals `muts` as batch records within the record payload cap, and
+/// waits for each. A mutation the store refuses on its own (too large, an
+/// invalid id) is left out and returned as a decision; any other error
+/// fails the open.
+fn journal_in_batches(store: &Store, muts: Vec<Mutation>) -> Result<Vec<Decision>> {
+    // Half the cap leaves room for the batch's framing of each member.
+    let budget = crate::journal::record::RECORD_PAYLOAD_MAX as usize / 2;
+    let max = store.options().task_bytes_max;
+    let mut refused = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for m in muts {
+        let id = match &m {
+            Mutation::PutTask(t) => t.id().to_string(),
+            Mutation::PutSession(s) => format!(
+                "session {}",
+                crate::journal::op::session_id(s).unwrap_or("?")
+            ),
+            _ => unreachable!("a merge journals puts only"),
+        };
+        let len = match crate::transaction::validate(m.clone(), max) {
+            Ok((_, payload)) => payload.len(),
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "a foreign copy cannot be journaled");
+                refused.push(Decision {
+                    task: id,
+                    action: Action::NotImported,
+                    kept: "nothing".into(),
+                    other: None,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if !batch.is_empty() && bytes + len > budget {
+            store
+                .submit_batch_as_is(std::mem::take(&mut batch))?
+                .wait()?;
+            bytes = 0;
+        }
+        bytes += len;
+        batch.push(m);
+    }
+    if !batch.is_empty() {
+        store.submit_batch_as_is(batch)?.wait()?;
+    }
+    Ok(refused)
+}
+
+/// Renames each task file to `<path>.edited-<ms>` (a free name), then syncs
+/// `tasks/` once. Returns (old, new) names.
+fn set_aside(fs: &dyn Fs, paths: &[String]) -> Result<Vec<(String, String)>> {
+    let mut done = Vec::new();
+    let mut ms = now_ms();
+    for path in paths {
+        let to = loop {
+            let to = format!("{path}.edited-{ms}");
+            if fs.file_len(&to)?.is_none() {
+                break to;
+            }
+            ms += 1;
+        };
+        fs.rename(path, &to)?;
+        tracing::warn!(file = %path, now = %to, "a task file lost to the store's copy; set aside");
+        done.push((path.clone(), to));
+    }
+    if !done.is_empty() {
+        // Sync the directory so the renames survive power loss before the
+        // next checkpoint writes the store's copy under the old name.
+        fs.sync_dir(crate::layout::TASKS_DIR)?;
+    }
+    Ok(done)
+}
+
+/// Copies every journal segment with an id below `below` into a new
+/// `journal/superseded-<ms>/`, durably, unless an earlier one holds the same
+/// bytes under the same name (a rerun after a crash). The originals stay,
+/// for recovery until the merge's checkpoint and for retention after it.
+/// Returns the directory, if anything was copied.
+fn keep_segments_aside(fs: &dyn Fs, below: u64) -> Result<Option<String>> {
+    let names: Vec<String> = fs
+        .list(JOURNAL_DIR)?
+        .into_iter()
+        .filter(|n| parse_segment_name(n).is_some_and(|id| id < below))
+        .collect();
+    let earlier: Vec<String> = fs
+        .list_dirs(JOURNAL_DIR)?
+        .into_iter()
+        .filter(|d| d.starts_with(SUPERSEDED_PREFIX))
+        .map(|d| fs::join(JOURNAL_DIR, &d))
+        .collect();
+    let mut copies = Vec::new();
+    'segment: for name in names {
+        let Some(bytes) = fs.read(&fs::join(JOURNAL_DIR, &name))? else {
+            continue;
+        };
+        for dir in &earlier {
+            if fs
+                .read(&fs::join(dir, &name))?
+                .is_some_and(|b| *b == *bytes)
+            {
+                continue 'segment;
+            }
+        }
+        copies.push((name, bytes.to_vec()));
+    }
+    if copies.is_empty() {
+        return Ok(None);
+    }
+    let mut ms = now_ms();
+    let dir = loop {
+        let dir = fs::join(JOURNAL_DIR, &format!("{SUPERSEDED_PREFIX}{ms}"));
+        if !fs.is_dir(&dir)? {
+            break dir;
+        }
+        ms += 1;
+    };
+    fs.create_dir(&dir)?;
+    // Sync journal/ so the new directory's entry survives power loss.
+    fs.sync_dir(JOURNAL_DIR)?;
+    for (name, bytes) in &copies {
+        // Temp file, data sync, rename, directory sync: a copy is whole or
+        // absent after power loss.
+        fs::write_atomic(fs, &dir, name, bytes)?;
+    }
+    tracing::info!(dir = %dir, segments = copies.len(), "kept the merged journal segments aside");
+    Ok(Some(dir))
+}
+
+/// Journal subdirectories that hold segments a merge kept aside.
+pub(crate) const SUPERSEDED_PREFIX: &str = "superseded-";
+
+fn log_text(m: &Merged, decisions: &[Decision]) -> String {
+    let mut out = format!(
+        "{} merged {} (written by the original server after statewal) with statewal's \
+         checkpoint and journal, per task: the later updated_at, then more logs, then the \
+         foreign copy\n",
+        crate::model::now_rfc3339(),
+        m.from
+    );
+    if let Some(b) = &m.backup {
+        out += &format!("original kept in {b}\n");
+    }
+    if let Some(s) = &m.superseded {
+        out += &format!("journal segments read copied to {s}/\n");
+    }
+    if decisions.is_empty() {
+        out += "- no task differs\n";
+    }
+    for d in decisions {
+        out += &format!("- {d}\n");
+    }
+    out
+}

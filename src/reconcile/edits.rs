@@ -1,0 +1,122 @@
+//! Out-of-band edits of `tasks/<id>.json` (part 2): a hand edit, or the
+//! original server's `saveTask` after it crashed before writing
+//! `state.json`. Pure: it compares files already read with what statewal
+//! wrote and says what to do.
+//!
+//! A task file that equals a copy statewal wrote of that task (the loaded
+//! checkpoint's, one replayed from the journal, or the recovered one) is
+//! not an edit: the journal moved on since a checkpoint wrote it, or a
+//! checkpoint was interrupted between writing task files and `state.json`.
+//! Anything else is an edit: imported when it wins [`newest`] against the
+//! recovered copy (or the store has no such task), else set aside. A file
+//! that is not a task is set aside too.
+
+use super::foreign::TaskFile;
+use super::{Action, Candidate, Decision, Winner, fingerprint, newest};
+use crate::model::Task;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// What to do about the task files.
+#[derive(Default)]
+pub(crate) struct EditPlan {
+    /// Edits to journal.
+    pub imports: Vec<Task>,
+    /// Files to rename to `<path>.edited-<ms>`.
+    pub set_aside: Vec<String>,
+    /// Tasks whose file the next checkpoint must write again (set aside,
+    /// or stale), whether or not anything else changed.
+    pub rewrite: Vec<String>,
+    /// One per edit, imported or set aside.
+    pub decisions: Vec<Decision>,
+}
+
+/// Decides about every file in `files`. `base` is the loaded checkpoint's
+/// tasks, `replayed` the fingerprints of the puts replayed after it, and
+/// `current(id)` the store's copy of a task now.
+pub(crate) fn plan<'a>(
+    files: Vec<TaskFile>,
+    base: &BTreeMap<String, Arc<Task>>,
+    replayed: &HashSet<u64>,
+    current: impl Fn(&str) -> Option<&'a Task>,
+) -> EditPlan {
+    let mut p = EditPlan::default();
+    for f in files {
+        let stem = f.name[..f.name.len() - ".json".len()].to_string();
+        let file = match f.task {
+            Ok(t) => t,
+            Err(why) => {
+                p.decisions.push(Decision {
+                    task: stem.clone(),
+                    action: Action::SetAside,
+                    kept: if current(&stem).is_some() {
+                        super::merge::STATEWAL.into()
+                    } else {
+                        "nothing".into()
+                    },
+                    other: Some(f.path.clone()),
+                    reason: format!("not a task: {why}"),
+                });
+                p.set_aside.push(f.path);
+                p.rewrite.push(stem);
+                continue;
+            }
+        };
+        let id = file.id().to_string();
+        let cur = current(&id);
+        if cur == Some(&file) {
+            continue;
+        }
+        let stale = base.get(&id).is_some_and(|b| **b == file)
+            || replayed.contains(&fingerprint(&id, &file.to_json()));
+        if stale {
+            p.rewrite.push(id);
+            continue;
+        }
+        let Some(cur) = cur else {
+            p.decisions.push(Decision {
+                task: id.clone(),
+                action: Action::Imported,
+                kept: f.path.clone(),
+                other: None,
+                reason: "an edit of a task the store does not have".into(),
+            });
+            p.imports.push(file);
+            continue;
+        };
+        let (winner, reason) = newest(
+            Candidate {
+                task: cur,
+                source: super::merge::STATEWAL,
+            },
+            Candidate {
+                task: &file,
+                source: &f.path,
+            },
+        );
+        match winner {
+            Winner::Theirs => {
+                p.decisions.push(Decision {
+                    task: id,
+                    action: Action::Imported,
+                    kept: f.path.clone(),
+                    other: Some(super::merge::STATEWAL.into()),
+                    reason,
+                });
+                p.imports.push(file);
+            }
+            Winner::Ours => {
+                p.decisions.push(Decision {
+                    task: id.clone(),
+                    action: Action::SetAside,
+                    kept: super::merge::STATEWAL.into(),
+                    other: Some(f.path.clone()),
+                    reason,
+                });
+                p.set_aside.push(f.path);
+                p.rewrite.push(id);
+            }
+        }
+    }
+    p
+}
