@@ -45,4 +45,5 @@ mod task_repr;
 mod torn_tail;
 mod ts_backups;
 mod ts_fixtures;
+mod ts_interop;
 mod util;

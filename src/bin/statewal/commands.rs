@@ -314,5 +314,7 @@ pub fn recovery_json(r: &statewal::RecoveryReport) -> serde_json::Value {
         "skipped_files": r.skipped_files.iter().map(|s| serde_json::json!({"file": s.file, "reason": s.reason})).collect::<Vec<_>>(),
         "last_seq": r.last_seq,
         "duration_ms": r.duration.as_secs_f64() * 1e3,
+        "merged": r.merged,
+        "decisions": r.decisions,
     })
 }

@@ -1,6 +1,5 @@
 //! `statewal migrate [--dry-run] [--json]` and `statewal migrate --rollback`.
 
-use crate::commands::pretty;
 use crate::progress::Progress;
 use statewal::Result;
 use statewal::migrate::{self, MigrationReport};
@@ -16,7 +15,10 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
     if rollback {
         let report = migrate::rollback(dir)?;
         if json {
-            outln!("{}", pretty(&report));
+            outln!(
+                "{}",
+                serde_json::to_string(&report).expect("a report serializes")
+            );
         } else {
             outln!(
                 "restored {} (version {}) as state.json, replacing version {}",
@@ -31,7 +33,11 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
     let report = migrate::migrate(dir, dry_run)?;
     drop(progress);
     if json {
-        outln!("{}", pretty(&report));
+        // One compact object; the decisions are an array in it.
+        outln!(
+            "{}",
+            serde_json::to_string(&report).expect("a report serializes")
+        );
     } else {
         print_human(&report)?;
     }
@@ -47,23 +53,40 @@ fn print_human(r: &MigrationReport) -> statewal::Result<()> {
         outln!("state.json is at version {from}: nothing to migrate");
         return Ok(());
     }
-    let verb = if r.dry_run {
-        "would migrate"
+    let source = r.source.as_deref().unwrap_or("state.json");
+    if r.merge {
+        let verb = if r.dry_run { "would merge" } else { "merged" };
+        outln!(
+            "{verb} {source} (written by the original server after statewal) with statewal's \
+             checkpoint and journal ({} tasks after the merge)",
+            r.tasks
+        );
     } else {
-        "migrated"
-    };
-    outln!(
-        "{verb} state.json from version {from} to {} ({} tasks; steps: {})",
-        r.to,
-        r.tasks,
-        r.steps.join(", ")
-    );
+        let verb = if r.dry_run {
+            "would migrate"
+        } else {
+            "migrated"
+        };
+        outln!(
+            "{verb} {source} from version {from} to {} ({} tasks; steps: {})",
+            r.to,
+            r.tasks,
+            r.steps.join(", ")
+        );
+    }
     for c in &r.changes {
         outln!("  {c}");
     }
+    for d in &r.decisions {
+        outln!("  {d}");
+    }
+    for s in &r.skipped {
+        outln!("  {} is not a task ({}): left as it is", s.file, s.reason);
+    }
     match (&r.backup, &r.log) {
         (Some(b), Some(l)) => outln!("original kept in {b}; log in {l}"),
-        _ => outln!("dry run: nothing was written"),
+        _ if r.dry_run => outln!("dry run: nothing was written"),
+        _ => {}
     }
     Ok(())
 }

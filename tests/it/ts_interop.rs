@@ -1,0 +1,797 @@
+//! The original TypeScript server and statewal on one directory (issue 9,
+//! parts 1 to 4), through the binary.
+//!
+//! The original server writes `tasks/<id>.json` at once and `state.json`
+//! later, copying the old `state.json` to `state.backup.<ms>.json` before
+//! each save; its files have no `version`. These tests write its files the
+//! way it does ([`Ts`]) and drive statewal's side through the library or
+//! the binary, then check with the binary that:
+//!
+//! - part 1: a migration takes the newest copy of each task (a newer task
+//!   file, a task only in `tasks/`), and `migrate --dry-run` and the log
+//!   name each one;
+//! - part 2: a hand edit of a task file is imported when newer and set
+//!   aside when older, never overwritten unseen; `rm state.json` rebuilds;
+//! - part 3: after the original server took a turn, statewal's next open
+//!   keeps both the original server's changes and statewal's acknowledged
+//!   records it never saw, reports every task kept on one side, keeps the
+//!   old segments aside and numbers its pre-migration backups;
+//! - part 4: `migrate --rollback` leaves a store that opens, and merges.
+//!
+//! Regression: before issue 9, statewal ignored `tasks/` (a newer task file
+//! lost to `state.json`'s stale copy, a task only in `tasks/` was lost), and
+//! a `state.json` the original server rewrote after statewal was migrated
+//! with `journal_seq: 0`, so the old journal was replayed over its changes
+//! (or the open failed with "records 1 to N are missing").
+
+use crate::util::{crash_opts, run_statewal};
+use serde_json::{Value, json};
+use statewal::{Store, Task};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    run_statewal(dir, args, "", &[])
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// `statewal ARGS --json`, parsed.
+#[track_caller]
+fn json_of(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = ok(&run(dir, &all));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{all:?}: {e}: {out}"))
+}
+
+/// The tasks `statewal list --json` shows (a read-only open), by id.
+fn listed(dir: &Path) -> BTreeMap<String, Value> {
+    let all = json_of(dir, &["list"]);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_string(), t.clone()))
+        .collect()
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    crate::util::tree(dir)
+        .into_iter()
+        .filter(|p| dir.join(p).is_file())
+        .map(|p| {
+            let bytes = std::fs::read(dir.join(&p)).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// The decisions of a report (`migrate --json`, or `checkpoint --json`'s
+/// recovery), by task id: (action, kept, reason).
+fn decisions(list: &Value) -> BTreeMap<String, (String, String, String)> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("no decisions array: {list}"))
+        .iter()
+        .map(|d| {
+            let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            (s("task"), (s("action"), s("kept"), s("reason")))
+        })
+        .collect()
+}
+
+#[track_caller]
+fn check_decision(
+    all: &BTreeMap<String, (String, String, String)>,
+    task: &str,
+    action: &str,
+    reason_has: &str,
+) {
+    let Some((a, _, reason)) = all.get(task) else {
+        panic!("no decision about {task}: {all:#?}");
+    };
+    assert_eq!(a, action, "{task}: {reason}");
+    assert!(
+        reason.contains(reason_has),
+        "{task}: {reason:?} lacks {reason_has:?}"
+    );
+}
+
+/// A task as the original server writes it, in its key order.
+fn ts_task(id: &str, status: &str, updated_at: &str, logs: usize) -> Value {
+    let logs: Vec<Value> = (0..logs)
+        .map(|i| {
+            json!({"timestamp": format!("2024-01-01T10:0{i}:00.000Z"), "level": "info",
+                   "type": "system", "message": format!("step {i}")})
+        })
+        .collect();
+    json!({
+        "id": id, "description": format!("task {id}"), "tool": "CLAUDECODE",
+        "status": status, "created_at": "2024-01-01T09:00:00.000Z",
+        "updated_at": updated_at, "logs": logs,
+    })
+}
+
+/// The original server's writes to one directory.
+struct Ts<'a> {
+    dir: &'a Path,
+    /// The stamp of its next backup (ms since the epoch).
+    ms: u64,
+}
+
+impl Ts<'_> {
+    fn new(dir: &Path) -> Ts<'_> {
+        std::fs::create_dir_all(dir.join("tasks")).unwrap();
+        Ts {
+            dir,
+            ms: 1_893_456_000_000,
+        }
+    }
+
+    /// `saveTask`: the task file, at once.
+    fn save_task(&self, task: &Value) {
+        let id = task["id"].as_str().unwrap();
+        write_json(&self.dir.join("tasks").join(format!("{id}.json")), task);
+    }
+
+    /// `deleteTask`: the task file goes at once.
+    fn delete_task(&self, id: &str) {
+        std::fs::remove_file(self.dir.join("tasks").join(format!("{id}.json"))).unwrap();
+    }
+
+    /// `saveState`: the old `state.json` copied to a backup, then the new
+    /// one, without a version.
+    fn save_state(&mut self, tasks: &[Value]) {
+        let state = self.dir.join("state.json");
+        if state.exists() {
+            let backup = self.dir.join(format!("state.backup.{}.json", self.ms));
+            std::fs::copy(&state, backup).unwrap();
+            self.ms += 30_000;
+        }
+        let done = |s: &str| tasks.iter().filter(|t| t["status"] == s).count();
+        write_json(
+            &state,
+            &json!({
+                "tasks": tasks,
+                "sessions": [],
+                "metrics": {"total_tasks": tasks.len(), "completed_tasks": done("completed"),
+                            "failed_tasks": done("failed"), "average_completion_time": 0},
+                "last_saved": "2024-01-01T12:00:00.000Z",
+            }),
+        );
+    }
+
+    /// The tasks of `state.json`, as the original server loads them.
+    fn load_tasks(&self) -> Vec<Value> {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join("state.json")).unwrap()).unwrap();
+        state["tasks"].as_array().unwrap().clone()
+    }
+}
+
+fn write_json(path: &Path, v: &Value) {
+    std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+}
+
+fn task(id: &str, updated_at: &str, what: &str) -> Task {
+    let mut t =
+        Task::from_value(json!({"id": id, "status": "pending", "updated_at": updated_at})).unwrap();
+    t.set_description(what);
+    t
+}
+
+fn log_text(dir: &Path) -> String {
+    let name = statewal::migrate::log_name("0", statewal::STATE_VERSION);
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// A directory of the original server with a lagging `state.json`: `a`'s
+/// task file is newer (a later `updated_at`, more logs), `c` is only in
+/// `tasks/`, `d`'s task file is older than `state.json`'s copy (a hand edit
+/// of `state.json`), `b` is the same in both.
+fn lagging(dir: &Path) {
+    let mut ts = Ts::new(dir);
+    let a_old = ts_task("a", "running", "2024-01-01T10:00:00.000Z", 1);
+    let b = ts_task("b", "pending", "2024-01-01T10:00:00.000Z", 0);
+    let d_new = ts_task("d", "failed", "2024-01-01T10:10:00.000Z", 2);
+    ts.save_state(&[a_old, b.clone(), d_new]);
+    ts.save_task(&ts_task("a", "completed", "2024-01-01T10:05:00.000Z", 3));
+    ts.save_task(&b);
+    ts.save_task(&ts_task("c", "pending", "2024-01-01T10:07:00.000Z", 0));
+    ts.save_task(&ts_task("d", "running", "2024-01-01T10:00:00.000Z", 1));
+}
+
+#[test]
+fn part1_a_migration_takes_the_newest_copy_of_each_task_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    lagging(dir);
+    let before = snapshot(dir);
+
+    // A read-only look shows what an open would give, and writes nothing.
+    let seen = listed(dir);
+    assert_eq!(seen["a"]["status"], "completed", "{seen:#?}");
+    assert!(seen.contains_key("c"), "a task only in tasks/ is listed");
+    let report = json_of(dir, &["migrate", "--dry-run"]);
+    assert_eq!(snapshot(dir), before, "a dry run and a read wrote nothing");
+    assert_eq!(report["merge"], false);
+    assert_eq!(report["tasks"], 4);
+    let d = decisions(&report["decisions"]);
+    check_decision(
+        &d,
+        "a",
+        "task_file",
+        "tasks/a.json has updated_at 2024-01-01T10:05:00.000Z > 2024-01-01T10:00:00.000Z",
+    );
+    check_decision(&d, "c", "task_file", "only in tasks/");
+    check_decision(
+        &d,
+        "d",
+        "state_file",
+        "state.json has updated_at 2024-01-01T10:10:00.000Z",
+    );
+    assert!(!d.contains_key("b"), "nothing to decide about b: {d:#?}");
+    let human = ok(&run(dir, &["migrate", "--dry-run"]));
+    for line in [
+        "task \"a\": task_file",
+        "task \"c\": task_file",
+        "task \"d\": state_file",
+    ] {
+        assert!(human.contains(line), "{line:?} not in:\n{human}");
+    }
+
+    ok(&run(dir, &["migrate"]));
+    let log = log_text(dir);
+    for line in [
+        "task \"a\": task_file: kept tasks/a.json over state.json",
+        "task \"c\": task_file",
+        "task \"d\": state_file",
+    ] {
+        assert!(log.contains(line), "{line:?} not in the log:\n{log}");
+    }
+    let state = statewal::layout::parse_state(&std::fs::read(dir.join("state.json")).unwrap())
+        .expect("the migrated state.json loads");
+    let by_id: BTreeMap<&str, &Task> = state.tasks.iter().map(|t| (t.id(), t)).collect();
+    assert_eq!(by_id["a"].logs().len(), 3, "a's newer task file won");
+    assert_eq!(
+        by_id["a"].updated_at_str(),
+        Some("2024-01-01T10:05:00.000Z")
+    );
+    assert!(by_id.contains_key("c"));
+    assert_eq!(
+        by_id["d"].logs().len(),
+        2,
+        "state.json's newer copy of d won"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
+        before[Path::new("state.json")],
+    );
+
+    // The older task file of d is then set aside, not overwritten, by the
+    // next owner's open (part 2), and the layout is written again.
+    let d_file = before[Path::new("tasks/d.json")].clone();
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        "d",
+        "set_aside",
+        "statewal has updated_at 2024-01-01T10:10:00.000Z",
+    );
+    let aside = edited_copies(dir, "d");
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), d_file);
+    let d_now: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tasks/d.json")).unwrap()).unwrap();
+    assert_eq!(d_now["logs"].as_array().unwrap().len(), 2);
+    assert_eq!(listed(dir).len(), 4);
+}
+
+/// `tasks/<id>.json.edited-<ms>` files.
+fn edited_copies(dir: &Path, id: &str) -> Vec<PathBuf> {
+    let prefix = format!("{id}.json.edited-");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("tasks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&prefix)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn part1_an_empty_state_json_falls_back_to_the_newest_valid_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ts = Ts::new(dir);
+    ts.save_state(&[ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0)]);
+    ts.save_state(&[
+        ts_task("a", "running", "2024-01-01T10:01:00.000Z", 1),
+        ts_task("b", "pending", "2024-01-01T10:01:00.000Z", 0),
+    ]);
+    ts.save_state(&[]);
+    // Overlapping saves: the newest backup cut short, state.json empty.
+    let newest = dir.join(format!("state.backup.{}.json", ts.ms - 30_000));
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.join("state.json"), b"").unwrap();
+    ts.save_task(&ts_task("a", "completed", "2024-01-01T10:02:00.000Z", 2));
+    ts.save_task(&ts_task("b", "pending", "2024-01-01T10:01:00.000Z", 0));
+    ts.save_task(&ts_task("c", "pending", "2024-01-01T10:02:00.000Z", 0));
+
+    let report = json_of(dir, &["migrate", "--dry-run"]);
+    // The newest backup is cut short: the one before it holds only `a`.
+    let valid = format!("state.backup.{}.json", ts.ms - 60_000);
+    assert_eq!(report["source"], valid.as_str(), "{report}");
+    let d = decisions(&report["decisions"]);
+    check_decision(&d, "a", "task_file", "updated_at 2024-01-01T10:02:00.000Z");
+    check_decision(&d, "b", "task_file", "only in tasks/");
+    check_decision(&d, "c", "task_file", "only in tasks/");
+    let out = json_of(dir, &["checkpoint"]);
+    assert_eq!(out["checkpoint"]["tasks_total"], 3, "{out}");
+    let seen = listed(dir);
+    assert_eq!(seen["a"]["status"], "completed");
+    assert_eq!(seen["b"]["status"], "pending");
+    // The empty state.json is what a rollback puts back.
+    assert_eq!(
+        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
+        b""
+    );
+}
+
+/// A statewal directory: `x` and `y` checkpointed at 10:00 UTC in 2030.
+fn statewal_dir(dir: &Path) {
+    let store = Store::open(crate::util::opts(dir)).unwrap();
+    store
+        .put_task(task("x", "2030-01-01T10:00:00Z", "x by statewal"))
+        .unwrap();
+    store
+        .put_task(task("y", "2030-01-01T10:00:00Z", "y by statewal"))
+        .unwrap();
+    store.shutdown().unwrap();
+}
+
+fn edit_task_file(dir: &Path, id: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let path = dir.join("tasks").join(format!("{id}.json"));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut v);
+    let bytes = serde_json::to_vec_pretty(&v).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn part2_a_newer_hand_edit_is_imported_and_an_older_one_set_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    edit_task_file(dir, "x", |v| {
+        v["status"] = json!("completed");
+        v["updated_at"] = json!("2030-01-01T10:30:00Z");
+    });
+    let older = edit_task_file(dir, "y", |v| {
+        v["description"] = json!("an old edit");
+        v["updated_at"] = json!("2030-01-01T09:00:00Z");
+    });
+    std::fs::write(dir.join("tasks/junk.json"), b"{\"id\": \"junk\", ").unwrap();
+    let before = snapshot(dir);
+
+    let seen = listed(dir);
+    assert_eq!(snapshot(dir), before, "a read-only open set nothing aside");
+    assert_eq!(
+        seen["x"]["status"], "completed",
+        "a reader sees the newer edit"
+    );
+    assert_eq!(seen["y"]["description"], "y by statewal");
+
+    let out = json_of(dir, &["checkpoint"]);
+    let d = decisions(&out["recovery"]["decisions"]);
+    check_decision(
+        &d,
+        "x",
+        "imported",
+        "tasks/x.json has updated_at 2030-01-01T10:30:00Z > 2030-01-01T10:00:00Z",
+    );
+    check_decision(
+        &d,
+        "y",
+        "set_aside",
+        "statewal has updated_at 2030-01-01T10:00:00Z > 2030-01-01T09:00:00Z",
+    );
+    check_decision(&d, "junk", "set_aside", "not a task");
+    let y_aside = edited_copies(dir, "y");
+    assert_eq!(y_aside.len(), 1, "y's edit set aside once");
+    assert_eq!(std::fs::read(&y_aside[0]).unwrap(), older, "byte for byte");
+    assert_eq!(edited_copies(dir, "junk").len(), 1);
+    assert!(!dir.join("tasks/junk.json").exists());
+    let y: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tasks/y.json")).unwrap()).unwrap();
+    assert_eq!(
+        y["description"], "y by statewal",
+        "the store's copy is written back"
+    );
+    let got = json_of(dir, &["show", "x"]);
+    assert_eq!(got["status"], "completed");
+    // Imported through the journal and checkpointed: state.json has it.
+    assert!(
+        std::fs::read_to_string(dir.join("state.json"))
+            .unwrap()
+            .contains("2030-01-01T10:30:00Z")
+    );
+
+    // Nothing left to decide at the next open.
+    let again = json_of(dir, &["checkpoint"]);
+    assert_eq!(again["recovery"]["decisions"], json!([]), "{again}");
+}
+
+// A checkpoint writes task files before state.json; interrupted between the
+// two, it leaves files holding a version the journal wrote, neither the
+// loaded checkpoint's nor the recovered one. Such a file is not an edit: it
+// ties with the recovered copy (same updated_at, same logs), so taking it
+// for one would import it and undo the later acknowledged put.
+#[test]
+fn part2_a_task_file_statewal_wrote_is_never_taken_for_an_edit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let at = "2030-01-01T10:00:00Z";
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        store.put_task(task("x", at, "v1")).unwrap();
+        store.checkpoint().unwrap();
+        store.put_task(task("x", at, "v2")).unwrap();
+        store.put_task(task("x", at, "v3")).unwrap();
+    }
+    // What the interrupted checkpoint at v2 wrote.
+    let mut v2 = serde_json::to_vec_pretty(&task("x", at, "v2")).unwrap();
+    v2.push(b'\n');
+    std::fs::write(dir.join("tasks/x.json"), &v2).unwrap();
+    let out = json_of(dir, &["checkpoint"]);
+    assert_eq!(out["recovery"]["decisions"], json!([]), "{out}");
+    assert_eq!(json_of(dir, &["show", "x"])["description"], "v3");
+    assert!(edited_copies(dir, "x").is_empty());
+}
+
+#[test]
+fn part2_rm_state_json_rebuilds_from_the_backup_the_journal_and_the_task_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        store
+            .put_task(task("a", "2030-01-01T10:00:00Z", "a"))
+            .unwrap();
+        store
+            .put_task(task("b", "2030-01-01T10:00:00Z", "b"))
+            .unwrap();
+        store.checkpoint().unwrap();
+        store
+            .put_task(task("c", "2030-01-01T10:00:00Z", "c"))
+            .unwrap();
+        store.checkpoint().unwrap();
+        store
+            .put_task(task("d", "2030-01-01T10:00:00Z", "d, journal only"))
+            .unwrap();
+    }
+    edit_task_file(dir, "a", |v| {
+        v["description"] = json!("a, edited by hand");
+        v["updated_at"] = json!("2030-01-01T11:00:00Z");
+    });
+    // The seed design's troubleshooting: "Force state rebuild".
+    std::fs::remove_file(dir.join("state.json")).unwrap();
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        "a",
+        "imported",
+        "2030-01-01T11:00:00Z",
+    );
+    let seen = listed(dir);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+    assert_eq!(seen["a"]["description"], "a, edited by hand");
+    assert_eq!(seen["d"]["description"], "d, journal only");
+}
+
+/// statewal's side of a turn: `t1`..`t8` checkpointed at 10:00, then, in the
+/// journal only (acknowledged, never checkpointed), `t1` changed at 10:05
+/// and `s-new` created.
+fn statewal_turn(dir: &Path) {
+    let store = Store::open(crash_opts(dir)).unwrap();
+    for i in 1..=8 {
+        store
+            .put_task(task(
+                &format!("t{i}"),
+                "2030-01-01T10:00:00.000Z",
+                "statewal",
+            ))
+            .unwrap();
+    }
+    store.checkpoint().unwrap();
+    store
+        .put_task(task(
+            "t1",
+            "2030-01-01T10:05:00.000Z",
+            "statewal, after its checkpoint",
+        ))
+        .unwrap();
+    store
+        .put_task(task(
+            "s-new",
+            "2030-01-01T10:05:00.000Z",
+            "created by statewal",
+        ))
+        .unwrap();
+}
+
+/// The original server's turn: it loads `state.json` (statewal's last
+/// checkpoint), changes the status of `t2`..`t6` at 11:00, creates
+/// `ts-new`, deletes `t7`, and saves.
+fn ts_turn(dir: &Path, ts: &mut Ts<'_>) {
+    let mut tasks = ts.load_tasks();
+    for t in &mut tasks {
+        let id = t["id"].as_str().unwrap().to_string();
+        if ["t2", "t3", "t4", "t5", "t6"].contains(&id.as_str()) {
+            t["status"] = json!(if id == "t2" { "running" } else { "completed" });
+            t["updated_at"] = json!("2030-01-01T11:00:00.000Z");
+            ts.save_task(t);
+        }
+    }
+    let new = ts_task("ts-new", "pending", "2030-01-01T11:00:00.000Z", 0);
+    ts.save_task(&new);
+    tasks.push(new);
+    tasks.retain(|t| t["id"] != "t7");
+    ts.delete_task("t7");
+    ts.save_state(&tasks);
+    let _ = dir;
+}
+
+#[test]
+fn part3_both_servers_take_turns_and_nothing_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_turn(dir);
+    let segments: BTreeMap<String, Vec<u8>> = crate::util::segments(dir)
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_str().unwrap().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    assert!(!segments.is_empty());
+    let mut ts = Ts::new(dir);
+    ts_turn(dir, &mut ts);
+    let foreign = std::fs::read(dir.join("state.json")).unwrap();
+    let before = snapshot(dir);
+
+    // A look first: read-only, and the dry run, write nothing.
+    let seen = listed(dir);
+    assert_eq!(seen["t3"]["status"], "completed", "a reader sees the merge");
+    let report = json_of(dir, &["migrate", "--dry-run"]);
+    assert_eq!(snapshot(dir), before, "a dry run and a read wrote nothing");
+    assert_eq!(report["merge"], true, "{report}");
+    check_merge_decisions(&decisions(&report["decisions"]));
+
+    let out = json_of(dir, &["checkpoint"]);
+    let recovery = &out["recovery"];
+    check_merge_decisions(&decisions(&recovery["decisions"]));
+    assert_eq!(recovery["merged"]["from"], "state.json");
+    assert_eq!(
+        recovery["merged"]["backup"],
+        "state.pre-migration.backup.json"
+    );
+    let seen = listed(dir);
+    assert_eq!(seen["t2"]["status"], "in_progress");
+    assert_eq!(seen["t2"]["original_status"], "running");
+    for id in ["t3", "t4", "t5", "t6"] {
+        assert_eq!(
+            seen[id]["status"], "completed",
+            "{id}: the original server's change"
+        );
+    }
+    assert_eq!(seen["t1"]["description"], "statewal, after its checkpoint");
+    assert_eq!(seen["s-new"]["description"], "created by statewal");
+    assert!(
+        seen.contains_key("ts-new"),
+        "created by the original server"
+    );
+    assert!(
+        seen.contains_key("t7"),
+        "deleted on one side only: kept and reported"
+    );
+    assert_eq!(seen.len(), 10);
+    assert_eq!(
+        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
+        foreign
+    );
+    let log = log_text(dir);
+    for id in ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "s-new", "ts-new"] {
+        assert!(
+            log.contains(&format!("task \"{id}\"")),
+            "{id} not in the log:\n{log}"
+        );
+    }
+    // The segments the merge read are kept aside, byte for byte.
+    let superseded = recovery["merged"]["superseded"]
+        .as_str()
+        .expect("segments kept aside");
+    for (name, bytes) in &segments {
+        assert_eq!(
+            &std::fs::read(dir.join(superseded).join(name)).unwrap(),
+            bytes,
+            "{name}"
+        );
+    }
+    let health = ok(&run(dir, &["verify"]));
+    assert!(health.contains("everything checks out"), "{health}");
+
+    // Another turn of each: the second pre-migration backup is numbered,
+    // the first kept as it was.
+    let mut tasks = ts.load_tasks();
+    for t in &mut tasks {
+        if t["id"] == "t8" {
+            t["status"] = json!("failed");
+            t["updated_at"] = json!("2030-01-01T12:00:00.000Z");
+            ts.save_task(t);
+        }
+    }
+    ts.save_state(&tasks);
+    let second = std::fs::read(dir.join("state.json")).unwrap();
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        "t8",
+        "foreign",
+        "2030-01-01T12:00:00.000Z",
+    );
+    assert_eq!(
+        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
+        foreign
+    );
+    assert_eq!(
+        std::fs::read(dir.join("state.pre-migration.backup.1.json")).unwrap(),
+        second
+    );
+    assert_eq!(listed(dir)["t8"]["status"], "failed");
+}
+
+fn check_merge_decisions(d: &BTreeMap<String, (String, String, String)>) {
+    check_decision(
+        d,
+        "t1",
+        "statewal",
+        "statewal has updated_at 2030-01-01T10:05:00.000Z > 2030-01-01T10:00:00.000Z",
+    );
+    for id in ["t2", "t3", "t4", "t5", "t6"] {
+        check_decision(
+            d,
+            id,
+            "foreign",
+            "has updated_at 2030-01-01T11:00:00.000Z > 2030-01-01T10:00:00.000Z",
+        );
+    }
+    check_decision(d, "ts-new", "foreign_only", "kept");
+    check_decision(d, "s-new", "statewal_only", "kept");
+    check_decision(d, "t7", "statewal_only", "kept");
+    assert!(
+        !d.contains_key("t8"),
+        "t8 is the same on both sides: {d:#?}"
+    );
+}
+
+/// Part 4: the original server's directory, migrated; statewal then writes
+/// (with `checkpoints` checkpoints in between), the user rolls back, the
+/// original server changes `a` and `b` later than all of that, and statewal
+/// opens the directory again.
+fn rollback_after(checkpoints: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ts = Ts::new(dir);
+    let tasks = [
+        ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0),
+        ts_task("b", "pending", "2024-01-01T10:00:00.000Z", 0),
+        ts_task("c", "pending", "2024-01-01T10:00:00.000Z", 0),
+    ];
+    for t in &tasks {
+        ts.save_task(t);
+    }
+    ts.save_state(&tasks);
+    ok(&run(dir, &["migrate"]));
+    let mut written = vec!["n0"];
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        store
+            .put_task(task("a", "2030-01-01T10:00:00Z", "a by statewal"))
+            .unwrap();
+        store
+            .put_task(task("n0", "2030-01-01T10:00:00Z", "by statewal"))
+            .unwrap();
+        for i in 1..=checkpoints {
+            store.checkpoint().unwrap();
+            let id: &'static str = ["n1", "n2", "n3"][i - 1];
+            store
+                .put_task(task(id, "2030-01-01T10:00:00Z", "by statewal"))
+                .unwrap();
+            written.push(id);
+        }
+    }
+    let out = ok(&run(dir, &["migrate", "--rollback"]));
+    assert!(out.contains("state.pre-migration.backup.json"), "{out}");
+    // The original server runs again, and changes a and b after all that.
+    let mut back = ts.load_tasks();
+    for t in &mut back {
+        if t["id"] == "a" || t["id"] == "b" {
+            t["status"] = json!("completed");
+            t["updated_at"] = json!("2031-01-01T00:00:00.000Z");
+            ts.save_task(t);
+        }
+    }
+    ts.save_state(&back);
+
+    let out = json_of(dir, &["checkpoint"]);
+    let d = decisions(&out["recovery"]["decisions"]);
+    let seen = listed(dir);
+    for id in &written {
+        assert_eq!(
+            seen[*id]["description"], "by statewal",
+            "{checkpoints} checkpoints: {id} lost"
+        );
+    }
+    // statewal's write of a is older than the original server's: it loses.
+    check_decision(
+        &d,
+        "a",
+        "foreign",
+        "has updated_at 2031-01-01T00:00:00.000Z > 2030-01-01T10:00:00Z",
+    );
+    for id in ["a", "b"] {
+        assert_eq!(
+            seen[id]["status"], "completed",
+            "{checkpoints} checkpoints: {id}"
+        );
+    }
+    assert!(seen.contains_key("c"));
+    let log = log_text(dir);
+    assert!(!d.is_empty());
+    for id in d.keys() {
+        assert!(
+            log.contains(&format!("task \"{id}\"")),
+            "{id} not in the log:\n{log}"
+        );
+    }
+    // Once merged, the next open is an ordinary one.
+    let again = json_of(dir, &["checkpoint"]);
+    assert_eq!(again["recovery"]["decisions"], json!([]));
+}
+
+#[test]
+fn part4_rollback_after_no_checkpoint_opens_and_merges() {
+    rollback_after(0);
+}
+
+#[test]
+fn part4_rollback_after_one_checkpoint_opens_and_merges() {
+    rollback_after(1);
+}
+
+#[test]
+fn part4_rollback_after_two_checkpoints_opens_and_merges() {
+    rollback_after(2);
+}
