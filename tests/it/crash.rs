@@ -377,6 +377,22 @@ pub(crate) fn digest(fs: &SimFs) -> u64 {
                 .map(|b| b.to_vec())
                 .hash(&mut h);
         }
+        // Segments a merge kept aside (`journal/superseded-<ms>/`).
+        let subs = match dir {
+            "journal" => fs.list_dirs(dir).expect("a fork has no faults"),
+            _ => Vec::new(),
+        };
+        for sub in subs {
+            let sub = format!("{dir}/{sub}");
+            sub.hash(&mut h);
+            for name in fs.list(&sub).expect("a fork has no faults") {
+                name.hash(&mut h);
+                fs.read(&format!("{sub}/{name}"))
+                    .expect("listed")
+                    .map(|b| b.to_vec())
+                    .hash(&mut h);
+            }
+        }
     }
     h.finish()
 }

@@ -730,3 +730,198 @@ fn a_crash_in_the_checkpoint_after_a_torn_tail_loses_nothing() {
     assert_clean(w.label, &f);
     assert!(f.killed_in[1] > 0, "never killed inside the checkpoint");
 }
+
+/// Writes `bytes` to `rel` in `fs` durably (the setup of a workload, as the
+/// original server or an editor left it; an existing file is replaced).
+fn put_file(fs: &SimFs, rel: &str, bytes: &[u8]) {
+    fs.remove(rel).unwrap();
+    let mut f = fs.open(rel, OpenMode::CreateNew).unwrap();
+    f.write_all_at(0, bytes).unwrap();
+    f.sync_data().unwrap();
+    let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+    fs.sync_dir(dir).unwrap();
+}
+
+fn timed(id: &str, updated_at: &str, what: &str) -> Task {
+    let mut t = Task::new(id);
+    t.set("updated_at", updated_at).expect("not the id");
+    t.set_description(what);
+    t
+}
+
+/// statewal's turn, then the original server's, on a `SimFs`: statewal
+/// checkpoints `t1`..`t4` (10:00) and journals `t1` (10:05) and `s-new`
+/// after it; the original server loads that checkpoint, changes `t2` and
+/// `t3` (11:00), creates `ts-new`, deletes `t4`, and saves (its backup of
+/// statewal's `state.json`, then its own, without a version).
+fn taking_turns() -> SimFs {
+    let fs = prepared(vec![
+        Box::new(|s, _| {
+            for i in 1..=4 {
+                s.put_task(timed(&format!("t{i}"), "2030-01-01T10:00:00Z", "statewal"))?;
+            }
+            Ok(())
+        }),
+        checkpoint(),
+        Box::new(|s, _| s.put_task(timed("t1", "2030-01-01T10:05:00Z", "statewal, later")).map(drop)),
+        Box::new(|s, _| s.put_task(timed("s-new", "2030-01-01T10:05:00Z", "statewal's")).map(drop)),
+    ]);
+    let sealed = fs.read("state.json").unwrap().unwrap().to_vec();
+    let state: Value = serde_json::from_slice(&sealed).unwrap();
+    let mut tasks: Vec<Value> = state["tasks"].as_array().unwrap().clone();
+    for t in &mut tasks {
+        if t["id"] == "t2" || t["id"] == "t3" {
+            t["description"] = json!("the original server's");
+            t["status"] = json!("completed");
+            t["updated_at"] = json!("2030-01-01T11:00:00.000Z");
+            let id = t["id"].as_str().unwrap();
+            put_file(&fs, &format!("tasks/{id}.json"), &serde_json::to_vec_pretty(t).unwrap());
+        }
+    }
+    let new = json!({"id": "ts-new", "description": "the original server's new task",
+                     "status": "pending", "updated_at": "2030-01-01T11:00:00.000Z"});
+    put_file(&fs, "tasks/ts-new.json", &serde_json::to_vec_pretty(&new).unwrap());
+    tasks.push(new);
+    tasks.retain(|t| t["id"] != "t4");
+    fs.remove("tasks/t4.json").unwrap();
+    fs.sync_dir("tasks").unwrap();
+    put_file(&fs, "state.backup.1893456000000.json", &sealed);
+    let foreign = json!({"tasks": tasks, "sessions": [], "last_saved": "2030-01-01T11:00:00.000Z",
+                         "metrics": {"total_tasks": 5, "completed_tasks": 2, "failed_tasks": 0,
+                                     "average_completion_time": 0}});
+    put_file(&fs, "state.json", &serde_json::to_vec_pretty(&foreign).unwrap());
+    fs
+}
+
+/// Every file in `journal/superseded-*/`, by name.
+fn superseded(fs: &SimFs) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for dir in fs.list_dirs("journal").unwrap() {
+        for name in fs.list(&format!("journal/{dir}")).unwrap() {
+            let bytes = fs.read(&format!("journal/{dir}/{name}")).unwrap().unwrap();
+            out.insert(name, bytes.to_vec());
+        }
+    }
+    out
+}
+
+// Issue 9, part 3: the merge at open journals the foreign copies that win,
+// keeps the foreign file as a pre-migration backup, copies the segments it
+// read aside and checkpoints. Killed after every operation of it, under
+// every power-loss outcome, the next open must converge on the same merged
+// state (every task the expected winner, nothing of either side lost), the
+// foreign bytes must never be replaced unless a pre-migration backup holds
+// them, and once the merge's checkpoint is durable, the segments it read
+// must be whole in `journal/superseded-*/`.
+#[test]
+fn a_crash_anywhere_in_the_merge_at_open_converges() {
+    let start = taking_turns();
+    let foreign = start.read("state.json").unwrap().unwrap().to_vec();
+    // The names are the same in every run; the bytes are not (each run's
+    // store has its own id), so a copy is compared with its original.
+    let segments = start.list("journal").unwrap();
+    assert!(!segments.is_empty());
+    let w = Workload {
+        label: "merge at open",
+        policy: SyncPolicy::SyncBeforeAck,
+        start: Box::new(taking_turns),
+        steps: vec![put("after", "after the merge")],
+        syncs: vec![true],
+    };
+    let reference = w.reference();
+    let want = json!({
+        "t1": "statewal, later", "t2": "the original server's", "t3": "the original server's",
+        "t4": "statewal", "s-new": "statewal's", "ts-new": "the original server's new task",
+    });
+    assert_eq!(reference[0]["tasks"], want, "the merge itself");
+    let (backed_up, copied, merged) = (
+        std::cell::Cell::new(0),
+        std::cell::Cell::new(0),
+        std::cell::Cell::new(0),
+    );
+    let f = w.enumerate(&|fs, k, reference| {
+        let state = fs.read("state.json").map_err(|e| e.to_string())?.map(|b| b.to_vec());
+        let backup = fs
+            .read(statewal::migrate::PRE_MIGRATION_BACKUP)
+            .map_err(|e| e.to_string())?;
+        if state.as_deref() == Some(&foreign[..]) {
+            backed_up.set(backed_up.get() + u64::from(backup.is_some()));
+            copied.set(copied.get() + u64::from(!superseded(fs).is_empty()));
+        } else {
+            merged.set(merged.get() + 1);
+            if backup.as_deref() != Some(&foreign[..]) {
+                return Err("the foreign state.json replaced without a pre-migration backup".into());
+            }
+            let kept = superseded(fs);
+            for name in &segments {
+                let original = fs
+                    .read(&format!("journal/{name}"))
+                    .map_err(|e| e.to_string())?
+                    .map(|b| b.to_vec());
+                let whole = kept
+                    .get(name)
+                    .is_some_and(|copy| original.as_ref().is_none_or(|o| o == copy));
+                if !whole {
+                    return Err(format!("merged, but {name} is not whole in journal/superseded-*/"));
+                }
+            }
+        }
+        w.check_prefix(fs, k, reference).map(drop)
+    });
+    assert_clean(w.label, &f);
+    eprintln!(
+        "merge at open: states with the backup only {}, with the segments copied {}, merged {}",
+        backed_up.get(),
+        copied.get(),
+        merged.get()
+    );
+    assert!(f.killed_in[0] > 0, "never killed inside the open");
+    assert!(backed_up.get() > 0 && copied.get() > 0 && merged.get() > 0);
+}
+
+// Issue 9, part 2: an older hand edit of a task file is renamed aside at
+// open, and the next checkpoint writes the store's copy under the old name.
+// Killed after every operation, under every power-loss outcome, the edit's
+// bytes are always somewhere: the file itself or a `.edited-<ms>` copy.
+#[test]
+fn a_crash_while_setting_an_edit_aside_never_loses_it() {
+    let edit = serde_json::to_vec_pretty(&json!({
+        "id": "y", "status": "pending", "updated_at": "2030-01-01T09:00:00Z", "description": "an old edit",
+    }))
+    .unwrap();
+    let start = {
+        let edit = edit.clone();
+        move || {
+            let fs = prepared(vec![
+                Box::new(|s, _| s.put_task(timed("y", "2030-01-01T10:00:00Z", "statewal's")).map(drop)),
+                checkpoint(),
+            ]);
+            put_file(&fs, "tasks/y.json", &edit);
+            fs
+        }
+    };
+    let w = Workload {
+        label: "set aside at open",
+        policy: SyncPolicy::SyncBeforeAck,
+        start: Box::new(start),
+        steps: vec![checkpoint()],
+        syncs: vec![true],
+    };
+    let aside = std::cell::Cell::new(0);
+    let f = w.enumerate(&|fs, k, reference| {
+        let mut found = false;
+        for name in fs.list("tasks").map_err(|e| e.to_string())? {
+            if name == "y.json" || name.starts_with("y.json.edited-") {
+                let bytes = fs.read(&format!("tasks/{name}")).map_err(|e| e.to_string())?;
+                found |= bytes.as_deref() == Some(&edit[..]);
+                aside.set(aside.get() + u64::from(name != "y.json"));
+            }
+        }
+        if !found {
+            return Err("the hand edit of tasks/y.json is gone".into());
+        }
+        w.check_prefix(fs, k, reference).map(drop)
+    });
+    assert_clean(w.label, &f);
+    assert!(f.killed_in[0] > 0 && aside.get() > 0);
+}
