@@ -100,12 +100,17 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
     let journal_id = verify_journal(fs, &mut r)?;
     let mut state_files = vec![STATE_FILE.to_string()];
     state_files.extend(layout::list_backups(fs)?);
+    let survey = crate::reconcile::survey::survey(fs)?;
     for (i, name) in state_files.into_iter().enumerate() {
         let Some(bytes) = read_or_note(fs, &name, &mut r)? else {
             continue;
         };
         r.files_checked += 1;
         let is_backup = i > 0;
+        if !is_backup && let Some(w) = foreign_state_note(&survey, &bytes) {
+            r.warnings.push(w);
+            continue;
+        }
         check_state_file(&name, &bytes, is_backup, journal_id, &mut r);
     }
     for dir in [TASKS_DIR, SESSIONS_DIR] {
@@ -120,7 +125,14 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
             r.files_checked += 1;
             let stem = &name[..name.len() - ".json".len()];
             let id = if dir == TASKS_DIR {
-                serde_json::from_slice::<crate::Task>(&bytes).map(|t| t.id().to_string())
+                // The original server's task files use its own status names
+                // (`running`, ...), which an open maps as the migration does.
+                match crate::reconcile::foreign::parse_task(&bytes) {
+                    Ok(t) => Ok(t.id().to_string()),
+                    Err(_) => {
+                        serde_json::from_slice::<crate::Task>(&bytes).map(|t| t.id().to_string())
+                    }
+                }
             } else {
                 serde_json::from_slice::<serde_json::Value>(&bytes).map(|v| {
                     crate::journal::op::session_id(&v)
@@ -138,6 +150,42 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
         }
     }
     Ok(r)
+}
+
+/// What to say, instead of damage, about a `state.json` the original
+/// server left for statewal's next open to reconcile (`crate::reconcile`):
+/// one written without a version over statewal's journal (merged at the
+/// next open), or, with no statewal history, one left empty or cut short
+/// beside a valid backup of its own (migrated from that backup).
+fn foreign_state_note(survey: &crate::reconcile::survey::Survey, bytes: &[u8]) -> Option<Warning> {
+    let f = survey.foreign.as_ref()?;
+    let message = if f.name == STATE_FILE && survey.history {
+        "written by the original server (no version) over statewal's journal: not damage; \
+         it needs a merge at the next open, which keeps the newer copy of each task"
+            .to_string()
+    } else if f.name != STATE_FILE && !layout::written_by_statewal(bytes) {
+        format!(
+            "unusable ({}), as the original server's overlapping saves leave it: the next open \
+             takes {}, its newest valid backup, merged with tasks/{}",
+            if bytes.is_empty() {
+                "empty"
+            } else {
+                "not a whole JSON object"
+            },
+            f.name,
+            if survey.history {
+                " and then with statewal's journal"
+            } else {
+                ""
+            }
+        )
+    } else {
+        return None;
+    };
+    Some(Warning {
+        file: STATE_FILE.into(),
+        message,
+    })
 }
 
 /// Checks `state.json` or a backup.

@@ -41,6 +41,8 @@ pub(crate) struct Prepared {
     pub view: Option<ForeignView>,
     /// The pre-migration backup kept for a merge.
     pub backup: Option<String>,
+    /// The decisions of a migration the open ran (part 1).
+    pub migrated: Vec<Decision>,
 }
 
 /// A merge as the recovery report shows it.
@@ -62,11 +64,12 @@ pub struct Merged {
 pub(crate) fn prepare_owner(fs: &dyn Fs) -> Result<Prepared> {
     let survey = survey::survey(fs)?;
     if survey.needs_migration() {
-        crate::migrate::migrate_on_open(fs, &survey)?;
+        let report = crate::migrate::migrate_on_open(fs, &survey)?;
         return Ok(Prepared {
             rule: BaseRule::default(),
             view: None,
             backup: None,
+            migrated: report.map(|r| r.decisions).unwrap_or_default(),
         });
     }
     let mut p = prepare(fs, &survey)?;
@@ -90,6 +93,7 @@ fn prepare(fs: &dyn Fs, survey: &Survey) -> Result<Prepared> {
         },
         view: None,
         backup: None,
+        migrated: Vec::new(),
     };
     let Some(f) = survey.foreign.as_ref().filter(|_| survey.history) else {
         return Ok(p);
@@ -192,7 +196,7 @@ pub(crate) fn apply_owner(
 ) -> Result<Outcome> {
     let fs = store.fs();
     let Plan { merge, mut edits } = plan;
-    let mut decisions = Vec::new();
+    let mut decisions = prepared.migrated.clone();
     if let Some((_, m)) = &merge {
         let mut muts: Vec<Mutation> = m.puts.iter().cloned().map(Mutation::PutTask).collect();
         muts.extend(m.sessions.iter().cloned().map(Mutation::PutSession));

@@ -45,18 +45,25 @@ pub(crate) fn task_files(fs: &dyn Fs) -> Result<Vec<TaskFile>> {
 }
 
 fn parse_task_file(bytes: &[u8], name: &str) -> std::result::Result<Task, String> {
-    let mut value = crate::json::parse(bytes).map_err(|e| e.to_string())?;
-    if !value.is_object() {
-        return Err("not a JSON object".into());
-    }
-    crate::migrate::map_task_status(&mut value, &mut Vec::new())?;
-    let task = Task::from_value(value).map_err(|e| e.to_string())?;
+    let task = parse_task(bytes)?;
     crate::id::validate_id(task.id()).map_err(|e| e.to_string())?;
     let stem = &name[..name.len() - ".json".len()];
     if task.id() != stem {
         return Err(format!("holds id {:?}, not {stem:?}", task.id()));
     }
     Ok(task)
+}
+
+/// A task file's task, the original server's status names mapped to
+/// statewal's (the original kept in `original_status`, as the migration
+/// does).
+pub(crate) fn parse_task(bytes: &[u8]) -> std::result::Result<Task, String> {
+    let mut value = crate::json::parse(bytes).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("not a JSON object".into());
+    }
+    crate::migrate::map_task_status(&mut value, &mut Vec::new())?;
+    Task::from_value(value).map_err(|e| e.to_string())
 }
 
 /// The foreign view of a directory.

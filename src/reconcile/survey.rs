@@ -68,7 +68,15 @@ pub(crate) fn survey(fs: &dyn Fs) -> Result<Survey> {
         .iter()
         .any(|n| parse_segment_name(n).is_some());
     let state = read(fs, STATE_FILE)?;
-    let state_kind = classify(state.as_deref());
+    let state_kind = match classify(state.as_deref()) {
+        // Damaged, but statewal wrote it (its version first, or its seal):
+        // statewal wrote last, and every backup is older than this file,
+        // so none of them is foreign news. Recovery falls back as usual.
+        Kind::Unusable(_) if state.as_deref().is_some_and(layout::written_by_statewal) => {
+            Kind::Sealed
+        }
+        kind => kind,
+    };
     let mut history = segments || state_kind == Kind::Sealed;
     let backups = layout::list_backups(fs)?;
     let foreign = match state_kind {
@@ -137,7 +145,9 @@ pub(crate) fn classify(bytes: Option<&[u8]>) -> Kind {
         None if bytes.is_empty() => Kind::Unusable("empty".into()),
         None => Kind::Unusable("not a JSON object".into()),
         Some(true) => Kind::Sealed,
-        Some(false) if matches!(crate::migrate::migrate_in_memory(bytes), Ok(Some(_))) => Kind::Unversioned,
+        Some(false) if matches!(crate::migrate::migrate_in_memory(bytes), Ok(Some(_))) => {
+            Kind::Unversioned
+        }
         Some(false) => Kind::Unusable("written without a version, and it does not migrate".into()),
     }
 }

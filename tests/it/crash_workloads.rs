@@ -763,8 +763,14 @@ fn taking_turns() -> SimFs {
             Ok(())
         }),
         checkpoint(),
-        Box::new(|s, _| s.put_task(timed("t1", "2030-01-01T10:05:00Z", "statewal, later")).map(drop)),
-        Box::new(|s, _| s.put_task(timed("s-new", "2030-01-01T10:05:00Z", "statewal's")).map(drop)),
+        Box::new(|s, _| {
+            s.put_task(timed("t1", "2030-01-01T10:05:00Z", "statewal, later"))
+                .map(drop)
+        }),
+        Box::new(|s, _| {
+            s.put_task(timed("s-new", "2030-01-01T10:05:00Z", "statewal's"))
+                .map(drop)
+        }),
     ]);
     let sealed = fs.read("state.json").unwrap().unwrap().to_vec();
     let state: Value = serde_json::from_slice(&sealed).unwrap();
@@ -775,12 +781,20 @@ fn taking_turns() -> SimFs {
             t["status"] = json!("completed");
             t["updated_at"] = json!("2030-01-01T11:00:00.000Z");
             let id = t["id"].as_str().unwrap();
-            put_file(&fs, &format!("tasks/{id}.json"), &serde_json::to_vec_pretty(t).unwrap());
+            put_file(
+                &fs,
+                &format!("tasks/{id}.json"),
+                &serde_json::to_vec_pretty(t).unwrap(),
+            );
         }
     }
     let new = json!({"id": "ts-new", "description": "the original server's new task",
                      "status": "pending", "updated_at": "2030-01-01T11:00:00.000Z"});
-    put_file(&fs, "tasks/ts-new.json", &serde_json::to_vec_pretty(&new).unwrap());
+    put_file(
+        &fs,
+        "tasks/ts-new.json",
+        &serde_json::to_vec_pretty(&new).unwrap(),
+    );
     tasks.push(new);
     tasks.retain(|t| t["id"] != "t4");
     fs.remove("tasks/t4.json").unwrap();
@@ -789,7 +803,11 @@ fn taking_turns() -> SimFs {
     let foreign = json!({"tasks": tasks, "sessions": [], "last_saved": "2030-01-01T11:00:00.000Z",
                          "metrics": {"total_tasks": 5, "completed_tasks": 2, "failed_tasks": 0,
                                      "average_completion_time": 0}});
-    put_file(&fs, "state.json", &serde_json::to_vec_pretty(&foreign).unwrap());
+    put_file(
+        &fs,
+        "state.json",
+        &serde_json::to_vec_pretty(&foreign).unwrap(),
+    );
     fs
 }
 
@@ -840,7 +858,10 @@ fn a_crash_anywhere_in_the_merge_at_open_converges() {
         std::cell::Cell::new(0),
     );
     let f = w.enumerate(&|fs, k, reference| {
-        let state = fs.read("state.json").map_err(|e| e.to_string())?.map(|b| b.to_vec());
+        let state = fs
+            .read("state.json")
+            .map_err(|e| e.to_string())?
+            .map(|b| b.to_vec());
         let backup = fs
             .read(statewal::migrate::PRE_MIGRATION_BACKUP)
             .map_err(|e| e.to_string())?;
@@ -850,7 +871,9 @@ fn a_crash_anywhere_in_the_merge_at_open_converges() {
         } else {
             merged.set(merged.get() + 1);
             if backup.as_deref() != Some(&foreign[..]) {
-                return Err("the foreign state.json replaced without a pre-migration backup".into());
+                return Err(
+                    "the foreign state.json replaced without a pre-migration backup".into(),
+                );
             }
             let kept = superseded(fs);
             for name in &segments {
@@ -862,7 +885,9 @@ fn a_crash_anywhere_in_the_merge_at_open_converges() {
                     .get(name)
                     .is_some_and(|copy| original.as_ref().is_none_or(|o| o == copy));
                 if !whole {
-                    return Err(format!("merged, but {name} is not whole in journal/superseded-*/"));
+                    return Err(format!(
+                        "merged, but {name} is not whole in journal/superseded-*/"
+                    ));
                 }
             }
         }
@@ -893,7 +918,10 @@ fn a_crash_while_setting_an_edit_aside_never_loses_it() {
         let edit = edit.clone();
         move || {
             let fs = prepared(vec![
-                Box::new(|s, _| s.put_task(timed("y", "2030-01-01T10:00:00Z", "statewal's")).map(drop)),
+                Box::new(|s, _| {
+                    s.put_task(timed("y", "2030-01-01T10:00:00Z", "statewal's"))
+                        .map(drop)
+                }),
                 checkpoint(),
             ]);
             put_file(&fs, "tasks/y.json", &edit);
@@ -912,7 +940,9 @@ fn a_crash_while_setting_an_edit_aside_never_loses_it() {
         let mut found = false;
         for name in fs.list("tasks").map_err(|e| e.to_string())? {
             if name == "y.json" || name.starts_with("y.json.edited-") {
-                let bytes = fs.read(&format!("tasks/{name}")).map_err(|e| e.to_string())?;
+                let bytes = fs
+                    .read(&format!("tasks/{name}"))
+                    .map_err(|e| e.to_string())?;
                 found |= bytes.as_deref() == Some(&edit[..]);
                 aside.set(aside.get() + u64::from(name != "y.json"));
             }

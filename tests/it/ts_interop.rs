@@ -795,3 +795,151 @@ fn part4_rollback_after_one_checkpoint_opens_and_merges() {
 fn part4_rollback_after_two_checkpoints_opens_and_merges() {
     rollback_after(2);
 }
+
+/// One row of a fixture README's outcome table: the task id, which copy is
+/// kept, and the status it has after statewal's next open.
+struct Expected {
+    id: String,
+    kept: String,
+    status: String,
+}
+
+/// The outcome table of `tests/fixtures/<name>/README.md` (rows whose first
+/// cell is a task id in backquotes; the last two cells are kept and status).
+fn readme_table(name: &str) -> Vec<Expected> {
+    let readme = std::fs::read_to_string(fixture(name).join("README.md")).unwrap();
+    let rows: Vec<Expected> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            Expected {
+                id: cells[0].trim_matches('`').to_string(),
+                kept: cells[cells.len() - 2].to_string(),
+                status: cells[cells.len() - 1].to_string(),
+            }
+        })
+        .collect();
+    assert!(rows.len() >= 8, "{name}: no outcome table");
+    rows
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A copy of a fixture, to write into.
+fn copy_of(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::util::copy_dir(&fixture(name), tmp.path());
+    std::fs::remove_file(tmp.path().join("README.md")).unwrap();
+    tmp
+}
+
+/// Checks a fixture through the binary against its README: `migrate
+/// --dry-run` and an owner's open decide each task as the table says (and
+/// every decision is in the migration log), and `list` then shows each
+/// task with the table's status. `decided(kept)` is the decision actions a
+/// "kept" cell allows (none: nothing to decide).
+fn check_fixture(
+    name: &str,
+    table: &[Expected],
+    decided: impl Fn(&str) -> &'static [&'static str],
+) {
+    let tmp = copy_of(name);
+    let dir = tmp.path();
+    let dry = json_of(dir, &["migrate", "--dry-run"]);
+    let out = json_of(dir, &["checkpoint"]);
+    let seen = listed(dir);
+    let log = log_text(dir);
+    for report in [&dry["decisions"], &out["recovery"]["decisions"]] {
+        let d = decisions(report);
+        for row in table {
+            let allowed = decided(&row.kept);
+            match d.get(&row.id) {
+                None => assert!(
+                    allowed.is_empty(),
+                    "{name}: no decision about {} ({})",
+                    row.id,
+                    row.kept
+                ),
+                Some((action, _, reason)) => assert!(
+                    allowed.contains(&action.as_str()),
+                    "{name}: {} kept {:?} but decided {action}: {reason}",
+                    row.id,
+                    row.kept
+                ),
+            }
+        }
+    }
+    for row in table {
+        let got = seen
+            .get(&row.id)
+            .unwrap_or_else(|| panic!("{name}: {} lost", row.id));
+        assert_eq!(got["status"], row.status.as_str(), "{name}: {}", row.id);
+        if !decided(&row.kept).is_empty() {
+            assert!(log.contains(&row.id), "{name}: {} not in the log", row.id);
+        }
+    }
+    assert_eq!(seen.len(), table.len(), "{name}: {:?}", seen.keys());
+    let again = json_of(dir, &["checkpoint"]);
+    assert_eq!(again["recovery"]["decisions"], json!([]), "{name}: {again}");
+}
+
+#[test]
+fn the_live_fixtures_come_out_as_their_readmes_say() {
+    // The zero-state README: "every task comes out as in the live
+    // fixture's table".
+    let table = readme_table("ts-server-v0-live");
+    for name in ["ts-server-v0-live", "ts-server-v0-zero-state"] {
+        check_fixture(name, &table, |kept| match kept {
+            "tasks/" => &["task_file"],
+            "state.json" => &["state_file", "state_file_only"],
+            _ => &[],
+        });
+    }
+}
+
+#[test]
+fn the_after_statewal_fixture_comes_out_as_its_readme_says() {
+    check_fixture(
+        "ts-after-statewal",
+        &readme_table("ts-after-statewal"),
+        |kept| match kept {
+            "TS" => &["foreign", "foreign_only"],
+            "statewal" => &["statewal", "statewal_only"],
+            _ => &[],
+        },
+    );
+    // The journal's session log line and report are kept beside the merge.
+    let tmp = copy_of("ts-after-statewal");
+    let dir = tmp.path();
+    ok(&run(dir, &["checkpoint"]));
+    let log =
+        std::fs::read_to_string(dir.join("logs/session_845db550-3018-4930-a7ed-84a233cb7dd8.log"))
+            .unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let reports: Vec<String> = std::fs::read_dir(dir.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        reports.iter().any(|r| r.contains("e6acf68c")),
+        "{reports:?}"
+    );
+    let state =
+        statewal::layout::parse_state(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let sessions: Vec<&str> = state
+        .sessions
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    for id in [
+        "845db550-3018-4930-a7ed-84a233cb7dd8",
+        "804344bd-249e-49ba-bd07-19f86c85979d",
+    ] {
+        assert!(sessions.contains(&id), "session {id} kept: {sessions:?}");
+    }
+}
