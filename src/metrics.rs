@@ -33,8 +33,13 @@ pub struct StoreMetrics {
     pub fsync_total_seconds: f64,
     /// Bytes of the journal segment files (preallocated zeros included).
     pub journal_bytes: u64,
-    /// Bytes of every file in the state directory and its layout directories.
+    /// Bytes of every file in the state directory and its layout
+    /// directories, the journal segments a merge kept aside included.
     pub disk_usage_bytes: u64,
+    /// Bytes of the journal segments merges kept aside in
+    /// `journal/superseded-<ms>/` (never read by the store; delete them by
+    /// hand once they are no longer wanted).
+    pub superseded_journal_bytes: u64,
     /// Files per layout directory; `"."` is the state directory itself.
     pub files: BTreeMap<String, u64>,
     /// Tasks in the store.
@@ -61,6 +66,7 @@ impl StoreMetrics {
         gauge!("statewal_fsync_duration_seconds_total").set(self.fsync_total_seconds);
         gauge!("statewal_journal_bytes").set(self.journal_bytes as f64);
         gauge!("statewal_disk_usage_bytes").set(self.disk_usage_bytes as f64);
+        gauge!("statewal_superseded_journal_bytes").set(self.superseded_journal_bytes as f64);
         gauge!("statewal_tasks").set(self.tasks as f64);
         for (dir, n) in &self.files {
             gauge!("statewal_files", "dir" => dir.clone()).set(*n as f64);
@@ -122,6 +128,17 @@ pub(crate) fn collect(
             }
         }
     }
+    for sub in fs.list_dirs(JOURNAL_DIR)? {
+        if !sub.starts_with(crate::reconcile::SUPERSEDED_PREFIX) {
+            continue;
+        }
+        let sub = fs::join(JOURNAL_DIR, &sub);
+        for name in fs.list(&sub)? {
+            let len = fs.file_len(&fs::join(&sub, &name))?.unwrap_or(0);
+            m.superseded_journal_bytes += len;
+            m.disk_usage_bytes += len;
+        }
+    }
     Ok(m)
 }
 
@@ -141,6 +158,7 @@ impl StoreMetrics {
             disk_usage_bytes: 0,
             files: BTreeMap::new(),
             tasks: 0,
+            superseded_journal_bytes: 0,
         }
     }
 }

@@ -29,7 +29,7 @@ pub(crate) mod survey;
 
 pub use apply::Merged;
 pub(crate) use apply::{
-    Prepared, apply_in_memory, apply_owner, plan, prepare_owner, prepare_reader,
+    Prepared, SUPERSEDED_PREFIX, apply_in_memory, apply_owner, plan, prepare_owner, prepare_reader,
 };
 
 use crate::model::Task;

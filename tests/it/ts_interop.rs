@@ -639,6 +639,9 @@ fn part3_both_servers_take_turns_and_nothing_is_dropped() {
             "{name}"
         );
     }
+    let copied: u64 = segments.values().map(|b| b.len() as u64).sum();
+    let metrics = json_of(dir, &["metrics"]);
+    assert_eq!(metrics["superseded_journal_bytes"], copied, "{metrics}");
     let health = ok(&run(dir, &["verify"]));
     assert!(health.contains("everything checks out"), "{health}");
 

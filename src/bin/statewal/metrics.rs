@@ -89,6 +89,12 @@ pub fn prometheus(m: &StoreMetrics) -> String {
         "Bytes of every file in the state directory and its layout directories.",
         m.disk_usage_bytes as f64,
     );
+    family(
+        "superseded_journal_bytes",
+        "gauge",
+        "Bytes of the journal segments merges kept aside in journal/superseded-<ms>/.",
+        m.superseded_journal_bytes as f64,
+    );
     family("tasks", "gauge", "Tasks in the store.", m.tasks as f64);
     let _ = writeln!(out, "# HELP statewal_files Files per layout directory.");
     let _ = writeln!(out, "# TYPE statewal_files gauge");
