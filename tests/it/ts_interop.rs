@@ -946,3 +946,65 @@ fn the_after_statewal_fixture_comes_out_as_its_readme_says() {
         assert!(sessions.contains(&id), "session {id} kept: {sessions:?}");
     }
 }
+
+/// What part 2 costs: every owner's open reads and parses every task file.
+/// Prints the open's time with `tasks/` in place and with it moved away (so
+/// the difference is the reading and comparing), for 10,000 and 100,000
+/// checkpointed tasks. A measurement, not a check: run it with
+/// `cargo test --release --all-features --test it -- --ignored --nocapture part2_cost`.
+#[test]
+#[ignore]
+fn part2_cost_of_reading_every_task_file_at_open() {
+    for n in [10_000usize, 100_000] {
+        let tmp = crate::util::scratch();
+        let dir = tmp.path();
+        let opts = || {
+            statewal::Options::new(dir)
+                .checkpoint_interval(None)
+                .checkpoint_on_drop(false)
+        };
+        let store = Store::open(opts()).unwrap();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            store
+                .transaction(|tx| {
+                    for i in chunk {
+                        let mut t = task(&format!("task-{i:06}"), "2030-01-01T10:00:00Z", "x");
+                        t.set(
+                            "logs",
+                            json!([{"timestamp": "2030-01-01T10:00:00Z", "message": "m"}]),
+                        )
+                        .unwrap();
+                        tx.put_task(t);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        store.checkpoint().unwrap();
+        drop(store);
+        let time = |label: &str| {
+            let mut best = f64::MAX;
+            let mut recovery = 0.0;
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let store = Store::open(opts()).unwrap();
+                let total = started.elapsed().as_secs_f64() * 1e3;
+                if total < best {
+                    best = total;
+                    recovery = store.recovery_report().duration.as_secs_f64() * 1e3;
+                }
+                assert!(store.recovery_report().decisions.is_empty());
+            }
+            eprintln!("{n} tasks, {label}: open {best:.0} ms (recovery {recovery:.0} ms)");
+            best
+        };
+        let with = time("task files in place");
+        std::fs::rename(dir.join("tasks"), dir.join("tasks.away")).unwrap();
+        std::fs::create_dir(dir.join("tasks")).unwrap();
+        let without = time("no task files");
+        eprintln!(
+            "{n} tasks: reading and comparing the task files costs {:.0} ms",
+            with - without
+        );
+    }
+}
