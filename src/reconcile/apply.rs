@@ -149,7 +149,13 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
             .or_else(|| rec.state.tasks.get(id).map(|t| &**t))
     };
     let files = foreign::task_files(fs)?;
-    let edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current);
+    let ids = rec
+        .state
+        .tasks
+        .keys()
+        .map(String::as_str)
+        .chain(puts.keys().copied());
+    let edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids);
     Ok(Plan { merge, edits })
 }
 

@@ -32,15 +32,25 @@ pub(crate) struct EditPlan {
 }
 
 /// Decides about every file in `files`. `base` is the loaded checkpoint's
-/// tasks, `replayed` the fingerprints of the puts replayed after it, and
-/// `current(id)` the store's copy of a task now.
+/// tasks, `replayed` the fingerprints of the puts replayed after it,
+/// `current(id)` the store's copy of a task now, and `ids` every task the
+/// store holds now: one without a file gets its file written again (the
+/// original server deleted it, or a crash came between setting a file
+/// aside and the checkpoint that writes the store's copy).
 pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
     base: &BTreeMap<String, Arc<Task>>,
     replayed: &HashSet<u64>,
     current: impl Fn(&str) -> Option<&'a Task>,
+    ids: impl Iterator<Item = &'a str>,
 ) -> EditPlan {
     let mut p = EditPlan::default();
+    let on_disk: HashSet<String> = files
+        .iter()
+        .map(|f| f.name[..f.name.len() - ".json".len()].to_string())
+        .collect();
+    p.rewrite
+        .extend(ids.filter(|id| !on_disk.contains(*id)).map(str::to_string));
     for f in files {
         let stem = f.name[..f.name.len() - ".json".len()].to_string();
         let file = match f.task {
