@@ -83,7 +83,10 @@ pub(crate) fn survey(fs: &dyn Fs) -> Result<Survey> {
         Kind::Sealed => None,
         Kind::Unversioned => Some(ForeignFile {
             name: STATE_FILE.into(),
-            bytes: state.expect("an unversioned file was read"),
+            bytes: state
+                .as_deref()
+                .expect("an unversioned file was read")
+                .to_vec(),
             unusable_state: None,
         }),
         Kind::Missing | Kind::Unusable(_) => {
@@ -104,8 +107,11 @@ pub(crate) fn survey(fs: &dyn Fs) -> Result<Survey> {
                     Kind::Unversioned => {
                         found = Some(ForeignFile {
                             name: name.clone(),
-                            bytes: bytes.expect("an unversioned file was read"),
-                            unusable_state: state.clone(),
+                            bytes: bytes
+                                .as_deref()
+                                .expect("an unversioned file was read")
+                                .to_vec(),
+                            unusable_state: state.as_deref().map(<[u8]>::to_vec),
                         });
                         break;
                     }
@@ -126,12 +132,15 @@ pub(crate) fn survey(fs: &dyn Fs) -> Result<Survey> {
     Ok(Survey { history, foreign })
 }
 
-/// A state file's bytes; `None` when missing. A FIFO or other non-regular
-/// file in its place reads as empty bytes: unusable, like a 0-byte file.
-fn read(fs: &dyn Fs, name: &str) -> Result<Option<Vec<u8>>> {
+/// A state file's bytes (mapped when large: most opens only glance at
+/// them); `None` when missing. A FIFO or other non-regular file in its
+/// place reads as empty bytes: unusable, like a 0-byte file.
+fn read(fs: &dyn Fs, name: &str) -> Result<Option<crate::fs::Bytes>> {
     match fs.read(name) {
-        Ok(b) => Ok(b.map(|b| b.to_vec())),
-        Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Some(Vec::new())),
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => {
+            Ok(Some(crate::fs::Bytes::Owned(Vec::new())))
+        }
         Err(e) => Err(e),
     }
 }

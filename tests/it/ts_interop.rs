@@ -1008,3 +1008,34 @@ fn part2_cost_of_reading_every_task_file_at_open() {
         );
     }
 }
+
+// The open's decisions reach subscribers: `state:loaded`'s report lists
+// them, and `state:reconciled` follows it with the same list.
+#[test]
+fn subscribers_hear_every_decision_after_state_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    edit_task_file(dir, "x", |v| {
+        v["updated_at"] = json!("2030-01-01T10:30:00Z")
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let store = Store::open_with_subscriber(crate::util::opts(dir), move |e| {
+        let what = match e {
+            statewal::Event::StateLoaded(r) => format!("loaded {}", r.decisions.len()),
+            statewal::Event::Reconciled(d) => format!("reconciled {}", d[0]),
+            other => other.name().to_string(),
+        };
+        log.lock().unwrap().push(what);
+    })
+    .unwrap();
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], "loaded 1");
+    assert!(
+        got[1].starts_with("reconciled task \"x\": imported"),
+        "{got:?}"
+    );
+    assert_eq!(store.recovery_report().decisions.len(), 1);
+}
