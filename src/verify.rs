@@ -107,7 +107,7 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
         };
         r.files_checked += 1;
         let is_backup = i > 0;
-        if !is_backup && let Some(w) = foreign_state_note(&survey, &bytes) {
+        if !is_backup && let Some(w) = foreign_state_note(&survey) {
             r.warnings.push(w);
             continue;
         }
@@ -153,38 +153,18 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
 }
 
 /// What to say, instead of damage, about a `state.json` the original
-/// server left for statewal's next open to reconcile (`crate::reconcile`):
-/// one written without a version over statewal's journal (merged at the
-/// next open), or, with no statewal history, one left empty or cut short
-/// beside a valid backup of its own (migrated from that backup).
-fn foreign_state_note(survey: &crate::reconcile::survey::Survey, bytes: &[u8]) -> Option<Warning> {
+/// server wrote over statewal's history: it is valid (version 0), but it
+/// does not know the journal, and the next owner's open merges the two
+/// (`crate::reconcile`). (An empty or cut-short `state.json` stays damage,
+/// whoever wrote it: see `docs/decisions.md`.)
+fn foreign_state_note(survey: &crate::reconcile::survey::Survey) -> Option<Warning> {
     let f = survey.foreign.as_ref()?;
-    let message = if f.name == STATE_FILE && survey.history {
-        "written by the original server (no version) over statewal's journal: not damage; \
-         it needs a merge at the next open, which keeps the newer copy of each task"
-            .to_string()
-    } else if f.name != STATE_FILE && !layout::written_by_statewal(bytes) {
-        format!(
-            "unusable ({}), as the original server's overlapping saves leave it: the next open \
-             takes {}, its newest valid backup, merged with tasks/{}",
-            if bytes.is_empty() {
-                "empty"
-            } else {
-                "not a whole JSON object"
-            },
-            f.name,
-            if survey.history {
-                " and then with statewal's journal"
-            } else {
-                ""
-            }
-        )
-    } else {
-        return None;
-    };
-    Some(Warning {
+    (f.name == STATE_FILE && survey.history).then(|| Warning {
         file: STATE_FILE.into(),
-        message,
+        message: "written by the original server (no version) over statewal's journal: not \
+                  damage; it needs a merge at the next open, which keeps the newer copy of each \
+                  task"
+            .into(),
     })
 }
 

@@ -657,9 +657,12 @@ fn part3_both_servers_take_turns_and_nothing_is_dropped() {
     }
     ts.save_state(&tasks);
     let second = std::fs::read(dir.join("state.json")).unwrap();
-    let out = json_of(dir, &["checkpoint"]);
+    // This time through `statewal migrate`, which opens the store to merge.
+    let out = json_of(dir, &["migrate"]);
+    assert_eq!(out["merge"], true, "{out}");
+    assert_eq!(out["backup"], "state.pre-migration.backup.1.json");
     check_decision(
-        &decisions(&out["recovery"]["decisions"]),
+        &decisions(&out["decisions"]),
         "t8",
         "foreign",
         "2030-01-01T12:00:00.000Z",
@@ -853,7 +856,18 @@ fn check_fixture(
 ) {
     let tmp = copy_of(name);
     let dir = tmp.path();
+    // Reads first: they open read-only, must not fail, and write nothing.
+    let before = snapshot(dir);
     let dry = json_of(dir, &["migrate", "--dry-run"]);
+    let read = listed(dir);
+    // (The zero-state fixture's empty state.json is damage to verify: exit 1.)
+    let verified = run(dir, &["verify", "--json"]);
+    assert!(
+        matches!(verified.status.code(), Some(0 | 1)),
+        "{name}: {verified:?}"
+    );
+    json_of(dir, &["metrics"]);
+    assert_eq!(snapshot(dir), before, "{name}: a read wrote something");
     let out = json_of(dir, &["checkpoint"]);
     let seen = listed(dir);
     let log = log_text(dir);
@@ -887,6 +901,10 @@ fn check_fixture(
         }
     }
     assert_eq!(seen.len(), table.len(), "{name}: {:?}", seen.keys());
+    assert_eq!(
+        read, seen,
+        "{name}: a reader saw what the owner's open gives"
+    );
     let again = json_of(dir, &["checkpoint"]);
     assert_eq!(again["recovery"]["decisions"], json!([]), "{name}: {again}");
 }
