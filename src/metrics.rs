@@ -233,6 +233,7 @@ mod tests {
         m.fsyncs = 7;
         m.fsync_total_seconds = 0.25;
         m.journal_bytes = 4096;
+        m.superseded_journal_bytes = 512;
         m.files.insert("tasks".into(), 2);
         let capture = Capture::default();
         ::metrics::with_local_recorder(&capture, || m.publish());
@@ -242,6 +243,7 @@ mod tests {
         assert_eq!(seen["statewal_fsync_duration_seconds_total{}"], 0.25);
         assert_eq!(seen["statewal_journal_bytes{}"], 4096.0);
         assert_eq!(seen["statewal_files{dir=tasks}"], 2.0);
-        assert_eq!(seen.len(), 12, "{seen:?}");
+        assert_eq!(seen["statewal_superseded_journal_bytes{}"], 512.0);
+        assert_eq!(seen.len(), 13, "{seen:?}");
     }
 }
