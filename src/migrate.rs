@@ -416,6 +416,16 @@ fn migrate_surveyed(
             };
             let input = parse_json(fs, STATE_FILE, &bytes)?;
             let from = version_of(&input).map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
+            if from == UNVERSIONED && layout::written_by_statewal(&bytes) {
+                // A flipped bit in statewal's own `version` key: damage, not
+                // the original server's file (migrating would drop the seal
+                // that says so).
+                return Err(layout::corrupt_state(
+                    fs,
+                    STATE_FILE,
+                    "statewal's checksum is there but the version is not: damaged",
+                ));
+            }
             report.tasks = input["tasks"].as_array().map_or(0, Vec::len);
             report.from = Some(from.clone());
             let steps = plan(&from).map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;

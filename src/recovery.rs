@@ -894,7 +894,10 @@ fn read_candidate(
         Err(e) => return Err(e),
     };
     let crc = crc32fast::hash(&bytes);
-    if crate::reconcile::survey::has_version(&bytes) != Some(false) {
+    // statewal's own (its seal is checked), or not a JSON object at all.
+    if layout::written_by_statewal(&bytes)
+        || crate::reconcile::survey::has_version(&bytes) != Some(false)
+    {
         return Ok(layout::parse_state(&bytes).map(|s| (s, crc)));
     }
     if history {

@@ -7,13 +7,16 @@
 //! checkpoint's, one replayed from the journal, or the recovered one) is
 //! not an edit: the journal moved on since a checkpoint wrote it, or a
 //! checkpoint was interrupted between writing task files and `state.json`.
-//! Anything else is an edit: imported when it wins [`newest`] against the
-//! recovered copy (or the store has no such task), else set aside. A file
+//! Anything else is an edit: imported when it is newer than the recovered
+//! copy by [`compare`] (or the store has no such task), else set aside; a
+//! full tie is not newer, so it is set aside too (unlike a merge with the
+//! original server's state, where the foreign copy wins a tie). A file
 //! that is not a task is set aside too.
 
 use super::foreign::TaskFile;
-use super::{Action, Candidate, Decision, Winner, fingerprint, newest};
+use super::{Action, Candidate, Decision, compare, fingerprint};
 use crate::model::Task;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -94,7 +97,7 @@ pub(crate) fn plan<'a>(
             p.imports.push(file);
             continue;
         };
-        let (winner, reason) = newest(
+        let (order, reason) = compare(
             Candidate {
                 task: cur,
                 source: super::merge::STATEWAL,
@@ -104,8 +107,19 @@ pub(crate) fn plan<'a>(
                 source: &f.path,
             },
         );
-        match winner {
-            Winner::Theirs => {
+        // Only a newer edit is imported. On a full tie the file is set
+        // aside: it is not newer, and bit rot in a stale task file, or an
+        // edit that changed neither updated_at nor logs, must not undo an
+        // acknowledged put (found by the JSON bit-flip sweep).
+        let reason = match order {
+            Ordering::Equal => format!(
+                "{}; not newer, so the store's copy is kept",
+                reason.replace(", written last", "")
+            ),
+            _ => reason,
+        };
+        match order {
+            Ordering::Less => {
                 p.decisions.push(Decision {
                     task: id,
                     action: Action::Imported,
@@ -115,7 +129,7 @@ pub(crate) fn plan<'a>(
                 });
                 p.imports.push(file);
             }
-            Winner::Ours => {
+            Ordering::Equal | Ordering::Greater => {
                 p.decisions.push(Decision {
                     task: id.clone(),
                     action: Action::SetAside,

@@ -13,7 +13,7 @@
 //!   are journaled, then a checkpoint replaces the foreign file ([`merge`]).
 //! - **Out-of-band edits** (part 2): at every owner open, a task file that
 //!   differs from every copy statewal itself wrote of that task is an edit;
-//!   it is imported when it wins, else set aside ([`edits`]).
+//!   it is imported when it is newer, else set aside ([`edits`]).
 //!
 //! Everywhere, between two copies of a task, [`newest`] decides.
 //!
@@ -65,6 +65,19 @@ pub struct Candidate<'a> {
 /// ("tasks/a.json has updated_at X > Y", "same updated_at, 7 logs > 5",
 /// "full tie: tasks/a.json, written last").
 pub fn newest(ours: Candidate<'_>, theirs: Candidate<'_>) -> (Winner, String) {
+    let (order, reason) = compare(ours, theirs);
+    let winner = if order == Ordering::Greater {
+        Winner::Ours
+    } else {
+        Winner::Theirs
+    };
+    (winner, reason)
+}
+
+/// [`newest`] without its tie-break: `Greater` when `ours` is newer,
+/// `Less` when `theirs` is, `Equal` on a full tie (same `updated_at`, as
+/// far as both parse, and as many `logs`), with the reason in words.
+pub fn compare(ours: Candidate<'_>, theirs: Candidate<'_>) -> (Ordering, String) {
     let (a, b) = (ours.task, theirs.task);
     let time = |t: &Task| t.updated_at_str().unwrap_or("none").to_string();
     let by_time = match (a.updated_at(), b.updated_at()) {
@@ -75,9 +88,9 @@ pub fn newest(ours: Candidate<'_>, theirs: Candidate<'_>) -> (Winner, String) {
     };
     let winner = |o: Ordering| {
         if o == Ordering::Greater {
-            (Winner::Ours, ours, theirs)
+            (o, ours, theirs)
         } else {
-            (Winner::Theirs, theirs, ours)
+            (o, theirs, ours)
         }
     };
     if by_time != Ordering::Equal {
@@ -119,7 +132,7 @@ pub fn newest(ours: Candidate<'_>, theirs: Candidate<'_>) -> (Winner, String) {
         );
     }
     (
-        Winner::Theirs,
+        Ordering::Equal,
         format!(
             "full tie ({same}, {} logs): {}, written last",
             b.logs().len(),
@@ -318,6 +331,21 @@ mod tests {
             "a full tie goes to the copy written last"
         );
         assert!(why.starts_with("full tie"), "{why}");
+        assert_eq!(
+            compare(
+                Candidate {
+                    task: &five,
+                    source: "statewal"
+                },
+                Candidate {
+                    task: &other,
+                    source: "tasks/a.json"
+                }
+            )
+            .0,
+            Ordering::Equal,
+            "compare leaves the tie to the caller"
+        );
         let bare = task(json!({"id": "a"}));
         let (w, why) = pick(&bare, &task(json!({"id": "a", "x": 2})));
         assert_eq!(w, Winner::Theirs);

@@ -14,8 +14,9 @@ pub(crate) enum Kind {
     /// Empty, cut short, not JSON, not a regular file, or an unversioned
     /// file that does not migrate: why.
     Unusable(String),
-    /// Written by statewal: it has a `version` (and usually `journal_seq`,
-    /// `store_id`, a checksum). Whether it loads is recovery's question.
+    /// Written by statewal: it has a `version` first or statewal's seal
+    /// (and usually `journal_seq`, `store_id`). Whether it loads, damaged
+    /// or not, is recovery's question.
     Sealed,
     /// Written by the original server (or by hand): no `version`, and it
     /// migrates in memory.
@@ -68,15 +69,10 @@ pub(crate) fn survey(fs: &dyn Fs) -> Result<Survey> {
         .iter()
         .any(|n| parse_segment_name(n).is_some());
     let state = read(fs, STATE_FILE)?;
-    let state_kind = match classify(state.as_deref()) {
-        // Damaged, but statewal wrote it (its version first, or its seal):
-        // statewal wrote last, and every backup is older than this file,
-        // so none of them is foreign news. Recovery falls back as usual.
-        Kind::Unusable(_) if state.as_deref().is_some_and(layout::written_by_statewal) => {
-            Kind::Sealed
-        }
-        kind => kind,
-    };
+    // A damaged state.json that statewal wrote is `Sealed` too: statewal
+    // wrote last, and every backup is older than this file, so none of them
+    // is foreign news. Recovery falls back as usual.
+    let state_kind = classify(state.as_deref());
     let mut history = segments || state_kind == Kind::Sealed;
     let backups = layout::list_backups(fs)?;
     let foreign = match state_kind {
@@ -150,6 +146,11 @@ pub(crate) fn classify(bytes: Option<&[u8]>) -> Kind {
     let Some(bytes) = bytes else {
         return Kind::Missing;
     };
+    // statewal's seal (or its `version` first) says statewal wrote it, even
+    // when a flipped bit hid the `version` key: never the original server's.
+    if crate::layout::written_by_statewal(bytes) {
+        return Kind::Sealed;
+    }
     match has_version(bytes) {
         None if bytes.is_empty() => Kind::Unusable("empty".into()),
         None => Kind::Unusable("not a JSON object".into()),

@@ -365,6 +365,9 @@ fn statewal_dir(dir: &Path) {
     store
         .put_task(task("y", "2030-01-01T10:00:00Z", "y by statewal"))
         .unwrap();
+    store
+        .put_task(task("w", "2030-01-01T10:00:00Z", "w by statewal"))
+        .unwrap();
     store.shutdown().unwrap();
 }
 
@@ -390,6 +393,8 @@ fn part2_a_newer_hand_edit_is_imported_and_an_older_one_set_aside() {
         v["description"] = json!("an old edit");
         v["updated_at"] = json!("2030-01-01T09:00:00Z");
     });
+    // Neither newer nor older: the same updated_at and logs.
+    let tie = edit_task_file(dir, "w", |v| v["description"] = json!("w, same time"));
     std::fs::write(dir.join("tasks/junk.json"), b"{\"id\": \"junk\", ").unwrap();
     let before = snapshot(dir);
 
@@ -416,6 +421,9 @@ fn part2_a_newer_hand_edit_is_imported_and_an_older_one_set_aside() {
         "statewal has updated_at 2030-01-01T10:00:00Z > 2030-01-01T09:00:00Z",
     );
     check_decision(&d, "junk", "set_aside", "not a task");
+    check_decision(&d, "w", "set_aside", "full tie");
+    assert_eq!(std::fs::read(&edited_copies(dir, "w")[0]).unwrap(), tie);
+    assert_eq!(json_of(dir, &["show", "w"])["description"], "w by statewal");
     let y_aside = edited_copies(dir, "y");
     assert_eq!(y_aside.len(), 1, "y's edit set aside once");
     assert_eq!(std::fs::read(&y_aside[0]).unwrap(), older, "byte for byte");
