@@ -743,7 +743,8 @@ fn a_planted_last_stamp_does_not_unorder_statewals_own_backups() {
     assert_eq!(listed, ["a", "b", "c"]);
 }
 
-// Found by review, not fixed here (it waits on the merge of parts 1 and 2):
+// Found by review, fixed by the merge of parts 1 and 2 (verify reads a task
+// file with the original server's status names as the open maps them):
 // part 5 asks that `verify` and `health` exit 0 on a healthy migrated
 // directory of the original server, and the test above shows it on the
 // tidy fixture. On the live one, `migrate` and an owner open leave
@@ -753,9 +754,8 @@ fn a_planted_last_stamp_does_not_unorder_statewals_own_backups() {
 // exits 1, for ever. Either the open imports the newer task file (part 1's
 // merge rewrites it with statewal's spelling at the next checkpoint) or
 // `verify` reads a task file of the original server's as version 0. Which
-// one is the merge helper's call; un-ignore once it lands.
+// one is the merge helper's call.
 #[test]
-#[ignore = "waits on the merge of parts 1 and 2 (tasks/ files of the original server)"]
 fn verify_passes_the_live_fixture_after_migrate_and_an_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
