@@ -416,15 +416,11 @@ fn migrate_surveyed(
             };
             let input = parse_json(fs, STATE_FILE, &bytes)?;
             let from = version_of(&input).map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
-            if from == UNVERSIONED && layout::written_by_statewal(&bytes) {
+            if from == UNVERSIONED {
                 // A flipped bit in statewal's own `version` key: damage, not
-                // the original server's file (migrating would drop the seal
-                // that says so).
-                return Err(layout::corrupt_state(
-                    fs,
-                    STATE_FILE,
-                    "statewal's checksum is there but the version is not: damaged",
-                ));
+                // the original server's file.
+                layout::not_sealed_by_statewal(&bytes)
+                    .map_err(|e| layout::corrupt_state(fs, STATE_FILE, &e))?;
             }
             report.tasks = input["tasks"].as_array().map_or(0, Vec::len);
             report.from = Some(from.clone());
