@@ -114,6 +114,8 @@ pub(crate) struct Recovered {
     /// The tasks of the loaded checkpoint, before replay: a task file equal
     /// to one of them is a copy statewal wrote, not an edit.
     pub base_tasks: std::collections::BTreeMap<String, std::sync::Arc<crate::model::Task>>,
+    /// The session records of the loaded checkpoint, before replay.
+    pub base_sessions: std::collections::BTreeMap<String, std::sync::Arc<serde_json::Value>>,
     /// A [`crate::reconcile::fingerprint`] of every task put replayed, for
     /// the same question about task files a checkpoint wrote before it was
     /// interrupted.
@@ -224,6 +226,7 @@ fn recover_once(
     let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id) =
         load_checkpoint(fs, journal_id, rule, journal_start)?;
     let base_tasks = state.tasks.clone();
+    let base_sessions = state.sessions.clone();
     // The segments are listed before the state file (its store id is judged
     // against theirs); a writer's checkpoint in between may have rotated or
     // removed segments, so a reader lists again and retries on a change.
@@ -399,6 +402,7 @@ fn recover_once(
         checkpoint_now: replay.left_damage || fell_back,
         store_id,
         base_tasks,
+        base_sessions,
         replayed_puts: replay.replayed_puts,
     }))
 }

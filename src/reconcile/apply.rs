@@ -28,7 +28,7 @@ use crate::error::Result;
 use crate::fs::{self, Fs};
 use crate::journal::{JOURNAL_DIR, parse_segment_name};
 use crate::model::Task;
-use crate::recovery::{BaseRule, Recovered};
+use crate::recovery::{BaseRule, LoadedFrom, Recovered};
 use crate::state::State;
 use crate::store::{Mutation, Store};
 use serde::Serialize;
@@ -138,7 +138,18 @@ impl Plan {
 /// Plans the merge (when `view` is given) and the edits of `tasks/`
 /// against the recovered state, the merge's puts included.
 pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> Result<Plan> {
-    let merge = view.map(|v| (v.base.clone(), merge::plan(&rec.state, v)));
+    // Only a checkpoint statewal sealed holds copies statewal wrote; the
+    // foreign view, standing in for one, holds the original server's.
+    let sealed = matches!(
+        rec.report.loaded_from,
+        LoadedFrom::StateFile | LoadedFrom::Backup(_)
+    );
+    let written = merge::Written {
+        tasks: sealed.then_some(&rec.base_tasks),
+        sessions: sealed.then_some(&rec.base_sessions),
+        puts: &rec.replayed_puts,
+    };
+    let merge = view.map(|v| (v.base.clone(), merge::plan(&rec.state, v, &written)));
     let puts: std::collections::HashMap<&str, &Task> = merge
         .iter()
         .flat_map(|(_, m)| m.puts.iter().map(|t| (t.id(), t)))

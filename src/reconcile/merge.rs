@@ -8,6 +8,8 @@ use crate::model::Task;
 use crate::state::State;
 use serde_json::Value;
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// What a merge journals, and why.
 #[derive(Default)]
@@ -23,10 +25,40 @@ pub(crate) struct MergePlan {
 /// Where statewal's copies come from, in the reasons.
 pub(crate) const STATEWAL: &str = "statewal";
 
+/// What statewal itself wrote before the original server's turn: the
+/// sealed checkpoint recovery loaded (the one that server loaded in turn)
+/// and every task put replayed from the journal.
+pub(crate) struct Written<'a> {
+    /// The loaded checkpoint's tasks, when it is one statewal sealed.
+    pub tasks: Option<&'a BTreeMap<String, Arc<Task>>>,
+    /// Its session records, likewise.
+    pub sessions: Option<&'a BTreeMap<String, Arc<Value>>>,
+    /// Fingerprints of the task puts replayed.
+    pub puts: &'a HashSet<u64>,
+}
+
+impl Written<'_> {
+    /// Whether `t` is a copy statewal wrote: the original server then
+    /// loaded it and left it as it was.
+    fn task(&self, t: &Task) -> bool {
+        self.tasks
+            .and_then(|b| b.get(t.id()))
+            .is_some_and(|b| **b == *t)
+            || self
+                .puts
+                .contains(&super::fingerprint(t.id(), &t.to_json()))
+    }
+}
+
 /// Merges `view` (the foreign side) into `state` (statewal's, recovered):
 /// per task, [`newest`] between statewal's copy and the foreign one, which
 /// wins a full tie since it wrote last; a task either side lacks is kept.
-pub(crate) fn plan(state: &State, view: &ForeignView) -> MergePlan {
+/// A foreign copy that is one statewal wrote (`written`) is not the
+/// original server's change: it loaded that copy and left it alone, so
+/// statewal's later copy is kept whatever the rule would say (without an
+/// `updated_at`, a stale copy would win the tie and undo an acknowledged
+/// put).
+pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> MergePlan {
     let mut p = MergePlan::default();
     for (id, (theirs, source)) in &view.tasks {
         let Some(ours) = state.tasks.get(id) else {
@@ -45,7 +77,7 @@ pub(crate) fn plan(state: &State, view: &ForeignView) -> MergePlan {
         if **ours == *theirs {
             continue;
         }
-        let (winner, reason) = newest(
+        let (mut winner, mut reason) = newest(
             Candidate {
                 task: ours,
                 source: STATEWAL,
@@ -55,6 +87,13 @@ pub(crate) fn plan(state: &State, view: &ForeignView) -> MergePlan {
                 source,
             },
         );
+        if winner == Winner::Theirs && written.task(theirs) {
+            winner = Winner::Ours;
+            reason = format!(
+                "{source} holds a copy statewal wrote before the original server's turn (that \
+                 server did not change it), so statewal's later copy is kept ({reason})"
+            );
+        }
         let (action, kept, other) = match winner {
             Winner::Theirs => (Action::Foreign, source.clone(), STATEWAL.to_string()),
             Winner::Ours => (Action::Statewal, STATEWAL.to_string(), source.clone()),
@@ -85,13 +124,13 @@ pub(crate) fn plan(state: &State, view: &ForeignView) -> MergePlan {
             });
         }
     }
-    plan_sessions(state, view, &mut p);
+    plan_sessions(state, view, written, &mut p);
     p
 }
 
 /// Session records have no `logs`: the later `updated_at` wins, else the
 /// foreign copy (written last); one only the foreign side has is kept.
-fn plan_sessions(state: &State, view: &ForeignView, p: &mut MergePlan) {
+fn plan_sessions(state: &State, view: &ForeignView, written: &Written<'_>, p: &mut MergePlan) {
     for theirs in &view.sessions {
         let Some(id) = crate::journal::op::session_id(theirs) else {
             continue;
@@ -109,6 +148,22 @@ fn plan_sessions(state: &State, view: &ForeignView, p: &mut MergePlan) {
                 p.sessions.push(theirs.clone());
             }
             Some(ours) if **ours == *theirs => {}
+            Some(_)
+                if written
+                    .sessions
+                    .and_then(|b| b.get(id))
+                    .is_some_and(|b| **b == *theirs) =>
+            {
+                p.decisions.push(Decision {
+                    task: label,
+                    action: Action::Statewal,
+                    kept: STATEWAL.into(),
+                    other: Some(view.base.clone()),
+                    reason: "the foreign session record is the one statewal checkpointed before \
+                             the original server's turn (that server did not change it)"
+                        .into(),
+                });
+            }
             Some(ours) => {
                 let time = |v: &Value| v.get("updated_at").and_then(crate::task::parse_time);
                 let ours_newer = match (time(ours), time(theirs)) {

@@ -1065,3 +1065,69 @@ fn subscribers_hear_every_decision_after_state_loaded() {
     );
     assert_eq!(store.recovery_report().decisions.len(), 1);
 }
+
+// Review (issue 9): the original server loads statewal's last checkpoint
+// and saves every task back, changed or not. Without `updated_at` (statewal
+// stamps nothing by default) its untouched copy of a task tied with
+// statewal's later, acknowledged put in the journal, won the tie as "written
+// last", and undid the put. A foreign copy that is one statewal wrote is the
+// original server leaving the task alone: statewal's later copy is kept.
+#[test]
+fn part3_an_untouched_foreign_copy_never_undoes_a_later_statewal_put() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bare = |v: Value| Task::from_value(v).unwrap();
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        store
+            .put_task(bare(json!({"id": "a", "status": "pending"})))
+            .unwrap();
+        store
+            .put_task(bare(json!({"id": "b", "status": "pending"})))
+            .unwrap();
+        store.put_session(json!({"id": "s1", "n": 1})).unwrap();
+        store.checkpoint().unwrap();
+        // Acknowledged, in the journal only.
+        store
+            .put_task(bare(json!({"id": "a", "status": "completed"})))
+            .unwrap();
+        store.put_session(json!({"id": "s1", "n": 2})).unwrap();
+    }
+    let mut ts = Ts::new(dir);
+    let mut tasks = ts.load_tasks();
+    for t in &mut tasks {
+        if t["id"] == "b" {
+            t["status"] = json!("failed");
+            ts.save_task(t);
+        }
+    }
+    // The original server saves its sessions as it loaded them.
+    let sessions = {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        v["sessions"].clone()
+    };
+    ts.save_state(&tasks);
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    v["sessions"] = sessions;
+    write_json(&dir.join("state.json"), &v);
+
+    let seen = listed(dir);
+    assert_eq!(seen["a"]["status"], "completed", "a reader: {seen:?}");
+    let out = json_of(dir, &["checkpoint"]);
+    let d = decisions(&out["recovery"]["decisions"]);
+    check_decision(&d, "a", "statewal", "a copy statewal wrote");
+    check_decision(&d, "b", "foreign", "full tie");
+    check_decision(&d, "session s1", "statewal", "statewal checkpointed");
+    let seen = listed(dir);
+    assert_eq!(
+        seen["b"]["status"], "failed",
+        "the original server's change"
+    );
+    assert_eq!(
+        seen["a"]["status"], "completed",
+        "statewal's acknowledged put is kept"
+    );
+    assert_eq!(json_of(dir, &["get-session", "s1"])["n"], 2);
+}
