@@ -232,6 +232,7 @@ pub(crate) fn apply_owner(
         }
         edits.decisions.extend(refused);
     }
+    not_regular(fs, &mut edits)?;
     let renamed = set_aside(fs, &edits.set_aside)?;
     for d in &mut edits.decisions {
         if d.action == Action::SetAside
@@ -321,6 +322,39 @@ fn journal_in_batches(store: &Store, muts: Vec<Mutation>) -> Result<Vec<Decision
         store.submit_batch_as_is(batch)?.wait()?;
     }
     Ok(refused)
+}
+
+/// Finds, among the tasks whose file the next checkpoint writes, those
+/// where something that is not a regular file has the file's name (a
+/// directory, a symlink, a FIFO: `list` shows none of them). The checkpoint
+/// could not write over a directory (every checkpoint would fail), and
+/// would replace a symlink or FIFO unseen; each is set aside instead (the
+/// rename moves the entry itself and never follows it), and reported.
+fn not_regular(fs: &dyn Fs, edits: &mut EditPlan) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for id in &edits.rewrite {
+        let path = fs::join(crate::layout::TASKS_DIR, &crate::layout::task_file(id));
+        if !seen.insert(path.clone()) || edits.set_aside.contains(&path) {
+            continue;
+        }
+        match fs.file_len(&path) {
+            Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {
+                edits.decisions.push(Decision {
+                    task: id.clone(),
+                    action: Action::SetAside,
+                    kept: super::merge::STATEWAL.into(),
+                    other: Some(path.clone()),
+                    reason: format!(
+                        "not a regular file ({e}): set aside so the store's copy can be written"
+                    ),
+                });
+                edits.set_aside.push(path);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Renames each task file to `<path>.edited-<ms>` (a free name), then syncs
