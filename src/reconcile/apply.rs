@@ -365,8 +365,12 @@ fn set_aside(fs: &dyn Fs, paths: &[String]) -> Result<Vec<(String, String)>> {
     for path in paths {
         let to = loop {
             let to = format!("{path}.edited-{ms}");
-            if fs.file_len(&to)?.is_none() {
-                break to;
+            match fs.file_len(&to) {
+                Ok(None) => break to,
+                // Taken, by a file or by a directory, symlink or FIFO.
+                Ok(Some(_)) => {}
+                Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {}
+                Err(e) => return Err(e),
             }
             ms += 1;
         };

@@ -1189,3 +1189,34 @@ fn part2_a_directory_symlink_or_fifo_named_like_a_task_file_is_set_aside() {
     let again = json_of(dir, &["checkpoint"]);
     assert_eq!(again["recovery"]["decisions"], json!([]), "{again}");
 }
+
+// Review (issue 9): the name an edit is set aside under skips names that are
+// taken, but a directory (or symlink) at `<id>.json.edited-<ms>` failed the
+// open ("not a regular file") instead of being taken as taken.
+#[test]
+fn part2_an_edited_name_taken_by_a_directory_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    let tie = edit_task_file(dir, "w", |v| v["description"] = json!("w, same time"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for ms in now..now + 3_000 {
+        std::fs::create_dir(dir.join(format!("tasks/w.json.edited-{ms}"))).unwrap();
+    }
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        "w",
+        "set_aside",
+        "full tie",
+    );
+    let files: Vec<PathBuf> = edited_copies(dir, "w")
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(std::fs::read(&files[0]).unwrap(), tie);
+}
