@@ -8,7 +8,9 @@
 //!    `sessions/`, `reports/` files, remove deleted and archived ones, and
 //!    apply pending log appends;
 //! 3. rename the previous `state.json`, if it is valid (an unversioned one
-//!    that migrates included), to a backup;
+//!    that migrates included), to a backup; an unversioned one that does
+//!    not migrate (another writer's) is first copied to a pre-migration
+//!    backup;
 //! 4. write the new `state.json`, which records the journal position;
 //! 5. prune backups past the configured count;
 //! 6. remove journal segments covered by the *previous* checkpoint.
@@ -260,6 +262,23 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
     let recoverable =
         ctx.state_crc == Some(crc32fast::hash(&bytes)) || layout::parse_state(&bytes).is_ok();
     let unversioned = !recoverable && layout::parse_state_any_version(&bytes).is_ok();
+    if !recoverable
+        && !unversioned
+        && !layout::written_by_statewal(&bytes)
+        && crate::reconcile::survey::has_version(&bytes) == Some(false)
+    {
+        // A JSON object without a version that does not migrate (a status
+        // statewal does not know, a session that is not an object): another
+        // writer's, the original server's, and what it holds is nowhere
+        // else. Kept as a pre-migration backup (numbered, never pruned;
+        // `migrate --rollback` puts it back) before it is replaced.
+        let kept = crate::migrate::keep_pre_migration(fs, &bytes)?;
+        tracing::warn!(
+            file = %fs.describe(STATE_FILE), kept = %kept,
+            "state.json was written without a version and does not migrate; kept before it is replaced"
+        );
+        return Ok(false);
+    }
     drop(bytes);
     if !recoverable && !unversioned {
         tracing::warn!(file = %fs.describe(STATE_FILE), "state.json is corrupt; not keeping it as a backup");

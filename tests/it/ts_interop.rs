@@ -1220,3 +1220,48 @@ fn part2_an_edited_name_taken_by_a_directory_is_skipped() {
     assert_eq!(files.len(), 1);
     assert_eq!(std::fs::read(&files[0]).unwrap(), tie);
 }
+
+// Review (issue 9): a state.json the original server rewrote over statewal's
+// history, which does not migrate (a status statewal does not know), was
+// "corrupt" to the open's checkpoint: not kept as a backup, and replaced.
+// Its tasks and sessions existed nowhere else. It is kept now as a
+// pre-migration backup (numbered, never pruned) before it is replaced, and
+// `migrate --rollback` would put it back.
+#[test]
+fn a_state_json_of_the_original_server_that_does_not_migrate_is_kept_before_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    let mut ts = Ts::new(dir);
+    let mut tasks = ts.load_tasks();
+    tasks.push(ts_task("n", "exploded", "2030-01-01T11:00:00.000Z", 0));
+    ts.save_state(&tasks);
+    let foreign = std::fs::read(dir.join("state.json")).unwrap();
+
+    let out = run(dir, &["checkpoint"]);
+    let _ = out;
+    let kept: Vec<PathBuf> = crate::util::tree(dir)
+        .into_iter()
+        .filter(|p| std::fs::read(dir.join(p)).ok().as_deref() == Some(&foreign[..]))
+        .collect();
+    assert!(
+        kept.iter().any(|p| p
+            .to_str()
+            .unwrap()
+            .starts_with("state.pre-migration.backup")),
+        "the original server's state.json was dropped: {kept:?}"
+    );
+    // Still there after more opens, and copied once.
+    ok(&run(dir, &["checkpoint"]));
+    ok(&run(dir, &["checkpoint"]));
+    let pre: Vec<PathBuf> = crate::util::tree(dir)
+        .into_iter()
+        .filter(|p| {
+            p.to_str()
+                .unwrap()
+                .starts_with("state.pre-migration.backup")
+        })
+        .collect();
+    assert_eq!(pre.len(), 1, "{pre:?}");
+    assert_eq!(std::fs::read(dir.join(&pre[0])).unwrap(), foreign);
+}
