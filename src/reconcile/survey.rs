@@ -173,13 +173,11 @@ pub(crate) fn has_version(bytes: &[u8]) -> Option<bool> {
     {
         return Some(true);
     }
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        version: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_slice::<Probe>(bytes)
+    // A map of ignored values, not a derived struct: a derived struct also
+    // accepts a JSON array, and took `[1]` for an object with a `version`.
+    serde_json::from_slice::<std::collections::HashMap<String, serde::de::IgnoredAny>>(bytes)
         .ok()
-        .map(|p| p.version.is_some())
+        .map(|m| m.contains_key("version"))
 }
 
 #[cfg(test)]
@@ -209,5 +207,10 @@ mod tests {
             )),
             Kind::Unusable(_)
         ));
+        // Not an object: never statewal's, never the original server's.
+        for array in [&b"[1]"[..], b"[\"1.0.0\"]", b"[{\"tasks\": []}]", b"[null]"] {
+            assert_eq!(has_version(array), None);
+            assert!(matches!(classify(Some(array)), Kind::Unusable(_)));
+        }
     }
 }

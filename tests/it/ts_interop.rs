@@ -1265,3 +1265,32 @@ fn a_state_json_of_the_original_server_that_does_not_migrate_is_kept_before_repl
     assert_eq!(pre.len(), 1, "{pre:?}");
     assert_eq!(std::fs::read(dir.join(&pre[0])).unwrap(), foreign);
 }
+
+// Review (issue 9): a `state.json` that is a JSON array was read as one
+// with a `version` (a derived probe struct accepts a sequence), so the
+// survey took the original server's directory for statewal's history:
+// its valid backups were never used and a reader lost the task that was
+// only in them. It is unusable, as an empty `state.json` is.
+#[test]
+fn a_state_json_that_is_a_json_array_is_unusable_not_statewals() {
+    let empty = copy_of("ts-server-v0-live");
+    std::fs::write(empty.path().join("state.json"), b"").unwrap();
+    let want = listed(empty.path());
+    for bytes in [&b"[1]"[..], b"[\"1.0.0\", {}]", b"[{\"tasks\": []}]"] {
+        let tmp = copy_of("ts-server-v0-live");
+        let dir = tmp.path();
+        std::fs::write(dir.join("state.json"), bytes).unwrap();
+        assert_eq!(
+            listed(dir).keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+        let out = json_of(dir, &["checkpoint"]);
+        assert_eq!(listed(dir), want, "{out}");
+        assert_eq!(
+            std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
+            bytes
+        );
+    }
+}
