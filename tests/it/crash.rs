@@ -273,6 +273,12 @@ fn check_state(fs: &SimFs, exp: &Expect) -> Result<Model, String> {
     if !exp.candidates().any(|m| m.tasks == tasks) {
         return Err(format!("recovered tasks {tasks:?}, expected {exp:?}"));
     }
+    // Nobody edits tasks/ by hand here: every task file a crash leaves is
+    // one statewal wrote, never taken for an edit (imported or set aside).
+    let decisions = &store.recovery_report().decisions;
+    if !decisions.is_empty() {
+        return Err(format!("task files statewal wrote taken for edits: {decisions:?}"));
+    }
     store
         .checkpoint()
         .map_err(|e| format!("checkpoint after recovery failed: {e}"))?;
