@@ -217,7 +217,14 @@ fn is_unversioned(bytes: &[u8]) -> bool {
 /// that would end the check.
 fn read_or_note(fs: &dyn Fs, name: &str, r: &mut VerifyReport) -> Result<Option<crate::fs::Bytes>> {
     match fs.read(name) {
-        Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {
+        // Not a regular file, or too large to read into memory (a planted
+        // sparse file): a finding, not a failed verify.
+        Err(e)
+            if matches!(
+                e.kind(),
+                crate::error::ErrorKind::InvalidInput | crate::error::ErrorKind::TooLarge
+            ) =>
+        {
             r.files_checked += 1;
             r.corrupt(name, 0, e.to_string());
             Ok(None)

@@ -22,6 +22,11 @@ pub(crate) struct TaskFile {
     pub task: std::result::Result<Task, String>,
 }
 
+/// The largest task file read: twice the journal's record limit, which
+/// bounds every task statewal journals (its file is that task,
+/// pretty-printed, which adds little but for pathological nesting).
+pub(crate) const TASK_FILE_BYTES_MAX: u64 = 2 * crate::journal::record::RECORD_PAYLOAD_MAX as u64;
+
 /// Reads every `tasks/*.json` (temp files of an interrupted atomic write,
 /// which start with a dot, and set-aside `*.edited-<ms>` files are not
 /// task files). A file is a task if it parses, its statuses map, its id is
@@ -33,10 +38,18 @@ pub(crate) fn task_files(fs: &dyn Fs) -> Result<Vec<TaskFile>> {
             continue;
         }
         let path = fs::join(TASKS_DIR, &name);
-        let task = match fs.read(&path) {
+        // At most one byte past the largest task file statewal reads: a
+        // planted file the size of a disk must not be read whole.
+        let task = match fs.read_at(&path, 0, TASK_FILE_BYTES_MAX + 1) {
+            Ok(Some(bytes)) if bytes.len() as u64 > TASK_FILE_BYTES_MAX => Err(format!(
+                "larger than {TASK_FILE_BYTES_MAX} bytes (twice the largest record statewal \
+                 journals): not read"
+            )),
             Ok(Some(bytes)) => parse_task_file(&bytes, &name),
             Ok(None) => continue, // Removed since the listing.
-            Err(e) if e.kind() == ErrorKind::InvalidInput => Err(e.to_string()),
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge) => {
+                Err(e.to_string())
+            }
             Err(e) => return Err(e),
         };
         out.push(TaskFile { path, name, task });

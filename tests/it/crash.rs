@@ -277,7 +277,9 @@ fn check_state(fs: &SimFs, exp: &Expect) -> Result<Model, String> {
     // one statewal wrote, never taken for an edit (imported or set aside).
     let decisions = &store.recovery_report().decisions;
     if !decisions.is_empty() {
-        return Err(format!("task files statewal wrote taken for edits: {decisions:?}"));
+        return Err(format!(
+            "task files statewal wrote taken for edits: {decisions:?}"
+        ));
     }
     store
         .checkpoint()

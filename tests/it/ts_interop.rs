@@ -1294,3 +1294,40 @@ fn a_state_json_that_is_a_json_array_is_unusable_not_statewals() {
         );
     }
 }
+
+// Review (issue 9): every open now reads every task file whole. A huge one
+// (a sparse file the size of a disk takes a moment to make) failed every
+// read-only open ("more than fits in memory") and could fail an owner's
+// (the map), or have a reader copy gigabytes. A task file larger than any
+// task statewal can hold is not read whole: it is not a task, reported and
+// set aside.
+#[test]
+fn a_huge_task_file_is_not_read_whole_and_is_set_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    let huge = std::fs::File::create(dir.join("tasks/huge.json")).unwrap();
+    huge.set_len(1 << 40).unwrap();
+    drop(huge);
+    assert_eq!(listed(dir).len(), 3);
+    let verified = run(dir, &["verify"]);
+    assert_eq!(verified.status.code(), Some(1), "{verified:?}");
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("tasks/huge.json"),
+        "{verified:?}"
+    );
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        "huge",
+        "set_aside",
+        "larger than",
+    );
+    assert_eq!(
+        std::fs::metadata(&edited_copies(dir, "huge")[0])
+            .unwrap()
+            .len(),
+        1 << 40
+    );
+    assert!(!dir.join("tasks/huge.json").exists());
+}
