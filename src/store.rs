@@ -191,7 +191,7 @@ impl Store {
             superseded: None,
         });
         if opts.read_only {
-            reconcile::apply_in_memory(&mut rec.state, &plan);
+            reconcile::apply_in_memory(&mut rec.state, &plan, opts.task_bytes_max);
         }
         let segments_read_below = rec.next_segment_id;
         let checkpoint_now = rec.checkpoint_now;

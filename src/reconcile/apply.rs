@@ -171,24 +171,20 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
 }
 
 /// A reader's application: what an owner's open would journal is applied
-/// to the state in memory; nothing is written, nothing renamed.
-pub(crate) fn apply_in_memory(state: &mut State, plan: &Plan) {
+/// to the state in memory; nothing is written, nothing renamed. A copy the
+/// owner's open would refuse (over `task_bytes_max`, an invalid id) is left
+/// out here too, so a reader sees what that open gives.
+pub(crate) fn apply_in_memory(state: &mut State, plan: &Plan, task_bytes_max: usize) {
+    let mut muts: Vec<Mutation> = Vec::new();
     if let Some((_, m)) = &plan.merge {
-        for t in &m.puts {
-            state.apply_unjournaled(crate::journal::op::Op::PutTask(t.clone()));
-        }
-        for s in &m.sessions {
-            if let Some(id) = crate::journal::op::session_id(s) {
-                let op = crate::journal::op::Op::PutSession {
-                    id: id.to_string(),
-                    session: s.clone(),
-                };
-                state.apply_unjournaled(op);
-            }
-        }
+        muts.extend(m.puts.iter().cloned().map(Mutation::PutTask));
+        muts.extend(m.sessions.iter().cloned().map(Mutation::PutSession));
     }
-    for t in &plan.edits.imports {
-        state.apply_unjournaled(crate::journal::op::Op::PutTask(t.clone()));
+    muts.extend(plan.edits.imports.iter().cloned().map(Mutation::PutTask));
+    for m in muts {
+        if let Ok((op, _)) = crate::transaction::validate(m, task_bytes_max) {
+            state.apply_unjournaled(op);
+        }
     }
 }
 

@@ -1331,3 +1331,26 @@ fn a_huge_task_file_is_not_read_whole_and_is_set_aside() {
     );
     assert!(!dir.join("tasks/huge.json").exists());
 }
+
+// Review (issue 9): a reader applies in memory what an owner's open would
+// journal, but applied copies the owner refuses (over the task size limit):
+// `list` showed a task the next owner's open does not have.
+#[test]
+fn a_reader_shows_only_what_an_owners_open_journals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    let big = json!({"id": "big", "status": "pending", "x": "a".repeat(17 << 20)});
+    write_json(&dir.join("tasks/big.json"), &big);
+    let read = listed(dir);
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        "big",
+        "not_imported",
+        "more than the limit",
+    );
+    let seen = listed(dir);
+    assert!(!seen.contains_key("big"));
+    assert_eq!(read, seen, "a reader saw what the owner's open gives");
+}
