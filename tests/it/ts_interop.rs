@@ -1295,6 +1295,91 @@ fn a_state_json_that_is_a_json_array_is_unusable_not_statewals() {
     }
 }
 
+// Review (issue 9): five turns of each server on one directory, tasks
+// without `updated_at` (statewal stamps nothing by default): statewal
+// changes t0..t2 (some checkpointed, t0 again in the journal only), the
+// original server t3 and t4 from what it loaded. After every turn a reader
+// sees each side's last write, and the pre-migration backups and
+// superseded segment copies grow by one per merge.
+#[test]
+fn part3_five_turns_of_each_server_keep_every_sides_last_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let mut ts = Ts::new(dir);
+    for round in 0..5 {
+        // statewal's turn: tasks s<round>-*, some checkpointed, some journal only.
+        {
+            let store = Store::open(crash_opts(dir)).unwrap();
+            for i in 0..3 {
+                let id = format!("t{i}");
+                let v =
+                    json!({"id": id, "status": "pending", "description": format!("sw r{round}")});
+                store.put_task(Task::from_value(v).unwrap()).unwrap();
+                model.insert(id, format!("sw r{round}"));
+            }
+            if round % 2 == 0 {
+                store.checkpoint().unwrap();
+            }
+            let id = "t0".to_string();
+            let v = json!({"id": id, "status": "completed", "description": format!("sw r{round} late")});
+            store.put_task(Task::from_value(v).unwrap()).unwrap();
+            model.insert(id, format!("sw r{round} late"));
+            if round == 3 {
+                store.shutdown().unwrap();
+            }
+        }
+        let seen = listed(dir);
+        for (id, d) in &model {
+            assert_eq!(
+                seen[id]["description"],
+                d.as_str(),
+                "round {round} before ts: {id}"
+            );
+        }
+        // The original server's turn: it needs a state.json it can load.
+        if !dir.join("state.json").exists() {
+            continue;
+        }
+        let mut tasks = ts.load_tasks();
+        // It only sees checkpointed state; it changes t3/t4 (its own tasks).
+        for k in 3..5 {
+            let id = format!("t{k}");
+            let d = format!("ts r{round}");
+            tasks.retain(|t| t["id"] != id.as_str());
+            let t = json!({"id": id, "status": "pending", "description": d});
+            ts.save_task(&t);
+            tasks.push(t);
+            model.insert(id, d);
+        }
+        ts.save_state(&tasks);
+        ts.save_state(&tasks);
+        let seen = listed(dir);
+        for (id, d) in &model {
+            assert_eq!(
+                seen[id]["description"],
+                d.as_str(),
+                "round {round} after ts (reader): {id}"
+            );
+        }
+    }
+    json_of(dir, &["checkpoint"]);
+    let seen = listed(dir);
+    for (id, d) in &model {
+        assert_eq!(seen[id]["description"], d.as_str(), "end: {id}");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("journal")).unwrap())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let count = |prefix: &str| names.iter().filter(|n| n.starts_with(prefix)).count();
+    assert_eq!(count("state.pre-migration.backup"), 5, "{names:?}");
+    assert_eq!(count("superseded-"), 5, "{names:?}");
+    let verified = ok(&run(dir, &["verify"]));
+    assert!(verified.contains("everything checks out"), "{verified}");
+}
+
 // Review (issue 9): every open now reads every task file whole. A huge one
 // (a sparse file the size of a disk takes a moment to make) failed every
 // read-only open ("more than fits in memory") and could fail an owner's
@@ -1353,4 +1438,55 @@ fn a_reader_shows_only_what_an_owners_open_journals() {
     let seen = listed(dir);
     assert!(!seen.contains_key("big"));
     assert_eq!(read, seen, "a reader saw what the owner's open gives");
+}
+
+// Review (issue 9): the merge's checkpoint keeps the original server's
+// state.json as the newest backup; after `rm state.json` (the seed design's
+// rebuild) that backup is foreign news again and merged a second time. Its
+// copies are ones statewal wrote (the loaded checkpoint's) or journaled (the
+// first merge's), so statewal's later puts, without `updated_at`, stand.
+#[test]
+fn part3_rm_state_json_after_a_merge_keeps_statewals_later_puts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bare = |v: Value| Task::from_value(v).unwrap();
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        for id in ["a", "b", "c"] {
+            store
+                .put_task(bare(json!({"id": id, "status": "pending"})))
+                .unwrap();
+        }
+        store.checkpoint().unwrap();
+    }
+    let mut ts = Ts::new(dir);
+    let mut tasks = ts.load_tasks();
+    for t in &mut tasks {
+        if t["id"] == "b" {
+            t["status"] = json!("failed");
+            ts.save_task(t);
+        }
+    }
+    ts.save_state(&tasks);
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        assert!(store.recovery_report().merged.is_some());
+        store
+            .put_task(bare(json!({"id": "a", "status": "completed"})))
+            .unwrap();
+        store
+            .put_task(bare(json!({"id": "b", "status": "cancelled"})))
+            .unwrap();
+    }
+    std::fs::remove_file(dir.join("state.json")).unwrap();
+    let out = json_of(dir, &["checkpoint"]);
+    assert!(out["recovery"]["merged"].is_object(), "{out}");
+    let seen = listed(dir);
+    assert_eq!(seen["a"]["status"], "completed");
+    assert_eq!(seen["b"]["status"], "cancelled");
+    assert_eq!(seen["c"]["status"], "pending");
+    assert!(
+        !dir.join("state.pre-migration.backup.1.json").exists(),
+        "the same foreign bytes are kept once"
+    );
 }
