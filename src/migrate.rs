@@ -258,6 +258,25 @@ pub fn rollback(dir: &Path) -> Result<RollbackReport> {
         .with_path(PRE_MIGRATION_BACKUP));
     };
     let bytes = fs.read(&name)?.map(|b| b.to_vec()).unwrap_or_default();
+    // A state.json the original server (or a hand) wrote since the last
+    // migration is its layout already, and newer than every pre-migration
+    // backup: replacing it would drop what only it holds.
+    if let Some(cur) = fs.read(STATE_FILE)?
+        && *cur != bytes[..]
+        && !layout::written_by_statewal(&cur)
+        && crate::reconcile::survey::has_version(&cur) == Some(false)
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} was written without a version (by the original server, or by hand) since \
+                 {name} was kept: it is already the original server's layout, and rolling back \
+                 would drop it; nothing was written (move it aside first to roll back anyway)",
+                fs.describe(STATE_FILE)
+            ),
+        )
+        .with_path(STATE_FILE));
+    }
     // The original server may have left state.json empty or cut short; its
     // bytes were kept as they were, and go back as they were.
     let restored_version = match parse_json(&fs, &name, &bytes) {

@@ -1490,3 +1490,36 @@ fn part3_rm_state_json_after_a_merge_keeps_statewals_later_puts() {
         "the same foreign bytes are kept once"
     );
 }
+
+// Review (issue 9): `migrate --rollback` restored the newest pre-migration
+// backup over whatever state.json held. Run again after the original server
+// had taken its turn (its state.json has no version, and is newer than any
+// backup), it dropped that file without a copy: what only its state.json
+// held (a session, a task whose file it deleted) was gone. A state.json
+// the original server wrote is already its layout: rollback refuses, and
+// names it, rather than replace it.
+#[test]
+fn part4_rollback_never_drops_a_state_json_the_original_server_wrote_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ts = Ts::new(dir);
+    let tasks = [ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0)];
+    ts.save_task(&tasks[0]);
+    ts.save_state(&tasks);
+    ok(&run(dir, &["migrate"]));
+    ok(&run(dir, &["migrate", "--rollback"]));
+    // The original server's turn, and one more rollback by mistake.
+    let mut back = ts.load_tasks();
+    back.push(ts_task("b", "pending", "2024-01-02T10:00:00.000Z", 0));
+    ts.save_state(&back);
+    let newer = std::fs::read(dir.join("state.json")).unwrap();
+    let out = run(dir, &["migrate", "--rollback"]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a version"), "{err}");
+    assert_eq!(std::fs::read(dir.join("state.json")).unwrap(), newer);
+    // The same bytes as the backup: nothing to do, and no error.
+    ok(&run(dir, &["migrate"]));
+    ok(&run(dir, &["migrate", "--rollback"]));
+    ok(&run(dir, &["migrate", "--rollback"]));
+}
