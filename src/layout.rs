@@ -464,6 +464,14 @@ pub fn load_layout_files(fs: &dyn Fs) -> Result<(Vec<Task>, Vec<Value>, Vec<Skip
             }),
         }
     }
+    let (sessions, bad) = load_layout_sessions(fs)?;
+    skipped.extend(bad);
+    Ok((tasks, sessions, skipped))
+}
+
+/// The session records of `sessions/*.json`, and the files skipped.
+pub(crate) fn load_layout_sessions(fs: &dyn Fs) -> Result<(Vec<Value>, Vec<Skipped>)> {
+    let mut skipped = Vec::new();
     let mut sessions = Vec::new();
     for (path, bytes) in read_dir_json(fs, SESSIONS_DIR, &mut skipped)? {
         match serde_json::from_slice::<Value>(&bytes) {
@@ -483,7 +491,7 @@ pub fn load_layout_files(fs: &dyn Fs) -> Result<(Vec<Task>, Vec<Value>, Vec<Skip
             }),
         }
     }
-    Ok((tasks, sessions, skipped))
+    Ok((sessions, skipped))
 }
 
 fn read_dir_json(

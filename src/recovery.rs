@@ -848,8 +848,23 @@ fn load_checkpoint(
         // server loaded from statewal's last checkpoint, stands in for it
         // where the journal starts.
         let at = journal_start.map_or(0, |s| s.saturating_sub(1));
-        let state =
-            State::from_checkpoint(tasks.clone(), sessions.clone(), at, &Default::default());
+        // The original server keeps statewal's task files (the view holds
+        // them) but has no `sessions/`: the session records statewal
+        // checkpointed are there only. (After `migrate --rollback` that
+        // server loaded the pre-migration state, without any of them.)
+        let mut sessions = sessions.clone();
+        let known: std::collections::HashSet<String> = sessions
+            .iter()
+            .filter_map(|s| crate::journal::op::session_id(s).map(str::to_string))
+            .collect();
+        let (files, bad) = layout::load_layout_sessions(fs)?;
+        skipped.extend(bad);
+        sessions.extend(
+            files.into_iter().filter(|s| {
+                crate::journal::op::session_id(s).is_some_and(|id| !known.contains(id))
+            }),
+        );
+        let state = State::from_checkpoint(tasks.clone(), sessions, at, &Default::default());
         return Ok((
             state,
             LoadedFrom::Foreign(name.clone()),

@@ -1523,3 +1523,63 @@ fn part4_rollback_never_drops_a_state_json_the_original_server_wrote_since() {
     ok(&run(dir, &["migrate", "--rollback"]));
     ok(&run(dir, &["migrate", "--rollback"]));
 }
+
+// Review (issue 9): after `migrate --rollback` the original server loads the
+// pre-migration state, and its cleanup (the newest 10 backups by name)
+// soon removes every checkpoint statewal sealed. The open then stands the
+// foreign view in for statewal's checkpoint where the journal starts: the
+// tasks statewal checkpointed came through (their files are in `tasks/`,
+// which the view reads), but its session records, in `sessions/` only,
+// were lost from the store without a word. They are read from `sessions/`.
+#[test]
+fn part4_rollback_then_the_original_servers_cleanup_keeps_statewals_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ts = Ts::new(dir);
+    let tasks = [ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0)];
+    ts.save_task(&tasks[0]);
+    ts.save_state(&tasks);
+    ok(&run(dir, &["migrate"]));
+    {
+        let store = Store::open(crash_opts(dir)).unwrap();
+        for i in 0..4 {
+            store
+                .put_task(task(
+                    &format!("n{i}"),
+                    "2030-01-01T10:00:00Z",
+                    "by statewal",
+                ))
+                .unwrap();
+            store
+                .put_session(json!({"id": format!("s{i}"), "n": i}))
+                .unwrap();
+            store.checkpoint().unwrap();
+        }
+    }
+    ok(&run(dir, &["migrate", "--rollback"]));
+    let back = ts.load_tasks();
+    for _ in 0..11 {
+        ts.save_state(&back);
+    }
+    // Its cleanup: the newest 10 backups by name.
+    let mut backups: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("state.backup."))
+        .collect();
+    backups.sort();
+    backups.reverse();
+    for n in &backups[10..] {
+        std::fs::remove_file(dir.join(n)).unwrap();
+    }
+    let out = json_of(dir, &["checkpoint"]);
+    assert_eq!(
+        out["recovery"]["loaded_from"], "Foreign(\"state.json\")",
+        "{out}"
+    );
+    let seen = listed(dir);
+    for i in 0..4 {
+        assert!(seen.contains_key(&format!("n{i}")), "n{i}: {seen:?}");
+        assert_eq!(json_of(dir, &["get-session", &format!("s{i}")])["n"], i);
+    }
+}
