@@ -1583,3 +1583,33 @@ fn part4_rollback_then_the_original_servers_cleanup_keeps_statewals_sessions() {
         assert_eq!(json_of(dir, &["get-session", &format!("s{i}")])["n"], i);
     }
 }
+
+// Review (issue 9), not fixed: a design question. Part 2 looks at task
+// files when the store opens. A hand edit made while an owner has the store
+// open is not looked at: the next checkpoint that writes that task's file
+// (any put of the task) replaces it, unseen. Seeing it would take the
+// checkpoint comparing the file on disk with the copy it last wrote (a
+// fingerprint per task file, or the watermark proposed in the decision)
+// before replacing it, and setting it aside; left for issue 10 with the
+// watermark.
+#[test]
+#[ignore = "design question: edits made while the store is open (see the comment)"]
+fn part2_a_hand_edit_while_the_store_is_open_is_not_overwritten_unseen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    let store = Store::open(crate::util::opts(dir)).unwrap();
+    let edit = edit_task_file(dir, "x", |v| {
+        v["description"] = json!("edited while open");
+        v["updated_at"] = json!("2031-01-01T00:00:00Z");
+    });
+    store
+        .put_task(task("x", "2030-01-01T10:30:00Z", "x by statewal, later"))
+        .unwrap();
+    store.shutdown().unwrap();
+    let kept = std::fs::read(dir.join("tasks/x.json")).unwrap() == edit
+        || edited_copies(dir, "x")
+            .iter()
+            .any(|p| std::fs::read(p).unwrap() == edit);
+    assert!(kept, "the hand edit was overwritten unseen");
+}
