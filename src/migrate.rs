@@ -379,8 +379,12 @@ pub(crate) fn migrated_in_memory(bytes: &[u8]) -> Option<Vec<u8>> {
 /// (`layout::parse_state_any_version`), which name the failure and must not
 /// log it as `state.json`'s.
 pub(crate) fn migrate_in_memory(bytes: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
-    let Some(input) = serde_json::from_slice::<Value>(bytes).ok() else {
-        return Ok(None);
+    // A repeated key is refused, as `migrate` refuses it: recovery loads
+    // what this returns, and must not pick one of two values either.
+    let input = match crate::json::parse(bytes) {
+        Ok(v) => v,
+        Err(e) if e.is_data() => return Err(e.to_string()),
+        Err(_) => return Ok(None),
     };
     let Ok(from) = version_of(&input) else {
         return Ok(None);

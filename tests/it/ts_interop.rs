@@ -1613,3 +1613,27 @@ fn part2_a_hand_edit_while_the_store_is_open_is_not_overwritten_unseen() {
             .any(|p| std::fs::read(p).unwrap() == edit);
     assert!(kept, "the hand edit was overwritten unseen");
 }
+
+// Review (issue 9): `migrate` refuses a state.json with a key twice (it must
+// not pick one of two values for the writer; CONTRACTS section 2), but
+// recovery now migrates the original server's state.json in memory, and
+// that parse kept the last value silently: an open loaded the file with one
+// of the two statuses. It is refused there too: the open falls back (here to
+// the task file) and keeps the file's bytes.
+#[test]
+fn a_state_json_with_a_key_twice_is_refused_by_the_open_as_by_migrate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ts = Ts::new(dir);
+    ts.save_task(&ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0));
+    let dup = br#"{"tasks": [{"id": "a", "status": "pending", "status": "failed"}], "sessions": []}"#;
+    std::fs::write(dir.join("state.json"), dup).unwrap();
+    assert!(!run(dir, &["migrate", "--dry-run"]).status.success());
+    assert_eq!(listed(dir)["a"]["status"], "pending", "a reader");
+    ok(&run(dir, &["checkpoint"]));
+    assert_eq!(listed(dir)["a"]["status"], "pending");
+    assert_eq!(
+        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
+        dup
+    );
+}
