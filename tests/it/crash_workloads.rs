@@ -755,6 +755,11 @@ fn timed(id: &str, updated_at: &str, what: &str) -> Task {
 /// `t3` (11:00), creates `ts-new`, deletes `t4`, and saves (its backup of
 /// statewal's `state.json`, then its own, without a version).
 fn taking_turns() -> SimFs {
+    taking_turns_with("2030-01-01T10:05:00Z")
+}
+
+/// [`taking_turns`], with statewal's later put of `t1` at `t1_later`.
+fn taking_turns_with(t1_later: &'static str) -> SimFs {
     let fs = prepared(vec![
         Box::new(|s, _| {
             for i in 1..=4 {
@@ -764,7 +769,7 @@ fn taking_turns() -> SimFs {
         }),
         checkpoint(),
         Box::new(|s, _| {
-            s.put_task(timed("t1", "2030-01-01T10:05:00Z", "statewal, later"))
+            s.put_task(timed("t1", t1_later, "statewal, later"))
                 .map(drop)
         }),
         Box::new(|s, _| {
@@ -954,4 +959,28 @@ fn a_crash_while_setting_an_edit_aside_never_loses_it() {
     });
     assert_clean(w.label, &f);
     assert!(f.killed_in[0] > 0 && aside.get() > 0);
+}
+
+// Review (issue 9): as above, but statewal's later put of `t1` keeps its
+// `updated_at`, so the original server's untouched copy ties with it; the
+// copy is one statewal wrote (the checkpoint that server loaded), so the
+// later put stands, at the first open and at every rerun after a crash.
+#[test]
+fn a_crash_anywhere_in_the_merge_keeps_a_later_put_an_untouched_copy_ties_with() {
+    let w = Workload {
+        label: "merge at open, a tie",
+        policy: SyncPolicy::SyncBeforeAck,
+        start: Box::new(|| taking_turns_with("2030-01-01T10:00:00Z")),
+        steps: vec![put("after", "after the merge")],
+        syncs: vec![true],
+    };
+    let reference = w.reference();
+    let want = json!({
+        "t1": "statewal, later", "t2": "the original server's", "t3": "the original server's",
+        "t4": "statewal", "s-new": "statewal's", "ts-new": "the original server's new task",
+    });
+    assert_eq!(reference[0]["tasks"], want, "the merge itself");
+    let f = w.enumerate(&|fs, k, reference| w.check_prefix(fs, k, reference).map(drop));
+    assert_clean(w.label, &f);
+    assert!(f.killed_in[0] > 0, "never killed inside the open");
 }

@@ -1626,7 +1626,8 @@ fn a_state_json_with_a_key_twice_is_refused_by_the_open_as_by_migrate() {
     let dir = tmp.path();
     let ts = Ts::new(dir);
     ts.save_task(&ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0));
-    let dup = br#"{"tasks": [{"id": "a", "status": "pending", "status": "failed"}], "sessions": []}"#;
+    let dup =
+        br#"{"tasks": [{"id": "a", "status": "pending", "status": "failed"}], "sessions": []}"#;
     std::fs::write(dir.join("state.json"), dup).unwrap();
     assert!(!run(dir, &["migrate", "--dry-run"]).status.success());
     assert_eq!(listed(dir)["a"]["status"], "pending", "a reader");
