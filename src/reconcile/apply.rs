@@ -353,14 +353,29 @@ fn not_regular(fs: &dyn Fs, edits: &mut EditPlan) -> Result<()> {
     Ok(())
 }
 
+/// The longest file name most file systems take.
+const NAME_MAX_BYTES: usize = 255;
+/// `.edited-` and the digits of a millisecond stamp (13 until 2286; room
+/// for more).
+const EDITED_SUFFIX_MAX_BYTES: usize = ".edited-".len() + 20;
+
 /// Renames each task file to `<path>.edited-<ms>` (a free name), then syncs
 /// `tasks/` once. Returns (old, new) names.
 fn set_aside(fs: &dyn Fs, paths: &[String]) -> Result<Vec<(String, String)>> {
     let mut done = Vec::new();
     let mut ms = now_ms();
     for path in paths {
+        // A name near the file system's limit (255 bytes; only a file that
+        // is no task, as an id has at most 128) is shortened so that
+        // `.edited-<ms>` fits.
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+        let mut keep = name.len().min(NAME_MAX_BYTES - EDITED_SUFFIX_MAX_BYTES);
+        while !name.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        let base = fs::join(dir, &name[..keep]);
         let to = loop {
-            let to = format!("{path}.edited-{ms}");
+            let to = format!("{base}.edited-{ms}");
             match fs.file_len(&to) {
                 Ok(None) => break to,
                 // Taken, by a file or by a directory, symlink or FIFO.
