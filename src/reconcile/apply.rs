@@ -166,7 +166,13 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         .keys()
         .map(String::as_str)
         .chain(puts.keys().copied());
-    let edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids);
+    let mut edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids);
+    // A task the merge kept on statewal's side only was reported by it.
+    if let Some((_, m)) = &merge {
+        edits.decisions.retain(|d| {
+            d.action != Action::StatewalOnly || !m.decisions.iter().any(|x| x.task == d.task)
+        });
+    }
     Ok(Plan { merge, edits })
 }
 
@@ -210,6 +216,10 @@ pub(crate) fn apply_owner(
     let fs = store.fs();
     let Plan { merge, mut edits } = plan;
     let mut decisions = prepared.migrated.clone();
+    // A task the migration kept without a file was reported by it already.
+    edits.decisions.retain(|d| {
+        d.action != Action::StatewalOnly || !decisions.iter().any(|m| m.task == d.task)
+    });
     if let Some((_, m)) = &merge {
         let mut muts: Vec<Mutation> = m.puts.iter().cloned().map(Mutation::PutTask).collect();
         muts.extend(m.sessions.iter().cloned().map(Mutation::PutSession));

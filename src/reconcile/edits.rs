@@ -52,8 +52,24 @@ pub(crate) fn plan<'a>(
         .iter()
         .map(|f| f.name[..f.name.len() - ".json".len()].to_string())
         .collect();
-    p.rewrite
-        .extend(ids.filter(|id| !on_disk.contains(*id)).map(str::to_string));
+    for id in ids.filter(|id| !on_disk.contains(*id)) {
+        // In the loaded checkpoint, whose file a checkpoint wrote: someone
+        // removed it (the original server's `deleteTask` removes the file
+        // at once and saves state.json later). Kept, and said so.
+        if base.contains_key(id) {
+            p.decisions.push(Decision {
+                task: id.to_string(),
+                action: Action::StatewalOnly,
+                kept: super::merge::STATEWAL.into(),
+                other: None,
+                reason: format!(
+                    "tasks/{id}.json is missing (deleted by the original server, or by hand): \
+                     kept, and its file written again"
+                ),
+            });
+        }
+        p.rewrite.push(id.to_string());
+    }
     for f in files {
         let stem = f.name[..f.name.len() - ".json".len()].to_string();
         let file = match f.task {
