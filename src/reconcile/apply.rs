@@ -19,6 +19,7 @@
 //! now holds the journaled copies, so the foreign ones tie with them (equal
 //! copies are skipped) and nothing is journaled twice.
 
+use super::aside::Aside;
 use super::edits::{self, EditPlan};
 use super::foreign::{self, ForeignView};
 use super::merge::{self, MergePlan};
@@ -239,7 +240,7 @@ pub(crate) fn apply_owner(
         edits.decisions.extend(refused);
     }
     not_regular(fs, &mut edits)?;
-    let renamed = set_aside(fs, &edits.set_aside)?;
+    let renamed = super::aside::set_aside(fs, &edits.set_aside)?;
     for d in &mut edits.decisions {
         if d.action == Action::SetAside
             && let Some((_, to)) = d
@@ -340,7 +341,7 @@ fn not_regular(fs: &dyn Fs, edits: &mut EditPlan) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for id in &edits.rewrite {
         let path = fs::join(crate::layout::TASKS_DIR, &crate::layout::task_file(id));
-        if !seen.insert(path.clone()) || edits.set_aside.contains(&path) {
+        if !seen.insert(path.clone()) || edits.set_aside.iter().any(|a| a.path == path) {
             continue;
         }
         match fs.file_len(&path) {
@@ -354,57 +355,16 @@ fn not_regular(fs: &dyn Fs, edits: &mut EditPlan) -> Result<()> {
                         "not a regular file ({e}): set aside so the store's copy can be written"
                     ),
                 });
-                edits.set_aside.push(path);
+                edits.set_aside.push(Aside {
+                    path,
+                    why: format!("is not a regular file ({e})"),
+                });
             }
             Ok(_) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
-}
-
-/// The longest file name most file systems take.
-const NAME_MAX_BYTES: usize = 255;
-/// `.edited-` and the digits of a millisecond stamp (13 until 2286; room
-/// for more).
-const EDITED_SUFFIX_MAX_BYTES: usize = ".edited-".len() + 20;
-
-/// Renames each task file to `<path>.edited-<ms>` (a free name), then syncs
-/// `tasks/` once. Returns (old, new) names.
-fn set_aside(fs: &dyn Fs, paths: &[String]) -> Result<Vec<(String, String)>> {
-    let mut done = Vec::new();
-    let mut ms = now_ms();
-    for path in paths {
-        // A name near the file system's limit (255 bytes; only a file that
-        // is no task, as an id has at most 128) is shortened so that
-        // `.edited-<ms>` fits.
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-        let mut keep = name.len().min(NAME_MAX_BYTES - EDITED_SUFFIX_MAX_BYTES);
-        while !name.is_char_boundary(keep) {
-            keep -= 1;
-        }
-        let base = fs::join(dir, &name[..keep]);
-        let to = loop {
-            let to = format!("{base}.edited-{ms}");
-            match fs.file_len(&to) {
-                Ok(None) => break to,
-                // Taken, by a file or by a directory, symlink or FIFO.
-                Ok(Some(_)) => {}
-                Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {}
-                Err(e) => return Err(e),
-            }
-            ms += 1;
-        };
-        fs.rename(path, &to)?;
-        tracing::warn!(file = %path, now = %to, "a task file lost to the store's copy; set aside");
-        done.push((path.clone(), to));
-    }
-    if !done.is_empty() {
-        // Sync the directory so the renames survive power loss before the
-        // next checkpoint writes the store's copy under the old name.
-        fs.sync_dir(crate::layout::TASKS_DIR)?;
-    }
-    Ok(done)
 }
 
 /// Copies every journal segment with an id below `below` into a new

@@ -13,6 +13,7 @@
 //! original server's state, where the foreign copy wins a tie). A file
 //! that is not a task is set aside too.
 
+use super::aside::Aside;
 use super::foreign::TaskFile;
 use super::{Action, Candidate, Decision, compare, fingerprint};
 use crate::model::Task;
@@ -25,8 +26,8 @@ use std::sync::Arc;
 pub(crate) struct EditPlan {
     /// Edits to journal.
     pub imports: Vec<Task>,
-    /// Files to rename to `<path>.edited-<ms>`.
-    pub set_aside: Vec<String>,
+    /// Files to rename to `<path>.edited-<ms>`, with why.
+    pub set_aside: Vec<Aside>,
     /// Tasks whose file the next checkpoint must write again (set aside,
     /// or stale), whether or not anything else changed.
     pub rewrite: Vec<String>,
@@ -86,7 +87,10 @@ pub(crate) fn plan<'a>(
                     other: Some(f.path.clone()),
                     reason: format!("not a task: {why}"),
                 });
-                p.set_aside.push(f.path);
+                p.set_aside.push(Aside {
+                    path: f.path,
+                    why: format!("is not a task ({why})"),
+                });
                 p.rewrite.push(stem);
                 continue;
             }
@@ -151,9 +155,14 @@ pub(crate) fn plan<'a>(
                     action: Action::SetAside,
                     kept: super::merge::STATEWAL.into(),
                     other: Some(f.path.clone()),
-                    reason,
+                    reason: reason.clone(),
                 });
-                p.set_aside.push(f.path);
+                p.set_aside.push(Aside {
+                    path: f.path,
+                    why: format!(
+                        "differs from the store's copy of the task and is not newer ({reason})"
+                    ),
+                });
                 p.rewrite.push(id);
             }
         }

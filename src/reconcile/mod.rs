@@ -22,6 +22,7 @@
 //! and a task file that loses is renamed aside, not overwritten.
 
 mod apply;
+mod aside;
 pub(crate) mod edits;
 pub(crate) mod foreign;
 pub(crate) mod merge;

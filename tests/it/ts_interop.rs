@@ -1672,6 +1672,51 @@ fn a_task_file_with_a_long_name_is_set_aside_under_a_name_that_fits() {
     ok(&run(dir, &["checkpoint"]));
 }
 
+// Review (issue 9): the warning for each file the open set aside said "a
+// task file lost to the store's copy", also for a file that is no task at
+// all (nothing lost to anything: it does not parse, or names another id).
+// Each warning now says what the file is and why it was set aside.
+#[test]
+fn the_warning_for_a_file_set_aside_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    std::fs::write(dir.join("tasks/junk.json"), b"{\"id\": \"junk\", ").unwrap();
+    std::fs::write(dir.join("tasks/other.json"), br#"{"id": "x"}"#).unwrap();
+    edit_task_file(dir, "y", |v| {
+        v["description"] = json!("an old edit");
+        v["updated_at"] = json!("2030-01-01T09:00:00Z");
+    });
+    let out = run(dir, &["checkpoint"]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warned = |file: &str, what: &str| {
+        err.lines().any(|l| {
+            l.contains(&format!("{file} {what}"))
+                && l.contains(&format!("; set aside as {file}.edited-"))
+        })
+    };
+    assert!(
+        warned("tasks/junk.json", "is not a task (EOF while parsing"),
+        "{err}"
+    );
+    assert!(
+        warned(
+            "tasks/other.json",
+            "is not a task (holds id \"x\", not \"other\")"
+        ),
+        "{err}"
+    );
+    assert!(
+        warned(
+            "tasks/y.json",
+            "differs from the store's copy of the task and is not newer (statewal has updated_at"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("lost to the store's copy"), "{err}");
+}
+
 // Review (issue 9): the original server deletes a task's file at once and
 // writes state.json later. Killed before that save (state.json is still
 // statewal's checkpoint), or after it with the task still in its lagging
