@@ -85,6 +85,8 @@ pub struct VerifyReport {
     /// Unusable backups that statewal did not write, in the order found.
     /// They do not make the report unclean.
     pub warnings: Vec<Warning>,
+    /// What repairs the findings, for a person: one sentence each.
+    pub hints: Vec<String>,
 }
 
 impl VerifyReport {
@@ -149,7 +151,53 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
             }
         }
     }
+    r.hints = hints(&r, &survey);
     Ok(r)
+}
+
+/// What repairs the findings: journal damage needs a recovery mode that
+/// accepts it; a damaged `state.json` is rebuilt by the next open, from
+/// whatever it has besides.
+//
+// Review (issue 9): every damaged file got the hint for journal damage
+// ("`statewal recover --mode point-in-time` or `--mode salvage`"), also an
+// empty state.json beside valid backups and no journal at all.
+fn hints(r: &VerifyReport, survey: &crate::reconcile::survey::Survey) -> Vec<String> {
+    let damaged = |f: &Finding| f.class == FindingClass::Corrupt;
+    let mut out = Vec::new();
+    if r.findings
+        .iter()
+        .any(|f| damaged(f) && f.file.starts_with(JOURNAL_DIR))
+    {
+        out.push(
+            "`statewal recover --mode point-in-time` or `--mode salvage` repairs journal damage"
+                .to_string(),
+        );
+    }
+    if !r
+        .findings
+        .iter()
+        .any(|f| damaged(f) && f.file == STATE_FILE)
+    {
+        return out;
+    }
+    match &survey.foreign {
+        // The migration's base when state.json is unusable: the original
+        // server's own recovery ("try latest backup").
+        Some(f) if !survey.history && f.name != STATE_FILE => out.push(format!(
+            "there is no journal: the next open, or `statewal migrate`, rebuilds state.json \
+             from the newest valid backup, {}, and the task files in tasks/ \
+             (`statewal migrate --dry-run` shows which copy of each task it takes)",
+            f.name
+        )),
+        _ if survey.history => out.push(
+            "the next open rebuilds state.json from the newest valid backup and the journal \
+             past it (failing that, from tasks/); `statewal checkpoint` does it now"
+                .to_string(),
+        ),
+        _ => {}
+    }
+    out
 }
 
 /// What to say, instead of damage, about a `state.json` the original

@@ -262,6 +262,12 @@ fn verify_and_recover_exit_codes() {
         text.contains(newest.file_name().unwrap().to_str().unwrap()) && text.contains("byte"),
         "{text}"
     );
+    assert!(
+        text.contains(
+            "hint: `statewal recover --mode point-in-time` or `--mode salvage` repairs journal damage"
+        ),
+        "{text}"
+    );
 
     let out = run(dir.path(), &["list"], "");
     assert_eq!(

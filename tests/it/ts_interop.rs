@@ -1672,6 +1672,66 @@ fn a_task_file_with_a_long_name_is_set_aside_under_a_name_that_fits() {
     ok(&run(dir, &["checkpoint"]));
 }
 
+// Review (issue 9): `verify` gave every damaged file the hint for journal
+// damage, "`statewal recover --mode point-in-time` or `--mode salvage`
+// repairs journal damage", also the zero-state fixture's empty state.json,
+// where there is no journal at all and the next open (or `statewal
+// migrate`) rebuilds state.json from the newest valid backup and tasks/.
+// Each hint now fits the damage, and does what it says.
+#[test]
+fn verify_hints_at_what_rebuilds_an_empty_state_json() {
+    let check = |dir: &Path, want: &str| {
+        let out = run(dir, &["verify"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let hints: Vec<&str> = text.lines().filter(|l| l.starts_with("hint: ")).collect();
+        assert_eq!(hints, [format!("hint: {want}")], "{text}");
+        let v = json_of_status(dir, &["verify"], 1);
+        assert_eq!(v["hints"], json!([want]), "{v}");
+        // What the hint says does repair it.
+        ok(&run(dir, &["checkpoint"]));
+        ok(&run(dir, &["verify"]));
+    };
+    let tmp = copy_of("ts-server-v0-zero-state");
+    check(
+        tmp.path(),
+        "there is no journal: the next open, or `statewal migrate`, rebuilds state.json from \
+         the newest valid backup, state.backup.1749546900000.json, and the task files in \
+         tasks/ (`statewal migrate --dry-run` shows which copy of each task it takes)",
+    );
+    let tmp = copy_of("ts-server-v0-zero-state");
+    std::fs::remove_file(tmp.path().join("state.json")).unwrap();
+    ok(&run(tmp.path(), &["migrate"]));
+    assert_eq!(listed(tmp.path()).len(), 8, "migrate rebuilt it too");
+
+    // statewal's own directory: the backup and the journal rebuild it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    statewal_dir(dir);
+    let store = Store::open(crate::util::opts(dir)).unwrap();
+    store
+        .put_task(task("z", "2030-01-01T11:00:00Z", "z"))
+        .unwrap();
+    store.shutdown().unwrap();
+    std::fs::write(dir.join("state.json"), b"").unwrap();
+    check(
+        dir,
+        "the next open rebuilds state.json from the newest valid backup and the journal past \
+         it (failing that, from tasks/); `statewal checkpoint` does it now",
+    );
+    assert_eq!(listed(dir).len(), 4);
+}
+
+/// `statewal ARGS --json`, parsed, exiting with `code`.
+#[track_caller]
+fn json_of_status(dir: &Path, args: &[&str], code: i32) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = run(dir, &all);
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 // Review (issue 9): the warning for each file the open set aside said "a
 // task file lost to the store's copy", also for a file that is no task at
 // all (nothing lost to anything: it does not parse, or names another id).

@@ -204,6 +204,7 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             "records_checked": report.records_checked,
             "findings": findings,
             "warnings": warnings,
+            "hints": report.hints,
         });
         outln!("{}", pretty(&out));
     } else {
@@ -226,14 +227,8 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             report.findings.len(),
             report.warnings.len()
         );
-        if report
-            .findings
-            .iter()
-            .any(|f| f.class == FindingClass::Corrupt)
-        {
-            outln!(
-                "hint: `statewal recover --mode point-in-time` or `--mode salvage` repairs journal damage"
-            );
+        for h in &report.hints {
+            outln!("hint: {h}");
         }
     }
     Ok(if report.is_clean() {
