@@ -6,7 +6,9 @@
 //!    segments older than the new one, and snapshot the state;
 //! 2. write archived tasks' lines into `archive/`, write changed `tasks/`,
 //!    `sessions/`, `reports/` files, remove deleted and archived ones, and
-//!    apply pending log appends;
+//!    apply pending log appends; a task file edited by hand since this
+//!    process last wrote or read it is first set aside, durably
+//!    (`crate::reconcile::live`);
 //! 3. rename the previous `state.json`, if it is valid (an unversioned one
 //!    that migrates included), to a backup; an unversioned one that does
 //!    not migrate (another writer's) is first copied to a pre-migration
@@ -31,6 +33,8 @@ use crate::layout::{
     self, ARCHIVE_DIR, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR,
 };
 use crate::model::{Metrics, STATE_VERSION, Task};
+use crate::reconcile::Decision;
+use crate::reconcile::live::TaskFiles;
 use crate::state::Changes;
 use serde::Serialize;
 use serde_json::Value;
@@ -74,6 +78,11 @@ pub(crate) struct CheckpointCtx {
     pub covered_seq: Option<u64>,
     /// The store's identity, written into `state.json` (32 lowercase hex digits).
     pub store_id: String,
+    /// What each task file held when this process last wrote or read it.
+    pub task_files: TaskFiles,
+    /// Task files the checkpoints set aside (edited while the store was
+    /// open), not yet reported to subscribers.
+    pub set_aside: Vec<Decision>,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -114,11 +123,7 @@ pub(crate) fn write(
     let changes = &snap.changes;
     // Archive lines first: a task file is removed only once its line is durable.
     apply_archives(fs, changes)?;
-    let task_files = changes
-        .tasks
-        .iter()
-        .map(|id| (id, snap.tasks.get(id).map(|t| to_json(&**t))));
-    let task_files_changed = write_files(fs, TASKS_DIR, task_files, layout::task_file)?;
+    let task_files_changed = write_task_files(fs, ctx, snap)?;
     let session_files = changes
         .sessions
         .iter()
@@ -173,6 +178,28 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
         serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
     out.push(b'\n');
     out
+}
+
+/// Writes the changed tasks' files, and removes those of tasks gone, as one
+/// batch, once every file edited since this process last wrote or read it
+/// is set aside (`crate::reconcile::live`).
+fn write_task_files(fs: &dyn Fs, ctx: &mut CheckpointCtx, snap: &Snapshot) -> Result<usize> {
+    let files: Vec<(String, Option<Vec<u8>>)> = snap
+        .changes
+        .tasks
+        .iter()
+        .map(|id| {
+            (
+                layout::task_file(id),
+                snap.tasks.get(id).map(|t| to_json(&**t)),
+            )
+        })
+        .collect();
+    ctx.task_files.guard(fs, &files, &mut ctx.set_aside)?;
+    let written = fs::write_atomic_batch(fs, TASKS_DIR, &files);
+    ctx.task_files.written(&files, written.is_ok());
+    written?;
+    Ok(files.len())
 }
 
 /// Writes (`Some`) or removes (`None`) files in `dir` as one batch.

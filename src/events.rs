@@ -22,7 +22,10 @@ pub enum Event {
     /// `state:reconciled` (statewal's own): the open decided about copies
     /// of tasks it did not write: the original server's state merged over
     /// statewal's history, or edits of `tasks/<id>.json` imported or set
-    /// aside. Sent after `state:loaded`, whose report lists the same.
+    /// aside. Sent after `state:loaded`, whose report lists the same. Also
+    /// sent by a checkpoint that set aside task files edited while the
+    /// store was open (each a [`crate::reconcile::Action::SetAside`]),
+    /// before its `state:saved` or `state:save-error`.
     Reconciled(Vec<crate::reconcile::Decision>),
 }
 

@@ -182,7 +182,7 @@ impl Store {
         };
         // What the original server's files and hand edits of tasks/ ask for
         // (crate::reconcile): a reader applies it in memory only.
-        let plan = reconcile::plan(&*fs, &rec, prepared.view.as_ref())?;
+        let mut plan = reconcile::plan(&*fs, &rec, prepared.view.as_ref())?;
         rec.report.decisions = plan.decisions();
         rec.report.merged = plan.merged_from().map(|from| reconcile::Merged {
             from: from.to_string(),
@@ -209,6 +209,12 @@ impl Store {
             valid_backups: Default::default(),
             covered_seq: rec.covered_seq,
             store_id: crate::journal::record::id_hex(&rec.store_id),
+            // A reader never checkpoints: it keeps no fingerprints.
+            task_files: match opts.read_only {
+                false => plan.take_task_files(),
+                true => Default::default(),
+            },
+            set_aside: Vec::new(),
         };
         let report = rec.report;
         let shared = Arc::new(Shared {
@@ -1024,6 +1030,10 @@ impl Shared {
             )
         }))
         .unwrap_or_else(|panic| Err(panicked("the checkpoint", &*panic)));
+        let set_aside = std::mem::take(&mut ctx.set_aside);
+        if !set_aside.is_empty() {
+            self.subscribers.emit(Event::Reconciled(set_aside));
+        }
         match written {
             Ok(stats) => {
                 self.ckpt_counters.succeeded(stats.duration);

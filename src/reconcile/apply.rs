@@ -22,6 +22,7 @@
 use super::aside::Aside;
 use super::edits::{self, EditPlan};
 use super::foreign::{self, ForeignView};
+use super::live::TaskFiles;
 use super::merge::{self, MergePlan};
 use super::survey::{self, Survey};
 use super::{Action, Decision, now_ms};
@@ -116,6 +117,10 @@ fn prepare(fs: &dyn Fs, survey: &Survey) -> Result<Prepared> {
 pub(crate) struct Plan {
     merge: Option<(String, MergePlan)>,
     edits: EditPlan,
+    /// What the task files held when the plan read them, but for those it
+    /// sets aside: the checkpoints' check for edits made while the store is
+    /// open starts from it.
+    task_files: TaskFiles,
 }
 
 impl Plan {
@@ -133,6 +138,12 @@ impl Plan {
     /// The foreign file merged, if any.
     pub fn merged_from(&self) -> Option<&str> {
         self.merge.as_ref().map(|(from, _)| from.as_str())
+    }
+
+    /// What the task files held when the plan read them (for the owner's
+    /// checkpoints; see [`super::live`]).
+    pub fn take_task_files(&mut self) -> TaskFiles {
+        std::mem::take(&mut self.task_files)
     }
 }
 
@@ -161,6 +172,11 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
             .or_else(|| rec.state.tasks.get(id).map(|t| &**t))
     };
     let files = foreign::task_files(fs)?;
+    let mut task_files = TaskFiles::from_scan(
+        files
+            .iter()
+            .filter_map(|f| f.print.map(|p| (f.name.clone(), p))),
+    );
     let ids = rec
         .state
         .tasks
@@ -174,7 +190,14 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
             d.action != Action::StatewalOnly || !m.decisions.iter().any(|x| x.task == d.task)
         });
     }
-    Ok(Plan { merge, edits })
+    for a in &edits.set_aside {
+        task_files.forget(a.path.rsplit_once('/').map_or(a.path.as_str(), |(_, n)| n));
+    }
+    Ok(Plan {
+        merge,
+        edits,
+        task_files,
+    })
 }
 
 /// A reader's application: what an owner's open would journal is applied
@@ -215,7 +238,9 @@ pub(crate) fn apply_owner(
     segments_below: u64,
 ) -> Result<Outcome> {
     let fs = store.fs();
-    let Plan { merge, mut edits } = plan;
+    let Plan {
+        merge, mut edits, ..
+    } = plan;
     let mut decisions = prepared.migrated.clone();
     // A task the migration kept without a file was reported by it already.
     edits.decisions.retain(|d| {

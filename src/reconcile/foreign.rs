@@ -20,6 +20,10 @@ pub(crate) struct TaskFile {
     /// The task, with the original server's statuses mapped to statewal's
     /// (as the migration maps them), or why the file is not a task.
     pub task: std::result::Result<Task, String>,
+    /// The fingerprint of the bytes read, when the file was read whole:
+    /// a checkpoint replaces the file only while it still holds them
+    /// ([`super::live`]).
+    pub print: Option<super::live::Print>,
 }
 
 /// The largest task file read: twice the journal's record limit, which
@@ -40,19 +44,28 @@ pub(crate) fn task_files(fs: &dyn Fs) -> Result<Vec<TaskFile>> {
         let path = fs::join(TASKS_DIR, &name);
         // At most one byte past the largest task file statewal reads: a
         // planted file the size of a disk must not be read whole.
+        let mut print = None;
         let task = match fs.read_at(&path, 0, TASK_FILE_BYTES_MAX + 1) {
             Ok(Some(bytes)) if bytes.len() as u64 > TASK_FILE_BYTES_MAX => Err(format!(
                 "larger than {TASK_FILE_BYTES_MAX} bytes (twice the largest record statewal \
                  journals): not read"
             )),
-            Ok(Some(bytes)) => parse_task_file(&bytes, &name),
+            Ok(Some(bytes)) => {
+                print = Some(super::live::Print::of(&bytes));
+                parse_task_file(&bytes, &name)
+            }
             Ok(None) => continue, // Removed since the listing.
             Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge) => {
                 Err(e.to_string())
             }
             Err(e) => return Err(e),
         };
-        out.push(TaskFile { path, name, task });
+        out.push(TaskFile {
+            path,
+            name,
+            task,
+            print,
+        });
     }
     Ok(out)
 }

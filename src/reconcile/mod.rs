@@ -25,6 +25,7 @@ mod apply;
 mod aside;
 pub(crate) mod edits;
 pub(crate) mod foreign;
+pub(crate) mod live;
 pub(crate) mod merge;
 pub(crate) mod survey;
 

@@ -27,6 +27,7 @@ mod io_errors;
 mod key_order;
 mod kill;
 mod limits;
+mod live_edits;
 mod lock;
 mod logs;
 mod model;
