@@ -984,3 +984,159 @@ fn a_crash_anywhere_in_the_merge_keeps_a_later_put_an_untouched_copy_ties_with()
     assert_clean(w.label, &f);
     assert!(f.killed_in[0] > 0, "never killed inside the open");
 }
+
+/// A step: a person rewrites `rel` with an editor while the store is open
+/// (remove, create, write, and the editor's syncs).
+fn hand_edit(rel: &'static str, bytes: Vec<u8>) -> Step {
+    Box::new(move |_, fs| {
+        fs.remove(rel)?;
+        let mut f = fs.open(rel, OpenMode::CreateNew)?;
+        f.write_all_at(0, &bytes)?;
+        f.sync_data()?;
+        fs.sync_dir("tasks")
+    })
+}
+
+/// An edit of `y` older than every copy statewal writes of it, so that an
+/// open never imports it, whatever a crash left: the store's state follows
+/// statewal's steps alone, and the edit must only never be lost.
+fn old_edit_of_y() -> Vec<u8> {
+    serde_json::to_vec_pretty(&json!({
+        "id": "y", "status": "pending", "updated_at": "2030-01-01T09:00:00Z",
+        "description": "edited by hand while the store was open",
+    }))
+    .unwrap()
+}
+
+/// `y` checkpointed by statewal, the store closed.
+fn y_checkpointed() -> SimFs {
+    prepared(vec![
+        Box::new(|s, _| {
+            s.put_task(timed("y", "2030-01-01T10:00:00Z", "statewal's"))
+                .map(drop)
+        }),
+        checkpoint(),
+    ])
+}
+
+fn put_y_later() -> Step {
+    Box::new(|s, _| {
+        s.put_task(timed("y", "2030-01-01T10:05:00Z", "statewal, later"))
+            .map(drop)
+    })
+}
+
+/// Checks that the edit is in `tasks/y.json` or a `tasks/y.json.edited-*`
+/// once its step was acknowledged; returns whether a copy was set aside.
+fn edit_kept(fs: &SimFs, k: Killed, edit: &[u8]) -> Result<bool, String> {
+    let mut found = false;
+    let mut aside = false;
+    for name in fs.list("tasks").map_err(|e| e.to_string())? {
+        if name == "y.json" || name.starts_with("y.json.edited-") {
+            let bytes = fs
+                .read(&format!("tasks/{name}"))
+                .map_err(|e| e.to_string())?;
+            let here = bytes.as_deref() == Some(edit);
+            found |= here;
+            aside |= here && name != "y.json";
+        }
+    }
+    if k.acked >= 1 && !found {
+        return Err("the hand edit of tasks/y.json made while the store was open is gone".into());
+    }
+    Ok(aside)
+}
+
+// Issue 9, part 2: a hand edit of `tasks/y.json` made while the store is
+// open is set aside by the next checkpoint that writes `y` (renamed to
+// `y.json.edited-<ms>`, `tasks/` synced), then the store's copy replaces
+// the old name. Killed after every operation, under every power-loss
+// outcome, the edit is always somewhere. Without the sync of `tasks/`
+// after the rename aside, power loss can keep the rename of the store's
+// copy over `y.json` and lose the rename aside: the edit is gone.
+#[test]
+fn a_crash_while_a_checkpoint_sets_a_live_edit_aside_never_loses_it() {
+    let edit = old_edit_of_y();
+    let w = Workload {
+        label: "live edit set aside by a checkpoint",
+        policy: SyncPolicy::SyncBeforeAck,
+        start: Box::new(y_checkpointed),
+        steps: vec![
+            hand_edit("tasks/y.json", edit.clone()),
+            put_y_later(),
+            checkpoint(),
+        ],
+        syncs: vec![false, false, true],
+    };
+    let in_checkpoint = std::cell::Cell::new(0);
+    let f = w.enumerate(&|fs, k, reference| {
+        let aside = edit_kept(fs, k, &edit)?;
+        in_checkpoint.set(in_checkpoint.get() + u64::from(aside && k.acked == 2));
+        w.check_prefix(fs, k, reference).map(drop)
+    });
+    assert_clean(w.label, &f);
+    eprintln!(
+        "{}: states with the edit set aside by the checkpoint killed: {}",
+        w.label,
+        in_checkpoint.get()
+    );
+    assert!(f.killed_in[2] > 0 && in_checkpoint.get() > 0);
+}
+
+// As above, but the sync of `tasks/` after the rename aside fails (EIO),
+// so the checkpoint fails with the rename made and not yet durable. The
+// next checkpoint finds no file under the old name and writes the store's
+// copy there: it must make the earlier rename durable first, or power loss
+// during it can lose the edit just the same.
+#[test]
+fn a_crash_after_a_failed_sync_of_a_rename_aside_never_loses_the_edit() {
+    use statewal::fs::sim::FaultKind;
+    let edit = old_edit_of_y();
+    let before_checkpoint = || -> (SimFs, Store) {
+        let fs = y_checkpointed();
+        let store = open(&fs, SyncPolicy::SyncBeforeAck).unwrap();
+        hand_edit("tasks/y.json", old_edit_of_y())(&store, &fs).unwrap();
+        put_y_later()(&store, &fs).unwrap();
+        (fs, store)
+    };
+    // The operation that syncs tasks/ after the rename aside: the first one
+    // whose failure leaves that rename made and pending.
+    let sync_op = (1..200)
+        .find_map(|k| {
+            let (fs, store) = before_checkpoint();
+            let at = fs.ops() + k;
+            fs.fail_at(at, FaultKind::Eio, false);
+            let failed = store.checkpoint().is_err();
+            let pending = fs.pending().iter().any(|i| {
+                i.description
+                    .starts_with("rename tasks/y.json -> tasks/y.json.edited-")
+            });
+            (failed && pending).then_some(at)
+        })
+        .expect("a checkpoint that sets y.json aside");
+    let w = Workload {
+        label: "live edit, the sync of the rename aside failed",
+        policy: SyncPolicy::SyncBeforeAck,
+        start: Box::new(y_checkpointed),
+        steps: vec![
+            hand_edit("tasks/y.json", edit.clone()),
+            put_y_later(),
+            Box::new(move |s, fs| {
+                fs.fail_at(sync_op, FaultKind::Eio, false);
+                match s.checkpoint() {
+                    Err(_) if !fs.crashed() => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(_) => panic!("the sync of tasks/ at operation {sync_op} did not fail"),
+                }
+            }),
+            checkpoint(),
+        ],
+        syncs: vec![false, false, false, true],
+    };
+    let f = w.enumerate(&|fs, k, reference| {
+        edit_kept(fs, k, &edit)?;
+        w.check_prefix(fs, k, reference).map(drop)
+    });
+    assert_clean(w.label, &f);
+    assert!(f.killed_in[3] > 0, "never killed in the checkpoint after");
+}
