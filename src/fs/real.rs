@@ -119,6 +119,28 @@ impl RealFs {
         }
         Ok(path)
     }
+
+    /// The sorted names in directory `rel` whose type (not followed through
+    /// a symlink) passes `keep`; a missing directory lists nothing. Backs
+    /// [`Fs::list`] and [`Fs::list_dirs`].
+    fn list_where(&self, rel: &str, keep: fn(&std::fs::FileType) -> bool) -> Result<Vec<String>> {
+        let path = self.read_path(rel, true)?;
+        let entries = match std::fs::read_dir(&path) {
+            Ok(it) => it,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &path, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &path, e))?;
+            let kept = entry.file_type().map(|t| keep(&t)).unwrap_or(false);
+            if let (true, Some(name)) = (kept, entry.file_name().to_str()) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
 }
 
 /// Never follows a symlink, and opens without blocking: `open(2)` of a FIFO
@@ -501,44 +523,14 @@ impl Fs for RealFs {
     }
 
     fn list(&self, rel: &str) -> Result<Vec<String>> {
-        let path = self.read_path(rel, true)?;
-        let entries = match std::fs::read_dir(&path) {
-            Ok(it) => it,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("list", &path, e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &path, e))?;
-            // `DirEntry::file_type` does not follow symlinks, so a planted
-            // link is never listed as a file.
-            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
-                names.push(name.to_string());
-            }
-        }
-        names.sort();
-        Ok(names)
+        // `DirEntry::file_type` does not follow symlinks, so a planted
+        // link is never listed as a file.
+        self.list_where(rel, std::fs::FileType::is_file)
     }
 
     fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
-        let path = self.read_path(rel, true)?;
-        let entries = match std::fs::read_dir(&path) {
-            Ok(it) => it,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("list", &path, e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &path, e))?;
-            // Not followed: a symlink to a directory is not listed.
-            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                names.push(name.to_string());
-            }
-        }
-        names.sort();
-        Ok(names)
+        // Not followed: a symlink to a directory is not listed.
+        self.list_where(rel, std::fs::FileType::is_dir)
     }
 
     fn sync_files(&self, rels: &[String]) -> Result<()> {

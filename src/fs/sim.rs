@@ -297,6 +297,23 @@ impl SimFs {
             inner: Arc::new(Mutex::new(inner)),
         }
     }
+
+    /// The names in directory `rel` whose entry passes `keep`, sorted (the
+    /// keys of a BTreeMap already are); a missing directory lists nothing.
+    /// Backs [`Fs::list`] and [`Fs::list_dirs`].
+    fn list_where(&self, rel: &str, keep: fn(&Entry) -> bool) -> Result<Vec<String>> {
+        let mut g = self.inner.lock();
+        g.begin(rel, "list")?;
+        let Some(dir) = g.dirs.get(rel) else {
+            return Ok(Vec::new());
+        };
+        Ok(dir
+            .current
+            .iter()
+            .filter(|(_, e)| keep(e))
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
 }
 
 impl std::fmt::Debug for SimFs {
@@ -456,32 +473,11 @@ impl Fs for SimFs {
     }
 
     fn list(&self, rel: &str) -> Result<Vec<String>> {
-        let mut g = self.inner.lock();
-        g.begin(rel, "list")?;
-        let Some(dir) = g.dirs.get(rel) else {
-            return Ok(Vec::new());
-        };
-        // BTreeMap keys are already sorted.
-        Ok(dir
-            .current
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::File(_)))
-            .map(|(n, _)| n.clone())
-            .collect())
+        self.list_where(rel, |e| matches!(e, Entry::File(_)))
     }
 
     fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
-        let mut g = self.inner.lock();
-        g.begin(rel, "list")?;
-        let Some(dir) = g.dirs.get(rel) else {
-            return Ok(Vec::new());
-        };
-        Ok(dir
-            .current
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Dir))
-            .map(|(n, _)| n.clone())
-            .collect())
+        self.list_where(rel, |e| matches!(e, Entry::Dir))
     }
 
     fn boot_id(&self) -> Option<[u8; 16]> {
