@@ -538,6 +538,41 @@ fn backups_deleted_behind_statewals_back_lose_nothing() {
     check(dir, &["verify"], "", 0);
 }
 
+/// A store in `dir` with tasks a0, a1 checkpointed, then b0, b1: the second
+/// checkpoint kept the first state.json as statewal's one backup, named.
+fn two_checkpoints(dir: &Path) -> (Store, Vec<String>) {
+    let store = Store::open(crash_opts(dir)).unwrap();
+    put_all(&store, &ids("a", 2));
+    store.checkpoint().unwrap();
+    put_all(&store, &ids("b", 2));
+    store.checkpoint().unwrap();
+    let own = backup_files(dir);
+    assert_eq!(own.len(), 1);
+    (store, own)
+}
+
+/// With the store closed, a damaged state.json: the open loads from
+/// statewal's backup `own` and loses none of the tasks a, b, c and d (2
+/// each) put since.
+#[track_caller]
+fn damaged_state_json_falls_back_to(dir: &Path, own: &str) {
+    std::fs::write(
+        dir.join("state.json"),
+        b"{\"version\": \"1.0.0\", \"tasks\": [",
+    )
+    .unwrap();
+    let store = Store::open(crash_opts(dir)).unwrap();
+    assert_eq!(
+        store.recovery_report().loaded_from,
+        LoadedFrom::Backup(own.to_string())
+    );
+    let all: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .flat_map(|p| ids(p, 2))
+        .collect();
+    check_tasks(&store, &all);
+}
+
 // Guards: when the original server's backups are the newest (it took a turn
 // and saved 10 times), statewal's pruning still keeps its own newest backup,
 // the one the retained journal segments lead from: a corrupt state.json then
@@ -546,13 +581,7 @@ fn backups_deleted_behind_statewals_back_lose_nothing() {
 fn pruning_keeps_the_newest_backup_recovery_can_start_from() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let store = Store::open(crash_opts(dir)).unwrap();
-    put_all(&store, &ids("a", 2));
-    store.checkpoint().unwrap();
-    put_all(&store, &ids("b", 2));
-    store.checkpoint().unwrap();
-    let own = backup_files(dir);
-    assert_eq!(own.len(), 1);
+    let (store, own) = two_checkpoints(dir);
     let ahead = now_ms() + 3_600_000;
     for i in 0..10 {
         std::fs::write(
@@ -573,22 +602,7 @@ fn pruning_keeps_the_newest_backup_recovery_can_start_from() {
     assert!(dir.join(&own[0]).exists(), "{:?}", backup_files(dir));
     put_all(&store, &ids("d", 2));
     drop(store);
-
-    std::fs::write(
-        dir.join("state.json"),
-        b"{\"version\": \"1.0.0\", \"tasks\": [",
-    )
-    .unwrap();
-    let store = Store::open(crash_opts(dir)).unwrap();
-    assert_eq!(
-        store.recovery_report().loaded_from,
-        LoadedFrom::Backup(own[0].clone())
-    );
-    let all: Vec<String> = ["a", "b", "c", "d"]
-        .iter()
-        .flat_map(|p| ids(p, 2))
-        .collect();
-    check_tasks(&store, &all);
+    damaged_state_json_falls_back_to(dir, &own[0]);
 }
 
 // Guards: a state.json the original server rewrote while statewal ran was
@@ -600,13 +614,7 @@ fn pruning_keeps_the_newest_backup_recovery_can_start_from() {
 fn a_state_json_rewritten_by_the_original_server_is_kept_as_a_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let store = Store::open(crash_opts(dir)).unwrap();
-    put_all(&store, &ids("a", 2));
-    store.checkpoint().unwrap();
-    put_all(&store, &ids("b", 2));
-    store.checkpoint().unwrap();
-    let own = backup_files(dir);
-    assert_eq!(own.len(), 1);
+    let (store, own) = two_checkpoints(dir);
     let theirs = ts_state(&[("z", "done")], &[]);
     std::fs::write(dir.join("state.json"), &theirs).unwrap();
     put_all(&store, &ids("c", 2));
@@ -624,22 +632,7 @@ fn a_state_json_rewritten_by_the_original_server_is_kept_as_a_backup() {
     assert_eq!(store.backups().unwrap()[0].name, kept.name, "the newest");
     put_all(&store, &ids("d", 2));
     drop(store);
-
-    std::fs::write(
-        dir.join("state.json"),
-        b"{\"version\": \"1.0.0\", \"tasks\": [",
-    )
-    .unwrap();
-    let store = Store::open(crash_opts(dir)).unwrap();
-    assert_eq!(
-        store.recovery_report().loaded_from,
-        LoadedFrom::Backup(own[0].clone())
-    );
-    let all: Vec<String> = ["a", "b", "c", "d"]
-        .iter()
-        .flat_map(|p| ids(p, 2))
-        .collect();
-    check_tasks(&store, &all);
+    damaged_state_json_falls_back_to(dir, &own[0]);
 }
 
 // Regression (found by review): a statewal backup whose `"version"` key
