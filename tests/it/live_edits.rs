@@ -10,12 +10,13 @@
 //! warning and a `state:reconciled` event) and only then writes or removes
 //! the task's file. It never imports it (`docs/decisions.md`).
 
+use crate::util::edited_copies;
 use serde_json::{Value, json};
 use statewal::fs::sim::FaultKind;
 use statewal::fs::{Fs, OpenMode, SimFs};
 use statewal::reconcile::{Action, Decision};
 use statewal::{Event, Options, Store, Task, TaskStatus};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,24 +45,6 @@ fn hand_edit(dir: &Path, id: &str, what: &str) -> Vec<u8> {
     let bytes = serde_json::to_vec_pretty(&json!({"id": id, "description": what})).unwrap();
     std::fs::write(dir.join(format!("tasks/{id}.json")), &bytes).unwrap();
     bytes
-}
-
-/// The files set aside for task `id`.
-fn aside(dir: &Path, id: &str) -> Vec<PathBuf> {
-    let prefix = format!("{id}.json.edited-");
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("tasks"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(&prefix)
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 fn description(path: &Path) -> Value {
@@ -106,7 +89,7 @@ fn the_checkpoint_of_a_delete_or_an_archive_sets_an_edited_file_aside_rather_tha
     store.checkpoint().unwrap();
     for (id, edit) in [("gone", &gone), ("old", &archived)] {
         assert!(!dir.join(format!("tasks/{id}.json")).exists(), "{id}");
-        let kept = aside(dir, id);
+        let kept = edited_copies(dir, id);
         assert_eq!(kept.len(), 1, "{id}: {kept:?}");
         assert_eq!(&std::fs::read(&kept[0]).unwrap(), edit, "{id}");
         check_set_aside(
@@ -150,9 +133,9 @@ fn a_file_removed_by_hand_is_written_again_and_one_made_by_hand_is_set_aside() {
     let made = hand_edit(dir, "n", "made by hand");
     store.checkpoint().unwrap();
     assert_eq!(description(&dir.join("tasks/x.json")), "statewal's, later");
-    assert!(aside(dir, "x").is_empty());
+    assert!(edited_copies(dir, "x").is_empty());
     assert_eq!(description(&dir.join("tasks/n.json")), "statewal's new");
-    let kept = aside(dir, "n");
+    let kept = edited_copies(dir, "n");
     assert_eq!(kept.len(), 1);
     assert_eq!(std::fs::read(&kept[0]).unwrap(), made);
     let heard = heard.lock().unwrap().clone();
@@ -192,12 +175,12 @@ fn a_directory_symlink_or_fifo_put_in_a_task_files_place_while_open_is_set_aside
     store.checkpoint().unwrap();
     for id in ["d", "l", "f"] {
         assert_eq!(description(&file(id)), "statewal's, later", "{id}");
-        assert_eq!(aside(dir, id).len(), 1, "{id}");
+        assert_eq!(edited_copies(dir, id).len(), 1, "{id}");
         check_set_aside(&heard.lock().unwrap(), id, "not a regular file");
     }
-    assert!(aside(dir, "d")[0].is_dir());
+    assert!(edited_copies(dir, "d")[0].is_dir());
     assert!(
-        std::fs::symlink_metadata(&aside(dir, "l")[0])
+        std::fs::symlink_metadata(&edited_copies(dir, "l")[0])
             .unwrap()
             .file_type()
             .is_symlink()

@@ -24,7 +24,7 @@
 //! with `journal_seq: 0`, so the old journal was replayed over its changes
 //! (or the open failed with "records 1 to N are missing").
 
-use crate::util::{crash_opts, run_statewal};
+use crate::util::{crash_opts, edited_copies, read_json, run_statewal};
 use serde_json::{Value, json};
 use statewal::{Store, Task};
 use std::collections::BTreeMap;
@@ -174,9 +174,60 @@ impl Ts<'_> {
 
     /// The tasks of `state.json`, as the original server loads them.
     fn load_tasks(&self) -> Vec<Value> {
-        let state: Value =
-            serde_json::from_slice(&std::fs::read(self.dir.join("state.json")).unwrap()).unwrap();
-        state["tasks"].as_array().unwrap().clone()
+        read_json(self.dir.join("state.json"))["tasks"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+/// A directory where the original server saved one task, `a` (its file
+/// and state.json).
+fn ts_dir_of_one_task(dir: &Path) -> Ts<'_> {
+    let mut ts = Ts::new(dir);
+    let tasks = [ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0)];
+    ts.save_task(&tasks[0]);
+    ts.save_state(&tasks);
+    ts
+}
+
+/// The original server's turn on `b`: it loads state.json and saves `b`'s
+/// file as failed; the tasks as it now holds them, for its `save_state`.
+fn ts_fails_b(ts: &Ts<'_>) -> Vec<Value> {
+    let mut tasks = ts.load_tasks();
+    for t in &mut tasks {
+        if t["id"] == "b" {
+            t["status"] = json!("failed");
+            ts.save_task(t);
+        }
+    }
+    tasks
+}
+
+/// The bytes of `state.pre-migration.backup.json`.
+fn pre_migration_backup(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap()
+}
+
+/// A path (relative to the state directory) of a pre-migration backup,
+/// numbered or not.
+fn is_pre_migration_backup(p: &Path) -> bool {
+    p.to_str()
+        .unwrap()
+        .starts_with("state.pre-migration.backup")
+}
+
+/// A task as statewal's tests put it, with no `updated_at`.
+fn bare(v: Value) -> Task {
+    Task::from_value(v).unwrap()
+}
+
+/// A reader sees each task's description as `model` has it.
+#[track_caller]
+fn check_descriptions(dir: &Path, model: &BTreeMap<String, String>, when: &str) {
+    let seen = listed(dir);
+    for (id, d) in model {
+        assert_eq!(seen[id]["description"], d.as_str(), "{when}: {id}");
     }
 }
 
@@ -274,10 +325,7 @@ fn part1_a_migration_takes_the_newest_copy_of_each_task_and_says_why() {
         2,
         "state.json's newer copy of d won"
     );
-    assert_eq!(
-        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
-        before[Path::new("state.json")],
-    );
+    assert_eq!(pre_migration_backup(dir), before[Path::new("state.json")],);
 
     // The older task file of d is then set aside, not overwritten, by the
     // next owner's open (part 2), and the layout is written again.
@@ -296,24 +344,6 @@ fn part1_a_migration_takes_the_newest_copy_of_each_task_and_says_why() {
         serde_json::from_slice(&std::fs::read(dir.join("tasks/d.json")).unwrap()).unwrap();
     assert_eq!(d_now["logs"].as_array().unwrap().len(), 2);
     assert_eq!(listed(dir).len(), 4);
-}
-
-/// `tasks/<id>.json.edited-<ms>` files.
-fn edited_copies(dir: &Path, id: &str) -> Vec<PathBuf> {
-    let prefix = format!("{id}.json.edited-");
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("tasks"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(&prefix)
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]
@@ -350,10 +380,7 @@ fn part1_an_empty_state_json_falls_back_to_the_newest_valid_backup() {
     assert_eq!(seen["a"]["status"], "completed");
     assert_eq!(seen["b"]["status"], "pending");
     // The empty state.json is what a rollback puts back.
-    assert_eq!(
-        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
-        b""
-    );
+    assert_eq!(pre_migration_backup(dir), b"");
 }
 
 /// A statewal directory: `x` and `y` checkpointed at 10:00 UTC in 2030.
@@ -625,10 +652,7 @@ fn part3_both_servers_take_turns_and_nothing_is_dropped() {
         "deleted on one side only: kept and reported"
     );
     assert_eq!(seen.len(), 10);
-    assert_eq!(
-        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
-        foreign
-    );
+    assert_eq!(pre_migration_backup(dir), foreign);
     let log = log_text(dir);
     for id in ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "s-new", "ts-new"] {
         assert!(
@@ -675,10 +699,7 @@ fn part3_both_servers_take_turns_and_nothing_is_dropped() {
         "foreign",
         "2030-01-01T12:00:00.000Z",
     );
-    assert_eq!(
-        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
-        foreign
-    );
+    assert_eq!(pre_migration_backup(dir), foreign);
     assert_eq!(
         std::fs::read(dir.join("state.pre-migration.backup.1.json")).unwrap(),
         second
@@ -1083,7 +1104,6 @@ fn subscribers_hear_every_decision_after_state_loaded() {
 fn part3_an_untouched_foreign_copy_never_undoes_a_later_statewal_put() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let bare = |v: Value| Task::from_value(v).unwrap();
     {
         let store = Store::open(crash_opts(dir)).unwrap();
         store
@@ -1101,22 +1121,11 @@ fn part3_an_untouched_foreign_copy_never_undoes_a_later_statewal_put() {
         store.put_session(json!({"id": "s1", "n": 2})).unwrap();
     }
     let mut ts = Ts::new(dir);
-    let mut tasks = ts.load_tasks();
-    for t in &mut tasks {
-        if t["id"] == "b" {
-            t["status"] = json!("failed");
-            ts.save_task(t);
-        }
-    }
+    let tasks = ts_fails_b(&ts);
     // The original server saves its sessions as it loaded them.
-    let sessions = {
-        let v: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
-        v["sessions"].clone()
-    };
+    let sessions = read_json(dir.join("state.json"))["sessions"].clone();
     ts.save_state(&tasks);
-    let mut v: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let mut v = read_json(dir.join("state.json"));
     v["sessions"] = sessions;
     write_json(&dir.join("state.json"), &v);
 
@@ -1252,10 +1261,7 @@ fn a_state_json_of_the_original_server_that_does_not_migrate_is_kept_before_repl
         .filter(|p| std::fs::read(dir.join(p)).ok().as_deref() == Some(&foreign[..]))
         .collect();
     assert!(
-        kept.iter().any(|p| p
-            .to_str()
-            .unwrap()
-            .starts_with("state.pre-migration.backup")),
+        kept.iter().any(|p| is_pre_migration_backup(p)),
         "the original server's state.json was dropped: {kept:?}"
     );
     // Still there after more opens, and copied once.
@@ -1263,11 +1269,7 @@ fn a_state_json_of_the_original_server_that_does_not_migrate_is_kept_before_repl
     ok(&run(dir, &["checkpoint"]));
     let pre: Vec<PathBuf> = crate::util::tree(dir)
         .into_iter()
-        .filter(|p| {
-            p.to_str()
-                .unwrap()
-                .starts_with("state.pre-migration.backup")
-        })
+        .filter(|p| is_pre_migration_backup(p))
         .collect();
     assert_eq!(pre.len(), 1, "{pre:?}");
     assert_eq!(std::fs::read(dir.join(&pre[0])).unwrap(), foreign);
@@ -1295,10 +1297,7 @@ fn a_state_json_that_is_a_json_array_is_unusable_not_statewals() {
         );
         let out = json_of(dir, &["checkpoint"]);
         assert_eq!(listed(dir), want, "{out}");
-        assert_eq!(
-            std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
-            bytes
-        );
+        assert_eq!(pre_migration_backup(dir), bytes);
     }
 }
 
@@ -1336,14 +1335,7 @@ fn part3_five_turns_of_each_server_keep_every_sides_last_write() {
                 store.shutdown().unwrap();
             }
         }
-        let seen = listed(dir);
-        for (id, d) in &model {
-            assert_eq!(
-                seen[id]["description"],
-                d.as_str(),
-                "round {round} before ts: {id}"
-            );
-        }
+        check_descriptions(dir, &model, &format!("round {round} before ts"));
         // The original server's turn: it needs a state.json it can load.
         if !dir.join("state.json").exists() {
             continue;
@@ -1361,20 +1353,10 @@ fn part3_five_turns_of_each_server_keep_every_sides_last_write() {
         }
         ts.save_state(&tasks);
         ts.save_state(&tasks);
-        let seen = listed(dir);
-        for (id, d) in &model {
-            assert_eq!(
-                seen[id]["description"],
-                d.as_str(),
-                "round {round} after ts (reader): {id}"
-            );
-        }
+        check_descriptions(dir, &model, &format!("round {round} after ts (reader)"));
     }
     json_of(dir, &["checkpoint"]);
-    let seen = listed(dir);
-    for (id, d) in &model {
-        assert_eq!(seen[id]["description"], d.as_str(), "end: {id}");
-    }
+    check_descriptions(dir, &model, "end");
     let names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .chain(std::fs::read_dir(dir.join("journal")).unwrap())
@@ -1456,7 +1438,6 @@ fn a_reader_shows_only_what_an_owners_open_journals() {
 fn part3_rm_state_json_after_a_merge_keeps_statewals_later_puts() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let bare = |v: Value| Task::from_value(v).unwrap();
     {
         let store = Store::open(crash_opts(dir)).unwrap();
         for id in ["a", "b", "c"] {
@@ -1467,13 +1448,7 @@ fn part3_rm_state_json_after_a_merge_keeps_statewals_later_puts() {
         store.checkpoint().unwrap();
     }
     let mut ts = Ts::new(dir);
-    let mut tasks = ts.load_tasks();
-    for t in &mut tasks {
-        if t["id"] == "b" {
-            t["status"] = json!("failed");
-            ts.save_task(t);
-        }
-    }
+    let tasks = ts_fails_b(&ts);
     ts.save_state(&tasks);
     {
         let store = Store::open(crash_opts(dir)).unwrap();
@@ -1509,10 +1484,7 @@ fn part3_rm_state_json_after_a_merge_keeps_statewals_later_puts() {
 fn part4_rollback_never_drops_a_state_json_the_original_server_wrote_since() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut ts = Ts::new(dir);
-    let tasks = [ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0)];
-    ts.save_task(&tasks[0]);
-    ts.save_state(&tasks);
+    let mut ts = ts_dir_of_one_task(dir);
     ok(&run(dir, &["migrate"]));
     ok(&run(dir, &["migrate", "--rollback"]));
     // The original server's turn, and one more rollback by mistake.
@@ -1542,10 +1514,7 @@ fn part4_rollback_never_drops_a_state_json_the_original_server_wrote_since() {
 fn part4_rollback_then_the_original_servers_cleanup_keeps_statewals_sessions() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut ts = Ts::new(dir);
-    let tasks = [ts_task("a", "pending", "2024-01-01T10:00:00.000Z", 0)];
-    ts.save_task(&tasks[0]);
-    ts.save_state(&tasks);
+    let mut ts = ts_dir_of_one_task(dir);
     ok(&run(dir, &["migrate"]));
     {
         let store = Store::open(crash_opts(dir)).unwrap();
@@ -1647,10 +1616,7 @@ fn a_state_json_with_a_key_twice_is_refused_by_the_open_as_by_migrate() {
     assert_eq!(listed(dir)["a"]["status"], "pending", "a reader");
     ok(&run(dir, &["checkpoint"]));
     assert_eq!(listed(dir)["a"]["status"], "pending");
-    assert_eq!(
-        std::fs::read(dir.join("state.pre-migration.backup.json")).unwrap(),
-        dup
-    );
+    assert_eq!(pre_migration_backup(dir), dup);
 }
 
 // Review (issue 9): a file in tasks/ whose name is near the file system's

@@ -205,6 +205,25 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
 }
 
 /// The `state.backup.*.json` files in a state directory, sorted by name.
+/// The files set aside for task `id`: `tasks/<id>.json.edited-<ms>`,
+/// sorted.
+pub fn edited_copies(dir: &Path, id: &str) -> Vec<PathBuf> {
+    let prefix = format!("{id}.json.edited-");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("tasks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&prefix)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 pub fn backups(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("list state dir")
