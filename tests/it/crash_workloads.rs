@@ -754,6 +754,27 @@ fn timed(id: &str, updated_at: &str, what: &str) -> Task {
 /// after it; the original server loads that checkpoint, changes `t2` and
 /// `t3` (11:00), creates `ts-new`, deletes `t4`, and saves (its backup of
 /// statewal's `state.json`, then its own, without a version).
+/// The merge at open of a directory `start` makes, then one put, synced
+/// before it is acknowledged; checked to merge as it should (each side's
+/// last write of t1..t4 and both new tasks) before it is crashed anywhere.
+#[track_caller]
+fn merge_at_open(label: &'static str, start: Box<dyn Fn() -> SimFs>) -> Workload {
+    let w = Workload {
+        label,
+        policy: SyncPolicy::SyncBeforeAck,
+        start,
+        steps: vec![put("after", "after the merge")],
+        syncs: vec![true],
+    };
+    let reference = w.reference();
+    let want = json!({
+        "t1": "statewal, later", "t2": "the original server's", "t3": "the original server's",
+        "t4": "statewal", "s-new": "statewal's", "ts-new": "the original server's new task",
+    });
+    assert_eq!(reference[0]["tasks"], want, "the merge itself");
+    w
+}
+
 fn taking_turns() -> SimFs {
     taking_turns_with("2030-01-01T10:05:00Z")
 }
@@ -844,19 +865,7 @@ fn a_crash_anywhere_in_the_merge_at_open_converges() {
     // store has its own id), so a copy is compared with its original.
     let segments = start.list("journal").unwrap();
     assert!(!segments.is_empty());
-    let w = Workload {
-        label: "merge at open",
-        policy: SyncPolicy::SyncBeforeAck,
-        start: Box::new(taking_turns),
-        steps: vec![put("after", "after the merge")],
-        syncs: vec![true],
-    };
-    let reference = w.reference();
-    let want = json!({
-        "t1": "statewal, later", "t2": "the original server's", "t3": "the original server's",
-        "t4": "statewal", "s-new": "statewal's", "ts-new": "the original server's new task",
-    });
-    assert_eq!(reference[0]["tasks"], want, "the merge itself");
+    let w = merge_at_open("merge at open", Box::new(taking_turns));
     let (backed_up, copied, merged) = (
         std::cell::Cell::new(0),
         std::cell::Cell::new(0),
@@ -967,19 +976,10 @@ fn a_crash_while_setting_an_edit_aside_never_loses_it() {
 // later put stands, at the first open and at every rerun after a crash.
 #[test]
 fn a_crash_anywhere_in_the_merge_keeps_a_later_put_an_untouched_copy_ties_with() {
-    let w = Workload {
-        label: "merge at open, a tie",
-        policy: SyncPolicy::SyncBeforeAck,
-        start: Box::new(|| taking_turns_with("2030-01-01T10:00:00Z")),
-        steps: vec![put("after", "after the merge")],
-        syncs: vec![true],
-    };
-    let reference = w.reference();
-    let want = json!({
-        "t1": "statewal, later", "t2": "the original server's", "t3": "the original server's",
-        "t4": "statewal", "s-new": "statewal's", "ts-new": "the original server's new task",
-    });
-    assert_eq!(reference[0]["tasks"], want, "the merge itself");
+    let w = merge_at_open(
+        "merge at open, a tie",
+        Box::new(|| taking_turns_with("2030-01-01T10:00:00Z")),
+    );
     let f = w.enumerate(&|fs, k, reference| w.check_prefix(fs, k, reference).map(drop));
     assert_clean(w.label, &f);
     assert!(f.killed_in[0] > 0, "never killed inside the open");

@@ -231,6 +231,13 @@ fn check_descriptions(dir: &Path, model: &BTreeMap<String, String>, when: &str) 
     }
 }
 
+/// The next open (a checkpoint) has nothing left to decide.
+#[track_caller]
+fn nothing_left_to_decide(dir: &Path) {
+    let again = json_of(dir, &["checkpoint"]);
+    assert_eq!(again["recovery"]["decisions"], json!([]), "{again}");
+}
+
 fn write_json(path: &Path, v: &Value) {
     std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
 }
@@ -472,8 +479,7 @@ fn part2_a_newer_hand_edit_is_imported_and_an_older_one_set_aside() {
     );
 
     // Nothing left to decide at the next open.
-    let again = json_of(dir, &["checkpoint"]);
-    assert_eq!(again["recovery"]["decisions"], json!([]), "{again}");
+    nothing_left_to_decide(dir);
 }
 
 // A checkpoint writes task files before state.json; interrupted between the
@@ -1202,8 +1208,7 @@ fn part2_a_directory_symlink_or_fifo_named_like_a_task_file_is_set_aside() {
         "nothing written outside the directory"
     );
     // Checkpoints work again.
-    let again = json_of(dir, &["checkpoint"]);
-    assert_eq!(again["recovery"]["decisions"], json!([]), "{again}");
+    nothing_left_to_decide(dir);
 }
 
 // Review (issue 9): the name an edit is set aside under skips names that are
@@ -1773,8 +1778,7 @@ fn a_task_file_the_original_server_deleted_is_reported_when_the_task_is_kept() {
     );
     assert!(listed(dir).contains_key("y"), "kept");
     assert!(dir.join("tasks/y.json").exists(), "its file written again");
-    let again = json_of(dir, &["checkpoint"]);
-    assert_eq!(again["recovery"]["decisions"], json!([]), "{again}");
+    nothing_left_to_decide(dir);
 
     // After a save, with the task still in its lagging state.json: a merge.
     let tmp = tempfile::tempdir().unwrap();
