@@ -231,6 +231,19 @@ fn check_descriptions(dir: &Path, model: &BTreeMap<String, String>, when: &str) 
     }
 }
 
+/// `statewal checkpoint --json`: its recovery decided `action` about `task`
+/// for a reason that has `reason_has` in it.
+#[track_caller]
+fn checkpoint_deciding(dir: &Path, task: &str, action: &str, reason_has: &str) {
+    let out = json_of(dir, &["checkpoint"]);
+    check_decision(
+        &decisions(&out["recovery"]["decisions"]),
+        task,
+        action,
+        reason_has,
+    );
+}
+
 /// The next open (a checkpoint) has nothing left to decide.
 #[track_caller]
 fn nothing_left_to_decide(dir: &Path) {
@@ -337,9 +350,8 @@ fn part1_a_migration_takes_the_newest_copy_of_each_task_and_says_why() {
     // The older task file of d is then set aside, not overwritten, by the
     // next owner's open (part 2), and the layout is written again.
     let d_file = before[Path::new("tasks/d.json")].clone();
-    let out = json_of(dir, &["checkpoint"]);
-    check_decision(
-        &decisions(&out["recovery"]["decisions"]),
+    checkpoint_deciding(
+        dir,
         "d",
         "set_aside",
         "statewal has updated_at 2024-01-01T10:10:00.000Z",
@@ -536,13 +548,7 @@ fn part2_rm_state_json_rebuilds_from_the_backup_the_journal_and_the_task_files()
     });
     // The seed design's troubleshooting: "Force state rebuild".
     std::fs::remove_file(dir.join("state.json")).unwrap();
-    let out = json_of(dir, &["checkpoint"]);
-    check_decision(
-        &decisions(&out["recovery"]["decisions"]),
-        "a",
-        "imported",
-        "2030-01-01T11:00:00Z",
-    );
+    checkpoint_deciding(dir, "a", "imported", "2030-01-01T11:00:00Z");
     let seen = listed(dir);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
     assert_eq!(seen["a"]["description"], "a, edited by hand");
@@ -1227,13 +1233,7 @@ fn part2_an_edited_name_taken_by_a_directory_is_skipped() {
     for ms in now..now + 3_000 {
         std::fs::create_dir(dir.join(format!("tasks/w.json.edited-{ms}"))).unwrap();
     }
-    let out = json_of(dir, &["checkpoint"]);
-    check_decision(
-        &decisions(&out["recovery"]["decisions"]),
-        "w",
-        "set_aside",
-        "full tie",
-    );
+    checkpoint_deciding(dir, "w", "set_aside", "full tie");
     let files: Vec<PathBuf> = edited_copies(dir, "w")
         .into_iter()
         .filter(|p| p.is_file())
@@ -1395,13 +1395,7 @@ fn a_huge_task_file_is_not_read_whole_and_is_set_aside() {
         String::from_utf8_lossy(&verified.stdout).contains("tasks/huge.json"),
         "{verified:?}"
     );
-    let out = json_of(dir, &["checkpoint"]);
-    check_decision(
-        &decisions(&out["recovery"]["decisions"]),
-        "huge",
-        "set_aside",
-        "larger than",
-    );
+    checkpoint_deciding(dir, "huge", "set_aside", "larger than");
     assert_eq!(
         std::fs::metadata(&edited_copies(dir, "huge")[0])
             .unwrap()
@@ -1422,13 +1416,7 @@ fn a_reader_shows_only_what_an_owners_open_journals() {
     let big = json!({"id": "big", "status": "pending", "x": "a".repeat(17 << 20)});
     write_json(&dir.join("tasks/big.json"), &big);
     let read = listed(dir);
-    let out = json_of(dir, &["checkpoint"]);
-    check_decision(
-        &decisions(&out["recovery"]["decisions"]),
-        "big",
-        "not_imported",
-        "more than the limit",
-    );
+    checkpoint_deciding(dir, "big", "not_imported", "more than the limit");
     let seen = listed(dir);
     assert!(!seen.contains_key("big"));
     assert_eq!(read, seen, "a reader saw what the owner's open gives");
@@ -1769,13 +1757,7 @@ fn a_task_file_the_original_server_deleted_is_reported_when_the_task_is_kept() {
     statewal_dir(dir);
     let ts = Ts::new(dir);
     ts.delete_task("y");
-    let out = json_of(dir, &["checkpoint"]);
-    check_decision(
-        &decisions(&out["recovery"]["decisions"]),
-        "y",
-        "statewal_only",
-        "tasks/y.json",
-    );
+    checkpoint_deciding(dir, "y", "statewal_only", "tasks/y.json");
     assert!(listed(dir).contains_key("y"), "kept");
     assert!(dir.join("tasks/y.json").exists(), "its file written again");
     nothing_left_to_decide(dir);
