@@ -10,10 +10,10 @@
 //! - **A foreign `state.json` over statewal history** (part 3, "taking
 //!   turns"): the foreign view is merged per task with statewal's view (its
 //!   newest sealed checkpoint plus the journal); the foreign copies that win
-//!   are journaled, then a checkpoint replaces the foreign file ([`merge`]).
+//!   are journaled, then a checkpoint replaces the foreign file (`merge.rs`).
 //! - **Out-of-band edits** (part 2): at every owner open, a task file that
 //!   differs from every copy statewal itself wrote of that task is an edit;
-//!   it is imported when it is newer, else set aside ([`edits`]).
+//!   it is imported when it is newer, else set aside (`edits.rs`).
 //!
 //! Everywhere, between two copies of a task, [`newest`] decides.
 //!
