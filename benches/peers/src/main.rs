@@ -6,8 +6,14 @@
 //! statewal-peers [--quick] [--scratch DIR] [--json FILE] [--markdown FILE] [--svg FILE]
 //!                [--rounds N] [--slices N] [--slice-ms MS] [--w4-records N]
 //!                [--workloads w1,w2,w3,w4] [--engines NAME,...]
+//!                [--statewal-bench FILE]
 //! statewal-peers syncs [--scratch DIR] [--puts N] [--json FILE]
+//! statewal-peers render RUN.json [--statewal-bench FILE] [--json FILE] [--markdown FILE] [--svg FILE]
 //! ```
+//!
+//! `--statewal-bench` takes the output of `statewal bench --json` and adds
+//! the targets it measures to the targets table; `render` rebuilds every
+//! output of a saved run, e.g. to add that file afterwards.
 
 #[path = "../../baselines.rs"]
 mod baselines;
@@ -16,6 +22,7 @@ mod reopen;
 mod report;
 mod rotate;
 mod syncs;
+mod targets;
 mod tasks;
 
 use engines::{Kind, Mode, Result};
@@ -40,6 +47,7 @@ struct Args {
     json: Option<PathBuf>,
     markdown: Option<PathBuf>,
     svg: Option<PathBuf>,
+    statewal_bench: Option<PathBuf>,
     plan: Plan,
     w4_records: usize,
     workloads: Vec<String>,
@@ -65,6 +73,16 @@ fn run(argv: Vec<String>) -> Result<()> {
             }
         };
     }
+    if argv.first().map(String::as_str) == Some("render") {
+        let from = argv.get(1).ok_or("usage: render RUN.json [flags]")?;
+        let args = parse(&argv[2..])?;
+        let mut report: report::Report = serde_json::from_slice(&std::fs::read(from)?)?;
+        if let Some(bench) = read_bench(&args)? {
+            report.statewal_bench = Some(bench);
+        }
+        report.targets = targets::targets(&report, report.statewal_bench.as_ref());
+        return write_outputs(&args, &report);
+    }
     let syncs_only = argv.first().map(String::as_str) == Some("syncs");
     let args = parse(if syncs_only { &argv[1..] } else { &argv })?;
     check_scratch(&args.scratch)?;
@@ -88,6 +106,7 @@ fn parse(argv: &[String]) -> Result<Args> {
         json: None,
         markdown: None,
         svg: None,
+        statewal_bench: None,
         plan: Plan {
             rounds: 3,
             slices: 8,
@@ -120,6 +139,7 @@ fn parse(argv: &[String]) -> Result<Args> {
             "--json" => a.json = Some(value()?.into()),
             "--markdown" => a.markdown = Some(value()?.into()),
             "--svg" => a.svg = Some(value()?.into()),
+            "--statewal-bench" => a.statewal_bench = Some(value()?.into()),
             "--rounds" => a.plan.rounds = value()?.parse()?,
             "--slices" => a.plan.slices = value()?.parse()?,
             "--slice-ms" => a.plan.slice_ms = value()?.parse()?,
@@ -253,7 +273,8 @@ fn run_bench(args: &Args, scratch: &Path) -> Result<()> {
     } else {
         None
     };
-    let report = report::Report {
+    let statewal_bench = read_bench(args)?;
+    let mut report = report::Report {
         date: time::OffsetDateTime::now_utc()
             .format(&time::macros::format_description!(
                 "[year]-[month]-[day] [hour]:[minute] UTC"
@@ -277,20 +298,36 @@ fn run_bench(args: &Args, scratch: &Path) -> Result<()> {
         task_bytes: tasks::TASK_BYTES,
         workloads,
         w4,
+        targets: Vec::new(),
+        statewal_bench,
     };
-    let md = report::markdown(&report);
-    print!("{md}");
+    report.targets = targets::targets(&report, report.statewal_bench.as_ref());
+    write_outputs(args, &report)?;
     if args.quick {
         eprintln!("(--quick: a smoke run; its figures are not measurements)");
     }
+    Ok(())
+}
+
+fn read_bench(args: &Args) -> Result<Option<serde_json::Value>> {
+    Ok(match &args.statewal_bench {
+        Some(path) => Some(serde_json::from_slice(&std::fs::read(path)?)?),
+        None => None,
+    })
+}
+
+/// Prints the markdown and writes each output the flags ask for.
+fn write_outputs(args: &Args, report: &report::Report) -> Result<()> {
+    let md = report::markdown(report);
+    print!("{md}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &md)?;
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, report::svg(&report))?;
+        std::fs::write(path, report::svg(report))?;
     }
     Ok(())
 }

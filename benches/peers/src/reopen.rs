@@ -65,11 +65,6 @@ pub fn fill(kind: Kind, dir: &Path, n: usize) -> Result<()> {
             for i in 0..n {
                 store.put_task(statewal::Task::from_json(&json(i))?)?;
             }
-            store
-                .submit(statewal::Mutation::PutTask(statewal::Task::from_json(
-                    &json(0),
-                )?))?
-                .wait()?;
         }
         Kind::Okaywal => {
             let wal = okaywal_config(dir).open(engines::NoCheckpoint)?;

@@ -4,10 +4,10 @@
 use crate::engines::Kind;
 use crate::reopen::Reopened;
 use crate::rotate::{Measured, Plan, median, percentile_us};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub date: String,
     pub commit: String,
@@ -16,9 +16,16 @@ pub struct Report {
     pub task_bytes: usize,
     pub workloads: Vec<Workload>,
     pub w4: Option<W4>,
+    /// Issue 10's targets, as far as this run (and `statewal bench`'s
+    /// JSON, if given) measures them.
+    #[serde(default)]
+    pub targets: Vec<crate::targets::Target>,
+    /// `statewal bench --json`'s output, if given.
+    #[serde(default)]
+    pub statewal_bench: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cpus: usize,
     pub kernel: String,
@@ -29,19 +36,19 @@ pub struct Machine {
     pub load_after: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Workload {
-    pub id: &'static str,
-    pub title: &'static str,
+    pub id: String,
+    pub title: String,
     pub writers: usize,
     pub durable: bool,
     pub rows: Vec<Row>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Row {
-    pub engine: &'static str,
-    pub setup: &'static str,
+    pub engine: String,
+    pub setup: String,
     pub baseline: bool,
     /// Median over rounds.
     pub ops_per_sec: f64,
@@ -55,16 +62,16 @@ pub struct Row {
     pub vs_statewal_rounds: Vec<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct W4 {
     pub records: usize,
     pub rounds: usize,
     pub rows: Vec<W4Row>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct W4Row {
-    pub engine: &'static str,
+    pub engine: String,
     /// Medians over rounds.
     pub ready_ms: f64,
     pub read_all_ms: f64,
@@ -109,8 +116,8 @@ pub fn workload(
                 None => Vec::new(),
             };
             Row {
-                engine: m.kind.name(),
-                setup: m.kind.setup(mode).unwrap_or(""),
+                engine: m.kind.name().to_string(),
+                setup: m.kind.setup(mode).unwrap_or("").to_string(),
                 baseline: m.kind.is_baseline(),
                 ops_per_sec: median(&m.rounds_ops_per_sec),
                 p50_us: percentile_us(&mut m.lat_ns, 0.50),
@@ -129,8 +136,8 @@ pub fn workload(
             .then(b.ops_per_sec.total_cmp(&a.ops_per_sec))
     });
     Workload {
-        id,
-        title,
+        id: id.to_string(),
+        title: title.to_string(),
         writers,
         durable,
         rows,
@@ -148,7 +155,7 @@ pub fn w4(records: usize, per_engine: Vec<(Kind, Vec<Reopened>)>) -> W4 {
             let read_all_ms = med(&|r| r.read_all_ms);
             let replays = matches!(kind, Kind::Statewal | Kind::Okaywal | Kind::Fjall);
             W4Row {
-                engine: kind.name(),
+                engine: kind.name().to_string(),
                 ready_ms,
                 read_all_ms,
                 replay_per_sec: replays.then(|| records as f64 / (ready_ms / 1e3)),
@@ -193,15 +200,7 @@ pub fn markdown(r: &Report) -> String {
     );
     s += &summary(r);
     for w in &r.workloads {
-        let _ = writeln!(
-            s,
-            "\n#### {}: {} ({} writer{}, {})\n",
-            w.id,
-            w.title,
-            w.writers,
-            if w.writers == 1 { "" } else { "s" },
-            if w.durable { "durable" } else { "OS-buffered" }
-        );
+        let _ = writeln!(s, "\n#### {}: {}\n", w.id, w.title);
         s += "| engine | setup | puts/s | p50 µs | p99 µs | × statewal | rounds (puts/s) |\n";
         s += "|---|---|---:|---:|---:|---:|---|\n";
         for row in &w.rows {
@@ -254,6 +253,19 @@ pub fn markdown(r: &Report) -> String {
                 thousands(row.read_all_per_sec),
                 row.rss_ready_mib,
                 row.rss_read_all_mib
+            );
+        }
+    }
+    if !r.targets.is_empty() {
+        s += "\n#### Issue 10's targets\n\n| # | target | measured | met? |\n|---|---|---|---|\n";
+        for t in &r.targets {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                t.id,
+                t.target,
+                t.measured,
+                if t.met { "yes" } else { "**no**" }
             );
         }
     }
@@ -364,17 +376,14 @@ pub fn svg(r: &Report) -> String {
                     row.engine.to_string(),
                     row.ops_per_sec,
                     format!("{}/s  {:.2}×", thousands(row.ops_per_sec), row.vs_statewal),
-                    colour(row.engine, row.baseline),
+                    colour(&row.engine, row.baseline),
                 )
             })
             .collect();
         panels.push((
             format!(
-                "{}: {}, {} writer{} — puts/s",
-                wl.id,
-                wl.title,
-                wl.writers,
-                if wl.writers == 1 { "" } else { "s" }
+                "{}: {} — puts/s, × statewal (median of per-round ratios)",
+                wl.id, wl.title
             ),
             bars,
         ));
@@ -389,7 +398,7 @@ pub fn svg(r: &Report) -> String {
                     row.engine.to_string(),
                     ms,
                     format!("{ms:.0} ms ({:.0} to a get)", row.ready_ms),
-                    colour(row.engine, false),
+                    colour(&row.engine, false),
                 )
             })
             .collect();

@@ -7,7 +7,7 @@ use crate::tasks::TaskSet;
 use std::time::{Duration, Instant};
 
 /// How long and how often each engine runs.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub rounds: usize,
     pub slices: usize,
