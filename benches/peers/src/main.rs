@@ -17,6 +17,7 @@
 
 #[path = "../../baselines.rs"]
 mod baselines;
+mod cpu;
 mod engines;
 mod reopen;
 mod report;
@@ -251,6 +252,7 @@ fn run_bench(args: &Args, scratch: &Path) -> Result<()> {
         );
         let dir = scratch.join(id);
         let tasks = tasks::TaskSet::new(writers)?;
+        let cpu = cpu::CpuMeter::start();
         let engines = kinds
             .iter()
             .map(|&k| Ok((k, engines::open(k, mode, &dir.join(k.name()))?)))
@@ -260,13 +262,9 @@ fn run_bench(args: &Args, scratch: &Path) -> Result<()> {
         })?;
         drop(engines);
         std::fs::remove_dir_all(&dir)?;
-        workloads.push(report::workload(
-            id,
-            title,
-            writers,
-            mode == Mode::Durable,
-            measured,
-        ));
+        let mut w = report::workload(id, title, writers, mode == Mode::Durable, measured);
+        w.others_cpu_cores = cpu.others_cores();
+        workloads.push(w);
     }
     let w4 = if args.workloads.iter().any(|w| w.eq_ignore_ascii_case("w4")) {
         Some(run_w4(args, scratch)?)
@@ -341,6 +339,7 @@ fn run_w4(args: &Args, scratch: &Path) -> Result<report::W4> {
         .into_iter()
         .filter(|k| args.engines.contains(k))
         .collect();
+    let cpu = cpu::CpuMeter::start();
     let mut per_engine: Vec<(Kind, Vec<reopen::Reopened>)> =
         kinds.iter().map(|&k| (k, Vec::new())).collect();
     for round in 0..args.plan.rounds {
@@ -358,7 +357,9 @@ fn run_w4(args: &Args, scratch: &Path) -> Result<report::W4> {
             std::fs::remove_dir_all(&dir)?;
         }
     }
-    Ok(report::w4(args.w4_records, per_engine))
+    let mut w4 = report::w4(args.w4_records, per_engine);
+    w4.others_cpu_cores = cpu.others_cores();
+    Ok(w4)
 }
 
 fn child(exe: &Path, cmd: &str, kind: Kind, dir: &Path, n: &str) -> Result<String> {

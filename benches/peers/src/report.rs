@@ -43,6 +43,9 @@ pub struct Workload {
     pub writers: usize,
     pub durable: bool,
     pub rows: Vec<Row>,
+    /// Cores' worth of CPU other processes used meanwhile (`crate::cpu`).
+    #[serde(default)]
+    pub others_cpu_cores: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +70,9 @@ pub struct W4 {
     pub records: usize,
     pub rounds: usize,
     pub rows: Vec<W4Row>,
+    /// Cores' worth of CPU other processes used meanwhile (`crate::cpu`).
+    #[serde(default)]
+    pub others_cpu_cores: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,6 +147,7 @@ pub fn workload(
         writers,
         durable,
         rows,
+        others_cpu_cores: 0.0,
     }
 }
 
@@ -173,6 +180,7 @@ pub fn w4(records: usize, per_engine: Vec<(Kind, Vec<Reopened>)>) -> W4 {
         records,
         rounds,
         rows,
+        others_cpu_cores: 0.0,
     }
 }
 
@@ -200,7 +208,11 @@ pub fn markdown(r: &Report) -> String {
     );
     s += &summary(r);
     for w in &r.workloads {
-        let _ = writeln!(s, "\n#### {}: {}\n", w.id, w.title);
+        let _ = writeln!(
+            s,
+            "\n#### {}: {}\n\nOther processes used {:.2} of the machine's cores meanwhile.\n",
+            w.id, w.title, w.others_cpu_cores
+        );
         s += "| engine | setup | puts/s | p50 µs | p99 µs | × statewal | rounds (puts/s) |\n";
         s += "|---|---|---:|---:|---:|---:|---|\n";
         for row in &w.rows {
@@ -231,9 +243,10 @@ pub fn markdown(r: &Report) -> String {
     if let Some(w4) = &r.w4 {
         let _ = writeln!(
             s,
-            "\n#### W4: reopen after {} un-checkpointed puts (median of {} rounds)\n",
+            "\n#### W4: reopen after {} un-checkpointed puts (median of {} rounds)\n\nOther processes used {:.2} of the machine's cores meanwhile.\n",
             thousands(w4.records as f64),
-            w4.rounds
+            w4.rounds,
+            w4.others_cpu_cores
         );
         s += "| engine | ready to serve a get | replay records/s | read all back | read all records/s | RSS after open | RSS after reading all |\n";
         s += "|---|---:|---:|---:|---:|---:|---:|\n";
