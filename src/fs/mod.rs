@@ -64,6 +64,44 @@ pub trait FsFile: Send + Sync {
     fn set_len(&mut self, len: u64) -> Result<()>;
     /// The file's current length.
     fn len(&self) -> Result<u64>;
+    /// Sets the file's modification time. Default: does nothing (then
+    /// [`FsFile::stat`] shows a recent time, and the open's stat-only check
+    /// never trusts the file: see `reconcile::live`).
+    fn set_modified(&mut self, time: std::time::SystemTime) -> Result<()> {
+        let _ = time;
+        Ok(())
+    }
+    /// The file's [`FileStat`] now, taken on the open file. Default: `None`,
+    /// unknown.
+    fn stat(&self) -> Result<Option<FileStat>> {
+        Ok(None)
+    }
+}
+
+/// What tells one version of a file from another without reading it: its
+/// inode, length and modification time. Two stats are equal only when the
+/// file was neither replaced (a new inode), nor written (a new modification
+/// time, unless in the same clock tick), nor resized since. The open's
+/// stat-only check of `tasks/` rests on it (`reconcile::live`, which says
+/// when a stat may be trusted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStat {
+    /// The inode number (on [`SimFs`], the node's number).
+    pub ino: u64,
+    /// The length in bytes.
+    pub len: u64,
+    /// The modification time, in nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileStat {
+    /// Nanoseconds since the Unix epoch of `t` (negative before it).
+    pub fn ns_of(t: std::time::SystemTime) -> i128 {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        }
+    }
 }
 
 /// The narrow set of filesystem operations the store needs.
@@ -143,6 +181,45 @@ pub trait Fs: Send + Sync + 'static {
         }
         Ok(())
     }
+    /// The [`FileStat`] of a regular file; `Ok(None)` when it does not
+    /// exist, or when this filesystem cannot tell versions apart (the
+    /// default): every caller then reads the file, as without a stat.
+    /// Anything but a regular file is an [`ErrorKind::InvalidInput`] error,
+    /// as for [`Fs::file_len`].
+    fn stat(&self, rel: &str) -> Result<Option<FileStat>> {
+        self.file_len(rel).map(|_| None)
+    }
+    /// [`Fs::read_at`], with the file's [`FileStat`] taken on the open file
+    /// *before* the bytes are read (so a write after the stat shows in a
+    /// later stat, never in bytes the stat vouches for). Default: no stat.
+    fn read_at_stat(
+        &self,
+        rel: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Vec<u8>, Option<FileStat>)>> {
+        Ok(self.read_at(rel, offset, len)?.map(|b| (b, None)))
+    }
+    /// The names of every entry in a directory, whatever it is (regular
+    /// files, directories, symlinks, FIFOs, ...), unsorted; a missing
+    /// directory lists nothing. `Ok(None)` when this filesystem cannot list
+    /// them all (the default): callers then look each name up instead.
+    fn list_all(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        let _ = rel;
+        Ok(None)
+    }
+    /// The time now, as this filesystem stamps files. Default: the system
+    /// clock.
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+    /// How many threads may write the files of one batch at once
+    /// ([`write_atomic_batch`]). Default: 1, one after the other, so a
+    /// simulated filesystem counts the same operations in the same order at
+    /// every run.
+    fn batch_threads(&self) -> usize {
+        1
+    }
 }
 
 /// Checks that `rel` stays inside the state directory.
@@ -201,27 +278,114 @@ pub(crate) fn write_atomic_batch(
     dir: &str,
     files: &[(String, Option<Vec<u8>>)],
 ) -> Result<()> {
-    let mut temps = Vec::new();
-    for (name, body) in files {
-        if let Some(bytes) = body {
-            temps.push(write_temp(fs, dir, name, bytes)?.0);
+    write_atomic_batch_stamped(fs, dir, files, None).map(drop)
+}
+
+/// [`write_atomic_batch`], and, with `stamp`, each file written gets that
+/// modification time (before its data is synced) and its [`FileStat`] is
+/// returned, in the order of `files` (`None` for a removal, or where the
+/// filesystem cannot stat). The temp files are written by up to
+/// [`Fs::batch_threads`] threads at once.
+pub(crate) fn write_atomic_batch_stamped(
+    fs: &dyn Fs,
+    dir: &str,
+    files: &[(String, Option<Vec<u8>>)],
+    stamp: Option<std::time::SystemTime>,
+) -> Result<Vec<Option<FileStat>>> {
+    let bodies: Vec<(&str, &[u8])> = files
+        .iter()
+        .filter_map(|(name, body)| body.as_deref().map(|b| (name.as_str(), b)))
+        .collect();
+    let written = in_parallel(fs.batch_threads(), &bodies, |&(name, data)| {
+        let (_, mut file) = write_temp(fs, dir, name, data)?;
+        if let Some(t) = stamp {
+            file.set_modified(t)?;
         }
-    }
+        // Taken now: the rename below changes neither inode, length nor
+        // modification time.
+        stamp.map_or(Ok(None), |_| file.stat())
+    })?;
+    let temps: Vec<String> = bodies
+        .iter()
+        .map(|(name, _)| temp_name(dir, name))
+        .collect();
     // Sync the data before the renames so no new name points at a file
     // whose contents were lost.
     fs.sync_files(&temps)?;
+    let mut stats = Vec::with_capacity(files.len());
+    let mut written = written.into_iter();
     for (name, body) in files {
         let target = join(dir, name);
         match body {
-            Some(_) => fs.rename(&temp_name(dir, name), &target)?,
-            None => fs.remove(&target)?,
+            Some(_) => {
+                fs.rename(&temp_name(dir, name), &target)?;
+                stats.push(written.next().flatten());
+            }
+            None => {
+                fs.remove(&target)?;
+                stats.push(None);
+            }
         }
     }
     if !files.is_empty() {
         // Sync the directory so the renames and removals survive power loss.
         fs.sync_dir(dir)?;
     }
-    Ok(())
+    Ok(stats)
+}
+
+/// `f` of each item, in order, run on up to `threads` threads; the first
+/// error stops the rest (items not yet started are skipped).
+fn in_parallel<T: Sync, R: Send>(
+    threads: usize,
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    /// Fewer items than this per thread are not worth a thread.
+    const ITEMS_PER_THREAD_MIN: usize = 64;
+    let threads = threads.min(items.len() / ITEMS_PER_THREAD_MIN).max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || -> (Vec<(usize, R)>, Result<()>) {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= items.len() || failed.load(Ordering::Relaxed) {
+                return (done, Ok(()));
+            }
+            match f(&items[i]) {
+                Ok(r) => done.push((i, r)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return (done, Err(e));
+                }
+            }
+        }
+    };
+    /// What one worker did: its items' results by index, and how it ended.
+    type Part<R> = (Vec<(usize, R)>, Result<()>);
+    let parts: Vec<Part<R>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("batch workers do not panic"))
+            .collect()
+    });
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for (done, outcome) in parts {
+        outcome?;
+        for (i, r) in done {
+            results[i] = Some(r);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item ran when none failed"))
+        .collect())
 }
 
 /// `dir/.<name>.tmp`: the temp file of an atomic write. Ids never start with
@@ -238,9 +402,23 @@ fn write_temp(
     data: &[u8],
 ) -> Result<(String, Box<dyn FsFile>)> {
     let tmp = temp_name(dir, name);
-    // A leftover from a crash mid-write: harmless, replaced here.
-    fs.remove(&tmp)?;
-    let mut file = fs.open(&tmp, OpenMode::CreateNew)?;
+    let mut file = match fs.open(&tmp, OpenMode::CreateNew) {
+        // A leftover from a crash mid-write: harmless, replaced here. Tried
+        // only when the create finds one, so a batch of new files costs no
+        // lookup of a name that is not there.
+        Err(e) if already_exists(&e) => {
+            fs.remove(&tmp)?;
+            fs.open(&tmp, OpenMode::CreateNew)?
+        }
+        other => other?,
+    };
     file.write_all_at(0, data)?;
     Ok((tmp, file))
+}
+
+/// Whether `e` is the operating system's "file exists" (EEXIST).
+fn already_exists(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists)
 }

@@ -3,7 +3,7 @@
 //! **Invariant:** this is the only module that touches `std::fs` on the
 //! store's behalf.
 
-use super::{Bytes, Fs, FsFile, OpenMode, check_rel};
+use super::{Bytes, FileStat, Fs, FsFile, OpenMode, check_rel};
 use crate::error::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read};
@@ -13,6 +13,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Files at least this large are memory-mapped by [`Fs::read`] instead of copied.
 const MMAP_MIN_BYTES: u64 = 64 * 1024;
+
+/// From this many files on, [`Fs::sync_files`] makes their data durable with
+/// one syncfs(2) of the filesystem rather than an fsync per file.
+///
+/// Measured on ext4 without a journal (mounted `discard`), 100,000 new
+/// 600-byte files: an `fdatasync` from 32 threads each took 3.7 to 6.9 s
+/// (each writes the file's data, its inode and its directory's blocks, and
+/// flushes the disk cache), one syncfs 1.3 s. The price: syncfs also writes
+/// back every other process's dirty data on that filesystem and waits for
+/// it, and it reports their writeback errors too (the checkpoint then
+/// fails, and the next one tries again). Below this count the fsyncs cost
+/// tens of milliseconds and syncfs would buy little at that price.
+const SYNCFS_FILES_MIN: usize = 4096;
+
+/// Threads that write the temp files of one batch ([`Fs::batch_threads`]).
+const BATCH_THREADS: usize = 4;
 
 /// The real filesystem, rooted at one state directory.
 ///
@@ -25,6 +41,11 @@ pub struct RealFs {
     root: PathBuf,
     /// Whether a lock taken through this `RealFs` is held.
     locked: Arc<AtomicBool>,
+    /// The state directory, opened when this `RealFs` was made, for
+    /// syncfs(2) ([`SYNCFS_FILES_MIN`]): a writeback error anywhere on the
+    /// filesystem since then is reported by the next syncfs through it.
+    /// `None` where syncfs does not report errors (Linux before 5.8).
+    syncfs: Option<Arc<File>>,
 }
 
 impl RealFs {
@@ -55,9 +76,13 @@ impl RealFs {
     }
 
     fn at(root: PathBuf) -> RealFs {
+        let syncfs = syncfs_reports_errors()
+            .then(|| File::open(&root).ok().map(Arc::new))
+            .flatten();
         RealFs {
             root,
             locked: Arc::default(),
+            syncfs,
         }
     }
 
@@ -323,6 +348,85 @@ impl FsFile for RealFile {
             .map_err(|e| Error::io("stat", &self.path, e))?
             .len())
     }
+
+    fn set_modified(&mut self, time: std::time::SystemTime) -> Result<()> {
+        self.file
+            .set_modified(time)
+            .map_err(|e| Error::io("set the modification time of", &self.path, e))
+    }
+
+    fn stat(&self) -> Result<Option<FileStat>> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        Ok(Some(file_stat(&meta)))
+    }
+}
+
+/// The [`FileStat`] of a file's metadata.
+fn file_stat(meta: &std::fs::Metadata) -> FileStat {
+    use std::os::unix::fs::MetadataExt;
+    FileStat {
+        ino: meta.ino(),
+        len: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    }
+}
+
+/// Keeps the file at `path`, if there is one, referenced by an `O_PATH`
+/// descriptor (which reads nothing and takes no lock), so that a rename
+/// over it or its removal only unlinks it: its blocks are freed when the
+/// last reference goes, and on a filesystem mounted with `discard` that
+/// waits for the device to discard them (measured on ext4: a rename over a
+/// 600-byte file took about 1.1 ms with the wait, 35 µs without). The
+/// holder is then dropped by [`release_later`], off the caller's path.
+fn hold(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()
+}
+
+/// Drops `held` on a background thread, where the freeing of an unlinked
+/// file's blocks (and its discard) happens. At most [`releases_queued_max`]
+/// wait there (each is an open descriptor); past that, or without the
+/// thread, it is dropped here, as without a hold.
+fn release_later(held: Option<File>) {
+    use std::sync::OnceLock;
+    use std::sync::mpsc::{SyncSender, sync_channel};
+    static RELEASER: OnceLock<Option<SyncSender<File>>> = OnceLock::new();
+    let Some(held) = held else { return };
+    let tx = RELEASER.get_or_init(|| {
+        let (tx, rx) = sync_channel::<File>(releases_queued_max());
+        std::thread::Builder::new()
+            .name("statewal-release".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = tx {
+        // Full or gone: dropped here, at the old cost.
+        let _ = tx.try_send(held);
+    }
+}
+
+/// How many unlinked files may wait for [`release_later`]'s thread: each
+/// holds a descriptor, so an eighth of the soft limit on open files (often
+/// 1024, then 128), at most 4096.
+fn releases_queued_max() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
+        _ => 1024,
+    };
+    (soft / 8).clamp(16, 4096)
 }
 
 /// The directory lock: the locked lock file, and the flag that lets its
@@ -392,6 +496,23 @@ impl Fs for RealFs {
         let path = self.path(rel)?;
         let mut opts = OpenOptions::new();
         opts.write(true);
+        if mode == OpenMode::CreateNew {
+            // O_CREAT | O_EXCL makes a new regular file or fails: it never
+            // opens an existing entry, so no symlink is followed, no FIFO
+            // blocks, and there is no other link. Three system calls fewer
+            // per temp file than the checks below (a checkpoint writes up
+            // to one temp file per task).
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.custom_flags(libc::O_CLOEXEC).mode(0o600);
+            }
+            let file = opts
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| open_error("open", &path, e))?;
+            return Ok(Box::new(RealFile { file, path }));
+        }
         match mode {
             OpenMode::CreateNew => opts.create_new(true),
             OpenMode::CreateOrOpen => opts.create(true),
@@ -490,18 +611,66 @@ impl Fs for RealFs {
         }
     }
 
+    fn stat(&self, rel: &str) -> Result<Option<FileStat>> {
+        let path = self.read_path(rel, false)?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(file_stat(&m))),
+            Ok(_) => self.file_len(rel).map(|_| None), // Its error names what it is.
+            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &path, e)),
+        }
+    }
+
+    fn read_at_stat(
+        &self,
+        rel: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Vec<u8>, Option<FileStat>)>> {
+        let path = self.read_path(rel, false)?;
+        let Some((file, _)) = open_regular(&path)? else {
+            return Ok(None);
+        };
+        // The stat comes first: a write after it shows in the next stat.
+        let stat = file_stat(&file.metadata().map_err(|e| Error::io("stat", &path, e))?);
+        let want = len.min(stat.len.saturating_sub(offset));
+        let mut buf = buffer_for(&path, want)?;
+        use std::io::Seek;
+        let mut file = file;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .map_err(|e| Error::io("seek", &path, e))?;
+        file.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("read", &path, e))?;
+        Ok(Some((buf, Some(stat))))
+    }
+
+    fn list_all(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        self.list_where(rel, |_| true).map(Some)
+    }
+
+    fn batch_threads(&self) -> usize {
+        BATCH_THREADS
+    }
+
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        std::fs::rename(&src, &dst)
-            .map_err(|e| Error::io(&format!("rename to {} of", dst.display()), &src, e))
+        let replaced = hold(&dst);
+        let renamed = std::fs::rename(&src, &dst)
+            .map_err(|e| Error::io(&format!("rename to {} of", dst.display()), &src, e));
+        release_later(replaced);
+        renamed
     }
 
     fn remove(&self, rel: &str) -> Result<()> {
         let path = self.path(rel)?;
-        match std::fs::remove_file(&path) {
+        let removed = hold(&path);
+        let result = match std::fs::remove_file(&path) {
             Err(e) if e.kind() != IoKind::NotFound => Err(Error::io("remove", &path, e)),
             _ => Ok(()),
-        }
+        };
+        release_later(removed);
+        result
     }
 
     fn sync_dir(&self, rel: &str) -> Result<()> {
@@ -536,8 +705,12 @@ impl Fs for RealFs {
     fn sync_files(&self, rels: &[String]) -> Result<()> {
         // One fsync waits for its own journal commit on ext4, but concurrent
         // fsyncs share commits, so many files are synced from a few threads.
-        // (syncfs(2) would be one call, but it also waits for every other
-        // process's dirty data on the filesystem.)
+        // Past SYNCFS_FILES_MIN files, one syncfs(2) instead (see there).
+        if rels.len() >= SYNCFS_FILES_MIN
+            && let Some(fd) = self.syncfs.as_deref()
+        {
+            return syncfs(fd, &self.root);
+        }
         const FILES_PER_THREAD: usize = 8;
         const THREADS_MAX: usize = 32;
         let sync = |rel: &String| self.open(rel, OpenMode::Existing)?.sync_data();
@@ -622,6 +795,40 @@ impl Fs for RealFs {
             held: self.locked.clone(),
         }))
     }
+}
+
+/// Makes every dirty page and inode of the filesystem holding `dir` durable,
+/// and reports any writeback error on it since the last syncfs through
+/// `dir` (or since it was opened).
+fn syncfs(dir: &File, root: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `dir` is an open descriptor for the whole call; syncfs only
+    // flushes the filesystem it is on.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(Error::io(
+            "syncfs of the filesystem holding",
+            root,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether syncfs(2) reports writeback errors: Linux 5.8 and later. Before,
+/// it returned success whatever happened, and only fsync could be trusted.
+fn syncfs_reports_errors() -> bool {
+    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWN.get_or_init(|| {
+        let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+            return false;
+        };
+        let mut parts = release
+            .trim()
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (major, minor) >= (5, 8)
+    })
 }
 
 /// The 16 bytes of a UUID in its text form (`8-4-4-4-12` hex digits).
