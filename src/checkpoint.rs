@@ -28,7 +28,7 @@
 //! lines is idempotent.
 
 use crate::error::Result;
-use crate::fs::{self, Fs, OpenMode};
+use crate::fs::{self, FileStat, Fs, OpenMode};
 use crate::layout::{
     self, ARCHIVE_DIR, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR,
 };
@@ -38,7 +38,7 @@ use crate::reconcile::live::TaskFiles;
 use crate::state::Changes;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,10 @@ pub(crate) struct CheckpointCtx {
     /// Task files the checkpoints set aside (edited while the store was
     /// open), not yet reported to subscribers.
     pub set_aside: Vec<Decision>,
+    /// What pruning found each backup to be, by name, with the file's stat
+    /// when it was read: the same stat, the same verdict, without reading
+    /// and parsing the file again (a backup of 100,000 tasks is some 58 MB).
+    pub backup_kinds: HashMap<String, (FileStat, BackupKind)>,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -162,6 +166,7 @@ pub(crate) fn write(
     prune_backups(fs, ctx, backups_kept)?;
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
     ctx.state_boundary = new_segment;
+    save_task_stats(fs, ctx);
     Ok(CheckpointStats {
         seq: snap.seq,
         task_files_changed,
@@ -196,8 +201,11 @@ fn write_task_files(fs: &dyn Fs, ctx: &mut CheckpointCtx, snap: &Snapshot) -> Re
         })
         .collect();
     ctx.task_files.guard(fs, &files, &mut ctx.set_aside)?;
-    let written = fs::write_atomic_batch(fs, TASKS_DIR, &files);
-    ctx.task_files.written(&files, written.is_ok());
+    let stamp = crate::reconcile::live::stamp(fs);
+    let written = fs::write_atomic_batch_stamped(fs, TASKS_DIR, &files, Some(stamp));
+    let stats = written.as_deref().unwrap_or_default();
+    ctx.task_files
+        .written(&files, stats, written.is_ok(), fs.now());
     written?;
     Ok(files.len())
 }
@@ -345,17 +353,21 @@ fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()
     let mut valid = 0;
     // Whether a backup recovery can start from has been kept.
     let mut recoverable_kept = false;
-    for name in layout::list_backups(fs)? {
+    let names = layout::list_backups(fs)?;
+    // Verdicts of backups gone (pruned, or removed by hand) are forgotten.
+    ctx.backup_kinds.retain(|name, _| names.contains(name));
+    for name in names {
         let full = valid >= kept;
         if full && (recoverable_kept || kept == 0) {
             fs.remove(&name)?;
             ctx.valid_backups.remove(&name);
+            ctx.backup_kinds.remove(&name);
             continue;
         }
         let kind = if ctx.valid_backups.contains(&name) {
             BackupKind::Recoverable
         } else {
-            backup_kind(fs, &name)?
+            cached_backup_kind(fs, &mut ctx.backup_kinds, &name)?
         };
         if kind == BackupKind::Recoverable {
             ctx.valid_backups.insert(name.clone());
@@ -363,6 +375,7 @@ fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()
         } else if full {
             // Past the count and not the one recovery needs.
             fs.remove(&name)?;
+            ctx.backup_kinds.remove(&name);
             continue;
         }
         if kind != BackupKind::Invalid {
@@ -374,9 +387,51 @@ fn prune_backups(fs: &dyn Fs, ctx: &mut CheckpointCtx, kept: usize) -> Result<()
     Ok(())
 }
 
+/// [`backup_kind`], remembered by the file's stat: a backup whose stat is
+/// the one it had when it was last read (same inode, length and
+/// modification time) holds the same bytes and gets the same verdict. A
+/// stat is remembered only when it is [`FileStat::settled`], so a write in
+/// the same clock tick cannot hide behind it.
+fn cached_backup_kind(
+    fs: &dyn Fs,
+    cache: &mut HashMap<String, (FileStat, BackupKind)>,
+    name: &str,
+) -> Result<BackupKind> {
+    let now = fs.now();
+    let stat = match fs.stat(name) {
+        Ok(stat) => stat,
+        // Not a regular file: backup_kind says what it is.
+        Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => None,
+        Err(e) => return Err(e),
+    };
+    if let (Some(stat), Some((seen, kind))) = (stat, cache.get(name))
+        && stat == *seen
+    {
+        return Ok(*kind);
+    }
+    // The stat was taken before the read: a write after it changes the next
+    // stat, so the verdict is never kept for bytes it did not see.
+    let kind = backup_kind(fs, name)?;
+    match stat.filter(|s| s.settled(now)) {
+        Some(stat) => cache.insert(name.to_string(), (stat, kind)),
+        None => cache.remove(name),
+    };
+    Ok(kind)
+}
+
+/// Leaves the task files' stats for the next open's stat-only look at
+/// `tasks/` (`crate::reconcile::live`). A cache: a failure is logged, and
+/// the next open reads every task file.
+fn save_task_stats(fs: &dyn Fs, ctx: &CheckpointCtx) {
+    let Some(crc) = ctx.state_crc else { return };
+    if let Err(e) = ctx.task_files.save(fs, crc) {
+        tracing::warn!(error = %e, "could not save the task files' stats; the next open reads every task file");
+    }
+}
+
 /// What a backup is to pruning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BackupKind {
+pub(crate) enum BackupKind {
     /// statewal's own: recovery can start from it.
     Recoverable,
     /// The original server's, version 0: valid and restorable, but recovery

@@ -120,6 +120,11 @@ pub(crate) struct Recovered {
     /// the same question about task files a checkpoint wrote before it was
     /// interrupted.
     pub replayed_puts: HashSet<u64>,
+    /// The tasks a replayed record deleted or archived: a checkpoint
+    /// interrupted after it removed such a task's file leaves the file
+    /// missing, and a later put brings the task back without it; that is
+    /// not someone else deleting the file.
+    pub replayed_removals: HashSet<String>,
 }
 
 /// How recovery chooses its starting state among the state files; the
@@ -297,6 +302,7 @@ fn recover_once(
         left_damage: false,
         store_id,
         replayed_puts: HashSet::new(),
+        replayed_removals: HashSet::new(),
     };
     let mut scans: Vec<_> = segs[first..]
         .iter()
@@ -404,6 +410,7 @@ fn recover_once(
         base_tasks,
         base_sessions,
         replayed_puts: replay.replayed_puts,
+        replayed_removals: replay.replayed_removals,
     }))
 }
 
@@ -538,6 +545,8 @@ struct Replay {
     store_id: Id128,
     /// Fingerprints of the task puts applied (see [`Recovered::replayed_puts`]).
     replayed_puts: HashSet<u64>,
+    /// See [`Recovered::replayed_removals`].
+    replayed_removals: HashSet<String>,
 }
 
 impl Replay {
@@ -701,6 +710,7 @@ impl Replay {
     /// payload is the task's compact JSON already; a batch's are encoded
     /// again (batches are few).
     fn note_puts(&mut self, op: &Op, payload: &[u8]) {
+        self.note_removals(op);
         match op {
             Op::PutTask(t) => {
                 self.replayed_puts
@@ -714,6 +724,22 @@ impl Replay {
                     }
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// Remembers each task a record deletes or archives: a checkpoint of
+    /// it removes the task's file, so a file missing later is statewal's
+    /// own doing (see [`Recovered::replayed_removals`]).
+    fn note_removals(&mut self, op: &Op) {
+        match op {
+            Op::DeleteTask(id) => {
+                self.replayed_removals.insert(id.clone());
+            }
+            Op::ArchiveTask { task, .. } => {
+                self.replayed_removals.insert(task.id().to_string());
+            }
+            Op::Batch(ops) => ops.iter().for_each(|op| self.note_removals(op)),
             _ => {}
         }
     }

@@ -215,6 +215,7 @@ impl Store {
                 true => Default::default(),
             },
             set_aside: Vec::new(),
+            backup_kinds: Default::default(),
         };
         let report = rec.report;
         let shared = Arc::new(Shared {

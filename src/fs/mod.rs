@@ -94,7 +94,24 @@ pub struct FileStat {
     pub mtime_ns: i128,
 }
 
+/// How far a file's modification time must lie before the moment its stat
+/// was taken for the stat to vouch for the bytes read (or written) with it
+/// ([`FileStat::settled`]). Any write after that moment stamps the file with
+/// a time at most one clock tick before it (the kernel's coarse clock, or a
+/// whole second where the filesystem keeps no finer time), so later than a
+/// settled stat's time, and the next stat differs.
+pub const MTIME_SETTLED_NS: i128 = 2_000_000_000;
+
 impl FileStat {
+    /// Whether a later write is certain to change this stat, taken at `now`
+    /// (or after it): its modification time is at least
+    /// [`MTIME_SETTLED_NS`] before `now`. A file written in the same clock
+    /// tick as it was last stamped, with the same length and in place,
+    /// would otherwise look unchanged.
+    pub fn settled(&self, now: std::time::SystemTime) -> bool {
+        self.mtime_ns < FileStat::ns_of(now) - MTIME_SETTLED_NS
+    }
+
     /// Nanoseconds since the Unix epoch of `t` (negative before it).
     pub fn ns_of(t: std::time::SystemTime) -> i128 {
         match t.duration_since(std::time::UNIX_EPOCH) {
@@ -189,6 +206,15 @@ pub trait Fs: Send + Sync + 'static {
     fn stat(&self, rel: &str) -> Result<Option<FileStat>> {
         self.file_len(rel).map(|_| None)
     }
+    /// [`Fs::stat`] of each of `names` in directory `dir`, in order; `None`
+    /// for a name that is missing, not a regular file, or cannot be told
+    /// apart (callers then read it).
+    fn stat_in(&self, dir: &str, names: &[&str]) -> Result<Vec<Option<FileStat>>> {
+        Ok(names
+            .iter()
+            .map(|n| self.stat(&join(dir, n)).ok().flatten())
+            .collect())
+    }
     /// [`Fs::read_at`], with the file's [`FileStat`] taken on the open file
     /// *before* the bytes are read (so a write after the stat shows in a
     /// later stat, never in bytes the stat vouches for). Default: no stat.
@@ -269,6 +295,20 @@ pub(crate) fn write_atomic(fs: &dyn Fs, dir: &str, name: &str, data: &[u8]) -> R
     fs.sync_dir(dir)
 }
 
+/// Replaces `dir/name` with `data` by temp file and rename, without any
+/// sync: for a cache, which power loss may leave old, empty or torn (its
+/// reader must check it), never for anything the store needs.
+pub(crate) fn write_replace_unsynced(
+    fs: &dyn Fs,
+    dir: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<()> {
+    let (tmp, file) = write_temp(fs, dir, name, data)?;
+    drop(file);
+    fs.rename(&tmp, &join(dir, name))
+}
+
 /// Writes several files into `dir` atomically with one data sync for all of
 /// them and one directory sync: every temp file is written, their data is
 /// synced together, then each is renamed over its target. `None` removes
@@ -336,7 +376,7 @@ pub(crate) fn write_atomic_batch_stamped(
 
 /// `f` of each item, in order, run on up to `threads` threads; the first
 /// error stops the rest (items not yet started are skipped).
-fn in_parallel<T: Sync, R: Send>(
+pub(super) fn in_parallel<T: Sync, R: Send>(
     threads: usize,
     items: &[T],
     f: impl Fn(&T) -> Result<R> + Sync,

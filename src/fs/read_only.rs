@@ -68,6 +68,31 @@ impl Fs for ReadOnlyFs {
         self.inner.file_len(rel)
     }
 
+    fn stat(&self, rel: &str) -> Result<Option<super::FileStat>> {
+        self.inner.stat(rel)
+    }
+
+    fn read_at_stat(
+        &self,
+        rel: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Vec<u8>, Option<super::FileStat>)>> {
+        self.inner.read_at_stat(rel, offset, len)
+    }
+
+    fn list_all(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        self.inner.list_all(rel)
+    }
+
+    fn stat_in(&self, dir: &str, names: &[&str]) -> Result<Vec<Option<super::FileStat>>> {
+        self.inner.stat_in(dir, names)
+    }
+
+    fn now(&self) -> std::time::SystemTime {
+        self.inner.now()
+    }
+
     fn rename(&self, from: &str, _to: &str) -> Result<()> {
         self.refuse("rename", from)
     }

@@ -85,6 +85,11 @@ use std::sync::Arc;
 /// The size of a disk sector: tears at these boundaries are the common case.
 pub const SECTOR_BYTES: u64 = 512;
 
+/// Where the simulated clock starts: 2026-12-01T00:00:00Z.
+const SIM_CLOCK_START_NS: i128 = 1_796_083_200 * 1_000_000_000;
+/// How far it moves at each operation, by default: 1 ms.
+const SIM_CLOCK_STEP_NS: i128 = 1_000_000;
+
 /// An injected error, see [`SimFs::fail_at`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -179,6 +184,8 @@ impl SimFs {
             rng: SplitMix64(seed),
             boot_base: SplitMix64(seed ^ 0xb007_b007_b007_b007).next() | 1,
             boot: 0,
+            clock_ns: SIM_CLOCK_START_NS,
+            clock_step_ns: SIM_CLOCK_STEP_NS,
         })
     }
 
@@ -195,6 +202,20 @@ impl SimFs {
             kind,
             persistent,
         });
+    }
+
+    /// Sets how far the simulated clock moves at each operation (default
+    /// 1 ms). 0 stops it: every write then gets the same modification time,
+    /// as writes within one tick of a real filesystem's clock do.
+    pub fn set_clock_step(&self, step: std::time::Duration) {
+        self.inner.lock().clock_step_ns = step.as_nanos() as i128;
+    }
+
+    /// Moves the simulated clock by `by` at once (and backwards with
+    /// `back`), as a clock step or a long pause would.
+    pub fn shift_clock(&self, by: std::time::Duration, back: bool) {
+        let by = by.as_nanos() as i128;
+        self.inner.lock().clock_ns += if back { -by } else { by };
     }
 
     /// Makes every operation after the `n`-th fail, as if the process died
@@ -366,7 +387,14 @@ impl Fs for SimFs {
                 let (parent, name) = g.parent_of(rel)?;
                 let ino = g.next_ino;
                 g.next_ino += 1;
-                g.nodes.insert(ino, Node::default());
+                let mtime_ns = g.clock_ns;
+                g.nodes.insert(
+                    ino,
+                    Node {
+                        mtime_ns,
+                        ..Node::default()
+                    },
+                );
                 g.link(&parent, &name, Entry::File(ino));
                 ino
             }
@@ -476,6 +504,35 @@ impl Fs for SimFs {
         self.list_where(rel, |e| matches!(e, Entry::File(_)))
     }
 
+    fn list_all(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        self.list_where(rel, |_| true).map(Some)
+    }
+
+    fn stat(&self, rel: &str) -> Result<Option<super::FileStat>> {
+        let mut g = self.inner.lock();
+        g.begin(rel, "stat")?;
+        Ok(g.lookup_file(rel)?.map(|ino| g.stat_of(ino)))
+    }
+
+    fn read_at_stat(
+        &self,
+        rel: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Vec<u8>, Option<super::FileStat>)>> {
+        let mut g = self.inner.lock();
+        g.begin(rel, "read")?;
+        Ok(g.lookup_file(rel)?.map(|ino| {
+            let bytes = super::part_of(&g.nodes[&ino].current, offset, len);
+            (bytes, Some(g.stat_of(ino)))
+        }))
+    }
+
+    fn now(&self) -> std::time::SystemTime {
+        let ns = self.inner.lock().clock_ns;
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64)
+    }
+
     fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
         self.list_where(rel, |e| matches!(e, Entry::Dir))
     }
@@ -520,10 +577,12 @@ impl FsFile for SimFile {
     fn write_all_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let mut g = self.fs.lock();
         let short = g.begin_write(&self.rel)?;
+        let now = g.clock_ns;
         let node = g
             .nodes
             .get_mut(&self.ino)
             .expect("open files keep their node");
+        node.mtime_ns = now;
         match short {
             None => {
                 node.write(offset, data);
@@ -551,10 +610,12 @@ impl FsFile for SimFile {
     fn set_len(&mut self, len: u64) -> Result<()> {
         let mut g = self.fs.lock();
         g.begin(&self.rel, "set length of")?;
+        let now = g.clock_ns;
         let node = g
             .nodes
             .get_mut(&self.ino)
             .expect("open files keep their node");
+        node.mtime_ns = now;
         node.current.resize(len as usize, 0);
         node.pending.push(FileOp::SetLen(len));
         Ok(())
@@ -564,6 +625,23 @@ impl FsFile for SimFile {
         let mut g = self.fs.lock();
         g.begin(&self.rel, "stat")?;
         Ok(g.nodes[&self.ino].current.len() as u64)
+    }
+
+    fn set_modified(&mut self, time: std::time::SystemTime) -> Result<()> {
+        let mut g = self.fs.lock();
+        g.begin(&self.rel, "set the modification time of")?;
+        let node = g
+            .nodes
+            .get_mut(&self.ino)
+            .expect("open files keep their node");
+        node.mtime_ns = super::FileStat::ns_of(time);
+        Ok(())
+    }
+
+    fn stat(&self) -> Result<Option<super::FileStat>> {
+        let mut g = self.fs.lock();
+        g.begin(&self.rel, "stat")?;
+        Ok(Some(g.stat_of(self.ino)))
     }
 }
 
@@ -598,6 +676,10 @@ struct Node {
     current: Vec<u8>,
     /// Writes and length changes since the last sync, in order.
     pending: Vec<FileOp>,
+    /// The modification time (the simulated clock at the last write,
+    /// length change or creation, unless set since). Not modelled through
+    /// power loss: a crash keeps the current one.
+    mtime_ns: i128,
 }
 
 impl Node {
@@ -761,6 +843,11 @@ struct Inner {
     boot_base: u64,
     /// How many simulated power losses led to this filesystem: its boot.
     boot: u64,
+    /// The simulated clock, in nanoseconds since the Unix epoch: it
+    /// advances by `clock_step_ns` at every counted operation, and stamps
+    /// each file's modification time.
+    clock_ns: i128,
+    clock_step_ns: i128,
 }
 
 impl Inner {
@@ -780,6 +867,7 @@ impl Inner {
     fn begin_write(&mut self, rel: &str) -> Result<Option<Error>> {
         check_rel(rel)?;
         self.ops += 1;
+        self.clock_ns += self.clock_step_ns;
         let n = self.ops;
         if self.crash_after.is_some_and(|c| n > c) {
             return Err(Error::new(
@@ -804,6 +892,16 @@ impl Inner {
             Some(FaultKind::Eio) => Err(errno(libc::EIO)),
             Some(FaultKind::Enospc) => Err(errno(libc::ENOSPC)),
             Some(FaultKind::ShortWrite) => Ok(Some(errno(libc::EIO).context("short write"))),
+        }
+    }
+
+    /// The [`super::FileStat`] of node `ino`.
+    fn stat_of(&self, ino: u64) -> super::FileStat {
+        let node = &self.nodes[&ino];
+        super::FileStat {
+            ino,
+            len: node.current.len() as u64,
+            mtime_ns: node.mtime_ns,
         }
     }
 
@@ -1003,6 +1101,7 @@ impl Inner {
                         durable: contents.clone(),
                         current: contents,
                         pending: Vec::new(),
+                        mtime_ns: node.mtime_ns,
                     },
                 );
             }

@@ -22,7 +22,7 @@
 use super::aside::Aside;
 use super::edits::{self, EditPlan};
 use super::foreign::{self, ForeignView};
-use super::live::TaskFiles;
+use super::live::{self, TaskFiles};
 use super::merge::{self, MergePlan};
 use super::survey::{self, Survey};
 use super::{Action, Decision, now_ms};
@@ -171,19 +171,49 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
             .copied()
             .or_else(|| rec.state.tasks.get(id).map(|t| &**t))
     };
-    let files = foreign::task_files(fs)?;
-    let mut task_files = TaskFiles::from_scan(
-        files
-            .iter()
-            .filter_map(|f| f.print.map(|p| (f.name.clone(), p))),
-    );
+    // The stats the last checkpoint left vouch for the task files it knew,
+    // as long as state.json is the one it wrote (`super::live`).
+    let vouched = match (&rec.report.loaded_from, rec.state_crc) {
+        (LoadedFrom::StateFile, Some(crc)) if view.is_none() => live::load_vouched(fs, crc),
+        _ => live::Vouched::new(),
+    };
+    let scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;
+    let stem = |name: &str| name[..name.len() - ".json".len()].to_string();
+    let base_is_current = |id: &str| match (rec.base_tasks.get(id), current(id)) {
+        (Some(b), Some(c)) => std::ptr::eq(&**b, c) || **b == *c,
+        _ => false,
+    };
+    // A stat vouches for a file (for the next checkpoint to save) only when
+    // the file holds the store's copy now.
+    let read = scan.read.iter().filter_map(|f| {
+        let holds_current = matches!(&f.task, Ok(t) if current(t.id()) == Some(t));
+        f.print
+            .map(|p| (f.name.clone(), p, f.stat.filter(|_| holds_current)))
+    });
+    let unread = scan.vouched.iter().map(|(name, p, stat)| {
+        (
+            name.clone(),
+            *p,
+            base_is_current(&stem(name)).then_some(*stat),
+        )
+    });
+    let mut task_files = TaskFiles::from_scan(read.chain(unread));
+    let unread_ids: Vec<String> = scan.vouched.iter().map(|(n, _, _)| stem(n)).collect();
     let ids = rec
         .state
         .tasks
         .keys()
         .map(String::as_str)
         .chain(puts.keys().copied());
-    let mut edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids);
+    let mut edits = edits::plan(
+        scan.read,
+        &unread_ids,
+        &rec.base_tasks,
+        &rec.replayed_puts,
+        &rec.replayed_removals,
+        current,
+        ids,
+    );
     // A task the merge kept on statewal's side only was reported by it.
     if let Some((_, m)) = &merge {
         edits.decisions.retain(|d| {

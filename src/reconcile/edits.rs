@@ -35,16 +35,21 @@ pub(crate) struct EditPlan {
     pub decisions: Vec<Decision>,
 }
 
-/// Decides about every file in `files`. `base` is the loaded checkpoint's
-/// tasks, `replayed` the fingerprints of the puts replayed after it,
+/// Decides about every file in `files`, and about the files of
+/// `unread` (task ids): files a stat vouched for, left unread, each
+/// holding `base`'s copy of its task (`super::live`). `base` is the loaded
+/// checkpoint's tasks, `replayed` the fingerprints of the puts replayed
+/// after it, `removed` the tasks a replayed record deleted or archived,
 /// `current(id)` the store's copy of a task now, and `ids` every task the
 /// store holds now: one without a file gets its file written again (the
 /// original server deleted it, or a crash came between setting a file
 /// aside and the checkpoint that writes the store's copy).
 pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
+    unread: &[String],
     base: &BTreeMap<String, Arc<Task>>,
     replayed: &HashSet<u64>,
+    removed: &HashSet<String>,
     current: impl Fn(&str) -> Option<&'a Task>,
     ids: impl Iterator<Item = &'a str>,
 ) -> EditPlan {
@@ -52,12 +57,16 @@ pub(crate) fn plan<'a>(
     let on_disk: HashSet<String> = files
         .iter()
         .map(|f| f.name[..f.name.len() - ".json".len()].to_string())
+        .chain(unread.iter().cloned())
         .collect();
     for id in ids.filter(|id| !on_disk.contains(*id)) {
         // In the loaded checkpoint, whose file a checkpoint wrote: someone
         // removed it (the original server's `deleteTask` removes the file
         // at once and saves state.json later). Kept, and said so.
-        if base.contains_key(id) {
+        // (Unless a replayed record deleted or archived it since: then a
+        // checkpoint of statewal's own removed the file, and a later put
+        // brought the task back before the next one wrote it again.)
+        if base.contains_key(id) && !removed.contains(id) {
             p.decisions.push(Decision {
                 task: id.to_string(),
                 action: Action::StatewalOnly,
@@ -70,6 +79,17 @@ pub(crate) fn plan<'a>(
             });
         }
         p.rewrite.push(id.to_string());
+    }
+    // What a file read below equal to the base copy gets: nothing when the
+    // store still holds that copy, else written again (stale).
+    for id in unread {
+        let holds_current = match (base.get(id), current(id)) {
+            (Some(b), Some(c)) => std::ptr::eq(&**b, c) || **b == *c,
+            _ => false,
+        };
+        if !holds_current {
+            p.rewrite.push(id.clone());
+        }
     }
     for f in files {
         let stem = f.name[..f.name.len() - ".json".len()].to_string();

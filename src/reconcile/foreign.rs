@@ -24,6 +24,10 @@ pub(crate) struct TaskFile {
     /// a checkpoint replaces the file only while it still holds them
     /// ([`super::live`]).
     pub print: Option<super::live::Print>,
+    /// The file's stat, taken before the read, when it is settled
+    /// ([`crate::fs::FileStat::settled`]): then it vouches for the bytes
+    /// read as long as it stays the same (`super::live`).
+    pub stat: Option<crate::fs::FileStat>,
 }
 
 /// The largest task file read: twice the journal's record limit, which
@@ -41,33 +45,43 @@ pub(crate) fn task_files(fs: &dyn Fs) -> Result<Vec<TaskFile>> {
         if name.starts_with('.') || !name.ends_with(".json") {
             continue;
         }
-        let path = fs::join(TASKS_DIR, &name);
-        // At most one byte past the largest task file statewal reads: a
-        // planted file the size of a disk must not be read whole.
-        let mut print = None;
-        let task = match fs.read_at(&path, 0, TASK_FILE_BYTES_MAX + 1) {
-            Ok(Some(bytes)) if bytes.len() as u64 > TASK_FILE_BYTES_MAX => Err(format!(
-                "larger than {TASK_FILE_BYTES_MAX} bytes (twice the largest record statewal \
-                 journals): not read"
-            )),
-            Ok(Some(bytes)) => {
-                print = Some(super::live::Print::of(&bytes));
-                parse_task_file(&bytes, &name)
-            }
-            Ok(None) => continue, // Removed since the listing.
-            Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge) => {
-                Err(e.to_string())
-            }
-            Err(e) => return Err(e),
-        };
-        out.push(TaskFile {
-            path,
-            name,
-            task,
-            print,
-        });
+        out.extend(read_task_file(fs, name)?);
     }
     Ok(out)
+}
+
+/// Reads and parses one `tasks/<name>`; `None` when it is gone.
+pub(crate) fn read_task_file(fs: &dyn Fs, name: String) -> Result<Option<TaskFile>> {
+    let path = fs::join(TASKS_DIR, &name);
+    // Taken before the stat, which comes before the read: see `stat`.
+    let now = fs.now();
+    // At most one byte past the largest task file statewal reads: a
+    // planted file the size of a disk must not be read whole.
+    let mut print = None;
+    let mut stat = None;
+    let task = match fs.read_at_stat(&path, 0, TASK_FILE_BYTES_MAX + 1) {
+        Ok(Some((bytes, _))) if bytes.len() as u64 > TASK_FILE_BYTES_MAX => Err(format!(
+            "larger than {TASK_FILE_BYTES_MAX} bytes (twice the largest record statewal \
+             journals): not read"
+        )),
+        Ok(Some((bytes, seen))) => {
+            print = Some(super::live::Print::of(&bytes));
+            stat = seen.filter(|s| s.settled(now));
+            parse_task_file(&bytes, &name)
+        }
+        Ok(None) => return Ok(None), // Removed since the listing.
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge) => {
+            Err(e.to_string())
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(TaskFile {
+        path,
+        name,
+        task,
+        print,
+        stat,
+    }))
 }
 
 fn parse_task_file(bytes: &[u8], name: &str) -> std::result::Result<Task, String> {

@@ -22,7 +22,7 @@
 use super::aside::{self, Aside};
 use super::{Action, Decision, now_ms};
 use crate::error::{ErrorKind, Result};
-use crate::fs::{self, Fs};
+use crate::fs::{self, FileStat, Fs};
 use crate::layout::TASKS_DIR;
 use std::collections::HashMap;
 
@@ -49,11 +49,24 @@ impl Print {
     }
 }
 
+/// What is known of one task file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    /// Its bytes' fingerprint.
+    print: Print,
+    /// Its stat, when the stat vouches for the file holding the store's
+    /// copy of the task: the file was written by a checkpoint of this
+    /// process (stamped with a settled time), or read at open, found equal
+    /// to the recovered copy and settled ([`FileStat::settled`]). Saved
+    /// for the next open ([`TaskFiles::save`]).
+    vouched: Option<FileStat>,
+}
+
 /// What this process last wrote to, or read from, each task file.
 #[derive(Debug, Default)]
 pub(crate) struct TaskFiles {
     /// By file name (`<id>.json`). A name not here: no file known.
-    known: HashMap<Box<str>, Print>,
+    known: HashMap<Box<str>, Known>,
     /// Bytes a failed checkpoint may have left in a file (its batch failed
     /// part way through the renames): accepted as well as `known` until the
     /// next checkpoint writes that task.
@@ -65,10 +78,13 @@ pub(crate) struct TaskFiles {
 }
 
 impl TaskFiles {
-    /// What the open read: each task file's name and fingerprint.
-    pub fn from_scan(files: impl Iterator<Item = (String, Print)>) -> TaskFiles {
+    /// What the open found: each task file's name, fingerprint, and the
+    /// stat that vouches for it (see [`Known::vouched`]), if any.
+    pub fn from_scan(files: impl Iterator<Item = (String, Print, Option<FileStat>)>) -> TaskFiles {
         TaskFiles {
-            known: files.map(|(name, p)| (name.into_boxed_str(), p)).collect(),
+            known: files
+                .map(|(name, print, vouched)| (name.into_boxed_str(), Known { print, vouched }))
+                .collect(),
             ..TaskFiles::default()
         }
     }
@@ -139,14 +155,29 @@ impl TaskFiles {
     }
 
     /// Records what a checkpoint's batch for these files did: on success
-    /// each file holds its body (or is gone); after a failure each may hold
-    /// its old bytes or its new ones.
-    pub fn written(&mut self, files: &[(String, Option<Vec<u8>>)], ok: bool) {
-        for (name, body) in files {
+    /// each file holds its body (or is gone), with the stat the batch took
+    /// of it (`stats`, in the order of `files`; see
+    /// [`crate::fs::write_atomic_batch_stamped`]); after a failure each may
+    /// hold its old bytes or its new ones.
+    pub fn written(
+        &mut self,
+        files: &[(String, Option<Vec<u8>>)],
+        stats: &[Option<FileStat>],
+        ok: bool,
+        now: std::time::SystemTime,
+    ) {
+        for (i, (name, body)) in files.iter().enumerate() {
             let name = name.as_str();
             match (body, ok) {
                 (Some(b), true) => {
-                    self.known.insert(name.into(), Print::of(b));
+                    let stat = stats.get(i).copied().flatten();
+                    let known = Known {
+                        print: Print::of(b),
+                        // Stamped with a settled time by the batch; checked
+                        // again here, as a filesystem may ignore the stamp.
+                        vouched: stat.filter(|s| s.settled(now)),
+                    };
+                    self.known.insert(name.into(), known);
                     self.maybe.remove(name);
                 }
                 (None, true) => {
@@ -190,7 +221,7 @@ impl TaskFiles {
     /// not. One read (or, where no file was known, one stat).
     fn changed(&self, fs: &dyn Fs, name: &str) -> Result<Option<String>> {
         let path = fs::join(TASKS_DIR, name);
-        let seen: Vec<Print> = [self.known.get(name), self.maybe.get(name)]
+        let seen: Vec<Print> = [self.known.get(name).map(|k| &k.print), self.maybe.get(name)]
             .into_iter()
             .flatten()
             .copied()
@@ -242,4 +273,184 @@ impl TaskFiles {
         }
         Ok(())
     }
+}
+
+/// The modification time a checkpoint stamps on the task files it writes:
+/// a little more than [`fs::MTIME_SETTLED_NS`] before now, so the stat
+/// taken right after the write is already settled, and any later write by
+/// anyone stamps a later time (the clock moves forward) and changes it.
+pub(crate) fn stamp(fs: &dyn Fs) -> std::time::SystemTime {
+    let back = std::time::Duration::from_nanos(fs::MTIME_SETTLED_NS as u64)
+        + std::time::Duration::from_secs(1);
+    fs.now() - back
+}
+
+/// The file, in the state directory, where a checkpoint leaves the stats
+/// that vouch for the task files for the next open ([`TaskFiles::save`]).
+/// A cache: written without a sync, ignored when missing, damaged, or
+/// written for another `state.json`.
+pub(crate) const STATS_FILE: &str = ".statewal-task-stats";
+
+/// The stats file's layout (little-endian): the magic, a version (u32),
+/// the CRC32 of the `state.json` it was written with (u32), the number of
+/// entries (u64), the entries, and a CRC32 of everything before it (u32).
+/// Each entry: the name's length (u16), the name (UTF-8), the inode (u64),
+/// the length (u64), the modification time in ns since the epoch (i128),
+/// and the fingerprint of the bytes: CRC32 and length (u32 each).
+const STATS_MAGIC: &[u8; 8] = b"SWTSTAT\n";
+const STATS_VERSION: u32 = 1;
+const STATS_HEADER_LEN: usize = STATS_MAGIC.len() + 4 + 4 + 8;
+const STATS_ENTRY_FIXED_LEN: usize = 2 + 8 + 8 + 16 + 4 + 4;
+const STATS_NAME_MAX: usize = 255;
+const _: () = assert!(STATS_HEADER_LEN == 24);
+
+/// What a stats file vouches for, by task file name.
+pub(crate) type Vouched = HashMap<String, (FileStat, Print)>;
+
+impl TaskFiles {
+    /// Leaves the stats that vouch for task files for the next open, bound
+    /// to the `state.json` just written (its CRC `state_crc`). Every file
+    /// listed holds, when its stat is unchanged, the copy of its task in
+    /// that `state.json`: a checkpoint writes every task that changed since
+    /// the last one, so a task file this process wrote or found equal to
+    /// the store's copy holds each later checkpoint's copy until the task
+    /// changes, and then it is written again (or, if that fails, its entry
+    /// is in `maybe` and not listed, and no `state.json` is written).
+    /// Written by temp file and rename, without a sync: losing it costs
+    /// the next open a read of every task file, as before.
+    pub fn save(&self, fs: &dyn Fs, state_crc: u32) -> Result<()> {
+        let mut out = Vec::with_capacity(STATS_HEADER_LEN + self.known.len() * 64);
+        out.extend_from_slice(STATS_MAGIC);
+        out.extend_from_slice(&STATS_VERSION.to_le_bytes());
+        out.extend_from_slice(&state_crc.to_le_bytes());
+        let count_at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let mut count = 0u64;
+        for (name, k) in &self.known {
+            let (Some(stat), false) = (k.vouched, self.maybe.contains_key(name)) else {
+                continue;
+            };
+            if name.len() > STATS_NAME_MAX {
+                continue;
+            }
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&stat.ino.to_le_bytes());
+            out.extend_from_slice(&stat.len.to_le_bytes());
+            out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&k.print.crc.to_le_bytes());
+            out.extend_from_slice(&k.print.len.to_le_bytes());
+            count += 1;
+        }
+        out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        fs::write_replace_unsynced(fs, "", STATS_FILE, &out)
+    }
+}
+
+/// The stats a checkpoint left for the `state.json` whose CRC is
+/// `state_crc`; empty when there are none, or they are damaged or belong
+/// to another `state.json`.
+pub(crate) fn load_vouched(fs: &dyn Fs, state_crc: u32) -> Vouched {
+    match fs.read(STATS_FILE) {
+        Ok(Some(bytes)) => parse_stats(&bytes, state_crc).unwrap_or_default(),
+        _ => Vouched::new(),
+    }
+}
+
+fn parse_stats(bytes: &[u8], state_crc: u32) -> Option<Vouched> {
+    let body_len = bytes.len().checked_sub(4)?;
+    let (body, crc) = bytes.split_at(body_len);
+    if body.len() < STATS_HEADER_LEN
+        || !body.starts_with(STATS_MAGIC)
+        || crc32fast::hash(body).to_le_bytes() != crc
+    {
+        return None;
+    }
+    let mut at = STATS_MAGIC.len();
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let part = body.get(at..at.checked_add(n)?)?;
+        at += n;
+        Some(part)
+    };
+    let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    if u32_of(take(4)?) != STATS_VERSION || u32_of(take(4)?) != state_crc {
+        return None;
+    }
+    let count = u64_of(take(8)?);
+    // Checked against what the bytes can hold before anything is allocated.
+    if count > ((body.len() - STATS_HEADER_LEN) / STATS_ENTRY_FIXED_LEN) as u64 {
+        return None;
+    }
+    let mut out = Vouched::with_capacity(count as usize);
+    for _ in 0..count {
+        let name_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
+        if name_len > STATS_NAME_MAX {
+            return None;
+        }
+        let name = std::str::from_utf8(take(name_len)?).ok()?.to_string();
+        let ino = u64_of(take(8)?);
+        let len = u64_of(take(8)?);
+        let mtime_ns = i128::from_le_bytes(take(16)?.try_into().expect("16 bytes"));
+        let print = Print {
+            crc: u32_of(take(4)?),
+            len: u32_of(take(4)?),
+        };
+        out.insert(name, (FileStat { ino, len, mtime_ns }, print));
+    }
+    (at == body.len()).then_some(out)
+}
+
+/// What the open's look at `tasks/` found ([`scan`]).
+pub(crate) struct Scan {
+    /// The files read (those no stat vouched for).
+    pub read: Vec<super::foreign::TaskFile>,
+    /// The files a stat vouched for, unread: each holds the loaded
+    /// checkpoint's copy of its task. Name, fingerprint, stat.
+    pub vouched: Vec<(String, Print, FileStat)>,
+}
+
+/// Looks at every `tasks/*.json`: a file whose stat is the one `vouched`
+/// lists for it (and whose task the loaded checkpoint holds, `in_base`)
+/// is not read: it holds that checkpoint's copy. Every other one is read
+/// and parsed, as [`super::foreign::task_files`] does.
+pub(crate) fn scan(fs: &dyn Fs, vouched: &Vouched, in_base: impl Fn(&str) -> bool) -> Result<Scan> {
+    let mut out = Scan {
+        read: Vec::new(),
+        vouched: Vec::new(),
+    };
+    let names: Vec<String> = fs
+        .list(TASKS_DIR)?
+        .into_iter()
+        .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
+        .collect();
+    let candidates: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| vouched.contains_key(*n) && in_base(&n[..n.len() - ".json".len()]))
+        .collect();
+    let stats: HashMap<String, FileStat> = match candidates.is_empty() {
+        true => HashMap::new(),
+        false => candidates
+            .iter()
+            .zip(fs.stat_in(TASKS_DIR, &candidates)?)
+            .filter_map(|(n, s)| Some((n.to_string(), s?)))
+            .collect(),
+    };
+    drop(candidates);
+    for name in names {
+        if let (Some(now), Some((seen, print))) = (stats.get(&name), vouched.get(&name))
+            && now == seen
+        {
+            out.vouched.push((name, *print, *now));
+            continue;
+        }
+        // Not vouched for, changed, gone, or not a regular file: read.
+        if let Some(file) = super::foreign::read_task_file(fs, name)? {
+            out.read.push(file);
+        }
+    }
+    Ok(out)
 }
