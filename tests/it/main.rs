@@ -43,6 +43,7 @@ mod store_identity;
 mod sweeps;
 mod sync_marker;
 mod task_repr;
+mod task_stats;
 mod torn_tail;
 mod ts_backups;
 mod ts_fixtures;
