@@ -15,9 +15,18 @@
 //! The check reads only the files the checkpoint writes or removes, once
 //! each, so its cost follows the changes, not the number of tasks.
 //!
+//! The same fingerprints, with the stat that vouches for each (inode,
+//! length, a settled modification time), are left for the next open in
+//! `.statewal-task-stats` ([`TaskFiles::save`]), so that it reads only the
+//! task files whose stat changed ([`scan`]; `docs/decisions.md`, issue 10).
+//!
 //! **Invariant:** a task file is replaced or removed by a checkpoint only
 //! when it holds what this process last wrote or read there, or after it
 //! was set aside and that rename made durable.
+//!
+//! **Invariant:** the open leaves a task file unread only when its stat is
+//! the one a checkpoint saved for the `state.json` the open loaded, and
+//! that stat was settled when taken.
 
 use super::aside::{self, Aside};
 use super::{Action, Decision, now_ms};
@@ -453,4 +462,58 @@ pub(crate) fn scan(fs: &dyn Fs, vouched: &Vouched, in_base: impl Fn(&str) -> boo
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::SimFs;
+
+    fn files() -> TaskFiles {
+        let stat = |ino| FileStat {
+            ino,
+            len: 10,
+            mtime_ns: 5,
+        };
+        TaskFiles::from_scan(
+            [
+                ("a.json".to_string(), Print::of(b"a"), Some(stat(1))),
+                ("b.json".to_string(), Print::of(b"bb"), Some(stat(2))),
+                ("c.json".to_string(), Print::of(b"c"), None),
+            ]
+            .into_iter(),
+        )
+    }
+
+    #[test]
+    fn stats_round_trip_and_are_bound_to_one_state_json() {
+        let fs = SimFs::new(1);
+        files().save(&fs, 42).unwrap();
+        let got = load_vouched(&fs, 42);
+        assert_eq!(got.len(), 2, "c has no stat that vouches for it");
+        assert_eq!(got["b.json"].1, Print::of(b"bb"));
+        assert_eq!(got["a.json"].0.ino, 1);
+        assert!(load_vouched(&fs, 43).is_empty(), "another state.json");
+    }
+
+    #[test]
+    fn damaged_or_cut_stats_are_ignored() {
+        let fs = SimFs::new(1);
+        files().save(&fs, 42).unwrap();
+        let bytes = fs.read(STATS_FILE).unwrap().unwrap().to_vec();
+        for cut in 0..bytes.len() {
+            assert!(parse_stats(&bytes[..cut], 42).is_none(), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 0x10;
+            assert!(parse_stats(&b, 42).is_none(), "flip at {at}");
+        }
+        // A count larger than the bytes can hold allocates nothing.
+        let mut huge = bytes[..bytes.len() - 4].to_vec();
+        huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&huge);
+        huge.extend_from_slice(&crc.to_le_bytes());
+        assert!(parse_stats(&huge, 42).is_none());
+    }
 }
