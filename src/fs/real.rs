@@ -374,6 +374,31 @@ fn file_stat(meta: &std::fs::Metadata) -> FileStat {
     }
 }
 
+/// `renameat2(RENAME_NOREPLACE)`: renames `src` to `dst` only if `dst` does
+/// not exist (then it fails with `EEXIST`).
+fn rename_noreplace(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(IoKind::InvalidInput))
+    };
+    let (s, d) = (c(src)?, c(dst)?);
+    // SAFETY: both are valid C strings for the whole call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            s.as_ptr(),
+            libc::AT_FDCWD,
+            d.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Keeps the file at `path`, if there is one, referenced by an `O_PATH`
 /// descriptor (which reads nothing and takes no lock), so that a rename
 /// over it or its removal only unlinks it: its blocks are freed when the
@@ -694,6 +719,15 @@ impl Fs for RealFs {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        // Most renames make a new name (a batch of new tasks): one call,
+        // and nothing to hold. Only when a file is there is it held.
+        match rename_noreplace(&src, &dst) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            // Not supported here (EINVAL), or failing for a reason the
+            // plain rename below reports in its own words.
+            Err(_) => {}
+        }
         let replaced = hold(&dst);
         let renamed = std::fs::rename(&src, &dst)
             .map_err(|e| Error::io(&format!("rename to {} of", dst.display()), &src, e));
