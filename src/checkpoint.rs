@@ -166,7 +166,7 @@ pub(crate) fn write(
     prune_backups(fs, ctx, backups_kept)?;
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
     ctx.state_boundary = new_segment;
-    save_task_stats(fs, ctx);
+    save_task_stats(fs, ctx)?;
     Ok(CheckpointStats {
         seq: snap.seq,
         task_files_changed,
@@ -420,12 +420,15 @@ fn cached_backup_kind(
 }
 
 /// Leaves the task files' stats for the next open's stat-only look at
-/// `tasks/` (`crate::reconcile::live`). A cache: a failure is logged, and
-/// the next open reads every task file.
-fn save_task_stats(fs: &dyn Fs, ctx: &CheckpointCtx) {
-    let Some(crc) = ctx.state_crc else { return };
-    if let Err(e) = ctx.task_files.save(fs, crc) {
-        tracing::warn!(error = %e, "could not save the task files' stats; the next open reads every task file");
+/// `tasks/` (`crate::reconcile::live`). A cache, but its failure is the
+/// checkpoint's, as every I/O failure is reported (issue 8, part 5): the
+/// changes go back and the next checkpoint writes them again, harmlessly;
+/// meanwhile the stats left belong to the previous `state.json`, so the
+/// next open reads every task file.
+fn save_task_stats(fs: &dyn Fs, ctx: &CheckpointCtx) -> Result<()> {
+    match ctx.state_crc {
+        Some(crc) => ctx.task_files.save(fs, crc),
+        None => Ok(()),
     }
 }
 

@@ -208,12 +208,15 @@ pub trait Fs: Send + Sync + 'static {
     }
     /// [`Fs::stat`] of each of `names` in directory `dir`, in order; `None`
     /// for a name that is missing, not a regular file, or cannot be told
-    /// apart (callers then read it).
+    /// apart (callers then read it). Any other failure is an error.
     fn stat_in(&self, dir: &str, names: &[&str]) -> Result<Vec<Option<FileStat>>> {
-        Ok(names
+        names
             .iter()
-            .map(|n| self.stat(&join(dir, n)).ok().flatten())
-            .collect())
+            .map(|n| match self.stat(&join(dir, n)) {
+                Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(None),
+                other => other,
+            })
+            .collect()
     }
     /// [`Fs::read_at`], with the file's [`FileStat`] taken on the open file
     /// *before* the bytes are read (so a write after the stat shows in a

@@ -696,7 +696,14 @@ impl Fs for RealFs {
             // SAFETY: `fd` is open for the whole call, `c` is a valid C
             // string, and `st` is a valid place to write.
             let rc = unsafe { libc::fstatat(fd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-            if rc != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                return match e.kind() {
+                    IoKind::NotFound => Ok(None),
+                    _ => Err(Error::io("stat", path.join(name), e)),
+                };
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Ok(None);
             }
             Ok(Some(FileStat {

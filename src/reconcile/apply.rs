@@ -174,7 +174,7 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
     // The stats the last checkpoint left vouch for the task files it knew,
     // as long as state.json is the one it wrote (`super::live`).
     let vouched = match (&rec.report.loaded_from, rec.state_crc) {
-        (LoadedFrom::StateFile, Some(crc)) if view.is_none() => live::load_vouched(fs, crc),
+        (LoadedFrom::StateFile, Some(crc)) if view.is_none() => live::load_vouched(fs, crc)?,
         _ => live::Vouched::new(),
     };
     let scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;

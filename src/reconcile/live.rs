@@ -361,10 +361,13 @@ impl TaskFiles {
 /// The stats a checkpoint left for the `state.json` whose CRC is
 /// `state_crc`; empty when there are none, or they are damaged or belong
 /// to another `state.json`.
-pub(crate) fn load_vouched(fs: &dyn Fs, state_crc: u32) -> Vouched {
+pub(crate) fn load_vouched(fs: &dyn Fs, state_crc: u32) -> Result<Vouched> {
     match fs.read(STATS_FILE) {
-        Ok(Some(bytes)) => parse_stats(&bytes, state_crc).unwrap_or_default(),
-        _ => Vouched::new(),
+        Ok(Some(bytes)) => Ok(parse_stats(&bytes, state_crc).unwrap_or_default()),
+        Ok(None) => Ok(Vouched::new()),
+        // Not a regular file: not ours, ignored.
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Vouched::new()),
+        Err(e) => Err(e),
     }
 }
 
@@ -489,11 +492,14 @@ mod tests {
     fn stats_round_trip_and_are_bound_to_one_state_json() {
         let fs = SimFs::new(1);
         files().save(&fs, 42).unwrap();
-        let got = load_vouched(&fs, 42);
+        let got = load_vouched(&fs, 42).unwrap();
         assert_eq!(got.len(), 2, "c has no stat that vouches for it");
         assert_eq!(got["b.json"].1, Print::of(b"bb"));
         assert_eq!(got["a.json"].0.ino, 1);
-        assert!(load_vouched(&fs, 43).is_empty(), "another state.json");
+        assert!(
+            load_vouched(&fs, 43).unwrap().is_empty(),
+            "another state.json"
+        );
     }
 
     #[test]
