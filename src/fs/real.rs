@@ -951,6 +951,41 @@ fn try_lock_briefly(file: &std::fs::File) -> std::result::Result<(), std::fs::Tr
 }
 
 #[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    // The syncfs path of `sync_files` (a batch of SYNCFS_FILES_MIN files
+    // or more) and the hold on a replaced file: a batch writes, replaces
+    // and removes what it says. Durability itself is the crash suites'
+    // (on SimFs, through the same `write_atomic_batch`).
+    #[test]
+    fn a_large_batch_writes_replaces_and_removes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = RealFs::new(tmp.path()).unwrap();
+        fs.create_dir("d").unwrap();
+        let files: Vec<(String, Option<Vec<u8>>)> = (0..SYNCFS_FILES_MIN + 10)
+            .map(|i| {
+                (
+                    format!("{i}.json"),
+                    Some(format!("{{\"n\": {i}}}").into_bytes()),
+                )
+            })
+            .collect();
+        super::super::write_atomic_batch(&fs, "d", &files).unwrap();
+        let again = vec![
+            ("0.json".to_string(), Some(b"new".to_vec())),
+            ("1.json".to_string(), None),
+        ];
+        super::super::write_atomic_batch(&fs, "d", &again).unwrap();
+        assert_eq!(fs.read("d/0.json").unwrap().unwrap().to_vec(), b"new");
+        assert!(fs.read("d/1.json").unwrap().is_none());
+        assert_eq!(&*fs.read("d/7.json").unwrap().unwrap(), b"{\"n\": 7}");
+        let names = fs.list("d").unwrap();
+        assert_eq!(names.len(), SYNCFS_FILES_MIN + 9, "no temp file left");
+    }
+}
+
+#[cfg(test)]
 mod boot_id_tests {
     use super::*;
 
