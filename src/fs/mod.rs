@@ -64,6 +64,30 @@ pub trait FsFile: Send + Sync {
     fn set_len(&mut self, len: u64) -> Result<()>;
     /// The file's current length.
     fn len(&self) -> Result<u64>;
+    /// A writable shared mapping of the file's first `len` bytes, which the
+    /// file must already hold, or `None` where the implementation offers
+    /// none (the default). A write through it lands in the page cache as a
+    /// `write` would: it survives a process crash, and is durable only once
+    /// [`FsFile::sync_data`] returns. The journal maps only bytes it wrote
+    /// and synced as zeros beforehand, so a store through the map never
+    /// allocates (on ext4 or xfs; a copy-on-write filesystem may still
+    /// need space, and a full one answers that with SIGBUS).
+    fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
+        let _ = len;
+        Ok(None)
+    }
+}
+
+/// A writable shared mapping of the start of a file ([`FsFile::map`]).
+// `len` is the mapping's length; an `is_empty` would add nothing here.
+#[allow(clippy::len_without_is_empty)]
+pub trait FsMap: Send + Sync {
+    /// Copies `data` into the mapping at `offset`, front to back, so that a
+    /// process killed mid-copy leaves a prefix of it, as an interrupted
+    /// `write` does. `offset + data.len()` must be at most [`FsMap::len`].
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// The mapped length in bytes.
+    fn len(&self) -> u64;
 }
 
 /// The narrow set of filesystem operations the store needs.
@@ -142,6 +166,14 @@ pub trait Fs: Send + Sync + 'static {
             self.open(rel, OpenMode::Existing)?.sync_data()?;
         }
         Ok(())
+    }
+    /// Whether the journal may do I/O on a thread of its own: writing and
+    /// syncing the zeros a segment is grown by, ahead of the writers
+    /// (`src/journal/mod.rs`). Default: no, so the journal grows its
+    /// segments inline; [`SimFs`](sim::SimFs) says no to keep its count of
+    /// operations (and so every crash point) deterministic.
+    fn background_io(&self) -> bool {
+        false
     }
 }
 

@@ -3,7 +3,7 @@
 //! **Invariant:** this is the only module that touches `std::fs` on the
 //! store's behalf.
 
-use super::{Bytes, Fs, FsFile, OpenMode, check_rel};
+use super::{Bytes, Fs, FsFile, FsMap, OpenMode, check_rel};
 use crate::error::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read};
@@ -323,6 +323,77 @@ impl FsFile for RealFile {
             .map_err(|e| Error::io("stat", &self.path, e))?
             .len())
     }
+
+    fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
+        let have = self.len()?;
+        assert!(
+            len <= have,
+            "mapping {len} bytes of {} which holds {have}: a store past the end would fault",
+            self.path.display()
+        );
+        let n = usize::try_from(len).map_err(|_| {
+            Error::new(
+                ErrorKind::TooLarge,
+                format!("mapping {len} bytes of {}", self.path.display()),
+            )
+        })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the file is a regular file this process opened for
+        // writing in its own locked state directory, at least `len` bytes
+        // long (checked above), and statewal never shortens a file it has
+        // mapped: the journal maps only the segment it is writing, which
+        // nothing truncates while the store is open. Another process that
+        // truncates it anyway (outside statewal's lock) would make a store
+        // fault: docs/recovery.md, "Not covered".
+        let map = unsafe { memmap2::MmapOptions::new().len(n).map_mut(&self.file) }
+            .map_err(|e| Error::io("map", &self.path, e))?;
+        Ok(Some(Box::new(RealMap { map })))
+    }
+}
+
+/// A shared, writable map of the start of a file.
+struct RealMap {
+    map: memmap2::MmapMut,
+}
+
+impl FsMap for RealMap {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let start = usize::try_from(offset).expect("offset inside the map");
+        let end = start
+            .checked_add(data.len())
+            .filter(|&end| end <= self.map.len())
+            .expect("the journal writes only inside the map");
+        copy_forward(&mut self.map[start..end], data);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+}
+
+/// Copies `src` into `dst` with stores in ascending address order, eight
+/// bytes at a time. `copy_from_slice` may store the end of a buffer before
+/// its start (glibc's memmove does, for speed), and a process killed in
+/// the middle would then leave the end of a frame without its header: a
+/// shape the journal's reader calls damage, not an unfinished write.
+/// Volatile stores are neither reordered nor merged by the compiler, and a
+/// killed thread's stores are a prefix of its program order.
+fn copy_forward(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "copy_forward: lengths differ");
+    let words = src.len() / 8;
+    let base = dst.as_mut_ptr();
+    for i in 0..words {
+        let word: [u8; 8] = src[8 * i..8 * i + 8].try_into().expect("eight bytes");
+        // SAFETY: `8 * i + 8 <= dst.len()`, and `[u8; 8]` has alignment 1.
+        unsafe { std::ptr::write_volatile(base.add(8 * i).cast::<[u8; 8]>(), word) };
+    }
+    for (i, &b) in src.iter().enumerate().skip(8 * words) {
+        // SAFETY: `i < dst.len()`.
+        unsafe { std::ptr::write_volatile(base.add(i), b) };
+    }
 }
 
 /// The directory lock: the locked lock file, and the flag that lets its
@@ -391,7 +462,8 @@ impl Fs for RealFs {
     fn open(&self, rel: &str, mode: OpenMode) -> Result<Box<dyn FsFile>> {
         let path = self.path(rel)?;
         let mut opts = OpenOptions::new();
-        opts.write(true);
+        // Read too: a shared writable map ([`FsFile::map`]) needs both.
+        opts.read(true).write(true);
         match mode {
             OpenMode::CreateNew => opts.create_new(true),
             OpenMode::CreateOrOpen => opts.create(true),
@@ -564,6 +636,10 @@ impl Fs for RealFs {
                 .into_iter()
                 .try_for_each(|w| w.join().expect("fsync workers do not panic"))
         })
+    }
+
+    fn background_io(&self) -> bool {
+        true
     }
 
     fn boot_id(&self) -> Option<[u8; 16]> {

@@ -76,7 +76,7 @@
 //! # }
 //! ```
 
-use super::{Bytes, Fs, FsFile, OpenMode, check_rel};
+use super::{Bytes, Fs, FsFile, FsMap, OpenMode, check_rel};
 use crate::error::{Error, ErrorKind, Result};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -564,6 +564,50 @@ impl FsFile for SimFile {
         let mut g = self.fs.lock();
         g.begin(&self.rel, "stat")?;
         Ok(g.nodes[&self.ino].current.len() as u64)
+    }
+
+    fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
+        let mut g = self.fs.lock();
+        g.begin(&self.rel, "map")?;
+        let have = g.nodes[&self.ino].current.len() as u64;
+        assert!(
+            len <= have,
+            "mapping {len} bytes of sim:/{} which holds {have}",
+            self.rel
+        );
+        Ok(Some(Box::new(SimMap {
+            file: SimFile {
+                fs: self.fs.clone(),
+                ino: self.ino,
+                rel: self.rel.clone(),
+            },
+            len,
+        })))
+    }
+}
+
+/// A shared mapping of a simulated file. A store through it lands in the
+/// page cache exactly as a write does: it is kept when the process is
+/// killed ([`SimFs::restart`]), and lost or torn by power loss unless a
+/// sync came after it. Each store counts as an operation, so a crash point
+/// can fall before or after it, and an injected fault makes it fail (a
+/// short write keeps half of it: a process killed mid-copy).
+struct SimMap {
+    file: SimFile,
+    len: u64,
+}
+
+impl FsMap for SimMap {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        assert!(
+            offset + data.len() as u64 <= self.len,
+            "a store past the end of the map would fault"
+        );
+        self.file.write_all_at(offset, data)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
     }
 }
 

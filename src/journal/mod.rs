@@ -12,12 +12,13 @@
 //! journal is poisoned and refuses every later write until the store is
 //! reopened: a failed fsync is never retried as if it had succeeded.
 
+mod grow;
 pub mod op;
 pub mod reader;
 pub mod record;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::fs::{self, Fs, FsFile, OpenMode};
+use crate::fs::{self, Fs, FsFile, FsMap, OpenMode};
 use parking_lot::{Condvar, Mutex};
 use record::{Id128, Marker, RecordKind, SegmentHeader, encode_marker, encode_record};
 use std::sync::Arc;
@@ -60,10 +61,27 @@ pub struct JournalStats {
 struct Active {
     header: SegmentHeader,
     file: Option<Box<dyn FsFile>>,
+    /// A shared map of the file's first `allocated` bytes, where the
+    /// filesystem offers one: a record is then copied into the page cache
+    /// without a system call.
+    map: Option<Box<dyn FsMap>>,
     /// Where the next record goes.
     len: u64,
-    /// The file's size: bytes past `len` are zeros written ahead of time.
+    /// The end of the zeros written ahead of the records: records are
+    /// written only below it.
     allocated: u64,
+}
+
+impl Active {
+    fn new(header: SegmentHeader) -> Active {
+        Active {
+            header,
+            file: None,
+            map: None,
+            len: 0,
+            allocated: 0,
+        }
+    }
 }
 
 /// Preallocation never grows a segment by more than this at once.
@@ -88,6 +106,8 @@ pub struct Journal {
     flushed: Condvar,
     active: Mutex<Active>,
     preallocate_bytes: u64,
+    /// Grows the active segment ahead of the writers (see [`grow`]).
+    grower: grow::Grower,
     next_segment_id: AtomicU64,
     /// Written into every segment header.
     store_id: Id128,
@@ -112,7 +132,7 @@ impl Journal {
         let boot_id = fs.boot_id();
         let header = segment_header(next_segment_id, next_seq, store_id, boot_id);
         Journal {
-            fs,
+            fs: fs.clone(),
             inner: Mutex::new(Inner {
                 buf: Vec::new(),
                 next_seq,
@@ -124,12 +144,8 @@ impl Journal {
                 salt: header.salt,
             }),
             flushed: Condvar::new(),
-            active: Mutex::new(Active {
-                header,
-                file: None,
-                len: 0,
-                allocated: 0,
-            }),
+            active: Mutex::new(Active::new(header)),
+            grower: grow::Grower::new(fs.clone()),
             preallocate_bytes,
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             store_id,
@@ -396,43 +412,106 @@ impl Journal {
             self.stats.markers.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {
-            *active = Active {
-                header: next,
-                file: None,
-                len: 0,
-                allocated: 0,
-            };
+            self.grower.forget(active.header.id);
+            *active = Active::new(next);
         }
         Ok(())
     }
 
     /// Writes `bytes` at the end of the active segment (creating it first),
-    /// growing its preallocated zeros ahead of them.
+    /// into zeros written ahead of them: through the map where it reaches,
+    /// else with a `pwrite`.
     fn write_at_end(&self, active: &mut Active, bytes: &[u8]) -> Result<()> {
         if active.file.is_none() {
             let header_len = active.header.len() as u64;
             let size = header_len + self.preallocate_bytes;
-            active.file = Some(create_segment(&*self.fs, &active.header, size)?);
+            let mut file = create_segment(&*self.fs, &active.header, size)?;
+            active.map = match self.preallocate_bytes {
+                0 => None,
+                _ => file.map(size)?,
+            };
+            active.file = Some(file);
             active.len = header_len;
             active.allocated = size;
         }
-        let file = active.file.as_mut().expect("created above");
         let end = active.len + bytes.len() as u64;
-        if self.preallocate_bytes > 0 && end > active.allocated {
-            // Write zeros ahead so that most syncs flush only data, not
-            // the file's size: on ext4 that halves an fdatasync.
-            let step = active
-                .allocated
-                .max(self.preallocate_bytes)
-                .min(PREALLOCATE_STEP_MAX_BYTES);
-            let new_size = end.max(active.allocated + step);
+        if self.preallocate_bytes > 0 {
+            self.make_room(active, end)?;
+        }
+        match active.map.as_mut() {
+            Some(map) if end <= map.len() => map.write_at(active.len, bytes)?,
+            _ => active
+                .file
+                .as_mut()
+                .expect("created above")
+                .write_all_at(active.len, bytes)?,
+        }
+        active.len = end;
+        if self.preallocate_bytes > 0 {
+            self.grow_ahead(active);
+        }
+        Ok(())
+    }
+
+    /// The next step of growth: as much again as the segment holds, at
+    /// least `preallocate_bytes`, at most `PREALLOCATE_STEP_MAX_BYTES`.
+    fn step(&self, allocated: u64) -> u64 {
+        allocated
+            .max(self.preallocate_bytes)
+            .min(PREALLOCATE_STEP_MAX_BYTES)
+    }
+
+    /// Makes the zeros reach at least `end`: adopts what the growth thread
+    /// has written, waits for a step it is writing, or else writes the
+    /// zeros here, inline.
+    fn make_room(&self, active: &mut Active, end: u64) -> Result<()> {
+        let id = active.header.id;
+        let mut grown = self.grower.take_done(id);
+        if end > grown.unwrap_or(active.allocated).max(active.allocated) && self.grower.pending(id)
+        {
+            grown = grown.max(self.grower.wait(id));
+        }
+        if let Some(to) = grown.filter(|&to| to > active.allocated) {
+            active.allocated = to;
+            self.remap(active)?;
+        }
+        if end > active.allocated {
+            // Inline: the zeros go out with this flush's records, and its
+            // sync flushes both.
+            let new_size = end.max(active.allocated + self.step(active.allocated));
             let zeros = vec![0u8; (new_size - active.allocated) as usize];
+            let file = active.file.as_mut().expect("created before");
             file.write_all_at(active.allocated, &zeros)?;
             active.allocated = new_size;
+            self.remap(active)?;
         }
-        file.write_all_at(active.len, bytes)?;
-        active.len = end;
         Ok(())
+    }
+
+    /// Maps the whole of the zeros written ahead, where a map is offered.
+    fn remap(&self, active: &mut Active) -> Result<()> {
+        if active.map.is_some() {
+            active.map = None;
+            let file = active.file.as_mut().expect("mapped files exist");
+            active.map = file.map(active.allocated)?;
+        }
+        Ok(())
+    }
+
+    /// Asks the growth thread for the next step once the records come
+    /// within half a step of the end of the zeros.
+    fn grow_ahead(&self, active: &Active) {
+        let id = active.header.id;
+        let step = self.step(active.allocated);
+        if !self.grower.enabled()
+            || active.allocated - active.len >= step / 2
+            || self.grower.pending(id)
+        {
+            return;
+        }
+        let path = fs::join(JOURNAL_DIR, &segment_name(id));
+        self.grower
+            .ask(id, path, active.allocated, active.allocated + step);
     }
 }
 
