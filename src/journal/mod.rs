@@ -61,9 +61,10 @@ pub struct JournalStats {
 struct Active {
     header: SegmentHeader,
     file: Option<Box<dyn FsFile>>,
-    /// A shared map of the file's first `allocated` bytes, where the
-    /// filesystem offers one: a record is then copied into the page cache
-    /// without a system call.
+    /// A shared map of the file's first bytes (up to `allocated` when it was
+    /// made), where the filesystem offers one, made at the first flush that
+    /// does not sync: a record is then copied into the page cache without a
+    /// system call.
     map: Option<Box<dyn FsMap>>,
     /// Where the next record goes.
     len: u64,
@@ -381,7 +382,7 @@ impl Journal {
         let mut active = self.active.lock();
         let active = &mut *active;
         if !buf.is_empty() {
-            self.write_at_end(active, buf)?;
+            self.write_at_end(active, buf, !durable)?;
         }
         if durable && let Some(file) = active.file.as_mut() {
             // Sync the segment so the records are acknowledged only once they
@@ -408,7 +409,7 @@ impl Journal {
                 boot_id: self.boot_id,
             };
             encode_marker(&mut frame, active.header.salt, &marker);
-            self.write_at_end(active, &frame)?;
+            self.write_at_end(active, &frame, false)?;
             self.stats.markers.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {
@@ -419,27 +420,34 @@ impl Journal {
     }
 
     /// Writes `bytes` at the end of the active segment (creating it first),
-    /// into zeros written ahead of them: through the map where it reaches,
-    /// else with a `pwrite`.
-    fn write_at_end(&self, active: &mut Active, bytes: &[u8]) -> Result<()> {
+    /// into zeros written ahead of them. With `mapped` (a flush that does
+    /// not sync: `OsBuffered`, and `SyncEveryInterval` between its syncs),
+    /// the bytes are copied through a shared map of the segment, where the
+    /// filesystem offers one: no system call. Otherwise, and for a flush
+    /// that syncs anyway, a `pwrite`, which reports a failing disk as an
+    /// error rather than a fault.
+    fn write_at_end(&self, active: &mut Active, bytes: &[u8], mapped: bool) -> Result<()> {
         if active.file.is_none() {
             let header_len = active.header.len() as u64;
             let size = header_len + self.preallocate_bytes;
-            let mut file = create_segment(&*self.fs, &active.header, size)?;
-            active.map = match self.preallocate_bytes {
-                0 => None,
-                _ => file.map(size)?,
-            };
-            active.file = Some(file);
+            active.file = Some(create_segment(&*self.fs, &active.header, size)?);
             active.len = header_len;
             active.allocated = size;
         }
         let end = active.len + bytes.len() as u64;
         if self.preallocate_bytes > 0 {
             self.make_room(active, end)?;
+            if mapped
+                && active
+                    .map
+                    .as_ref()
+                    .is_none_or(|m| m.len() < active.allocated)
+            {
+                self.remap(active)?;
+            }
         }
         match active.map.as_mut() {
-            Some(map) if end <= map.len() => map.write_at(active.len, bytes)?,
+            Some(map) if mapped && end <= map.len() => map.write_at(active.len, bytes)?,
             _ => active
                 .file
                 .as_mut()
@@ -473,7 +481,6 @@ impl Journal {
         }
         if let Some(to) = grown.filter(|&to| to > active.allocated) {
             active.allocated = to;
-            self.remap(active)?;
         }
         if end > active.allocated {
             // Inline: the zeros go out with this flush's records, and its
@@ -483,18 +490,17 @@ impl Journal {
             let file = active.file.as_mut().expect("created before");
             file.write_all_at(active.allocated, &zeros)?;
             active.allocated = new_size;
-            self.remap(active)?;
         }
         Ok(())
     }
 
-    /// Maps the whole of the zeros written ahead, where a map is offered.
+    /// Maps the segment up to the end of the zeros written ahead, where
+    /// the filesystem offers a map. The old map goes first: a segment is
+    /// mapped once at a time.
     fn remap(&self, active: &mut Active) -> Result<()> {
-        if active.map.is_some() {
-            active.map = None;
-            let file = active.file.as_mut().expect("mapped files exist");
-            active.map = file.map(active.allocated)?;
-        }
+        active.map = None;
+        let file = active.file.as_mut().expect("created before it is mapped");
+        active.map = file.map(active.allocated)?;
         Ok(())
     }
 
