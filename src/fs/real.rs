@@ -740,6 +740,35 @@ fn try_lock_briefly(file: &std::fs::File) -> std::result::Result<(), std::fs::Tr
 }
 
 #[cfg(test)]
+mod map_tests {
+    use super::*;
+
+    #[test]
+    fn copy_forward_copies_every_length() {
+        let src: Vec<u8> = (0..100u8).collect();
+        for n in 0..src.len() {
+            let mut dst = vec![0xffu8; n];
+            copy_forward(&mut dst, &src[..n]);
+            assert_eq!(dst, &src[..n]);
+        }
+    }
+
+    #[test]
+    fn a_store_through_the_map_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = RealFs::new(dir.path()).unwrap();
+        let mut f = fs.open("seg", OpenMode::CreateNew).unwrap();
+        f.write_all_at(0, &[0u8; 8192]).unwrap();
+        let mut map = f.map(8192).unwrap().expect("RealFs maps");
+        map.write_at(4000, b"through the map").unwrap();
+        f.sync_data().unwrap();
+        let bytes = fs.read_unmapped("seg").unwrap().unwrap();
+        assert_eq!(&bytes[4000..4015], b"through the map");
+        assert_eq!(bytes.len(), 8192);
+    }
+}
+
+#[cfg(test)]
 mod boot_id_tests {
     use super::*;
 

@@ -1212,6 +1212,40 @@ mod tests {
     }
 
     #[test]
+    fn mapped_writes_survive_a_kill_and_need_a_sync_to_survive_power_loss() {
+        let fs = SimFs::new(9);
+        let mut f = fs.open("seg", OpenMode::CreateNew).unwrap();
+        f.write_all_at(0, &[0u8; 64]).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir("").unwrap();
+        let mut map = f.map(64).unwrap().expect("SimFs offers a map");
+        assert_eq!(map.len(), 64);
+        map.write_at(8, b"synced").unwrap();
+        f.sync_data().unwrap();
+        map.write_at(14, b"+pending").unwrap();
+        // Reads see the store at once, as through the page cache.
+        assert_eq!(&contents(&fs, "seg").unwrap()[8..22], b"synced+pending");
+        // A kill keeps it; power loss keeps only what a sync covered.
+        assert_eq!(
+            &contents(&fs.restart(), "seg").unwrap()[8..22],
+            b"synced+pending"
+        );
+        let lost = fs.crash_with(|_| Outcome::Lost);
+        assert_eq!(
+            &contents(&lost, "seg").unwrap()[8..22],
+            b"synced\0\0\0\0\0\0\0\0"
+        );
+        let torn = fs.crash_with(|_| Outcome::Torn {
+            at: 3,
+            fill: TearFill::Zeros,
+        });
+        assert_eq!(
+            &contents(&torn, "seg").unwrap()[8..22],
+            b"synced+pe\0\0\0\0\0"
+        );
+    }
+
+    #[test]
     fn the_lock_is_exclusive_until_dropped() {
         let fs = SimFs::new(0);
         let guard = fs.lock().unwrap();

@@ -189,14 +189,18 @@ fn run(fs: &dyn Fs, shared: &(Mutex<State>, Condvar)) {
                 cv.wait(&mut g);
             }
         };
-        let result = write_zeros(fs, &step);
+        // A panic (a bug in a filesystem layer) must not leave `busy` set:
+        // a writer waiting for this step would wait for ever.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_zeros(fs, &step)));
         let mut g = lock.lock();
         g.busy = None;
         match result {
-            Ok(()) => g.done = Some((step.segment, step.to)),
+            Ok(Ok(())) => g.done = Some((step.segment, step.to)),
             // The writer grows inline when it finds no new end; what was
             // written here is zeros past its records either way.
-            Err(e) => tracing::warn!(error = %e, "growing a journal segment ahead failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "growing a journal segment ahead failed"),
+            Err(_) => tracing::error!("growing a journal segment ahead panicked"),
         }
         cv.notify_all();
     }

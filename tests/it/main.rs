@@ -24,6 +24,7 @@ mod group_commit;
 mod hostile;
 mod ids;
 mod io_errors;
+mod journal_path;
 mod key_order;
 mod kill;
 mod limits;

@@ -1,0 +1,179 @@
+//! The journal's write path (issue 10): a flush that does not sync copies
+//! its records through a shared map of the preallocated segment, and the
+//! zeros a segment grows by are written and synced ahead of the writers on
+//! the journal's own thread (`src/journal/grow.rs`).
+//!
+//! What could go wrong, and what each test holds the store to:
+//! - a record copied into the map is in the page cache when the put
+//!   returns, so a killed process loses no acknowledged put
+//!   (`OsBuffered`'s promise), and a copy the kill cut short has the shape
+//!   of an unfinished write, which the same-boot open cuts, never damage
+//!   that makes the store unopenable;
+//! - the growth thread writes zeros only past the records: many writers,
+//!   tiny preallocation steps (so the thread and the writers race at every
+//!   step), then a reopen finds every acknowledged task and `verify` finds
+//!   nothing.
+
+use crate::util::{ids, scratch};
+use statewal::fs::sim::{FaultKind, Outcome};
+use statewal::fs::{RealFs, SimFs};
+use statewal::{Options, Store, SyncPolicy, Task};
+use std::sync::Arc;
+
+/// A task whose description is `body`.
+fn described(id: &str, body: &str) -> Task {
+    let mut t = Task::new(id);
+    t.set_description(body);
+    t
+}
+
+fn buffered() -> Options {
+    Options::new("sim")
+        .sync_policy(SyncPolicy::OsBuffered)
+        .checkpoint_interval(None)
+        .checkpoint_on_drop(false)
+        .journal_preallocate_bytes(1024)
+}
+
+/// Opens a store on `fs` and puts `a0..a{n}`, each acknowledged.
+fn three_puts(fs: &SimFs) -> Store {
+    let store = Store::open_with_fs(buffered(), Arc::new(fs.clone()), None).unwrap();
+    for i in 0..3 {
+        store.put_task(Task::new(format!("a{i}"))).unwrap();
+    }
+    store
+}
+
+/// A killed process (crash point after each operation of a put, or a copy
+/// into the map cut in half): the same-boot open succeeds with every
+/// acknowledged put, then a power loss after it still opens.
+#[test]
+fn a_buffered_put_through_the_map_survives_a_kill_and_a_half_copy_is_cut() {
+    let mut failures = Vec::new();
+    let mut half_copies = 0;
+    for k in 1..=8u64 {
+        for fault in [None, Some(FaultKind::ShortWrite)] {
+            let base = SimFs::new(3);
+            let store = three_puts(&base);
+            let at = base.ops() + k;
+            match fault {
+                None => base.crash_after_ops(at),
+                Some(kind) => base.fail_at(at, kind, true),
+            }
+            // A long description, so a half copy cuts inside the payload.
+            let acked = store
+                .put_task(described("in-flight", &"x".repeat(300)))
+                .is_ok();
+            std::mem::forget(store); // The process dies: no destructor runs.
+            half_copies += usize::from(fault.is_some() && !acked);
+            let restarted = base.restart();
+            restarted.clear_faults();
+            let label = format!("k={k} fault={fault:?}");
+            match Store::open_with_fs(buffered(), Arc::new(restarted.clone()), None) {
+                Ok(store) => {
+                    for id in ["a0", "a1", "a2"] {
+                        if store.get_task(id).unwrap().is_none() {
+                            failures.push(format!("{label}: acknowledged {id} lost by a kill"));
+                        }
+                    }
+                    if acked && store.get_task("in-flight").unwrap().is_none() {
+                        failures.push(format!("{label}: acknowledged in-flight lost by a kill"));
+                    }
+                    if store.put_task(Task::new("after")).is_err() {
+                        failures.push(format!("{label}: the restarted store refused a put"));
+                    }
+                    drop(store);
+                }
+                Err(e) => failures.push(format!("{label}: the same-boot open failed: {e}")),
+            }
+            // OsBuffered promises nothing unsynced through power loss, but
+            // the store must open.
+            let after = restarted.crash_with(|_| Outcome::Lost);
+            if let Err(e) = Store::open_with_fs(buffered(), Arc::new(after), None) {
+                failures.push(format!("{label}: the open after power loss failed: {e}"));
+            }
+        }
+    }
+    assert!(half_copies > 0, "no fault fell on the copy into the map");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A checkpoint's rotation syncs what was copied through the map: after
+/// power loss the checkpointed puts are all there. (Removing the journal's
+/// `sync_data` in `write_and_sync` fails this test and the `OsBuffered`
+/// and `SyncEveryInterval` workloads of `crash_workloads`.)
+#[test]
+fn a_checkpoint_makes_puts_copied_through_the_map_durable() {
+    let fs = SimFs::new(5);
+    let store = three_puts(&fs);
+    store.save_state().unwrap();
+    store.put_task(Task::new("after-checkpoint")).unwrap();
+    std::mem::forget(store);
+    for keep in [false, true] {
+        let after = fs.crash_with(|_| if keep { Outcome::Kept } else { Outcome::Lost });
+        let store = Store::open_with_fs(buffered(), Arc::new(after), None).unwrap();
+        for id in ["a0", "a1", "a2"] {
+            assert!(
+                store.get_task(id).unwrap().is_some(),
+                "keep={keep}: {id} lost"
+            );
+        }
+        assert_eq!(
+            store.get_task("after-checkpoint").unwrap().is_some(),
+            keep,
+            "only the unsynced put depends on the outcome"
+        );
+    }
+}
+
+/// The growth thread against the writers: a 4 KiB step makes it grow the
+/// segment every few records, under 8 durable writers and under one
+/// buffered writer copying through the map. Every acknowledged task comes
+/// back, and `verify` finds nothing: no zeros landed on a record.
+#[test]
+fn growing_ahead_never_writes_over_a_record() {
+    for policy in [SyncPolicy::SyncBeforeAck, SyncPolicy::OsBuffered] {
+        let dir = scratch();
+        let opts = || {
+            Options::new(dir.path())
+                .sync_policy(policy)
+                .checkpoint_interval(None)
+                .checkpoint_on_drop(false)
+                .journal_preallocate_bytes(4096)
+        };
+        let threads = match policy {
+            SyncPolicy::SyncBeforeAck => 8,
+            _ => 1,
+        };
+        let per_thread = match policy {
+            SyncPolicy::SyncBeforeAck => 60,
+            _ => 3000,
+        };
+        {
+            let store = Store::open(opts()).unwrap();
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let store = &store;
+                    s.spawn(move || {
+                        for (i, id) in ids(&format!("w{t}-"), per_thread).iter().enumerate() {
+                            let body = format!("{i}-{}", "y".repeat(i % 200));
+                            store.put_task(described(id, &body)).unwrap();
+                        }
+                    });
+                }
+            });
+        }
+        let store = Store::open(opts()).unwrap();
+        assert!(store.recovery_report().damage.is_empty(), "{policy:?}");
+        for t in 0..threads {
+            for (i, id) in ids(&format!("w{t}-"), per_thread).iter().enumerate() {
+                let got = store.get_task(id).unwrap().expect("acknowledged task");
+                let want = format!("{i}-{}", "y".repeat(i % 200));
+                assert_eq!(got.description(), Some(want.as_str()), "{policy:?} {id}");
+            }
+        }
+        drop(store);
+        let report = statewal::verify::verify(&RealFs::existing(dir.path()).unwrap()).unwrap();
+        assert!(report.is_clean(), "{policy:?}: {:?}", report.findings);
+    }
+}
