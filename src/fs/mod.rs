@@ -68,10 +68,10 @@ pub trait FsFile: Send + Sync {
     /// file must already hold, or `None` where the implementation offers
     /// none (the default). A write through it lands in the page cache as a
     /// `write` would: it survives a process crash, and is durable only once
-    /// [`FsFile::sync_data`] returns. The journal maps only bytes it wrote
-    /// and synced as zeros beforehand, so a store through the map never
-    /// allocates (on ext4 or xfs; a copy-on-write filesystem may still
-    /// need space, and a full one answers that with SIGBUS).
+    /// [`FsFile::sync_data`] returns. The journal maps only bytes it has
+    /// already written as zeros, so a store through the map needs no new
+    /// space on ext4 or xfs (a copy-on-write filesystem may still need
+    /// some, and a full one answers that with SIGBUS, not an error).
     fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
         let _ = len;
         Ok(None)
@@ -166,14 +166,6 @@ pub trait Fs: Send + Sync + 'static {
             self.open(rel, OpenMode::Existing)?.sync_data()?;
         }
         Ok(())
-    }
-    /// Whether the journal may do I/O on a thread of its own: writing and
-    /// syncing the zeros a segment is grown by, ahead of the writers
-    /// (`src/journal/mod.rs`). Default: no, so the journal grows its
-    /// segments inline; [`SimFs`](sim::SimFs) says no to keep its count of
-    /// operations (and so every crash point) deterministic.
-    fn background_io(&self) -> bool {
-        false
     }
 }
 

@@ -638,10 +638,6 @@ impl Fs for RealFs {
         })
     }
 
-    fn background_io(&self) -> bool {
-        true
-    }
-
     fn boot_id(&self) -> Option<[u8; 16]> {
         // Read once per process: the boot id cannot change while it runs.
         static BOOT_ID: std::sync::OnceLock<Option<[u8; 16]>> = std::sync::OnceLock::new();

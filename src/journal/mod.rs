@@ -12,7 +12,6 @@
 //! journal is poisoned and refuses every later write until the store is
 //! reopened: a failed fsync is never retried as if it had succeeded.
 
-mod grow;
 pub mod op;
 pub mod reader;
 pub mod record;
@@ -107,8 +106,6 @@ pub struct Journal {
     flushed: Condvar,
     active: Mutex<Active>,
     preallocate_bytes: u64,
-    /// Grows the active segment ahead of the writers (see [`grow`]).
-    grower: grow::Grower,
     next_segment_id: AtomicU64,
     /// Written into every segment header.
     store_id: Id128,
@@ -133,7 +130,7 @@ impl Journal {
         let boot_id = fs.boot_id();
         let header = segment_header(next_segment_id, next_seq, store_id, boot_id);
         Journal {
-            fs: fs.clone(),
+            fs,
             inner: Mutex::new(Inner {
                 buf: Vec::new(),
                 next_seq,
@@ -146,7 +143,6 @@ impl Journal {
             }),
             flushed: Condvar::new(),
             active: Mutex::new(Active::new(header)),
-            grower: grow::Grower::new(fs.clone()),
             preallocate_bytes,
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             store_id,
@@ -413,7 +409,6 @@ impl Journal {
             self.stats.markers.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {
-            self.grower.forget(active.header.id);
             *active = Active::new(next);
         }
         Ok(())
@@ -455,37 +450,25 @@ impl Journal {
                 .write_all_at(active.len, bytes)?,
         }
         active.len = end;
-        if self.preallocate_bytes > 0 {
-            self.grow_ahead(active);
-        }
         Ok(())
     }
 
-    /// The next step of growth: as much again as the segment holds, at
-    /// least `preallocate_bytes`, at most `PREALLOCATE_STEP_MAX_BYTES`.
-    fn step(&self, allocated: u64) -> u64 {
-        allocated
-            .max(self.preallocate_bytes)
-            .min(PREALLOCATE_STEP_MAX_BYTES)
-    }
-
-    /// Makes the zeros reach at least `end`: adopts what the growth thread
-    /// has written, waits for a step it is writing, or else writes the
-    /// zeros here, inline.
+    /// Makes the zeros reach at least `end`, writing more ahead of the
+    /// records when they do not: the same amount again as the segment
+    /// holds, at least `preallocate_bytes`, at most 16 MiB. They go out
+    /// with this flush's records, and a sync flushes both. (Growing on a
+    /// thread of the journal's own instead was measured and rejected:
+    /// `docs/decisions.md`, "2026-12-02, issue 10: the journal's write
+    /// path".)
     fn make_room(&self, active: &mut Active, end: u64) -> Result<()> {
-        let id = active.header.id;
-        let mut grown = self.grower.take_done(id);
-        if end > grown.unwrap_or(active.allocated).max(active.allocated) && self.grower.pending(id)
-        {
-            grown = grown.max(self.grower.wait(id));
-        }
-        if let Some(to) = grown.filter(|&to| to > active.allocated) {
-            active.allocated = to;
-        }
         if end > active.allocated {
-            // Inline: the zeros go out with this flush's records, and its
-            // sync flushes both.
-            let new_size = end.max(active.allocated + self.step(active.allocated));
+            // Zeros ahead: most syncs then flush only data, not the file's
+            // size (on ext4 that halves an fdatasync).
+            let step = active
+                .allocated
+                .max(self.preallocate_bytes)
+                .min(PREALLOCATE_STEP_MAX_BYTES);
+            let new_size = end.max(active.allocated + step);
             let zeros = vec![0u8; (new_size - active.allocated) as usize];
             let file = active.file.as_mut().expect("created before");
             file.write_all_at(active.allocated, &zeros)?;
@@ -502,22 +485,6 @@ impl Journal {
         let file = active.file.as_mut().expect("created before it is mapped");
         active.map = file.map(active.allocated)?;
         Ok(())
-    }
-
-    /// Asks the growth thread for the next step once the records come
-    /// within half a step of the end of the zeros.
-    fn grow_ahead(&self, active: &Active) {
-        let id = active.header.id;
-        let step = self.step(active.allocated);
-        if !self.grower.enabled()
-            || active.allocated - active.len >= step / 2
-            || self.grower.pending(id)
-        {
-            return;
-        }
-        let path = fs::join(JOURNAL_DIR, &segment_name(id));
-        self.grower
-            .ask(id, path, active.allocated, active.allocated + step);
     }
 }
 
