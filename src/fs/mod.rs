@@ -64,14 +64,26 @@ pub trait FsFile: Send + Sync {
     fn set_len(&mut self, len: u64) -> Result<()>;
     /// The file's current length.
     fn len(&self) -> Result<u64>;
+    /// Makes the file at least `len` bytes long, the new bytes reading as
+    /// zeros and their space allocated, as cheaply as the implementation
+    /// can: the real one uses `fallocate` (no bytes written; the extents
+    /// are marked unwritten), falling back to writing zeros. Not durable
+    /// until [`FsFile::sync_data`]. Default: [`FsFile::set_len`].
+    fn allocate(&mut self, len: u64) -> Result<()> {
+        if len > self.len()? {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
     /// A writable shared mapping of the file's first `len` bytes, which the
     /// file must already hold, or `None` where the implementation offers
     /// none (the default). A write through it lands in the page cache as a
     /// `write` would: it survives a process crash, and is durable only once
-    /// [`FsFile::sync_data`] returns. The journal maps only bytes it has
-    /// already written as zeros, so a store through the map needs no new
-    /// space on ext4 or xfs (a copy-on-write filesystem may still need
-    /// some, and a full one answers that with SIGBUS, not an error).
+    /// [`FsFile::sync_data`] returns. The journal maps only bytes whose
+    /// space is already allocated (written as zeros, or [`FsFile::allocate`]d),
+    /// so a store through the map needs no new space on ext4 or xfs (a
+    /// copy-on-write filesystem may still need some, and a full one answers
+    /// that with SIGBUS, not an error).
     fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
         let _ = len;
         Ok(None)

@@ -324,6 +324,41 @@ impl FsFile for RealFile {
             .len())
     }
 
+    fn allocate(&mut self, len: u64) -> Result<()> {
+        let have = self.len()?;
+        if len <= have {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let (Ok(offset), Ok(n)) = (i64::try_from(have), i64::try_from(len - have)) else {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!("allocating {len} bytes of {}", self.path.display()),
+                ));
+            };
+            // SAFETY: the descriptor is open for writing and owned by `self`.
+            let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset, n) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+                return Err(Error::io("allocate", &self.path, e));
+            }
+        }
+        // No fallocate here: write the zeros.
+        let zeros = vec![0u8; (len - have).min(1 << 20) as usize];
+        let mut at = have;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64) as usize;
+            self.write_all_at(at, &zeros[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
     fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
         let have = self.len()?;
         assert!(
@@ -747,6 +782,21 @@ mod map_tests {
             copy_forward(&mut dst, &src[..n]);
             assert_eq!(dst, &src[..n]);
         }
+    }
+
+    #[test]
+    fn allocate_grows_the_file_with_zeros_and_never_shrinks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = RealFs::new(dir.path()).unwrap();
+        let mut f = fs.open("seg", OpenMode::CreateNew).unwrap();
+        f.write_all_at(0, b"head").unwrap();
+        f.allocate(10_000).unwrap();
+        assert_eq!(f.len().unwrap(), 10_000);
+        f.allocate(100).unwrap();
+        assert_eq!(f.len().unwrap(), 10_000);
+        let bytes = fs.read_unmapped("seg").unwrap().unwrap();
+        assert_eq!(&bytes[..4], b"head");
+        assert!(bytes[4..].iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -431,7 +431,7 @@ impl Journal {
         }
         let end = active.len + bytes.len() as u64;
         if self.preallocate_bytes > 0 {
-            self.make_room(active, end)?;
+            self.make_room(active, end, mapped)?;
             if mapped
                 && active
                     .map
@@ -453,25 +453,33 @@ impl Journal {
         Ok(())
     }
 
-    /// Makes the zeros reach at least `end`, writing more ahead of the
+    /// Makes the zeros reach at least `end`, adding more ahead of the
     /// records when they do not: the same amount again as the segment
-    /// holds, at least `preallocate_bytes`, at most 16 MiB. They go out
-    /// with this flush's records, and a sync flushes both. (Growing on a
-    /// thread of the journal's own instead was measured and rejected:
-    /// `docs/decisions.md`, "2026-12-02, issue 10: the journal's write
-    /// path".)
-    fn make_room(&self, active: &mut Active, end: u64) -> Result<()> {
+    /// holds, at least `preallocate_bytes`, at most 16 MiB. For a flush
+    /// that syncs they are written as zeros, so that the syncs after it
+    /// flush only data into written blocks, not the conversion of
+    /// allocated-but-unwritten extents (on ext4 that halves an
+    /// `fdatasync`); they go out with this flush's records, and its sync
+    /// flushes both. For a flush through the map (`mapped`), which does not
+    /// sync, the space is only allocated (`fallocate`): copying megabytes
+    /// of zeros into the page cache was a sixth of a buffered put's time
+    /// (perf, `examples/put_loop.rs`). (Growing on a thread of the
+    /// journal's own was measured and rejected: `docs/decisions.md`,
+    /// "2026-12-02, issue 10: the journal's write path".)
+    fn make_room(&self, active: &mut Active, end: u64, mapped: bool) -> Result<()> {
         if end > active.allocated {
-            // Zeros ahead: most syncs then flush only data, not the file's
-            // size (on ext4 that halves an fdatasync).
             let step = active
                 .allocated
                 .max(self.preallocate_bytes)
                 .min(PREALLOCATE_STEP_MAX_BYTES);
             let new_size = end.max(active.allocated + step);
-            let zeros = vec![0u8; (new_size - active.allocated) as usize];
             let file = active.file.as_mut().expect("created before");
-            file.write_all_at(active.allocated, &zeros)?;
+            if mapped {
+                file.allocate(new_size)?;
+            } else {
+                let zeros = vec![0u8; (new_size - active.allocated) as usize];
+                file.write_all_at(active.allocated, &zeros)?;
+            }
             active.allocated = new_size;
         }
         Ok(())
