@@ -32,10 +32,10 @@ use crate::fs::{self, Fs, OpenMode};
 use crate::layout::{
     self, ARCHIVE_DIR, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR,
 };
-use crate::model::{Metrics, STATE_VERSION, Task};
+use crate::model::{Metrics, STATE_VERSION};
 use crate::reconcile::Decision;
 use crate::reconcile::live::TaskFiles;
-use crate::state::Changes;
+use crate::state::{Changes, Held};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -90,15 +90,14 @@ pub(crate) struct Snapshot {
     pub seq: u64,
     /// Shared with `State::writing` until the checkpoint ends.
     pub changes: Arc<Changes>,
-    pub tasks: BTreeMap<String, Arc<Task>>,
-    pub task_versions: BTreeMap<String, u64>,
+    /// Each task, held, with its version.
+    pub tasks: BTreeMap<String, Held>,
     pub sessions: BTreeMap<String, Arc<Value>>,
 }
 
+/// The members of `state.json` after `"tasks"`, in the order written.
 #[derive(Serialize)]
-struct StateOut<'a> {
-    version: &'a str,
-    tasks: Vec<&'a Task>,
+struct StateRest<'a> {
     sessions: Vec<&'a Value>,
     metrics: Metrics,
     last_saved: &'a str,
@@ -107,7 +106,7 @@ struct StateOut<'a> {
     store_id: &'a str,
     /// Each task's version, so a checkpoint does not reset them; the last
     /// member before the checksum seal.
-    task_versions: &'a BTreeMap<String, u64>,
+    task_versions: BTreeMap<&'a str, u64>,
 }
 
 /// Steps 2 to 6. On error the caller puts `snap.changes` back.
@@ -142,19 +141,7 @@ pub(crate) fn write(
         // needs the segments it needed.
         ctx.removable_below = ctx.removable_below.max(ctx.state_boundary);
     }
-    let out = StateOut {
-        version: STATE_VERSION,
-        tasks: snap.tasks.values().map(|t| &**t).collect(),
-        sessions: snap.sessions.values().map(|s| &**s).collect(),
-        metrics: Metrics::of(snap.tasks.values().map(|t| &**t)),
-        last_saved: now,
-        journal_seq: snap.seq,
-        store_id: &ctx.store_id,
-        task_versions: &snap.task_versions,
-    };
-    let bytes = layout::seal_state(
-        serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail"),
-    );
+    let bytes = layout::seal_state(state_json(snap, now, &ctx.store_id));
     fs::write_atomic(fs, "", STATE_FILE, &bytes)?;
     ctx.state_crc = Some(crc32fast::hash(&bytes));
     ctx.covered_seq = Some(snap.seq);
@@ -172,7 +159,57 @@ pub(crate) fn write(
     })
 }
 
-/// A task, session or report file's bytes, as the checkpoint writes them.
+/// `state.json`'s text before its seal: serde_json's pretty form of the
+/// persisted state, the tasks written from the bytes held (re-indented,
+/// never parsed) and the other members serialized around them.
+fn state_json(snap: &Snapshot, now: &str, store_id: &str) -> Vec<u8> {
+    let rest = StateRest {
+        sessions: snap.sessions.values().map(|s| &**s).collect(),
+        metrics: crate::state::metrics_of(&snap.tasks),
+        last_saved: now,
+        journal_seq: snap.seq,
+        store_id,
+        task_versions: snap
+            .tasks
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.version))
+            .collect(),
+    };
+    let rest = serde_json::to_vec_pretty(&rest).expect("serializing the state cannot fail");
+    let held: usize = snap.tasks.values().map(|h| h.task.json().len()).sum();
+    let mut out = Vec::with_capacity(held + held / 2 + rest.len() + 64);
+    out.extend_from_slice(b"{\n  \"version\": ");
+    serde_json::to_writer(&mut out, STATE_VERSION).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\n  \"tasks\": ");
+    if snap.tasks.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        out.push(b'[');
+        for (i, h) in snap.tasks.values().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
+            // Each task sits two levels down: in the top object's "tasks".
+            crate::task_json::write_pretty(&mut out, h.task.json(), 2);
+        }
+        out.extend_from_slice(b"\n  ]");
+    }
+    // The other members follow as `rest` wrote them, at the same level.
+    debug_assert!(rest.starts_with(b"{\n  "));
+    out.extend_from_slice(b",\n");
+    out.extend_from_slice(&rest[2..]);
+    out
+}
+
+/// A task's file, as the checkpoint writes it: serde_json's pretty form of
+/// the held bytes, and a newline.
+pub(crate) fn task_file_json(held: &Held) -> Vec<u8> {
+    let json = held.task.json();
+    let mut out = Vec::with_capacity(json.len() + json.len() / 2);
+    crate::task_json::write_pretty(&mut out, json, 0);
+    out.push(b'\n');
+    out
+}
+
+/// A session or report file's bytes, as the checkpoint writes them.
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out =
         serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
@@ -191,7 +228,7 @@ fn write_task_files(fs: &dyn Fs, ctx: &mut CheckpointCtx, snap: &Snapshot) -> Re
         .map(|id| {
             (
                 layout::task_file(id),
-                snap.tasks.get(id).map(|t| to_json(&**t)),
+                snap.tasks.get(id).map(task_file_json),
             )
         })
         .collect();

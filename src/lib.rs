@@ -38,6 +38,7 @@ pub mod fs;
 #[cfg(feature = "sim")]
 pub mod fuzzing;
 mod health;
+mod held;
 mod id;
 pub mod journal;
 pub mod json;
@@ -52,6 +53,7 @@ mod recovery;
 mod state;
 mod store;
 mod task;
+mod task_json;
 mod transaction;
 pub mod verify;
 

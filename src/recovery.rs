@@ -113,7 +113,7 @@ pub(crate) struct Recovered {
     pub store_id: Id128,
     /// The tasks of the loaded checkpoint, before replay: a task file equal
     /// to one of them is a copy statewal wrote, not an edit.
-    pub base_tasks: std::collections::BTreeMap<String, std::sync::Arc<crate::model::Task>>,
+    pub base_tasks: std::collections::BTreeMap<String, crate::state::Held>,
     /// The session records of the loaded checkpoint, before replay.
     pub base_sessions: std::collections::BTreeMap<String, std::sync::Arc<serde_json::Value>>,
     /// A [`crate::reconcile::fingerprint`] of every task put replayed, for
@@ -710,7 +710,7 @@ impl Replay {
                 for op in ops {
                     if let Op::PutTask(t) = op {
                         self.replayed_puts
-                            .insert(crate::reconcile::fingerprint(t.id(), &t.to_json()));
+                            .insert(crate::reconcile::fingerprint(t.id(), t.json()));
                     }
                 }
             }
@@ -816,7 +816,7 @@ fn load_checkpoint(
                     ps.sessions,
                     ps.journal_seq,
                     &ps.task_versions,
-                );
+                )?;
                 state.last_saved = Some(ps.last_saved);
                 return Ok((
                     state,
@@ -864,7 +864,7 @@ fn load_checkpoint(
                 crate::journal::op::session_id(s).is_some_and(|id| !known.contains(id))
             }),
         );
-        let state = State::from_checkpoint(tasks.clone(), sessions, at, &Default::default());
+        let state = State::from_checkpoint(tasks.clone(), sessions, at, &Default::default())?;
         return Ok((
             state,
             LoadedFrom::Foreign(name.clone()),
@@ -885,7 +885,7 @@ fn load_checkpoint(
         LoadedFrom::LayoutFiles
     };
     Ok((
-        State::from_checkpoint(tasks, sessions, 0, &Default::default()),
+        State::from_checkpoint(tasks, sessions, 0, &Default::default())?,
         from,
         None,
         None,

@@ -4,7 +4,8 @@
 //! the checkpoint's `journal_seq`, once each, in order: the task versions
 //! count puts, so a put applied twice would count twice.
 
-use crate::journal::op::{Op, session_id};
+use crate::error::Result;
+use crate::journal::op::{HeldTask, Op, session_id};
 use crate::model::{Metrics, PersistedState, STATE_VERSION, Task};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -51,23 +52,31 @@ impl Changes {
     }
 }
 
+/// A task in the state: its held JSON and its version.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Held {
+    pub task: HeldTask,
+    /// 1 at the task's first put, one more at each put since. Metadata of
+    /// the store, never a key of the task's JSON; `state.json` keeps it as
+    /// `task_versions`, replay re-derives it.
+    pub version: u64,
+}
+
 /// What a batch replaced, to take it back out of memory when its record
 /// could not be made durable (see [`State::undo`]).
 #[derive(Debug, Default)]
 pub(crate) struct Undo {
-    /// Each task the batch touched: its value and version before the batch.
-    tasks: Vec<(String, Option<Arc<Task>>, Option<u64>)>,
+    /// Each task the batch touched, as it was before the batch.
+    tasks: Vec<(String, Option<Held>)>,
     /// Each session record the batch touched, as it was before.
     sessions: Vec<(String, Option<Arc<Value>>)>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub tasks: BTreeMap<String, Arc<Task>>,
-    /// Each task's version: 1 at its first put, one more at each put since,
-    /// gone with the task. Metadata of the store, never a key of the task's
-    /// JSON; `state.json` keeps it as `task_versions`, replay re-derives it.
-    pub task_versions: BTreeMap<String, u64>,
+    /// Each task, by id, with its version: one entry (and one id string)
+    /// per task.
+    pub tasks: BTreeMap<String, Held>,
     pub sessions: BTreeMap<String, Arc<Value>>,
     pub changes: Changes,
     /// The changes a running checkpoint took and has not finished writing
@@ -95,22 +104,35 @@ impl State {
         sessions: Vec<Value>,
         seq: u64,
         versions: &BTreeMap<String, u64>,
-    ) -> State {
+    ) -> Result<State> {
         let mut s = State {
             applied_seq: seq,
             ..State::default()
         };
         for t in tasks {
-            let version = versions.get(t.id()).copied().unwrap_or(1).max(1);
-            s.task_versions.insert(t.id().to_string(), version);
-            s.tasks.insert(t.id().to_string(), Arc::new(t));
+            let version = versions.get(t.id()).copied().unwrap_or(1);
+            s.load_base_task(HeldTask::from_task(&t)?, version);
         }
         for v in sessions {
             if let Some(id) = session_id(&v) {
                 s.sessions.insert(id.to_string(), Arc::new(v));
             }
         }
-        s
+        Ok(s)
+    }
+
+    /// Puts one task of the base a recovery starts from (a checkpoint's),
+    /// at `version` (at least 1). Tasks come in any order; a later one with
+    /// the same id replaces an earlier one.
+    pub fn load_base_task(&mut self, task: HeldTask, version: u64) {
+        let version = version.max(1);
+        self.tasks
+            .insert(task.id().to_string(), Held { task, version });
+    }
+
+    /// Task `id`'s version, if the task is held.
+    pub fn task_version(&self, id: &str) -> Option<u64> {
+        self.tasks.get(id).map(|h| h.version)
     }
 
     pub fn apply(&mut self, seq: u64, op: Op) {
@@ -135,12 +157,11 @@ impl State {
         let mut sessions = BTreeSet::new();
         for op in ops {
             match op {
-                Op::PutTask(Task { .. }) | Op::DeleteTask(_) => {
+                Op::PutTask(_) | Op::DeleteTask(_) => {
                     let id = op.id();
                     if tasks.insert(id) {
-                        let task = self.tasks.get(id).cloned();
-                        let version = self.task_versions.get(id).copied();
-                        undo.tasks.push((id.to_string(), task, version));
+                        undo.tasks
+                            .push((id.to_string(), self.tasks.get(id).cloned()));
                     }
                 }
                 Op::PutSession { id, .. } | Op::DeleteSession(id) => {
@@ -159,17 +180,11 @@ impl State {
     /// journal failed to make durable: the journal is then poisoned, every
     /// later record failed too, and the store refuses writes until reopened.
     pub fn undo(&mut self, undo: Undo) {
-        for (id, task, version) in undo.tasks {
-            match (task, version) {
-                (Some(t), Some(v)) => {
-                    self.tasks.insert(id.clone(), t);
-                    self.task_versions.insert(id.clone(), v);
-                }
-                _ => {
-                    self.tasks.remove(&id);
-                    self.task_versions.remove(&id);
-                }
-            }
+        for (id, held) in undo.tasks {
+            match held {
+                Some(h) => self.tasks.insert(id.clone(), h),
+                None => self.tasks.remove(&id),
+            };
             self.changes.tasks.insert(id);
         }
         for (id, session) in undo.sessions {
@@ -181,24 +196,27 @@ impl State {
         }
     }
 
-    /// The version the next put of task `id` gets.
-    pub fn next_version(&self, id: &str) -> u64 {
-        self.task_versions
-            .get(id)
-            .map_or(1, |v| v.saturating_add(1))
-    }
-
     fn apply_op(&mut self, op: Op) {
         match op {
-            Op::PutTask(t) => {
-                let version = self.next_version(t.id());
-                self.task_versions.insert(t.id().to_string(), version);
-                self.changes.tasks.insert(t.id().to_string());
-                self.tasks.insert(t.id().to_string(), Arc::new(t));
+            Op::PutTask(task) => {
+                // An id string is made only for a task or change not yet
+                // there: a replayed update allocates nothing but its bytes.
+                if !self.changes.tasks.contains(task.id()) {
+                    self.changes.tasks.insert(task.id().to_string());
+                }
+                match self.tasks.get_mut(task.id()) {
+                    Some(held) => {
+                        held.version = held.version.saturating_add(1);
+                        held.task = task;
+                    }
+                    None => {
+                        let id = task.id().to_string();
+                        self.tasks.insert(id, Held { task, version: 1 });
+                    }
+                }
             }
             Op::DeleteTask(id) => {
                 self.tasks.remove(&id);
-                self.task_versions.remove(&id);
                 self.changes.tasks.insert(id);
             }
             // One sequence number, applied in one step by the caller that
@@ -244,9 +262,13 @@ impl State {
                 // archiving) stays: it is then both archived, as it was, and
                 // current, which loses nothing. The line is written either
                 // way, so the archive file has no hole at its offset.
-                if self.tasks.get(task.id()).is_some_and(|t| **t == task) {
+                let json = &line[..line.len().saturating_sub(1)];
+                if self
+                    .tasks
+                    .get(task.id())
+                    .is_some_and(|h| h.task.same_as(&task, json))
+                {
                     self.tasks.remove(task.id());
-                    self.task_versions.remove(task.id());
                     self.changes.tasks.insert(task.id().to_string());
                 }
                 let end = offset + line.len() as u64;
@@ -259,16 +281,40 @@ impl State {
         }
     }
 
+    /// The state as `load_state` returns it: every task parsed back (see
+    /// [`HeldTask::to_task_logged`]).
     pub fn persisted(&self) -> PersistedState {
         PersistedState {
             version: STATE_VERSION.to_string(),
-            tasks: self.tasks.values().map(|t| (**t).clone()).collect(),
+            tasks: self
+                .tasks
+                .values()
+                .filter_map(|h| h.task.to_task_logged())
+                .collect(),
             sessions: self.sessions.values().map(|s| (**s).clone()).collect(),
-            metrics: Metrics::of(self.tasks.values().map(|t| &**t)),
+            metrics: self.metrics(),
             last_saved: self.last_saved.clone().unwrap_or_default(),
             journal_seq: self.applied_seq,
-            task_versions: self.task_versions.clone(),
+            task_versions: self
+                .tasks
+                .iter()
+                .map(|(id, h)| (id.clone(), h.version))
+                .collect(),
             store_id: None,
         }
     }
+
+    /// The metrics of the tasks held, from their index.
+    pub fn metrics(&self) -> Metrics {
+        metrics_of(&self.tasks)
+    }
+}
+
+/// The metrics of `tasks`, from their index, summed in id order.
+pub(crate) fn metrics_of(tasks: &BTreeMap<String, Held>) -> Metrics {
+    Metrics::of_index(
+        tasks
+            .values()
+            .map(|h| (h.task.status(), h.task.completion_ms())),
+    )
 }

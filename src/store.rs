@@ -10,7 +10,7 @@ use crate::events::{Event, Subscriber, Subscribers};
 use crate::fs::{Fs, ReadOnlyFs, RealFs};
 use crate::id::validate_id;
 use crate::journal::Journal;
-use crate::journal::op::Op;
+use crate::journal::op::{HeldTask, Op};
 use crate::layout;
 use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
@@ -392,7 +392,7 @@ impl Store {
     /// survives checkpoints (`task_versions` in `state.json`) and recovery.
     pub fn task_version(&self, id: &str) -> Result<Option<u64>> {
         validate_id(id)?;
-        Ok(self.shared.state.read().task_versions.get(id).copied())
+        Ok(self.shared.state.read().task_version(id))
     }
 
     /// Saves a task only if its current version is `expected` (`None`: only
@@ -413,27 +413,29 @@ impl Store {
         .wait()
     }
 
-    /// A task by id.
+    /// A task by id, parsed from the JSON the store holds.
     pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
         validate_id(id)?;
-        Ok(self
+        // Parsed after the lock is released: writers wait for no parse.
+        let held = self
             .shared
             .state
             .read()
             .tasks
             .get(id)
-            .map(|t| (**t).clone()))
+            .map(|h| h.task.clone());
+        held.map(|t| t.to_task()).transpose()
     }
 
-    /// All tasks, sorted by id.
+    /// All tasks, sorted by id, each parsed from the JSON the store holds.
+    /// (A task whose held JSON does not parse back, which only a bug in
+    /// statewal could cause, is left out and logged as an error.)
     pub fn list_tasks(&self) -> Vec<Task> {
-        self.shared
-            .state
-            .read()
-            .tasks
-            .values()
-            .map(|t| (**t).clone())
-            .collect()
+        let held: Vec<HeldTask> = {
+            let st = self.shared.state.read();
+            st.tasks.values().map(|h| h.task.clone()).collect()
+        };
+        held.iter().filter_map(HeldTask::to_task_logged).collect()
     }
 
     /// All tasks (the original design's `loadTasks`).
@@ -820,7 +822,7 @@ impl Shared {
                 if payload.len() > max {
                     return Err(too_large("report", payload.len()));
                 }
-                (op, payload)
+                (op, transaction::Payload::Owned(payload))
             }
         };
         self.journal_op(op, &payload)
@@ -860,7 +862,7 @@ impl Shared {
         let _serial = self.log_offsets.lock();
         let (task, known) = {
             let st = self.state.read();
-            let task = st.tasks.get(&id).map(|t| (**t).clone());
+            let task = st.tasks.get(&id).map(|h| h.task.to_task()).transpose()?;
             (task, st.archive_lens.get(&file).copied())
         };
         let task =
@@ -994,7 +996,6 @@ impl Shared {
                 seq,
                 changes,
                 tasks: st.tasks.clone(),
-                task_versions: st.task_versions.clone(),
                 sessions: st.sessions.clone(),
             }
         });

@@ -161,15 +161,21 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         sessions: sealed.then_some(&rec.base_sessions),
         puts: &rec.replayed_puts,
     };
-    let merge = view.map(|v| (v.base.clone(), merge::plan(&rec.state, v, &written)));
+    let merge = match view {
+        Some(v) => Some((v.base.clone(), merge::plan(&rec.state, v, &written)?)),
+        None => None,
+    };
     let puts: std::collections::HashMap<&str, &Task> = merge
         .iter()
         .flat_map(|(_, m)| m.puts.iter().map(|t| (t.id(), t)))
         .collect();
-    let current = |id: &str| {
-        puts.get(id)
-            .copied()
-            .or_else(|| rec.state.tasks.get(id).map(|t| &**t))
+    let current = |id: &str| match puts.get(id) {
+        Some(t) => Some(edits::Current::Put(t)),
+        None => rec
+            .state
+            .tasks
+            .get(id)
+            .map(|h| edits::Current::Held(&h.task)),
     };
     let files = foreign::task_files(fs)?;
     let mut task_files = TaskFiles::from_scan(
@@ -183,7 +189,7 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         .keys()
         .map(String::as_str)
         .chain(puts.keys().copied());
-    let mut edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids);
+    let mut edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids)?;
     // A task the merge kept on statewal's side only was reported by it.
     if let Some((_, m)) = &merge {
         edits.decisions.retain(|d| {

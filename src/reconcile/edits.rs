@@ -16,10 +16,38 @@
 use super::aside::Aside;
 use super::foreign::TaskFile;
 use super::{Action, Candidate, Decision, compare, fingerprint};
+use crate::error::Result;
+use crate::journal::op::HeldTask;
 use crate::model::Task;
+use crate::state::Held;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+
+/// The store's copy of a task at the open: a merge's put, or the one the
+/// state holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Current<'a> {
+    Put(&'a Task),
+    Held(&'a HeldTask),
+}
+
+impl Current<'_> {
+    /// Whether `task` (whose compact JSON is `json`) is this copy.
+    fn same_as(self, task: &Task, json: &[u8]) -> bool {
+        match self {
+            Current::Put(t) => t == task,
+            Current::Held(h) => h.same_as(task, json),
+        }
+    }
+
+    fn task(&self) -> Result<Cow<'_, Task>> {
+        match self {
+            Current::Put(t) => Ok(Cow::Borrowed(t)),
+            Current::Held(h) => h.to_task().map(Cow::Owned),
+        }
+    }
+}
 
 /// What to do about the task files.
 #[derive(Default)]
@@ -43,11 +71,11 @@ pub(crate) struct EditPlan {
 /// aside and the checkpoint that writes the store's copy).
 pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
-    base: &BTreeMap<String, Arc<Task>>,
+    base: &BTreeMap<String, Held>,
     replayed: &HashSet<u64>,
-    current: impl Fn(&str) -> Option<&'a Task>,
+    current: impl Fn(&str) -> Option<Current<'a>>,
     ids: impl Iterator<Item = &'a str>,
-) -> EditPlan {
+) -> Result<EditPlan> {
     let mut p = EditPlan::default();
     let on_disk: HashSet<String> = files
         .iter()
@@ -96,12 +124,13 @@ pub(crate) fn plan<'a>(
             }
         };
         let id = file.id().to_string();
+        let json = file.to_json();
         let cur = current(&id);
-        if cur == Some(&file) {
+        if cur.is_some_and(|c| c.same_as(&file, &json)) {
             continue;
         }
-        let stale = base.get(&id).is_some_and(|b| **b == file)
-            || replayed.contains(&fingerprint(&id, &file.to_json()));
+        let stale = base.get(&id).is_some_and(|b| b.task.same_as(&file, &json))
+            || replayed.contains(&fingerprint(&id, &json));
         if stale {
             p.rewrite.push(id);
             continue;
@@ -117,9 +146,10 @@ pub(crate) fn plan<'a>(
             p.imports.push(file);
             continue;
         };
+        let cur = cur.task()?;
         let (order, reason) = compare(
             Candidate {
-                task: cur,
+                task: &cur,
                 source: super::merge::STATEWAL,
             },
             Candidate {
@@ -167,5 +197,5 @@ pub(crate) fn plan<'a>(
             }
         }
     }
-    p
+    Ok(p)
 }
