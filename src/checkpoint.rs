@@ -35,7 +35,7 @@ use crate::layout::{
 use crate::model::{Metrics, STATE_VERSION};
 use crate::reconcile::Decision;
 use crate::reconcile::live::TaskFiles;
-use crate::state::{Changes, Held};
+use crate::state::{Changes, Held, TaskMap};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -91,7 +91,7 @@ pub(crate) struct Snapshot {
     /// Shared with `State::writing` until the checkpoint ends.
     pub changes: Arc<Changes>,
     /// Each task, held, with its version.
-    pub tasks: BTreeMap<String, Held>,
+    pub tasks: TaskMap,
     pub sessions: BTreeMap<String, Arc<Value>>,
 }
 
@@ -228,7 +228,7 @@ fn write_task_files(fs: &dyn Fs, ctx: &mut CheckpointCtx, snap: &Snapshot) -> Re
         .map(|id| {
             (
                 layout::task_file(id),
-                snap.tasks.get(id).map(task_file_json),
+                snap.tasks.get(id.as_str()).map(task_file_json),
             )
         })
         .collect();

@@ -190,6 +190,108 @@ impl HeldTask {
     }
 }
 
+/// A task id as the key of the state's maps: held inline up to
+/// [`IdKey::INLINE_MAX`] bytes (a UUID fits), so that a search compares
+/// bytes inside the map's nodes instead of following a pointer per key,
+/// and a short id costs no allocation of its own. Ordered, and borrowed
+/// as a `str`, exactly as a `String` is.
+#[derive(Clone)]
+pub(crate) struct IdKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Inline {
+        len: u8,
+        bytes: [u8; IdKey::INLINE_MAX],
+    },
+    Heap(Box<str>),
+}
+
+impl IdKey {
+    /// The longest id kept inline.
+    pub const INLINE_MAX: usize = 38;
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: the bytes were copied whole from a `str` (`From<&str>`),
+            // so they are UTF-8. Checking them again on every comparison of
+            // a map search would cost more than the search.
+            KeyRepr::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            KeyRepr::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for IdKey {
+    fn from(id: &str) -> IdKey {
+        IdKey(match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= IdKey::INLINE_MAX => {
+                let mut bytes = [0; IdKey::INLINE_MAX];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                KeyRepr::Inline { len, bytes }
+            }
+            _ => KeyRepr::Heap(id.into()),
+        })
+    }
+}
+
+impl From<String> for IdKey {
+    fn from(id: String) -> IdKey {
+        if id.len() <= IdKey::INLINE_MAX {
+            IdKey::from(id.as_str())
+        } else {
+            IdKey(KeyRepr::Heap(id.into_boxed_str()))
+        }
+    }
+}
+
+impl std::borrow::Borrow<str> for IdKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::ops::Deref for IdKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for IdKey {
+    fn eq(&self, other: &IdKey) -> bool {
+        self.as_str().as_bytes() == other.as_str().as_bytes()
+    }
+}
+
+impl Eq for IdKey {}
+
+impl PartialOrd for IdKey {
+    fn partial_cmp(&self, other: &IdKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for IdKey {
+    fn cmp(&self, other: &IdKey) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for IdKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl std::fmt::Debug for HeldTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HeldTask({})", String::from_utf8_lossy(&self.json))
@@ -199,6 +301,28 @@ impl std::fmt::Debug for HeldTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_keys_order_as_strings() {
+        let ids = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "é",
+            &"x".repeat(38),
+            &"x".repeat(39),
+            &"y".repeat(128),
+        ];
+        for a in ids {
+            assert_eq!(IdKey::from(a).as_str(), a);
+            assert_eq!(IdKey::from(a.to_string()).as_str(), a);
+            for b in ids {
+                assert_eq!(IdKey::from(a).cmp(&IdKey::from(b)), a.cmp(b));
+            }
+        }
+        assert_eq!(std::mem::size_of::<IdKey>(), 40);
+    }
 
     #[test]
     fn the_index_is_the_tasks() {

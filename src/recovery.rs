@@ -113,7 +113,7 @@ pub(crate) struct Recovered {
     pub store_id: Id128,
     /// The tasks of the loaded checkpoint, before replay: a task file equal
     /// to one of them is a copy statewal wrote, not an edit.
-    pub base_tasks: std::collections::BTreeMap<String, crate::state::Held>,
+    pub base_tasks: crate::state::TaskMap,
     /// The session records of the loaded checkpoint, before replay.
     pub base_sessions: std::collections::BTreeMap<String, std::sync::Arc<serde_json::Value>>,
     /// A [`crate::reconcile::fingerprint`] of every task put replayed, for
@@ -223,8 +223,11 @@ fn recover_once(
         .collect();
     let journal_id = agreed_store_id(headers.iter().flatten());
     let journal_start = headers.iter().flatten().next().map(|h| h.first_seq);
+    // The checkpoint's load is not the journal's: timed apart.
+    let journal_read = journal_started.elapsed();
     let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id) =
         load_checkpoint(fs, journal_id, rule, journal_start)?;
+    let replay_started = Instant::now();
     let base_tasks = state.tasks.clone();
     let base_sessions = state.sessions.clone();
     // The segments are listed before the state file (its store id is judged
@@ -359,12 +362,13 @@ fn recover_once(
             .collect();
         fs.sync_files(&replayed)?;
     }
+    state.compact();
     // Records dropped by point-in-time or salvage still used their sequence
     // numbers; the state takes the highest so numbers only grow.
     state.applied_seq = state.applied_seq.max(replay.max_seq);
     report.last_seq = state.applied_seq;
     report.duration = started.elapsed();
-    report.journal_duration = journal_started.elapsed();
+    report.journal_duration = journal_read + replay_started.elapsed();
     // Recovery's temporary buffers (the parsed checkpoint, decoded records)
     // are freed by now; hand the pages back so a large open does not leave
     // its peak as the process's resident size for good.
@@ -463,7 +467,7 @@ pub(crate) fn foreign_segment(
 /// JSON is most of replay's cost, and it is independent per record. The
 /// result mirrors `scans`: one entry per piece, `None` for damage and for
 /// records the checkpoint covers.
-fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op, String>>>> {
+fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Decoded, String>>>> {
     let mut jobs = Vec::new();
     for (s, scan) in scans.iter().enumerate() {
         for (p, piece) in scan.pieces.iter().enumerate() {
@@ -476,12 +480,12 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
     }
     // A small replay decodes inline: asking for the core count reads cgroup
     // files, and a thread costs more than decoding a chunk's worth of records.
-    let results: Vec<Vec<Result<Op, String>>> = if jobs.len() <= DECODE_CHUNK_MIN {
-        vec![jobs.iter().map(|(_, _, k, p)| Op::decode(*k, p)).collect()]
+    let results: Vec<Vec<Result<Decoded, String>>> = if jobs.len() <= DECODE_CHUNK_MIN {
+        vec![jobs.iter().map(|(_, _, k, p)| decode(*k, p)).collect()]
     } else {
         decode_parallel(&jobs)
     };
-    let mut out: Vec<Vec<Option<Result<Op, String>>>> = scans
+    let mut out: Vec<Vec<Option<Result<Decoded, String>>>> = scans
         .iter()
         .map(|s| (0..s.pieces.len()).map(|_| None).collect())
         .collect();
@@ -491,12 +495,31 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
     out
 }
 
+/// A record's op, with the fingerprint of the task a lone put puts
+/// (computed where the record is decoded, on all cores, rather than in the
+/// serial apply).
+struct Decoded {
+    op: Op,
+    print: Option<u64>,
+}
+
+fn decode(kind: u8, payload: &[u8]) -> Result<Decoded, String> {
+    let op = Op::decode(kind, payload)?;
+    // A lone put's payload is the task's compact JSON as its writer sent
+    // it; a batch's puts are fingerprinted when applied (batches are few).
+    let print = match &op {
+        Op::PutTask(t) => Some(crate::reconcile::fingerprint(t.id(), payload)),
+        _ => None,
+    };
+    Ok(Decoded { op, print })
+}
+
 /// Below this many records, decoding runs on the calling thread; above it,
 /// each thread takes at least this many.
 const DECODE_CHUNK_MIN: usize = 1024;
 
 /// Decodes `jobs` on all cores (up to 8), in order.
-fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Op, String>>> {
+fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Decoded, String>>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -505,7 +528,7 @@ fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Op, Str
         let handles: Vec<_> = jobs
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || part.iter().map(|(_, _, k, p)| Op::decode(*k, p)).collect())
+                scope.spawn(move || part.iter().map(|(_, _, k, p)| decode(*k, p)).collect())
             })
             .collect();
         handles
@@ -522,7 +545,7 @@ struct Segment<'s, 'b> {
     file_len: u64,
     scan: SegmentScan<'b>,
     /// Decoded payloads, one per piece (see [`decode_all`]).
-    ops: Vec<Option<Result<Op, String>>>,
+    ops: Vec<Option<Result<Decoded, String>>>,
 }
 
 struct Replay {
@@ -630,9 +653,9 @@ impl Replay {
                             return Ok(None);
                         }
                     }
-                    match op.unwrap_or_else(|| Op::decode(record.kind, record.payload)) {
-                        Ok(op) => {
-                            self.note_puts(&op, record.payload);
+                    match op.unwrap_or_else(|| decode(record.kind, record.payload)) {
+                        Ok(Decoded { op, print }) => {
+                            self.note_puts(&op, print);
                             state.apply(record.seq, op);
                             report.records_replayed += 1;
                         }
@@ -697,14 +720,13 @@ impl Replay {
         Ok(None)
     }
 
-    /// Remembers a fingerprint of each task a record puts. A lone put's
-    /// payload is the task's compact JSON already; a batch's are encoded
-    /// again (batches are few).
-    fn note_puts(&mut self, op: &Op, payload: &[u8]) {
+    /// Remembers a fingerprint of each task a record puts: a lone put's
+    /// came with it (`print`, of its payload); a batch's puts are
+    /// fingerprinted from the bytes held.
+    fn note_puts(&mut self, op: &Op, print: Option<u64>) {
         match op {
-            Op::PutTask(t) => {
-                self.replayed_puts
-                    .insert(crate::reconcile::fingerprint(t.id(), payload));
+            Op::PutTask(_) => {
+                self.replayed_puts.extend(print);
             }
             Op::Batch(ops) => {
                 for op in ops {

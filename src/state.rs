@@ -4,7 +4,8 @@
 //! the checkpoint's `journal_seq`, once each, in order: the task versions
 //! count puts, so a put applied twice would count twice.
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::held::IdKey;
 use crate::journal::op::{HeldTask, Op, session_id};
 use crate::model::{Metrics, PersistedState, STATE_VERSION, Task};
 use serde_json::Value;
@@ -30,7 +31,7 @@ pub(crate) struct PendingArchive {
 /// What changed since the last checkpoint, taken by the next one.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Changes {
-    pub tasks: BTreeSet<String>,
+    pub tasks: BTreeSet<IdKey>,
     pub sessions: BTreeSet<String>,
     pub logs: Vec<PendingLog>,
     pub archives: Vec<PendingArchive>,
@@ -51,6 +52,9 @@ impl Changes {
         }
     }
 }
+
+/// The tasks by id, in id order.
+pub(crate) type TaskMap = BTreeMap<IdKey, Held>;
 
 /// A task in the state: its held JSON and its version.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +80,7 @@ pub(crate) struct Undo {
 pub(crate) struct State {
     /// Each task, by id, with its version: one entry (and one id string)
     /// per task.
-    pub tasks: BTreeMap<String, Held>,
+    pub tasks: TaskMap,
     pub sessions: BTreeMap<String, Arc<Value>>,
     pub changes: Changes,
     /// The changes a running checkpoint took and has not finished writing
@@ -109,10 +113,33 @@ impl State {
             applied_seq: seq,
             ..State::default()
         };
+        // Every task's compact JSON goes into one buffer first, and the
+        // parsed trees are gone before a held copy is allocated: the held
+        // copies then sit together instead of in the holes the trees
+        // leave, which the process could not hand back.
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(tasks.len());
         for t in tasks {
-            let version = versions.get(t.id()).copied().unwrap_or(1);
-            s.load_base_task(HeldTask::from_task(&t)?, version);
+            serde_json::to_writer(&mut buf, &t).expect("serializing a task cannot fail");
+            ends.push(buf.len());
         }
+        let mut held = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for end in ends {
+            let bytes = &buf[start..end];
+            start = end;
+            let task = HeldTask::from_json(bytes).map_err(|e| match e {
+                crate::held::Refused::Id(e) => e,
+                crate::held::Refused::Json(why) => Error::new(
+                    ErrorKind::Corrupt,
+                    format!("a checkpointed task does not load again: {why}"),
+                ),
+            })?;
+            let version = versions.get(task.id()).copied().unwrap_or(1);
+            held.push((task, version));
+        }
+        drop(buf);
+        s.load_base_tasks(held);
         for v in sessions {
             if let Some(id) = session_id(&v) {
                 s.sessions.insert(id.to_string(), Arc::new(v));
@@ -121,13 +148,51 @@ impl State {
         Ok(s)
     }
 
-    /// Puts one task of the base a recovery starts from (a checkpoint's),
-    /// at `version` (at least 1). Tasks come in any order; a later one with
-    /// the same id replaces an earlier one.
-    pub fn load_base_task(&mut self, task: HeldTask, version: u64) {
-        let version = version.max(1);
-        self.tasks
-            .insert(task.id().to_string(), Held { task, version });
+    /// One task of the base a recovery starts from, from its id, version
+    /// and compact JSON (a checkpoint's, a snapshot's): the bytes pass the
+    /// door replay uses ([`HeldTask`]'s), and must hold that id.
+    #[allow(dead_code)] // The entry point for a derived snapshot's load.
+    pub fn base_task(id: &str, version: u64, bytes: &[u8]) -> Result<(HeldTask, u64)> {
+        let task = HeldTask::from_json(bytes).map_err(|e| match e {
+            crate::held::Refused::Id(e) => e,
+            crate::held::Refused::Json(why) => Error::new(
+                ErrorKind::Corrupt,
+                format!("task {id:?} does not load: {why}"),
+            ),
+        })?;
+        if task.id() != id {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("task {id:?} holds the id {:?}", task.id()),
+            ));
+        }
+        Ok((task, version))
+    }
+
+    /// Puts the tasks of the base a recovery starts from, each at its
+    /// version (at least 1), replacing any held. Built in one pass, so the
+    /// map's nodes are full and allocated together; a later task with the
+    /// same id replaces an earlier one.
+    pub fn load_base_tasks(&mut self, tasks: Vec<(HeldTask, u64)>) {
+        self.tasks = tasks
+            .into_iter()
+            .map(|(task, version)| {
+                let held = Held {
+                    task,
+                    version: version.max(1),
+                };
+                (IdKey::from(held.task.id()), held)
+            })
+            .collect();
+    }
+
+    /// Rebuilds the maps a replay grew one insert at a time, so that their
+    /// nodes are full: a replayed store holds as little as a loaded one.
+    pub fn compact(&mut self) {
+        self.tasks = std::mem::take(&mut self.tasks).into_iter().collect();
+        self.changes.tasks = std::mem::take(&mut self.changes.tasks)
+            .into_iter()
+            .collect();
     }
 
     /// Task `id`'s version, if the task is held.
@@ -182,10 +247,10 @@ impl State {
     pub fn undo(&mut self, undo: Undo) {
         for (id, held) in undo.tasks {
             match held {
-                Some(h) => self.tasks.insert(id.clone(), h),
-                None => self.tasks.remove(&id),
+                Some(h) => self.tasks.insert(IdKey::from(id.as_str()), h),
+                None => self.tasks.remove(id.as_str()),
             };
-            self.changes.tasks.insert(id);
+            self.changes.tasks.insert(IdKey::from(id));
         }
         for (id, session) in undo.sessions {
             match session {
@@ -199,25 +264,23 @@ impl State {
     fn apply_op(&mut self, op: Op) {
         match op {
             Op::PutTask(task) => {
-                // An id string is made only for a task or change not yet
-                // there: a replayed update allocates nothing but its bytes.
-                if !self.changes.tasks.contains(task.id()) {
-                    self.changes.tasks.insert(task.id().to_string());
-                }
+                // One search of the changes (a replayed put is rarely there
+                // yet), then one of the tasks.
+                self.changes.tasks.insert(IdKey::from(task.id()));
                 match self.tasks.get_mut(task.id()) {
                     Some(held) => {
                         held.version = held.version.saturating_add(1);
                         held.task = task;
                     }
                     None => {
-                        let id = task.id().to_string();
+                        let id = IdKey::from(task.id());
                         self.tasks.insert(id, Held { task, version: 1 });
                     }
                 }
             }
             Op::DeleteTask(id) => {
-                self.tasks.remove(&id);
-                self.changes.tasks.insert(id);
+                self.tasks.remove(id.as_str());
+                self.changes.tasks.insert(IdKey::from(id));
             }
             // One sequence number, applied in one step by the caller that
             // holds the state lock: no reader sees half of it.
@@ -269,7 +332,7 @@ impl State {
                     .is_some_and(|h| h.task.same_as(&task, json))
                 {
                     self.tasks.remove(task.id());
-                    self.changes.tasks.insert(task.id().to_string());
+                    self.changes.tasks.insert(IdKey::from(task.id()));
                 }
                 let end = offset + line.len() as u64;
                 let len = self.archive_lens.entry(file.clone()).or_insert(0);
@@ -298,7 +361,7 @@ impl State {
             task_versions: self
                 .tasks
                 .iter()
-                .map(|(id, h)| (id.clone(), h.version))
+                .map(|(id, h)| (id.to_string(), h.version))
                 .collect(),
             store_id: None,
         }
@@ -311,7 +374,7 @@ impl State {
 }
 
 /// The metrics of `tasks`, from their index, summed in id order.
-pub(crate) fn metrics_of(tasks: &BTreeMap<String, Held>) -> Metrics {
+pub(crate) fn metrics_of(tasks: &TaskMap) -> Metrics {
     Metrics::of_index(
         tasks
             .values()

@@ -217,6 +217,9 @@ impl Store {
             set_aside: Vec::new(),
         };
         let report = rec.report;
+        // The checkpoint's copies were kept for the plan only: the held
+        // tasks replay replaced go now, not when the open returns.
+        drop((rec.base_tasks, rec.base_sessions, rec.replayed_puts));
         let shared = Arc::new(Shared {
             fs,
             opts,
@@ -259,6 +262,15 @@ impl Store {
         if checkpoint_now && !checkpointed && !store.shared.opts.read_only {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             store.shared.checkpoint()?;
+        }
+        // The open's temporary memory (the checkpoint as parsed, the copies
+        // replay replaced, the task files the plan read) is free by now:
+        // hand its pages back, so the open's peak does not stay resident.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free heap memory; it has no
+        // preconditions.
+        unsafe {
+            libc::malloc_trim(0);
         }
         if store.shared.opts.read_only {
             return Ok(store); // Nothing to save or sync.
@@ -716,7 +728,7 @@ impl Store {
             .write()
             .changes
             .tasks
-            .extend(ids.iter().cloned());
+            .extend(ids.iter().map(|id| crate::held::IdKey::from(id.as_str())));
         // Not idle any more, though no record was journaled.
         ckpt.covered_seq = None;
     }
@@ -786,7 +798,7 @@ impl Shared {
             | Mutation::DeleteSession(_)) => {
                 let (op, payload) = crate::transaction::validate(m, max)?;
                 let missing = match &op {
-                    Op::DeleteTask(id) if !self.state.read().tasks.contains_key(id) => {
+                    Op::DeleteTask(id) if !self.state.read().tasks.contains_key(id.as_str()) => {
                         Some(("task", id))
                     }
                     Op::DeleteSession(id) if !self.state.read().sessions.contains_key(id) => {
@@ -862,7 +874,11 @@ impl Shared {
         let _serial = self.log_offsets.lock();
         let (task, known) = {
             let st = self.state.read();
-            let task = st.tasks.get(&id).map(|h| h.task.to_task()).transpose()?;
+            let task = st
+                .tasks
+                .get(id.as_str())
+                .map(|h| h.task.to_task())
+                .transpose()?;
             (task, st.archive_lens.get(&file).copied())
         };
         let task =

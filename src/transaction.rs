@@ -217,7 +217,7 @@ pub(crate) fn check_deletes(state: &State, batch: &Op) -> Result<()> {
             }
             Op::DeleteTask(id) => {
                 let there = tasks.insert(id, false);
-                if !there.unwrap_or_else(|| state.tasks.contains_key(id)) {
+                if !there.unwrap_or_else(|| state.tasks.contains_key(id.as_str())) {
                     return Err(missing("task", id));
                 }
             }

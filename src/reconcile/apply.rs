@@ -187,7 +187,7 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         .state
         .tasks
         .keys()
-        .map(String::as_str)
+        .map(|id| id.as_str())
         .chain(puts.keys().copied());
     let mut edits = edits::plan(files, &rec.base_tasks, &rec.replayed_puts, current, ids)?;
     // A task the merge kept on statewal's side only was reported by it.

@@ -19,10 +19,10 @@ use super::{Action, Candidate, Decision, compare, fingerprint};
 use crate::error::Result;
 use crate::journal::op::HeldTask;
 use crate::model::Task;
-use crate::state::Held;
+use crate::state::TaskMap;
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// The store's copy of a task at the open: a merge's put, or the one the
 /// state holds.
@@ -71,7 +71,7 @@ pub(crate) struct EditPlan {
 /// aside and the checkpoint that writes the store's copy).
 pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
-    base: &BTreeMap<String, Held>,
+    base: &TaskMap,
     replayed: &HashSet<u64>,
     current: impl Fn(&str) -> Option<Current<'a>>,
     ids: impl Iterator<Item = &'a str>,
@@ -129,7 +129,9 @@ pub(crate) fn plan<'a>(
         if cur.is_some_and(|c| c.same_as(&file, &json)) {
             continue;
         }
-        let stale = base.get(&id).is_some_and(|b| b.task.same_as(&file, &json))
+        let stale = base
+            .get(id.as_str())
+            .is_some_and(|b| b.task.same_as(&file, &json))
             || replayed.contains(&fingerprint(&id, &json));
         if stale {
             p.rewrite.push(id);

@@ -6,7 +6,7 @@ use super::foreign::ForeignView;
 use super::{Action, Candidate, Decision, Winner, newest};
 use crate::error::Result;
 use crate::model::Task;
-use crate::state::{Held, State};
+use crate::state::{State, TaskMap};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -31,7 +31,7 @@ pub(crate) const STATEWAL: &str = "statewal";
 /// and every task put replayed from the journal.
 pub(crate) struct Written<'a> {
     /// The loaded checkpoint's tasks, when it is one statewal sealed.
-    pub tasks: Option<&'a BTreeMap<String, Held>>,
+    pub tasks: Option<&'a TaskMap>,
     /// Its session records, likewise.
     pub sessions: Option<&'a BTreeMap<String, Arc<Value>>>,
     /// Fingerprints of the task puts replayed.
@@ -61,7 +61,7 @@ impl Written<'_> {
 pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> Result<MergePlan> {
     let mut p = MergePlan::default();
     for (id, (theirs, source)) in &view.tasks {
-        let Some(ours) = state.tasks.get(id) else {
+        let Some(ours) = state.tasks.get(id.as_str()) else {
             p.decisions.push(Decision {
                 task: id.clone(),
                 action: Action::ForeignOnly,
@@ -111,9 +111,9 @@ pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> 
         }
     }
     for id in state.tasks.keys() {
-        if !view.tasks.contains_key(id) {
+        if !view.tasks.contains_key(id.as_str()) {
             p.decisions.push(Decision {
-                task: id.clone(),
+                task: id.to_string(),
                 action: Action::StatewalOnly,
                 kept: STATEWAL.into(),
                 other: None,
