@@ -460,3 +460,113 @@ fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::op::HeldTask;
+    use crate::model::Task;
+    use proptest::prelude::*;
+
+    /// `state.json` as it was written before tasks were held as bytes: the
+    /// whole state through serde_json's pretty printer.
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        version: &'a str,
+        tasks: Vec<Task>,
+        sessions: Vec<&'a Value>,
+        metrics: Metrics,
+        last_saved: &'a str,
+        journal_seq: u64,
+        store_id: &'a str,
+        task_versions: BTreeMap<String, u64>,
+    }
+
+    fn snapshot(tasks: &[(Task, u64)], sessions: &[Value]) -> Snapshot {
+        Snapshot {
+            seq: 42,
+            changes: Arc::default(),
+            tasks: tasks
+                .iter()
+                .map(|(t, v)| {
+                    let held = Held {
+                        task: HeldTask::from_task(t).unwrap(),
+                        version: *v,
+                    };
+                    (crate::held::IdKey::from(t.id()), held)
+                })
+                .collect(),
+            sessions: sessions
+                .iter()
+                .map(|s| (s["id"].as_str().unwrap().to_string(), Arc::new(s.clone())))
+                .collect(),
+        }
+    }
+
+    fn task(id: &str, extra: Value, status: &str) -> Task {
+        let mut t = Task::new(id);
+        t.set("status", status).unwrap();
+        t.set("x", extra).unwrap();
+        t.set("completed_at", "2024-01-01T10:00:02Z").unwrap();
+        t.set("started_at", "2024-01-01T10:00:00.5Z").unwrap();
+        t
+    }
+
+    fn extra() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z\"\\\\\u{0}-\u{1f}\u{e9}]{0,5}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-z]{0,3}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The checkpoint writes `state.json` and each `tasks/<id>.json`
+        /// byte for byte as serde_json's pretty printer wrote them from the
+        /// parsed tasks, though it never parses a task.
+        #[test]
+        fn written_bytes_are_serde_json_pretty(
+            tasks in prop::collection::btree_map("[a-z]{1,4}", (extra(), 1u64..5, prop::sample::select(vec!["completed", "failed", "pending"])), 0..6),
+            sessions in prop::collection::btree_map("[a-z]{1,3}", extra(), 0..3),
+        ) {
+            let tasks: Vec<(Task, u64)> = tasks
+                .into_iter()
+                .map(|(id, (x, v, s))| (task(&id, x, s), v))
+                .collect();
+            let sessions: Vec<Value> = sessions
+                .into_iter()
+                .map(|(id, x)| serde_json::json!({"id": id, "x": x}))
+                .collect();
+            let snap = snapshot(&tasks, &sessions);
+            let whole = Whole {
+                version: STATE_VERSION,
+                tasks: tasks.iter().map(|(t, _)| t.clone()).collect(),
+                sessions: sessions.iter().collect(),
+                metrics: Metrics::of(tasks.iter().map(|(t, _)| t)),
+                last_saved: "2026-12-02T07:00:00Z",
+                journal_seq: 42,
+                store_id: "00112233445566778899aabbccddeeff",
+                task_versions: tasks.iter().map(|(t, v)| (t.id().to_string(), *v)).collect(),
+            };
+            let want = serde_json::to_vec_pretty(&whole).unwrap();
+            let got = state_json(&snap, whole.last_saved, whole.store_id);
+            prop_assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+            for (t, _) in &tasks {
+                let held = snap.tasks.get(t.id()).unwrap();
+                prop_assert_eq!(task_file_json(held), to_json(t));
+            }
+        }
+    }
+}
