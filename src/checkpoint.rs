@@ -509,6 +509,7 @@ mod tests {
         t.set("x", extra).unwrap();
         t.set("completed_at", "2024-01-01T10:00:02Z").unwrap();
         t.set("started_at", "2024-01-01T10:00:00.5Z").unwrap();
+        t.set("created_at", "2024-01-01T09:00:00Z").unwrap();
         t
     }
 

@@ -338,6 +338,19 @@ mod tests {
         assert_eq!(h.to_task().unwrap(), t);
         let again = HeldTask::from_json(&t.to_json()).unwrap();
         assert_eq!(again, h);
+        // `started_at` wins over `created_at`; a null one gives way to it.
+        t.set("created_at", "2024-01-01T09:59:59Z").unwrap();
+        t.set("started_at", "2024-01-01T10:00:01Z").unwrap();
+        for json in [t.to_json(), serde_json::to_vec_pretty(&t).unwrap()] {
+            assert_eq!(
+                HeldTask::from_json(&json).unwrap().completion_ms(),
+                Some(1000)
+            );
+        }
+        t.set("started_at", Value::Null).unwrap();
+        assert_eq!(HeldTask::from_task(&t).unwrap().completion_ms(), Some(3000));
+        t.set_status(TaskStatus::Failed);
+        assert_eq!(HeldTask::from_task(&t).unwrap().completion_ms(), None);
         // Not canonical: parsed, and held canonical.
         let spaced = HeldTask::from_json(br#"{"id": "a", "x": 1.50}"#).unwrap();
         assert_eq!(spaced.json(), br#"{"id":"a","x":1.5}"#);
