@@ -54,22 +54,42 @@ impl HeldTask {
     /// ([`ErrorKind::InvalidId`]).
     pub fn from_task(task: &Task) -> Result<HeldTask> {
         crate::id::validate_id(task.id())?;
-        let json = task.to_json();
-        // A task is nested no deeper than serde_json parses, so its own
-        // bytes always scan; anything else is a bug, refused as one.
-        match task_json::scan(&json, task_json::DEPTH_CAP) {
-            Some(fields) => HeldTask::indexed(json.into(), fields),
-            None => {
-                debug_assert!(false, "a task's own JSON does not scan");
-                Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "task {:?} cannot be held: its JSON does not scan",
-                        task.id()
-                    ),
-                ))
+        // The compact JSON as `Task::to_json` writes it (the object's
+        // members in order, each key and value as serde_json writes them),
+        // noting where the id's text lands; the index comes from the task,
+        // so a put never scans its own bytes.
+        let mut json = Vec::with_capacity(512);
+        let mut id_at = 0;
+        json.push(b'{');
+        for (i, (key, value)) in task.as_map().iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
             }
+            serde_json::to_writer(&mut json, key).expect("writing to a Vec cannot fail");
+            json.push(b':');
+            if key == "id" {
+                // A valid id needs no escape: its text follows the quote.
+                id_at = json.len() + 1;
+            }
+            serde_json::to_writer(&mut json, value).expect("writing to a Vec cannot fail");
         }
+        json.push(b'}');
+        debug_assert_eq!(json, task.to_json());
+        let id_len = task.id().len();
+        debug_assert_eq!(json.get(id_at..id_at + id_len), Some(task.id().as_bytes()));
+        let (Ok(id_at), Ok(id_len)) = (u32::try_from(id_at), u8::try_from(id_len)) else {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("task {:?} is too large to hold", task.id()),
+            ));
+        };
+        Ok(HeldTask {
+            json: json.into(),
+            id_at,
+            id_len,
+            status: task.status(),
+            completion_ms: crate::model::completion_ms_of(task).unwrap_or(NO_COMPLETION),
+        })
     }
 
     /// The door for bytes read back (a journal record, a snapshot): the
@@ -294,7 +314,13 @@ impl std::fmt::Debug for IdKey {
 
 impl std::fmt::Debug for HeldTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HeldTask({})", String::from_utf8_lossy(&self.json))
+        write!(
+            f,
+            "HeldTask({}, {:?}, completion {:?})",
+            String::from_utf8_lossy(&self.json),
+            self.status,
+            self.completion_ms()
+        )
     }
 }
 

@@ -614,6 +614,12 @@ mod tests {
         fn the_scan_agrees_with_the_parse(v in task_value(), how in any::<u8>(), at in any::<usize>()) {
             let bytes = serde_json::to_vec(&v).unwrap();
             check(&bytes)?;
+            // A put's held copy (built from the task) and replay's (scanned
+            // from its bytes) are the same, index included.
+            if let Ok(t) = Task::parse(&bytes) && let Ok(put) = crate::journal::op::HeldTask::from_task(&t) {
+                let replayed = crate::journal::op::HeldTask::from_json(&t.to_json()).ok();
+                prop_assert_eq!(Some(put), replayed);
+            }
             if let Some(canonical) = oracle(&bytes) {
                 prop_assert!(scan(&canonical, crate::json::MAX_DEPTH).is_some(), "canonical bytes not admitted: {}", String::from_utf8_lossy(&canonical));
             }
