@@ -173,17 +173,23 @@ impl State {
     /// version (at least 1), replacing any held. Built in one pass, so the
     /// map's nodes are full and allocated together; a later task with the
     /// same id replaces an earlier one.
-    pub fn load_base_tasks(&mut self, tasks: Vec<(HeldTask, u64)>) {
-        self.tasks = tasks
-            .into_iter()
-            .map(|(task, version)| {
-                let held = Held {
-                    task,
-                    version: version.max(1),
-                };
-                (IdKey::from(held.task.id()), held)
-            })
-            .collect();
+    pub fn load_base_tasks(&mut self, mut tasks: Vec<(HeldTask, u64)>) {
+        // Stable, so tasks with one id keep their order; the last of each
+        // run is kept, as one insert after another would keep it. (A
+        // checkpoint's tasks come sorted, and the sort then only checks.)
+        tasks.sort_by(|a, b| a.0.id().cmp(b.0.id()));
+        let mut entries: Vec<(IdKey, Held)> = Vec::with_capacity(tasks.len());
+        for (task, version) in tasks {
+            let held = Held {
+                task,
+                version: version.max(1),
+            };
+            match entries.last_mut() {
+                Some((id, last)) if id.as_str() == held.task.id() => *last = held,
+                _ => entries.push((IdKey::from(held.task.id()), held)),
+            }
+        }
+        self.tasks = entries.into_iter().collect();
     }
 
     /// Rebuilds the maps a replay grew one insert at a time, so that their
@@ -380,4 +386,38 @@ pub(crate) fn metrics_of(tasks: &TaskMap) -> Metrics {
             .values()
             .map(|h| (h.task.status(), h.task.completion_ms())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A base with one id twice (a hand-edited `state.json`) keeps the
+    /// later copy and its version, as inserting one after the other did.
+    #[test]
+    fn a_base_keeps_the_last_copy_of_an_id() {
+        let held = |id: &str, x: u64| {
+            let mut t = Task::new(id);
+            t.set("x", x).unwrap();
+            HeldTask::from_task(&t).unwrap()
+        };
+        let mut s = State::default();
+        s.load_base_tasks(vec![
+            (held("b", 1), 3),
+            (held("a", 1), 0),
+            (held("b", 2), 5),
+        ]);
+        let got: Vec<(&str, &[u8], u64)> = s
+            .tasks
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.task.json(), h.version))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", &br#"{"id":"a","x":1}"#[..], 1),
+                ("b", &br#"{"id":"b","x":2}"#[..], 5)
+            ]
+        );
+    }
 }
