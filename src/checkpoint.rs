@@ -83,6 +83,10 @@ pub(crate) struct CheckpointCtx {
     /// Task files the checkpoints set aside (edited while the store was
     /// open), not yet reported to subscribers.
     pub set_aside: Vec<Decision>,
+    /// `state.snapshot` does not match the durable `state.json` (missing,
+    /// stale, damaged, or its last write failed): a checkpoint with
+    /// nothing new writes it all the same ([`refresh_snapshot`]).
+    pub snapshot_due: bool,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -149,6 +153,11 @@ pub(crate) fn write(
     prune_backups(fs, ctx, backups_kept)?;
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
     ctx.state_boundary = new_segment;
+    // Only now that state.json is durable (the snapshot is never the only
+    // copy), and last: a snapshot that cannot be written fails the
+    // checkpoint, but leaves the backups pruned and the segments removed.
+    let last_saved = now;
+    write_snapshot(fs, ctx, &SnapshotOf { snap, last_saved }, &bytes)?;
     Ok(CheckpointStats {
         seq: snap.seq,
         task_files_changed,
@@ -459,6 +468,75 @@ fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {
         fs.sync_dir(crate::journal::JOURNAL_DIR)?;
     }
     Ok(n)
+}
+
+/// What a snapshot is written from: a checkpoint's view of the state and
+/// the `last_saved` its `state.json` carries.
+pub(crate) struct SnapshotOf<'a> {
+    pub snap: &'a Snapshot,
+    pub last_saved: &'a str,
+}
+
+/// Writes `state.snapshot` for `state_json`, the bytes of the durable
+/// `state.json` written from `of`. On failure the old snapshot, if any,
+/// stays: it records another `state.json`, so no open uses it, and the
+/// next checkpoint writes the snapshot again, even one with nothing new.
+fn write_snapshot(
+    fs: &dyn Fs,
+    ctx: &mut CheckpointCtx,
+    of: &SnapshotOf<'_>,
+    state_json: &[u8],
+) -> Result<()> {
+    let started = Instant::now();
+    let snap = of.snap;
+    let contents = crate::snapshot::SnapshotContents {
+        store_id: crate::journal::record::parse_id_hex(&ctx.store_id),
+        journal_seq: snap.seq,
+        state_json,
+        last_saved: of.last_saved,
+        tasks: snap.tasks.iter().map(|(id, t)| {
+            let version = snap.task_versions.get(id).copied().unwrap_or(1);
+            (id.as_str(), version, t.to_json())
+        }),
+        sessions: snap
+            .sessions
+            .values()
+            .map(|s| serde_json::to_vec(&**s).expect("serializing a JSON value cannot fail")),
+    };
+    ctx.snapshot_due = true;
+    crate::snapshot::write(fs, contents)?;
+    ctx.snapshot_due = false;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "state.snapshot written"
+    );
+    Ok(())
+}
+
+/// Writes `state.snapshot` when it is due and the durable `state.json` is
+/// still the one this process wrote or loaded (`ctx.state_crc`) and covers
+/// `of` (`ctx.covered_seq`): for a checkpoint that has nothing new to
+/// write. Anything else waits for the next checkpoint that writes
+/// `state.json`.
+pub(crate) fn refresh_snapshot(
+    fs: &dyn Fs,
+    ctx: &mut CheckpointCtx,
+    of: &SnapshotOf<'_>,
+) -> Result<()> {
+    if !ctx.snapshot_due || ctx.covered_seq != Some(of.snap.seq) {
+        return Ok(());
+    }
+    match fs.read(STATE_FILE)? {
+        Some(bytes) if Some(crc32fast::hash(&bytes)) == ctx.state_crc => {
+            write_snapshot(fs, ctx, of, &bytes)
+        }
+        _ => {
+            tracing::debug!(
+                "state.json changed since this process wrote or loaded it; the snapshot waits"
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod options;
 mod readback;
 pub mod reconcile;
 mod recovery;
+pub mod snapshot;
 mod state;
 mod store;
 mod task;
@@ -73,6 +74,7 @@ pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStat
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use readback::{LogInfo, Origin, ReportInfo};
 pub use recovery::{Damage, LoadedFrom, RecoveryReport};
+pub use snapshot::SnapshotUse;
 pub use store::{Mutation, Pending, Store, StoreStats};
 pub use transaction::Transaction;
 

@@ -13,6 +13,7 @@ use crate::journal::record::{Id128, SegmentHeader, id_hex, parse_id_hex};
 use crate::journal::{JOURNAL_DIR, new_store_id, parse_segment_name, segment_name};
 use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
+use crate::snapshot::SnapshotUse;
 use crate::state::State;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -88,6 +89,12 @@ pub struct RecoveryReport {
     pub duration: Duration,
     /// How much of it went to reading and replaying the journal.
     pub journal_duration: Duration,
+    /// Whether the starting state was read from `state.snapshot` (the
+    /// binary copy of `state.json`) and, if not, why.
+    pub snapshot: SnapshotUse,
+    /// How much of it went to loading the starting state (`state.snapshot`,
+    /// `state.json`, a backup or the layout files), before the journal.
+    pub base_duration: Duration,
 }
 
 /// The result of recovery, consumed by the store.
@@ -225,8 +232,10 @@ fn recover_once(
     let journal_start = headers.iter().flatten().next().map(|h| h.first_seq);
     // The checkpoint's load is not the journal's: timed apart.
     let journal_read = journal_started.elapsed();
-    let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id) =
+    let base_started = Instant::now();
+    let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id, snapshot) =
         load_checkpoint(fs, journal_id, rule, journal_start)?;
+    let base_duration = base_started.elapsed();
     let replay_started = Instant::now();
     let base_tasks = state.tasks.clone();
     let base_sessions = state.sessions.clone();
@@ -264,6 +273,8 @@ fn recover_once(
         journal_duration: Duration::ZERO,
         decisions: Vec::new(),
         merged: None,
+        snapshot,
+        base_duration,
     };
     // Every checkpoint position is a rotation boundary: the segment holding
     // the records after it starts exactly there. So a segment that starts at
@@ -799,6 +810,7 @@ type Checkpoint = (
     Option<u32>,
     Vec<Skipped>,
     Option<Id128>,
+    SnapshotUse,
 );
 
 /// `state.json`, else the newest valid backup, else (with statewal history
@@ -816,10 +828,62 @@ fn load_checkpoint(
 ) -> Result<Checkpoint> {
     let mut skipped = Vec::new();
     let mut saw_state = false;
+    let mut snapshot = SnapshotUse::NotConsidered;
+    let state_json = match fs.read(STATE_FILE) {
+        Ok(None) => Err("missing".to_string()),
+        Ok(Some(bytes)) => Ok(bytes),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Err(e.to_string()),
+        Err(e) => return Err(e),
+    };
+    let state_json = state_json.map(|bytes| {
+        let crc = crc32fast::hash(&bytes);
+        (bytes, crc)
+    });
+    if let Ok((bytes, crc)) = &state_json {
+        let crc = *crc;
+        match crate::snapshot::load(fs, bytes, crc, journal_id)? {
+            Ok(base) => {
+                let id = base.store_id;
+                let seq = base.journal_seq;
+                let mut state =
+                    State::from_checkpoint(base.tasks, base.sessions, seq, &base.task_versions);
+                state.last_saved = Some(base.last_saved);
+                let from = LoadedFrom::StateFile;
+                return Ok((
+                    state,
+                    from,
+                    Some(seq),
+                    Some(crc),
+                    skipped,
+                    id,
+                    SnapshotUse::Used,
+                ));
+            }
+            Err(why) => {
+                match &why {
+                    SnapshotUse::Missing => {
+                        tracing::info!("no state.snapshot; parsing state.json")
+                    }
+                    other => tracing::warn!(
+                        outcome = other.name(),
+                        why = ?other,
+                        "state.snapshot cannot stand in for state.json; parsing state.json"
+                    ),
+                }
+                snapshot = why;
+            }
+        }
+    }
+    let mut state_json = Some(state_json);
     let mut candidates = vec![STATE_FILE.to_string()];
     candidates.extend(layout::list_backups(fs)?);
     for (i, name) in candidates.iter().enumerate() {
-        let loaded = read_candidate(fs, name, rule.history)?.and_then(|(ps, crc)| {
+        let read = match state_json.take() {
+            Some(Ok((bytes, crc))) => Ok(candidate_of(&bytes, crc, rule.history)),
+            Some(Err(why)) => Ok(Err(why)),
+            None => read_candidate(fs, name, rule.history),
+        };
+        let loaded = read?.and_then(|(ps, crc)| {
             let id = ps.store_id.as_deref().and_then(parse_id_hex);
             match (id, journal_id) {
                 (Some(theirs), Some(ours)) if theirs != ours => Err(foreign_state(&theirs, &ours)),
@@ -847,6 +911,7 @@ fn load_checkpoint(
                     (i == 0).then_some(crc),
                     skipped,
                     id,
+                    snapshot,
                 ));
             }
             Err(why) if why == "missing" => {}
@@ -894,6 +959,7 @@ fn load_checkpoint(
             None,
             skipped,
             None,
+            snapshot,
         ));
     }
     let (tasks, sessions, bad) = layout::load_layout_files(fs)?;
@@ -913,6 +979,7 @@ fn load_checkpoint(
         None,
         skipped,
         None,
+        snapshot,
     ))
 }
 
@@ -934,25 +1001,33 @@ fn read_candidate(
         Err(e) if e.kind() == ErrorKind::InvalidInput => return Ok(Err(e.to_string())),
         Err(e) => return Err(e),
     };
-    let crc = crc32fast::hash(&bytes);
+    Ok(candidate_of(&bytes, crc32fast::hash(&bytes), history))
+}
+
+/// [`read_candidate`] of bytes already read, whose CRC-32 is `crc`.
+fn candidate_of(
+    bytes: &[u8],
+    crc: u32,
+    history: bool,
+) -> std::result::Result<(crate::model::PersistedState, u32), String> {
     // statewal's own (its seal is checked), or not a JSON object at all.
-    if layout::written_by_statewal(&bytes)
-        || crate::reconcile::survey::has_version(&bytes) != Some(false)
+    if layout::written_by_statewal(bytes)
+        || crate::reconcile::survey::has_version(bytes) != Some(false)
     {
-        return Ok(layout::parse_state(&bytes).map(|s| (s, crc)));
+        return layout::parse_state(bytes).map(|s| (s, crc));
     }
     if history {
-        return Ok(Err(format!(
+        return Err(format!(
             "{UNVERSIONED_SKIPPED} (by the original server or by hand) over statewal's journal, \
              which it does not know: merged at an owner's open, never loaded as the base"
-        )));
+        ));
     }
-    let Some(sealed) = crate::migrate::migrated_in_memory(&bytes) else {
-        return Ok(Err(format!(
+    let Some(sealed) = crate::migrate::migrated_in_memory(bytes) else {
+        return Err(format!(
             "{UNVERSIONED_SKIPPED}, and it does not migrate (`statewal migrate --dry-run` says why)"
-        )));
+        ));
     };
-    Ok(layout::parse_state(&sealed).map(|s| (s, crc)))
+    layout::parse_state(&sealed).map(|s| (s, crc))
 }
 
 /// Why a state file with store id `theirs` is foreign to a journal whose

@@ -215,6 +215,8 @@ impl Store {
                 true => Default::default(),
             },
             set_aside: Vec::new(),
+            // A reader never writes it; an owner rebuilds one it could not use.
+            snapshot_due: !opts.read_only && rec.report.snapshot.wants_rebuild(),
         };
         let report = rec.report;
         // The checkpoint's copies were kept for the plan only: the held
@@ -991,6 +993,14 @@ impl Shared {
         }
         let last = self.journal.last_seq();
         if ctx.covered_seq == Some(last) {
+            if ctx.snapshot_due
+                && let Err(e) = self.refresh_snapshot(&mut ctx, last)
+            {
+                self.ckpt_counters.failed();
+                tracing::error!(error = %e, "cannot write state.snapshot; state.json is durable, and the next open parses it");
+                self.subscribers.emit(Event::StateSaveError(e.to_string()));
+                return Err(e);
+            }
             let tasks_total = self.state.read().tasks.len();
             return Ok(CheckpointStats {
                 seq: last,
@@ -1084,6 +1094,33 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// Writes `state.snapshot` for a `state.json` that covers everything
+    /// (`last`), from a copy of the state taken under the read lock.
+    fn refresh_snapshot(&self, ctx: &mut CheckpointCtx, last: u64) -> Result<()> {
+        let (snap, last_saved) = {
+            let st = self.state.read();
+            // A record journaled since `last` was read may be applied
+            // already: then the state is newer than state.json, and the
+            // next checkpoint writes both.
+            if st.applied_seq != last {
+                return Ok(());
+            }
+            let snap = Snapshot {
+                seq: last,
+                changes: Arc::default(),
+                tasks: st.tasks.clone(),
+                task_versions: st.task_versions.clone(),
+                sessions: st.sessions.clone(),
+            };
+            (snap, st.last_saved.clone().unwrap_or_default())
+        };
+        let of = checkpoint::SnapshotOf {
+            snap: &snap,
+            last_saved: &last_saved,
+        };
+        checkpoint::refresh_snapshot(&*self.fs, ctx, &of)
     }
 
     /// The auto-save thread: checkpoints on the timer and when the journal

@@ -39,6 +39,7 @@ mod readback;
 mod restart;
 mod restore_crash;
 mod salvage_crash;
+mod snapshot;
 mod special_files;
 mod store_identity;
 mod sweeps;
