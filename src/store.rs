@@ -1103,8 +1103,9 @@ impl Shared {
             let st = self.state.read();
             // A record journaled since `last` was read may be applied
             // already: then the state is newer than state.json, and the
-            // next checkpoint writes both.
-            if st.applied_seq != last {
+            // next checkpoint writes both. (No record applies while this
+            // lock is held, so the copy below is state.json's contents.)
+            if st.applied_seq != last || ctx.covered_seq != Some(last) {
                 return Ok(());
             }
             let snap = Snapshot {
