@@ -255,7 +255,10 @@ fn a_crafted_snapshot_with_invalid_task_json_is_refused() {
         r#"{"id":"t4"}"#,
         r#"{"id":"t3""#,
     ] {
-        craft(dir.path(), |tasks| tasks[3].2 = bad.as_bytes().to_vec());
+        craft(dir.path(), |tasks| {
+            let t3 = tasks.iter_mut().find(|t| t.0 == "t3").unwrap();
+            t3.2 = bad.as_bytes().to_vec();
+        });
         let used = same_as_without_snapshot(dir.path());
         assert!(matches!(used, SnapshotUse::Damaged(_)), "{bad}: {used:?}");
     }
