@@ -845,7 +845,7 @@ mod tests {
             (r#"{"id":"a""#, "EOF"),
             (r#"["a"]"#, "not an object"),
             (r#"{"id":"a","logs":[1]}"#, "logs"),
-            (r#"{"id":"zz"}"#, "holds the JSON of task \"zz\""),
+            (r#"{"id":"zz"}"#, "\"zz\""),
             (r#"{"status":"pending"}"#, "id"),
         ] {
             match load_bytes(&with_task_json(json)) {
