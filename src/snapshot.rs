@@ -317,12 +317,13 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<DecodedSnapshot<'_>, String> 
         if version == 0 {
             return Err(format!("task {id:?}: version 0"));
         }
-        let json = r.json(&format!("task {id:?}"))?;
+        // The context is formatted only on error: 100k tasks, 100k strings.
+        let json = r.json().map_err(|e| format!("task {id:?}: {e}"))?;
         tasks.push(SnapshotTask { id, version, json });
     }
     let mut sessions = Vec::with_capacity(header.session_count as usize);
     for i in 0..header.session_count {
-        sessions.push(r.json(&format!("session {i}"))?);
+        sessions.push(r.json().map_err(|e| format!("session {i}: {e}"))?);
     }
     if r.left() != 0 {
         return Err(format!(
@@ -383,12 +384,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed JSON text (not parsed here).
-    fn json(&mut self, what: &str) -> std::result::Result<&'a [u8], String> {
-        let len = self.u32(what)?;
+    fn json(&mut self) -> std::result::Result<&'a [u8], String> {
+        let len = self.u32("JSON length")?;
         if len > ENTRY_JSON_MAX {
-            return Err(format!("{what}: JSON length {len} over the cap"));
+            return Err(format!("JSON length {len} over the cap"));
         }
-        self.take(len as usize, what)
+        self.take(len as usize, "JSON")
     }
 }
 
