@@ -519,3 +519,39 @@ fn crash_opts_leave_the_snapshot_to_checkpoints() {
     let store = Store::open(crash_opts(dir.path())).unwrap();
     assert_eq!(store.recovery_report().snapshot, SnapshotUse::NotConsidered);
 }
+
+// Guards: the original server's directory gets no snapshot from a reader
+// (`statewal list` opens read-only); the first that appears is a checkpoint's.
+#[test]
+fn the_original_servers_directory_gets_none_until_statewal_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tasks")).unwrap();
+    let task = serde_json::json!({"id": "a", "description": "from the original server", "status": "running"});
+    std::fs::write(
+        dir.path().join("tasks/a.json"),
+        serde_json::to_vec_pretty(&task).unwrap(),
+    )
+    .unwrap();
+    let state = serde_json::json!({
+        "tasks": [task], "sessions": [],
+        "metrics": {"total_tasks": 1, "completed_tasks": 0, "failed_tasks": 0, "average_completion_time": 0},
+        "last_saved": "2024-01-01T12:00:00.000Z",
+    });
+    std::fs::write(
+        dir.path().join("state.json"),
+        serde_json::to_vec_pretty(&state).unwrap(),
+    )
+    .unwrap();
+    let reader = Store::open(Options::new(dir.path()).read_only(true)).unwrap();
+    assert_eq!(
+        reader.get_task("a").unwrap().unwrap().description(),
+        Some("from the original server")
+    );
+    drop(reader);
+    assert!(!dir.path().join(SNAPSHOT_FILE).exists());
+    let store = open_crashy(dir.path());
+    store.checkpoint().unwrap();
+    drop(store);
+    assert!(dir.path().join(SNAPSHOT_FILE).is_file());
+    assert_eq!(snapshot_use(dir.path()).0, SnapshotUse::Used);
+}
