@@ -494,10 +494,10 @@ fn write_snapshot(
         journal_seq: snap.seq,
         state_json,
         last_saved: of.last_saved,
-        tasks: snap.tasks.iter().map(|(id, t)| {
-            let version = snap.task_versions.get(id).copied().unwrap_or(1);
-            (id.as_str(), version, t.to_json())
-        }),
+        tasks: snap
+            .tasks
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.version, h.task.json())),
         sessions: snap
             .sessions
             .values()

@@ -846,7 +846,8 @@ fn load_checkpoint(
                 let id = base.store_id;
                 let seq = base.journal_seq;
                 let mut state =
-                    State::from_checkpoint(base.tasks, base.sessions, seq, &base.task_versions);
+                    State::from_checkpoint(Vec::new(), base.sessions, seq, &Default::default())?;
+                state.load_base_tasks(base.tasks);
                 state.last_saved = Some(base.last_saved);
                 let from = LoadedFrom::StateFile;
                 return Ok((

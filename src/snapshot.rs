@@ -20,10 +20,10 @@
 
 use crate::error::Result;
 use crate::fs::{self, Fs};
+use crate::held::HeldTask;
 use crate::journal::record::{Id128, RECORD_PAYLOAD_MAX, id_hex};
-use crate::model::Task;
+use crate::state::State;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// The snapshot file, beside `state.json` in the store's root.
 pub const SNAPSHOT_FILE: &str = "state.snapshot";
@@ -409,20 +409,17 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Checks one task of a snapshot as replay checks a journal record's task,
-/// and that its JSON's `"id"` is the id the entry names. The one place the
-/// snapshot's task check lives, so the representation of a held task can
-/// change here alone.
-pub(crate) fn validate_task(id: &str, json: &[u8]) -> std::result::Result<Task, String> {
-    let task = Task::parse(json).map_err(|e| format!("task {id:?}: {e}"))?;
-    crate::id::validate_id(task.id()).map_err(|e| format!("task {id:?}: {e}"))?;
-    if task.id() != id {
-        return Err(format!(
-            "task {id:?} holds the JSON of task {:?}",
-            task.id()
-        ));
-    }
-    Ok(task)
+/// Checks one task of a snapshot as replay checks a journal record's task
+/// (through the same door, `HeldTask::from_json`: `Task::parse`'s verdict,
+/// then the id's), and that its JSON's `"id"` is the id the entry names;
+/// the task is then held as those bytes, with `version`. The one place the
+/// snapshot's task check lives.
+pub(crate) fn validate_task(
+    id: &str,
+    version: u64,
+    json: &[u8],
+) -> std::result::Result<(HeldTask, u64), String> {
+    State::base_task(id, version, json).map_err(|e| e.to_string())
 }
 
 /// Checks one session record of a snapshot as replay checks a journal
@@ -483,9 +480,9 @@ impl SnapshotUse {
 /// A starting state read from a snapshot.
 #[derive(Debug)]
 pub(crate) struct Loaded {
-    pub tasks: Vec<Task>,
+    /// Each task, held, with its version, in id order.
+    pub tasks: Vec<(HeldTask, u64)>,
     pub sessions: Vec<Value>,
-    pub task_versions: BTreeMap<String, u64>,
     pub journal_seq: u64,
     pub last_saved: String,
     pub store_id: Option<Id128>,
@@ -545,15 +542,9 @@ fn from_bytes(
         .map(|j| validate_session(j))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(SnapshotUse::Damaged)?;
-    let task_versions = snap
-        .tasks
-        .iter()
-        .map(|t| (t.id.to_string(), t.version))
-        .collect();
     Ok(Loaded {
         tasks,
         sessions,
-        task_versions,
         journal_seq: header.journal_seq,
         last_saved: snap.last_saved.to_string(),
         store_id: header.store_id,
@@ -564,10 +555,10 @@ fn from_bytes(
 const VALIDATE_CHUNK_MIN: usize = 4096;
 
 /// Validates every task, on all cores (up to 8) when there are many.
-fn validate_tasks(tasks: &[SnapshotTask<'_>]) -> std::result::Result<Vec<Task>, String> {
+fn validate_tasks(tasks: &[SnapshotTask<'_>]) -> std::result::Result<Vec<(HeldTask, u64)>, String> {
     let one = |part: &[SnapshotTask<'_>]| {
         part.iter()
-            .map(|t| validate_task(t.id, t.json))
+            .map(|t| validate_task(t.id, t.version, t.json))
             .collect::<std::result::Result<Vec<_>, _>>()
     };
     if tasks.len() <= VALIDATE_CHUNK_MIN {
@@ -726,8 +717,8 @@ mod tests {
         assert_eq!(d.sessions, vec![&br#"{"id":"s1","x":[1,2]}"#[..]]);
         let loaded = load_bytes(&bytes).expect("loads");
         assert_eq!(loaded.tasks.len(), 3);
-        assert_eq!(loaded.tasks[1].to_json(), want[1].2);
-        assert_eq!(loaded.task_versions.get("c\u{e9}"), Some(&3));
+        assert_eq!(loaded.tasks[1].0.json(), want[1].2);
+        assert_eq!((loaded.tasks[2].0.id(), loaded.tasks[2].1), ("c\u{e9}", 3));
         assert_eq!(loaded.sessions[0]["x"][1], 2);
         assert_eq!((loaded.journal_seq, loaded.store_id), (42, Some(STORE)));
         // An empty state round-trips too.
@@ -904,7 +895,7 @@ mod tests {
             loaded
                 .tasks
                 .iter()
-                .map(Task::id)
+                .map(|t| t.0.id())
                 .eq(many.iter().map(|t| t.0.as_str()))
         );
         let mut bad = many.clone();

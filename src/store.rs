@@ -1112,7 +1112,6 @@ impl Shared {
                 seq: last,
                 changes: Arc::default(),
                 tasks: st.tasks.clone(),
-                task_versions: st.task_versions.clone(),
                 sessions: st.sessions.clone(),
             };
             (snap, st.last_saved.clone().unwrap_or_default())
