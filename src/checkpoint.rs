@@ -32,10 +32,10 @@ use crate::fs::{self, FileStat, Fs, OpenMode};
 use crate::layout::{
     self, ARCHIVE_DIR, LOGS_DIR, REPORTS_DIR, SESSIONS_DIR, STATE_FILE, TASKS_DIR,
 };
-use crate::model::{Metrics, STATE_VERSION, Task};
+use crate::model::{Metrics, STATE_VERSION};
 use crate::reconcile::Decision;
 use crate::reconcile::live::TaskFiles;
-use crate::state::Changes;
+use crate::state::{Changes, Held, TaskMap};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -87,6 +87,10 @@ pub(crate) struct CheckpointCtx {
     /// when it was read: the same stat, the same verdict, without reading
     /// and parsing the file again (a backup of 100,000 tasks is some 58 MB).
     pub backup_kinds: HashMap<String, (FileStat, BackupKind)>,
+    /// `state.snapshot` does not match the durable `state.json` (missing,
+    /// stale, damaged, or its last write failed): a checkpoint with
+    /// nothing new writes it all the same ([`refresh_snapshot`]).
+    pub snapshot_due: bool,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -94,15 +98,14 @@ pub(crate) struct Snapshot {
     pub seq: u64,
     /// Shared with `State::writing` until the checkpoint ends.
     pub changes: Arc<Changes>,
-    pub tasks: BTreeMap<String, Arc<Task>>,
-    pub task_versions: BTreeMap<String, u64>,
+    /// Each task, held, with its version.
+    pub tasks: TaskMap,
     pub sessions: BTreeMap<String, Arc<Value>>,
 }
 
+/// The members of `state.json` after `"tasks"`, in the order written.
 #[derive(Serialize)]
-struct StateOut<'a> {
-    version: &'a str,
-    tasks: Vec<&'a Task>,
+struct StateRest<'a> {
     sessions: Vec<&'a Value>,
     metrics: Metrics,
     last_saved: &'a str,
@@ -111,7 +114,7 @@ struct StateOut<'a> {
     store_id: &'a str,
     /// Each task's version, so a checkpoint does not reset them; the last
     /// member before the checksum seal.
-    task_versions: &'a BTreeMap<String, u64>,
+    task_versions: BTreeMap<&'a str, u64>,
 }
 
 /// Steps 2 to 6. On error the caller puts `snap.changes` back.
@@ -146,19 +149,7 @@ pub(crate) fn write(
         // needs the segments it needed.
         ctx.removable_below = ctx.removable_below.max(ctx.state_boundary);
     }
-    let out = StateOut {
-        version: STATE_VERSION,
-        tasks: snap.tasks.values().map(|t| &**t).collect(),
-        sessions: snap.sessions.values().map(|s| &**s).collect(),
-        metrics: Metrics::of(snap.tasks.values().map(|t| &**t)),
-        last_saved: now,
-        journal_seq: snap.seq,
-        store_id: &ctx.store_id,
-        task_versions: &snap.task_versions,
-    };
-    let bytes = layout::seal_state(
-        serde_json::to_vec_pretty(&out).expect("serializing the state cannot fail"),
-    );
+    let bytes = layout::seal_state(state_json(snap, now, &ctx.store_id));
     fs::write_atomic(fs, "", STATE_FILE, &bytes)?;
     ctx.state_crc = Some(crc32fast::hash(&bytes));
     ctx.covered_seq = Some(snap.seq);
@@ -167,6 +158,11 @@ pub(crate) fn write(
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
     ctx.state_boundary = new_segment;
     save_task_stats(fs, ctx)?;
+    // Only now that state.json is durable (the snapshot is never the only
+    // copy), and last: a snapshot that cannot be written fails the
+    // checkpoint, but leaves the backups pruned and the segments removed.
+    let last_saved = now;
+    write_snapshot(fs, ctx, &SnapshotOf { snap, last_saved }, &bytes)?;
     Ok(CheckpointStats {
         seq: snap.seq,
         task_files_changed,
@@ -177,7 +173,57 @@ pub(crate) fn write(
     })
 }
 
-/// A task, session or report file's bytes, as the checkpoint writes them.
+/// `state.json`'s text before its seal: serde_json's pretty form of the
+/// persisted state, the tasks written from the bytes held (re-indented,
+/// never parsed) and the other members serialized around them.
+fn state_json(snap: &Snapshot, now: &str, store_id: &str) -> Vec<u8> {
+    let rest = StateRest {
+        sessions: snap.sessions.values().map(|s| &**s).collect(),
+        metrics: crate::state::metrics_of(&snap.tasks),
+        last_saved: now,
+        journal_seq: snap.seq,
+        store_id,
+        task_versions: snap
+            .tasks
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.version))
+            .collect(),
+    };
+    let rest = serde_json::to_vec_pretty(&rest).expect("serializing the state cannot fail");
+    let held: usize = snap.tasks.values().map(|h| h.task.json().len()).sum();
+    let mut out = Vec::with_capacity(held + held / 2 + rest.len() + 64);
+    out.extend_from_slice(b"{\n  \"version\": ");
+    serde_json::to_writer(&mut out, STATE_VERSION).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\n  \"tasks\": ");
+    if snap.tasks.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        out.push(b'[');
+        for (i, h) in snap.tasks.values().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
+            // Each task sits two levels down: in the top object's "tasks".
+            crate::task_json::write_pretty(&mut out, h.task.json(), 2);
+        }
+        out.extend_from_slice(b"\n  ]");
+    }
+    // The other members follow as `rest` wrote them, at the same level.
+    debug_assert!(rest.starts_with(b"{\n  "));
+    out.extend_from_slice(b",\n");
+    out.extend_from_slice(&rest[2..]);
+    out
+}
+
+/// A task's file, as the checkpoint writes it: serde_json's pretty form of
+/// the held bytes, and a newline.
+pub(crate) fn task_file_json(held: &Held) -> Vec<u8> {
+    let json = held.task.json();
+    let mut out = Vec::with_capacity(json.len() + json.len() / 2);
+    crate::task_json::write_pretty(&mut out, json, 0);
+    out.push(b'\n');
+    out
+}
+
+/// A session or report file's bytes, as the checkpoint writes them.
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out =
         serde_json::to_vec_pretty(v).expect("serializing a task or JSON value cannot fail");
@@ -196,7 +242,7 @@ fn write_task_files(fs: &dyn Fs, ctx: &mut CheckpointCtx, snap: &Snapshot) -> Re
         .map(|id| {
             (
                 layout::task_file(id),
-                snap.tasks.get(id).map(|t| to_json(&**t)),
+                snap.tasks.get(id.as_str()).map(task_file_json),
             )
         })
         .collect();
@@ -480,4 +526,184 @@ fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {
         fs.sync_dir(crate::journal::JOURNAL_DIR)?;
     }
     Ok(n)
+}
+
+/// What a snapshot is written from: a checkpoint's view of the state and
+/// the `last_saved` its `state.json` carries.
+pub(crate) struct SnapshotOf<'a> {
+    pub snap: &'a Snapshot,
+    pub last_saved: &'a str,
+}
+
+/// Writes `state.snapshot` for `state_json`, the bytes of the durable
+/// `state.json` written from `of`. On failure the old snapshot, if any,
+/// stays: it records another `state.json`, so no open uses it, and the
+/// next checkpoint writes the snapshot again, even one with nothing new.
+fn write_snapshot(
+    fs: &dyn Fs,
+    ctx: &mut CheckpointCtx,
+    of: &SnapshotOf<'_>,
+    state_json: &[u8],
+) -> Result<()> {
+    let started = Instant::now();
+    let snap = of.snap;
+    let contents = crate::snapshot::SnapshotContents {
+        store_id: crate::journal::record::parse_id_hex(&ctx.store_id),
+        journal_seq: snap.seq,
+        state_json,
+        last_saved: of.last_saved,
+        tasks: snap
+            .tasks
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.version, h.task.json())),
+        sessions: snap
+            .sessions
+            .values()
+            .map(|s| serde_json::to_vec(&**s).expect("serializing a JSON value cannot fail")),
+    };
+    ctx.snapshot_due = true;
+    crate::snapshot::write(fs, contents)?;
+    ctx.snapshot_due = false;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "state.snapshot written"
+    );
+    Ok(())
+}
+
+/// Writes `state.snapshot` when it is due and the durable `state.json` is
+/// still the one this process wrote or loaded (`ctx.state_crc`) and covers
+/// `of` (`ctx.covered_seq`): for a checkpoint that has nothing new to
+/// write. Anything else waits for the next checkpoint that writes
+/// `state.json`.
+pub(crate) fn refresh_snapshot(
+    fs: &dyn Fs,
+    ctx: &mut CheckpointCtx,
+    of: &SnapshotOf<'_>,
+) -> Result<()> {
+    if !ctx.snapshot_due || ctx.covered_seq != Some(of.snap.seq) {
+        return Ok(());
+    }
+    match fs.read(STATE_FILE)? {
+        Some(bytes) if Some(crc32fast::hash(&bytes)) == ctx.state_crc => {
+            write_snapshot(fs, ctx, of, &bytes)
+        }
+        _ => {
+            tracing::debug!(
+                "state.json changed since this process wrote or loaded it; the snapshot waits"
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::op::HeldTask;
+    use crate::model::Task;
+    use proptest::prelude::*;
+
+    /// `state.json` as it was written before tasks were held as bytes: the
+    /// whole state through serde_json's pretty printer.
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        version: &'a str,
+        tasks: Vec<Task>,
+        sessions: Vec<&'a Value>,
+        metrics: Metrics,
+        last_saved: &'a str,
+        journal_seq: u64,
+        store_id: &'a str,
+        task_versions: BTreeMap<String, u64>,
+    }
+
+    fn snapshot(tasks: &[(Task, u64)], sessions: &[Value]) -> Snapshot {
+        Snapshot {
+            seq: 42,
+            changes: Arc::default(),
+            tasks: tasks
+                .iter()
+                .map(|(t, v)| {
+                    let held = Held {
+                        task: HeldTask::from_task(t).unwrap(),
+                        version: *v,
+                    };
+                    (crate::held::IdKey::from(t.id()), held)
+                })
+                .collect(),
+            sessions: sessions
+                .iter()
+                .map(|s| (s["id"].as_str().unwrap().to_string(), Arc::new(s.clone())))
+                .collect(),
+        }
+    }
+
+    fn task(id: &str, extra: Value, status: &str) -> Task {
+        let mut t = Task::new(id);
+        t.set("status", status).unwrap();
+        t.set("x", extra).unwrap();
+        t.set("completed_at", "2024-01-01T10:00:02Z").unwrap();
+        t.set("started_at", "2024-01-01T10:00:00.5Z").unwrap();
+        t.set("created_at", "2024-01-01T09:00:00Z").unwrap();
+        t
+    }
+
+    fn extra() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z\"\\\\\u{0}-\u{1f}\u{e9}]{0,5}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-z]{0,3}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The checkpoint writes `state.json` and each `tasks/<id>.json`
+        /// byte for byte as serde_json's pretty printer wrote them from the
+        /// parsed tasks, though it never parses a task.
+        #[test]
+        fn written_bytes_are_serde_json_pretty(
+            tasks in prop::collection::btree_map("[a-z]{1,4}", (extra(), 1u64..5, prop::sample::select(vec!["completed", "failed", "pending"])), 0..6),
+            sessions in prop::collection::btree_map("[a-z]{1,3}", extra(), 0..3),
+        ) {
+            let tasks: Vec<(Task, u64)> = tasks
+                .into_iter()
+                .map(|(id, (x, v, s))| (task(&id, x, s), v))
+                .collect();
+            let sessions: Vec<Value> = sessions
+                .into_iter()
+                .map(|(id, x)| serde_json::json!({"id": id, "x": x}))
+                .collect();
+            let snap = snapshot(&tasks, &sessions);
+            let whole = Whole {
+                version: STATE_VERSION,
+                tasks: tasks.iter().map(|(t, _)| t.clone()).collect(),
+                sessions: sessions.iter().collect(),
+                metrics: Metrics::of(tasks.iter().map(|(t, _)| t)),
+                last_saved: "2026-12-02T07:00:00Z",
+                journal_seq: 42,
+                store_id: "00112233445566778899aabbccddeeff",
+                task_versions: tasks.iter().map(|(t, v)| (t.id().to_string(), *v)).collect(),
+            };
+            let want = serde_json::to_vec_pretty(&whole).unwrap();
+            let got = state_json(&snap, whole.last_saved, whole.store_id);
+            prop_assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+            for (t, _) in &tasks {
+                let held = snap.tasks.get(t.id()).unwrap();
+                prop_assert_eq!(task_file_json(held), to_json(t));
+            }
+        }
+    }
 }

@@ -393,13 +393,13 @@ fn build_segments(input: &mut Input<'_>, count: usize, damaged: bool) -> Vec<Vec
                 };
                 record::encode_marker(&mut buf, salt, &m);
             }
-            let op = any_op(input);
+            let (kind, payload) = any_op(input);
             let synced = match input.below(4) {
                 0 => 0,
                 1 => seq.saturating_sub(1 + input.below(4)),
                 _ => seq - 1,
             };
-            encode_record(&mut buf, salt, seq, synced, op.kind(), &op.encode());
+            encode_record(&mut buf, salt, seq, synced, kind, &payload);
             seq += 1;
         }
         buf.resize(buf.len() + 32 * input.below(4) as usize, 0);
@@ -411,8 +411,10 @@ fn build_segments(input: &mut Input<'_>, count: usize, damaged: bool) -> Vec<Vec
     out
 }
 
-/// A valid op on the ids in [`IDS`], or, rarely, on an id from the input.
-fn any_op(input: &mut Input<'_>) -> Op {
+/// The kind and payload of a valid op on the ids in [`IDS`], or, rarely,
+/// on an id from the input (which may be one the store refuses: a task put
+/// is encoded from its JSON, as a crafted record would be).
+fn any_op(input: &mut Input<'_>) -> (RecordKind, Vec<u8>) {
     let kind = input.u8();
     let id = match kind >> 4 {
         0 => String::from_utf8_lossy(input.short_bytes(7)).into_owned(),
@@ -421,8 +423,11 @@ fn any_op(input: &mut Input<'_>) -> Op {
     // `archive_task` is not generated yet: widening this table re-maps the
     // committed corpus, which then reaches a `put_task` with an id that is
     // not a valid path and fails salvage recovery (a gap to fix first).
-    match kind % 6 {
-        0 => Op::PutTask(task(&id, &format!("v{}", input.u8()))),
+    let op = match kind % 6 {
+        0 => {
+            let json = task(&id, &format!("v{}", input.u8())).to_json();
+            return (RecordKind::PutTask, json);
+        }
         1 => Op::DeleteTask(id),
         2 => Op::PutSession {
             session: serde_json::json!({ "id": id, "n": input.u8() }),
@@ -438,7 +443,8 @@ fn any_op(input: &mut Input<'_>) -> Op {
             id,
             report: serde_json::json!({ "step": input.u8() }),
         },
-    }
+    };
+    (op.kind(), op.encode())
 }
 
 /// Up to three edits driven by the input: flip a bit, overwrite a byte,

@@ -38,6 +38,7 @@ pub mod fs;
 #[cfg(feature = "sim")]
 pub mod fuzzing;
 mod health;
+mod held;
 mod id;
 pub mod journal;
 pub mod json;
@@ -49,9 +50,11 @@ mod options;
 mod readback;
 pub mod reconcile;
 mod recovery;
+pub mod snapshot;
 mod state;
 mod store;
 mod task;
+mod task_json;
 mod transaction;
 pub mod verify;
 
@@ -71,6 +74,7 @@ pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStat
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use readback::{LogInfo, Origin, ReportInfo};
 pub use recovery::{Damage, LoadedFrom, RecoveryReport};
+pub use snapshot::SnapshotUse;
 pub use store::{Mutation, Pending, Store, StoreStats};
 pub use transaction::Transaction;
 

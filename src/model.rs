@@ -33,24 +33,21 @@ pub struct Metrics {
 impl Metrics {
     /// Computes the metrics of a set of tasks.
     pub fn of<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Metrics {
+        Metrics::of_index(tasks.into_iter().map(|t| (t.status(), completion_ms_of(t))))
+    }
+
+    /// The metrics from each task's status and completion duration (see
+    /// [`completion_ms`]), in the order the tasks are summed.
+    pub(crate) fn of_index(tasks: impl IntoIterator<Item = (TaskStatus, Option<i64>)>) -> Metrics {
         let mut m = Metrics::default();
         let (mut sum_ms, mut n) = (0f64, 0u64);
-        for t in tasks {
+        for (status, completion) in tasks {
             m.total_tasks += 1;
-            match t.status() {
+            match status {
                 TaskStatus::Completed => {
                     m.completed_tasks += 1;
-                    // A present `started_at` counts even when it does not
-                    // parse; only a missing one gives way to `created_at`.
-                    let start = if present(t, "started_at") {
-                        t.started_at()
-                    } else {
-                        t.created_at()
-                    };
-                    if let (Some(s), Some(c)) = (start.map(ms), t.completed_at().map(ms))
-                        && c >= s
-                    {
-                        sum_ms += (c - s) as f64;
+                    if let Some(d) = completion {
+                        sum_ms += d as f64;
                         n += 1;
                     }
                 }
@@ -65,8 +62,42 @@ impl Metrics {
     }
 }
 
-fn present(t: &Task, key: &str) -> bool {
-    t.get(key).is_some_and(|v| !v.is_null())
+/// [`completion_ms`] of a task.
+pub(crate) fn completion_ms_of(t: &Task) -> Option<i64> {
+    completion_ms(
+        t.status(),
+        t.get("started_at"),
+        t.get("created_at"),
+        t.get("completed_at"),
+    )
+}
+
+/// How long a completed task took, in milliseconds, as
+/// [`Metrics::average_completion_time`] counts it: `completed_at -
+/// started_at` (`created_at` standing in for a missing `started_at`), when
+/// both are times [`Task::time`] reads and the difference is not negative.
+/// `None` for a task that is not completed.
+pub(crate) fn completion_ms(
+    status: TaskStatus,
+    started_at: Option<&Value>,
+    created_at: Option<&Value>,
+    completed_at: Option<&Value>,
+) -> Option<i64> {
+    if status != TaskStatus::Completed {
+        return None;
+    }
+    // A present `started_at` counts even when it does not parse; only a
+    // missing one gives way to `created_at`.
+    let start = match started_at {
+        Some(v) if !v.is_null() => v,
+        _ => created_at?,
+    };
+    let (s, c) = (
+        ms(crate::task::parse_time(start)?),
+        ms(crate::task::parse_time(completed_at?)?),
+    );
+    // Both are within the years `time` represents, so the difference fits.
+    (c >= s).then(|| i64::try_from(c - s).unwrap_or(i64::MAX))
 }
 
 fn ms(t: time::OffsetDateTime) -> i128 {

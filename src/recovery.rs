@@ -13,6 +13,7 @@ use crate::journal::record::{Id128, SegmentHeader, id_hex, parse_id_hex};
 use crate::journal::{JOURNAL_DIR, new_store_id, parse_segment_name, segment_name};
 use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
+use crate::snapshot::SnapshotUse;
 use crate::state::State;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -88,6 +89,12 @@ pub struct RecoveryReport {
     pub duration: Duration,
     /// How much of it went to reading and replaying the journal.
     pub journal_duration: Duration,
+    /// Whether the starting state was read from `state.snapshot` (the
+    /// binary copy of `state.json`) and, if not, why.
+    pub snapshot: SnapshotUse,
+    /// How much of it went to loading the starting state (`state.snapshot`,
+    /// `state.json`, a backup or the layout files), before the journal.
+    pub base_duration: Duration,
 }
 
 /// The result of recovery, consumed by the store.
@@ -113,7 +120,7 @@ pub(crate) struct Recovered {
     pub store_id: Id128,
     /// The tasks of the loaded checkpoint, before replay: a task file equal
     /// to one of them is a copy statewal wrote, not an edit.
-    pub base_tasks: std::collections::BTreeMap<String, std::sync::Arc<crate::model::Task>>,
+    pub base_tasks: crate::state::TaskMap,
     /// The session records of the loaded checkpoint, before replay.
     pub base_sessions: std::collections::BTreeMap<String, std::sync::Arc<serde_json::Value>>,
     /// A [`crate::reconcile::fingerprint`] of every task put replayed, for
@@ -228,8 +235,13 @@ fn recover_once(
         .collect();
     let journal_id = agreed_store_id(headers.iter().flatten());
     let journal_start = headers.iter().flatten().next().map(|h| h.first_seq);
-    let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id) =
+    // The checkpoint's load is not the journal's: timed apart.
+    let journal_read = journal_started.elapsed();
+    let base_started = Instant::now();
+    let (mut state, loaded_from, ckpt_seq, state_crc, skipped, ckpt_id, snapshot) =
         load_checkpoint(fs, journal_id, rule, journal_start)?;
+    let base_duration = base_started.elapsed();
+    let replay_started = Instant::now();
     let base_tasks = state.tasks.clone();
     let base_sessions = state.sessions.clone();
     // The segments are listed before the state file (its store id is judged
@@ -266,6 +278,8 @@ fn recover_once(
         journal_duration: Duration::ZERO,
         decisions: Vec::new(),
         merged: None,
+        snapshot,
+        base_duration,
     };
     // Every checkpoint position is a rotation boundary: the segment holding
     // the records after it starts exactly there. So a segment that starts at
@@ -365,12 +379,13 @@ fn recover_once(
             .collect();
         fs.sync_files(&replayed)?;
     }
+    state.compact();
     // Records dropped by point-in-time or salvage still used their sequence
     // numbers; the state takes the highest so numbers only grow.
     state.applied_seq = state.applied_seq.max(replay.max_seq);
     report.last_seq = state.applied_seq;
     report.duration = started.elapsed();
-    report.journal_duration = journal_started.elapsed();
+    report.journal_duration = journal_read + replay_started.elapsed();
     // Recovery's temporary buffers (the parsed checkpoint, decoded records)
     // are freed by now; hand the pages back so a large open does not leave
     // its peak as the process's resident size for good.
@@ -470,7 +485,7 @@ pub(crate) fn foreign_segment(
 /// JSON is most of replay's cost, and it is independent per record. The
 /// result mirrors `scans`: one entry per piece, `None` for damage and for
 /// records the checkpoint covers.
-fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op, String>>>> {
+fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Decoded, String>>>> {
     let mut jobs = Vec::new();
     for (s, scan) in scans.iter().enumerate() {
         for (p, piece) in scan.pieces.iter().enumerate() {
@@ -483,12 +498,12 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
     }
     // A small replay decodes inline: asking for the core count reads cgroup
     // files, and a thread costs more than decoding a chunk's worth of records.
-    let results: Vec<Vec<Result<Op, String>>> = if jobs.len() <= DECODE_CHUNK_MIN {
-        vec![jobs.iter().map(|(_, _, k, p)| Op::decode(*k, p)).collect()]
+    let results: Vec<Vec<Result<Decoded, String>>> = if jobs.len() <= DECODE_CHUNK_MIN {
+        vec![jobs.iter().map(|(_, _, k, p)| decode(*k, p)).collect()]
     } else {
         decode_parallel(&jobs)
     };
-    let mut out: Vec<Vec<Option<Result<Op, String>>>> = scans
+    let mut out: Vec<Vec<Option<Result<Decoded, String>>>> = scans
         .iter()
         .map(|s| (0..s.pieces.len()).map(|_| None).collect())
         .collect();
@@ -498,12 +513,31 @@ fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Op
     out
 }
 
+/// A record's op, with the fingerprint of the task a lone put puts
+/// (computed where the record is decoded, on all cores, rather than in the
+/// serial apply).
+struct Decoded {
+    op: Op,
+    print: Option<u64>,
+}
+
+fn decode(kind: u8, payload: &[u8]) -> Result<Decoded, String> {
+    let op = Op::decode(kind, payload)?;
+    // A lone put's payload is the task's compact JSON as its writer sent
+    // it; a batch's puts are fingerprinted when applied (batches are few).
+    let print = match &op {
+        Op::PutTask(t) => Some(crate::reconcile::fingerprint(t.id(), payload)),
+        _ => None,
+    };
+    Ok(Decoded { op, print })
+}
+
 /// Below this many records, decoding runs on the calling thread; above it,
 /// each thread takes at least this many.
 const DECODE_CHUNK_MIN: usize = 1024;
 
 /// Decodes `jobs` on all cores (up to 8), in order.
-fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Op, String>>> {
+fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Decoded, String>>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -512,7 +546,7 @@ fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Op, Str
         let handles: Vec<_> = jobs
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || part.iter().map(|(_, _, k, p)| Op::decode(*k, p)).collect())
+                scope.spawn(move || part.iter().map(|(_, _, k, p)| decode(*k, p)).collect())
             })
             .collect();
         handles
@@ -529,7 +563,7 @@ struct Segment<'s, 'b> {
     file_len: u64,
     scan: SegmentScan<'b>,
     /// Decoded payloads, one per piece (see [`decode_all`]).
-    ops: Vec<Option<Result<Op, String>>>,
+    ops: Vec<Option<Result<Decoded, String>>>,
 }
 
 struct Replay {
@@ -639,9 +673,9 @@ impl Replay {
                             return Ok(None);
                         }
                     }
-                    match op.unwrap_or_else(|| Op::decode(record.kind, record.payload)) {
-                        Ok(op) => {
-                            self.note_puts(&op, record.payload);
+                    match op.unwrap_or_else(|| decode(record.kind, record.payload)) {
+                        Ok(Decoded { op, print }) => {
+                            self.note_puts(&op, print);
                             state.apply(record.seq, op);
                             report.records_replayed += 1;
                         }
@@ -706,21 +740,20 @@ impl Replay {
         Ok(None)
     }
 
-    /// Remembers a fingerprint of each task a record puts. A lone put's
-    /// payload is the task's compact JSON already; a batch's are encoded
-    /// again (batches are few).
-    fn note_puts(&mut self, op: &Op, payload: &[u8]) {
+    /// Remembers a fingerprint of each task a record puts: a lone put's
+    /// came with it (`print`, of its payload); a batch's puts are
+    /// fingerprinted from the bytes held. Notes its removals too.
+    fn note_puts(&mut self, op: &Op, print: Option<u64>) {
         self.note_removals(op);
         match op {
-            Op::PutTask(t) => {
-                self.replayed_puts
-                    .insert(crate::reconcile::fingerprint(t.id(), payload));
+            Op::PutTask(_) => {
+                self.replayed_puts.extend(print);
             }
             Op::Batch(ops) => {
                 for op in ops {
                     if let Op::PutTask(t) = op {
                         self.replayed_puts
-                            .insert(crate::reconcile::fingerprint(t.id(), &t.to_json()));
+                            .insert(crate::reconcile::fingerprint(t.id(), t.json()));
                     }
                 }
             }
@@ -803,6 +836,7 @@ type Checkpoint = (
     Option<u32>,
     Vec<Skipped>,
     Option<Id128>,
+    SnapshotUse,
 );
 
 /// `state.json`, else the newest valid backup, else (with statewal history
@@ -820,10 +854,63 @@ fn load_checkpoint(
 ) -> Result<Checkpoint> {
     let mut skipped = Vec::new();
     let mut saw_state = false;
+    let mut snapshot = SnapshotUse::NotConsidered;
+    let state_json = match fs.read(STATE_FILE) {
+        Ok(None) => Err("missing".to_string()),
+        Ok(Some(bytes)) => Ok(bytes),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Err(e.to_string()),
+        Err(e) => return Err(e),
+    };
+    let state_json = state_json.map(|bytes| {
+        let crc = crc32fast::hash(&bytes);
+        (bytes, crc)
+    });
+    if let Ok((bytes, crc)) = &state_json {
+        let crc = *crc;
+        match crate::snapshot::load(fs, bytes, crc, journal_id)? {
+            Ok(base) => {
+                let id = base.store_id;
+                let seq = base.journal_seq;
+                let mut state =
+                    State::from_checkpoint(Vec::new(), base.sessions, seq, &Default::default())?;
+                state.load_base_tasks(base.tasks);
+                state.last_saved = Some(base.last_saved);
+                let from = LoadedFrom::StateFile;
+                return Ok((
+                    state,
+                    from,
+                    Some(seq),
+                    Some(crc),
+                    skipped,
+                    id,
+                    SnapshotUse::Used,
+                ));
+            }
+            Err(why) => {
+                match &why {
+                    SnapshotUse::Missing => {
+                        tracing::info!("no state.snapshot; parsing state.json")
+                    }
+                    other => tracing::warn!(
+                        outcome = other.name(),
+                        why = ?other,
+                        "state.snapshot cannot stand in for state.json; parsing state.json"
+                    ),
+                }
+                snapshot = why;
+            }
+        }
+    }
+    let mut state_json = Some(state_json);
     let mut candidates = vec![STATE_FILE.to_string()];
     candidates.extend(layout::list_backups(fs)?);
     for (i, name) in candidates.iter().enumerate() {
-        let loaded = read_candidate(fs, name, rule.history)?.and_then(|(ps, crc)| {
+        let read = match state_json.take() {
+            Some(Ok((bytes, crc))) => Ok(candidate_of(&bytes, crc, rule.history)),
+            Some(Err(why)) => Ok(Err(why)),
+            None => read_candidate(fs, name, rule.history),
+        };
+        let loaded = read?.and_then(|(ps, crc)| {
             let id = ps.store_id.as_deref().and_then(parse_id_hex);
             match (id, journal_id) {
                 (Some(theirs), Some(ours)) if theirs != ours => Err(foreign_state(&theirs, &ours)),
@@ -842,7 +929,7 @@ fn load_checkpoint(
                     ps.sessions,
                     ps.journal_seq,
                     &ps.task_versions,
-                );
+                )?;
                 state.last_saved = Some(ps.last_saved);
                 return Ok((
                     state,
@@ -851,6 +938,7 @@ fn load_checkpoint(
                     (i == 0).then_some(crc),
                     skipped,
                     id,
+                    snapshot,
                 ));
             }
             Err(why) if why == "missing" => {}
@@ -890,7 +978,7 @@ fn load_checkpoint(
                 crate::journal::op::session_id(s).is_some_and(|id| !known.contains(id))
             }),
         );
-        let state = State::from_checkpoint(tasks.clone(), sessions, at, &Default::default());
+        let state = State::from_checkpoint(tasks.clone(), sessions, at, &Default::default())?;
         return Ok((
             state,
             LoadedFrom::Foreign(name.clone()),
@@ -898,6 +986,7 @@ fn load_checkpoint(
             None,
             skipped,
             None,
+            snapshot,
         ));
     }
     let (tasks, sessions, bad) = layout::load_layout_files(fs)?;
@@ -911,12 +1000,13 @@ fn load_checkpoint(
         LoadedFrom::LayoutFiles
     };
     Ok((
-        State::from_checkpoint(tasks, sessions, 0, &Default::default()),
+        State::from_checkpoint(tasks, sessions, 0, &Default::default())?,
         from,
         None,
         None,
         skipped,
         None,
+        snapshot,
     ))
 }
 
@@ -938,25 +1028,33 @@ fn read_candidate(
         Err(e) if e.kind() == ErrorKind::InvalidInput => return Ok(Err(e.to_string())),
         Err(e) => return Err(e),
     };
-    let crc = crc32fast::hash(&bytes);
+    Ok(candidate_of(&bytes, crc32fast::hash(&bytes), history))
+}
+
+/// [`read_candidate`] of bytes already read, whose CRC-32 is `crc`.
+fn candidate_of(
+    bytes: &[u8],
+    crc: u32,
+    history: bool,
+) -> std::result::Result<(crate::model::PersistedState, u32), String> {
     // statewal's own (its seal is checked), or not a JSON object at all.
-    if layout::written_by_statewal(&bytes)
-        || crate::reconcile::survey::has_version(&bytes) != Some(false)
+    if layout::written_by_statewal(bytes)
+        || crate::reconcile::survey::has_version(bytes) != Some(false)
     {
-        return Ok(layout::parse_state(&bytes).map(|s| (s, crc)));
+        return layout::parse_state(bytes).map(|s| (s, crc));
     }
     if history {
-        return Ok(Err(format!(
+        return Err(format!(
             "{UNVERSIONED_SKIPPED} (by the original server or by hand) over statewal's journal, \
              which it does not know: merged at an owner's open, never loaded as the base"
-        )));
+        ));
     }
-    let Some(sealed) = crate::migrate::migrated_in_memory(&bytes) else {
-        return Ok(Err(format!(
+    let Some(sealed) = crate::migrate::migrated_in_memory(bytes) else {
+        return Err(format!(
             "{UNVERSIONED_SKIPPED}, and it does not migrate (`statewal migrate --dry-run` says why)"
-        )));
+        ));
     };
-    Ok(layout::parse_state(&sealed).map(|s| (s, crc)))
+    layout::parse_state(&sealed).map(|s| (s, crc))
 }
 
 /// Why a state file with store id `theirs` is foreign to a journal whose

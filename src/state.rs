@@ -4,7 +4,9 @@
 //! the checkpoint's `journal_seq`, once each, in order: the task versions
 //! count puts, so a put applied twice would count twice.
 
-use crate::journal::op::{Op, session_id};
+use crate::error::{Error, ErrorKind, Result};
+use crate::held::IdKey;
+use crate::journal::op::{HeldTask, Op, session_id};
 use crate::model::{Metrics, PersistedState, STATE_VERSION, Task};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -29,7 +31,7 @@ pub(crate) struct PendingArchive {
 /// What changed since the last checkpoint, taken by the next one.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Changes {
-    pub tasks: BTreeSet<String>,
+    pub tasks: BTreeSet<IdKey>,
     pub sessions: BTreeSet<String>,
     pub logs: Vec<PendingLog>,
     pub archives: Vec<PendingArchive>,
@@ -51,23 +53,34 @@ impl Changes {
     }
 }
 
+/// The tasks by id, in id order.
+pub(crate) type TaskMap = BTreeMap<IdKey, Held>;
+
+/// A task in the state: its held JSON and its version.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Held {
+    pub task: HeldTask,
+    /// 1 at the task's first put, one more at each put since. Metadata of
+    /// the store, never a key of the task's JSON; `state.json` keeps it as
+    /// `task_versions`, replay re-derives it.
+    pub version: u64,
+}
+
 /// What a batch replaced, to take it back out of memory when its record
 /// could not be made durable (see [`State::undo`]).
 #[derive(Debug, Default)]
 pub(crate) struct Undo {
-    /// Each task the batch touched: its value and version before the batch.
-    tasks: Vec<(String, Option<Arc<Task>>, Option<u64>)>,
+    /// Each task the batch touched, as it was before the batch.
+    tasks: Vec<(String, Option<Held>)>,
     /// Each session record the batch touched, as it was before.
     sessions: Vec<(String, Option<Arc<Value>>)>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub tasks: BTreeMap<String, Arc<Task>>,
-    /// Each task's version: 1 at its first put, one more at each put since,
-    /// gone with the task. Metadata of the store, never a key of the task's
-    /// JSON; `state.json` keeps it as `task_versions`, replay re-derives it.
-    pub task_versions: BTreeMap<String, u64>,
+    /// Each task, by id, with its version: one entry (and one id string)
+    /// per task.
+    pub tasks: TaskMap,
     pub sessions: BTreeMap<String, Arc<Value>>,
     pub changes: Changes,
     /// The changes a running checkpoint took and has not finished writing
@@ -95,22 +108,102 @@ impl State {
         sessions: Vec<Value>,
         seq: u64,
         versions: &BTreeMap<String, u64>,
-    ) -> State {
+    ) -> Result<State> {
         let mut s = State {
             applied_seq: seq,
             ..State::default()
         };
+        // Every task's compact JSON goes into one buffer first, and the
+        // parsed trees are gone before a held copy is allocated: the held
+        // copies then sit together instead of in the holes the trees
+        // leave, which the process could not hand back.
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(tasks.len());
         for t in tasks {
-            let version = versions.get(t.id()).copied().unwrap_or(1).max(1);
-            s.task_versions.insert(t.id().to_string(), version);
-            s.tasks.insert(t.id().to_string(), Arc::new(t));
+            serde_json::to_writer(&mut buf, &t).expect("serializing a task cannot fail");
+            ends.push(buf.len());
         }
+        let mut held = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for end in ends {
+            let bytes = &buf[start..end];
+            start = end;
+            let task = HeldTask::from_json(bytes).map_err(|e| match e {
+                crate::held::Refused::Id(e) => e,
+                crate::held::Refused::Json(why) => Error::new(
+                    ErrorKind::Corrupt,
+                    format!("a checkpointed task does not load again: {why}"),
+                ),
+            })?;
+            let version = versions.get(task.id()).copied().unwrap_or(1);
+            held.push((task, version));
+        }
+        drop(buf);
+        s.load_base_tasks(held);
         for v in sessions {
             if let Some(id) = session_id(&v) {
                 s.sessions.insert(id.to_string(), Arc::new(v));
             }
         }
-        s
+        Ok(s)
+    }
+
+    /// One task of the base a recovery starts from, from its id, version
+    /// and compact JSON (a checkpoint's, a snapshot's): the bytes pass the
+    /// door replay uses ([`HeldTask`]'s), and must hold that id.
+    #[allow(dead_code)] // The entry point for a derived snapshot's load.
+    pub fn base_task(id: &str, version: u64, bytes: &[u8]) -> Result<(HeldTask, u64)> {
+        let task = HeldTask::from_json(bytes).map_err(|e| match e {
+            crate::held::Refused::Id(e) => e,
+            crate::held::Refused::Json(why) => Error::new(
+                ErrorKind::Corrupt,
+                format!("task {id:?} does not load: {why}"),
+            ),
+        })?;
+        if task.id() != id {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("task {id:?} holds the id {:?}", task.id()),
+            ));
+        }
+        Ok((task, version))
+    }
+
+    /// Puts the tasks of the base a recovery starts from, each at its
+    /// version (at least 1), replacing any held. Built in one pass, so the
+    /// map's nodes are full and allocated together; a later task with the
+    /// same id replaces an earlier one.
+    pub fn load_base_tasks(&mut self, mut tasks: Vec<(HeldTask, u64)>) {
+        // Stable, so tasks with one id keep their order; the last of each
+        // run is kept, as one insert after another would keep it. (A
+        // checkpoint's tasks come sorted, and the sort then only checks.)
+        tasks.sort_by(|a, b| a.0.id().cmp(b.0.id()));
+        let mut entries: Vec<(IdKey, Held)> = Vec::with_capacity(tasks.len());
+        for (task, version) in tasks {
+            let held = Held {
+                task,
+                version: version.max(1),
+            };
+            match entries.last_mut() {
+                Some((id, last)) if id.as_str() == held.task.id() => *last = held,
+                _ => entries.push((IdKey::from(held.task.id()), held)),
+            }
+        }
+        self.tasks = entries.into_iter().collect();
+    }
+
+    /// Rebuilds the maps a replay grew one insert at a time, so that their
+    /// nodes are full: a replayed store holds as little as a loaded one.
+    pub fn compact(&mut self) {
+        self.tasks = std::mem::take(&mut self.tasks).into_iter().collect();
+        self.changes.tasks = std::mem::take(&mut self.changes.tasks)
+            .into_iter()
+            .collect();
+    }
+
+    /// Task `id`'s version, if the task is held.
+    pub fn task_version(&self, id: &str) -> Option<u64> {
+        self.tasks.get(id).map(|h| h.version)
     }
 
     pub fn apply(&mut self, seq: u64, op: Op) {
@@ -135,12 +228,11 @@ impl State {
         let mut sessions = BTreeSet::new();
         for op in ops {
             match op {
-                Op::PutTask(Task { .. }) | Op::DeleteTask(_) => {
+                Op::PutTask(_) | Op::DeleteTask(_) => {
                     let id = op.id();
                     if tasks.insert(id) {
-                        let task = self.tasks.get(id).cloned();
-                        let version = self.task_versions.get(id).copied();
-                        undo.tasks.push((id.to_string(), task, version));
+                        undo.tasks
+                            .push((id.to_string(), self.tasks.get(id).cloned()));
                     }
                 }
                 Op::PutSession { id, .. } | Op::DeleteSession(id) => {
@@ -159,18 +251,12 @@ impl State {
     /// journal failed to make durable: the journal is then poisoned, every
     /// later record failed too, and the store refuses writes until reopened.
     pub fn undo(&mut self, undo: Undo) {
-        for (id, task, version) in undo.tasks {
-            match (task, version) {
-                (Some(t), Some(v)) => {
-                    self.tasks.insert(id.clone(), t);
-                    self.task_versions.insert(id.clone(), v);
-                }
-                _ => {
-                    self.tasks.remove(&id);
-                    self.task_versions.remove(&id);
-                }
-            }
-            self.changes.tasks.insert(id);
+        for (id, held) in undo.tasks {
+            match held {
+                Some(h) => self.tasks.insert(IdKey::from(id.as_str()), h),
+                None => self.tasks.remove(id.as_str()),
+            };
+            self.changes.tasks.insert(IdKey::from(id));
         }
         for (id, session) in undo.sessions {
             match session {
@@ -181,25 +267,26 @@ impl State {
         }
     }
 
-    /// The version the next put of task `id` gets.
-    pub fn next_version(&self, id: &str) -> u64 {
-        self.task_versions
-            .get(id)
-            .map_or(1, |v| v.saturating_add(1))
-    }
-
     fn apply_op(&mut self, op: Op) {
         match op {
-            Op::PutTask(t) => {
-                let version = self.next_version(t.id());
-                self.task_versions.insert(t.id().to_string(), version);
-                self.changes.tasks.insert(t.id().to_string());
-                self.tasks.insert(t.id().to_string(), Arc::new(t));
+            Op::PutTask(task) => {
+                // One search of the changes (a replayed put is rarely there
+                // yet), then one of the tasks.
+                self.changes.tasks.insert(IdKey::from(task.id()));
+                match self.tasks.get_mut(task.id()) {
+                    Some(held) => {
+                        held.version = held.version.saturating_add(1);
+                        held.task = task;
+                    }
+                    None => {
+                        let id = IdKey::from(task.id());
+                        self.tasks.insert(id, Held { task, version: 1 });
+                    }
+                }
             }
             Op::DeleteTask(id) => {
-                self.tasks.remove(&id);
-                self.task_versions.remove(&id);
-                self.changes.tasks.insert(id);
+                self.tasks.remove(id.as_str());
+                self.changes.tasks.insert(IdKey::from(id));
             }
             // One sequence number, applied in one step by the caller that
             // holds the state lock: no reader sees half of it.
@@ -244,10 +331,14 @@ impl State {
                 // archiving) stays: it is then both archived, as it was, and
                 // current, which loses nothing. The line is written either
                 // way, so the archive file has no hole at its offset.
-                if self.tasks.get(task.id()).is_some_and(|t| **t == task) {
+                let json = &line[..line.len().saturating_sub(1)];
+                if self
+                    .tasks
+                    .get(task.id())
+                    .is_some_and(|h| h.task.same_as(&task, json))
+                {
                     self.tasks.remove(task.id());
-                    self.task_versions.remove(task.id());
-                    self.changes.tasks.insert(task.id().to_string());
+                    self.changes.tasks.insert(IdKey::from(task.id()));
                 }
                 let end = offset + line.len() as u64;
                 let len = self.archive_lens.entry(file.clone()).or_insert(0);
@@ -259,16 +350,74 @@ impl State {
         }
     }
 
+    /// The state as `load_state` returns it: every task parsed back (see
+    /// [`HeldTask::to_task_logged`]).
     pub fn persisted(&self) -> PersistedState {
         PersistedState {
             version: STATE_VERSION.to_string(),
-            tasks: self.tasks.values().map(|t| (**t).clone()).collect(),
+            tasks: self
+                .tasks
+                .values()
+                .filter_map(|h| h.task.to_task_logged())
+                .collect(),
             sessions: self.sessions.values().map(|s| (**s).clone()).collect(),
-            metrics: Metrics::of(self.tasks.values().map(|t| &**t)),
+            metrics: self.metrics(),
             last_saved: self.last_saved.clone().unwrap_or_default(),
             journal_seq: self.applied_seq,
-            task_versions: self.task_versions.clone(),
+            task_versions: self
+                .tasks
+                .iter()
+                .map(|(id, h)| (id.to_string(), h.version))
+                .collect(),
             store_id: None,
         }
+    }
+
+    /// The metrics of the tasks held, from their index.
+    pub fn metrics(&self) -> Metrics {
+        metrics_of(&self.tasks)
+    }
+}
+
+/// The metrics of `tasks`, from their index, summed in id order.
+pub(crate) fn metrics_of(tasks: &TaskMap) -> Metrics {
+    Metrics::of_index(
+        tasks
+            .values()
+            .map(|h| (h.task.status(), h.task.completion_ms())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A base with one id twice (a hand-edited `state.json`) keeps the
+    /// later copy and its version, as inserting one after the other did.
+    #[test]
+    fn a_base_keeps_the_last_copy_of_an_id() {
+        let held = |id: &str, x: u64| {
+            let mut t = Task::new(id);
+            t.set("x", x).unwrap();
+            HeldTask::from_task(&t).unwrap()
+        };
+        let mut s = State::default();
+        s.load_base_tasks(vec![
+            (held("b", 1), 3),
+            (held("a", 1), 0),
+            (held("b", 2), 5),
+        ]);
+        let got: Vec<(&str, &[u8], u64)> = s
+            .tasks
+            .iter()
+            .map(|(id, h)| (id.as_str(), h.task.json(), h.version))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", &br#"{"id":"a","x":1}"#[..], 1),
+                ("b", &br#"{"id":"b","x":2}"#[..], 5)
+            ]
+        );
     }
 }

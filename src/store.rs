@@ -10,7 +10,7 @@ use crate::events::{Event, Subscriber, Subscribers};
 use crate::fs::{Fs, ReadOnlyFs, RealFs};
 use crate::id::validate_id;
 use crate::journal::Journal;
-use crate::journal::op::Op;
+use crate::journal::op::{HeldTask, Op};
 use crate::layout;
 use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
@@ -216,8 +216,13 @@ impl Store {
             },
             set_aside: Vec::new(),
             backup_kinds: Default::default(),
+            // A reader never writes it; an owner rebuilds one it could not use.
+            snapshot_due: !opts.read_only && rec.report.snapshot.wants_rebuild(),
         };
         let report = rec.report;
+        // The checkpoint's copies were kept for the plan only: the held
+        // tasks replay replaced go now, not when the open returns.
+        drop((rec.base_tasks, rec.base_sessions, rec.replayed_puts));
         let shared = Arc::new(Shared {
             fs,
             opts,
@@ -260,6 +265,15 @@ impl Store {
         if checkpoint_now && !checkpointed && !store.shared.opts.read_only {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             store.shared.checkpoint()?;
+        }
+        // The open's temporary memory (the checkpoint as parsed, the copies
+        // replay replaced, the task files the plan read) is free by now:
+        // hand its pages back, so the open's peak does not stay resident.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free heap memory; it has no
+        // preconditions.
+        unsafe {
+            libc::malloc_trim(0);
         }
         if store.shared.opts.read_only {
             return Ok(store); // Nothing to save or sync.
@@ -393,7 +407,7 @@ impl Store {
     /// survives checkpoints (`task_versions` in `state.json`) and recovery.
     pub fn task_version(&self, id: &str) -> Result<Option<u64>> {
         validate_id(id)?;
-        Ok(self.shared.state.read().task_versions.get(id).copied())
+        Ok(self.shared.state.read().task_version(id))
     }
 
     /// Saves a task only if its current version is `expected` (`None`: only
@@ -414,27 +428,29 @@ impl Store {
         .wait()
     }
 
-    /// A task by id.
+    /// A task by id, parsed from the JSON the store holds.
     pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
         validate_id(id)?;
-        Ok(self
+        // Parsed after the lock is released: writers wait for no parse.
+        let held = self
             .shared
             .state
             .read()
             .tasks
             .get(id)
-            .map(|t| (**t).clone()))
+            .map(|h| h.task.clone());
+        held.map(|t| t.to_task()).transpose()
     }
 
-    /// All tasks, sorted by id.
+    /// All tasks, sorted by id, each parsed from the JSON the store holds.
+    /// (A task whose held JSON does not parse back, which only a bug in
+    /// statewal could cause, is left out and logged as an error.)
     pub fn list_tasks(&self) -> Vec<Task> {
-        self.shared
-            .state
-            .read()
-            .tasks
-            .values()
-            .map(|t| (**t).clone())
-            .collect()
+        let held: Vec<HeldTask> = {
+            let st = self.shared.state.read();
+            st.tasks.values().map(|h| h.task.clone()).collect()
+        };
+        held.iter().filter_map(HeldTask::to_task_logged).collect()
     }
 
     /// All tasks (the original design's `loadTasks`).
@@ -715,7 +731,7 @@ impl Store {
             .write()
             .changes
             .tasks
-            .extend(ids.iter().cloned());
+            .extend(ids.iter().map(|id| crate::held::IdKey::from(id.as_str())));
         // Not idle any more, though no record was journaled.
         ckpt.covered_seq = None;
     }
@@ -785,7 +801,7 @@ impl Shared {
             | Mutation::DeleteSession(_)) => {
                 let (op, payload) = crate::transaction::validate(m, max)?;
                 let missing = match &op {
-                    Op::DeleteTask(id) if !self.state.read().tasks.contains_key(id) => {
+                    Op::DeleteTask(id) if !self.state.read().tasks.contains_key(id.as_str()) => {
                         Some(("task", id))
                     }
                     Op::DeleteSession(id) if !self.state.read().sessions.contains_key(id) => {
@@ -821,7 +837,7 @@ impl Shared {
                 if payload.len() > max {
                     return Err(too_large("report", payload.len()));
                 }
-                (op, payload)
+                (op, transaction::Payload::Owned(payload))
             }
         };
         self.journal_op(op, &payload)
@@ -861,7 +877,11 @@ impl Shared {
         let _serial = self.log_offsets.lock();
         let (task, known) = {
             let st = self.state.read();
-            let task = st.tasks.get(&id).map(|t| (**t).clone());
+            let task = st
+                .tasks
+                .get(id.as_str())
+                .map(|h| h.task.to_task())
+                .transpose()?;
             (task, st.archive_lens.get(&file).copied())
         };
         let task =
@@ -974,6 +994,14 @@ impl Shared {
         }
         let last = self.journal.last_seq();
         if ctx.covered_seq == Some(last) {
+            if ctx.snapshot_due
+                && let Err(e) = self.refresh_snapshot(&mut ctx, last)
+            {
+                self.ckpt_counters.failed();
+                tracing::error!(error = %e, "cannot write state.snapshot; state.json is durable, and the next open parses it");
+                self.subscribers.emit(Event::StateSaveError(e.to_string()));
+                return Err(e);
+            }
             let tasks_total = self.state.read().tasks.len();
             return Ok(CheckpointStats {
                 seq: last,
@@ -995,7 +1023,6 @@ impl Shared {
                 seq,
                 changes,
                 tasks: st.tasks.clone(),
-                task_versions: st.task_versions.clone(),
                 sessions: st.sessions.clone(),
             }
         });
@@ -1068,6 +1095,33 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// Writes `state.snapshot` for a `state.json` that covers everything
+    /// (`last`), from a copy of the state taken under the read lock.
+    fn refresh_snapshot(&self, ctx: &mut CheckpointCtx, last: u64) -> Result<()> {
+        let (snap, last_saved) = {
+            let st = self.state.read();
+            // A record journaled since `last` was read may be applied
+            // already: then the state is newer than state.json, and the
+            // next checkpoint writes both. (No record applies while this
+            // lock is held, so the copy below is state.json's contents.)
+            if st.applied_seq != last || ctx.covered_seq != Some(last) {
+                return Ok(());
+            }
+            let snap = Snapshot {
+                seq: last,
+                changes: Arc::default(),
+                tasks: st.tasks.clone(),
+                sessions: st.sessions.clone(),
+            };
+            (snap, st.last_saved.clone().unwrap_or_default())
+        };
+        let of = checkpoint::SnapshotOf {
+            snap: &snap,
+            last_saved: &last_saved,
+        };
+        checkpoint::refresh_snapshot(&*self.fs, ctx, &of)
     }
 
     /// The auto-save thread: checkpoints on the timer and when the journal

@@ -11,13 +11,32 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::validate_id;
-use crate::journal::op::{Op, encode_batch_parts, session_id};
+use crate::journal::op::{HeldTask, Op, encode_batch_parts, session_id};
 use crate::journal::record::RECORD_PAYLOAD_MAX;
 use crate::model::Task;
 use crate::state::State;
 use crate::store::Mutation;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An op's record payload. A task put's is the task's held JSON, shared
+/// with the op: the task is serialized once, for the journal and for the
+/// state alike.
+pub(crate) enum Payload {
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Payload::Shared(b) => b,
+            Payload::Owned(b) => b,
+        }
+    }
+}
 
 /// The mutations of one atomic batch, built by the closure given to
 /// [`crate::Store::transaction`]. Only task and session puts and deletes may join
@@ -82,11 +101,7 @@ pub(crate) fn prepare(
         ops.push(op);
         payloads.push(payload);
     }
-    let payload = encode_batch_parts(
-        ops.iter()
-            .map(Op::kind)
-            .zip(payloads.iter().map(Vec::as_slice)),
-    );
+    let payload = encode_batch_parts(ops.iter().map(Op::kind).zip(payloads.iter().map(|p| &**p)));
     let cap = RECORD_PAYLOAD_MAX as usize;
     if payload.len() > cap {
         return Err(Error::new(
@@ -111,14 +126,14 @@ fn too_deep(what: &str, why: String) -> Error {
 /// Validates a mutation that may join a batch (ids, sizes) and encodes its
 /// payload. Whether a deleted task or session exists is checked later, by
 /// [`check_deletes`] under the ordering lock.
-pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Vec<u8>)> {
+pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Payload)> {
     let op = match m {
         Mutation::PutTask(task) => {
             validate_id(task.id())?;
             // What replay could not read back must never be journaled.
             task.check_depth()
                 .map_err(|why| too_deep(&format!("task {:?}", task.id()), why))?;
-            Op::PutTask(task)
+            Op::PutTask(HeldTask::from_task(&task)?)
         }
         Mutation::DeleteTask(id) => {
             validate_id(&id)?;
@@ -157,7 +172,10 @@ pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Vec<u8
             ));
         }
     };
-    let payload = op.encode();
+    let payload = match &op {
+        Op::PutTask(t) => Payload::Shared(t.shared_json()),
+        op => Payload::Owned(op.encode()),
+    };
     let what = match &op {
         Op::PutTask(t) => format!("task {:?}", t.id()),
         Op::PutSession { id, .. } => format!("session record {id:?}"),
@@ -199,7 +217,7 @@ pub(crate) fn check_deletes(state: &State, batch: &Op) -> Result<()> {
             }
             Op::DeleteTask(id) => {
                 let there = tasks.insert(id, false);
-                if !there.unwrap_or_else(|| state.tasks.contains_key(id)) {
+                if !there.unwrap_or_else(|| state.tasks.contains_key(id.as_str())) {
                     return Err(missing("task", id));
                 }
             }
@@ -218,7 +236,7 @@ pub(crate) fn check_deletes(state: &State, batch: &Op) -> Result<()> {
 /// Task `id` is at version `expected` (`None`: there is no such task), for
 /// [`crate::Store::put_task_if`].
 pub(crate) fn check_version(state: &State, id: &str, expected: Option<u64>) -> Result<()> {
-    let found = state.task_versions.get(id).copied();
+    let found = state.task_version(id);
     if found == expected {
         return Ok(());
     }

@@ -115,6 +115,16 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
         }
         check_state_file(&name, &bytes, is_backup, journal_id, &mut r);
     }
+    // The binary snapshot is derived from state.json: at worst a warning.
+    if let Some(note) = crate::snapshot::verify_note(fs, journal_id)? {
+        r.files_checked += 1;
+        if let Some(message) = note {
+            r.warnings.push(Warning {
+                file: crate::snapshot::SNAPSHOT_FILE.into(),
+                message,
+            });
+        }
+    }
     for dir in [TASKS_DIR, SESSIONS_DIR] {
         for name in fs.list(dir)? {
             if name.starts_with('.') || !name.ends_with(".json") {

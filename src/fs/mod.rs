@@ -76,6 +76,30 @@ pub trait FsFile: Send + Sync {
     fn stat(&self) -> Result<Option<FileStat>> {
         Ok(None)
     }
+    /// Makes the file at least `len` bytes long, the new bytes reading as
+    /// zeros and their space allocated, as cheaply as the implementation
+    /// can: the real one uses `fallocate` (no bytes written; the extents
+    /// are marked unwritten), falling back to writing zeros. Not durable
+    /// until [`FsFile::sync_data`]. Default: [`FsFile::set_len`].
+    fn allocate(&mut self, len: u64) -> Result<()> {
+        if len > self.len()? {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
+    /// A writable shared mapping of the file's first `len` bytes, which the
+    /// file must already hold, or `None` where the implementation offers
+    /// none (the default). A write through it lands in the page cache as a
+    /// `write` would: it survives a process crash, and is durable only once
+    /// [`FsFile::sync_data`] returns. The journal maps only bytes whose
+    /// space is already allocated (written as zeros, or [`FsFile::allocate`]d),
+    /// so a store through the map needs no new space on ext4 or xfs (a
+    /// copy-on-write filesystem may still need some, and a full one answers
+    /// that with SIGBUS, not an error).
+    fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
+        let _ = len;
+        Ok(None)
+    }
 }
 
 /// What tells one version of a file from another without reading it: its
@@ -119,6 +143,18 @@ impl FileStat {
             Err(e) => -(e.duration().as_nanos() as i128),
         }
     }
+}
+
+/// A writable shared mapping of the start of a file ([`FsFile::map`]).
+// `len` is the mapping's length; an `is_empty` would add nothing here.
+#[allow(clippy::len_without_is_empty)]
+pub trait FsMap: Send + Sync {
+    /// Copies `data` into the mapping at `offset`, front to back, so that a
+    /// process killed mid-copy leaves a prefix of it, as an interrupted
+    /// `write` does. `offset + data.len()` must be at most [`FsMap::len`].
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// The mapped length in bytes.
+    fn len(&self) -> u64;
 }
 
 /// The narrow set of filesystem operations the store needs.

@@ -3,7 +3,7 @@
 //! **Invariant:** this is the only module that touches `std::fs` on the
 //! store's behalf.
 
-use super::{Bytes, FileStat, Fs, FsFile, OpenMode, check_rel};
+use super::{Bytes, FileStat, Fs, FsFile, FsMap, OpenMode, check_rel};
 use crate::error::{Error, ErrorKind, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read};
@@ -362,6 +362,112 @@ impl FsFile for RealFile {
             .map_err(|e| Error::io("stat", &self.path, e))?;
         Ok(Some(file_stat(&meta)))
     }
+
+    fn allocate(&mut self, len: u64) -> Result<()> {
+        let have = self.len()?;
+        if len <= have {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let (Ok(offset), Ok(n)) = (i64::try_from(have), i64::try_from(len - have)) else {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!("allocating {len} bytes of {}", self.path.display()),
+                ));
+            };
+            // SAFETY: the descriptor is open for writing and owned by `self`.
+            let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset, n) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+                return Err(Error::io("allocate", &self.path, e));
+            }
+        }
+        // No fallocate here: write the zeros.
+        let zeros = vec![0u8; (len - have).min(1 << 20) as usize];
+        let mut at = have;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64) as usize;
+            self.write_all_at(at, &zeros[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, len: u64) -> Result<Option<Box<dyn FsMap>>> {
+        let have = self.len()?;
+        assert!(
+            len <= have,
+            "mapping {len} bytes of {} which holds {have}: a store past the end would fault",
+            self.path.display()
+        );
+        let n = usize::try_from(len).map_err(|_| {
+            Error::new(
+                ErrorKind::TooLarge,
+                format!("mapping {len} bytes of {}", self.path.display()),
+            )
+        })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the file is a regular file this process opened for
+        // writing in its own locked state directory, at least `len` bytes
+        // long (checked above), and statewal never shortens a file it has
+        // mapped: the journal maps only the segment it is writing, which
+        // nothing truncates while the store is open. Another process that
+        // truncates it anyway (outside statewal's lock) would make a store
+        // fault: docs/recovery.md, "Not covered".
+        let map = unsafe { memmap2::MmapOptions::new().len(n).map_mut(&self.file) }
+            .map_err(|e| Error::io("map", &self.path, e))?;
+        Ok(Some(Box::new(RealMap { map })))
+    }
+}
+
+/// A shared, writable map of the start of a file.
+struct RealMap {
+    map: memmap2::MmapMut,
+}
+
+impl FsMap for RealMap {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let start = usize::try_from(offset).expect("offset inside the map");
+        let end = start
+            .checked_add(data.len())
+            .filter(|&end| end <= self.map.len())
+            .expect("the journal writes only inside the map");
+        copy_forward(&mut self.map[start..end], data);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+}
+
+/// Copies `src` into `dst` with stores in ascending address order, eight
+/// bytes at a time. `copy_from_slice` may store the end of a buffer before
+/// its start (glibc's memmove does, for speed), and a process killed in
+/// the middle would then leave the end of a frame without its header: a
+/// shape the journal's reader calls damage, not an unfinished write.
+/// Volatile stores are neither reordered nor merged by the compiler, and a
+/// killed thread's stores are a prefix of its program order.
+fn copy_forward(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "copy_forward: lengths differ");
+    let words = src.len() / 8;
+    let base = dst.as_mut_ptr();
+    for i in 0..words {
+        let word: [u8; 8] = src[8 * i..8 * i + 8].try_into().expect("eight bytes");
+        // SAFETY: `8 * i + 8 <= dst.len()`, and `[u8; 8]` has alignment 1.
+        unsafe { std::ptr::write_volatile(base.add(8 * i).cast::<[u8; 8]>(), word) };
+    }
+    for (i, &b) in src.iter().enumerate().skip(8 * words) {
+        // SAFETY: `i < dst.len()`.
+        unsafe { std::ptr::write_volatile(base.add(i), b) };
+    }
 }
 
 /// The [`FileStat`] of a file's metadata.
@@ -520,7 +626,8 @@ impl Fs for RealFs {
     fn open(&self, rel: &str, mode: OpenMode) -> Result<Box<dyn FsFile>> {
         let path = self.path(rel)?;
         let mut opts = OpenOptions::new();
-        opts.write(true);
+        // Read too: a shared writable map ([`FsFile::map`]) needs both.
+        opts.read(true).write(true);
         if mode == OpenMode::CreateNew {
             // O_CREAT | O_EXCL makes a new regular file or fails: it never
             // opens an existing entry, so no symlink is followed, no FIFO
@@ -982,6 +1089,50 @@ mod batch_tests {
         assert_eq!(&*fs.read("d/7.json").unwrap().unwrap(), b"{\"n\": 7}");
         let names = fs.list("d").unwrap();
         assert_eq!(names.len(), SYNCFS_FILES_MIN + 9, "no temp file left");
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+
+    #[test]
+    fn copy_forward_copies_every_length() {
+        let src: Vec<u8> = (0..100u8).collect();
+        for n in 0..src.len() {
+            let mut dst = vec![0xffu8; n];
+            copy_forward(&mut dst, &src[..n]);
+            assert_eq!(dst, &src[..n]);
+        }
+    }
+
+    #[test]
+    fn allocate_grows_the_file_with_zeros_and_never_shrinks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = RealFs::new(dir.path()).unwrap();
+        let mut f = fs.open("seg", OpenMode::CreateNew).unwrap();
+        f.write_all_at(0, b"head").unwrap();
+        f.allocate(10_000).unwrap();
+        assert_eq!(f.len().unwrap(), 10_000);
+        f.allocate(100).unwrap();
+        assert_eq!(f.len().unwrap(), 10_000);
+        let bytes = fs.read_unmapped("seg").unwrap().unwrap();
+        assert_eq!(&bytes[..4], b"head");
+        assert!(bytes[4..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_store_through_the_map_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = RealFs::new(dir.path()).unwrap();
+        let mut f = fs.open("seg", OpenMode::CreateNew).unwrap();
+        f.write_all_at(0, &[0u8; 8192]).unwrap();
+        let mut map = f.map(8192).unwrap().expect("RealFs maps");
+        map.write_at(4000, b"through the map").unwrap();
+        f.sync_data().unwrap();
+        let bytes = fs.read_unmapped("seg").unwrap().unwrap();
+        assert_eq!(&bytes[4000..4015], b"through the map");
+        assert_eq!(bytes.len(), 8192);
     }
 }
 

@@ -17,7 +17,7 @@ pub mod reader;
 pub mod record;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::fs::{self, Fs, FsFile, OpenMode};
+use crate::fs::{self, Fs, FsFile, FsMap, OpenMode};
 use parking_lot::{Condvar, Mutex};
 use record::{Id128, Marker, RecordKind, SegmentHeader, encode_marker, encode_record};
 use std::sync::Arc;
@@ -60,10 +60,28 @@ pub struct JournalStats {
 struct Active {
     header: SegmentHeader,
     file: Option<Box<dyn FsFile>>,
+    /// A shared map of the file's first bytes (up to `allocated` when it was
+    /// made), where the filesystem offers one, made at the first flush that
+    /// does not sync: a record is then copied into the page cache without a
+    /// system call.
+    map: Option<Box<dyn FsMap>>,
     /// Where the next record goes.
     len: u64,
-    /// The file's size: bytes past `len` are zeros written ahead of time.
+    /// The end of the zeros written ahead of the records: records are
+    /// written only below it.
     allocated: u64,
+}
+
+impl Active {
+    fn new(header: SegmentHeader) -> Active {
+        Active {
+            header,
+            file: None,
+            map: None,
+            len: 0,
+            allocated: 0,
+        }
+    }
 }
 
 /// Preallocation never grows a segment by more than this at once.
@@ -124,12 +142,7 @@ impl Journal {
                 salt: header.salt,
             }),
             flushed: Condvar::new(),
-            active: Mutex::new(Active {
-                header,
-                file: None,
-                len: 0,
-                allocated: 0,
-            }),
+            active: Mutex::new(Active::new(header)),
             preallocate_bytes,
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             store_id,
@@ -365,7 +378,7 @@ impl Journal {
         let mut active = self.active.lock();
         let active = &mut *active;
         if !buf.is_empty() {
-            self.write_at_end(active, buf)?;
+            self.write_at_end(active, buf, !durable)?;
         }
         if durable && let Some(file) = active.file.as_mut() {
             // Sync the segment so the records are acknowledged only once they
@@ -392,23 +405,23 @@ impl Journal {
                 boot_id: self.boot_id,
             };
             encode_marker(&mut frame, active.header.salt, &marker);
-            self.write_at_end(active, &frame)?;
+            self.write_at_end(active, &frame, false)?;
             self.stats.markers.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(next) = rotate_to {
-            *active = Active {
-                header: next,
-                file: None,
-                len: 0,
-                allocated: 0,
-            };
+            *active = Active::new(next);
         }
         Ok(())
     }
 
     /// Writes `bytes` at the end of the active segment (creating it first),
-    /// growing its preallocated zeros ahead of them.
-    fn write_at_end(&self, active: &mut Active, bytes: &[u8]) -> Result<()> {
+    /// into zeros written ahead of them. With `mapped` (a flush that does
+    /// not sync: `OsBuffered`, and `SyncEveryInterval` between its syncs),
+    /// the bytes are copied through a shared map of the segment, where the
+    /// filesystem offers one: no system call. Otherwise, and for a flush
+    /// that syncs anyway, a `pwrite`, which reports a failing disk as an
+    /// error rather than a fault.
+    fn write_at_end(&self, active: &mut Active, bytes: &[u8], mapped: bool) -> Result<()> {
         if active.file.is_none() {
             let header_len = active.header.len() as u64;
             let size = header_len + self.preallocate_bytes;
@@ -416,22 +429,69 @@ impl Journal {
             active.len = header_len;
             active.allocated = size;
         }
-        let file = active.file.as_mut().expect("created above");
         let end = active.len + bytes.len() as u64;
-        if self.preallocate_bytes > 0 && end > active.allocated {
-            // Write zeros ahead so that most syncs flush only data, not
-            // the file's size: on ext4 that halves an fdatasync.
+        if self.preallocate_bytes > 0 {
+            self.make_room(active, end, mapped)?;
+            if mapped
+                && active
+                    .map
+                    .as_ref()
+                    .is_none_or(|m| m.len() < active.allocated)
+            {
+                self.remap(active)?;
+            }
+        }
+        match active.map.as_mut() {
+            Some(map) if mapped && end <= map.len() => map.write_at(active.len, bytes)?,
+            _ => active
+                .file
+                .as_mut()
+                .expect("created above")
+                .write_all_at(active.len, bytes)?,
+        }
+        active.len = end;
+        Ok(())
+    }
+
+    /// Makes the zeros reach at least `end`, adding more ahead of the
+    /// records when they do not: the same amount again as the segment
+    /// holds, at least `preallocate_bytes`, at most 16 MiB. For a flush
+    /// that syncs they are written as zeros, so that the syncs after it
+    /// flush only data into written blocks, not the conversion of
+    /// allocated-but-unwritten extents (on ext4 that halves an
+    /// `fdatasync`); they go out with this flush's records, and its sync
+    /// flushes both. For a flush through the map (`mapped`), which does not
+    /// sync, the space is only allocated (`fallocate`): copying megabytes
+    /// of zeros into the page cache was a sixth of a buffered put's time
+    /// (perf, `examples/put_loop.rs`). (Growing on a thread of the
+    /// journal's own was measured and rejected: `docs/decisions.md`,
+    /// "2026-12-02, issue 10: the journal's write path".)
+    fn make_room(&self, active: &mut Active, end: u64, mapped: bool) -> Result<()> {
+        if end > active.allocated {
             let step = active
                 .allocated
                 .max(self.preallocate_bytes)
                 .min(PREALLOCATE_STEP_MAX_BYTES);
             let new_size = end.max(active.allocated + step);
-            let zeros = vec![0u8; (new_size - active.allocated) as usize];
-            file.write_all_at(active.allocated, &zeros)?;
+            let file = active.file.as_mut().expect("created before");
+            if mapped {
+                file.allocate(new_size)?;
+            } else {
+                let zeros = vec![0u8; (new_size - active.allocated) as usize];
+                file.write_all_at(active.allocated, &zeros)?;
+            }
             active.allocated = new_size;
         }
-        file.write_all_at(active.len, bytes)?;
-        active.len = end;
+        Ok(())
+    }
+
+    /// Maps the segment up to the end of the zeros written ahead, where
+    /// the filesystem offers a map. The old map goes first: a segment is
+    /// mapped once at a time.
+    fn remap(&self, active: &mut Active) -> Result<()> {
+        active.map = None;
+        let file = active.file.as_mut().expect("created before it is mapped");
+        active.map = file.map(active.allocated)?;
         Ok(())
     }
 }

@@ -9,14 +9,16 @@ use crate::layout::is_archive_file_name;
 use crate::model::Task;
 use serde_json::Value;
 
+pub use crate::held::HeldTask;
+
 /// One mutation, as journaled.
 // Ops are short-lived values on their way into the state; boxing the task
 // would cost an allocation per put for no memory saved.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Insert or replace a task.
-    PutTask(Task),
+    /// Insert or replace a task, held as its compact JSON (the payload).
+    PutTask(HeldTask),
     /// Remove a task (a missing task is not an error).
     DeleteTask(String),
     /// Insert or replace a session record; `id` is its `"id"` field.
@@ -105,7 +107,8 @@ impl Op {
     pub fn id(&self) -> &str {
         match self {
             Op::Batch(_) => "",
-            Op::PutTask(t) | Op::ArchiveTask { task: t, .. } => t.id(),
+            Op::PutTask(t) => t.id(),
+            Op::ArchiveTask { task: t, .. } => t.id(),
             Op::DeleteTask(id) | Op::DeleteSession(id) => id,
             Op::PutSession { id, .. } | Op::SaveReport { id, .. } => id,
             Op::AppendLog { session, .. } => session,
@@ -116,7 +119,7 @@ impl Op {
     pub fn encode(&self) -> Vec<u8> {
         let json = |v: &dyn erased::Ser| v.to_vec();
         match self {
-            Op::PutTask(t) => t.to_json(),
+            Op::PutTask(t) => t.json().to_vec(),
             Op::DeleteTask(id) | Op::DeleteSession(id) => id.as_bytes().to_vec(),
             Op::PutSession { session, .. } => json(session),
             Op::AppendLog {
@@ -154,9 +157,13 @@ impl Op {
         let utf8 =
             |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "id is not UTF-8".to_string());
         let op = match kind {
-            RecordKind::PutTask => {
-                Op::PutTask(Task::parse(payload).map_err(|e| format!("task JSON: {e}"))?)
-            }
+            // Admitted by a scan, not built: the same verdicts as
+            // `Task::parse`, then the id's (see `crate::held`).
+            RecordKind::PutTask => match HeldTask::from_json(payload) {
+                Ok(t) => Op::PutTask(t),
+                Err(crate::held::Refused::Json(e)) => return Err(format!("task JSON: {e}")),
+                Err(crate::held::Refused::Id(e)) => return Err(e.to_string()),
+            },
             RecordKind::DeleteTask => Op::DeleteTask(utf8(payload)?),
             RecordKind::PutSession => {
                 let session: Value =
@@ -364,10 +371,14 @@ mod erased {
 mod tests {
     use super::*;
 
+    fn held(id: &str) -> HeldTask {
+        HeldTask::from_task(&Task::new(id)).unwrap()
+    }
+
     #[test]
     fn ops_round_trip() {
         let ops = [
-            Op::PutTask(Task::new("a")),
+            Op::PutTask(held("a")),
             Op::DeleteTask("a".into()),
             Op::PutSession {
                 id: "s".into(),
@@ -385,7 +396,7 @@ mod tests {
             },
             Op::archive_task(Task::new("a"), "tasks-2026-01.jsonl".into(), 12),
             Op::Batch(vec![
-                Op::PutTask(Task::new("a")),
+                Op::PutTask(held("a")),
                 Op::DeleteTask("b".into()),
                 Op::PutSession {
                     id: "s".into(),
@@ -422,19 +433,13 @@ mod tests {
         let op = Op::decode(RecordKind::Batch as u8, &bytes).unwrap();
         assert_eq!(
             op,
-            Op::Batch(vec![
-                Op::PutTask(Task::new("a")),
-                Op::DeleteTask("b".into())
-            ])
+            Op::Batch(vec![Op::PutTask(held("a")), Op::DeleteTask("b".into())])
         );
     }
 
     #[test]
     fn a_batch_is_damage_as_a_whole() {
-        let good = Op::Batch(vec![
-            Op::PutTask(Task::new("a")),
-            Op::DeleteTask("b".into()),
-        ]);
+        let good = Op::Batch(vec![Op::PutTask(held("a")), Op::DeleteTask("b".into())]);
         let bytes = good.encode();
         let kind = RecordKind::Batch as u8;
         // An inner op that does not decode (an invalid id) fails the batch.

@@ -161,15 +161,21 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         sessions: sealed.then_some(&rec.base_sessions),
         puts: &rec.replayed_puts,
     };
-    let merge = view.map(|v| (v.base.clone(), merge::plan(&rec.state, v, &written)));
+    let merge = match view {
+        Some(v) => Some((v.base.clone(), merge::plan(&rec.state, v, &written)?)),
+        None => None,
+    };
     let puts: std::collections::HashMap<&str, &Task> = merge
         .iter()
         .flat_map(|(_, m)| m.puts.iter().map(|t| (t.id(), t)))
         .collect();
-    let current = |id: &str| {
-        puts.get(id)
-            .copied()
-            .or_else(|| rec.state.tasks.get(id).map(|t| &**t))
+    let current = |id: &str| match puts.get(id) {
+        Some(t) => Some(edits::Current::Put(t)),
+        None => rec
+            .state
+            .tasks
+            .get(id)
+            .map(|h| edits::Current::Held(&h.task)),
     };
     // The stats the last checkpoint left vouch for the task files it knew,
     // as long as state.json is the one it wrote (`super::live`).
@@ -180,13 +186,14 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
     let scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;
     let stem = |name: &str| name[..name.len() - ".json".len()].to_string();
     let base_is_current = |id: &str| match (rec.base_tasks.get(id), current(id)) {
-        (Some(b), Some(c)) => std::ptr::eq(&**b, c) || **b == *c,
+        (Some(b), Some(c)) => c.is_held(&b.task),
         _ => false,
     };
     // A stat vouches for a file (for the next checkpoint to save) only when
     // the file holds the store's copy now.
     let read = scan.read.iter().filter_map(|f| {
-        let holds_current = matches!(&f.task, Ok(t) if current(t.id()) == Some(t));
+        let holds_current =
+            matches!(&f.task, Ok(t) if current(t.id()).is_some_and(|c| c.same_as(t, &t.to_json())));
         f.print
             .map(|p| (f.name.clone(), p, f.stat.filter(|_| holds_current)))
     });
@@ -203,7 +210,7 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         .state
         .tasks
         .keys()
-        .map(String::as_str)
+        .map(|id| id.as_str())
         .chain(puts.keys().copied());
     let mut edits = edits::plan(
         scan.read,
@@ -213,7 +220,7 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
         &rec.replayed_removals,
         current,
         ids,
-    );
+    )?;
     // A task the merge kept on statewal's side only was reported by it.
     if let Some((_, m)) = &merge {
         edits.decisions.retain(|d| {

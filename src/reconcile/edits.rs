@@ -16,10 +16,46 @@
 use super::aside::Aside;
 use super::foreign::TaskFile;
 use super::{Action, Candidate, Decision, compare, fingerprint};
+use crate::error::Result;
+use crate::journal::op::HeldTask;
 use crate::model::Task;
+use crate::state::TaskMap;
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
+
+/// The store's copy of a task at the open: a merge's put, or the one the
+/// state holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Current<'a> {
+    Put(&'a Task),
+    Held(&'a HeldTask),
+}
+
+impl Current<'_> {
+    /// Whether this copy is `held` (the same allocation, or equal bytes).
+    pub(crate) fn is_held(self, held: &HeldTask) -> bool {
+        match self {
+            Current::Put(t) => held.same_as(t, &t.to_json()),
+            Current::Held(h) => std::ptr::eq(h, held) || h == held,
+        }
+    }
+
+    /// Whether `task` (whose compact JSON is `json`) is this copy.
+    pub(crate) fn same_as(self, task: &Task, json: &[u8]) -> bool {
+        match self {
+            Current::Put(t) => t == task,
+            Current::Held(h) => h.same_as(task, json),
+        }
+    }
+
+    fn task(&self) -> Result<Cow<'_, Task>> {
+        match self {
+            Current::Put(t) => Ok(Cow::Borrowed(t)),
+            Current::Held(h) => h.to_task().map(Cow::Owned),
+        }
+    }
+}
 
 /// What to do about the task files.
 #[derive(Default)]
@@ -47,12 +83,12 @@ pub(crate) struct EditPlan {
 pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
     unread: &[String],
-    base: &BTreeMap<String, Arc<Task>>,
+    base: &TaskMap,
     replayed: &HashSet<u64>,
     removed: &HashSet<String>,
-    current: impl Fn(&str) -> Option<&'a Task>,
+    current: impl Fn(&str) -> Option<Current<'a>>,
     ids: impl Iterator<Item = &'a str>,
-) -> EditPlan {
+) -> Result<EditPlan> {
     let mut p = EditPlan::default();
     let on_disk: HashSet<String> = files
         .iter()
@@ -83,8 +119,8 @@ pub(crate) fn plan<'a>(
     // What a file read below equal to the base copy gets: nothing when the
     // store still holds that copy, else written again (stale).
     for id in unread {
-        let holds_current = match (base.get(id), current(id)) {
-            (Some(b), Some(c)) => std::ptr::eq(&**b, c) || **b == *c,
+        let holds_current = match (base.get(id.as_str()), current(id)) {
+            (Some(b), Some(c)) => c.is_held(&b.task),
             _ => false,
         };
         if !holds_current {
@@ -116,12 +152,15 @@ pub(crate) fn plan<'a>(
             }
         };
         let id = file.id().to_string();
+        let json = file.to_json();
         let cur = current(&id);
-        if cur == Some(&file) {
+        if cur.is_some_and(|c| c.same_as(&file, &json)) {
             continue;
         }
-        let stale = base.get(&id).is_some_and(|b| **b == file)
-            || replayed.contains(&fingerprint(&id, &file.to_json()));
+        let stale = base
+            .get(id.as_str())
+            .is_some_and(|b| b.task.same_as(&file, &json))
+            || replayed.contains(&fingerprint(&id, &json));
         if stale {
             p.rewrite.push(id);
             continue;
@@ -137,9 +176,10 @@ pub(crate) fn plan<'a>(
             p.imports.push(file);
             continue;
         };
+        let cur = cur.task()?;
         let (order, reason) = compare(
             Candidate {
-                task: cur,
+                task: &cur,
                 source: super::merge::STATEWAL,
             },
             Candidate {
@@ -187,5 +227,5 @@ pub(crate) fn plan<'a>(
             }
         }
     }
-    p
+    Ok(p)
 }

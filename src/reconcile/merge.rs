@@ -4,8 +4,9 @@
 
 use super::foreign::ForeignView;
 use super::{Action, Candidate, Decision, Winner, newest};
+use crate::error::Result;
 use crate::model::Task;
-use crate::state::State;
+use crate::state::{State, TaskMap};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -30,7 +31,7 @@ pub(crate) const STATEWAL: &str = "statewal";
 /// and every task put replayed from the journal.
 pub(crate) struct Written<'a> {
     /// The loaded checkpoint's tasks, when it is one statewal sealed.
-    pub tasks: Option<&'a BTreeMap<String, Arc<Task>>>,
+    pub tasks: Option<&'a TaskMap>,
     /// Its session records, likewise.
     pub sessions: Option<&'a BTreeMap<String, Arc<Value>>>,
     /// Fingerprints of the task puts replayed.
@@ -41,12 +42,11 @@ impl Written<'_> {
     /// Whether `t` is a copy statewal wrote: the original server then
     /// loaded it and left it as it was.
     fn task(&self, t: &Task) -> bool {
+        let json = t.to_json();
         self.tasks
             .and_then(|b| b.get(t.id()))
-            .is_some_and(|b| **b == *t)
-            || self
-                .puts
-                .contains(&super::fingerprint(t.id(), &t.to_json()))
+            .is_some_and(|b| b.task.same_as(t, &json))
+            || self.puts.contains(&super::fingerprint(t.id(), &json))
     }
 }
 
@@ -58,10 +58,10 @@ impl Written<'_> {
 /// statewal's later copy is kept whatever the rule would say (without an
 /// `updated_at`, a stale copy would win the tie and undo an acknowledged
 /// put).
-pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> MergePlan {
+pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> Result<MergePlan> {
     let mut p = MergePlan::default();
     for (id, (theirs, source)) in &view.tasks {
-        let Some(ours) = state.tasks.get(id) else {
+        let Some(ours) = state.tasks.get(id.as_str()) else {
             p.decisions.push(Decision {
                 task: id.clone(),
                 action: Action::ForeignOnly,
@@ -74,12 +74,13 @@ pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> 
             p.puts.push(theirs.clone());
             continue;
         };
-        if **ours == *theirs {
+        if ours.task.same_as(theirs, &theirs.to_json()) {
             continue;
         }
+        let ours = ours.task.to_task()?;
         let (mut winner, mut reason) = newest(
             Candidate {
-                task: ours,
+                task: &ours,
                 source: STATEWAL,
             },
             Candidate {
@@ -110,9 +111,9 @@ pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> 
         }
     }
     for id in state.tasks.keys() {
-        if !view.tasks.contains_key(id) {
+        if !view.tasks.contains_key(id.as_str()) {
             p.decisions.push(Decision {
-                task: id.clone(),
+                task: id.to_string(),
                 action: Action::StatewalOnly,
                 kept: STATEWAL.into(),
                 other: None,
@@ -125,7 +126,7 @@ pub(crate) fn plan(state: &State, view: &ForeignView, written: &Written<'_>) -> 
         }
     }
     plan_sessions(state, view, written, &mut p);
-    p
+    Ok(p)
 }
 
 /// Session records have no `logs`: the later `updated_at` wins, else the

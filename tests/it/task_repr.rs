@@ -6,7 +6,7 @@
 use crate::util::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use statewal::journal::op::Op;
+use statewal::journal::op::{HeldTask, Op};
 use statewal::{ErrorKind, LoadedFrom, LogEntry, Options, Store, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -346,9 +346,10 @@ proptest! {
             let keys: Vec<&str> = task.as_map().keys().map(String::as_str).collect();
             let want_keys: Vec<&str> = want.iter().map(|(k, _)| k.as_str()).collect();
             prop_assert_eq!(keys, want_keys);
-            let op = Op::PutTask(task.clone());
+            let op = Op::PutTask(HeldTask::from_task(task).unwrap());
             let decoded = Op::decode(op.kind() as u8, &op.encode());
             prop_assert_eq!(decoded.as_ref(), Ok(&op));
+            prop_assert_eq!(&HeldTask::from_task(task).unwrap().to_task().unwrap(), task);
             prop_assert_eq!(Op::decode(op.kind() as u8, &op.encode()).unwrap().encode(), op.encode());
             latest.insert(task.id().to_string(), task.clone());
         }

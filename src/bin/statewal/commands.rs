@@ -256,6 +256,14 @@ pub fn print_recovery(r: &statewal::RecoveryReport) {
     for s in &r.skipped_files {
         eprintln!("  skipped {}: {}", s.file, s.reason);
     }
+    match &r.snapshot {
+        statewal::SnapshotUse::Stale(why)
+        | statewal::SnapshotUse::Damaged(why)
+        | statewal::SnapshotUse::Foreign(why) => {
+            eprintln!("  state.snapshot not used ({}): {why}", r.snapshot.name())
+        }
+        _ => {}
+    }
 }
 
 fn print_table(tasks: &[Task]) -> statewal::Result<()> {
@@ -308,6 +316,7 @@ pub fn recovery_json(r: &statewal::RecoveryReport) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "skipped_files": r.skipped_files.iter().map(|s| serde_json::json!({"file": s.file, "reason": s.reason})).collect::<Vec<_>>(),
         "last_seq": r.last_seq,
+        "snapshot": r.snapshot.name(),
         "duration_ms": r.duration.as_secs_f64() * 1e3,
         "merged": r.merged,
         "decisions": r.decisions,
