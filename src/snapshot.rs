@@ -498,6 +498,22 @@ pub(crate) fn load(
     state_crc: u32,
     journal_id: Option<Id128>,
 ) -> Result<std::result::Result<Loaded, SnapshotUse>> {
+    // Checked before reading: a planted sparse file of many gigabytes must
+    // not fail or stall the open. A snapshot holds the same tasks as
+    // `state.json` in compact form plus a few bytes per entry, so it is
+    // never twice its size (found by a hostile review).
+    let most = (state_json.len() as u64)
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    match fs.file_len(SNAPSHOT_FILE) {
+        Ok(Some(len)) if len > most => {
+            return Ok(Err(SnapshotUse::Damaged(format!(
+                "{len} bytes, more than a snapshot of a {}-byte state.json can hold",
+                state_json.len()
+            ))));
+        }
+        _ => {}
+    }
     let bytes = match fs.read(SNAPSHOT_FILE) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(Err(SnapshotUse::Missing)),

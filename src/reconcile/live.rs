@@ -362,6 +362,18 @@ impl TaskFiles {
 /// `state_crc`; empty when there are none, or they are damaged or belong
 /// to another `state.json`.
 pub(crate) fn load_vouched(fs: &dyn Fs, state_crc: u32) -> Result<Vouched> {
+    // A planted file of many gigabytes is ignored unread rather than mapped
+    // and hashed: stats of a million task files take well under this.
+    const STATS_BYTES_MAX: u64 = 256 << 20;
+    if let Ok(Some(len)) = fs.file_len(STATS_FILE)
+        && len > STATS_BYTES_MAX
+    {
+        tracing::warn!(
+            len,
+            "ignoring .statewal-task-stats: larger than any stats file statewal writes"
+        );
+        return Ok(Vouched::new());
+    }
     match fs.read(STATS_FILE) {
         Ok(Some(bytes)) => Ok(parse_stats(&bytes, state_crc).unwrap_or_default()),
         Ok(None) => Ok(Vouched::new()),

@@ -207,6 +207,29 @@ fn a_damaged_snapshot_is_refused() {
     ));
 }
 
+/// A planted sparse snapshot and stats file of 100 GB are refused and
+/// ignored by their size, unread: the open neither fails ("more than fits
+/// in memory") nor maps and hashes them (found by a hostile review).
+#[test]
+fn a_huge_planted_snapshot_or_stats_file_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    for name in [SNAPSHOT_FILE, ".statewal-task-stats"] {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.path().join(name))
+            .unwrap();
+        file.set_len(100 << 30).unwrap();
+    }
+    let used = snapshot_use(dir.path()).0;
+    assert!(
+        matches!(&used, SnapshotUse::Damaged(why) if why.contains("more than a snapshot")),
+        "{used:?}"
+    );
+}
+
 /// Writes a snapshot for `dir`'s state.json with good checksums and the
 /// tasks `edit` makes of the real ones.
 fn craft(dir: &Path, edit: impl FnOnce(&mut Vec<(String, u64, Vec<u8>)>)) {
