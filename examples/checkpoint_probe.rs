@@ -1,5 +1,5 @@
 //! Times a checkpoint of N tasks with K changed, for profiling:
-//! `cargo run --release --example checkpoint_probe -- DIR N K`.
+//! `cargo run --profile profiling --example checkpoint_probe -- DIR N K`.
 
 use statewal::{Options, Store, SyncPolicy, Task};
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! Times opening a store (checkpoint plus journal replay), for profiling:
-//! `cargo run --release --example open_probe -- DIR`.
+//! `cargo run --profile profiling --example open_probe -- DIR`.
 
 use statewal::{Options, Store};
 

@@ -1,5 +1,5 @@
 //! A tight put loop for profiling:
-//! `cargo run --release --example put_loop -- DIR N [sync|buffered] [IDS]`
+//! `cargo run --profile profiling --example put_loop -- DIR N [sync|buffered] [IDS]`
 //! (IDS distinct task ids, cycled; default 1000).
 //! Used with `valgrind --tool=callgrind` and `perf` (see docs/benchmarks.md).
 

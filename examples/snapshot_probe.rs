@@ -1,6 +1,6 @@
 //! Times the open `statewal bench` measures ("open: N checkpointed tasks +
 //! N journal records") on a store built once, for profiling the base load:
-//! `cargo run --release --example snapshot_probe -- DIR [TASKS] [OPENS]`.
+//! `cargo run --profile profiling --example snapshot_probe -- DIR [TASKS] [OPENS]`.
 //!
 //! The first run builds DIR as the bench does (N puts, a full checkpoint,
 //! N more puts, one more), which takes a while; later runs only open it.

@@ -1,7 +1,16 @@
 //! Integration tests: the store against real temporary directories.
+//!
+//! The modules marked `#[cfg(feature = "sim")]` use the simulated filesystem.
+//! In this repository `sim` is always on for tests (the crate is its own
+//! dev-dependency with `sim`); `cargo package` drops that dev-dependency, so
+//! in a packaged crate plain `cargo test` skips these modules and
+//! `cargo test --all-features` runs them. `.ci/run` builds the packaged tests
+//! without features to keep this list honest.
 
+#[cfg(feature = "sim")]
 mod archive_crash;
 mod basics;
+#[cfg(feature = "sim")]
 mod batch;
 mod cli;
 mod cli_backups;
@@ -12,39 +21,53 @@ mod cli_progress;
 mod cli_read_only;
 mod cli_signals;
 mod corruption;
+#[cfg(feature = "sim")]
 mod crash;
+#[cfg(feature = "sim")]
 mod crash_workloads;
 mod durability;
 mod events;
 mod fallback;
 mod fields;
 mod fixtures;
+#[cfg(feature = "sim")]
 mod fuzz_corpus;
 mod group_commit;
 mod hostile;
 mod ids;
+#[cfg(feature = "sim")]
 mod io_errors;
+#[cfg(feature = "sim")]
 mod journal_path;
 mod key_order;
 mod kill;
 mod limits;
+#[cfg(feature = "sim")]
 mod live_edits;
 mod lock;
 mod logs;
+#[cfg(feature = "sim")]
 mod model;
 mod modes;
+#[cfg(feature = "sim")]
 mod os_faults;
 mod read_only;
 mod readback;
+#[cfg(feature = "sim")]
 mod restart;
+#[cfg(feature = "sim")]
 mod restore_crash;
+#[cfg(feature = "sim")]
 mod salvage_crash;
+#[cfg(feature = "sim")]
 mod snapshot;
 mod special_files;
 mod store_identity;
 mod sweeps;
+#[cfg(feature = "sim")]
 mod sync_marker;
 mod task_repr;
+#[cfg(feature = "sim")]
 mod task_stats;
 mod torn_tail;
 mod ts_backups;
