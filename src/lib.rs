@@ -58,9 +58,7 @@ mod task_json;
 mod transaction;
 pub mod verify;
 
-pub use archive::{
-    CLEAN_STATUSES_DEFAULT, CleanReport, age_in_range, parse_age, task_age_reference,
-};
+pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, age_in_range, task_age_reference};
 pub use backup::{BackupInfo, RestoreReport, backups};
 pub use checkpoint::CheckpointStats;
 pub use error::{Error, ErrorKind, Result};

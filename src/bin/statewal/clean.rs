@@ -40,10 +40,11 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses `--older-than`: a whole number and a unit, `30d`, `12h`, `90m`.
+/// Parses `--older-than` with `humantime`: `30d`, `12h`, `90m`, `45s`, `2w`,
+/// several at once (`1d 12h`) or a fraction (`1.5d`).
 pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
-    let age = statewal::parse_age(s).ok_or_else(|| {
-        format!("bad age {s:?}; expected a whole number and a unit: 45s, 90m, 12h, 30d or 2w")
+    let age = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("bad age {s:?} ({e}); expected numbers with units, such as 45s, 90m, 12h, 30d, 2w or 1d 12h")
     })?;
     // Regression (issue 8, part 5): `--older-than 1000000w` panicked.
     if !statewal::age_in_range(age) {
@@ -52,4 +53,31 @@ pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
         ));
     }
     Ok(age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse() {
+        let day = 86_400;
+        for (s, secs) in [
+            ("30d", 30 * day),
+            ("12h", 12 * 3600),
+            ("90m", 90 * 60),
+            ("0s", 0),
+            ("2w", 14 * day),
+            ("1d 12h", day + 12 * 3600),
+            ("1.5d", day + 12 * 3600),
+        ] {
+            assert_eq!(parse_age(s), Ok(Duration::from_secs(secs)), "{s:?}");
+        }
+        for bad in ["", "30", "d", "30x", "-1d", "1d-"] {
+            let err = parse_age(bad).unwrap_err();
+            assert!(err.starts_with("bad age"), "{bad:?}: {err}");
+        }
+        let err = parse_age("1000000w").unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
+    }
 }
