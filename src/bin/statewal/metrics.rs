@@ -21,11 +21,12 @@ pub fn run(cli: &Cli, json: bool) -> Result<ExitCode> {
 }
 
 /// The metrics as Prometheus text: `# HELP` and `# TYPE` before each family,
-/// `statewal_` names with the unit last.
+/// `statewal_` names with the unit last. Help texts and label values are
+/// escaped as the format asks, so no value can end a line or a label early.
 pub fn prometheus(m: &StoreMetrics) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(out, "# HELP statewal_{name} {help}");
+        let _ = writeln!(out, "# HELP statewal_{name} {}", escape_help(help));
         let _ = writeln!(out, "# TYPE statewal_{name} {kind}");
         let _ = writeln!(out, "statewal_{name} {value}");
     };
@@ -99,7 +100,63 @@ pub fn prometheus(m: &StoreMetrics) -> String {
     let _ = writeln!(out, "# HELP statewal_files Files per layout directory.");
     let _ = writeln!(out, "# TYPE statewal_files gauge");
     for (dir, n) in &m.files {
-        let _ = writeln!(out, "statewal_files{{dir=\"{dir}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "statewal_files{{dir=\"{}\"}} {n}",
+            escape_label_value(dir)
+        );
     }
     out
+}
+
+/// A `# HELP` text in the text format: backslash and line feed escaped.
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// A label value in the text format: backslash, double quote and line feed
+/// escaped. The value is the name of a directory, which statewal chooses
+/// today; the escaping keeps the output parseable whatever it becomes.
+fn escape_label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use statewal::{Options, Store};
+
+    // Bug: label values were written as they came, so a backslash, a double
+    // quote or a line feed in one broke the line (a scraper rejects the
+    // whole page) or forged a sample.
+    #[test]
+    fn hostile_label_values_are_escaped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(Options::new(tmp.path())).unwrap();
+        let mut m = store.metrics().unwrap();
+        m.files.clear();
+        m.files.insert("quote\"} 1\nstatewal_forged 9 #".into(), 1);
+        m.files.insert("back\\slash".into(), 2);
+        let text = prometheus(&m);
+        assert!(
+            text.contains("statewal_files{dir=\"quote\\\"} 1\\nstatewal_forged 9 #\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("statewal_files{dir=\"back\\\\slash\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("statewal_forged")),
+            "{text}"
+        );
+        store.shutdown().unwrap();
+    }
+
+    #[test]
+    fn help_texts_are_escaped() {
+        assert_eq!(escape_help("a\\b\nc \"d\""), "a\\\\b\\nc \"d\"");
+    }
 }
