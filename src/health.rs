@@ -179,33 +179,17 @@ fn check_backup(fs: &dyn Fs, name: &str, h: &mut Health) {
     }
 }
 
-fn c_path(dir: &Path) -> std::io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))
-}
-
 /// Whether this user may create files in `dir`, asked of the kernel with
 /// `access(2)` rather than by writing a probe file.
 fn writable(dir: &Path) -> bool {
-    let Ok(path) = c_path(dir) else {
-        return false;
-    };
-    // SAFETY: `path` is a valid NUL-terminated string for the whole call.
-    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+    use rustix::fs::Access;
+    rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK).is_ok()
 }
 
 /// Bytes available to an unprivileged user on `dir`'s filesystem.
 fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    let path = c_path(dir)?;
-    // SAFETY: `statvfs` is plain old data; all zeros is a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // The field types differ between platforms.
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The pid holding a `flock` on `lock_file`, read from `/proc/locks` so that
@@ -218,8 +202,8 @@ fn lock_holder(lock_file: &Path) -> Option<u32> {
     let meta = std::fs::metadata(lock_file).ok()?;
     let dev = format!(
         "{:02x}:{:02x}:{}",
-        libc::major(meta.dev()),
-        libc::minor(meta.dev()),
+        rustix::fs::major(meta.dev()),
+        rustix::fs::minor(meta.dev()),
         meta.ino()
     );
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
