@@ -182,7 +182,7 @@ impl SimFs {
             locked: false,
             seed,
             rng: SplitMix64(seed),
-            boot_base: SplitMix64(seed ^ 0xb007_b007_b007_b007).next() | 1,
+            boot_base: SplitMix64(seed ^ 0xb007_b007_b007_b007).next_u64() | 1,
             boot: 0,
             clock_ns: SIM_CLOCK_START_NS,
             clock_step_ns: SIM_CLOCK_STEP_NS,
@@ -293,7 +293,7 @@ impl SimFs {
             outcomes.push(o);
         }
         let mut after = g.crash(&outcomes);
-        after.seed = g.rng.next();
+        after.seed = g.rng.next_u64();
         after.rng = SplitMix64(after.seed);
         SimFs::from_inner(after)
     }
@@ -753,7 +753,7 @@ impl Node {
                         TearFill::Nothing => rest.clear(),
                         TearFill::Zeros => rest.fill(0),
                         TearFill::Garbage => {
-                            rest.iter_mut().for_each(|b| *b = garbage.next() as u8)
+                            rest.iter_mut().for_each(|b| *b = garbage.next_u64() as u8)
                         }
                     }
                     write_into(&mut out, *offset, &data[..kept]);
@@ -1174,12 +1174,21 @@ fn io_error(what: &str, rel: &str, kind: std::io::ErrorKind) -> Error {
     Error::io(what, format!("sim:/{rel}"), std::io::Error::from(kind))
 }
 
-/// splitmix64: tiny, fast, and good enough to pick crash outcomes.
+/// splitmix64: a tiny, seedable generator. [`SimFs`] draws its crash
+/// outcomes and torn bytes from it; tests and harnesses use the same one, so
+/// a failing run replays from the seed it prints. Predictable by design: not
+/// for anything that must not be guessed.
 #[derive(Debug, Clone)]
-struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// A generator whose sequence is fixed by `seed`.
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    /// The next number of the sequence.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -1188,8 +1197,8 @@ impl SplitMix64 {
     }
 
     /// A number in `0..n` (0 if `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
     }
 }
 

@@ -8,7 +8,7 @@
 //! A failing input is printed in hex; feed it to the fuzz target to debug
 //! (`cargo +nightly fuzz run <target> <file>`).
 
-use statewal::fs::sim::SimFs;
+use statewal::fs::sim::{SimFs, SplitMix64};
 use statewal::fs::{Fs, OpenMode};
 use statewal::fuzzing::{self, sim_options};
 use statewal::journal::reader::{Piece, scan_segment};
@@ -33,11 +33,11 @@ fn check(target: &str, body: fn(&[u8]), input: &[u8]) {
 
 /// `n` inputs of seeded random bytes, of lengths up to `len_max`.
 fn random_inputs(seed: u64, n: usize, len_max: u64) -> Vec<Vec<u8>> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|_| {
-            let len = rng.next() % (len_max + 1);
-            (0..len).map(|_| rng.next() as u8).collect()
+            let len = rng.next_u64() % (len_max + 1);
+            (0..len).map(|_| rng.next_u64() as u8).collect()
         })
         .collect()
 }
@@ -234,17 +234,4 @@ fn a_header_only_segment_past_the_first_seq_survives_a_checkpoint() {
     drop(store);
     let store = open().expect("reopen after the checkpoint");
     assert_eq!(store.list_tasks(), [Task::new("a")]);
-}
-
-/// splitmix64, as in the fuzz bodies and `SimFs`: tiny and reproducible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }

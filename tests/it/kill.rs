@@ -14,6 +14,8 @@
 
 use crate::util::opts;
 use serde_json::{Value, json};
+// `SimFs`'s seedable generator: a failing run replays with `STATEWAL_KILL_SEED`.
+use statewal::fs::sim::SplitMix64;
 use statewal::{Store, Task};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -28,32 +30,9 @@ const IDS: u64 = 12;
 /// `statewal verify` is run on the directory after every this many kills.
 const VERIFY_EVERY: usize = 25;
 
-/// splitmix64: a tiny, seedable generator, so a failing run can be replayed
-/// with `STATEWAL_KILL_SEED` and no new dependency is needed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True with probability `percent` / 100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+/// True with probability `percent` / 100.
+fn chance(rng: &mut SplitMix64, percent: u64) -> bool {
+    rng.below(100) < percent
 }
 
 /// One request sent to the child.
@@ -105,7 +84,7 @@ fn sigkill_loses_nothing_acknowledged() {
     let kills: usize = env_number("STATEWAL_KILLS").unwrap_or(DEFAULT_KILLS as u64) as usize;
     let seed = env_number("STATEWAL_KILL_SEED").unwrap_or(0x5EED_0005);
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     let mut base = BTreeMap::new();
     let mut tally = Tally::default();
@@ -173,7 +152,7 @@ fn spawn_server(dir: &Path) -> Child {
 /// which the child is killed, at a moment chosen by `rng`.
 fn run_and_kill(
     dir: &Path,
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     versions: &mut BTreeMap<String, u64>,
     round: &mut Round,
 ) {
@@ -226,7 +205,7 @@ fn run_and_kill(
 /// gone, which is fine: the request was never sent.
 fn send_burst(
     stdin: &mut impl Write,
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     versions: &mut BTreeMap<String, u64>,
     round: &mut Round,
     n: usize,
@@ -235,11 +214,11 @@ fn send_burst(
     let mut lines = String::new();
     let first = round.ops.len();
     for i in 0..n {
-        let op = if checkpoint_at == Some(i) || rng.chance(4) {
+        let op = if checkpoint_at == Some(i) || chance(rng, 4) {
             Op::Checkpoint
         } else {
             let id = format!("k{}", rng.below(IDS));
-            if rng.chance(20) {
+            if chance(rng, 20) {
                 Op::Delete { id }
             } else {
                 let v = versions.entry(id.clone()).or_default();
@@ -269,7 +248,7 @@ fn send_burst(
 
 /// A task whose `ver` field counts the puts of its id, with unknown fields of
 /// random shape and size that must come back unchanged.
-fn random_task(rng: &mut Rng, id: &str, ver: u64) -> Task {
+fn random_task(rng: &mut SplitMix64, id: &str, ver: u64) -> Task {
     let statuses = ["pending", "in_progress", "completed", "failed", "waiting"];
     let status = statuses[rng.below(statuses.len() as u64) as usize];
     let pad = "x".repeat(rng.below(300) as usize);

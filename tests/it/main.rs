@@ -1,6 +1,7 @@
 //! Integration tests: the store against real temporary directories.
 //!
-//! The modules marked `#[cfg(feature = "sim")]` use the simulated filesystem.
+//! The modules marked `#[cfg(feature = "sim")]` use the simulated filesystem
+//! or its seedable generator.
 //! In this repository `sim` is always on for tests (the crate is its own
 //! dev-dependency with `sim`); `cargo package` drops that dev-dependency, so
 //! in a packaged crate plain `cargo test` skips these modules and
@@ -40,6 +41,7 @@ mod io_errors;
 #[cfg(feature = "sim")]
 mod journal_path;
 mod key_order;
+#[cfg(feature = "sim")]
 mod kill;
 mod limits;
 #[cfg(feature = "sim")]
