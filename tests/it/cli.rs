@@ -193,6 +193,17 @@ fn one_shot_commands() {
         table.contains("t2") && table.contains("completed"),
         "{table}"
     );
+    // Bug: a line feed in a description split its row in two.
+    let out = run(
+        dir.path(),
+        &["put-task", "-"],
+        r#"{"id":"t3","description":"one\ntwo\tthree"}"#,
+    );
+    assert!(out.status.success());
+    let table = String::from_utf8(run(dir.path(), &["list"], "").stdout).unwrap();
+    let row = table.lines().find(|l| l.starts_with("t3 ")).unwrap();
+    assert!(row.ends_with(r"one\ntwo\tthree"), "{table}");
+    assert!(run(dir.path(), &["delete-task", "t3"], "").status.success());
 
     assert!(run(dir.path(), &["delete-task", "t1"], "").status.success());
     let out = run(dir.path(), &["get-task", "t1"], "");

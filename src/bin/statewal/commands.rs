@@ -266,6 +266,9 @@ pub fn print_recovery(r: &statewal::RecoveryReport) {
     }
 }
 
+/// One line per task, columns padded by characters. Kept by hand rather than
+/// through a table crate (docs/decisions.md): one line per task is what
+/// `grep` and `awk` want, and `--json` is there for anything more.
 fn print_table(tasks: &[Task]) -> statewal::Result<()> {
     let w = tasks
         .iter()
@@ -280,7 +283,16 @@ fn print_table(tasks: &[Task]) -> statewal::Result<()> {
         "UPDATED"
     );
     for t in tasks {
-        let desc: String = t.description().unwrap_or("").chars().take(60).collect();
+        // A line feed or tab in a description would break the one-line rows;
+        // control characters are shown escaped.
+        let mut desc = String::new();
+        for c in t.description().unwrap_or("").chars().take(60) {
+            if c.is_control() {
+                desc.extend(c.escape_default());
+            } else {
+                desc.push(c);
+            }
+        }
         outln!(
             "{:<w$}  {:<11}  {:<25}  {}",
             t.id(),
