@@ -91,6 +91,9 @@ pub(crate) struct CheckpointCtx {
     /// stale, damaged, or its last write failed): a checkpoint with
     /// nothing new writes it all the same ([`refresh_snapshot`]).
     pub snapshot_due: bool,
+    /// The last failure to write each derived file, for `health`; shared
+    /// with the store, which reads it without taking this context's lock.
+    pub derived: Arc<crate::derived::DerivedFailures>,
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -157,12 +160,12 @@ pub(crate) fn write(
     prune_backups(fs, ctx, backups_kept)?;
     let segments_removed = remove_segments(fs, ctx.removable_below)?;
     ctx.state_boundary = new_segment;
-    save_task_stats(fs, ctx)?;
-    // Only now that state.json is durable (the snapshot is never the only
-    // copy), and last: a snapshot that cannot be written fails the
-    // checkpoint, but leaves the backups pruned and the segments removed.
+    // Only now that state.json is durable (neither is ever the only copy of
+    // anything), and last. Best effort: a failure is a warning, never the
+    // checkpoint's (`crate::derived`).
+    save_task_stats(fs, ctx);
     let last_saved = now;
-    write_snapshot(fs, ctx, &SnapshotOf { snap, last_saved }, &bytes)?;
+    write_snapshot(fs, ctx, &SnapshotOf { snap, last_saved }, &bytes);
     Ok(CheckpointStats {
         seq: snap.seq,
         task_files_changed,
@@ -466,15 +469,14 @@ fn cached_backup_kind(
 }
 
 /// Leaves the task files' stats for the next open's stat-only look at
-/// `tasks/` (`crate::reconcile::live`). A cache, but its failure is the
-/// checkpoint's, as every I/O failure is reported (issue 8, part 5): the
-/// changes go back and the next checkpoint writes them again, harmlessly;
-/// meanwhile the stats left belong to the previous `state.json`, so the
-/// next open reads every task file.
-fn save_task_stats(fs: &dyn Fs, ctx: &CheckpointCtx) -> Result<()> {
-    match ctx.state_crc {
-        Some(crc) => ctx.task_files.save(fs, crc),
-        None => Ok(()),
+/// `tasks/` (`crate::reconcile::live`). A cache: a failure is a warning
+/// (`crate::derived`), and the stats left belong to the previous
+/// `state.json`, so the next open reads every task file.
+fn save_task_stats(fs: &dyn Fs, ctx: &CheckpointCtx) {
+    if let Some(crc) = ctx.state_crc {
+        let saved = ctx.task_files.save(fs, crc);
+        ctx.derived
+            .record(crate::reconcile::live::STATS_FILE, saved);
     }
 }
 
@@ -536,15 +538,11 @@ pub(crate) struct SnapshotOf<'a> {
 }
 
 /// Writes `state.snapshot` for `state_json`, the bytes of the durable
-/// `state.json` written from `of`. On failure the old snapshot, if any,
-/// stays: it records another `state.json`, so no open uses it, and the
-/// next checkpoint writes the snapshot again, even one with nothing new.
-fn write_snapshot(
-    fs: &dyn Fs,
-    ctx: &mut CheckpointCtx,
-    of: &SnapshotOf<'_>,
-    state_json: &[u8],
-) -> Result<()> {
+/// `state.json` written from `of`. On failure (a warning, `crate::derived`)
+/// the old snapshot, if any, stays: it records another `state.json`, so no
+/// open uses it, and the next checkpoint writes the snapshot again, even
+/// one with nothing new.
+fn write_snapshot(fs: &dyn Fs, ctx: &mut CheckpointCtx, of: &SnapshotOf<'_>, state_json: &[u8]) {
     let started = Instant::now();
     let snap = of.snap;
     let contents = crate::snapshot::SnapshotContents {
@@ -561,38 +559,36 @@ fn write_snapshot(
             .values()
             .map(|s| serde_json::to_vec(&**s).expect("serializing a JSON value cannot fail")),
     };
-    ctx.snapshot_due = true;
-    crate::snapshot::write(fs, contents)?;
-    ctx.snapshot_due = false;
+    let written = crate::snapshot::write(fs, contents);
+    ctx.snapshot_due = written.is_err();
+    ctx.derived.record(crate::snapshot::SNAPSHOT_FILE, written);
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
+        due = ctx.snapshot_due,
         "state.snapshot written"
     );
-    Ok(())
 }
 
 /// Writes `state.snapshot` when it is due and the durable `state.json` is
 /// still the one this process wrote or loaded (`ctx.state_crc`) and covers
 /// `of` (`ctx.covered_seq`): for a checkpoint that has nothing new to
 /// write. Anything else waits for the next checkpoint that writes
-/// `state.json`.
-pub(crate) fn refresh_snapshot(
-    fs: &dyn Fs,
-    ctx: &mut CheckpointCtx,
-    of: &SnapshotOf<'_>,
-) -> Result<()> {
+/// `state.json`. Best effort, as [`write_snapshot`] is: a failure to read
+/// `state.json` here is the snapshot's warning too.
+pub(crate) fn refresh_snapshot(fs: &dyn Fs, ctx: &mut CheckpointCtx, of: &SnapshotOf<'_>) {
     if !ctx.snapshot_due || ctx.covered_seq != Some(of.snap.seq) {
-        return Ok(());
+        return;
     }
-    match fs.read(STATE_FILE)? {
-        Some(bytes) if Some(crc32fast::hash(&bytes)) == ctx.state_crc => {
+    match fs.read(STATE_FILE) {
+        Ok(Some(bytes)) if Some(crc32fast::hash(&bytes)) == ctx.state_crc => {
             write_snapshot(fs, ctx, of, &bytes)
         }
-        _ => {
-            tracing::debug!(
-                "state.json changed since this process wrote or loaded it; the snapshot waits"
-            );
-            Ok(())
+        Ok(_) => tracing::debug!(
+            "state.json changed since this process wrote or loaded it; the snapshot waits"
+        ),
+        Err(e) => {
+            let e = e.context("reading state.json to write state.snapshot from it");
+            ctx.derived.record(crate::snapshot::SNAPSHOT_FILE, Err(e));
         }
     }
 }

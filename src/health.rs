@@ -132,6 +132,9 @@ fn check_files(fs: &dyn Fs, h: &mut Health) {
         }
         Err(e) => h.problems.push(e.to_string()),
     }
+    for (_, message) in crate::derived::planted_dirs(fs) {
+        h.problems.push(message);
+    }
     match fs.list(JOURNAL_DIR) {
         Ok(names) => {
             for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
@@ -177,6 +180,19 @@ fn check_backup(fs: &dyn Fs, name: &str, h: &mut Health) {
         }
         Err(why) => h.problems.push(format!("backup {name} is invalid: {why}")),
     }
+}
+
+/// `h` with `problems` added (each unless one already names the same
+/// file, as a planted directory's does), and `healthy` again.
+pub(crate) fn with_problems(mut h: Health, problems: Vec<String>) -> Health {
+    for p in problems {
+        let file = p.split_whitespace().next().unwrap_or_default();
+        if !h.problems.iter().any(|q| q.contains(file)) {
+            h.problems.push(p);
+        }
+    }
+    h.healthy = h.problems.is_empty();
+    h
 }
 
 /// Whether this user may create files in `dir`, asked of the kernel with

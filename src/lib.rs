@@ -32,6 +32,7 @@
 mod archive;
 mod backup;
 mod checkpoint;
+mod derived;
 mod error;
 mod events;
 pub mod fs;

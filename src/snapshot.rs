@@ -621,7 +621,8 @@ where
     fs::write_replace_unsynced(fs, "", SNAPSHOT_FILE, &bytes)
 }
 
-/// What `verify` finds of `state.snapshot`: `None` when there is none,
+/// What `verify` finds of `state.snapshot`: `None` when there is none (or
+/// a directory is there, which `verify` reports apart),
 /// `Some(None)` when the next open would use it, `Some(Some(why))` when it
 /// would not. A snapshot that is stale, damaged or another store's is a
 /// warning, never damage: it is derived, the next open parses `state.json`
@@ -633,6 +634,9 @@ pub(crate) fn verify_note(
     match fs.file_len(SNAPSHOT_FILE) {
         Ok(None) => return Ok(None),
         Ok(Some(_)) => {}
+        // A directory: no checkpoint can write the snapshot there, and
+        // `crate::derived::planted_dirs` says what to do about it.
+        Err(_) if fs.is_dir(SNAPSHOT_FILE)? => return Ok(None),
         // Not a regular file: `load` names it.
         Err(e) if e.kind() == crate::error::ErrorKind::InvalidInput => {}
         Err(e) => return Err(e),

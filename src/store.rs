@@ -141,6 +141,8 @@ struct Shared {
     subscribers: Subscribers,
     signal: Signal,
     ckpt_counters: CheckpointCounters,
+    /// The same as `ckpt`'s `derived`, read by `health` without its lock.
+    ckpt_derived: Arc<crate::derived::DerivedFailures>,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -218,11 +220,13 @@ impl Store {
             backup_kinds: Default::default(),
             // A reader never writes it; an owner rebuilds one it could not use.
             snapshot_due: !opts.read_only && rec.report.snapshot.wants_rebuild(),
+            derived: Default::default(),
         };
         let report = rec.report;
         // The checkpoint's copies were kept for the plan only: the held
         // tasks replay replaced go now, not when the open returns.
         drop((rec.base_tasks, rec.base_sessions, rec.replayed_puts));
+        let derived = ctx.derived.clone();
         let shared = Arc::new(Shared {
             fs,
             opts,
@@ -233,6 +237,7 @@ impl Store {
             subscribers: Subscribers::default(),
             signal: Signal::default(),
             ckpt_counters: CheckpointCounters::default(),
+            ckpt_derived: derived,
             _lock: lock,
         });
         if let Some(f) = subscriber {
@@ -702,9 +707,12 @@ impl Store {
     }
 
     /// [`crate::health`] of the directory in the options, read from the
-    /// real filesystem (whatever [`Fs`] the store was opened on).
+    /// real filesystem (whatever [`Fs`] the store was opened on), plus a
+    /// problem for each derived file this store's last checkpoint could
+    /// not write (`crate::derived`).
     pub fn health(&self) -> crate::Health {
-        crate::health(&self.shared.opts.dir)
+        let derived = self.shared.ckpt_derived.problems();
+        crate::health::with_problems(crate::health(&self.shared.opts.dir), derived)
     }
 
     /// The options the store was opened with.
@@ -994,13 +1002,8 @@ impl Shared {
         }
         let last = self.journal.last_seq();
         if ctx.covered_seq == Some(last) {
-            if ctx.snapshot_due
-                && let Err(e) = self.refresh_snapshot(&mut ctx, last)
-            {
-                self.ckpt_counters.failed();
-                tracing::error!(error = %e, "cannot write state.snapshot; state.json is durable, and the next open parses it");
-                self.subscribers.emit(Event::StateSaveError(e.to_string()));
-                return Err(e);
+            if ctx.snapshot_due {
+                self.refresh_snapshot(&mut ctx, last);
             }
             let tasks_total = self.state.read().tasks.len();
             return Ok(CheckpointStats {
@@ -1099,7 +1102,7 @@ impl Shared {
 
     /// Writes `state.snapshot` for a `state.json` that covers everything
     /// (`last`), from a copy of the state taken under the read lock.
-    fn refresh_snapshot(&self, ctx: &mut CheckpointCtx, last: u64) -> Result<()> {
+    fn refresh_snapshot(&self, ctx: &mut CheckpointCtx, last: u64) {
         let (snap, last_saved) = {
             let st = self.state.read();
             // A record journaled since `last` was read may be applied
@@ -1107,7 +1110,7 @@ impl Shared {
             // next checkpoint writes both. (No record applies while this
             // lock is held, so the copy below is state.json's contents.)
             if st.applied_seq != last || ctx.covered_seq != Some(last) {
-                return Ok(());
+                return;
             }
             let snap = Snapshot {
                 seq: last,

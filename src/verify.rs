@@ -115,7 +115,11 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
         }
         check_state_file(&name, &bytes, is_backup, journal_id, &mut r);
     }
-    // The binary snapshot is derived from state.json: at worst a warning.
+    // The files derived from state.json: at worst a warning. A directory
+    // at one's name blocks its writes, and only a person can move it.
+    for (file, message) in crate::derived::planted_dirs(fs) {
+        r.warnings.push(Warning { file, message });
+    }
     if let Some(note) = crate::snapshot::verify_note(fs, journal_id)? {
         r.files_checked += 1;
         if let Some(message) = note {

@@ -186,7 +186,22 @@ impl SimFs {
             boot: 0,
             clock_ns: SIM_CLOCK_START_NS,
             clock_step_ns: SIM_CLOCK_STEP_NS,
+            traced: None,
         })
+    }
+
+    /// Starts recording the path of every operation from now on, for
+    /// [`SimFs::traced`]: a fault-injection test finds which operations
+    /// touch which file.
+    pub fn trace(&self) {
+        self.inner.lock().traced.get_or_insert_with(Vec::new);
+    }
+
+    /// Each operation counted since [`SimFs::trace`], as its number (as
+    /// [`SimFs::fail_at`] takes it) and the path it was given (for a
+    /// rename, the source; for an open file, the path it was opened by).
+    pub fn traced(&self) -> Vec<(u64, String)> {
+        self.inner.lock().traced.clone().unwrap_or_default()
     }
 
     /// The number of operations made so far.
@@ -892,6 +907,8 @@ struct Inner {
     /// each file's modification time.
     clock_ns: i128,
     clock_step_ns: i128,
+    /// The operations counted since [`SimFs::trace`], with their paths.
+    traced: Option<Vec<(u64, String)>>,
 }
 
 impl Inner {
@@ -913,6 +930,9 @@ impl Inner {
         self.ops += 1;
         self.clock_ns += self.clock_step_ns;
         let n = self.ops;
+        if let Some(t) = &mut self.traced {
+            t.push((n, rel.to_string()));
+        }
         if self.crash_after.is_some_and(|c| n > c) {
             return Err(Error::new(
                 ErrorKind::Io,
@@ -1167,6 +1187,7 @@ impl Inner {
         self.faults.clear();
         self.crash_after = None;
         self.locked = false;
+        self.traced = None;
     }
 }
 

@@ -7,6 +7,15 @@
 //! a reopen with the faults cleared succeeds in the default mode, holds every
 //! acknowledged mutation, invents nothing, and leaves no file that a later
 //! open or `verify` rejects.
+//!
+//! One carve-out, exactly the operations on the files derived from
+//! `state.json` (`state.snapshot`, `.statewal-task-stats` and their temp
+//! files), found by the path each operation touched: there, a failure
+//! written once is a warning, not an error, since the checkpoint's
+//! `state.json` is already durable (a review of issue 10 found a directory
+//! planted at `state.snapshot` failing every later put and checkpoint). The
+//! checkpoint must succeed, `Store::health` must name the file, and the
+//! reopen must still be correct.
 
 use statewal::fs::SimFs;
 use statewal::fs::sim::FaultKind;
@@ -57,7 +66,18 @@ type Allowed = BTreeMap<&'static str, BTreeSet<Option<u32>>>;
 struct Run {
     allowed: Allowed,
     errors: usize,
+    /// The problems `Store::health` named after each checkpoint that
+    /// succeeded, about a derived file.
+    derived_problems: Vec<String>,
 }
+
+/// The files derived from `state.json`, and their temp files.
+const DERIVED_PATHS: [&str; 4] = [
+    "state.snapshot",
+    ".state.snapshot.tmp",
+    ".statewal-task-stats",
+    "..statewal-task-stats.tmp",
+];
 
 /// Runs the workload on `fs`; panics on a broken promise.
 fn run(fs: &SimFs, ctx: &str) -> Run {
@@ -66,9 +86,16 @@ fn run(fs: &SimFs, ctx: &str) -> Run {
         .map(|id| (id, BTreeSet::from([None])))
         .collect();
     let mut errors = 0;
+    let mut derived_problems = Vec::new();
     let store = match Store::open_with_fs(opts(), Arc::new(fs.clone()), None) {
         Ok(s) => s,
-        Err(_) => return Run { allowed, errors: 1 },
+        Err(_) => {
+            return Run {
+                allowed,
+                errors: 1,
+                derived_problems,
+            };
+        }
     };
     let mut journal_failed = false;
     for step in WORKLOAD {
@@ -82,6 +109,11 @@ fn run(fs: &SimFs, ctx: &str) -> Run {
             Step::Checkpoint => store.checkpoint().map(|_| ()),
         };
         let mutation = !matches!(step, Step::Checkpoint);
+        if result.is_ok() && !mutation {
+            derived_problems.extend(store.health().problems.into_iter().filter(|p| {
+                p.starts_with("state.snapshot") || p.starts_with(".statewal-task-stats")
+            }));
+        }
         if mutation && journal_failed {
             assert!(
                 result.is_err(),
@@ -115,7 +147,11 @@ fn run(fs: &SimFs, ctx: &str) -> Run {
         }
     }
     drop(store);
-    Run { allowed, errors }
+    Run {
+        allowed,
+        errors,
+        derived_problems,
+    }
 }
 
 fn check_reopen(fs: &SimFs, allowed: &Allowed, ctx: &str) {
@@ -150,15 +186,31 @@ fn check_reopen(fs: &SimFs, allowed: &Allowed, ctx: &str) {
 #[test]
 fn every_io_site_with_eio_and_enospc_once_and_persistent() {
     let clean = SimFs::new(7);
+    clean.trace();
     let baseline = run(&clean, "clean run");
     assert_eq!(baseline.errors, 0, "the workload runs clean without faults");
+    assert!(baseline.derived_problems.is_empty());
     let total_ops = clean.ops();
+    // The operation numbers of the derived files' writes, by file.
+    let derived: BTreeMap<u64, String> = clean
+        .traced()
+        .into_iter()
+        .filter(|(_, path)| DERIVED_PATHS.contains(&path.as_str()))
+        .collect();
+    assert!(
+        derived
+            .values()
+            .any(|p| p == "state.snapshot" || p == ".state.snapshot.tmp")
+            && derived.values().any(|p| p.contains("statewal-task-stats")),
+        "the workload writes both derived files: {derived:?}"
+    );
     assert!(
         total_ops > 50,
         "the workload exercises the filesystem ({total_ops} ops)"
     );
     let mut runs = 0;
     let mut with_errors = 0;
+    let mut warned = 0;
     let kinds = [
         (FaultKind::Eio, false),
         (FaultKind::Eio, true),
@@ -172,17 +224,43 @@ fn every_io_site_with_eio_and_enospc_once_and_persistent() {
             fs.fail_at(op, kind, persistent);
             let ctx = format!("{kind:?} at op {op} (persistent: {persistent})");
             let r = run(&fs, &ctx);
-            assert!(
-                r.errors > 0,
-                "{ctx}: the failing operation returned no error"
-            );
+            match derived.get(&op) {
+                // A persistent fault fails what follows too: no promise
+                // about which operation reports it.
+                Some(_) if persistent => {}
+                Some(path) => {
+                    assert_eq!(
+                        r.errors, 0,
+                        "{ctx} on {path}: a derived file's write failed an operation"
+                    );
+                    let file = path.trim_start_matches('.').trim_end_matches(".tmp");
+                    let file = if file.contains("statewal-task-stats") {
+                        ".statewal-task-stats"
+                    } else {
+                        file
+                    };
+                    assert!(
+                        r.derived_problems.iter().any(|p| p.starts_with(file)),
+                        "{ctx} on {path}: health does not name {file}: {:?}",
+                        r.derived_problems
+                    );
+                    warned += 1;
+                }
+                None => assert!(
+                    r.errors > 0,
+                    "{ctx}: the failing operation returned no error"
+                ),
+            }
             check_reopen(&fs, &r.allowed, &ctx);
             runs += 1;
             with_errors += usize::from(r.errors > 0);
         }
     }
+    assert!(warned > 0, "some runs met a derived file's write");
     println!(
-        "injected errors: {runs} runs over {total_ops} I/O sites, {with_errors} surfaced an error, violations: 0"
+        "injected errors: {runs} runs over {total_ops} I/O sites ({} of them derived files' \
+         writes), {with_errors} surfaced an error, {warned} a health problem, violations: 0",
+        derived.len()
     );
 }
 
