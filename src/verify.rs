@@ -165,8 +165,42 @@ pub fn verify(fs: &dyn Fs) -> Result<VerifyReport> {
             }
         }
     }
+    if r.is_clean() {
+        check_task_files_against_the_store(fs, &mut r);
+    }
     r.hints = hints(&r, &survey);
     Ok(r)
+}
+
+/// Warns about each task file the next open would not take as a copy
+/// statewal wrote: one that differs from the store's copy and from every
+/// older copy statewal wrote is a hand edit, which the open imports when
+/// newer and otherwise sets aside; a task file missing is written again.
+/// Decided by the open's own rule (`reconcile::task_file_decisions`) after
+/// a read-only recovery, with every file read: a clean store only, since
+/// that recovery is what an open does, and damage is already a finding.
+fn check_task_files_against_the_store(fs: &dyn Fs, r: &mut VerifyReport) {
+    let decisions = match crate::reconcile::task_file_decisions(fs) {
+        Ok(d) => d,
+        Err(e) => {
+            r.warnings.push(Warning {
+                file: TASKS_DIR.into(),
+                message: format!("could not compare the task files with the store: {e}"),
+            });
+            return;
+        }
+    };
+    for d in decisions {
+        let then = match d.action {
+            crate::reconcile::Action::Imported => "the next open imports it (newer)",
+            crate::reconcile::Action::SetAside => "the next open sets it aside",
+            _ => "the next open writes it again",
+        };
+        r.warnings.push(Warning {
+            file: fs::join(TASKS_DIR, &layout::task_file(&d.task)),
+            message: format!("{}; {then}", d.reason),
+        });
+    }
 }
 
 /// What repairs the findings: journal damage needs a recovery mode that

@@ -103,11 +103,15 @@ pub trait FsFile: Send + Sync {
 }
 
 /// What tells one version of a file from another without reading it: its
-/// inode, length and modification time. Two stats are equal only when the
-/// file was neither replaced (a new inode), nor written (a new modification
-/// time, unless in the same clock tick), nor resized since. The open's
-/// stat-only check of `tasks/` rests on it (`reconcile::live`, which says
-/// when a stat may be trusted).
+/// inode, length, modification time and status-change time. Two stats are
+/// equal only when the file was neither replaced (a new inode), nor written
+/// (a new modification time, unless in the same clock tick), nor resized,
+/// nor had its metadata changed since: the status-change time (`ctime`) is
+/// set by the kernel at every write, rename and metadata change, and no
+/// user can set it, so an in-place edit whose modification time was put
+/// back (`touch -r`, `rsync -t`, `cp -p` onto the same inode) still changes
+/// the stat. The open's stat-only check of `tasks/` rests on it
+/// (`reconcile::live`, which says when a stat may be trusted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileStat {
     /// The inode number (on [`SimFs`], the node's number).
@@ -116,6 +120,9 @@ pub struct FileStat {
     pub len: u64,
     /// The modification time, in nanoseconds since the Unix epoch.
     pub mtime_ns: i128,
+    /// The status-change time (`st_ctime`), in nanoseconds since the Unix
+    /// epoch; compared for equality only (see [`FileStat::settled`]).
+    pub ctime_ns: i128,
 }
 
 /// How far a file's modification time must lie before the moment its stat
@@ -131,7 +138,11 @@ impl FileStat {
     /// (or after it): its modification time is at least
     /// [`MTIME_SETTLED_NS`] before `now`. A file written in the same clock
     /// tick as it was last stamped, with the same length and in place,
-    /// would otherwise look unchanged.
+    /// would otherwise look unchanged. Only the modification time counts:
+    /// the checkpoint stamps it back, but cannot do that to the
+    /// status-change time, which its own rename sets to now; that time is
+    /// compared for equality, and catches any later change but one in the
+    /// same clock tick that also puts back the modification time.
     pub fn settled(&self, now: std::time::SystemTime) -> bool {
         self.mtime_ns < FileStat::ns_of(now) - MTIME_SETTLED_NS
     }
@@ -362,9 +373,15 @@ pub(crate) fn write_atomic_batch(
 
 /// [`write_atomic_batch`], and, with `stamp`, each file written gets that
 /// modification time (before its data is synced) and its [`FileStat`] is
-/// returned, in the order of `files` (`None` for a removal, or where the
-/// filesystem cannot stat). The temp files are written by up to
-/// [`Fs::batch_threads`] threads at once.
+/// returned, in the order of `files` (`None` for a removal, where the
+/// filesystem cannot stat, or where the file changed between its write and
+/// the stat). The temp files are written by up to [`Fs::batch_threads`]
+/// threads at once.
+///
+/// The stat is taken after the renames, since a rename sets the renamed
+/// file's status-change time; it vouches for the bytes written only when
+/// its inode, length and modification time are those the open temp file
+/// had after the write (one more `fstatat` per file).
 pub(crate) fn write_atomic_batch_stamped(
     fs: &dyn Fs,
     dir: &str,
@@ -380,8 +397,8 @@ pub(crate) fn write_atomic_batch_stamped(
         if let Some(t) = stamp {
             file.set_modified(t)?;
         }
-        // Taken now: the rename below changes neither inode, length nor
-        // modification time.
+        // Taken now, on the file written, to check the one taken after the
+        // rename against: the rename changes only the status-change time.
         stamp.map_or(Ok(None), |_| file.stat())
     })?;
     let temps: Vec<String> = bodies
@@ -410,7 +427,34 @@ pub(crate) fn write_atomic_batch_stamped(
         // Sync the directory so the renames and removals survive power loss.
         fs.sync_dir(dir)?;
     }
+    if stamp.is_some() {
+        restat_after_rename(fs, dir, files, &mut stats)?;
+    }
     Ok(stats)
+}
+
+/// Replaces each stat taken on a written temp file with the target's stat
+/// now, after its rename, when inode, length and modification time still
+/// agree (else `None`: something changed the file since, and its stat
+/// vouches for nothing).
+fn restat_after_rename(
+    fs: &dyn Fs,
+    dir: &str,
+    files: &[(String, Option<Vec<u8>>)],
+    stats: &mut [Option<FileStat>],
+) -> Result<()> {
+    let at: Vec<usize> = (0..files.len()).filter(|&i| stats[i].is_some()).collect();
+    if at.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = at.iter().map(|&i| files[i].0.as_str()).collect();
+    let now = fs.stat_in(dir, &names)?;
+    for (i, after) in at.into_iter().zip(now) {
+        let before = stats[i].expect("only stats taken");
+        stats[i] = after
+            .filter(|a| (a.ino, a.len, a.mtime_ns) == (before.ino, before.len, before.mtime_ns));
+    }
+    Ok(())
 }
 
 /// `f` of each item, in order, run on up to `threads` threads; the first

@@ -477,6 +477,7 @@ fn file_stat(meta: &std::fs::Metadata) -> FileStat {
         ino: meta.ino(),
         len: meta.len(),
         mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
     }
 }
 
@@ -817,6 +818,7 @@ impl Fs for RealFs {
                 ino: st.st_ino,
                 len: st.st_size as u64,
                 mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+                ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
             }))
         };
         // Two threads: the lookups are CPU work in the kernel.

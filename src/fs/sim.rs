@@ -407,6 +407,7 @@ impl Fs for SimFs {
                     ino,
                     Node {
                         mtime_ns,
+                        ctime_ns: mtime_ns,
                         ..Node::default()
                     },
                 );
@@ -455,6 +456,13 @@ impl Fs for SimFs {
             ));
         }
         let ((from_dir, from_name), (to_dir, to_name)) = (g.parent_of(from)?, g.parent_of(to)?);
+        // A rename changes the renamed file's status-change time, as on
+        // ext4, xfs, btrfs and tmpfs.
+        let now = g.clock_ns;
+        g.nodes
+            .get_mut(&ino)
+            .expect("entries point at nodes")
+            .ctime_ns = now;
         if from_dir == to_dir {
             g.dirs
                 .get_mut(&from_dir)
@@ -598,6 +606,7 @@ impl FsFile for SimFile {
             .get_mut(&self.ino)
             .expect("open files keep their node");
         node.mtime_ns = now;
+        node.ctime_ns = now;
         match short {
             None => {
                 node.write(offset, data);
@@ -631,6 +640,7 @@ impl FsFile for SimFile {
             .get_mut(&self.ino)
             .expect("open files keep their node");
         node.mtime_ns = now;
+        node.ctime_ns = now;
         node.current.resize(len as usize, 0);
         node.pending.push(FileOp::SetLen(len));
         Ok(())
@@ -645,11 +655,14 @@ impl FsFile for SimFile {
     fn set_modified(&mut self, time: std::time::SystemTime) -> Result<()> {
         let mut g = self.fs.lock();
         g.begin(&self.rel, "set the modification time of")?;
+        let now = g.clock_ns;
         let node = g
             .nodes
             .get_mut(&self.ino)
             .expect("open files keep their node");
         node.mtime_ns = super::FileStat::ns_of(time);
+        // A metadata change: the status-change time is now, as a kernel sets it.
+        node.ctime_ns = now;
         Ok(())
     }
 
@@ -739,6 +752,10 @@ struct Node {
     /// length change or creation, unless set since). Not modelled through
     /// power loss: a crash keeps the current one.
     mtime_ns: i128,
+    /// The status-change time: the simulated clock at the last write,
+    /// length change, modification-time change, rename or creation; never
+    /// set by a caller. Kept through power loss, as `mtime_ns` is.
+    ctime_ns: i128,
 }
 
 impl Node {
@@ -966,6 +983,7 @@ impl Inner {
             ino,
             len: node.current.len() as u64,
             mtime_ns: node.mtime_ns,
+            ctime_ns: node.ctime_ns,
         }
     }
 
@@ -1166,6 +1184,7 @@ impl Inner {
                         current: contents,
                         pending: Vec::new(),
                         mtime_ns: node.mtime_ns,
+                        ctime_ns: node.ctime_ns,
                     },
                 );
             }

@@ -150,6 +150,29 @@ impl Plan {
 /// Plans the merge (when `view` is given) and the edits of `tasks/`
 /// against the recovered state, the merge's puts included.
 pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> Result<Plan> {
+    plan_with(fs, rec, view, true)
+}
+
+/// What an open would decide about the task files, each one read (no
+/// stat vouches for any): for `verify`, which reads every file and so
+/// also sees damage that changed no stat. The same rule as an open's
+/// ([`edits::plan`]), after a read-only recovery. Writes nothing.
+pub(crate) fn task_file_decisions(fs: &dyn Fs) -> Result<Vec<Decision>> {
+    let prepared = prepare_reader(fs)?;
+    let rec = crate::recovery::recover_read_only(fs, Default::default(), &prepared.rule)?;
+    Ok(plan_with(fs, &rec, prepared.view.as_ref(), false)?
+        .edits
+        .decisions)
+}
+
+/// [`plan`]; `stats`: whether a stat the last checkpoint left may vouch
+/// for a task file, so that it is not read.
+fn plan_with(
+    fs: &dyn Fs,
+    rec: &Recovered,
+    view: Option<&ForeignView>,
+    stats: bool,
+) -> Result<Plan> {
     // Only a checkpoint statewal sealed holds copies statewal wrote; the
     // foreign view, standing in for one, holds the original server's.
     let sealed = matches!(
@@ -180,7 +203,9 @@ pub(crate) fn plan(fs: &dyn Fs, rec: &Recovered, view: Option<&ForeignView>) -> 
     // The stats the last checkpoint left vouch for the task files it knew,
     // as long as state.json is the one it wrote (`super::live`).
     let vouched = match (&rec.report.loaded_from, rec.state_crc) {
-        (LoadedFrom::StateFile, Some(crc)) if view.is_none() => live::load_vouched(fs, crc)?,
+        (LoadedFrom::StateFile, Some(crc)) if view.is_none() && stats => {
+            live::load_vouched(fs, crc)?
+        }
         _ => live::Vouched::new(),
     };
     let scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;

@@ -16,7 +16,8 @@
 //! each, so its cost follows the changes, not the number of tasks.
 //!
 //! The same fingerprints, with the stat that vouches for each (inode,
-//! length, a settled modification time), are left for the next open in
+//! length, a settled modification time, the status-change time), are left
+//! for the next open in
 //! `.statewal-task-stats` ([`TaskFiles::save`]), so that it reads only the
 //! task files whose stat changed ([`scan`]; `docs/decisions.md`, issue 10).
 //!
@@ -304,12 +305,17 @@ pub(crate) const STATS_FILE: &str = ".statewal-task-stats";
 /// the CRC32 of the `state.json` it was written with (u32), the number of
 /// entries (u64), the entries, and a CRC32 of everything before it (u32).
 /// Each entry: the name's length (u16), the name (UTF-8), the inode (u64),
-/// the length (u64), the modification time in ns since the epoch (i128),
-/// and the fingerprint of the bytes: CRC32 and length (u32 each).
+/// the length (u64), the modification time and the status-change time in
+/// ns since the epoch (i128 each), and the fingerprint of the bytes: CRC32
+/// and length (u32 each).
 const STATS_MAGIC: &[u8; 8] = b"SWTSTAT\n";
-const STATS_VERSION: u32 = 1;
+/// Version 2 added the status-change time (a hostile review of issue 10:
+/// an in-place edit that put back the modification time went unseen). A
+/// file of any other version is ignored, as a missing one is: it is a
+/// cache.
+const STATS_VERSION: u32 = 2;
 const STATS_HEADER_LEN: usize = STATS_MAGIC.len() + 4 + 4 + 8;
-const STATS_ENTRY_FIXED_LEN: usize = 2 + 8 + 8 + 16 + 4 + 4;
+const STATS_ENTRY_FIXED_LEN: usize = 2 + 8 + 8 + 16 + 16 + 4 + 4;
 const STATS_NAME_MAX: usize = 255;
 const _: () = assert!(STATS_HEADER_LEN == 24);
 
@@ -347,6 +353,7 @@ impl TaskFiles {
             out.extend_from_slice(&stat.ino.to_le_bytes());
             out.extend_from_slice(&stat.len.to_le_bytes());
             out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
             out.extend_from_slice(&k.print.crc.to_le_bytes());
             out.extend_from_slice(&k.print.len.to_le_bytes());
             count += 1;
@@ -418,11 +425,18 @@ fn parse_stats(bytes: &[u8], state_crc: u32) -> Option<Vouched> {
         let ino = u64_of(take(8)?);
         let len = u64_of(take(8)?);
         let mtime_ns = i128::from_le_bytes(take(16)?.try_into().expect("16 bytes"));
+        let ctime_ns = i128::from_le_bytes(take(16)?.try_into().expect("16 bytes"));
         let print = Print {
             crc: u32_of(take(4)?),
             len: u32_of(take(4)?),
         };
-        out.insert(name, (FileStat { ino, len, mtime_ns }, print));
+        let stat = FileStat {
+            ino,
+            len,
+            mtime_ns,
+            ctime_ns,
+        };
+        out.insert(name, (stat, print));
     }
     (at == body.len()).then_some(out)
 }
@@ -491,6 +505,7 @@ mod tests {
             ino,
             len: 10,
             mtime_ns: 5,
+            ctime_ns: 6,
         };
         TaskFiles::from_scan(
             [
@@ -514,6 +529,23 @@ mod tests {
             load_vouched(&fs, 43).unwrap().is_empty(),
             "another state.json"
         );
+    }
+
+    // Guards: a stats file of version 1 (no status-change time) is ignored,
+    // as a missing one is, even with a good checksum and the right
+    // state.json CRC: its stats cannot tell an edit whose modification time
+    // was put back.
+    #[test]
+    fn stats_of_another_version_are_ignored() {
+        let fs = SimFs::new(1);
+        files().save(&fs, 42).unwrap();
+        let mut bytes = fs.read(STATS_FILE).unwrap().unwrap().to_vec();
+        let body = bytes.len() - 4;
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        assert!(parse_stats(&bytes, 42).is_none());
+        assert!(parse_stats(&fs.read(STATS_FILE).unwrap().unwrap(), 42).is_some());
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub(crate) mod survey;
 pub use apply::Merged;
 pub(crate) use apply::{
     Prepared, SUPERSEDED_PREFIX, apply_in_memory, apply_owner, plan, prepare_owner, prepare_reader,
+    task_file_decisions,
 };
 
 use crate::model::Task;

@@ -1,6 +1,6 @@
 //! The open's stat-only look at task files (issue 10): a checkpoint leaves
-//! `.statewal-task-stats`, the inode, length and modification time of each
-//! task file it wrote (stamped with a time a little in the past), and the
+//! `.statewal-task-stats`, the inode, length, modification time and
+//! status-change time of each task file it wrote (stamped with a time a little in the past), and the
 //! next open reads only the files whose stat differs. Issue 9's promise
 //! stands: a task file that differs from every copy statewal wrote is
 //! imported when newer, else set aside, and reported.
@@ -9,7 +9,8 @@
 //! keeps the file's length, made in the same clock tick (or second) as the
 //! checkpoint's write, changes only the modification time, which is why
 //! the checkpoint stamps an earlier one; a file replaced by rename has a new
-//! inode even when length and time are forged.
+//! inode even when length and time are forged; an edit in place that puts
+//! the modification time back changes the status-change time.
 
 use crate::util::{edited_copies, opts, scratch};
 use statewal::fs::{Fs, OpenMode, SimFs};
@@ -178,18 +179,20 @@ fn files_the_stats_vouch_for_are_not_read_and_stale_stats_are_not_used() {
     assert_eq!(decisions_about(&store, "a"), vec![Action::SetAside]);
 }
 
+// Guards (hostile review of issue 10): an in-place edit that keeps the
+// length and puts the modification time back (`touch -r`, `rsync -t`, `cp
+// -p` onto the same inode) left inode, length and modification time as the
+// stats recorded them, and the open skipped the file until the task was
+// next written. The status-change time, which no user can set, is now
+// recorded and compared.
 #[test]
-fn damaged_stats_are_ignored() {
+fn an_in_place_edit_with_the_old_modification_time_put_back_is_caught() {
     let tmp = scratch();
     let dir = tmp.path().join("s");
     checkpointed(&dir);
     let path = dir.join("tasks/a.json");
     let edited = same_length_edit(&std::fs::read(&path).unwrap());
     let meta = std::fs::metadata(&path).unwrap();
-    // Forge everything a stat shows (the same inode, length and time, as
-    // `touch -r` after an in-place edit would): only reading the file can
-    // tell. With the stats intact the open does not read it (the limit
-    // `docs/decisions.md` states)...
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -199,15 +202,110 @@ fn damaged_stats_are_ignored() {
             f.set_modified(meta.modified()?)
         })
         .unwrap();
-    let store = Store::open(opts(&dir)).unwrap();
-    assert!(decisions_about(&store, "a").is_empty());
-    drop(store);
-    // ...and with them damaged it reads every file.
-    let stats = dir.join(".statewal-task-stats");
-    let mut bytes = std::fs::read(&stats).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 1;
-    std::fs::write(&stats, &bytes).unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (after.ino(), after.len(), after.modified().unwrap()),
+            (meta.ino(), meta.len(), meta.modified().unwrap()),
+            "everything but the status-change time is forged"
+        );
+    }
     let store = Store::open(opts(&dir)).unwrap();
     assert_eq!(decisions_about(&store, "a"), vec![Action::SetAside]);
+    assert!(decisions_about(&store, "b").is_empty());
+}
+
+// The same on `SimFs`, whose files get a status-change time at every
+// write, length change, modification-time change and rename, so the crash
+// and fault suites run the comparison too.
+#[test]
+fn an_in_place_edit_with_the_old_modification_time_put_back_is_caught_on_simfs() {
+    let fs = SimFs::new(11);
+    let o = || Options::new("sim").checkpoint_interval(None);
+    let store = Store::open_with_fs(o(), Arc::new(fs.clone()), None).unwrap();
+    store.put_task(task("a", "a as statewal wrote it")).unwrap();
+    store.put_task(task("b", "b as statewal wrote it")).unwrap();
+    store.checkpoint().unwrap();
+    drop(store);
+    let before = fs.stat("tasks/a.json").unwrap().unwrap();
+    let edited = same_length_edit(&fs.read("tasks/a.json").unwrap().unwrap());
+    let mut f = fs.open("tasks/a.json", OpenMode::Existing).unwrap();
+    f.write_all_at(0, &edited).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_nanos(before.mtime_ns as u64))
+        .unwrap();
+    drop(f);
+    let after = fs.stat("tasks/a.json").unwrap().unwrap();
+    assert_eq!(
+        (after.ino, after.len, after.mtime_ns),
+        (before.ino, before.len, before.mtime_ns)
+    );
+    let store = Store::open_with_fs(o(), Arc::new(fs.clone()), None).unwrap();
+    assert_eq!(decisions_about(&store, "a"), vec![Action::SetAside]);
+    assert!(decisions_about(&store, "b").is_empty());
+}
+
+// Guards: damaged stats are ignored, and every task file is read. Bit rot
+// changes no stat, so only a read sees it: with the stats intact the open
+// does not read the file (the price `docs/decisions.md` states), with them
+// damaged it does.
+#[test]
+fn damaged_stats_are_ignored() {
+    let fs = SimFs::new(5);
+    let o = || Options::new("sim").checkpoint_interval(None);
+    let store = Store::open_with_fs(o(), Arc::new(fs.clone()), None).unwrap();
+    store.put_task(task("a", "a as statewal wrote it")).unwrap();
+    store.checkpoint().unwrap();
+    drop(store);
+    assert!(fs.corrupt("tasks/a.json", |b| {
+        let edited = same_length_edit(b);
+        *b = edited;
+    }));
+    let store = Store::open_with_fs(o(), Arc::new(fs.clone()), None).unwrap();
+    assert!(decisions_about(&store, "a").is_empty());
+    drop(store);
+    assert!(fs.corrupt(".statewal-task-stats", |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+    }));
+    let store = Store::open_with_fs(o(), Arc::new(fs.clone()), None).unwrap();
+    assert_eq!(decisions_about(&store, "a"), vec![Action::SetAside]);
+}
+
+// Guards: `verify` compares every task file with the store, by the open's
+// own rule: a file that differs from the store's copy and from every copy
+// statewal wrote is named (it did not before: a hand edit, or bit rot in a
+// file whose stat is unchanged, which the open does not read), while a
+// file a checkpoint wrote before the journal moved on is not.
+#[test]
+fn verify_names_a_task_file_the_open_would_not_take_as_statewals() {
+    let fs = SimFs::new(9);
+    let o = || Options::new("sim").checkpoint_interval(None);
+    let store = Store::open_with_fs(o(), Arc::new(fs.clone()), None).unwrap();
+    for id in ["a", "b"] {
+        store
+            .put_task(task(id, &format!("{id} as statewal wrote it")))
+            .unwrap();
+    }
+    store.checkpoint().unwrap();
+    // The journal moves on: b's file is an older copy statewal wrote.
+    store.put_task(task("b", "b put again")).unwrap();
+    drop(store);
+    let report = statewal::verify::verify(&fs).unwrap();
+    assert!(
+        report.is_clean() && report.warnings.is_empty(),
+        "{report:?}"
+    );
+    assert!(fs.corrupt("tasks/a.json", |b| {
+        let edited = same_length_edit(b);
+        *b = edited;
+    }));
+    let report = statewal::verify::verify(&fs).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let named: Vec<_> = report.warnings.iter().map(|w| w.file.as_str()).collect();
+    assert_eq!(named, vec!["tasks/a.json"], "{report:?}");
+    assert!(
+        report.warnings[0].message.contains("sets it aside"),
+        "{report:?}"
+    );
 }
