@@ -458,8 +458,11 @@ impl Journal {
     /// holds, at least `preallocate_bytes`, at most 16 MiB. For a flush
     /// that syncs they are written as zeros, so that the syncs after it
     /// flush only data into written blocks, not the conversion of
-    /// allocated-but-unwritten extents (on ext4 that halves an
-    /// `fdatasync`); they go out with this flush's records, and its sync
+    /// allocated-but-unwritten extents (on a journaled ext4, a journal
+    /// commit per sync; on the benchmark machine's ext4, which has no
+    /// journal, the two measured the same: `docs/decisions.md`, "segment
+    /// recycling, measured and not done"); they go out with this flush's
+    /// records, and its sync
     /// flushes both. For a flush through the map (`mapped`), which does not
     /// sync, the space is only allocated (`fallocate`): copying megabytes
     /// of zeros into the page cache was a sixth of a buffered put's time

@@ -8,6 +8,7 @@
 //!                [--workloads w1,w2,w3,w4] [--engines NAME,...]
 //!                [--statewal-bench FILE]
 //! statewal-peers syncs [--scratch DIR] [--puts N] [--json FILE]
+//! statewal-peers blocks [--scratch DIR] [--puts N] [--rounds N] [--modes MODE,...]
 //! statewal-peers render RUN.json [--statewal-bench FILE] [--json FILE] [--markdown FILE] [--svg FILE]
 //! ```
 //!
@@ -17,6 +18,7 @@
 
 #[path = "../../baselines.rs"]
 mod baselines;
+mod blocks;
 mod cpu;
 mod engines;
 mod reopen;
@@ -83,6 +85,9 @@ fn run(argv: Vec<String>) -> Result<()> {
         }
         report.targets = targets::targets(&report, report.statewal_bench.as_ref());
         return write_outputs(&args, &report);
+    }
+    if argv.first().map(String::as_str) == Some("blocks") {
+        return run_blocks(&argv[1..]);
     }
     let syncs_only = argv.first().map(String::as_str) == Some("syncs");
     let args = parse(if syncs_only { &argv[1..] } else { &argv })?;
@@ -167,6 +172,28 @@ fn parse(argv: &[String]) -> Result<Args> {
         return Err("--rounds, --slices, --w4-records and --puts must be at least 1".into());
     }
     Ok(a)
+}
+
+/// `blocks`: one durable put's cost by the state of the blocks it lands in.
+fn run_blocks(argv: &[String]) -> Result<()> {
+    let mut modes: Vec<String> = blocks::MODES.map(String::from).to_vec();
+    let mut rest = Vec::new();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--modes" {
+            let v = it.next().ok_or("--modes needs a value")?;
+            modes = v.split(',').map(String::from).collect();
+        } else {
+            rest.push(flag.clone());
+        }
+    }
+    let args = parse(&rest)?;
+    check_scratch(&args.scratch)?;
+    let scratch = args.scratch.join(format!("blocks-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let result = blocks::run(&scratch, &modes, args.puts as usize, args.plan.rounds);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// Refuses a scratch directory on tmpfs, where a sync costs nothing.
