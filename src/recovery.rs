@@ -36,6 +36,44 @@ pub enum LoadedFrom {
     Foreign(String),
 }
 
+impl LoadedFrom {
+    /// A snake_case word for where the state came from, for logs and JSON:
+    /// `empty`, `state_file`, `backup`, `layout_files` or `foreign`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoadedFrom::Empty => "empty",
+            LoadedFrom::StateFile => "state_file",
+            LoadedFrom::Backup(_) => "backup",
+            LoadedFrom::LayoutFiles => "layout_files",
+            LoadedFrom::Foreign(_) => "foreign",
+        }
+    }
+
+    /// The file a backup or foreign start was read from, if it names one.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            LoadedFrom::Backup(f) | LoadedFrom::Foreign(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LoadedFrom {
+    /// For a person: "state.json", "an empty state", "the backup
+    /// state.backup.1.json", ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadedFrom::Empty => f.write_str("an empty state"),
+            LoadedFrom::StateFile => f.write_str("state.json"),
+            LoadedFrom::Backup(name) => write!(f, "the backup {name}"),
+            LoadedFrom::LayoutFiles => f.write_str("tasks/ and sessions/"),
+            LoadedFrom::Foreign(name) => {
+                write!(f, "the original server's {name} with tasks/")
+            }
+        }
+    }
+}
+
 /// Damage found in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {

@@ -149,7 +149,7 @@ fn serve_commits_pipelined_requests_with_fewer_fsyncs() {
         "{N} pipelined puts took {syncs} journal syncs"
     );
     let out = run(dir.path(), &["list", "--json"], "");
-    let tasks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = crate::util::json_lines(&out.stdout);
     assert_eq!(tasks.len(), N);
 }
 
@@ -181,7 +181,7 @@ fn one_shot_commands() {
     assert_eq!(t["toolInvocations"], json!([1]));
 
     let out = run(dir.path(), &["list", "--json"], "");
-    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let list = crate::util::json_lines(&out.stdout);
     assert_eq!(
         list.iter()
             .map(|t| t["id"].as_str().unwrap())
@@ -300,19 +300,28 @@ fn verify_and_recover_exit_codes() {
 #[test]
 fn json_output_of_put_delete_checkpoint_recover() {
     let dir = tempfile::tempdir().unwrap();
+    let object = crate::util::json_object;
     let out = run(dir.path(), &["put-task", "--json", "-"], r#"{"id":"j1"}"#);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = object(&out.stdout);
     assert_eq!(v["id"], "j1");
     assert!(v["seq"].as_u64().unwrap() >= 1);
     let out = run(dir.path(), &["checkpoint", "--json"], "");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = object(&out.stdout);
     assert_eq!(v["checkpoint"]["tasks_total"], 1, "{v}");
-    assert_eq!(v["recovery"]["mode"], "tolerate-torn-tail");
+    // Words in snake_case, never a Rust Debug name (issue 14).
+    assert_eq!(v["recovery"]["mode"], "tolerate_torn_tail");
+    assert_eq!(v["recovery"]["loaded_from"], "state_file", "{v}");
     let out = run(dir.path(), &["delete-task", "--json", "j1"], "");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = object(&out.stdout);
     assert_eq!(v["id"], "j1");
-    let out = run(dir.path(), &["recover", "--json", "--mode", "salvage"], "");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["mode"], "salvage", "{v}");
+    let out = run(
+        dir.path(),
+        &["recover", "--json", "--mode", "point-in-time"],
+        "",
+    );
+    let v = object(&out.stdout);
+    assert_eq!(v["mode"], "point_in_time", "{v}");
+    assert_eq!(v["loaded_from"], "state_file", "{v}");
+    assert_eq!(v["loaded_from_file"], Value::Null, "{v}");
     assert_eq!(v["damage"], json!([]));
 }

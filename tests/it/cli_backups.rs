@@ -35,20 +35,16 @@ fn put(dir: &Path, id: &str, description: &str) {
 }
 
 fn task_ids(dir: &Path) -> Vec<String> {
-    let tasks = json(dir, &["list", "--json"]);
-    tasks
-        .as_array()
-        .unwrap()
+    let (stdout, _) = check(dir, &["list", "--json"], "", 0);
+    crate::util::json_lines(stdout.as_bytes())
         .iter()
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect()
 }
 
 fn backups(dir: &Path) -> Vec<Value> {
-    json(dir, &["backups", "--json"])
-        .as_array()
-        .unwrap()
-        .clone()
+    let (stdout, _) = check(dir, &["backups", "--json"], "", 0);
+    crate::util::json_lines(stdout.as_bytes())
 }
 
 /// Flips one letter inside a backup: still JSON, but its checksum seal no
@@ -157,8 +153,8 @@ fn restore_brings_back_an_older_state_and_its_undo_backup_reverses_it() {
     // Undo, through the human output this time.
     let undo = report["undo_backup"].as_str().unwrap();
     let (out, _) = check(dir.path(), &["restore", undo], "", 0);
-    assert!(out.contains("tasks put 1: c"), "{out}");
-    assert!(out.contains("tasks deleted 1: a"), "{out}");
+    assert!(out.contains("put 1 task: c"), "{out}");
+    assert!(out.contains("deleted 1 task: a"), "{out}");
     assert!(
         out.contains("undo with: statewal restore state.backup."),
         "{out}"

@@ -97,9 +97,7 @@ fn archived(dir: &Path) -> BTreeMap<String, (usize, Value)> {
 }
 
 fn listed_ids(dir: &Path) -> Vec<String> {
-    let list: Value = serde_json::from_str(&check_ok(dir, &["list", "--json"])).unwrap();
-    list.as_array()
-        .unwrap()
+    crate::util::json_lines(check_ok(dir, &["list", "--json"]).as_bytes())
         .iter()
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect()

@@ -134,8 +134,8 @@ fn migrate_checkpoint_list_rollback() {
     assert!(again.contains("nothing to migrate"), "{again}");
 
     check_ok(&run(dir.path(), &["checkpoint"]), "checkpoint");
-    let listed: Vec<Value> =
-        serde_json::from_str(&check_ok(&run(dir.path(), &["list", "--json"]), "list")).unwrap();
+    let listed =
+        crate::util::json_lines(check_ok(&run(dir.path(), &["list", "--json"]), "list").as_bytes());
     check_tasks_kept(&listed, "list --json");
     let after_ckpt = std::fs::read(dir.path().join("state.json")).unwrap();
     let state = statewal::layout::parse_state(&after_ckpt).expect("checkpointed state.json loads");

@@ -731,7 +731,7 @@ fn a_planted_last_stamp_does_not_unorder_statewals_own_backups() {
 
     std::fs::write(dir.join("state.json"), b"garbage").unwrap();
     let listed = check(dir, &["list", "--json"], "", 0);
-    let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    let listed = crate::util::json_lines(listed.as_bytes());
     let listed: Vec<&str> = listed.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(listed, ["a", "b", "c"]);
 }

@@ -287,3 +287,29 @@ pub fn scratch() -> tempfile::TempDir {
     }
     tempfile::tempdir().expect("a temp dir")
 }
+
+/// The items of a `--json` list: JSON Lines, one compact object per line
+/// (`../shared/CONTRACTS.md` section 4). Fails on anything else, a pretty
+/// or array-shaped output included.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(stdout).expect("--json output is UTF-8");
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\nin {text}"));
+            assert!(v.is_object(), "a JSON line is an object: {line}");
+            v
+        })
+        .collect()
+}
+
+/// The one compact JSON object of a `--json` command that is not a list.
+pub fn json_object(stdout: &[u8]) -> serde_json::Value {
+    let text = std::str::from_utf8(stdout).expect("--json output is UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object on one line: {text}");
+    let v: serde_json::Value =
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert!(v.is_object(), "an object: {text}");
+    v
+}

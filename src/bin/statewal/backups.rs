@@ -1,8 +1,8 @@
 //! `statewal backups` and `statewal restore BACKUP`.
 
 use crate::Cli;
-use crate::commands::pretty;
 use crate::health::human_bytes;
+use crate::out::{count, json_line};
 use statewal::{BackupInfo, Result, Store};
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,7 +12,10 @@ pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
     crate::commands::require_store(dir)?;
     let backups = statewal::backups(dir)?;
     if json {
-        outln!("{}", pretty(&backups));
+        // JSON Lines: one backup per line.
+        for b in &backups {
+            json_line(b)?;
+        }
     } else {
         print_table(&backups)?;
     }
@@ -25,7 +28,7 @@ pub fn restore(cli: &Cli, backup: &str, json: bool) -> Result<ExitCode> {
     let report = store.restore_backup(backup)?;
     store.shutdown()?;
     if json {
-        outln!("{}", pretty(&report));
+        json_line(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     let ids = |v: &[String]| {
@@ -37,19 +40,19 @@ pub fn restore(cli: &Cli, backup: &str, json: bool) -> Result<ExitCode> {
     };
     outln!("restored {}", report.backup);
     outln!(
-        "tasks put {}{}",
-        report.tasks_put.len(),
+        "put {}{}",
+        count(report.tasks_put.len(), "task"),
         ids(&report.tasks_put)
     );
     outln!(
-        "tasks deleted {}{}",
-        report.tasks_deleted.len(),
+        "deleted {}{}",
+        count(report.tasks_deleted.len(), "task"),
         ids(&report.tasks_deleted)
     );
     outln!(
-        "sessions put {}, deleted {}",
-        report.sessions_put.len(),
-        report.sessions_deleted.len()
+        "put {}, deleted {}",
+        count(report.sessions_put.len(), "session"),
+        count(report.sessions_deleted.len(), "session")
     );
     match &report.undo_backup {
         Some(undo) => outln!("undo with: statewal restore {undo}"),
@@ -91,7 +94,7 @@ fn print_table(backups: &[BackupInfo]) -> statewal::Result<()> {
         );
     }
     let valid = backups.iter().filter(|b| b.valid).count();
-    outln!("{} backups, {valid} valid", backups.len());
+    outln!("{}, {valid} valid", count(backups.len(), "backup"));
     Ok(())
 }
 

@@ -58,6 +58,8 @@ pub fn run(
         std::env::temp_dir().join(format!("statewal-bench-{}", std::process::id()))
     });
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io("create", &scratch, e))?;
+    // Ctrl-C removes the scratch directory instead of leaving it behind.
+    let _interrupt = crate::scratch::RemoveOnInterrupt::new(&scratch)?;
     let dur = Duration::from_secs_f64(seconds);
     let mut rows = Vec::new();
     let mut figures = Vec::new();
@@ -145,10 +147,7 @@ pub fn run(
     // early (a closed pipe ends the command) leaves nothing behind.
     std::fs::remove_dir_all(&scratch).ok();
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("the report serializes")
-        );
+        crate::out::json_line(&report)?;
     } else {
         print_table(&report)?;
     }

@@ -1,7 +1,7 @@
 //! `statewal clean --older-than AGE`: archive old finished tasks.
 
 use crate::Cli;
-use crate::commands::pretty;
+use crate::out::{count, json_line};
 use crate::progress::Progress;
 use statewal::{Result, Store, TaskStatus};
 use std::process::ExitCode;
@@ -23,15 +23,14 @@ pub fn run(
     store.shutdown()?;
     drop(progress);
     if json {
-        outln!("{}", pretty(&report));
+        json_line(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     let verb = if dry_run { "would archive" } else { "archived" };
     outln!(
-        "{verb} {} task{} ({} bytes) to {}",
-        report.archived.len(),
-        if report.archived.len() == 1 { "" } else { "s" },
-        report.bytes,
+        "{verb} {} ({}) to {}",
+        count(report.archived.len(), "task"),
+        count(report.bytes, "byte"),
         report.archive_file
     );
     for id in &report.archived {

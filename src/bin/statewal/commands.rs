@@ -1,6 +1,7 @@
 //! The one-shot commands: put-task, get-task, delete-task, list, checkpoint,
 //! verify, recover.
 
+use crate::out::{count, json_line};
 use crate::progress::Progress;
 use crate::{Cli, Command};
 use statewal::fs::RealFs;
@@ -23,7 +24,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             let seq = store.delete_task(id)?;
             store.shutdown()?;
             if *json {
-                outln!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
+                json_line(&serde_json::json!({"id": id, "seq": seq}))?;
             } else {
                 outln!("deleted task {id} (journal seq {seq})");
             }
@@ -36,7 +37,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 tasks.retain(|t| status.contains(&t.status()));
             }
             if *json {
-                outln!("{}", pretty(&tasks));
+                // JSON Lines: one task per line, so `jq` and `grep` take
+                // them one at a time and a long list streams.
+                for t in &tasks {
+                    json_line(t)?;
+                }
             } else {
                 print_table(&tasks)?;
             }
@@ -59,15 +64,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                     },
                 });
                 store.shutdown()?;
-                outln!("{}", pretty(&out));
+                json_line(&out)?;
                 return Ok(ExitCode::SUCCESS);
             }
             outln!(
-                "checkpoint: {} tasks in state.json, {} task files changed, covers journal seq {}, {} segments removed, {:.1} ms",
-                s.tasks_total,
-                s.task_files_changed,
+                "checkpoint: {} in state.json, {} changed, covers journal seq {}, {} removed, {:.1} ms",
+                count(s.tasks_total, "task"),
+                count(s.task_files_changed, "task file"),
                 s.seq,
-                s.segments_removed,
+                count(s.segments_removed, "segment"),
                 s.duration.as_secs_f64() * 1e3
             );
             store.shutdown()?;
@@ -85,8 +90,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             store.shutdown()?;
             drop(progress);
             if *json {
-                let report = recovery_json(store_report.as_ref().expect("kept above"));
-                outln!("{}", pretty(&report));
+                json_line(&recovery_json(store_report.as_ref().expect("kept above")))?;
             } else {
                 outln!(
                     "recovered in {} mode; the state directory is checkpointed",
@@ -167,7 +171,7 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
     let seq = store.put_task(task)?;
     store.shutdown()?;
     if json {
-        outln!("{}", pretty(&serde_json::json!({"id": id, "seq": seq})));
+        json_line(&serde_json::json!({"id": id, "seq": seq}))?;
     } else {
         outln!("stored task {id} (journal seq {seq})");
     }
@@ -206,7 +210,7 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             "warnings": warnings,
             "hints": report.hints,
         });
-        outln!("{}", pretty(&out));
+        json_line(&out)?;
     } else {
         for f in &report.findings {
             outln!("{f}");
@@ -220,12 +224,12 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
             "DAMAGE FOUND"
         };
         outln!(
-            "verified {} files and {} journal records: {} ({} findings, {} warnings)",
-            report.files_checked,
-            report.records_checked,
+            "verified {} and {}: {} ({}, {})",
+            count(report.files_checked, "file"),
+            count(report.records_checked, "journal record"),
             verdict,
-            report.findings.len(),
-            report.warnings.len()
+            count(report.findings.len(), "finding"),
+            count(report.warnings.len(), "warning")
         );
         for h in &report.hints {
             outln!("hint: {h}");
@@ -240,13 +244,13 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
 
 pub fn print_recovery(r: &statewal::RecoveryReport) {
     eprintln!(
-        "recovered from {:?} (seq {}): {} tasks loaded, {} journal records replayed from {} segments, {} bytes of torn tail truncated, {:.1} ms",
+        "recovered from {} (seq {}): {} loaded, {} replayed from {}, {} of torn tail truncated, {:.1} ms",
         r.loaded_from,
         r.checkpoint_seq,
-        r.tasks_loaded,
-        r.records_replayed,
-        r.segments_read,
-        r.bytes_truncated,
+        count(r.tasks_loaded, "task"),
+        count(r.records_replayed, "journal record"),
+        count(r.segments_read, "segment"),
+        count(r.bytes_truncated, "byte"),
         r.duration.as_secs_f64() * 1e3
     );
     for d in &r.damage {
@@ -276,8 +280,16 @@ fn print_table(tasks: &[Task]) -> statewal::Result<()> {
         .max()
         .unwrap_or(2)
         .max(2);
+    // As wide as the longest stamp: writers differ in precision.
+    let u = tasks
+        .iter()
+        .filter_map(|t| t.updated_at_str())
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     outln!(
-        "{:<w$}  {:<11}  {:<25}  DESCRIPTION",
+        "{:<w$}  {:<11}  {:<u$}  DESCRIPTION",
         "ID",
         "STATUS",
         "UPDATED"
@@ -294,14 +306,14 @@ fn print_table(tasks: &[Task]) -> statewal::Result<()> {
             }
         }
         outln!(
-            "{:<w$}  {:<11}  {:<25}  {}",
+            "{:<w$}  {:<11}  {:<u$}  {}",
             t.id(),
             t.status().as_str(),
             t.updated_at_str().unwrap_or("-"),
             desc
         );
     }
-    outln!("{} tasks", tasks.len());
+    outln!("{}", count(tasks.len(), "task"));
     Ok(())
 }
 
@@ -316,8 +328,11 @@ pub fn pretty<T: serde::Serialize>(v: &T) -> String {
 /// The recovery report as JSON, for `--json` output.
 pub fn recovery_json(r: &statewal::RecoveryReport) -> serde_json::Value {
     serde_json::json!({
-        "mode": r.mode.name(),
-        "loaded_from": format!("{:?}", r.loaded_from),
+        // snake_case, as every word in JSON; `--mode` takes the same
+        // words with hyphens.
+        "mode": r.mode.name().replace('-', "_"),
+        "loaded_from": r.loaded_from.name(),
+        "loaded_from_file": r.loaded_from.file(),
         "checkpoint_seq": r.checkpoint_seq,
         "tasks_loaded": r.tasks_loaded,
         "records_replayed": r.records_replayed,

@@ -9,6 +9,7 @@
 //! failed, so the evidence stays).
 
 use crate::Cli;
+use crate::out::count;
 use statewal::{Error, ErrorKind, Options, Result, Store, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -21,9 +22,7 @@ pub const DEMO_MARKER: &str = ".statewal-demo";
 
 pub fn run(cli: &Cli, acks_before_kill: usize, keep: bool) -> Result<ExitCode> {
     let dir = demo_dir(cli)?;
-    let announced = format_args!("statewal demo: state directory {}", dir.display());
-    let result =
-        crate::out::write(announced, true).and_then(|()| tour(cli, &dir, acks_before_kill));
+    let result = announce(&dir, acks_before_kill).and_then(|()| tour(cli, &dir, acks_before_kill));
     // A reader that went away (`demo | head`) ends the tour early; the
     // directory goes as after a successful one, and nothing more is printed.
     let broken = result.as_ref().is_err_and(crate::out::is_broken_pipe);
@@ -133,6 +132,21 @@ fn mark(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("write", &marker, e))
 }
 
+/// Says what the demo is about to do, before it does any of it.
+fn announce(dir: &Path, acks_before_kill: usize) -> Result<()> {
+    outln!("statewal demo: state directory {}", dir.display());
+    outln!(
+        "a child process will write tasks into it, printing an acknowledgement once each is durable;"
+    );
+    outln!(
+        "after {} this process kills the child with SIGKILL, reopens the store",
+        count(acks_before_kill, "acknowledgement")
+    );
+    outln!("and checks that every acknowledged task came back intact.");
+    outln!();
+    Ok(())
+}
+
 fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     let run_id = format!("demo-{}", std::process::id());
     let exe =
@@ -149,7 +163,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     // Killed if this function returns early (a closed pipe on our output).
     let mut child = KillOnDrop(child);
     outln!(
-        "child process {} writes tasks {run_id}-<n>, printing each acknowledgement",
+        "child process {} is writing tasks {run_id}-<n>; each line below is one acknowledgement:",
         child.id()
     );
     let stdout = child.stdout.take().expect("stdout was piped");
@@ -159,6 +173,14 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     for line in lines.by_ref() {
         let line = line.map_err(|e| Error::io("read", "the demo child's output", e))?;
         if let Some((id, desc)) = parse_ack(&line) {
+            // Printed as the child gives them: the ones read after the kill
+            // were acknowledged before it, and count the same.
+            let late = if killed {
+                "  (sent before the kill, read after it)"
+            } else {
+                ""
+            };
+            outln!("  ack {:>4}  {id}  durable{late}", acked.len() + 1);
             acked.insert(id, desc);
         }
         if acked.len() >= acks_before_kill && !killed {
@@ -169,8 +191,8 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
                 .map_err(|e| Error::io("kill", "the demo child", e))?;
             killed = true;
             outln!(
-                "killed the child with SIGKILL after {} acknowledgements",
-                acked.len()
+                "killed the child with SIGKILL after {}",
+                count(acked.len(), "acknowledgement")
             );
         }
     }
@@ -184,15 +206,19 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
             format!("the demo child exited on its own ({status}) before the kill"),
         ));
     }
-    outln!("acknowledged before the kill: {} tasks", acked.len());
+    outln!();
+    outln!(
+        "acknowledged before the kill: {}",
+        count(acked.len(), "task")
+    );
 
     let store = Store::open(Options::new(dir).sync_policy(cli.sync))?;
     let r = store.recovery_report();
     outln!(
-        "reopened: state from {:?}, {} journal records replayed, {} bytes of torn tail truncated, in {:.1} ms",
+        "reopened: started from {}, {} replayed, {} of torn tail truncated, in {:.1} ms",
         r.loaded_from,
-        r.records_replayed,
-        r.bytes_truncated,
+        count(r.records_replayed, "journal record"),
+        count(r.bytes_truncated, "byte"),
         r.duration.as_secs_f64() * 1e3
     );
     let recovered: BTreeMap<String, Task> = store
@@ -213,8 +239,8 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
         .filter(|id| !acked.contains_key(*id))
         .count();
     outln!(
-        "recovered: {} tasks of this run ({} acknowledged, {} written but not yet acknowledged when the child died)",
-        recovered.len(),
+        "recovered: {} of this run ({} acknowledged, {} written but not yet acknowledged when the child died)",
+        count(recovered.len(), "task"),
         recovered.len() - unacked,
         unacked
     );
@@ -222,8 +248,11 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     store.shutdown()?;
     if lost.is_empty() {
         outln!(
-            "nothing acknowledged was lost: all {} acknowledged tasks are back, intact",
-            acked.len()
+            "nothing acknowledged was lost: {} back, intact",
+            match acked.len() {
+                1 => "the 1 acknowledged task is".to_string(),
+                n => format!("all {n} acknowledged tasks are"),
+            }
         );
         outln!(
             "the checkpointed layout is in {} (state.json, tasks/, journal/)",
@@ -231,7 +260,12 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        outln!("LOST {} acknowledged tasks: {:?}", lost.len(), lost);
+        let names: Vec<&str> = lost.iter().map(|id| id.as_str()).collect();
+        outln!(
+            "LOST {}: {}",
+            count(lost.len(), "acknowledged task"),
+            names.join(", ")
+        );
         Ok(ExitCode::from(1))
     }
 }
@@ -260,8 +294,9 @@ pub fn child(cli: &Cli, run_id: &str) -> Result<ExitCode> {
         } else {
             TaskStatus::InProgress
         });
-        // The store stamps nothing by default; the demo stamps its own tasks.
-        task.stamp(&statewal::now_rfc3339());
+        // The store stamps nothing by default; the demo stamps its own
+        // tasks, in the original server's format (milliseconds, `Z`).
+        task.stamp(&now_ms_rfc3339());
         task.set(
             "toolInvocations",
             serde_json::json!([{"tool": "demo", "n": n}]),
@@ -301,6 +336,17 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// The current UTC time as RFC 3339 with milliseconds, as JavaScript's
+/// `Date.toISOString()` writes it: `2026-12-02T10:00:00.123Z`.
+fn now_ms_rfc3339() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .expect("formatting the current UTC time cannot fail")
 }
 
 fn parse_ack(line: &str) -> Option<(String, String)> {

@@ -1,6 +1,6 @@
 //! `statewal health`: is the state directory fit to run a store on?
 
-use crate::commands::pretty;
+use crate::out::{count, json_line};
 use statewal::Result;
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub fn run(dir: &Path, json: bool) -> Result<ExitCode> {
     let h = statewal::health(dir);
     if json {
-        outln!("{}", pretty(&h));
+        json_line(&h)?;
     } else {
         print_human(&h)?;
     }
@@ -26,7 +26,11 @@ fn print_human(h: &statewal::Health) -> statewal::Result<()> {
     outln!("exists            {}", yes_no(h.exists));
     outln!("writable          {}", yes_no(h.writable));
     match h.free_bytes {
-        Some(n) => outln!("free space        {} ({n} bytes)", human_bytes(n)),
+        Some(n) => outln!(
+            "free space        {} ({})",
+            human_bytes(n),
+            count(n, "byte")
+        ),
         None => outln!("free space        unknown"),
     }
     outln!(
@@ -40,9 +44,9 @@ fn print_human(h: &statewal::Health) -> statewal::Result<()> {
         h.backups_leftover
     );
     outln!(
-        "journal           {} in {} segments",
+        "journal           {} in {}",
         human_bytes(h.journal_bytes),
-        h.journal_segments
+        count(h.journal_segments, "segment")
     );
     match h.lock_holder_pid {
         Some(pid) => outln!("lock holder       pid {pid}"),

@@ -2,6 +2,7 @@
 
 use crate::Cli;
 use crate::commands::{not_found, open_readonly, pretty};
+use crate::out::{count, count_as};
 use serde_json::{Value, json};
 use statewal::fs::{Fs, RealFs};
 use statewal::journal::op::Op;
@@ -78,8 +79,11 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
     }
     if !json {
         outln!(
-            "{records} records, {markers} sync markers, {damaged} damaged spans in {} segments",
-            files.len()
+            "{}, {}, {} in {}",
+            count(records, "record"),
+            count(markers, "sync marker"),
+            count(damaged, "damaged span"),
+            count(files.len(), "segment")
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -171,7 +175,7 @@ pub fn show(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
     let store = open_readonly(cli)?;
     let task = store.get_task(id)?.ok_or_else(|| not_found(id))?;
     if json {
-        outln!("{}", pretty(&task));
+        crate::out::json_line(&task)?;
     } else {
         print_task(&task)?;
     }
@@ -213,7 +217,7 @@ fn print_task(t: &Task) -> statewal::Result<()> {
             outln!("  {name:<12} {value}");
         }
     }
-    outln!("logs ({}):", t.logs().len());
+    outln!("{}:", count_as(t.logs().len(), "log entry", "log entries"));
     for l in t.logs() {
         let meta = l.metadata().map(|m| format!("  {m}")).unwrap_or_default();
         outln!(

@@ -33,15 +33,17 @@ mod clean;
 mod commands;
 mod demo;
 mod health;
+mod help;
 mod inspect;
 mod metrics;
 mod migrate;
 mod out;
 mod progress;
 mod readback;
+mod scratch;
 mod serve;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use statewal::{Options, RecoveryMode, SyncPolicy};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,19 +54,60 @@ use std::process::ExitCode;
 #[command(name = "statewal", version, about, long_about = None)]
 pub struct Cli {
     /// The state directory.
-    #[arg(long, global = true, env = "STATE_PATH", default_value = statewal::DEFAULT_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = "STATE_PATH", default_value = statewal::DEFAULT_DIR)]
     pub dir: PathBuf,
     /// When writes are acknowledged: sync-before-ack, interval:<ms> or os-buffered.
-    #[arg(long, global = true, default_value = "sync-before-ack", value_parser = parse_sync)]
+    #[arg(long, global = true, help_heading = "Global options", default_value = "sync-before-ack", value_parser = parse_sync)]
     pub sync: SyncPolicy,
     /// Open the store read-only: no lock (works beside a running writer), nothing
     /// written, created or migrated on disk; every change is refused (exit 2).
     /// `list`, `get-task`, `show`, `metrics`, `clean --dry-run` and the read-back
     /// commands (`get-report`, `list-reports`, `list-logs`, `read-log`,
-    /// `get-session`) always open read-only; `health`, `verify`, `dump-journal`, `backups`, `demo` and
-    /// `bench` never write the store and ignore it.
-    #[arg(long, global = true)]
+    /// `get-session`) always open read-only; `health`, `verify`, `dump-journal`,
+    /// `backups` and the commands that open no store (`demo`, `bench`,
+    /// `completions`, `man`) never write the store and ignore it.
+    #[arg(long, global = true, help_heading = "Global options")]
     pub read_only: bool,
+    /// Ship sealed journal segments to this URL as the store is written.
+    /// Not built yet (issue 11): a command that writes the store refuses it.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STATEWAL_REPLICATE",
+        value_name = "URL"
+    )]
+    pub replicate: Option<String>,
+    /// Keep the store in PostgreSQL at this URL instead of a directory.
+    /// Not built yet (issue 12): a command that opens a store refuses it.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "DATABASE_URL",
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+    /// Read the encryption key from this file (the key may also come from
+    /// STATEWAL_KEY). Not built yet (issue 13): a command that opens a store
+    /// refuses it.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STATEWAL_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// Run this command through `sh -c` for the encryption key. Not built yet
+    /// (issue 13): a command that opens a store refuses it.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "CMD"
+    )]
+    pub key_command: Option<String>,
     #[command(subcommand)]
     pub command: Command,
     /// Whether `--dir` was given on the command line (not by `STATE_PATH` or
@@ -93,7 +136,7 @@ pub enum Command {
     PutTask {
         /// A file holding one task object.
         file: Option<PathBuf>,
-        /// Print `{"id", "seq"}` as JSON.
+        /// Print `{"id", "seq"}` as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -106,13 +149,13 @@ pub enum Command {
     DeleteTask {
         /// The task id.
         id: String,
-        /// Print `{"id", "seq"}` as JSON.
+        /// Print `{"id", "seq"}` as one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// List tasks: a table, or with --json one JSON array of full task objects.
+    /// List tasks: a table, or with --json JSON Lines, one full task object per line.
     List {
-        /// Print one JSON array of full task objects.
+        /// Print JSON Lines: one full task object per line.
         #[arg(long)]
         json: bool,
         /// Only tasks with these statuses, comma-separated (e.g. completed,failed).
@@ -122,13 +165,13 @@ pub enum Command {
     /// Check the state directory without opening it (works while another process has it open).
     /// Exit 0 when healthy, 1 when not, saying why.
     Health {
-        /// Print the report as JSON.
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Print the store's metrics in the Prometheus text format.
     Metrics {
-        /// Print them as JSON instead.
+        /// Print them as one JSON object instead.
         #[arg(long)]
         json: bool,
     },
@@ -142,7 +185,7 @@ pub enum Command {
     Show {
         /// The task id.
         id: String,
-        /// Print the task as JSON.
+        /// Print the task as one compact JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -191,7 +234,7 @@ pub enum Command {
     },
     /// List the state.backup.*.json files, newest first, with age, size, validity and task count.
     Backups {
-        /// Print them as JSON.
+        /// Print JSON Lines: one object per backup.
         #[arg(long)]
         json: bool,
     },
@@ -199,7 +242,7 @@ pub enum Command {
     Restore {
         /// The backup's file name (or its stamp), as `statewal backups` lists it.
         backup: String,
-        /// Print what changed as JSON.
+        /// Print what changed as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -214,7 +257,7 @@ pub enum Command {
         /// Say what would be archived and change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Print what was archived as JSON.
+        /// Print what was (or would be) archived as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -227,20 +270,20 @@ pub enum Command {
         /// Restore state.pre-migration.backup.json as state.json.
         #[arg(long)]
         rollback: bool,
-        /// Print the report as JSON.
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Open, recover, checkpoint and exit.
     Checkpoint {
-        /// Print the recovery report and the checkpoint's figures as JSON.
+        /// Print the recovery report and the checkpoint's figures as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Check the journal, state.json, backups and tasks/ without changing anything.
     /// Exit 0 when everything checks out, 1 when anything is damaged.
     Verify {
-        /// Print the findings as JSON.
+        /// Print the findings as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -249,7 +292,7 @@ pub enum Command {
         /// tolerate-torn-tail, strict, point-in-time or salvage.
         #[arg(long, default_value = "point-in-time", value_parser = parse_mode)]
         mode: RecoveryMode,
-        /// Print the recovery report as JSON.
+        /// Print the recovery report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -266,7 +309,7 @@ pub enum Command {
     },
     /// Compare statewal with direct file writes side by side (about a minute).
     Bench {
-        /// Print the results as JSON.
+        /// Print the results as one JSON object.
         #[arg(long)]
         json: bool,
         /// Seconds each throughput row runs.
@@ -282,6 +325,19 @@ pub enum Command {
         /// Also write a bar chart of the throughput rows to this SVG file.
         #[arg(long)]
         svg: Option<PathBuf>,
+    },
+    /// Print a shell completion script for statewal, generated from its
+    /// argument definitions.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print statewal's man page (roff), or one command's, generated from
+    /// its argument definitions.
+    Man {
+        /// The command whose page to print (statewal-COMMAND(1)); without
+        /// it, statewal(1), which lists every command.
+        command: Option<String>,
     },
     /// Internal: resident memory of opening a store, for `bench`.
     #[command(hide = true)]
@@ -331,14 +387,28 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = help::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cli.dir_on_command_line = dir_on_command_line(&matches);
     init_tracing();
-    let result = match &cli.command {
-        Command::Demo { acks, keep } => demo::run(&cli, *acks, *keep),
-        Command::DemoChild { run } => demo::child(&cli, run),
-        Command::Serve { max_line_bytes, .. } => serve::run(&cli, *max_line_bytes),
+    let result = help::refuse_unbuilt(&cli).and_then(|()| dispatch(&cli));
+    match result {
+        Ok(code) => code,
+        // The reader of our output went away (`statewal list | head -1`):
+        // it has what it wanted, so end quietly, as ripgrep does.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("statewal: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo { acks, keep } => demo::run(cli, *acks, *keep),
+        Command::DemoChild { run } => demo::child(cli, run),
+        Command::Serve { max_line_bytes, .. } => serve::run(cli, *max_line_bytes),
         Command::Bench {
             json,
             seconds,
@@ -354,44 +424,36 @@ fn main() -> ExitCode {
         ),
         Command::BenchRss => bench::rss_probe(&cli.dir),
         Command::Health { json } => health::run(&cli.dir, *json),
-        Command::Metrics { json } => metrics::run(&cli, *json),
+        Command::Metrics { json } => metrics::run(cli, *json),
         Command::DumpJournal { json } => inspect::dump_journal(&cli.dir, *json),
-        Command::Show { id, json } => inspect::show(&cli, id, *json),
+        Command::Show { id, json } => inspect::show(cli, id, *json),
         Command::Migrate {
             dry_run,
             rollback,
             json,
-        } => commands::refuse_read_only(&cli, "migrate", *dry_run)
+        } => commands::refuse_read_only(cli, "migrate", *dry_run)
             .and_then(|()| migrate::run(&cli.dir, *dry_run, *rollback, *json)),
-        Command::GetReport { id, json } => readback::get_report(&cli, id, *json),
-        Command::ListReports { json } => readback::list_reports(&cli, *json),
-        Command::ListLogs { json } => readback::list_logs(&cli, *json),
+        Command::GetReport { id, json } => readback::get_report(cli, id, *json),
+        Command::ListReports { json } => readback::list_reports(cli, *json),
+        Command::ListLogs { json } => readback::list_logs(cli, *json),
         Command::ReadLog {
             file_name,
             offset,
             length,
             json,
-        } => readback::read_log(&cli, file_name, *offset, *length, *json),
-        Command::GetSession { id, json } => readback::get_session(&cli, id, *json),
+        } => readback::read_log(cli, file_name, *offset, *length, *json),
+        Command::GetSession { id, json } => readback::get_session(cli, id, *json),
         Command::Backups { json } => backups::list(&cli.dir, *json),
-        Command::Restore { backup, json } => backups::restore(&cli, backup, *json),
+        Command::Restore { backup, json } => backups::restore(cli, backup, *json),
         Command::Clean {
             older_than,
             status,
             dry_run,
             json,
-        } => clean::run(&cli, *older_than, status, *dry_run, *json),
-        _ => commands::run(&cli),
-    };
-    match result {
-        Ok(code) => code,
-        // The reader of our output went away (`statewal list | head -1`):
-        // it has what it wanted, so end quietly, as ripgrep does.
-        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("statewal: error: {e}");
-            ExitCode::from(2)
-        }
+        } => clean::run(cli, *older_than, status, *dry_run, *json),
+        Command::Completions { shell } => help::completions(*shell),
+        Command::Man { command } => help::man(command.as_deref()),
+        _ => commands::run(cli),
     }
 }
 
@@ -418,8 +480,19 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .with_target(false)
         .init();
+}
+
+/// Whether log lines on stderr may carry colour: only when stderr is a
+/// terminal and `NO_COLOR` is unset or empty (<https://no-color.org>).
+/// clap's help and errors follow the same rule by themselves; the progress
+/// bars draw no colour at all.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// Whether a `DEBUG` value in the `debug` package's syntax (namespaces

@@ -2,7 +2,7 @@
 //! (version 0.0.4) or as JSON.
 
 use crate::Cli;
-use crate::commands::{open_readonly, pretty};
+use crate::commands::open_readonly;
 use statewal::{Result, StoreMetrics};
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, json: bool) -> Result<ExitCode> {
     let store = open_readonly(cli)?;
     let m = store.metrics()?;
     if json {
-        outln!("{}", pretty(&m));
+        crate::out::json_line(&m)?;
     } else {
         out!("{}", prometheus(&m));
     }

@@ -58,8 +58,8 @@ fn print_human(r: &MigrationReport) -> statewal::Result<()> {
         let verb = if r.dry_run { "would merge" } else { "merged" };
         outln!(
             "{verb} {source} (written by the original server after statewal) with statewal's \
-             checkpoint and journal ({} tasks after the merge)",
-            r.tasks
+             checkpoint and journal ({} after the merge)",
+            crate::out::count(r.tasks, "task")
         );
     } else {
         let verb = if r.dry_run {
@@ -68,9 +68,9 @@ fn print_human(r: &MigrationReport) -> statewal::Result<()> {
             "migrated"
         };
         outln!(
-            "{verb} {source} from version {from} to {} ({} tasks; steps: {})",
+            "{verb} {source} from version {from} to {} ({}; steps: {})",
             r.to,
-            r.tasks,
+            crate::out::count(r.tasks, "task"),
             r.steps.join(", ")
         );
     }

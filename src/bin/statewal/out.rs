@@ -33,3 +33,47 @@ pub fn is_broken_pipe(e: &Error) -> bool {
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+/// One compact JSON value on a line of its own. Every `--json` output is
+/// made of these: one line for a command that answers with an object, one
+/// per item for a list (JSON Lines); the README's reference has each schema.
+pub fn json_line<T: serde::Serialize>(v: &T) -> Result<()> {
+    let line = serde_json::to_string(v).expect("serializing JSON values cannot fail");
+    write(format_args!("{line}"), true)
+}
+
+/// A count and its noun for a person: "1 task", "2 tasks", "0 tasks".
+pub fn count<T: std::fmt::Display + PartialEq + From<u8>>(n: T, one: &str) -> String {
+    if n == T::from(1) {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// [`count`] for a noun whose plural is not made with an `s`.
+pub fn count_as<T: std::fmt::Display + PartialEq + From<u8>>(
+    n: T,
+    one: &str,
+    many: &str,
+) -> String {
+    if n == T::from(1) {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(0usize, "task"), "0 tasks");
+        assert_eq!(count(1usize, "task"), "1 task");
+        assert_eq!(count(2u64, "task"), "2 tasks");
+        assert_eq!(count_as(1u64, "entry", "entries"), "1 entry");
+        assert_eq!(count_as(3u64, "entry", "entries"), "3 entries");
+    }
+}

@@ -60,7 +60,7 @@ pub fn list_reports(cli: &Cli, json: bool) -> Result<ExitCode> {
             r.file_name
         );
     }
-    outln!("{} reports", reports.len());
+    outln!("{}", crate::out::count(reports.len(), "report"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -95,7 +95,7 @@ pub fn list_logs(cli: &Cli, json: bool) -> Result<ExitCode> {
             l.file_name
         );
     }
-    outln!("{} logs", logs.len());
+    outln!("{}", crate::out::count(logs.len(), "log"));
     Ok(ExitCode::SUCCESS)
 }
 
