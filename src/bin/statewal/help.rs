@@ -286,9 +286,28 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
 /// `statewal completions SHELL`: the completion script on standard output.
 pub fn completions(shell: clap_complete::Shell) -> Result<std::process::ExitCode> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut command(), "statewal", &mut script);
+    clap_complete::generate(shell, &mut visible(command()), "statewal", &mut script);
     out!("{}", String::from_utf8_lossy(&script));
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `cmd` without its hidden commands (the demo's child, bench's probe),
+/// which some shells' generators would otherwise offer.
+fn visible(cmd: clap::Command) -> clap::Command {
+    let commands: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    let args: Vec<clap::Arg> = cmd.get_arguments().cloned().collect();
+    let mut visible = clap::Command::new("statewal")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(args)
+        .subcommands(commands);
+    if let Some(about) = cmd.get_about() {
+        visible = visible.about(about.clone());
+    }
+    visible
 }
 
 /// `statewal man [COMMAND]`: a man page (roff) on standard output:
