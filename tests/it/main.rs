@@ -16,10 +16,12 @@ mod batch;
 mod cli;
 mod cli_backups;
 mod cli_clean;
+mod cli_manners;
 mod cli_migrate;
 mod cli_ops;
 mod cli_progress;
 mod cli_read_only;
+mod cli_reference;
 mod cli_signals;
 mod corruption;
 #[cfg(feature = "sim")]
