@@ -327,29 +327,36 @@ fn pty() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
 }
 
-/// What a command writes to stderr when stderr is a terminal.
-fn stderr_on_a_terminal(dir: &Path, env: &[(&str, &str)]) -> String {
+/// What `statewal ARGS` writes when its stdout and stderr are a terminal.
+fn on_a_terminal(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let (master, slave) = pty();
     let mut child = statewal_command(dir)
-        .args(["list"])
+        .args(args)
         .env("RUST_LOG", "statewal=debug")
         .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave))
         .spawn()
         .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    // The slave's last copy closed with the child: reading ends with EIO.
-    let mut bytes = Vec::new();
+    // Read while it runs: a full terminal buffer would block it.
     let mut master = std::fs::File::from(master);
-    let _ = master.read_to_end(&mut bytes);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The slave's last copy closes with the child: reading then ends (EIO).
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    assert!(child.wait().unwrap().success());
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-// Guards (issue 14): log lines carry colour only when stderr is a terminal,
-// and never when NO_COLOR is set.
+// Guards (issue 14): log lines, and clap's help, carry colour only when
+// they go to a terminal, and never when NO_COLOR is set.
 #[test]
 fn colour_only_on_a_terminal_and_never_under_no_color() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,15 +370,20 @@ fn colour_only_on_a_terminal_and_never_under_no_color() {
     );
     assert!(!piped.contains('\x1b'), "escape codes on a pipe: {piped:?}");
 
-    let coloured = stderr_on_a_terminal(d, &[]);
-    assert!(coloured.contains("recovered"), "{coloured:?}");
-    assert!(
-        coloured.contains("\x1b["),
-        "no colour on a terminal: {coloured:?}"
-    );
-    let plain = stderr_on_a_terminal(d, &[("NO_COLOR", "1")]);
-    assert!(plain.contains("recovered"), "{plain:?}");
-    assert!(!plain.contains('\x1b'), "colour under NO_COLOR: {plain:?}");
+    for (args, shown) in [(&["list"][..], "recovered"), (&["list", "--help"], "Usage")] {
+        let coloured = on_a_terminal(d, args, &[]);
+        assert!(coloured.contains(shown), "{args:?}: {coloured:?}");
+        assert!(
+            coloured.contains("\x1b["),
+            "{args:?}: no colour on a terminal: {coloured:?}"
+        );
+        let plain = on_a_terminal(d, args, &[("NO_COLOR", "1")]);
+        assert!(plain.contains(shown), "{args:?}: {plain:?}");
+        assert!(
+            !plain.contains('\x1b'),
+            "{args:?}: colour under NO_COLOR: {plain:?}"
+        );
+    }
 }
 
 // Guards (issue 14): Ctrl-C during `bench` removes its scratch directory;
