@@ -268,6 +268,10 @@ fn completions_and_man_pages_name_every_command() {
     for c in &commands {
         assert!(page.contains(&c.replace('-', "\\-")), "man page lacks {c}");
     }
+    assert!(
+        !page.contains("demo\\-child"),
+        "a hidden command in the man page"
+    );
     let list = check(d, &["man", "list"], "", 0);
     assert!(list.contains(".TH statewal-list 1"), "{list}");
     assert!(list.contains("\\-\\-status"), "{list}");
