@@ -1,6 +1,7 @@
 //! A tight put loop for profiling:
-//! `cargo run --profile profiling --example put_loop -- DIR N [sync|buffered] [IDS]`
-//! (IDS distinct task ids, cycled; default 1000).
+//! `cargo run --profile profiling --example put_loop -- DIR N [sync|buffered] [IDS] [CHECKPOINT_BYTES]`
+//! (IDS distinct task ids, cycled; default 1000; CHECKPOINT_BYTES the
+//! size-triggered checkpoint's threshold, default the store's).
 //! Used with `valgrind --tool=callgrind` and `perf` (see docs/benchmarks.md).
 
 use statewal::{Options, Store, SyncPolicy, Task};
@@ -13,12 +14,14 @@ fn main() -> statewal::Result<()> {
         Some("sync") => SyncPolicy::SyncBeforeAck,
         _ => SyncPolicy::OsBuffered,
     };
-    let store = Store::open(
-        Options::new(dir)
-            .sync_policy(policy)
-            .checkpoint_interval(None)
-            .checkpoint_on_drop(false),
-    )?;
+    let mut opts = Options::new(dir)
+        .sync_policy(policy)
+        .checkpoint_interval(None)
+        .checkpoint_on_drop(false);
+    if let Some(bytes) = args.get(5).and_then(|s| s.parse().ok()) {
+        opts = opts.checkpoint_journal_bytes(bytes);
+    }
+    let store = Store::open(opts)?;
     let ids: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let tasks: Vec<Task> = (0..ids)
         .map(|i| {

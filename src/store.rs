@@ -23,7 +23,7 @@ use crate::transaction::{self, Transaction};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -150,7 +150,20 @@ struct Shared {
 struct Signal {
     flags: Mutex<(bool, bool)>, // (stop, kick)
     cv: Condvar,
+    /// A writer found the journal past its size threshold and kicked the
+    /// checkpointer; later writers do not kick again until the checkpointer
+    /// clears it, so a deferred checkpoint is not woken by every put.
+    size_kicked: AtomicBool,
 }
+
+/// A size-triggered checkpoint starts no sooner after the previous
+/// checkpoint ended than this many times that checkpoint's duration, so
+/// checkpoints take at most a quarter of the time from the writers they
+/// share the cores with ...
+const SIZE_CHECKPOINT_SPACING: u32 = 3;
+
+/// ... unless the journal grows to this many times its threshold.
+const SIZE_CHECKPOINT_HARD_FACTOR: u64 = 4;
 
 impl Store {
     /// Opens (creating if needed) the state directory in `opts`, recovers,
@@ -967,12 +980,9 @@ impl Shared {
                 st.apply(seq, op);
                 undo
             })?;
-        if self
-            .journal
-            .stats
-            .bytes_since_rotation
-            .load(Ordering::Relaxed)
-            > self.opts.checkpoint_journal_bytes
+        if self.journal_past_threshold(1)
+            && !self.signal.size_kicked.load(Ordering::Relaxed)
+            && !self.signal.size_kicked.swap(true, Ordering::Relaxed)
         {
             self.signal.flags.lock().1 = true;
             self.signal.cv.notify_all();
@@ -1127,8 +1137,20 @@ impl Shared {
         checkpoint::refresh_snapshot(&*self.fs, ctx, &of)
     }
 
+    /// Whether the journal holds more than `factor` times its size
+    /// threshold since the last rotation.
+    fn journal_past_threshold(&self, factor: u64) -> bool {
+        self.journal
+            .stats
+            .bytes_since_rotation
+            .load(Ordering::Relaxed)
+            > self.opts.checkpoint_journal_bytes.saturating_mul(factor)
+    }
+
     /// The auto-save thread: checkpoints on the timer and when the journal
-    /// passes its size threshold.
+    /// passes its size threshold, spaced after the previous checkpoint
+    /// ([`SIZE_CHECKPOINT_SPACING`]; `docs/decisions.md`, "2026-12-02,
+    /// issue 10: the size-triggered checkpoint waits its turn").
     fn checkpointer(&self) {
         // At least a millisecond, as for the sync thread: a zero interval
         // made this loop spin without ever waiting (review of issue 8).
@@ -1137,13 +1159,21 @@ impl Shared {
             .checkpoint_interval
             .map(|d| d.max(Duration::from_millis(1)));
         let mut last = Instant::now();
+        // A size-triggered checkpoint waiting for `not_before`.
+        let mut size_pending = false;
+        let mut not_before = Instant::now();
         loop {
             let kicked = {
                 let mut flags = self.signal.flags.lock();
                 if !flags.0 && !flags.1 {
-                    let wait = every.map_or(Duration::from_secs(3600), |d| {
+                    let mut wait = every.map_or(Duration::from_secs(3600), |d| {
                         d.saturating_sub(last.elapsed())
                     });
+                    if size_pending {
+                        // Polled, so the hard limit is seen in time.
+                        let spaced = not_before.saturating_duration_since(Instant::now());
+                        wait = wait.min(spaced).min(Duration::from_millis(10));
+                    }
                     self.signal.cv.wait_for(&mut flags, wait);
                 }
                 if flags.0 {
@@ -1151,11 +1181,32 @@ impl Shared {
                 }
                 std::mem::take(&mut flags.1)
             };
+            if kicked {
+                size_pending = true;
+            }
+            let mut size_due = false;
+            if size_pending {
+                // Cleared before the journal is looked at: a writer that
+                // passes the threshold after this kicks again.
+                self.signal.size_kicked.store(false, Ordering::Relaxed);
+                if !self.journal_past_threshold(1) {
+                    size_pending = false; // Another checkpoint rotated it.
+                } else if Instant::now() >= not_before
+                    || self.journal_past_threshold(SIZE_CHECKPOINT_HARD_FACTOR)
+                {
+                    size_due = true;
+                } else {
+                    // Deferred: no writer kicks again meanwhile.
+                    self.signal.size_kicked.store(true, Ordering::Relaxed);
+                }
+            }
             let timer_due = every.is_some_and(|d| last.elapsed() >= d);
             if timer_due {
                 self.subscribers.emit(Event::AutosaveTriggered);
             }
-            if timer_due || kicked {
+            if timer_due || size_due {
+                size_pending = false;
+                self.signal.size_kicked.store(false, Ordering::Relaxed);
                 last = Instant::now();
                 // Errors are reported to subscribers and the log by
                 // checkpoint(). A panic outside the part it catches (the
@@ -1165,6 +1216,7 @@ impl Shared {
                     let e = panicked("the auto-save checkpoint", &*panic);
                     tracing::error!(error = %e, "auto-save checkpoint failed");
                 }
+                not_before = Instant::now() + last.elapsed() * SIZE_CHECKPOINT_SPACING;
             }
         }
     }

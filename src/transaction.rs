@@ -176,12 +176,14 @@ pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Payloa
         Op::PutTask(t) => Payload::Shared(t.shared_json()),
         op => Payload::Owned(op.encode()),
     };
-    let what = match &op {
-        Op::PutTask(t) => format!("task {:?}", t.id()),
-        Op::PutSession { id, .. } => format!("session record {id:?}"),
-        _ => return Ok((op, payload)),
-    };
     if payload.len() > task_bytes_max {
+        // Named only on refusal: a `String` per put was a measurable part
+        // of a buffered put.
+        let what = match &op {
+            Op::PutTask(t) => format!("task {:?}", t.id()),
+            Op::PutSession { id, .. } => format!("session record {id:?}"),
+            _ => return Ok((op, payload)),
+        };
         return Err(Error::new(
             ErrorKind::TooLarge,
             format!(

@@ -292,8 +292,14 @@ fn serve_rows(scratch: &Path, dur: Duration) -> Result<Vec<Row>> {
         };
         let mut line = String::new();
         let row = if pipelined {
-            // Send for `dur`, then count how long until every answer is back.
+            // Send for `dur`, then count how long until every answer is
+            // back. The clock stops at the last answer: the server's
+            // checkpoint on shutdown, after it, is no request's cost (it
+            // made a 1-second row half shutdown once the server stopped
+            // reading far ahead; docs/decisions.md, "2026-12-02, issue 10:
+            // serve --stdio pipelined").
             let started = Instant::now();
+            let mut last_answer = Duration::ZERO;
             let sent = std::thread::scope(|s| -> Result<usize> {
                 let writer = s.spawn(move || -> std::io::Result<usize> {
                     let mut n = 0;
@@ -317,6 +323,7 @@ fn serve_rows(scratch: &Path, dur: Duration) -> Result<Vec<Row>> {
                         return Err(Error::new(ErrorKind::Io, format!("serve answered {line}")));
                     }
                     got += 1;
+                    last_answer = started.elapsed();
                 }
                 let sent = writer
                     .join()
@@ -330,7 +337,7 @@ fn serve_rows(scratch: &Path, dur: Duration) -> Result<Vec<Row>> {
                 }
                 Ok(sent)
             })?;
-            let secs = started.elapsed().as_secs_f64();
+            let secs = last_answer.as_secs_f64().max(1e-9);
             let mut r = summarize("serve --stdio pipelined", true, 1, secs, Vec::new());
             r.ops = sent as u64;
             r.ops_per_sec = sent as f64 / secs;
