@@ -34,7 +34,7 @@ use super::{Action, Decision, now_ms};
 use crate::error::{ErrorKind, Result};
 use crate::fs::{self, FileStat, Fs};
 use crate::layout::TASKS_DIR;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// From this many names without a known file in one checkpoint, `tasks/`
 /// is listed once rather than each name looked up (`TaskFiles::listing`).
@@ -448,6 +448,10 @@ pub(crate) struct Scan {
     /// The files a stat vouched for, unread: each holds the loaded
     /// checkpoint's copy of its task. Name, fingerprint, stat.
     pub vouched: Vec<(String, Print, FileStat)>,
+    /// The names of the entries in `tasks/` that are not regular files, as
+    /// the listing typed them; `None` when the filesystem cannot type them
+    /// in one listing (then each name needed is looked up).
+    pub not_regular: Option<HashSet<String>>,
 }
 
 /// Looks at every `tasks/*.json`: a file whose stat is the one `vouched`
@@ -455,12 +459,19 @@ pub(crate) struct Scan {
 /// is not read: it holds that checkpoint's copy. Every other one is read
 /// and parsed, as [`super::foreign::task_files`] does.
 pub(crate) fn scan(fs: &dyn Fs, vouched: &Vouched, in_base: impl Fn(&str) -> bool) -> Result<Scan> {
+    // One listing, typed: the open's check for entries that are not
+    // regular files (`apply::not_regular`) then looks up only those,
+    // instead of a stat per task file it writes.
+    let (files, not_regular) = match fs.list_typed(TASKS_DIR)? {
+        Some(l) => (l.files, Some(l.others.into_iter().collect())),
+        None => (fs.list(TASKS_DIR)?, None),
+    };
     let mut out = Scan {
         read: Vec::new(),
         vouched: Vec::new(),
+        not_regular,
     };
-    let names: Vec<String> = fs
-        .list(TASKS_DIR)?
+    let names: Vec<String> = files
         .into_iter()
         .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
         .collect();
