@@ -84,7 +84,7 @@ pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
     unread: &[String],
     base: &TaskMap,
-    replayed: &HashSet<u64>,
+    replayed: &super::Prints,
     removed: &HashSet<String>,
     current: impl Fn(&str) -> Option<Current<'a>>,
     ids: impl Iterator<Item = &'a str>,
