@@ -2,9 +2,9 @@
 //! of the open path:
 //!
 //! ```sh
-//! cargo run --release --example w4_probe -- fill DIR N        # N puts, no checkpoint
-//! cargo run --release --example w4_probe -- fill-ckpt DIR N   # N puts, a checkpoint, N updates
-//! cargo run --release --example w4_probe -- open DIR N        # open, then get the last task
+//! cargo run --profile profiling --example w4_probe -- fill DIR N        # N puts, no checkpoint
+//! cargo run --profile profiling --example w4_probe -- fill-ckpt DIR N   # N puts, a checkpoint, N updates
+//! cargo run --profile profiling --example w4_probe -- open DIR N        # open, then get the last task
 //! ```
 //!
 //! `fill` is the peer benchmark's W4 fill (the same 512-byte tasks and
@@ -14,7 +14,6 @@
 //! last task returned it, and the recovery report's journal figures.
 
 #[path = "../benches/baselines.rs"]
-#[allow(dead_code)]
 mod baselines;
 
 use statewal::{Options, Store, SyncPolicy, Task};

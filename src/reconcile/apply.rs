@@ -210,7 +210,7 @@ fn plan_with(
         (LoadedFrom::StateFile, Some(crc)) if view.is_none() && stats => {
             live::load_vouched(fs, crc)?
         }
-        _ => live::Vouched::new(),
+        _ => live::Vouched::default(),
     };
     let mut scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;
     let not_regular = scan.not_regular.take();

@@ -90,7 +90,7 @@ pub(crate) fn plan<'a>(
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<EditPlan> {
     let mut p = EditPlan::default();
-    let on_disk: HashSet<String> = files
+    let on_disk: HashSet<String, foldhash::fast::RandomState> = files
         .iter()
         .map(|f| f.name[..f.name.len() - ".json".len()].to_string())
         .chain(unread.iter().cloned())
