@@ -16,6 +16,7 @@ use crate::options::RecoveryMode;
 use crate::snapshot::SnapshotUse;
 use crate::state::State;
 use std::collections::HashSet;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Where the starting state of a recovery came from.
@@ -164,7 +165,7 @@ pub(crate) struct Recovered {
     /// A [`crate::reconcile::fingerprint`] of every task put replayed, for
     /// the same question about task files a checkpoint wrote before it was
     /// interrupted.
-    pub replayed_puts: HashSet<u64>,
+    pub replayed_puts: crate::reconcile::Prints,
     /// The tasks a replayed record deleted or archived: a checkpoint
     /// interrupted after it removed such a task's file leaves the file
     /// missing, and a later put brings the task back without it; that is
@@ -353,7 +354,7 @@ fn recover_once(
         stop: false,
         left_damage: false,
         store_id,
-        replayed_puts: HashSet::new(),
+        replayed_puts: Default::default(),
         replayed_removals: HashSet::new(),
     };
     let mut scans: Vec<_> = segs[first..]
@@ -361,14 +362,22 @@ fn recover_once(
         .map(|(_, _, b)| scan_segment(b))
         .collect();
     mark_durable(&mut scans, last_segment_same_boot(fs, &headers));
-    let mut decoded = decode_all(&scans, ckpt_seq.unwrap_or(0));
+    let (mut decoded, ranges) = decode_all(&scans, ckpt_seq.unwrap_or(0));
+    // A replay that puts more than a few tasks for each one loaded applies
+    // them to a hash index, ordered once at the end (`State::begin_replay`);
+    // a few records over a large checkpoint are cheaper applied in place.
+    let records = decoded.len();
+    let indexed = records > 0 && records >= state.tasks.len() / REPLAY_INDEX_TASKS_PER_RECORD;
+    if indexed {
+        state.begin_replay(records);
+    }
     // Torn tails are cut only once the whole replay succeeded (a failed open
     // changes nothing) and after the memory maps of the segments are gone.
     let mut truncations = Vec::new();
     for (i, ((id, name, bytes), scan)) in segs[first..].iter().zip(scans).enumerate() {
         report.segments_read += 1;
         let len = bytes.len() as u64;
-        let ops = std::mem::take(&mut decoded[i]);
+        let ops = &mut decoded[ranges[i].clone()];
         let seg = Segment {
             id: *id,
             name,
@@ -417,7 +426,10 @@ fn recover_once(
             .collect();
         fs.sync_files(&replayed)?;
     }
-    state.compact();
+    match indexed {
+        true => state.end_replay(),
+        false => state.compact(),
+    }
     // Records dropped by point-in-time or salvage still used their sequence
     // numbers; the state takes the highest so numbers only grow.
     state.applied_seq = state.applied_seq.max(replay.max_seq);
@@ -521,34 +533,45 @@ pub(crate) fn foreign_segment(
 
 /// Decodes the payload of every record past `floor`, on all cores: parsing
 /// JSON is most of replay's cost, and it is independent per record. The
-/// result mirrors `scans`: one entry per piece, `None` for damage and for
-/// records the checkpoint covers.
-fn decode_all(scans: &[SegmentScan<'_>], floor: u64) -> Vec<Vec<Option<Result<Decoded, String>>>> {
-    let mut jobs = Vec::new();
-    for (s, scan) in scans.iter().enumerate() {
-        for (p, piece) in scan.pieces.iter().enumerate() {
+/// result holds one entry per such record, in journal order, and the range
+/// of them each scan holds (the decoded ops are written in place by the
+/// threads and taken in place by the replay: ~100 bytes a record, never
+/// copied).
+fn decode_all(
+    scans: &[SegmentScan<'_>],
+    floor: u64,
+) -> (Vec<Option<DecodeResult>>, Vec<Range<usize>>) {
+    let mut jobs: Vec<(u8, &[u8])> = Vec::new();
+    let mut ranges = Vec::with_capacity(scans.len());
+    for scan in scans {
+        let start = jobs.len();
+        for piece in &scan.pieces {
             if let Piece::Record { record, .. } = piece
                 && record.seq > floor
             {
-                jobs.push((s, p, record.kind, record.payload));
+                jobs.push((record.kind, record.payload));
             }
         }
+        ranges.push(start..jobs.len());
     }
+    let mut out: Vec<Option<DecodeResult>> = Vec::with_capacity(jobs.len());
+    out.resize_with(jobs.len(), || None);
     // A small replay decodes inline: asking for the core count reads cgroup
     // files, and a thread costs more than decoding a chunk's worth of records.
-    let results: Vec<Vec<Result<Decoded, String>>> = if jobs.len() <= DECODE_CHUNK_MIN {
-        vec![jobs.iter().map(|(_, _, k, p)| decode(*k, p)).collect()]
+    if jobs.len() <= DECODE_CHUNK_MIN {
+        decode_into(&jobs, &mut out);
     } else {
-        decode_parallel(&jobs)
-    };
-    let mut out: Vec<Vec<Option<Result<Decoded, String>>>> = scans
-        .iter()
-        .map(|s| (0..s.pieces.len()).map(|_| None).collect())
-        .collect();
-    for ((s, p, _, _), op) in jobs.iter().zip(results.into_iter().flatten()) {
-        out[*s][*p] = Some(op);
+        decode_parallel(&jobs, &mut out);
     }
-    out
+    (out, ranges)
+}
+
+type DecodeResult = Result<Decoded, String>;
+
+fn decode_into(jobs: &[(u8, &[u8])], out: &mut [Option<DecodeResult>]) {
+    for ((kind, payload), slot) in jobs.iter().zip(out) {
+        *slot = Some(decode(*kind, payload));
+    }
 }
 
 /// A record's op, with the fingerprint of the task a lone put puts
@@ -570,28 +593,28 @@ fn decode(kind: u8, payload: &[u8]) -> Result<Decoded, String> {
     Ok(Decoded { op, print })
 }
 
+/// A replay uses the hash index when it has at least one record for this
+/// many tasks loaded: the index costs a hash insert per task loaded and
+/// saves about three ordered-map searches (some 50 key comparisons at
+/// 100,000 tasks) per record.
+const REPLAY_INDEX_TASKS_PER_RECORD: usize = 16;
+
 /// Below this many records, decoding runs on the calling thread; above it,
 /// each thread takes at least this many.
 const DECODE_CHUNK_MIN: usize = 1024;
 
-/// Decodes `jobs` on all cores (up to 8), in order.
-fn decode_parallel(jobs: &[(usize, usize, u8, &[u8])]) -> Vec<Vec<Result<Decoded, String>>> {
+/// Decodes `jobs` on all cores (up to 8) into `out`, each thread a
+/// contiguous part.
+fn decode_parallel(jobs: &[(u8, &[u8])], out: &mut [Option<DecodeResult>]) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = jobs.len().div_ceil(threads).max(DECODE_CHUNK_MIN);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|(_, _, k, p)| decode(*k, p)).collect())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("decoding does not panic"))
-            .collect()
-    })
+        for (part, slots) in jobs.chunks(chunk).zip(out.chunks_mut(chunk)) {
+            scope.spawn(move || decode_into(part, slots));
+        }
+    });
 }
 
 /// One segment's input to [`Replay::segment`].
@@ -600,8 +623,9 @@ struct Segment<'s, 'b> {
     name: &'s str,
     file_len: u64,
     scan: SegmentScan<'b>,
-    /// Decoded payloads, one per piece (see [`decode_all`]).
-    ops: Vec<Option<Result<Decoded, String>>>,
+    /// Decoded payloads, one per record past the checkpoint, in order
+    /// (see [`decode_all`]), taken as they are applied.
+    ops: &'s mut [Option<DecodeResult>],
 }
 
 struct Replay {
@@ -616,7 +640,7 @@ struct Replay {
     /// Segments carrying another id are foreign.
     store_id: Id128,
     /// Fingerprints of the task puts applied (see [`Recovered::replayed_puts`]).
-    replayed_puts: HashSet<u64>,
+    replayed_puts: crate::reconcile::Prints,
     /// See [`Recovered::replayed_removals`].
     replayed_removals: HashSet<String>,
 }
@@ -689,7 +713,8 @@ impl Replay {
             self.expected
                 .map_or(header.first_seq, |e| e.max(header.first_seq)),
         );
-        for (i, (piece, op)) in scan.pieces.into_iter().zip(ops).enumerate() {
+        let mut ops = ops.iter_mut();
+        for (i, piece) in scan.pieces.into_iter().enumerate() {
             match piece {
                 // A marker holds no operation and takes no sequence number;
                 // mark_durable has already counted what it vouches for.
@@ -711,6 +736,11 @@ impl Replay {
                             return Ok(None);
                         }
                     }
+                    let op = ops.next().and_then(Option::take);
+                    debug_assert!(
+                        op.is_some(),
+                        "decode_all decoded every record past the floor"
+                    );
                     match op.unwrap_or_else(|| decode(record.kind, record.payload)) {
                         Ok(Decoded { op, print }) => {
                             self.note_puts(&op, print);

@@ -747,12 +747,32 @@ impl Store {
             return;
         }
         let mut ckpt = self.shared.ckpt.lock();
-        self.shared
-            .state
-            .write()
-            .changes
-            .tasks
-            .extend(ids.iter().map(|id| crate::held::IdKey::from(id.as_str())));
+        let mut state = self.shared.state.write();
+        let changed = &mut state.changes.tasks;
+        if ids.len() < changed.len() / 16 {
+            changed.extend(ids.iter().map(|id| crate::held::IdKey::from(id.as_str())));
+        } else {
+            // Many (every task of an open that replayed the journal and
+            // found no task files): one merge of two sorted runs instead of
+            // a search per id. The sort is one pass when the ids came in
+            // order, as the plan lists them.
+            let mut add: Vec<crate::held::IdKey> = ids
+                .iter()
+                .map(|id| crate::held::IdKey::from(id.as_str()))
+                .collect();
+            add.sort();
+            // Often every one is there already (each was replayed): one
+            // walk of both in order says so, and nothing is rebuilt.
+            let mut have = changed.iter().peekable();
+            let all_there = add.iter().all(|id| {
+                while have.next_if(|h| *h < id).is_some() {}
+                have.peek() == Some(&id)
+            });
+            if !all_there {
+                *changed = std::mem::take(changed).into_iter().chain(add).collect();
+            }
+        }
+        drop(state);
         // Not idle any more, though no record was journaled.
         ckpt.covered_seq = None;
     }

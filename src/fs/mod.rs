@@ -168,6 +168,16 @@ pub trait FsMap: Send + Sync {
     fn len(&self) -> u64;
 }
 
+/// A directory's entries, as one listing types them ([`Fs::list_typed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The regular files, sorted, as [`Fs::list`] gives them.
+    pub files: Vec<String>,
+    /// Every other entry (a directory, a symlink, a FIFO, a socket, a
+    /// device), unsorted.
+    pub others: Vec<String>,
+}
+
 /// The narrow set of filesystem operations the store needs.
 pub trait Fs: Send + Sync + 'static {
     /// A human-readable name of the root, for messages.
@@ -281,6 +291,16 @@ pub trait Fs: Send + Sync + 'static {
     /// directory lists nothing. `Ok(None)` when this filesystem cannot list
     /// them all (the default): callers then look each name up instead.
     fn list_all(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        let _ = rel;
+        Ok(None)
+    }
+    /// A directory's entries from one listing, split by the type the
+    /// listing gives each (never followed through a symlink): what
+    /// [`Fs::list`] returns, and the names of everything else. A missing
+    /// directory lists nothing. `Ok(None)` when this filesystem cannot
+    /// type its entries in one listing (the default): callers then use
+    /// [`Fs::list`] and look up any other name they need.
+    fn list_typed(&self, rel: &str) -> Result<Option<Listing>> {
         let _ = rel;
         Ok(None)
     }

@@ -85,6 +85,10 @@ impl Fs for ReadOnlyFs {
         self.inner.list_all(rel)
     }
 
+    fn list_typed(&self, rel: &str) -> Result<Option<super::Listing>> {
+        self.inner.list_typed(rel)
+    }
+
     fn stat_in(&self, dir: &str, names: &[&str]) -> Result<Vec<Option<super::FileStat>>> {
         self.inner.stat_in(dir, names)
     }

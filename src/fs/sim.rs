@@ -531,6 +531,21 @@ impl Fs for SimFs {
         self.list_where(rel, |_| true).map(Some)
     }
 
+    fn list_typed(&self, rel: &str) -> Result<Option<super::Listing>> {
+        let mut g = self.inner.lock();
+        g.begin(rel, "list")?;
+        let mut out = super::Listing::default();
+        if let Some(dir) = g.dirs.get(rel) {
+            for (name, e) in &dir.current {
+                match e {
+                    Entry::File(_) => out.files.push(name.clone()),
+                    Entry::Dir => out.others.push(name.clone()),
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     fn stat(&self, rel: &str) -> Result<Option<super::FileStat>> {
         let mut g = self.inner.lock();
         g.begin(rel, "stat")?;

@@ -34,6 +34,7 @@ use crate::recovery::{BaseRule, LoadedFrom, Recovered};
 use crate::state::State;
 use crate::store::{Mutation, Store};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// What the open found before recovery, and what it did about it.
 pub(crate) struct Prepared {
@@ -121,6 +122,9 @@ pub(crate) struct Plan {
     /// sets aside: the checkpoints' check for edits made while the store is
     /// open starts from it.
     task_files: TaskFiles,
+    /// The entries of `tasks/` that are not regular files, when the plan's
+    /// listing typed them (`live::Scan::not_regular`).
+    not_regular: Option<HashSet<String>>,
 }
 
 impl Plan {
@@ -206,9 +210,10 @@ fn plan_with(
         (LoadedFrom::StateFile, Some(crc)) if view.is_none() && stats => {
             live::load_vouched(fs, crc)?
         }
-        _ => live::Vouched::new(),
+        _ => live::Vouched::default(),
     };
-    let scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;
+    let mut scan = live::scan(fs, &vouched, |id| rec.base_tasks.contains_key(id))?;
+    let not_regular = scan.not_regular.take();
     let stem = |name: &str| name[..name.len() - ".json".len()].to_string();
     let base_is_current = |id: &str| match (rec.base_tasks.get(id), current(id)) {
         (Some(b), Some(c)) => c.is_held(&b.task),
@@ -259,6 +264,7 @@ fn plan_with(
         merge,
         edits,
         task_files,
+        not_regular,
     })
 }
 
@@ -301,7 +307,10 @@ pub(crate) fn apply_owner(
 ) -> Result<Outcome> {
     let fs = store.fs();
     let Plan {
-        merge, mut edits, ..
+        merge,
+        mut edits,
+        not_regular: listed,
+        ..
     } = plan;
     let mut decisions = prepared.migrated.clone();
     // A task the migration kept without a file was reported by it already.
@@ -326,7 +335,7 @@ pub(crate) fn apply_owner(
         }
         edits.decisions.extend(refused);
     }
-    not_regular(fs, &mut edits)?;
+    not_regular(fs, &mut edits, listed.as_ref())?;
     let renamed = super::aside::set_aside(fs, &edits.set_aside)?;
     for d in &mut edits.decisions {
         if d.action == Action::SetAside
@@ -424,9 +433,29 @@ fn journal_in_batches(store: &Store, muts: Vec<Mutation>) -> Result<Vec<Decision
 /// could not write over a directory (every checkpoint would fail), and
 /// would replace a symlink or FIFO unseen; each is set aside instead (the
 /// rename moves the entry itself and never follows it), and reported.
-fn not_regular(fs: &dyn Fs, edits: &mut EditPlan) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+///
+/// `listed`: the names of the entries of `tasks/` that are not regular
+/// files, as the plan's one listing typed them. Only a task whose file
+/// name is among them is looked up; every other name was a regular file
+/// or nothing. (The lookup of each name it replaces cost a `statx` per
+/// task file written, a third of an open that replays 100,000 puts; an
+/// entry planted after the listing is caught by the checkpoint's own
+/// check, [`live::TaskFiles::guard`], as one planted after the lookup
+/// always was.) `None`: every name is looked up.
+fn not_regular(fs: &dyn Fs, edits: &mut EditPlan, listed: Option<&HashSet<String>>) -> Result<()> {
+    if listed.is_some_and(HashSet::is_empty) {
+        return Ok(());
+    }
+    let listed_ids: Option<HashSet<&str>> =
+        listed.map(|l| l.iter().filter_map(|n| n.strip_suffix(".json")).collect());
+    let mut seen = HashSet::new();
     for id in &edits.rewrite {
+        if listed_ids
+            .as_ref()
+            .is_some_and(|l| !l.contains(id.as_str()))
+        {
+            continue;
+        }
         let path = fs::join(crate::layout::TASKS_DIR, &crate::layout::task_file(id));
         if !seen.insert(path.clone()) || edits.set_aside.iter().any(|a| a.path == path) {
             continue;

@@ -84,13 +84,13 @@ pub(crate) fn plan<'a>(
     files: Vec<TaskFile>,
     unread: &[String],
     base: &TaskMap,
-    replayed: &HashSet<u64>,
+    replayed: &super::Prints,
     removed: &HashSet<String>,
     current: impl Fn(&str) -> Option<Current<'a>>,
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<EditPlan> {
     let mut p = EditPlan::default();
-    let on_disk: HashSet<String> = files
+    let on_disk: HashSet<String, foldhash::fast::RandomState> = files
         .iter()
         .map(|f| f.name[..f.name.len() - ".json".len()].to_string())
         .chain(unread.iter().cloned())

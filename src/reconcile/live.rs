@@ -34,7 +34,12 @@ use super::{Action, Decision, now_ms};
 use crate::error::{ErrorKind, Result};
 use crate::fs::{self, FileStat, Fs};
 use crate::layout::TASKS_DIR;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// The hasher of the maps of task file names, one entry per task: foldhash,
+/// seeded at random per process (SipHash's cost per name was a few percent
+/// of an open of 100,000 tasks).
+type FastHash = foldhash::fast::RandomState;
 
 /// From this many names without a known file in one checkpoint, `tasks/`
 /// is listed once rather than each name looked up (`TaskFiles::listing`).
@@ -76,11 +81,11 @@ struct Known {
 #[derive(Debug, Default)]
 pub(crate) struct TaskFiles {
     /// By file name (`<id>.json`). A name not here: no file known.
-    known: HashMap<Box<str>, Known>,
+    known: HashMap<Box<str>, Known, FastHash>,
     /// Bytes a failed checkpoint may have left in a file (its batch failed
     /// part way through the renames): accepted as well as `known` until the
     /// next checkpoint writes that task.
-    maybe: HashMap<Box<str>, Print>,
+    maybe: HashMap<Box<str>, Print, FastHash>,
     /// A file was set aside and `tasks/` not yet synced since (the sync
     /// failed, or a later rename did): synced before anything is written
     /// under the old name.
@@ -320,7 +325,7 @@ const STATS_NAME_MAX: usize = 255;
 const _: () = assert!(STATS_HEADER_LEN == 24);
 
 /// What a stats file vouches for, by task file name.
-pub(crate) type Vouched = HashMap<String, (FileStat, Print)>;
+pub(crate) type Vouched = HashMap<String, (FileStat, Print), FastHash>;
 
 impl TaskFiles {
     /// Leaves the stats that vouch for task files for the next open, bound
@@ -379,13 +384,13 @@ pub(crate) fn load_vouched(fs: &dyn Fs, state_crc: u32) -> Result<Vouched> {
             len,
             "ignoring .statewal-task-stats: larger than any stats file statewal writes"
         );
-        return Ok(Vouched::new());
+        return Ok(Vouched::default());
     }
     match fs.read(STATS_FILE) {
         Ok(Some(bytes)) => Ok(parse_stats(&bytes, state_crc).unwrap_or_default()),
-        Ok(None) => Ok(Vouched::new()),
+        Ok(None) => Ok(Vouched::default()),
         // Not a regular file: not ours, ignored.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Vouched::new()),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => Ok(Vouched::default()),
         Err(e) => Err(e),
     }
 }
@@ -415,7 +420,7 @@ fn parse_stats(bytes: &[u8], state_crc: u32) -> Option<Vouched> {
     if count > ((body.len() - STATS_HEADER_LEN) / STATS_ENTRY_FIXED_LEN) as u64 {
         return None;
     }
-    let mut out = Vouched::with_capacity(count as usize);
+    let mut out = Vouched::with_capacity_and_hasher(count as usize, FastHash::default());
     for _ in 0..count {
         let name_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
         if name_len > STATS_NAME_MAX {
@@ -448,6 +453,10 @@ pub(crate) struct Scan {
     /// The files a stat vouched for, unread: each holds the loaded
     /// checkpoint's copy of its task. Name, fingerprint, stat.
     pub vouched: Vec<(String, Print, FileStat)>,
+    /// The names of the entries in `tasks/` that are not regular files, as
+    /// the listing typed them; `None` when the filesystem cannot type them
+    /// in one listing (then each name needed is looked up).
+    pub not_regular: Option<HashSet<String>>,
 }
 
 /// Looks at every `tasks/*.json`: a file whose stat is the one `vouched`
@@ -455,12 +464,19 @@ pub(crate) struct Scan {
 /// is not read: it holds that checkpoint's copy. Every other one is read
 /// and parsed, as [`super::foreign::task_files`] does.
 pub(crate) fn scan(fs: &dyn Fs, vouched: &Vouched, in_base: impl Fn(&str) -> bool) -> Result<Scan> {
+    // One listing, typed: the open's check for entries that are not
+    // regular files (`apply::not_regular`) then looks up only those,
+    // instead of a stat per task file it writes.
+    let (files, not_regular) = match fs.list_typed(TASKS_DIR)? {
+        Some(l) => (l.files, Some(l.others.into_iter().collect())),
+        None => (fs.list(TASKS_DIR)?, None),
+    };
     let mut out = Scan {
         read: Vec::new(),
         vouched: Vec::new(),
+        not_regular,
     };
-    let names: Vec<String> = fs
-        .list(TASKS_DIR)?
+    let names: Vec<String> = files
         .into_iter()
         .filter(|n| !n.starts_with('.') && n.ends_with(".json"))
         .collect();
@@ -469,8 +485,8 @@ pub(crate) fn scan(fs: &dyn Fs, vouched: &Vouched, in_base: impl Fn(&str) -> boo
         .map(String::as_str)
         .filter(|n| vouched.contains_key(*n) && in_base(&n[..n.len() - ".json".len()]))
         .collect();
-    let stats: HashMap<String, FileStat> = match candidates.is_empty() {
-        true => HashMap::new(),
+    let stats: HashMap<String, FileStat, FastHash> = match candidates.is_empty() {
+        true => HashMap::default(),
         false => candidates
             .iter()
             .zip(fs.stat_in(TASKS_DIR, &candidates)?)

@@ -9,7 +9,7 @@ use crate::model::Task;
 use crate::state::{State, TaskMap};
 use serde_json::Value;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a merge journals, and why.
@@ -35,7 +35,7 @@ pub(crate) struct Written<'a> {
     /// Its session records, likewise.
     pub sessions: Option<&'a BTreeMap<String, Arc<Value>>>,
     /// Fingerprints of the task puts replayed.
-    pub puts: &'a HashSet<u64>,
+    pub puts: &'a super::Prints,
 }
 
 impl Written<'_> {
