@@ -518,6 +518,66 @@ fn serve_holds_back_a_client_that_never_reads_its_answers() {
     );
 }
 
+// Bug (review of issue 10): the byte budget counted each request line, not
+// its answer, and read answers were built at once. A client that sent
+// 20-byte `list_tasks` requests and never read the answers grew the server
+// to gigabytes (2.5 GB after 23 s, still climbing). Built answers are now
+// bounded by their bytes too, so the main loop waits for the writer.
+#[test]
+fn serve_holds_back_a_client_that_sends_reads_and_never_reads_the_answers() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let mut child = crate::util::statewal_command(&dir)
+        .args(["--sync", "os-buffered", "serve", "--stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped()) // Never read.
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let pid = child.id();
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    // 300 tasks of about 2 KB: each `list_tasks` answer is about 600 KB.
+    let description = "z".repeat(2000);
+    for i in 0..300 {
+        let line = format!(
+            "{{\"req\":{i},\"op\":\"put_task\",\"task\":{{\"id\":\"t{i}\",\"description\":\"{description}\"}}}}\n"
+        );
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let baseline = peak();
+    std::thread::spawn(move || {
+        for i in 0..60_000 {
+            let line = format!("{{\"req\":{i},\"op\":\"list_tasks\"}}\n");
+            if stdin.write_all(line.as_bytes()).is_err() {
+                return; // The server was killed while we were held back.
+            }
+        }
+    });
+    // Unbounded, the server builds 10 to 60 MB of answers a second.
+    std::thread::sleep(Duration::from_secs(6));
+    let grown = peak().saturating_sub(baseline);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eprintln!("serve grew by {grown} bytes while reads went unread");
+    assert!(
+        grown < 24 << 20,
+        "serve grew by {grown} bytes for a client that sends reads and never reads the answers"
+    );
+}
+
 // Bug: `Options::checkpoint_interval(Some(Duration::ZERO))` made the
 // auto-save thread spin: it never waited, and announced an auto-save (and
 // tried a checkpoint) as fast as one core allows, for as long as the store

@@ -30,6 +30,9 @@ enum Answer<'a> {
     Durable { req: Value, pending: Pending<'a> },
     /// Anything already decided.
     Ready(Value),
+    /// A decided answer already written out, counted against the answer
+    /// budget ([`ANSWER_BYTES_QUEUED`]) until the writer has written it.
+    Encoded(Vec<u8>),
     /// `stats`, computed when its turn comes, so it counts the syncs of
     /// every mutation answered before it.
     Stats { req: Value, store: &'a Store },
@@ -93,6 +96,14 @@ const BYTES_IN_FLIGHT: usize = 4 << 20;
 /// What each line counts against [`BYTES_IN_FLIGHT`] beyond its own bytes.
 const ANSWER_CHARGE: usize = 64;
 
+/// Bytes of read answers (`get_task`, `list_tasks`, `read_log`, ...) built
+/// and not yet written. A line's charge does not cover its answer, and a
+/// 20-byte `list_tasks` can answer with megabytes: without this bound a
+/// client that sends reads and never reads the answers grew the server to
+/// gigabytes (review of issue 10). The main loop waits here, so the waiting
+/// is on the writer alone, which always has these answers to write.
+const ANSWER_BYTES_QUEUED: usize = 4 << 20;
+
 /// Lines the reading thread gathers into one batch, at most.
 const BATCH_BYTES_MAX: usize = 256 << 10;
 
@@ -103,13 +114,15 @@ const BATCHES_QUEUED: usize = 64;
 /// it before it hands lines over, the answer writer gives back once the
 /// answers are written.
 struct Budget {
+    max: usize,
     used: parking_lot::Mutex<usize>,
     freed: parking_lot::Condvar,
 }
 
 impl Budget {
-    fn new() -> Budget {
+    fn new(max: usize) -> Budget {
         Budget {
+            max,
             used: parking_lot::Mutex::new(0),
             freed: parking_lot::Condvar::new(),
         }
@@ -118,7 +131,7 @@ impl Budget {
     /// Waits until `n` more bytes fit, or nothing is in flight.
     fn take(&self, n: usize) {
         let mut used = self.used.lock();
-        while *used > 0 && *used + n > BYTES_IN_FLIGHT {
+        while *used > 0 && *used + n > self.max {
             self.freed.wait(&mut used);
         }
         *used += n;
@@ -148,13 +161,14 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
         (store.options().task_limit_bytes() as u64).saturating_mul(LINE_CAP_PER_TASK_LIMIT)
     });
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let budget = Arc::new(Budget::new());
+    let budget = Arc::new(Budget::new(BYTES_IN_FLIGHT));
+    let answer_budget = Budget::new(ANSWER_BYTES_QUEUED);
     let reader_budget = Arc::clone(&budget);
     std::thread::spawn(move || read_lines(in_tx, cap, &reader_budget));
     // Unbounded: every answer stands for a line the budget let in.
     let (tx, rx) = mpsc::channel::<(Answer<'_>, usize)>();
     let (write_result, why) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_answers(rx, &budget));
+        let writer = scope.spawn(|| write_answers(rx, &budget, &answer_budget));
         let why = 'serve: loop {
             match in_rx.recv() {
                 Ok(Input::Lines(lines)) => {
@@ -168,6 +182,14 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
                             Line::Text(text) => handle(&store, &text),
                             // The request's id is in the refused bytes: unknown.
                             Line::Refused(e) => Answer::Ready(error_answer(Value::Null, &e)),
+                        };
+                        let answer = match answer {
+                            Answer::Ready(v) => {
+                                let bytes = encode(&v);
+                                answer_budget.take(bytes.len());
+                                Answer::Encoded(bytes)
+                            }
+                            other => other,
                         };
                         if tx.send((answer, charge)).is_err() {
                             break 'serve "standard output closed"; // The writer stopped.
@@ -329,7 +351,23 @@ fn read_line_capped(
     Ok(Some(None))
 }
 
-fn write_answers(rx: mpsc::Receiver<(Answer<'_>, usize)>, budget: &Budget) -> std::io::Result<()> {
+/// An answer as one compact JSON line, without its newline.
+fn encode(v: &Value) -> Vec<u8> {
+    // A `Value` always serializes (its keys are strings); the fallback only
+    // keeps this free of a panic path.
+    serde_json::to_vec(v).unwrap_or_else(|e| {
+        serde_json::to_vec(
+            &json!({"ok": false, "error": {"kind": "internal", "message": e.to_string()}}),
+        )
+        .unwrap_or_default()
+    })
+}
+
+fn write_answers(
+    rx: mpsc::Receiver<(Answer<'_>, usize)>,
+    budget: &Budget,
+    answer_budget: &Budget,
+) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut next = rx.recv().ok();
     // Bytes of answered lines not yet given back to the budget: given back
@@ -337,19 +375,29 @@ fn write_answers(rx: mpsc::Receiver<(Answer<'_>, usize)>, budget: &Budget) -> st
     let mut answered = 0;
     while let Some((answer, charge)) = next {
         let line = match answer {
-            Answer::Ready(v) => v,
-            Answer::Durable { req, pending } => match pending.wait() {
+            Answer::Encoded(bytes) => {
+                out.write_all(&bytes)?;
+                out.write_all(b"\n")?;
+                answer_budget.give(bytes.len());
+                None
+            }
+            Answer::Ready(v) => Some(v),
+            Answer::Durable { req, pending } => Some(match pending.wait() {
                 Ok(seq) => json!({"req": req, "ok": true, "seq": seq}),
                 Err(e) => error_answer(req, &e),
-            },
+            }),
             Answer::Stats { req, store } => {
                 let s = store.stats();
-                json!({"req": req, "ok": true, "seq": s.last_seq, "records": s.records,
-                       "journal_syncs": s.journal_syncs, "tasks": s.tasks})
+                Some(
+                    json!({"req": req, "ok": true, "seq": s.last_seq, "records": s.records,
+                       "journal_syncs": s.journal_syncs, "tasks": s.tasks}),
+                )
             }
         };
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
+        if let Some(line) = line {
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
         answered += charge;
         if answered >= 1 << 20 {
             budget.give(std::mem::take(&mut answered));
