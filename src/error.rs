@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A specialised `Result` for statewal operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -64,6 +65,50 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
         }
     }
+
+    /// Every kind.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Io,
+        ErrorKind::StorageFull,
+        ErrorKind::Corrupt,
+        ErrorKind::Locked,
+        ErrorKind::InvalidId,
+        ErrorKind::InvalidInput,
+        ErrorKind::TooLarge,
+        ErrorKind::NotFound,
+        ErrorKind::Poisoned,
+        ErrorKind::ReadOnly,
+        ErrorKind::Conflict,
+        ErrorKind::Internal,
+    ];
+}
+
+impl fmt::Display for ErrorKind {
+    /// [`ErrorKind::as_str`]: the word the stdio protocol and `--json` use.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ErrorKind {
+    type Err = Error;
+
+    /// Parses [`ErrorKind::as_str`]'s word, as a protocol client receives it.
+    ///
+    /// ```
+    /// use statewal::ErrorKind;
+    /// assert_eq!("not_found".parse::<ErrorKind>()?, ErrorKind::NotFound);
+    /// assert_eq!(ErrorKind::StorageFull.to_string(), "storage_full");
+    /// # Ok::<(), statewal::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<ErrorKind> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                crate::options::unknown_word("error kind", s, "a word of ErrorKind::as_str")
+            })
+    }
 }
 
 /// The error returned by every fallible statewal operation.
@@ -72,7 +117,9 @@ pub struct Error {
     message: String,
     path: Option<PathBuf>,
     offset: Option<u64>,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Shared, so that a clone (one fsync failure handed to every writer
+    /// of a group commit, or to subscribers) keeps the source itself.
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -105,7 +152,7 @@ impl Error {
             message: format!("{what} {} failed: {err}", path.display()),
             path: Some(path.to_path_buf()),
             offset: None,
-            source: Some(Box::new(err)),
+            source: Some(Arc::new(err)),
         }
     }
 
@@ -176,18 +223,16 @@ impl std::error::Error for Error {
 }
 
 impl Clone for Error {
-    /// Clones everything but the source, which is kept as its message; used to
-    /// hand one fsync failure to every writer of a group commit.
+    /// Clones everything, the source shared: used to hand one fsync failure
+    /// to every writer of a group commit, and a failed checkpoint's error
+    /// to subscribers ([`crate::Event::StateSaveError`]).
     fn clone(&self) -> Error {
         Error {
             kind: self.kind,
             message: self.message.clone(),
             path: self.path.clone(),
             offset: self.offset,
-            source: self.source.as_ref().map(|s| {
-                Box::new(std::io::Error::other(s.to_string()))
-                    as Box<dyn std::error::Error + Send + Sync>
-            }),
+            source: self.source.clone(),
         }
     }
 }

@@ -63,7 +63,7 @@ pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, age_in_range, task_age_re
 pub use backup::{BackupInfo, RestoreReport, backups};
 pub use checkpoint::CheckpointStats;
 pub use error::{Error, ErrorKind, Result};
-pub use events::{Event, Subscriber};
+pub use events::{Event, Subscriber, Subscription};
 pub use health::{HEALTH_FREE_BYTES_MIN, Health, health};
 pub use id::{ID_MAX_BYTES, sanitize_id, validate_id};
 pub use layout::Skipped;

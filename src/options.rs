@@ -1,5 +1,6 @@
 //! How a store is opened: [`Options`], [`SyncPolicy`] and [`RecoveryMode`].
 
+use crate::error::{Error, ErrorKind};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,22 +22,62 @@ pub enum SyncPolicy {
     OsBuffered,
 }
 
-impl SyncPolicy {
-    /// Parses `sync-before-ack`, `interval:<ms>` or `os-buffered`.
-    pub fn parse(s: &str) -> Option<SyncPolicy> {
+impl std::str::FromStr for SyncPolicy {
+    type Err = Error;
+
+    /// Parses `sync_before_ack`, `interval:<ms>` or `os_buffered` (the words
+    /// [`SyncPolicy`]'s `Display` writes), or the CLI's spelling of the same
+    /// with hyphens (`sync-before-ack`, `os-buffered`). `interval:<ms>` may
+    /// end in `ms`.
+    ///
+    /// ```
+    /// use statewal::SyncPolicy;
+    /// use std::time::Duration;
+    /// assert_eq!("os_buffered".parse::<SyncPolicy>()?, SyncPolicy::OsBuffered);
+    /// assert_eq!("sync-before-ack".parse::<SyncPolicy>()?, SyncPolicy::SyncBeforeAck);
+    /// let every = SyncPolicy::SyncEveryInterval(Duration::from_millis(100));
+    /// assert_eq!("interval:100".parse::<SyncPolicy>()?, every);
+    /// assert_eq!(every.to_string(), "interval:100");
+    /// assert!("sometimes".parse::<SyncPolicy>().is_err());
+    /// # Ok::<(), statewal::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<SyncPolicy, Error> {
         match s {
-            "sync-before-ack" | "always" => Some(SyncPolicy::SyncBeforeAck),
-            "os-buffered" | "buffered" => Some(SyncPolicy::OsBuffered),
-            _ => {
-                let ms = s
-                    .strip_prefix("interval:")?
-                    .trim_end_matches("ms")
-                    .parse()
-                    .ok()?;
-                Some(SyncPolicy::SyncEveryInterval(Duration::from_millis(ms)))
-            }
+            "sync_before_ack" | "sync-before-ack" | "always" => Ok(SyncPolicy::SyncBeforeAck),
+            "os_buffered" | "os-buffered" | "buffered" => Ok(SyncPolicy::OsBuffered),
+            _ => s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.trim_end_matches("ms").parse().ok())
+                .map(|ms| SyncPolicy::SyncEveryInterval(Duration::from_millis(ms)))
+                .ok_or_else(|| {
+                    unknown_word(
+                        "sync policy",
+                        s,
+                        "sync_before_ack, interval:<ms> or os_buffered",
+                    )
+                }),
         }
     }
+}
+
+impl std::fmt::Display for SyncPolicy {
+    /// `sync_before_ack`, `interval:<ms>` (whole milliseconds) or
+    /// `os_buffered`: the words of the JSON output, which `FromStr` reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncPolicy::SyncBeforeAck => f.write_str("sync_before_ack"),
+            SyncPolicy::SyncEveryInterval(every) => write!(f, "interval:{}", every.as_millis()),
+            SyncPolicy::OsBuffered => f.write_str("os_buffered"),
+        }
+    }
+}
+
+/// The error of a `FromStr` that did not know `word`.
+pub(crate) fn unknown_word(what: &str, word: &str, expected: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("unknown {what} {word:?}; expected {expected}"),
+    )
 }
 
 /// What recovery does with damage in the journal. See `docs/recovery.md`.
@@ -58,25 +99,59 @@ pub enum RecoveryMode {
 }
 
 impl RecoveryMode {
-    /// Parses `tolerate-torn-tail`, `strict`, `point-in-time` or `salvage`.
-    pub fn parse(s: &str) -> Option<RecoveryMode> {
-        Some(match s {
-            "tolerate-torn-tail" | "default" => RecoveryMode::TolerateTornTail,
-            "strict" => RecoveryMode::Strict,
-            "point-in-time" => RecoveryMode::PointInTime,
-            "salvage" => RecoveryMode::Salvage,
-            _ => return None,
-        })
-    }
+    /// Every mode.
+    pub const ALL: [RecoveryMode; 4] = [
+        RecoveryMode::TolerateTornTail,
+        RecoveryMode::Strict,
+        RecoveryMode::PointInTime,
+        RecoveryMode::Salvage,
+    ];
 
-    /// The name [`RecoveryMode::parse`] accepts.
-    pub fn name(self) -> &'static str {
+    /// The mode's word in JSON output: `tolerate_torn_tail`, `strict`,
+    /// `point_in_time` or `salvage`. `Display` writes the same.
+    pub fn as_str(self) -> &'static str {
         match self {
-            RecoveryMode::TolerateTornTail => "tolerate-torn-tail",
+            RecoveryMode::TolerateTornTail => "tolerate_torn_tail",
             RecoveryMode::Strict => "strict",
-            RecoveryMode::PointInTime => "point-in-time",
+            RecoveryMode::PointInTime => "point_in_time",
             RecoveryMode::Salvage => "salvage",
         }
+    }
+}
+
+impl std::str::FromStr for RecoveryMode {
+    type Err = Error;
+
+    /// Parses a mode's word ([`RecoveryMode::as_str`]), or the CLI's
+    /// spelling of it with hyphens (`point-in-time`).
+    ///
+    /// ```
+    /// use statewal::RecoveryMode;
+    /// assert_eq!("point_in_time".parse::<RecoveryMode>()?, RecoveryMode::PointInTime);
+    /// assert_eq!("point-in-time".parse::<RecoveryMode>()?, RecoveryMode::PointInTime);
+    /// assert_eq!(RecoveryMode::PointInTime.to_string(), "point_in_time");
+    /// # Ok::<(), statewal::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<RecoveryMode, Error> {
+        let snake = s.replace('-', "_");
+        RecoveryMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == snake)
+            .or((s == "default").then_some(RecoveryMode::TolerateTornTail))
+            .ok_or_else(|| {
+                unknown_word(
+                    "recovery mode",
+                    s,
+                    "tolerate_torn_tail, strict, point_in_time or salvage",
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for RecoveryMode {
+    /// [`RecoveryMode::as_str`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::checkpoint::{self, CheckpointCtx, CheckpointStats, Snapshot};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Subscriber, Subscribers};
+use crate::events::{Event, Subscriber, Subscribers, Subscription};
 use crate::fs::{Fs, ReadOnlyFs, RealFs};
 use crate::id::validate_id;
 use crate::journal::Journal;
@@ -138,7 +138,7 @@ struct Shared {
     state: RwLock<State>,
     log_offsets: Mutex<()>,
     ckpt: Mutex<CheckpointCtx>,
-    subscribers: Subscribers,
+    subscribers: Arc<Subscribers>,
     signal: Signal,
     ckpt_counters: CheckpointCounters,
     /// The same as `ckpt`'s `derived`, read by `health` without its lock.
@@ -247,13 +247,14 @@ impl Store {
             state: RwLock::new(rec.state),
             log_offsets: Mutex::new(()),
             ckpt: Mutex::new(ctx),
-            subscribers: Subscribers::default(),
+            subscribers: Arc::default(),
             signal: Signal::default(),
             ckpt_counters: CheckpointCounters::default(),
             ckpt_derived: derived,
             _lock: lock,
         });
         if let Some(f) = subscriber {
+            // For the store's lifetime: no guard.
             shared.subscribers.add(f);
         }
         let mut store = Store {
@@ -280,6 +281,7 @@ impl Store {
                 .subscribers
                 .emit(Event::Reconciled(store.report.decisions.clone()));
         }
+        store.shared.subscribers.deliver();
         if checkpoint_now && !checkpointed && !store.shared.opts.read_only {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             store.shared.checkpoint()?;
@@ -629,20 +631,34 @@ impl Store {
         self.submit(m)?.wait()
     }
 
-    /// Saves `reports/report_<id>.json` (written at the next checkpoint; the
-    /// journal makes it durable now). Returns the report's path.
-    pub fn save_report(&self, id: &str, report: Value) -> Result<std::path::PathBuf> {
+    /// Saves a report: journals it and returns the record's sequence number
+    /// once durable, as the stdio protocol's `save_report` does.
+    ///
+    /// The file `reports/report_<id>.json` appears at the next checkpoint
+    /// (the auto-save timer, the journal size threshold, an explicit
+    /// [`Store::checkpoint`], or [`Store::shutdown`]); until then
+    /// [`Store::get_report`] and [`Store::list_reports`] read the report
+    /// from the journal. A later save of the same id replaces it.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// let seq = store.save_report("weekly", serde_json::json!({"passed": 12}))?;
+    /// assert!(seq >= 1);
+    /// assert!(!dir.path().join("reports/report_weekly.json").exists());
+    /// store.checkpoint()?;
+    /// assert!(dir.path().join("reports/report_weekly.json").exists());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn save_report(&self, id: &str, report: Value) -> Result<u64> {
         self.submit(Mutation::SaveReport {
             id: id.to_string(),
             report,
         })?
-        .wait()?;
-        Ok(self
-            .shared
-            .opts
-            .dir
-            .join(layout::REPORTS_DIR)
-            .join(layout::report_file(id)))
+        .wait()
     }
 
     /// Moves a task to the archive: journals one record that removes it from
@@ -690,9 +706,33 @@ impl Store {
         self.shared.checkpoint()
     }
 
-    /// Adds a subscriber for [`Event`]s.
-    pub fn subscribe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
-        self.shared.subscribers.add(Box::new(f));
+    /// Adds a subscriber for [`Event`]s, until the returned guard is
+    /// dropped. The subscriber runs after the store has released its locks,
+    /// so it may call back into the store; see [`Subscriber`].
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Event, Options, Store};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// let saved = Arc::new(AtomicUsize::new(0));
+    /// let count = saved.clone();
+    /// let subscription = store.subscribe(move |e| {
+    ///     if let Event::StateSaved(_) = e {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// store.checkpoint()?;
+    /// drop(subscription); // Or subscription.unsubscribe().
+    /// store.checkpoint()?;
+    /// assert_eq!(saved.load(Ordering::Relaxed), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe(&self, f: impl Fn(&Event) + Send + Sync + 'static) -> Subscription {
+        self.shared.subscribers.subscribe(Box::new(f))
     }
 
     /// Counters.
@@ -1024,7 +1064,15 @@ impl Shared {
         Ok(())
     }
 
+    /// Checkpoints, then hands the events it queued to the subscribers,
+    /// with the checkpoint's lock released.
     fn checkpoint(&self) -> Result<CheckpointStats> {
+        let result = self.checkpoint_locked();
+        self.subscribers.deliver();
+        result
+    }
+
+    fn checkpoint_locked(&self) -> Result<CheckpointStats> {
         self.writable()?;
         let mut ctx = self.ckpt.lock();
         if let Some(e) = self.journal.poisoned() {
@@ -1071,7 +1119,7 @@ impl Shared {
                 }
                 drop(st);
                 self.ckpt_counters.failed();
-                self.subscribers.emit(Event::StateSaveError(e.to_string()));
+                self.subscribers.emit(Event::StateSaveError(e.clone()));
                 return Err(e);
             }
         };
@@ -1124,7 +1172,7 @@ impl Shared {
                 drop(st);
                 self.ckpt_counters.failed();
                 tracing::error!(error = %e, "checkpoint failed; the journal still holds every acknowledged write");
-                self.subscribers.emit(Event::StateSaveError(e.to_string()));
+                self.subscribers.emit(Event::StateSaveError(e.clone()));
                 Err(e)
             }
         }
@@ -1223,6 +1271,7 @@ impl Shared {
             let timer_due = every.is_some_and(|d| last.elapsed() >= d);
             if timer_due {
                 self.subscribers.emit(Event::AutosaveTriggered);
+                self.subscribers.deliver();
             }
             if timer_due || size_due {
                 size_pending = false;
@@ -1335,8 +1384,8 @@ fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Error {
 
 fn log_report(r: &RecoveryReport) {
     tracing::info!(
-        mode = r.mode.name(),
-        loaded_from = ?r.loaded_from,
+        mode = %r.mode,
+        loaded_from = r.loaded_from.name(),
         checkpoint_seq = r.checkpoint_seq,
         tasks = r.tasks_loaded,
         replayed = r.records_replayed,
@@ -1361,7 +1410,7 @@ fn log_report(r: &RecoveryReport) {
     if r.mode != RecoveryMode::TolerateTornTail && !r.damage.is_empty() {
         tracing::warn!(
             "recovery in {} mode left damage behind; a checkpoint replaces it",
-            r.mode.name()
+            r.mode
         );
     }
 }

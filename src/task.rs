@@ -59,9 +59,42 @@ impl TaskStatus {
         }
     }
 
-    /// The status written `s` on disk, if it is one of the six.
+    /// The status written `s` on disk, if it is one of the six; exactly
+    /// the word, as the task's JSON must hold it. (`FromStr` also takes the
+    /// hyphenated spelling and gives an error that lists the words.)
     pub fn parse(s: &str) -> Option<TaskStatus> {
         TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    /// [`TaskStatus::as_str`]: the word on disk and in JSON output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskStatus {
+    type Err = Error;
+
+    /// Parses a status's word (`in_progress`), or its hyphenated spelling
+    /// (`in-progress`).
+    ///
+    /// ```
+    /// use statewal::TaskStatus;
+    /// assert_eq!("in_progress".parse::<TaskStatus>()?, TaskStatus::InProgress);
+    /// assert_eq!(TaskStatus::InProgress.to_string(), "in_progress");
+    /// assert!("done".parse::<TaskStatus>().is_err());
+    /// # Ok::<(), statewal::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<TaskStatus> {
+        TaskStatus::parse(&s.replace('-', "_")).ok_or_else(|| {
+            crate::options::unknown_word(
+                "status",
+                s,
+                "pending, in_progress, waiting, completed, failed or cancelled",
+            )
+        })
     }
 }
 

@@ -79,10 +79,12 @@ fn log_appends_replayed_from_a_backup_are_not_duplicated() {
 fn reports_land_after_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_crashy(dir.path());
-    let path = store
+    let seq = store
         .save_report("r1", json!({"summary": "ok", "n": [1, 2]}))
         .unwrap();
-    assert_eq!(path, dir.path().join("reports/report_r1.json"));
+    assert_eq!(seq, store.stats().last_seq);
+    let path = dir.path().join("reports/report_r1.json");
+    assert!(!path.exists(), "written at the checkpoint, not before");
     store.checkpoint().unwrap();
     assert_eq!(read_json(&path), json!({"summary": "ok", "n": [1, 2]}));
 

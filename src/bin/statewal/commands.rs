@@ -81,7 +81,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify { json } => verify_cmd(cli, *json),
         Command::Recover { mode, json } => {
             refuse_read_only(cli, "recover", false)?;
-            let progress = Progress::spinner(format!("recovering in {} mode", mode.name()));
+            let progress = Progress::spinner(format!("recovering in {mode} mode"));
             let store = Store::open(cli.options().recovery_mode(*mode))?;
             drop(progress);
             print_recovery(store.recovery_report());
@@ -92,10 +92,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             if *json {
                 json_line(&recovery_json(store_report.as_ref().expect("kept above")))?;
             } else {
-                outln!(
-                    "recovered in {} mode; the state directory is checkpointed",
-                    mode.name()
-                );
+                outln!("recovered in {mode} mode; the state directory is checkpointed");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -330,7 +327,7 @@ pub fn recovery_json(r: &statewal::RecoveryReport) -> serde_json::Value {
     serde_json::json!({
         // snake_case, as every word in JSON; `--mode` takes the same
         // words with hyphens.
-        "mode": r.mode.name().replace('-', "_"),
+        "mode": r.mode.as_str(),
         "loaded_from": r.loaded_from.name(),
         "loaded_from_file": r.loaded_from.file(),
         "checkpoint_seq": r.checkpoint_seq,

@@ -155,7 +155,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
         .arg("--dir")
         .arg(dir)
         .arg("--sync")
-        .arg(sync_name(cli))
+        .arg(cli.sync.to_string())
         .args(["demo-child", "--run", &run_id])
         .stdout(Stdio::piped())
         .spawn()
@@ -353,12 +353,4 @@ fn parse_ack(line: &str) -> Option<(String, String)> {
     let rest = line.strip_prefix("ack ")?;
     let (id, desc) = rest.split_once(' ')?;
     Some((id.to_string(), desc.to_string()))
-}
-
-fn sync_name(cli: &Cli) -> String {
-    match cli.sync {
-        statewal::SyncPolicy::SyncBeforeAck => "sync-before-ack".into(),
-        statewal::SyncPolicy::SyncEveryInterval(d) => format!("interval:{}", d.as_millis()),
-        statewal::SyncPolicy::OsBuffered => "os-buffered".into(),
-    }
 }

@@ -15,13 +15,10 @@ use statewal::{Result, Task, TaskStatus};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Parses one `--status` value as written on disk (`completed`, `in_progress`, ...).
-pub fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
-    serde_json::from_value(Value::String(s.trim().to_string())).map_err(|_| {
-        format!(
-            "unknown status {s:?}; expected pending, in_progress, waiting, completed, failed or cancelled"
-        )
-    })
+/// Parses one `--status` value through [`TaskStatus`]'s `FromStr`
+/// (`completed`, `in_progress`, ...), spaces around it ignored.
+pub fn parse_status(s: &str) -> Result<TaskStatus> {
+    s.trim().parse()
 }
 
 /// Prints one line per record, sync marker and damaged span of every

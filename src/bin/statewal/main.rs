@@ -57,7 +57,12 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options", env = "STATE_PATH", default_value = statewal::DEFAULT_DIR)]
     pub dir: PathBuf,
     /// When writes are acknowledged: sync-before-ack, interval:<ms> or os-buffered.
-    #[arg(long, global = true, help_heading = "Global options", default_value = "sync-before-ack", value_parser = parse_sync)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value = "sync-before-ack"
+    )]
     pub sync: SyncPolicy,
     /// Open the store read-only: no lock (works beside a running writer), nothing
     /// written, created or migrated on disk; every change is refused (exit 2).
@@ -290,7 +295,7 @@ pub enum Command {
     /// Open with a recovery mode that accepts damage, checkpoint, and report what was kept.
     Recover {
         /// tolerate-torn-tail, strict, point-in-time or salvage.
-        #[arg(long, default_value = "point-in-time", value_parser = parse_mode)]
+        #[arg(long, default_value = "point-in-time")]
         mode: RecoveryMode,
         /// Print the recovery report as one JSON object.
         #[arg(long)]
@@ -364,17 +369,6 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         ));
     }
     Ok(secs)
-}
-
-fn parse_sync(s: &str) -> Result<SyncPolicy, String> {
-    SyncPolicy::parse(s).ok_or_else(|| {
-        format!("unknown sync policy {s:?}; expected sync-before-ack, interval:<ms> or os-buffered")
-    })
-}
-
-fn parse_mode(s: &str) -> Result<RecoveryMode, String> {
-    RecoveryMode::parse(s)
-        .ok_or_else(|| format!("unknown recovery mode {s:?}; expected tolerate-torn-tail, strict, point-in-time or salvage"))
 }
 
 impl Cli {
