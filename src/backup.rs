@@ -182,7 +182,7 @@ impl Store {
             out.push(Mutation::DeleteTask(id));
         }
         let mut current: BTreeMap<String, Value> = self
-            .list_sessions()
+            .session_values()
             .into_iter()
             .filter_map(|s| Some((session_id(&s)?.to_string(), s)))
             .collect();

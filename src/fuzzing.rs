@@ -287,7 +287,7 @@ pub fn sim_options(mode: RecoveryMode) -> Options {
 pub const IDS: [&str; 4] = ["a", "b", "c", "d"];
 
 fn check_every_mode(base: &SimFs) {
-    type Seen = (Vec<Task>, Vec<serde_json::Value>);
+    type Seen = (Vec<Task>, Vec<crate::Session>);
     let mut strict: Option<Seen> = None;
     for mode in RECOVERY_MODES {
         let fs = base.fork();

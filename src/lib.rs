@@ -51,6 +51,7 @@ mod options;
 mod readback;
 pub mod reconcile;
 mod recovery;
+mod session;
 pub mod snapshot;
 mod state;
 mod store;
@@ -73,8 +74,9 @@ pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStat
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use readback::{LogInfo, Origin, ReportInfo};
 pub use recovery::{Damage, LoadedFrom, RecoveryReport};
+pub use session::Session;
 pub use snapshot::SnapshotUse;
-pub use store::{Mutation, Pending, Store, StoreStats};
+pub use store::{Mutation, Pending, Store, StoreStats, Tasks};
 pub use transaction::Transaction;
 
 /// The README's examples, compiled and run as doc tests.

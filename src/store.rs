@@ -18,6 +18,7 @@ use crate::options::{Options, RecoveryMode, SyncPolicy};
 use crate::readback;
 use crate::reconcile;
 use crate::recovery::{self, RecoveryReport};
+use crate::session::Session;
 use crate::state::{State, Undo};
 use crate::transaction::{self, Transaction};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -114,6 +115,49 @@ impl Pending<'_> {
             return Err(e);
         }
         Ok(self.seq)
+    }
+}
+
+/// The tasks of [`Store::load_tasks`], each parsed when it is reached.
+///
+/// A task whose held JSON does not parse back, which only a bug in statewal
+/// could cause, is logged as an error and skipped; only then does the
+/// iterator yield fewer tasks than its `len` said.
+#[derive(Clone)]
+pub struct Tasks {
+    held: std::vec::IntoIter<HeldTask>,
+}
+
+impl Iterator for Tasks {
+    type Item = Task;
+
+    fn next(&mut self) -> Option<Task> {
+        self.held.by_ref().find_map(|h| h.to_task_logged())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.held.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Tasks {}
+
+impl DoubleEndedIterator for Tasks {
+    fn next_back(&mut self) -> Option<Task> {
+        while let Some(h) = self.held.next_back() {
+            if let Some(task) = h.to_task_logged() {
+                return Some(task);
+            }
+        }
+        None
+    }
+}
+
+impl std::fmt::Debug for Tasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks")
+            .field("left", &self.held.len())
+            .finish()
     }
 }
 
@@ -465,22 +509,46 @@ impl Store {
     /// All tasks, sorted by id, each parsed from the JSON the store holds.
     /// (A task whose held JSON does not parse back, which only a bug in
     /// statewal could cause, is left out and logged as an error.)
+    /// [`Store::load_tasks`] parses one at a time instead.
     pub fn list_tasks(&self) -> Vec<Task> {
+        self.load_tasks().collect()
+    }
+
+    /// All tasks, sorted by id (the original design's `loadTasks`), as an
+    /// iterator that parses each task when it is reached. The store holds
+    /// tasks as shared JSON bytes: this takes a reference to each under the
+    /// read lock, without copying or parsing, and releases the lock before
+    /// the first task is parsed. So it sees the tasks of one moment, writers
+    /// never wait for it, and only the task in hand is ever parsed.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store, Task, TaskStatus};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// store.put_task(Task::new("b"))?;
+    /// store.put_task(Task::new("a"))?;
+    /// let tasks = store.load_tasks();
+    /// assert_eq!(tasks.len(), 2);
+    /// let pending = tasks.filter(|t| t.status() == TaskStatus::Pending).count();
+    /// assert_eq!(pending, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn load_tasks(&self) -> Tasks {
         let held: Vec<HeldTask> = {
             let st = self.shared.state.read();
             st.tasks.values().map(|h| h.task.clone()).collect()
         };
-        held.iter().filter_map(HeldTask::to_task_logged).collect()
+        Tasks {
+            held: held.into_iter(),
+        }
     }
 
-    /// All tasks (the original design's `loadTasks`).
-    pub fn load_tasks(&self) -> Vec<Task> {
-        self.list_tasks()
-    }
-
-    /// Saves a session record: a JSON object with a string `"id"`.
-    pub fn put_session(&self, session: Value) -> Result<u64> {
-        self.submit(Mutation::PutSession(session))?.wait()
+    /// Saves a session record: a [`Session`], or a JSON object with a
+    /// string `"id"`, kept as given (its keys in the writer's order).
+    pub fn put_session(&self, session: impl Into<Value>) -> Result<u64> {
+        self.submit(Mutation::PutSession(session.into()))?.wait()
     }
 
     /// Deletes a session record; [`ErrorKind::NotFound`] if there is none.
@@ -489,14 +557,29 @@ impl Store {
     }
 
     /// All session records, sorted by id.
-    pub fn list_sessions(&self) -> Vec<Value> {
-        self.shared
+    pub fn list_sessions(&self) -> Vec<Session> {
+        let held: Vec<Arc<Value>> = self
+            .shared
             .state
             .read()
             .sessions
             .values()
-            .map(|s| (**s).clone())
-            .collect()
+            .cloned()
+            .collect();
+        held.iter().filter_map(|s| Session::of_held(s)).collect()
+    }
+
+    /// The session records as the store holds them, sorted by id.
+    pub(crate) fn session_values(&self) -> Vec<Value> {
+        let held: Vec<Arc<Value>> = self
+            .shared
+            .state
+            .read()
+            .sessions
+            .values()
+            .cloned()
+            .collect();
+        held.iter().map(|s| (**s).clone()).collect()
     }
 
     /// A session record by id, with every change journaled so far.
@@ -507,13 +590,16 @@ impl Store {
     /// use statewal::{Options, Store};
     /// let store = Store::open(Options::new(dir.path()))?;
     /// store.put_session(serde_json::json!({"id": "s1", "pid": 42}))?;
-    /// assert_eq!(store.get_session("s1")?.unwrap()["pid"], 42);
+    /// let session = store.get_session("s1")?.unwrap();
+    /// assert_eq!((session.id.as_str(), &session.extra["pid"]), ("s1", &42.into()));
     /// assert!(store.get_session("s2")?.is_none());
     /// # Ok(())
     /// # }
     /// ```
-    pub fn get_session(&self, id: &str) -> Result<Option<Value>> {
-        readback::get_session(&self.shared.state, id)
+    pub fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        Ok(readback::get_session(&self.shared.state, id)?
+            .as_ref()
+            .and_then(Session::of_held))
     }
 
     /// A report by id: the version journaled last if it is not checkpointed

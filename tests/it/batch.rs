@@ -50,7 +50,7 @@ fn a_transaction_is_one_record_and_replays_whole() {
     drop(store); // A crash: no checkpoint, the journal holds the batch.
     let store = open_crashy(dir.path());
     check_tasks(&store, &expected);
-    assert_eq!(store.list_sessions(), vec![json!({"id": "s2"})]);
+    assert_eq!(store.list_sessions(), vec![statewal::Session::new("s2")]);
     // Two puts, a session put and the batch: one record however many ops.
     assert_eq!(store.recovery_report().records_replayed, 4);
 }

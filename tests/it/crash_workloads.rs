@@ -67,7 +67,7 @@ fn observe(fs: &SimFs, policy: SyncPolicy) -> Result<Value, String> {
     let sessions: Vec<Value> = store
         .list_sessions()
         .into_iter()
-        .map(|s| json!([s["id"], s["v"]]))
+        .map(|s| json!([s.id, s.get("v")]))
         .collect();
     store
         .checkpoint()

@@ -309,7 +309,7 @@ fn library_reads_back_pending_appends_and_reports() {
     assert_eq!(ro.read_log("session_s1.log", ..).unwrap(), b"one\ntwo\n");
     assert_eq!(ro.get_report("r1").unwrap(), Some(json!({"v": 2})));
     assert_eq!(
-        ro.get_session("s1").unwrap(),
+        ro.get_session("s1").unwrap().map(|s| s.to_value()),
         Some(json!({"id": "s1", "n": 1}))
     );
     let logs = ro.list_logs().unwrap();

@@ -43,7 +43,7 @@ fn view(store: &Store) -> View {
     let sessions = store
         .list_sessions()
         .into_iter()
-        .map(|s| (s["id"].as_str().unwrap().to_string(), s))
+        .map(|s| (s.id.clone(), s.to_value()))
         .collect();
     (tasks, sessions)
 }

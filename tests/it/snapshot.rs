@@ -87,7 +87,10 @@ fn an_open_after_a_checkpoint_uses_the_snapshot() {
     assert_eq!(store.task_version("t0").unwrap(), Some(2));
     assert_eq!(store.task_version("t3").unwrap(), Some(3));
     assert_eq!(store.task_version("t11").unwrap(), Some(1));
-    assert_eq!(store.get_session("s1").unwrap().unwrap()["agent"], "x");
+    assert_eq!(
+        store.get_session("s1").unwrap().unwrap().extra["agent"],
+        "x"
+    );
 }
 
 // Guards: with no snapshot the open parses state.json, and says so; an

@@ -29,7 +29,7 @@ pub fn get_session(cli: &Cli, id: &str, json: bool) -> Result<ExitCode> {
     let session = store
         .get_session(id)?
         .ok_or_else(|| not_found("session", id))?;
-    print_value(&session, json)
+    print_value(&session.to_value(), json)
 }
 
 /// `list-reports`: a table, or JSON Lines with `--json`.

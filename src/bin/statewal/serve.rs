@@ -523,7 +523,7 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
             let session = store
                 .get_session(&id)?
                 .ok_or_else(|| crate::readback::not_found("session", &id))?;
-            return Ok(now([("session", session)]));
+            return Ok(now([("session", session.into())]));
         }
         "checkpoint" => {
             let s = store.checkpoint()?;
