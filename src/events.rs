@@ -27,9 +27,9 @@ pub enum Event {
     /// statewal's history, or edits of `tasks/<id>.json` imported or set
     /// aside. Sent after `state:loaded`, whose report lists the same. Also
     /// sent by a checkpoint that set aside task files edited while the
-    /// store was open (each a [`crate::reconcile::Action::SetAside`]),
+    /// store was open (each a [`crate::Action::SetAside`]),
     /// before its `state:saved` or `state:save-error`.
-    Reconciled(Vec<crate::reconcile::Decision>),
+    Reconciled(Vec<crate::Decision>),
 }
 
 impl Event {

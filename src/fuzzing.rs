@@ -21,7 +21,7 @@
 //! the frame with a correct checksum first (computed here from the formula
 //! in `docs/format.md`, which also checks that formula against the code).
 //!
-//! Each body is a plain function: `statewal::fuzzing::replay(&bytes)` runs
+//! Each body is a plain function: `statewal::sim::fuzz::replay(&bytes)` runs
 //! one input and panics on a violation. (No doc test here: doc tests build
 //! the library without the `sim` feature.)
 

@@ -16,8 +16,8 @@ use std::fmt;
 /// line 1 column 19`). Object keys keep their order.
 ///
 /// ```
-/// assert!(statewal::json::parse(br#"{"a": {"b": 1, "b": 2}}"#).is_err());
-/// assert_eq!(statewal::json::parse(br#"{"b": 1, "a": 2}"#).unwrap().to_string(), r#"{"b":1,"a":2}"#);
+/// assert!(statewal::__internal::json::parse(br#"{"a": {"b": 1, "b": 2}}"#).is_err());
+/// assert_eq!(statewal::__internal::json::parse(br#"{"b": 1, "a": 2}"#).unwrap().to_string(), r#"{"b":1,"a":2}"#);
 /// ```
 pub fn parse(bytes: &[u8]) -> serde_json::Result<Value> {
     serde_json::from_slice::<Unique>(bytes).map(|u| u.0)

@@ -27,6 +27,26 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Where to look
+//!
+//! - **The store:** [`Store`] (open, write, read back, checkpoint, shut
+//!   down), [`Mutation`], [`Pending`] and [`Transaction`] for pipelines and
+//!   atomic batches.
+//! - **How it is opened:** [`Options`], with the [`SyncPolicy`] that says
+//!   what a crash can take away and the [`RecoveryMode`] that says what
+//!   opening does with damage.
+//! - **The model:** [`Task`] and [`TaskStatus`], [`Session`], [`LogEntry`],
+//!   [`PersistedState`]; what reading back returns: [`Tasks`],
+//!   [`LogInfo`], [`ReportInfo`].
+//! - **Errors:** [`Error`], whose [`ErrorKind`] can be matched.
+//! - **Events:** [`Store::subscribe`], [`Event`], [`Subscription`].
+//! - **Reports:** [`RecoveryReport`], [`CheckpointStats`], [`StoreMetrics`],
+//!   [`Health`], [`BackupInfo`] and the other results of the operations
+//!   that return them.
+//! - **Crash testing:** `sim` (feature `sim`): a simulated filesystem
+//!   that loses, keeps or tears unsynced writes, and the bodies of the
+//!   crate's fuzz targets.
 #![deny(missing_docs)]
 
 mod archive;
@@ -35,49 +55,114 @@ mod checkpoint;
 mod derived;
 mod error;
 mod events;
-pub mod fs;
+mod fs;
 #[cfg(feature = "sim")]
-pub mod fuzzing;
+mod fuzzing;
 mod health;
 mod held;
 mod id;
-pub mod journal;
-pub mod json;
-pub mod layout;
+mod journal;
+mod json;
+mod layout;
 mod metrics;
-pub mod migrate;
+mod migrate;
 mod model;
 mod options;
 mod readback;
-pub mod reconcile;
+mod reconcile;
 mod recovery;
 mod session;
-pub mod snapshot;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod snapshot;
 mod state;
 mod store;
 mod task;
 mod task_json;
 mod transaction;
-pub mod verify;
+mod verify;
 
+// The store and how it is opened.
+pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
+pub use store::{Mutation, Pending, Store, StoreStats, Tasks};
+pub use transaction::Transaction;
+
+// The model: what the store holds, and what reading it back returns.
+pub use id::{ID_MAX_BYTES, sanitize_id, validate_id};
+pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStatus, now_rfc3339};
+pub use readback::{LogInfo, Origin, ReportInfo};
+pub use session::Session;
+
+// Errors.
+pub use error::{Error, ErrorKind, Result};
+
+// Events.
+pub use events::{Event, Subscriber, Subscription};
+
+// What recovery, checkpoints, backups, archiving and health report.
 pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, age_in_range, task_age_reference};
 pub use backup::{BackupInfo, RestoreReport, backups};
 pub use checkpoint::CheckpointStats;
-pub use error::{Error, ErrorKind, Result};
-pub use events::{Event, Subscriber, Subscription};
 pub use health::{HEALTH_FREE_BYTES_MIN, Health, health};
-pub use id::{ID_MAX_BYTES, sanitize_id, validate_id};
 pub use layout::Skipped;
 pub use metrics::StoreMetrics;
 pub use migrate::{MigrationReport, RollbackReport};
-pub use model::{LogEntry, Metrics, PersistedState, STATE_VERSION, Task, TaskStatus, now_rfc3339};
-pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
-pub use readback::{LogInfo, Origin, ReportInfo};
+pub use reconcile::{Action, Decision, Merged};
 pub use recovery::{Damage, LoadedFrom, RecoveryReport};
-pub use session::Session;
 pub use snapshot::SnapshotUse;
-pub use store::{Mutation, Pending, Store, StoreStats, Tasks};
-pub use transaction::Transaction;
+
+/// The statewal binary's and this crate's own tests' way into the internal
+/// modules. **Not part of the API**: no semver promise, hidden from the
+/// docs, and it may change in any release. The command-line tool is a
+/// separate crate that needs the journal's reader (`dump-journal`),
+/// `verify`, `migrate` and the layout's names; the integration tests need
+/// the record format's constants. See `docs/decisions.md`, "issue 14: the
+/// public surface".
+#[doc(hidden)]
+pub mod __internal {
+    /// The filesystem seam (`statewal::sim` has it with the `sim` feature).
+    pub mod fs {
+        pub use crate::fs::*;
+    }
+    /// The journal: record codec, segment reader and writer.
+    pub mod journal {
+        pub use crate::journal::*;
+    }
+    /// The JSON parser with statewal's limits.
+    pub mod json {
+        pub use crate::json::*;
+    }
+    /// The names and parsers of the on-disk layout.
+    pub mod layout {
+        pub use crate::layout::*;
+    }
+    /// `statewal migrate` and `rollback`.
+    pub mod migrate {
+        pub use crate::migrate::*;
+    }
+    /// What opening does with the original server's files and hand edits.
+    pub mod reconcile {
+        pub use crate::reconcile::*;
+    }
+    /// `state.snapshot`.
+    pub mod snapshot {
+        pub use crate::snapshot::*;
+    }
+    /// `statewal verify`.
+    pub mod verify {
+        pub use crate::verify::*;
+    }
+
+    /// [`crate::Store`] on any filesystem, without the `sim` feature that
+    /// makes `Store::open_with_fs` public.
+    pub fn open_with_fs(
+        opts: crate::Options,
+        fs: std::sync::Arc<dyn crate::fs::Fs>,
+        subscriber: Option<crate::Subscriber>,
+    ) -> crate::Result<crate::Store> {
+        crate::Store::open_on(opts, fs, subscriber)
+    }
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

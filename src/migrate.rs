@@ -242,7 +242,7 @@ fn merge_by_opening(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
 /// in a state directory that is not open. The backup is kept: rolling back
 /// twice, or migrating again, stays possible. The next open of statewal
 /// finds a `state.json` without a version over its own history and merges
-/// the two per task (see [`crate::reconcile`]), so the writes statewal
+/// the two per task (see `crate::reconcile`), so the writes statewal
 /// journaled since the migration are kept where they are newer.
 pub fn rollback(dir: &Path) -> Result<RollbackReport> {
     let fs = RealFs::existing(dir)?;

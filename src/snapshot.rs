@@ -103,12 +103,12 @@ pub struct SnapshotTask<'a> {
     pub id: &'a str,
     /// The task's version (at least 1).
     pub version: u64,
-    /// The task as compact JSON ([`Task::to_json`]).
+    /// The task as compact JSON ([`crate::Task::to_json`]).
     pub json: &'a [u8],
 }
 
 /// A decoded snapshot, borrowed from its bytes. Decoding checks the layout
-/// and both checksums, not the JSON ([`validate_task`] does that).
+/// and both checksums, not the JSON (`validate_task` does that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedSnapshot<'a> {
     /// The header.

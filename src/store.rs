@@ -214,7 +214,7 @@ impl Store {
     /// and starts the auto-save thread.
     pub fn open(opts: Options) -> Result<Store> {
         let fs = real_fs(&opts)?;
-        Store::open_with_fs(opts, fs, None)
+        Store::open_on(opts, fs, None)
     }
 
     /// Like [`Store::open`], with a subscriber that also sees `state:loaded`.
@@ -223,13 +223,23 @@ impl Store {
         f: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<Store> {
         let fs = real_fs(&opts)?;
-        Store::open_with_fs(opts, fs, Some(Box::new(f)))
+        Store::open_on(opts, fs, Some(Box::new(f)))
     }
 
-    /// Opens a store on any [`Fs`], such as a simulated one. `opts.dir` is
-    /// used only in messages. With [`Options::read_only`], `fs` is only
-    /// read, through a [`ReadOnlyFs`].
+    /// Opens a store on any [`Fs`](crate::sim::Fs), such as a
+    /// [`SimFs`](crate::sim::SimFs) (feature `sim`). `opts.dir` is used only
+    /// in messages. With [`Options::read_only`], `fs` is only read.
+    #[cfg(feature = "sim")]
     pub fn open_with_fs(
+        opts: Options,
+        fs: Arc<dyn Fs>,
+        subscriber: Option<Subscriber>,
+    ) -> Result<Store> {
+        Store::open_on(opts, fs, subscriber)
+    }
+
+    /// The open on any [`Fs`]: recovery, reconciliation, the workers.
+    pub(crate) fn open_on(
         opts: Options,
         fs: Arc<dyn Fs>,
         subscriber: Option<Subscriber>,

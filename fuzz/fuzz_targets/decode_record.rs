@@ -3,7 +3,7 @@
 //! the same bytes; a record's checksum is the one `docs/format.md` defines;
 //! a length above `RECORD_PAYLOAD_MAX` is refused before use; `encode_record`
 //! of any fields decodes back to them. The body and its input layout are
-//! `statewal::fuzzing::decode_record`.
+//! `statewal::sim::fuzz::decode_record`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::fuzzing::decode_record(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::sim::fuzz::decode_record(data));

@@ -4,7 +4,7 @@
 //! input), every acknowledged mutation survives, nothing is invented (only
 //! the mutation in flight may be present or not), the store always reopens,
 //! and tasks, logs and reports match the in-memory model. The body and its
-//! input layout are `statewal::fuzzing::model`.
+//! input layout are `statewal::sim::fuzz::model`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::fuzzing::model(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::sim::fuzz::model(data));

@@ -4,7 +4,7 @@
 //! point-in-time and salvage always open; a successful open is followed by a
 //! successful checkpoint and a reopen with the same tasks and sessions; if
 //! strict opens, every mode agrees with it. The body and its input layout
-//! are `statewal::fuzzing::replay`.
+//! are `statewal::sim::fuzz::replay`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::fuzzing::replay(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::sim::fuzz::replay(data));

@@ -3,7 +3,7 @@
 //! segment in order without gap or overlap and only zeros follow the last;
 //! a damaged span is marked durable exactly when a later record vouches for
 //! it; a decoded op re-encodes to one with the same kind and id. The body
-//! and its input layout are `statewal::fuzzing::segment_reader`.
+//! and its input layout are `statewal::sim::fuzz::segment_reader`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::fuzzing::segment_reader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statewal::sim::fuzz::segment_reader(data));

@@ -5,7 +5,7 @@
 //! would leave the directory (an absolute path or a `..` component), so the
 //! store cannot touch a file outside it even through a bug.
 //!
-//! [`RealFs`] is the operating system. [`sim::SimFs`] (with the `sim`
+//! [`RealFs`] is the operating system. `sim::SimFs` (with the `sim`
 //! feature) is a simulated, fault-injecting one for crash tests; it plugs in
 //! through the same trait.
 
@@ -114,7 +114,7 @@ pub trait FsFile: Send + Sync {
 /// (`reconcile::live`, which says when a stat may be trusted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileStat {
-    /// The inode number (on [`SimFs`], the node's number).
+    /// The inode number (on `SimFs`, the node's number).
     pub ino: u64,
     /// The length in bytes.
     pub len: u64,
@@ -310,7 +310,7 @@ pub trait Fs: Send + Sync + 'static {
         std::time::SystemTime::now()
     }
     /// How many threads may write the files of one batch at once
-    /// ([`write_atomic_batch`]). Default: 1, one after the other, so a
+    /// (`write_atomic_batch`). Default: 1, one after the other, so a
     /// simulated filesystem counts the same operations in the same order at
     /// every run.
     fn batch_threads(&self) -> usize {

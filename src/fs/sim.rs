@@ -45,7 +45,7 @@
 //! # A crash test, in short
 //!
 //! ```
-//! use statewal::fs::sim::{Outcome, SimFs};
+//! use statewal::sim::{Outcome, SimFs};
 //! use statewal::{Options, Store, Task};
 //! use std::sync::Arc;
 //!

@@ -4,8 +4,8 @@
 //! `clean` has returned, power loss cannot undo it. This is the crash test
 //! for the archive file's data sync and the `archive/` directory sync.
 
-use statewal::fs::sim::Outcome;
-use statewal::fs::{Fs, SimFs};
+use statewal::__internal::fs::{Fs, SimFs};
+use statewal::sim::Outcome;
 use statewal::{Options, Store, Task, TaskStatus};
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,10 +3,10 @@
 
 use crate::util::*;
 use serde_json::json;
-use statewal::fs::Fs;
-use statewal::fs::sim::SimFs;
-use statewal::journal::op::encode_batch_parts;
-use statewal::journal::record::{RecordKind, SegmentHeader, encode_record};
+use statewal::__internal::fs::Fs;
+use statewal::__internal::journal::op::encode_batch_parts;
+use statewal::__internal::journal::record::{RecordKind, SegmentHeader, encode_record};
+use statewal::sim::SimFs;
 use statewal::{ErrorKind, Mutation, Options, RecoveryMode, Store, Task};
 use std::sync::Arc;
 
@@ -355,7 +355,7 @@ fn put_task_if_checks_the_version_under_the_ordering_lock() {
 // every waiter, durable or not.
 #[test]
 fn a_durable_batch_is_not_undone_by_a_later_failure() {
-    use statewal::fs::sim::{FaultKind, Outcome};
+    use statewal::sim::{FaultKind, Outcome};
     let fs = SimFs::new(5);
     let store = Store::open_with_fs(sim_opts(), Arc::new(fs.clone()), None).unwrap();
     let pending = store

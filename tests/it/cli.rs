@@ -263,7 +263,7 @@ fn verify_and_recover_exit_codes() {
         .max()
         .unwrap();
     let mut bytes = std::fs::read(&newest).unwrap();
-    let at = statewal::journal::record::SEGMENT_HEADER_LEN + 100;
+    let at = statewal::__internal::journal::record::SEGMENT_HEADER_LEN + 100;
     bytes[at] ^= 0x40;
     std::fs::write(&newest, &bytes).unwrap();
     let out = run(dir.path(), &["verify"], "");

@@ -72,7 +72,7 @@ fn check_tasks_kept(after: &[Value], what: &str) {
             .iter()
             .find(|t| t["id"] == id)
             .unwrap_or_else(|| panic!("{what}: task {id} is missing"));
-        if let Some(path) = statewal::migrate::first_loss(want, got, "") {
+        if let Some(path) = statewal::__internal::migrate::first_loss(want, got, "") {
             panic!("{what}: task {id} lost {path}:\nwant {want:#}\ngot  {got:#}");
         }
     }
@@ -119,7 +119,8 @@ fn migrate_checkpoint_list_rollback() {
     assert!(log_text.contains("ts-server-to-statewal"), "{log_text}");
 
     let migrated = std::fs::read(dir.path().join("state.json")).unwrap();
-    let state = statewal::layout::parse_state(&migrated).expect("migrated state.json loads");
+    let state =
+        statewal::__internal::layout::parse_state(&migrated).expect("migrated state.json loads");
     assert_eq!(state.version, statewal::STATE_VERSION);
     assert_eq!(state.sessions.len(), 2);
     let tasks: Vec<Value> = state
@@ -138,7 +139,8 @@ fn migrate_checkpoint_list_rollback() {
         crate::util::json_lines(check_ok(&run(dir.path(), &["list", "--json"]), "list").as_bytes());
     check_tasks_kept(&listed, "list --json");
     let after_ckpt = std::fs::read(dir.path().join("state.json")).unwrap();
-    let state = statewal::layout::parse_state(&after_ckpt).expect("checkpointed state.json loads");
+    let state = statewal::__internal::layout::parse_state(&after_ckpt)
+        .expect("checkpointed state.json loads");
     let tasks: Vec<Value> = state
         .tasks
         .iter()
@@ -176,9 +178,10 @@ fn checkpoint_migrates_on_open() {
     let dir = copy_fixture();
     check_ok(&run(dir.path(), &["checkpoint"]), "checkpoint");
     assert!(dir.path().join("state.pre-migration.backup.json").exists());
-    let state =
-        statewal::layout::parse_state(&std::fs::read(dir.path().join("state.json")).unwrap())
-            .expect("state.json loads");
+    let state = statewal::__internal::layout::parse_state(
+        &std::fs::read(dir.path().join("state.json")).unwrap(),
+    )
+    .expect("state.json loads");
     assert_eq!(state.sessions.len(), 2);
     let tasks: Vec<Value> = state
         .tasks

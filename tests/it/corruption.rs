@@ -2,12 +2,12 @@
 //! tail: each recovery mode does what it promises with it.
 
 use crate::util::*;
-use statewal::fs::RealFs;
-use statewal::journal::record::{
+use statewal::__internal::fs::RealFs;
+use statewal::__internal::journal::record::{
     REC_CRC_OFFSET, REC_KIND_OFFSET, REC_LEN_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET,
     RECORD_HEADER_LEN,
 };
-use statewal::verify::{FindingClass, verify};
+use statewal::__internal::verify::{FindingClass, verify};
 use statewal::{ErrorKind, LoadedFrom, RecoveryMode, Store};
 use std::path::Path;
 

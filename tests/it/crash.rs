@@ -34,8 +34,8 @@
 //! cargo test --test it crash::every_crash_point -- --nocapture
 //! ```
 
-use statewal::fs::Fs;
-use statewal::fs::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
+use statewal::__internal::fs::Fs;
+use statewal::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
 use statewal::{LoadedFrom, Options, PersistedState, Store, Task};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

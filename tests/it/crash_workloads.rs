@@ -25,8 +25,8 @@
 
 use super::crash::digest;
 use serde_json::{Value, json};
-use statewal::fs::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
-use statewal::fs::{Fs, OpenMode};
+use statewal::__internal::fs::{Fs, OpenMode};
+use statewal::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
 use statewal::{Options, Store, SyncPolicy, Task, TaskStatus};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -391,7 +391,7 @@ fn interval_sync() -> Step {
             // design (docs/format.md); a journal whose only unsynced bytes
             // are that one marker has every record durable. This workload's
             // records are never exactly a marker's length.
-            let marker = statewal::journal::record::MARKER_FRAME_LEN as u64;
+            let marker = statewal::__internal::journal::record::MARKER_FRAME_LEN as u64;
             let unsynced = fs.pending().iter().any(|i| {
                 matches!(i.kind, PendingKind::FileData { bytes, .. } if bytes != marker)
                     && i.description.starts_with("write journal/")
@@ -617,7 +617,7 @@ fn migration_on_open_never_loses_a_task_and_backs_up_before_it_replaces() {
         if state.as_deref() != Some(&original[..]) {
             replaced.set(replaced.get() + 1);
             let backup = fs
-                .read(statewal::migrate::PRE_MIGRATION_BACKUP)
+                .read(statewal::__internal::migrate::PRE_MIGRATION_BACKUP)
                 .map_err(|e| e.to_string())?;
             if backup.as_deref() != Some(&original[..]) {
                 return Err("state.json replaced without the pre-migration backup".into());
@@ -877,7 +877,7 @@ fn a_crash_anywhere_in_the_merge_at_open_converges() {
             .map_err(|e| e.to_string())?
             .map(|b| b.to_vec());
         let backup = fs
-            .read(statewal::migrate::PRE_MIGRATION_BACKUP)
+            .read(statewal::__internal::migrate::PRE_MIGRATION_BACKUP)
             .map_err(|e| e.to_string())?;
         if state.as_deref() == Some(&foreign[..]) {
             backed_up.set(backed_up.get() + u64::from(backup.is_some()));
@@ -1090,7 +1090,7 @@ fn a_crash_while_a_checkpoint_sets_a_live_edit_aside_never_loses_it() {
 // during it can lose the edit just the same.
 #[test]
 fn a_crash_after_a_failed_sync_of_a_rename_aside_never_loses_the_edit() {
-    use statewal::fs::sim::FaultKind;
+    use statewal::sim::FaultKind;
     let edit = old_edit_of_y();
     let before_checkpoint = || -> (SimFs, Store) {
         let fs = y_checkpointed();

@@ -152,7 +152,7 @@ fn a_subscriber_may_call_back_into_the_store() {
 #[cfg(feature = "sim")]
 #[test]
 fn save_error_carries_the_error() {
-    use statewal::fs::{SimFs, sim::FaultKind};
+    use statewal::sim::{FaultKind, SimFs};
     let sim = SimFs::new(7);
     let opts = statewal::Options::new("sim")
         .checkpoint_interval(None)

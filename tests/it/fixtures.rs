@@ -3,9 +3,11 @@
 //! has a README saying how it was made).
 
 use crate::util::*;
-use statewal::fs::RealFs;
-use statewal::journal::record::{FORMAT_VERSION, FORMAT_VERSION_1, SegmentHeader, id_hex};
-use statewal::verify::verify;
+use statewal::__internal::fs::RealFs;
+use statewal::__internal::journal::record::{
+    FORMAT_VERSION, FORMAT_VERSION_1, SegmentHeader, id_hex,
+};
+use statewal::__internal::verify::verify;
 use statewal::{Store, TaskStatus};
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! The fuzz target bodies (`statewal::fuzzing`) over a generated corpus, as
+//! The fuzz target bodies (`statewal::sim::fuzz`) over a generated corpus, as
 //! ordinary tests, so CI checks the same invariants as `fuzz/` without
 //! libFuzzer or a nightly toolchain.
 //!
@@ -8,12 +8,12 @@
 //! A failing input is printed in hex; feed it to the fuzz target to debug
 //! (`cargo +nightly fuzz run <target> <file>`).
 
-use statewal::fs::sim::{SimFs, SplitMix64};
-use statewal::fs::{Fs, OpenMode};
-use statewal::fuzzing::{self, sim_options};
-use statewal::journal::reader::{Piece, scan_segment};
-use statewal::journal::record::{RECORD_HEADER_LEN, SEG_SALT_OFFSET, SegmentHeader};
-use statewal::journal::{JOURNAL_DIR, segment_name};
+use statewal::__internal::fs::{Fs, OpenMode};
+use statewal::__internal::journal::reader::{Piece, scan_segment};
+use statewal::__internal::journal::record::{RECORD_HEADER_LEN, SEG_SALT_OFFSET, SegmentHeader};
+use statewal::__internal::journal::{JOURNAL_DIR, segment_name};
+use statewal::sim::fuzz::{self, sim_options};
+use statewal::sim::{SimFs, SplitMix64};
 use statewal::{RecoveryMode, Store, Task};
 use std::sync::Arc;
 
@@ -120,7 +120,7 @@ fn decode_record_corpus() {
         }
     }
     for input in &inputs {
-        check("decode_record", fuzzing::decode_record, input);
+        check("decode_record", fuzz::decode_record, input);
     }
     eprintln!("decode_record: {} inputs", inputs.len());
 }
@@ -154,7 +154,7 @@ fn segment_reader_corpus() {
         inputs.push(both(one, &two[..cut]));
     }
     for input in &inputs {
-        check("segment_reader", fuzzing::segment_reader, input);
+        check("segment_reader", fuzz::segment_reader, input);
     }
     eprintln!("segment_reader: {} inputs", inputs.len());
 }
@@ -193,7 +193,7 @@ fn replay_corpus() {
     }
     inputs.push(raw(b"", one, two));
     for input in &inputs {
-        check("replay", fuzzing::replay, input);
+        check("replay", fuzz::replay, input);
     }
     eprintln!("replay: {} inputs", inputs.len());
 }
@@ -202,7 +202,7 @@ fn replay_corpus() {
 fn model_corpus() {
     let inputs = random_inputs(SEED + 4, 120, 160);
     for input in &inputs {
-        check("model", fuzzing::model, input);
+        check("model", fuzz::model, input);
     }
     eprintln!("model: {} inputs", inputs.len());
 }

@@ -3,8 +3,8 @@
 //! Each test names the bug it guards against.
 
 use crate::util::{opts, run_statewal, state_file_task_ids, task};
+use statewal::__internal::fs::{Fs, FsFile, OpenMode};
 use statewal::Store;
-use statewal::fs::{Fs, FsFile, OpenMode};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -106,7 +106,7 @@ fn huge_clean_ages_neither_panic_nor_archive() {
 /// A real filesystem whose file writes panic while `armed`, after a pause
 /// long enough for other writers to queue behind the flush.
 struct PanicFs {
-    inner: statewal::fs::RealFs,
+    inner: statewal::__internal::fs::RealFs,
     armed: Arc<AtomicBool>,
     /// Panic in `rename` to this name instead (a checkpoint step).
     rename_to: Option<&'static str>,
@@ -152,7 +152,7 @@ impl Fs for PanicFs {
         };
         Ok(Box::new(PanicFile { inner, armed }))
     }
-    fn read(&self, rel: &str) -> statewal::Result<Option<statewal::fs::Bytes>> {
+    fn read(&self, rel: &str) -> statewal::Result<Option<statewal::__internal::fs::Bytes>> {
         self.inner.read(rel)
     }
     fn file_len(&self, rel: &str) -> statewal::Result<Option<u64>> {
@@ -184,11 +184,11 @@ impl Fs for PanicFs {
 fn panic_store(dir: &Path, rename_to: Option<&'static str>) -> (Arc<Store>, Arc<AtomicBool>) {
     let armed = Arc::new(AtomicBool::new(false));
     let fs = PanicFs {
-        inner: statewal::fs::RealFs::new(dir).unwrap(),
+        inner: statewal::__internal::fs::RealFs::new(dir).unwrap(),
         armed: armed.clone(),
         rename_to,
     };
-    let store = Store::open_with_fs(opts(dir), Arc::new(fs), None).unwrap();
+    let store = statewal::__internal::open_with_fs(opts(dir), Arc::new(fs), None).unwrap();
     (Arc::new(store), armed)
 }
 

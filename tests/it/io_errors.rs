@@ -17,9 +17,9 @@
 //! checkpoint must succeed, `Store::health` must name the file, and the
 //! reopen must still be correct.
 
-use statewal::fs::SimFs;
-use statewal::fs::sim::FaultKind;
-use statewal::verify::{FindingClass, verify};
+use statewal::__internal::fs::SimFs;
+use statewal::__internal::verify::{FindingClass, verify};
+use statewal::sim::FaultKind;
 use statewal::{ErrorKind, Options, Store, Task};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -15,8 +15,8 @@
 //!   reopen finds every acknowledged task and `verify` finds nothing.
 
 use crate::util::{ids, scratch};
-use statewal::fs::sim::{FaultKind, Outcome, PendingKind};
-use statewal::fs::{RealFs, SimFs};
+use statewal::__internal::fs::{RealFs, SimFs};
+use statewal::sim::{FaultKind, Outcome, PendingKind};
 use statewal::{Options, Store, SyncPolicy, Task};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,7 +115,7 @@ fn the_interval_sync_makes_puts_copied_through_the_map_durable() {
     }
     // Wait until the journal holds nothing unsynced but the one sync marker
     // written after each sync (unsynced by design, docs/format.md).
-    let marker = statewal::journal::record::MARKER_FRAME_LEN as u64;
+    let marker = statewal::__internal::journal::record::MARKER_FRAME_LEN as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
     while fs.pending().iter().any(|i| {
         matches!(i.kind, PendingKind::FileData { bytes, .. } if bytes != marker)
@@ -188,7 +188,8 @@ fn growing_the_segment_under_the_writers_keeps_every_record() {
             }
         }
         drop(store);
-        let report = statewal::verify::verify(&RealFs::existing(dir.path()).unwrap()).unwrap();
+        let report =
+            statewal::__internal::verify::verify(&RealFs::existing(dir.path()).unwrap()).unwrap();
         assert!(report.is_clean(), "{policy:?}: {:?}", report.findings);
     }
 }

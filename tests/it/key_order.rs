@@ -18,7 +18,7 @@ use crate::ts_fixtures::{
 };
 use crate::util::*;
 use serde_json::Value;
-use statewal::migrate::{ORIGINAL_STATUS_FIELD, map_status};
+use statewal::__internal::migrate::{ORIGINAL_STATUS_FIELD, map_status};
 use std::path::Path;
 
 /// The live fixture's task whose README says it is the same in `state.json`

@@ -15,7 +15,7 @@
 use crate::util::opts;
 use serde_json::{Value, json};
 // `SimFs`'s seedable generator: a failing run replays with `STATEWAL_KILL_SEED`.
-use statewal::fs::sim::SplitMix64;
+use statewal::sim::SplitMix64;
 use statewal::{Store, Task};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

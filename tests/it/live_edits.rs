@@ -12,9 +12,9 @@
 
 use crate::util::edited_copies;
 use serde_json::{Value, json};
-use statewal::fs::sim::FaultKind;
-use statewal::fs::{Fs, OpenMode, SimFs};
-use statewal::reconcile::{Action, Decision};
+use statewal::__internal::fs::{Fs, OpenMode, SimFs};
+use statewal::__internal::reconcile::{Action, Decision};
+use statewal::sim::FaultKind;
 use statewal::{Event, Options, Store, Task, TaskStatus};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -5,14 +5,14 @@
 //! reports and checkpoints; crashes where the process dies inside a mutation
 //! after a random number of I/O operations and power loss then keeps, loses
 //! or tears each pending write and directory entry; and clean reopens.
-//! `statewal::fuzzing::check_model` runs them against an in-memory model and
+//! `statewal::sim::fuzz::check_model` runs them against an in-memory model and
 //! checks after every reopen that each acknowledged mutation survived and
 //! nothing was invented. proptest shrinks a failure to a minimal list of
 //! steps. 64 cases by default; `PROPTEST_CASES` overrides.
 
 use proptest::prelude::*;
-use statewal::fs::sim::TearFill;
-use statewal::fuzzing::{Choice, ModelOp, Mutate, check_model};
+use statewal::sim::TearFill;
+use statewal::sim::fuzz::{Choice, ModelOp, Mutate, check_model};
 
 fn mutate() -> impl Strategy<Value = Mutate> {
     let id = 0u8..4;

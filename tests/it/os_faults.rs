@@ -8,7 +8,7 @@
 //! caller the same way.
 
 use crate::util::opts;
-use statewal::verify::verify;
+use statewal::__internal::verify::verify;
 use statewal::{ErrorKind, Options, Store, Task};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -253,12 +253,12 @@ fn read_only_filesystem() {
 
 /// True when `verify` finds nothing or only torn tails.
 fn verify_clean_or_torn(dir: &Path) -> bool {
-    let fs = statewal::fs::RealFs::existing(dir).unwrap();
+    let fs = statewal::__internal::fs::RealFs::existing(dir).unwrap();
     let report = verify(&fs).unwrap();
     report
         .findings
         .iter()
-        .all(|f| f.class == statewal::verify::FindingClass::TornTail)
+        .all(|f| f.class == statewal::__internal::verify::FindingClass::TornTail)
 }
 
 // Regression: the writer whose record was in a journal write that failed
@@ -268,7 +268,7 @@ fn verify_clean_or_torn(dir: &Path) -> bool {
 // refused as `Poisoned`. Runs everywhere, on the simulated filesystem.
 #[test]
 fn enospc_in_a_journal_write_is_storage_full() {
-    use statewal::fs::sim::{FaultKind, SimFs};
+    use statewal::sim::{FaultKind, SimFs};
     let fs = SimFs::new(7);
     let opts = Options::new("sim")
         .checkpoint_interval(None)

@@ -4,7 +4,7 @@
 //! checkpoint's segment removal as damage.
 
 use crate::util::*;
-use statewal::fs::{Bytes, Fs, FsFile, OpenMode, RealFs};
+use statewal::__internal::fs::{Bytes, Fs, FsFile, OpenMode, RealFs};
 use statewal::{ErrorKind, Options, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,11 +143,11 @@ fn read_only_open_of_no_store_creates_nothing() {
         tree(&empty).is_empty(),
         "a read wrote into an empty directory"
     );
-    assert!(!statewal::layout::is_store(&empty).unwrap());
+    assert!(!statewal::__internal::layout::is_store(&empty).unwrap());
 
     // Any one of the markers of CONTRACTS section 6 makes a store.
     std::fs::create_dir(empty.join("tasks")).unwrap();
-    assert!(statewal::layout::is_store(&empty).unwrap());
+    assert!(statewal::__internal::layout::is_store(&empty).unwrap());
     let store = Store::open(ro(&empty)).expect("tasks/ alone is a store");
     assert!(store.list_tasks().is_empty());
 }
@@ -162,7 +162,8 @@ fn read_only_store_writes_nothing() {
     let before = snapshot(dir.path());
 
     let fs = NoWrites::new(dir.path());
-    let store = Store::open_with_fs(ro(dir.path()), fs.clone(), None).expect("read-only open");
+    let store = statewal::__internal::open_with_fs(ro(dir.path()), fs.clone(), None)
+        .expect("read-only open");
     // The state as of the last whole record: the torn one is where reading ends.
     check_tasks(&store, &want);
     assert_eq!(store.recovery_report().bytes_truncated, 0);
@@ -245,7 +246,7 @@ fn read_only_open_migrates_in_memory_only() {
     );
     let before = snapshot(dir.path());
     let fs = NoWrites::new(dir.path());
-    let store = Store::open_with_fs(ro(dir.path()), fs.clone(), None).unwrap();
+    let store = statewal::__internal::open_with_fs(ro(dir.path()), fs.clone(), None).unwrap();
     assert_eq!(
         store.recovery_report().loaded_from,
         statewal::LoadedFrom::StateFile
@@ -339,7 +340,7 @@ fn unlocked_reads_survive_a_segment_truncated_under_them() {
     // Unlocked: copied, never mapped.
     assert!(matches!(fs.read(&rel).unwrap(), Some(Bytes::Owned(_))));
     truncated_and_regrown_while(&seg, || {
-        let _ = statewal::verify::verify(&fs);
+        let _ = statewal::__internal::verify::verify(&fs);
         if let Ok(Some(bytes)) = fs.read(&rel) {
             // Touch every page, as a scan does.
             let sum: u64 = bytes.iter().step_by(4096).map(|&b| u64::from(b)).sum();

@@ -635,12 +635,12 @@ fn the_live_fixture_reads_back_whole() {
 /// A real filesystem whose `file_len` of one path runs a hook once, right
 /// after the stat: a window between `read_log`'s stat and its snapshot.
 struct StatGate {
-    inner: statewal::fs::RealFs,
+    inner: statewal::__internal::fs::RealFs,
     path: &'static str,
     hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-impl statewal::fs::Fs for StatGate {
+impl statewal::__internal::fs::Fs for StatGate {
     fn describe(&self, rel: &str) -> String {
         self.inner.describe(rel)
     }
@@ -650,11 +650,11 @@ impl statewal::fs::Fs for StatGate {
     fn open(
         &self,
         rel: &str,
-        mode: statewal::fs::OpenMode,
-    ) -> statewal::Result<Box<dyn statewal::fs::FsFile>> {
+        mode: statewal::__internal::fs::OpenMode,
+    ) -> statewal::Result<Box<dyn statewal::__internal::fs::FsFile>> {
         self.inner.open(rel, mode)
     }
-    fn read(&self, rel: &str) -> statewal::Result<Option<statewal::fs::Bytes>> {
+    fn read(&self, rel: &str) -> statewal::Result<Option<statewal::__internal::fs::Bytes>> {
         self.inner.read(rel)
     }
     fn read_unmapped(&self, rel: &str) -> statewal::Result<Option<Vec<u8>>> {
@@ -711,11 +711,11 @@ fn a_log_created_by_a_checkpoint_between_stat_and_snapshot_is_read() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let fs = std::sync::Arc::new(StatGate {
-        inner: statewal::fs::RealFs::new(dir.path()).unwrap(),
+        inner: statewal::__internal::fs::RealFs::new(dir.path()).unwrap(),
         path: "logs/session_s.log",
         hook: std::sync::Mutex::new(None),
     });
-    let store = Store::open_with_fs(opts(dir.path()), fs.clone(), None).unwrap();
+    let store = statewal::__internal::open_with_fs(opts(dir.path()), fs.clone(), None).unwrap();
     store.append_log("s", "fresh line\n").unwrap();
     // The stat runs; before the reader looks at memory, a checkpoint writes
     // the file and forgets the piece.

@@ -6,8 +6,8 @@
 //! 4 are missing"), and writes acknowledged after the restart were at risk.
 //! Recovery now syncs every segment it replays. (Found by review.)
 
-use statewal::fs::SimFs;
-use statewal::fs::sim::Outcome;
+use statewal::__internal::fs::SimFs;
+use statewal::sim::Outcome;
 use statewal::{Options, Store, Task};
 use std::sync::Arc;
 

@@ -14,7 +14,7 @@
 //! memory and reopened, is the whole old state or the whole backup.
 
 use serde_json::{Value, json};
-use statewal::fs::sim::{FaultKind, Outcome, PendingKind, SimFs, TearFill};
+use statewal::sim::{FaultKind, Outcome, PendingKind, SimFs, TearFill};
 use statewal::{ErrorKind, Options, Store, Task};
 use std::collections::BTreeMap;
 use std::sync::Arc;

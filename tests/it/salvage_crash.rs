@@ -8,8 +8,8 @@
 //! segment magic". The checkpoint now syncs `journal/` after removing
 //! segments.
 
-use statewal::fs::Fs;
-use statewal::fs::sim::{Outcome, SimFs};
+use statewal::__internal::fs::Fs;
+use statewal::sim::{Outcome, SimFs};
 use statewal::{Options, RecoveryMode, Store, Task};
 use std::sync::Arc;
 

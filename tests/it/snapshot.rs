@@ -6,9 +6,9 @@
 //! never a state that disagrees with `state.json`.
 
 use crate::util::{check_tasks, copy_dir, crash_opts, flip_bit, ids, open_crashy, put_all, task};
-use statewal::fs::Fs;
-use statewal::fs::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
-use statewal::snapshot::{SNAPSHOT_FILE, SnapshotContents, decode, encode};
+use statewal::__internal::fs::Fs;
+use statewal::__internal::snapshot::{SNAPSHOT_FILE, SnapshotContents, decode, encode};
+use statewal::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
 use statewal::{LoadedFrom, Options, PersistedState, SnapshotUse, Store, Task};
 use std::path::Path;
 use std::sync::Arc;
@@ -388,8 +388,8 @@ fn a_directory_planted_at_a_derived_file_is_a_warning_not_a_failed_checkpoint() 
         store.checkpoint().unwrap();
         store.shutdown().unwrap();
         assert!(path.join("keep").is_file(), "{planted}: never removed");
-        let fs = statewal::fs::RealFs::existing(dir.path()).unwrap();
-        let report = statewal::verify::verify(&fs).unwrap();
+        let fs = statewal::__internal::fs::RealFs::existing(dir.path()).unwrap();
+        let report = statewal::__internal::verify::verify(&fs).unwrap();
         assert!(report.is_clean(), "{report:?}");
         let warned: Vec<_> = report
             .warnings
@@ -467,14 +467,14 @@ fn the_cli_succeeds_and_health_names_planted_directories() {
 fn verify_warns_about_a_snapshot_it_would_not_use() {
     let dir = tempfile::tempdir().unwrap();
     populated(dir.path());
-    let fs = statewal::fs::RealFs::existing(dir.path()).unwrap();
-    let report = statewal::verify::verify(&fs).unwrap();
+    let fs = statewal::__internal::fs::RealFs::existing(dir.path()).unwrap();
+    let report = statewal::__internal::verify::verify(&fs).unwrap();
     assert!(
         report.is_clean() && report.warnings.is_empty(),
         "{report:?}"
     );
     flip_bit(&dir.path().join(SNAPSHOT_FILE), 100, 0);
-    let report = statewal::verify::verify(&fs).unwrap();
+    let report = statewal::__internal::verify::verify(&fs).unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.warnings.len(), 1, "{report:?}");
     assert_eq!(report.warnings[0].file, SNAPSHOT_FILE);
@@ -490,7 +490,7 @@ fn verify_warns_about_a_snapshot_it_would_not_use() {
     store.shutdown().unwrap();
     let backup = crate::util::backups(dir.path()).pop().unwrap();
     std::fs::copy(backup, dir.path().join("state.json")).unwrap();
-    let report = statewal::verify::verify(&fs).unwrap();
+    let report = statewal::__internal::verify::verify(&fs).unwrap();
     assert!(
         report.warnings[0].message.starts_with("stale"),
         "{report:?}"

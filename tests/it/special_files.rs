@@ -163,10 +163,12 @@ fn a_fifo_at_a_session_log_or_archive_file_is_a_clear_checkpoint_error() {
     store.put_task(task("old")).unwrap();
     store.archive_task("old").unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let archive = dir.join("archive").join(statewal::layout::archive_file(
-        now.year(),
-        now.month() as u8,
-    ));
+    let archive = dir
+        .join("archive")
+        .join(statewal::__internal::layout::archive_file(
+            now.year(),
+            now.month() as u8,
+        ));
     mkfifo(&archive);
     within("shutdown with a FIFO at an archive file", move || {
         let e = store.shutdown().unwrap_err();
@@ -253,7 +255,7 @@ fn hard_links_out_of_the_directory_are_refused_not_written() {
     let now = time::OffsetDateTime::now_utc();
     let archive = format!(
         "archive/{}",
-        statewal::layout::archive_file(now.year(), now.month() as u8)
+        statewal::__internal::layout::archive_file(now.year(), now.month() as u8)
     );
     plant_link(&dir, &outside, &archive);
     store.archive_task("a").unwrap();

@@ -6,9 +6,9 @@
 //! each version-2 segment header and in `state.json`.
 
 use crate::util::*;
-use statewal::fs::RealFs;
-use statewal::journal::segment_name;
-use statewal::verify::{FindingClass, verify};
+use statewal::__internal::fs::RealFs;
+use statewal::__internal::journal::segment_name;
+use statewal::__internal::verify::{FindingClass, verify};
 use statewal::{ErrorKind, LoadedFrom, Store};
 use std::path::Path;
 
@@ -140,9 +140,10 @@ fn the_store_id_is_kept_across_opens() {
     assert_eq!(id.len(), 32);
     for seg in segments(dir.path()) {
         let bytes = std::fs::read(&seg).unwrap();
-        let h = statewal::journal::record::SegmentHeader::decode(&bytes).unwrap();
+        let h = statewal::__internal::journal::record::SegmentHeader::decode(&bytes).unwrap();
         assert_eq!(
-            h.store_id.map(|i| statewal::journal::record::id_hex(&i)),
+            h.store_id
+                .map(|i| statewal::__internal::journal::record::id_hex(&i)),
             Some(id.clone()),
             "{}",
             seg.display()

@@ -23,9 +23,9 @@
 //! fsyncs of the opens cost nothing.
 
 use crate::util::{copy_dir, crash_opts, frame_spans, segments, task};
-use statewal::fs::RealFs;
-use statewal::journal::record::SEGMENT_HEADER_LEN;
-use statewal::verify::{FindingClass, VerifyReport, verify};
+use statewal::__internal::fs::RealFs;
+use statewal::__internal::journal::record::SEGMENT_HEADER_LEN;
+use statewal::__internal::verify::{FindingClass, VerifyReport, verify};
 use statewal::{Error, ErrorKind, Options, Store, Task};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};

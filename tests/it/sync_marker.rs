@@ -7,11 +7,11 @@
 //! an unfinished write at the very end may be cut.
 
 use crate::util::*;
-use statewal::fs::sim::{Outcome, PendingKind, SimFs, TearFill};
-use statewal::fs::{Fs, RealFs};
-use statewal::journal::reader::{Piece, scan_segment};
-use statewal::journal::record::RECORD_HEADER_LEN;
-use statewal::verify::{FindingClass, verify};
+use statewal::__internal::fs::{Fs, RealFs};
+use statewal::__internal::journal::reader::{Piece, scan_segment};
+use statewal::__internal::journal::record::RECORD_HEADER_LEN;
+use statewal::__internal::verify::{FindingClass, verify};
+use statewal::sim::{Outcome, PendingKind, SimFs, TearFill};
 use statewal::{ErrorKind, Mutation, Options, Store};
 use std::path::Path;
 use std::sync::Arc;
@@ -343,7 +343,7 @@ fn a_flip_in_the_last_whole_frame_that_mimics_a_cut_is_corrupt_in_the_same_boot(
     };
     let start = *offset as usize;
     assert!(record.payload.ends_with(b" "));
-    let len_at = start + statewal::journal::record::REC_LEN_OFFSET;
+    let len_at = start + statewal::__internal::journal::record::REC_LEN_OFFSET;
     let edits = [
         ("length bit 16 set", len_at + 2, 1u8),
         ("length bit 10 set", len_at + 1, 4),
@@ -425,7 +425,7 @@ fn a_flipped_last_record_ending_in_zeros_is_corrupt_under_os_buffered() {
     let Some((start, len)) = scan.pieces.iter().rev().find_map(|p| match p {
         Piece::Record { offset, record } => Some((
             *offset as usize,
-            statewal::journal::record::RECORD_HEADER_LEN + record.payload.len(),
+            statewal::__internal::journal::record::RECORD_HEADER_LEN + record.payload.len(),
         )),
         _ => None,
     }) else {

@@ -6,7 +6,7 @@
 use crate::util::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use statewal::journal::op::{HeldTask, Op};
+use statewal::__internal::journal::op::{HeldTask, Op};
 use statewal::{ErrorKind, LoadedFrom, LogEntry, Options, Store, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,7 +48,7 @@ fn task_file(dir: &Path, id: &str) -> Task {
 /// The task as `state.json` holds it after a checkpoint.
 fn state_file_task(dir: &Path, id: &str) -> Task {
     let bytes = std::fs::read(dir.join("state.json")).unwrap();
-    let state = statewal::layout::parse_state(&bytes).unwrap();
+    let state = statewal::__internal::layout::parse_state(&bytes).unwrap();
     state.tasks.into_iter().find(|t| t.id() == id).unwrap()
 }
 
@@ -396,7 +396,7 @@ fn nested(levels: usize) -> Value {
 // task files. Such values are now refused before they are journaled.
 #[test]
 fn a_put_nested_too_deep_is_refused_and_never_breaks_a_reopen() {
-    let max = statewal::json::MAX_DEPTH;
+    let max = statewal::__internal::json::MAX_DEPTH;
     for levels in [max - 3, max - 2, max - 1, max, max + 10, 124, 126, 130, 200] {
         let dir = tempfile::tempdir().unwrap();
         let mut acked = Vec::new();

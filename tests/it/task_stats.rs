@@ -13,8 +13,8 @@
 //! the modification time back changes the status-change time.
 
 use crate::util::{edited_copies, opts, scratch};
-use statewal::fs::{Fs, OpenMode, SimFs};
-use statewal::reconcile::Action;
+use statewal::__internal::fs::{Fs, OpenMode, SimFs};
+use statewal::__internal::reconcile::Action;
 use statewal::{Options, Store, Task};
 use std::path::Path;
 use std::sync::Arc;
@@ -291,7 +291,7 @@ fn verify_names_a_task_file_the_open_would_not_take_as_statewals() {
     // The journal moves on: b's file is an older copy statewal wrote.
     store.put_task(task("b", "b put again")).unwrap();
     drop(store);
-    let report = statewal::verify::verify(&fs).unwrap();
+    let report = statewal::__internal::verify::verify(&fs).unwrap();
     assert!(
         report.is_clean() && report.warnings.is_empty(),
         "{report:?}"
@@ -300,7 +300,7 @@ fn verify_names_a_task_file_the_open_would_not_take_as_statewals() {
         let edited = same_length_edit(b);
         *b = edited;
     }));
-    let report = statewal::verify::verify(&fs).unwrap();
+    let report = statewal::__internal::verify::verify(&fs).unwrap();
     assert!(report.is_clean(), "{report:?}");
     let named: Vec<_> = report.warnings.iter().map(|w| w.file.as_str()).collect();
     assert_eq!(named, vec!["tasks/a.json"], "{report:?}");

@@ -2,8 +2,8 @@
 //! opens with everything before it.
 
 use crate::util::*;
-use statewal::fs::RealFs;
-use statewal::verify::{FindingClass, verify};
+use statewal::__internal::fs::RealFs;
+use statewal::__internal::verify::{FindingClass, verify};
 use statewal::{ErrorKind, Options, RecoveryMode, Store};
 
 const TASKS: usize = 6;

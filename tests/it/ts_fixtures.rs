@@ -13,10 +13,10 @@
 
 use crate::util::*;
 use serde_json::{Map, Value};
+use statewal::__internal::journal::reader::{Piece, scan_segment};
+use statewal::__internal::journal::record::id_hex;
+use statewal::__internal::migrate::map_status;
 use statewal::Store;
-use statewal::journal::reader::{Piece, scan_segment};
-use statewal::journal::record::id_hex;
-use statewal::migrate::map_status;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ pub fn fixture_copy(name: &str) -> tempfile::TempDir {
 
 /// Parses a JSON file as statewal's doors do (a repeated key is refused).
 fn parse(path: &Path) -> Result<Value, serde_json::Error> {
-    statewal::json::parse(&std::fs::read(path).unwrap())
+    statewal::__internal::json::parse(&std::fs::read(path).unwrap())
 }
 
 fn object(path: &Path) -> Map<String, Value> {
@@ -332,7 +332,7 @@ fn live_state_and_backups_are_the_ts_servers_unversioned_files() {
         let name = b.file_name().unwrap().to_str().unwrap();
         let bytes = std::fs::read(b).unwrap();
         let said = readme_item(&readme, name);
-        let class = match statewal::json::parse(&bytes) {
+        let class = match statewal::__internal::json::parse(&bytes) {
             _ if bytes.is_empty() => {
                 empty += 1;
                 "0 bytes"

@@ -262,7 +262,7 @@ fn task(id: &str, updated_at: &str, what: &str) -> Task {
 }
 
 fn log_text(dir: &Path) -> String {
-    let name = statewal::migrate::log_name("0", statewal::STATE_VERSION);
+    let name = statewal::__internal::migrate::log_name("0", statewal::STATE_VERSION);
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
@@ -330,8 +330,9 @@ fn part1_a_migration_takes_the_newest_copy_of_each_task_and_says_why() {
     ] {
         assert!(log.contains(line), "{line:?} not in the log:\n{log}");
     }
-    let state = statewal::layout::parse_state(&std::fs::read(dir.join("state.json")).unwrap())
-        .expect("the migrated state.json loads");
+    let state =
+        statewal::__internal::layout::parse_state(&std::fs::read(dir.join("state.json")).unwrap())
+            .expect("the migrated state.json loads");
     let by_id: BTreeMap<&str, &Task> = state.tasks.iter().map(|t| (t.id(), t)).collect();
     assert_eq!(by_id["a"].logs().len(), 3, "a's newer task file won");
     assert_eq!(
@@ -991,7 +992,8 @@ fn the_after_statewal_fixture_comes_out_as_its_readme_says() {
         "{reports:?}"
     );
     let state =
-        statewal::layout::parse_state(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        statewal::__internal::layout::parse_state(&std::fs::read(dir.join("state.json")).unwrap())
+            .unwrap();
     let sessions: Vec<&str> = state
         .sessions
         .iter()
@@ -1057,7 +1059,7 @@ fn part2_cost_of_reading_every_task_file_at_open() {
                         .recovery_report()
                         .decisions
                         .iter()
-                        .all(|d| d.action == statewal::reconcile::Action::StatewalOnly)
+                        .all(|d| d.action == statewal::__internal::reconcile::Action::StatewalOnly)
                 );
             }
             eprintln!("{n} tasks, {label}: open {best:.0} ms (recovery {recovery:.0} ms)");

@@ -1,8 +1,8 @@
 //! Small helpers shared by the integration tests, so that a refactor of the
 //! public API or the layout touches this file and not every test.
 
-use statewal::journal::reader::{Piece, scan_segment};
-use statewal::journal::record::{MARKER_FRAME_LEN, RECORD_HEADER_LEN};
+use statewal::__internal::journal::reader::{Piece, scan_segment};
+use statewal::__internal::journal::record::{MARKER_FRAME_LEN, RECORD_HEADER_LEN};
 use statewal::{ErrorKind, Options, Result, Store, Task};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

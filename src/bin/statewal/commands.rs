@@ -4,8 +4,8 @@
 use crate::out::{count, json_line};
 use crate::progress::Progress;
 use crate::{Cli, Command};
-use statewal::fs::RealFs;
-use statewal::verify::{FindingClass, verify};
+use statewal::__internal::fs::RealFs;
+use statewal::__internal::verify::{FindingClass, verify};
 use statewal::{Error, ErrorKind, Result, Store, Task};
 use std::io::Read;
 use std::process::ExitCode;
@@ -124,10 +124,10 @@ pub fn refuse_read_only(cli: &Cli, command: &str, only_reads: bool) -> Result<()
 /// Fails with "no statewal store at DIR" unless `dir` holds a store, for
 /// the commands that read the directory without opening it.
 pub fn require_store(dir: &std::path::Path) -> Result<()> {
-    if statewal::layout::is_store(dir)? {
+    if statewal::__internal::layout::is_store(dir)? {
         Ok(())
     } else {
-        Err(statewal::layout::no_store(dir))
+        Err(statewal::__internal::layout::no_store(dir))
     }
 }
 

@@ -4,13 +4,13 @@ use crate::Cli;
 use crate::commands::{not_found, open_readonly, pretty};
 use crate::out::{count, count_as};
 use serde_json::{Value, json};
-use statewal::fs::{Fs, RealFs};
-use statewal::journal::op::Op;
-use statewal::journal::reader::{Piece, mark_durable, scan_segment};
-use statewal::journal::record::{
+use statewal::__internal::fs::{Fs, RealFs};
+use statewal::__internal::journal::op::Op;
+use statewal::__internal::journal::reader::{Piece, mark_durable, scan_segment};
+use statewal::__internal::journal::record::{
     MARKER_FRAME_LEN, Marker, RECORD_HEADER_LEN, RecordKind, SegmentHeader, id_hex,
 };
-use statewal::journal::{JOURNAL_DIR, parse_segment_name};
+use statewal::__internal::journal::{JOURNAL_DIR, parse_segment_name};
 use statewal::{Result, Task, TaskStatus};
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,8 +1,8 @@
 //! `statewal migrate [--dry-run] [--json]` and `statewal migrate --rollback`.
 
 use crate::progress::Progress;
+use statewal::__internal::migrate::{self, MigrationReport};
 use statewal::Result;
-use statewal::migrate::{self, MigrationReport};
 use std::path::Path;
 use std::process::ExitCode;
 

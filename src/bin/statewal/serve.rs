@@ -419,7 +419,7 @@ fn write_answers(
 fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
     // A repeated key is refused at every depth: `{"task": {"id": "a", "id": "b"}}`
     // has no one meaning.
-    let request: Value = match statewal::json::parse_str(line) {
+    let request: Value = match statewal::__internal::json::parse_str(line) {
         Ok(v) => v,
         Err(e) => {
             return Answer::Ready(error_answer(
