@@ -309,3 +309,46 @@ impl Options {
         self.read_only
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, TaskStatus};
+
+    /// Every enumerated value prints as the word JSON output uses and
+    /// parses back from it, and from its hyphenated CLI spelling (issue 14).
+    #[test]
+    fn every_word_round_trips() {
+        for s in TaskStatus::ALL {
+            let word = s.to_string();
+            assert_eq!(serde_json::to_value(s).unwrap(), word.as_str());
+            assert_eq!(word.parse::<TaskStatus>().unwrap(), s);
+            assert_eq!(word.replace('_', "-").parse::<TaskStatus>().unwrap(), s);
+        }
+        for m in RecoveryMode::ALL {
+            let word = m.to_string();
+            assert!(!word.contains('-'), "{word}");
+            assert_eq!(word.parse::<RecoveryMode>().unwrap(), m);
+            assert_eq!(word.replace('_', "-").parse::<RecoveryMode>().unwrap(), m);
+        }
+        for k in ErrorKind::ALL {
+            assert_eq!(k.to_string().parse::<ErrorKind>().unwrap(), k);
+        }
+        for p in [
+            SyncPolicy::SyncBeforeAck,
+            SyncPolicy::SyncEveryInterval(Duration::from_millis(250)),
+            SyncPolicy::OsBuffered,
+        ] {
+            let word = p.to_string();
+            assert_eq!(word.parse::<SyncPolicy>().unwrap(), p);
+            assert_eq!(word.replace('_', "-").parse::<SyncPolicy>().unwrap(), p);
+        }
+        for bad in ["", "Pending", "point in time", "interval:", "interval:x"] {
+            assert!(bad.parse::<TaskStatus>().is_err());
+            assert!(bad.parse::<RecoveryMode>().is_err());
+            assert!(bad.parse::<SyncPolicy>().is_err());
+            let e = bad.parse::<ErrorKind>().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        }
+    }
+}
