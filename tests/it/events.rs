@@ -1,7 +1,7 @@
 //! Subscribers see the original design's events.
 
 use crate::util::*;
-use statewal::{ErrorKind, Event, Store, Task};
+use statewal::{Event, Store, Task};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -152,6 +152,7 @@ fn a_subscriber_may_call_back_into_the_store() {
 #[cfg(feature = "sim")]
 #[test]
 fn save_error_carries_the_error() {
+    use statewal::ErrorKind;
     use statewal::sim::{FaultKind, SimFs};
     let sim = SimFs::new(7);
     let opts = statewal::Options::new("sim")
