@@ -454,29 +454,26 @@ fn a_closed_pipe_on_stdout_ends_every_printing_command_quietly() {
     }
 }
 
-// Bug: `serve` read and queued requests without limit. A client that
-// pipelined puts and never read the answers grew the server without bound
-// (300 000 puts: 130 MB and climbing): every line was read, journaled into
-// the unflushed group-commit buffer and its answer queued. The queues are
-// now bounded, so such a client is held back by the pipe and the server's
-// memory stays flat.
-#[test]
-fn serve_holds_back_a_client_that_never_reads_its_answers() {
-    use std::io::Write;
+/// `serve --stdio` (OS-buffered) whose answers nobody reads: the child, its
+/// standard input, and a reader of its peak resident memory in bytes.
+fn unread_serve(
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    impl Fn() -> u64 + use<>,
+) {
     use std::process::Stdio;
-    const REQUESTS: usize = 40_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let mut child = crate::util::statewal_command(&dir)
+    let mut child = crate::util::statewal_command(dir)
         .args(["--sync", "os-buffered", "serve", "--stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped()) // Never read.
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
     let pid = child.id();
-    let peak = || {
+    let peak = move || {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
         line.split_whitespace()
@@ -486,6 +483,21 @@ fn serve_holds_back_a_client_that_never_reads_its_answers() {
             .unwrap()
             * 1024
     };
+    (child, stdin, peak)
+}
+
+// Bug: `serve` read and queued requests without limit. A client that
+// pipelined puts and never read the answers grew the server without bound
+// (300 000 puts: 130 MB and climbing): every line was read, journaled into
+// the unflushed group-commit buffer and its answer queued. The queues are
+// now bounded, so such a client is held back by the pipe and the server's
+// memory stays flat.
+#[test]
+fn serve_holds_back_a_client_that_never_reads_its_answers() {
+    use std::io::Write;
+    const REQUESTS: usize = 40_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, mut stdin, peak) = unread_serve(&tmp.path().join("s"));
     // One small request first, so the baseline includes the open store.
     stdin.write_all(&put_line("first")).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -526,28 +538,8 @@ fn serve_holds_back_a_client_that_never_reads_its_answers() {
 #[test]
 fn serve_holds_back_a_client_that_sends_reads_and_never_reads_the_answers() {
     use std::io::Write;
-    use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("s");
-    let mut child = crate::util::statewal_command(&dir)
-        .args(["--sync", "os-buffered", "serve", "--stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped()) // Never read.
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let pid = child.id();
-    let peak = || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            * 1024
-    };
+    let (mut child, mut stdin, peak) = unread_serve(&tmp.path().join("s"));
     // 300 tasks of about 2 KB: each `list_tasks` answer is about 600 KB.
     let description = "z".repeat(2000);
     for i in 0..300 {
