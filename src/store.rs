@@ -568,28 +568,27 @@ impl Store {
 
     /// All session records, sorted by id.
     pub fn list_sessions(&self) -> Vec<Session> {
-        let held: Vec<Arc<Value>> = self
-            .shared
+        self.held_sessions()
+            .iter()
+            .filter_map(|s| Session::of_held(s))
+            .collect()
+    }
+
+    /// The held session records, sorted by id, taken under the read lock
+    /// and converted after it is released.
+    fn held_sessions(&self) -> Vec<Arc<Value>> {
+        self.shared
             .state
             .read()
             .sessions
             .values()
             .cloned()
-            .collect();
-        held.iter().filter_map(|s| Session::of_held(s)).collect()
+            .collect()
     }
 
     /// The session records as the store holds them, sorted by id.
     pub(crate) fn session_values(&self) -> Vec<Value> {
-        let held: Vec<Arc<Value>> = self
-            .shared
-            .state
-            .read()
-            .sessions
-            .values()
-            .cloned()
-            .collect();
-        held.iter().map(|s| (**s).clone()).collect()
+        self.held_sessions().iter().map(|s| (**s).clone()).collect()
     }
 
     /// A session record by id, with every change journaled so far.

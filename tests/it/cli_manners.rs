@@ -13,19 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// `statewal --dir DIR ARGS`, checked for exit code `code`; its stdout.
-#[track_caller]
-fn check(dir: &Path, args: &[&str], stdin: &str, code: i32) -> String {
-    let out = run_statewal(dir, args, stdin, &[]);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "statewal {args:?}\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use crate::util::check_statewal as check;
 
 /// A store with two tasks (one with a log entry and a result), a session,
 /// a report, a log, and a backup or two.

@@ -15,18 +15,7 @@ fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
     run_env(dir, args, stdin, &[])
 }
 
-/// Runs and checks the exit code, returning stdout.
-fn check(dir: &Path, args: &[&str], stdin: &str, code: i32) -> String {
-    let out = run(dir, args, stdin);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "statewal {args:?}\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use crate::util::check_statewal as check;
 
 fn put(dir: &Path, task: &str) {
     check(dir, &["put-task", "-"], task, 0);

@@ -249,6 +249,21 @@ pub fn statewal_command(dir: &Path) -> std::process::Command {
     cmd
 }
 
+/// `statewal --dir DIR ARGS` with `stdin`, checked for exit code `code`;
+/// its stdout.
+#[track_caller]
+pub fn check_statewal(dir: &Path, args: &[&str], stdin: &str, code: i32) -> String {
+    let out = run_statewal(dir, args, stdin, &[]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "statewal {args:?}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Runs `statewal --dir DIR args...` with `stdin` and extra environment, and
 /// returns its exit status and output.
 pub fn run_statewal(
