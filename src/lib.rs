@@ -53,6 +53,7 @@ mod archive;
 mod backup;
 mod checkpoint;
 mod derived;
+mod engine;
 mod error;
 mod events;
 mod fs;
@@ -68,6 +69,7 @@ mod metrics;
 mod migrate;
 mod model;
 mod options;
+mod query;
 mod readback;
 mod reconcile;
 mod recovery;
@@ -84,6 +86,7 @@ mod verify;
 
 // The store and how it is opened.
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
+pub use query::TaskQuery;
 pub use store::{Mutation, Pending, Store, StoreStats, Tasks};
 pub use transaction::Transaction;
 

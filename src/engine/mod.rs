@@ -1,0 +1,84 @@
+//! The backend seam: what every storage engine behind [`crate::Store`] does.
+//!
+//! [`crate::Store`] is a thin facade. It validates what it can without the
+//! engine's help, then dispatches to one engine: the journal engine
+//! (`engine/journal.rs`: the write-ahead journal, checkpoints and the
+//! directory layout) or, with the `postgres` feature, the PostgreSQL engine
+//! (`engine/postgres/`). Operations only one engine can offer (a checkpoint,
+//! a recovery report, an unwaited [`crate::Pending`]) are the facade's to
+//! refuse with [`crate::ErrorKind::Unsupported`]; they are not in this trait.
+//!
+//! **Invariant:** the journal engine's modules never import the PostgreSQL
+//! engine, and the PostgreSQL engine never touches the state directory.
+//!
+//! **Invariant:** every method returns only once what it wrote is durable
+//! by the engine's own rule (the journal's sync policy; a committed
+//! PostgreSQL transaction), and its `u64` is the write's position in that
+//! engine's change order (the journal sequence number; the outbox id).
+
+use crate::error::Result;
+use crate::events::{Subscriber, Subscription};
+use crate::health::Health;
+use crate::metrics::StoreMetrics;
+use crate::model::Task;
+use crate::query::TaskQuery;
+use crate::readback::{LogInfo, ReportInfo};
+use crate::session::Session;
+use crate::store::{Mutation, StoreStats};
+use serde_json::Value;
+
+/// One storage engine. Object safe: the facade holds a `Box<dyn Engine>`
+/// for every engine but the journal, whose extra operations it calls
+/// directly.
+#[allow(dead_code)] // Implemented by the engines as the seam lands.
+pub(crate) trait Engine: Send + Sync {
+    /// Inserts or replaces a task (last writer wins), already stamped by
+    /// the facade when stamping is on.
+    fn put_task(&self, task: Task) -> Result<u64>;
+    /// Saves a task only if its version is `expected` (`None`: only if there
+    /// is no such task); `Conflict` otherwise, writing nothing.
+    fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64>;
+    /// Removes a task; `NotFound` if there is none.
+    fn delete_task(&self, id: &str) -> Result<u64>;
+    /// The task's version: 1 after its first put, one more per put since.
+    fn task_version(&self, id: &str) -> Result<Option<u64>>;
+    /// One task.
+    fn get_task(&self, id: &str) -> Result<Option<Task>>;
+    /// The tasks a query selects, in its order (see [`TaskQuery`]).
+    fn query_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+    /// Task and session puts and deletes, all applied or none.
+    fn apply_batch(&self, mutations: Vec<Mutation>) -> Result<u64>;
+    /// Inserts or replaces a session record (a JSON object with a string id).
+    fn put_session(&self, session: Value) -> Result<u64>;
+    /// Removes a session record.
+    fn delete_session(&self, id: &str) -> Result<u64>;
+    /// One session record.
+    fn get_session(&self, id: &str) -> Result<Option<Session>>;
+    /// Every session record, sorted by id.
+    fn list_sessions(&self) -> Result<Vec<Session>>;
+    /// Appends text to a session's log.
+    fn append_log(&self, session: &str, text: &str) -> Result<u64>;
+    /// Every session log.
+    fn list_logs(&self) -> Result<Vec<LogInfo>>;
+    /// Bytes `start..end` of a session log (`end` `None`: to its end).
+    fn read_log(&self, file_name: &str, start: u64, end: Option<u64>) -> Result<Vec<u8>>;
+    /// Saves a report.
+    fn save_report(&self, id: &str, report: Value) -> Result<u64>;
+    /// One report.
+    fn get_report(&self, id: &str) -> Result<Option<Value>>;
+    /// Every report.
+    fn list_reports(&self) -> Result<Vec<ReportInfo>>;
+    /// Marks a task archived.
+    fn archive_task(&self, id: &str) -> Result<u64>;
+    /// Adds a subscriber for this engine's events, changes made by other
+    /// instances included where the engine has other instances.
+    fn subscribe(&self, f: Subscriber) -> Subscription;
+    /// Counts.
+    fn stats(&self) -> Result<StoreStats>;
+    /// Metrics.
+    fn metrics(&self) -> Result<StoreMetrics>;
+    /// Whether the engine can take writes, and every problem it sees.
+    fn health(&self) -> Health;
+    /// Stops background work and releases the engine.
+    fn shutdown(&mut self) -> Result<()>;
+}
