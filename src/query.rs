@@ -88,10 +88,10 @@ impl TaskQuery {
         if !self.statuses.is_empty() && !self.statuses.contains(&task.status()) {
             return false;
         }
-        if let Some(tool) = &self.tool {
-            if task.tool() != Some(tool.as_str()) {
-                return false;
-            }
+        if let Some(tool) = &self.tool
+            && task.tool() != Some(tool.as_str())
+        {
+            return false;
         }
         if self.updated_after.is_none() && self.updated_before.is_none() {
             return true;
