@@ -72,11 +72,19 @@ impl std::fmt::Display for SyncPolicy {
     }
 }
 
-/// The error of a `FromStr` that did not know `word`.
+/// The error of a `FromStr` that did not know `word`. `expected` lists the
+/// words as `Display` and JSON print them (snake_case); the CLI's `--help`
+/// shows them hyphenated, which `FromStr` reads too, so the message says
+/// both spellings work and a reader of either finds their word.
 pub(crate) fn unknown_word(what: &str, word: &str, expected: &str) -> Error {
+    let hyphens = if expected.contains('_') {
+        " (or the same words with hyphens)"
+    } else {
+        ""
+    };
     Error::new(
         ErrorKind::InvalidInput,
-        format!("unknown {what} {word:?}; expected {expected}"),
+        format!("unknown {what} {word:?}; expected {expected}{hyphens}"),
     )
 }
 

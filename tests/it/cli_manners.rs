@@ -420,3 +420,47 @@ fn bench_removes_its_scratch_directory_on_sigint() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
+
+/// A bad word for `--sync`, `recover --mode` or `--status` once got an
+/// error listing only the snake_case words of the JSON output, while
+/// `--help` shows them hyphenated: a reader of the help could not find
+/// their word in the error. Now the error names the flag, the bad value,
+/// the words, and says the hyphenated spelling works too; and each word
+/// the help shows is accepted.
+#[test]
+fn a_bad_word_error_names_the_flag_and_both_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (args, flag, word) in [
+        (
+            &["--sync", "bogus", "list"][..],
+            "--sync",
+            "sync_before_ack",
+        ),
+        (
+            &["recover", "--mode", "bogus"][..],
+            "--mode",
+            "point_in_time",
+        ),
+        (&["list", "--status", "bogus"][..], "--status", "pending"),
+    ] {
+        let out = run_statewal(d, args, "", &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(err.contains("\"bogus\""), "{args:?}: {err}");
+        assert!(err.contains(word), "{args:?}: {err}");
+        if word.contains('_') {
+            assert!(err.contains("with hyphens"), "{args:?}: {err}");
+        }
+    }
+    check(
+        d,
+        &["--sync", "sync-before-ack", "put-task", "-"],
+        r#"{"id":"a"}"#,
+        0,
+    );
+    check(d, &["--sync", "os-buffered", "list"], "", 0);
+    check(d, &["recover", "--mode", "tolerate-torn-tail"], "", 0);
+    check(d, &["list", "--status", "pending"], "", 0);
+}
