@@ -164,6 +164,9 @@ fn counts_agree_with_their_nouns() {
             );
         }
     }
+    // serve's refusal of an overlong line once said "the limit of 1 bytes".
+    let served = check(d, &["serve", "--stdio", "--max-line-bytes", "1"], "{}\n", 0);
+    assert!(served.contains("the limit of 1 byte "), "{served}");
 }
 
 // Guards (CONTRACTS section 3): the global flags go before or after the

@@ -5,6 +5,7 @@
 #[path = "../../../benches/baselines.rs"]
 mod baselines;
 
+use crate::out::count;
 use crate::progress::Progress;
 use serde::Serialize;
 use statewal::{Error, ErrorKind, Options, Result, Store, SyncPolicy, Task};
@@ -130,7 +131,10 @@ pub fn run(
     rows.extend(serve_rows(&scratch, dur)?);
     fill_ratios(&mut rows);
 
-    progress(&format!("recovery and checkpoint with {large} tasks"));
+    progress(&format!(
+        "recovery and checkpoint with {}",
+        count(large, "task")
+    ));
     figures.extend(large_store(&scratch, large, dur)?);
     drop(bar);
 
@@ -415,7 +419,7 @@ fn large_store(scratch: &Path, n: usize, dur: Duration) -> Result<Vec<Figure>> {
         let t0 = Instant::now();
         let stats = store.checkpoint()?;
         figures.push(fig(
-            &format!("full checkpoint of {n} tasks"),
+            &format!("full checkpoint of {}", count(n, "task")),
             t0.elapsed().as_secs_f64() * 1e3,
             "ms",
         ));
@@ -479,7 +483,10 @@ fn large_store(scratch: &Path, n: usize, dur: Duration) -> Result<Vec<Figure>> {
     }
     quiet_ms.sort_by(f64::total_cmp);
     figures.push(fig(
-        &format!("checkpoint of {n} tasks with 1k changed, no writers (median of 3)"),
+        &format!(
+            "checkpoint of {} with 1k changed, no writers (median of 3)",
+            count(n, "task")
+        ),
         quiet_ms[1],
         "ms",
     ));
@@ -538,7 +545,8 @@ fn large_store(scratch: &Path, n: usize, dur: Duration) -> Result<Vec<Figure>> {
     if let Some(median) = ckpt_ms.get(ckpt_ms.len() / 2) {
         figures.push(fig(
             &format!(
-                "checkpoint of {n} tasks with ~1k changed, during writer load (median of {})",
+                "checkpoint of {} with ~1k changed, during writer load (median of {})",
+                count(n, "task"),
                 ckpt_ms.len()
             ),
             *median,

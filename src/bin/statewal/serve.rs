@@ -13,6 +13,7 @@
 //! the journal makes that safe too.
 
 use crate::Cli;
+use crate::out::count;
 use serde_json::{Value, json};
 use signal_hook::consts::signal;
 use signal_hook::flag;
@@ -273,7 +274,9 @@ fn read_lines(tx: mpsc::SyncSender<Input>, cap: usize, budget: &Budget) {
             Ok(Some(Some(len))) => batch.push(Line::Refused(Error::new(
                 ErrorKind::TooLarge,
                 format!(
-                    "the line is {len} bytes, more than the limit of {cap} bytes (serve --max-line-bytes)"
+                    "the line is {}, more than the limit of {} (serve --max-line-bytes)",
+                    count(len, "byte"),
+                    count(cap, "byte")
                 ),
             ))),
             Err(e) => {
