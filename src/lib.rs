@@ -41,8 +41,10 @@
 //!   [`LogInfo`], [`ReportInfo`].
 //! - **Errors:** [`Error`], whose [`ErrorKind`] can be matched.
 //! - **Events:** [`Store::subscribe`], [`Event`], [`Subscription`].
+//! - **A directory that is not open:** [`verify`], [`migrate`],
+//!   [`rollback`], [`health`] and [`backups`], as the CLI runs them.
 //! - **Reports:** [`RecoveryReport`], [`CheckpointStats`], [`StoreMetrics`],
-//!   [`Health`], [`BackupInfo`] and the other results of the operations
+//!   [`Health`], [`BackupInfo`], [`VerifyReport`] and the other results of the operations
 //!   that return them.
 //! - **Crash testing:** `sim` (feature `sim`): a simulated filesystem
 //!   that loses, keeps or tears unsynced writes, and the bodies of the
@@ -113,6 +115,35 @@ pub use migrate::{MigrationReport, RollbackReport};
 pub use reconcile::{Action, Decision, Merged};
 pub use recovery::{Damage, LoadedFrom, RecoveryReport};
 pub use snapshot::SnapshotUse;
+pub use verify::{Finding, FindingClass, VerifyReport, Warning};
+
+// Operations on a state directory that is not open, as the CLI's `verify`,
+// `migrate` and `rollback` run them (with `health` and `backups` above).
+pub use migrate::{migrate, rollback};
+
+/// Checks every file of the state directory `dir` (journal segments, state
+/// files, backups, task files) without changing anything, as `statewal
+/// verify` does: it takes no lock, so it may run beside a writer. A store
+/// whose report [`VerifyReport::is_clean`] opens without losing anything in
+/// the default recovery mode. Fails with [`ErrorKind::NotFound`] if `dir`
+/// does not exist.
+///
+/// ```
+/// # fn main() -> statewal::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use statewal::{Options, Store, Task};
+/// let store = Store::open(Options::new(dir.path()))?;
+/// store.put_task(Task::new("a"))?;
+/// store.shutdown()?;
+/// let report = statewal::verify(dir.path())?;
+/// assert!(report.is_clean(), "{:?}", report.findings);
+/// assert!(report.records_checked >= 1);
+/// # Ok(())
+/// # }
+/// ```
+pub fn verify(dir: &std::path::Path) -> Result<VerifyReport> {
+    verify::verify(&fs::RealFs::existing(dir)?)
+}
 
 /// The statewal binary's and this crate's own tests' way into the internal
 /// modules. **Not part of the API**: no semver promise, hidden from the

@@ -4,9 +4,8 @@
 use crate::out::{count, json_line};
 use crate::progress::Progress;
 use crate::{Cli, Command};
-use statewal::__internal::fs::RealFs;
-use statewal::__internal::verify::{FindingClass, verify};
 use statewal::{Error, ErrorKind, Result, Store, Task};
+use statewal::{FindingClass, verify};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -177,9 +176,8 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
 
 fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
     require_store(&cli.dir)?;
-    let fs = RealFs::existing(&cli.dir)?;
     let progress = Progress::spinner(format!("verifying {}", cli.dir.display()));
-    let report = verify(&fs)?;
+    let report = verify(&cli.dir)?;
     drop(progress);
     if json {
         let findings: Vec<_> = report

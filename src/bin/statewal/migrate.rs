@@ -1,7 +1,7 @@
 //! `statewal migrate [--dry-run] [--json]` and `statewal migrate --rollback`.
 
 use crate::progress::Progress;
-use statewal::__internal::migrate::{self, MigrationReport};
+use statewal::MigrationReport;
 use statewal::Result;
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
     // create `.statewal.lock` in it.
     crate::commands::require_store(dir)?;
     if rollback {
-        let report = migrate::rollback(dir)?;
+        let report = statewal::rollback(dir)?;
         if json {
             outln!(
                 "{}",
@@ -30,7 +30,7 @@ pub fn run(dir: &Path, dry_run: bool, rollback: bool, json: bool) -> Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     let progress = Progress::spinner("migrating state.json");
-    let report = migrate::migrate(dir, dry_run)?;
+    let report = statewal::migrate(dir, dry_run)?;
     drop(progress);
     if json {
         // One compact object; the decisions are an array in it.
