@@ -19,10 +19,10 @@ use time::OffsetDateTime;
 /// use statewal::{TaskQuery, TaskStatus};
 /// let q = TaskQuery::new()
 ///     .status(TaskStatus::Pending)
-///     .status(TaskStatus::Running)
+///     .status(TaskStatus::InProgress)
 ///     .tool("claude")
 ///     .limit(10);
-/// assert_eq!(q.statuses, [TaskStatus::Pending, TaskStatus::Running]);
+/// assert_eq!(q.statuses, [TaskStatus::Pending, TaskStatus::InProgress]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
@@ -105,7 +105,30 @@ impl TaskQuery {
     /// The sort key of the query's order: tasks without a readable
     /// `updatedAt` after every task with one, then by id.
     pub fn order_key(task: &Task) -> (bool, Option<OffsetDateTime>, &str) {
-        let at = task.updated_at();
-        (at.is_none(), at, task.id())
+        key(task.updated_at(), task)
     }
+
+    /// The whole query over tasks in memory: the ones that match, in the
+    /// query's order, then the page. Each task's `updatedAt` is parsed once,
+    /// not at every comparison of the sort.
+    pub(crate) fn select(&self, tasks: impl IntoIterator<Item = Task>) -> Vec<Task> {
+        let mut picked: Vec<(Option<OffsetDateTime>, Task)> = tasks
+            .into_iter()
+            .filter(|t| self.matches(t))
+            .map(|t| (t.updated_at(), t))
+            .collect();
+        picked.sort_unstable_by(|(a, x), (b, y)| key(*a, x).cmp(&key(*b, y)));
+        picked
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .map(|(_, t)| t)
+            .collect()
+    }
+}
+
+/// [`TaskQuery::order_key`] with the time already read. Ids are unique, so
+/// no two tasks have the same key and an unstable sort gives one order.
+fn key(at: Option<OffsetDateTime>, task: &Task) -> (bool, Option<OffsetDateTime>, &str) {
+    (at.is_none(), at, task.id())
 }

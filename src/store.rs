@@ -555,6 +555,50 @@ impl Store {
         }
     }
 
+    /// The tasks a [`TaskQuery`](crate::TaskQuery) selects, in its order
+    /// (`updated_at` ascending, tasks without one last, then id), paged by
+    /// its `offset` and `limit`. Like [`Store::load_tasks`] it sees the tasks
+    /// of one moment and parses after releasing the lock; tasks whose status
+    /// the query excludes are never parsed.
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store, Task, TaskQuery, TaskStatus};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// for (id, at) in [("a", "2026-12-02T10:00:00Z"), ("b", "2026-12-01T10:00:00Z")] {
+    ///     let mut task = Task::new(id);
+    ///     task.set("updated_at", at)?;
+    ///     store.put_task(task)?;
+    /// }
+    /// store.put_task(Task::new("c"))?; // No `updated_at`: after the others.
+    /// let query = TaskQuery::new().status(TaskStatus::Pending).limit(2);
+    /// let ids: Vec<String> = store.query_tasks(&query)?.iter().map(|t| t.id().into()).collect();
+    /// assert_eq!(ids, ["b", "a"]);
+    /// let next = store.query_tasks(&query.offset(2))?;
+    /// assert_eq!(next[0].id(), "c");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn query_tasks(&self, query: &crate::TaskQuery) -> Result<Vec<Task>> {
+        let held: Vec<HeldTask> = {
+            let st = self.shared.state.read();
+            let wanted =
+                |h: &&HeldTask| query.statuses.is_empty() || query.statuses.contains(&h.status());
+            st.tasks
+                .values()
+                .map(|h| &h.task)
+                .filter(wanted)
+                .cloned()
+                .collect()
+        };
+        let tasks = held
+            .iter()
+            .map(HeldTask::to_task)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(query.select(tasks))
+    }
+
     /// Saves a session record: a [`Session`], or a JSON object with a
     /// string `"id"`, kept as given (its keys in the writer's order).
     pub fn put_session(&self, session: impl Into<Value>) -> Result<u64> {
