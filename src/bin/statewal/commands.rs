@@ -1,4 +1,4 @@
-//! The one-shot commands: put-task, get-task, delete-task, list, checkpoint,
+//! The one-shot commands: put-task, get-task, delete-task, checkpoint,
 //! verify, recover.
 
 use crate::out::{count, json_line};
@@ -26,23 +26,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 json_line(&serde_json::json!({"id": id, "seq": seq}))?;
             } else {
                 outln!("deleted task {id} (journal seq {seq})");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::List { json, status } => {
-            let store = open_readonly(cli)?;
-            let mut tasks = store.list_tasks();
-            if !status.is_empty() {
-                tasks.retain(|t| status.contains(&t.status()));
-            }
-            if *json {
-                // JSON Lines: one task per line, so `jq` and `grep` take
-                // them one at a time and a long list streams.
-                for t in &tasks {
-                    json_line(t)?;
-                }
-            } else {
-                print_table(&tasks)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -263,53 +246,6 @@ pub fn print_recovery(r: &statewal::RecoveryReport) {
         }
         _ => {}
     }
-}
-
-/// One line per task, columns padded by characters. Kept by hand rather than
-/// through a table crate (docs/decisions.md): one line per task is what
-/// `grep` and `awk` want, and `--json` is there for anything more.
-fn print_table(tasks: &[Task]) -> statewal::Result<()> {
-    let w = tasks
-        .iter()
-        .map(|t| t.id().chars().count())
-        .max()
-        .unwrap_or(2)
-        .max(2);
-    // As wide as the longest stamp: writers differ in precision.
-    let u = tasks
-        .iter()
-        .filter_map(|t| t.updated_at_str())
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(7);
-    outln!(
-        "{:<w$}  {:<11}  {:<u$}  DESCRIPTION",
-        "ID",
-        "STATUS",
-        "UPDATED"
-    );
-    for t in tasks {
-        // A line feed or tab in a description would break the one-line rows;
-        // control characters are shown escaped.
-        let mut desc = String::new();
-        for c in t.description().unwrap_or("").chars().take(60) {
-            if c.is_control() {
-                desc.extend(c.escape_default());
-            } else {
-                desc.push(c);
-            }
-        }
-        outln!(
-            "{:<w$}  {:<11}  {:<u$}  {}",
-            t.id(),
-            t.status().as_str(),
-            t.updated_at_str().unwrap_or("-"),
-            desc
-        );
-    }
-    outln!("{}", count(tasks.len(), "task"));
-    Ok(())
 }
 
 pub fn not_found(id: &str) -> Error {

@@ -35,6 +35,7 @@ mod demo;
 mod health;
 mod help;
 mod inspect;
+mod list;
 mod metrics;
 mod migrate;
 mod out;
@@ -158,14 +159,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List tasks: a table, or with --json JSON Lines, one full task object per line.
+    /// List tasks by updated_at, oldest first (tasks without one last), then id: a table, or with
+    /// --json JSON Lines, one full task object per line. The filters only leave tasks out.
     List {
         /// Print JSON Lines: one full task object per line.
         #[arg(long)]
         json: bool,
-        /// Only tasks with these statuses, comma-separated (e.g. completed,failed).
-        #[arg(long, value_delimiter = ',', value_parser = inspect::parse_status)]
-        status: Vec<statewal::TaskStatus>,
+        #[command(flatten)]
+        filters: list::ListArgs,
     },
     /// Check the state directory without opening it (works while another process has it open).
     /// Exit 0 when healthy, 1 when not, saying why.
@@ -421,6 +422,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
         Command::Metrics { json } => metrics::run(cli, *json),
         Command::DumpJournal { json } => inspect::dump_journal(&cli.dir, *json),
         Command::Show { id, json } => inspect::show(cli, id, *json),
+        Command::List { json, filters } => list::run(cli, *json, filters),
         Command::Migrate {
             dry_run,
             rollback,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use signal_hook::consts::signal;
 use signal_hook::flag;
 use signal_hook::iterator::Signals;
-use statewal::{Error, ErrorKind, Mutation, Pending, Result, Store, Task};
+use statewal::{Error, ErrorKind, Mutation, Pending, Result, Store, Task, TaskQuery};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -485,9 +485,10 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
             )]));
         }
         "list_tasks" => {
+            let tasks = store.query_tasks(&task_query(r)?)?;
             return Ok(now([(
                 "tasks",
-                serde_json::to_value(store.list_tasks()).expect("tasks serialize"),
+                serde_json::to_value(tasks).expect("tasks serialize"),
             )]));
         }
         "get_report" => {
@@ -571,6 +572,62 @@ fn opt_u64_field(r: &Value, name: &str) -> Result<Option<u64>> {
             .map(Some)
             .ok_or_else(|| bad(format!("\"{name}\" must be a non-negative integer"))),
     }
+}
+
+/// `list_tasks`'s optional filters and paging, as `list`'s flags: `status`
+/// (an array of status words, or one word), `tool`, `updated_after` and
+/// `updated_before` (RFC 3339), `limit` and `offset`; `null` counts as absent.
+fn task_query(r: &Value) -> Result<TaskQuery> {
+    let present = |name: &str| r.get(name).filter(|v| !v.is_null());
+    let mut q = TaskQuery::new();
+    if let Some(v) = present("status") {
+        let words = match v {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items
+                .iter()
+                .map(|w| w.as_str().ok_or_else(|| bad(must_be_statuses())))
+                .collect::<Result<_>>()?,
+            _ => return Err(bad(must_be_statuses())),
+        };
+        for w in words {
+            let status = w
+                .parse()
+                .map_err(|e: Error| bad(format!("\"status\": {}", e.message())))?;
+            q = q.status(status);
+        }
+    }
+    if present("tool").is_some() {
+        q = q.tool(str_field(r, "tool")?);
+    }
+    if let Some(t) = opt_time_field(r, "updated_after")? {
+        q = q.updated_after(t);
+    }
+    if let Some(t) = opt_time_field(r, "updated_before")? {
+        q = q.updated_before(t);
+    }
+    let count =
+        |name| opt_u64_field(r, name).map(|n| n.map(|n| usize::try_from(n).unwrap_or(usize::MAX)));
+    if let Some(n) = count("limit")? {
+        q = q.limit(n);
+    }
+    if let Some(n) = count("offset")? {
+        q = q.offset(n);
+    }
+    Ok(q)
+}
+
+/// An optional RFC 3339 time field; `null` counts as absent.
+fn opt_time_field(r: &Value, name: &str) -> Result<Option<time::OffsetDateTime>> {
+    match r.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => crate::list::parse_rfc3339(&str_field(r, name)?)
+            .map(Some)
+            .map_err(|why| bad(format!("\"{name}\" is {why}"))),
+    }
+}
+
+fn must_be_statuses() -> String {
+    "\"status\" must be a status word or an array of them".into()
 }
 
 fn task_field(r: &Value) -> Result<Task> {
