@@ -16,6 +16,7 @@ mod batch;
 mod cli;
 mod cli_backups;
 mod cli_clean;
+mod cli_list;
 mod cli_manners;
 mod cli_migrate;
 mod cli_ops;
@@ -55,6 +56,7 @@ mod model;
 mod modes;
 #[cfg(feature = "sim")]
 mod os_faults;
+mod query;
 mod read_only;
 mod readback;
 #[cfg(feature = "sim")]

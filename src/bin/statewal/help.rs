@@ -56,7 +56,9 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
         "list",
         Uses::StoreReads,
         "  statewal list
-  statewal list --status completed,failed
+  statewal list --status completed,failed --tool claude
+  statewal list --updated-after 2026-12-01T00:00:00Z --limit 20             # the first page
+  statewal list --updated-after 2026-12-01T00:00:00Z --limit 20 --offset 20 # the next
   statewal list --json | jq -r 'select(.status == \"failed\") | .id'",
     ),
     (

@@ -1,0 +1,259 @@
+//! `Store::query_tasks`: the semantics of a [`TaskQuery`] on the journal
+//! engine. The time bounds are exclusive, a task without a readable
+//! `updated_at` matches no time bound and sorts after every task with one,
+//! ties go by id, and pages of one order never overlap or skip.
+
+use statewal::{Store, Task, TaskQuery, TaskStatus};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// A task with a status, a tool and an `updated_at` (a JSON value, so a
+/// test can also give a number of milliseconds or something unreadable).
+fn task(id: &str, status: &str, tool: Option<&str>, updated_at: Option<serde_json::Value>) -> Task {
+    let mut t = Task::new(id);
+    t.set("status", status).unwrap();
+    if let Some(tool) = tool {
+        t.set("tool", tool).unwrap();
+    }
+    if let Some(at) = updated_at {
+        t.set("updated_at", at).unwrap();
+    }
+    t
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(crate::util::opts(dir)).unwrap()
+}
+
+/// The ids `query` selects.
+fn check(store: &Store, query: &TaskQuery) -> Vec<String> {
+    let tasks = store.query_tasks(query).unwrap();
+    for t in &tasks {
+        assert!(query.matches(t), "{} does not match {query:?}", t.id());
+    }
+    tasks.iter().map(|t| t.id().to_string()).collect()
+}
+
+// Guards: a task updated exactly at a bound is outside it, on both sides.
+#[test]
+fn time_bounds_are_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (id, at) in [
+        ("t0", "2026-12-01T00:00:00Z"),
+        ("t1", "2026-12-01T00:00:00.001Z"),
+        ("t2", "2026-12-01T12:00:00Z"),
+        ("t3", "2026-12-02T00:00:00Z"),
+    ] {
+        store
+            .put_task(task(id, "pending", None, Some(at.into())))
+            .unwrap();
+    }
+    let after = datetime!(2026-12-01 00:00:00 UTC);
+    let before = datetime!(2026-12-02 00:00:00 UTC);
+    let q = TaskQuery::new();
+    assert_eq!(
+        check(&store, &q.clone().updated_after(after)),
+        ["t1", "t2", "t3"]
+    );
+    assert_eq!(
+        check(&store, &q.clone().updated_before(before)),
+        ["t0", "t1", "t2"]
+    );
+    let window = q.clone().updated_after(after).updated_before(before);
+    assert_eq!(check(&store, &window), ["t1", "t2"]);
+    // A bound given in another offset is the same instant.
+    let before_in_paris = datetime!(2026-12-02 01:00:00 +01:00);
+    assert_eq!(
+        check(
+            &store,
+            &q.updated_after(after).updated_before(before_in_paris)
+        ),
+        ["t1", "t2"]
+    );
+}
+
+// Guards: tasks without a readable `updated_at` (none, unparseable, not a
+// string or number) come after every timed task, by id among themselves,
+// and no time bound selects them; a number of milliseconds is a time.
+#[test]
+fn untimed_tasks_come_last_and_match_no_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ms = datetime!(2026-12-01 06:00:00 UTC).unix_timestamp() * 1000;
+    let tasks = [
+        ("a-none", None),
+        ("b-late", Some("2026-12-03T00:00:00Z".into())),
+        ("c-bad", Some("yesterday".into())),
+        ("d-ms", Some(ms.into())),
+        ("e-early", Some("2026-12-01T00:00:00Z".into())),
+        ("f-bool", Some(true.into())),
+    ];
+    for (id, at) in tasks {
+        store.put_task(task(id, "pending", None, at)).unwrap();
+    }
+    assert_eq!(
+        check(&store, &TaskQuery::new()),
+        ["e-early", "d-ms", "b-late", "a-none", "c-bad", "f-bool"]
+    );
+    let epoch = OffsetDateTime::UNIX_EPOCH;
+    assert_eq!(
+        check(&store, &TaskQuery::new().updated_after(epoch)),
+        ["e-early", "d-ms", "b-late"]
+    );
+    let far = datetime!(9999-01-01 00:00:00 UTC);
+    assert_eq!(
+        check(&store, &TaskQuery::new().updated_before(far)),
+        ["e-early", "d-ms", "b-late"]
+    );
+}
+
+// Guards: tasks updated at the same instant, even written in different
+// offsets, are ordered by id, so the order is total and repeatable.
+#[test]
+fn ties_go_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (id, at) in [
+        ("c", "2026-12-01T10:00:00Z"),
+        ("a", "2026-12-01T11:00:00+01:00"),
+        ("b", "2026-12-01T10:00:00.000Z"),
+        ("0", "2026-12-01T09:59:59.999Z"),
+    ] {
+        store
+            .put_task(task(id, "pending", None, Some(at.into())))
+            .unwrap();
+    }
+    assert_eq!(check(&store, &TaskQuery::new()), ["0", "a", "b", "c"]);
+}
+
+// Guards: statuses and tool combine with AND, several statuses with OR,
+// and `tool` is an exact match (absent tool never matches).
+#[test]
+fn filters_combine() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (id, status, tool) in [
+        ("t1", "completed", Some("claude")),
+        ("t2", "failed", Some("claude")),
+        ("t3", "pending", Some("claude")),
+        ("t4", "failed", Some("Claude")),
+        ("t5", "completed", None),
+    ] {
+        store.put_task(task(id, status, tool, None)).unwrap();
+    }
+    let done = TaskQuery::new()
+        .status(TaskStatus::Completed)
+        .status(TaskStatus::Failed);
+    assert_eq!(check(&store, &done), ["t1", "t2", "t4", "t5"]);
+    assert_eq!(check(&store, &done.tool("claude")), ["t1", "t2"]);
+    assert_eq!(
+        check(&store, &TaskQuery::new().tool("claude")),
+        ["t1", "t2", "t3"]
+    );
+    assert!(check(&store, &TaskQuery::new().tool("")).is_empty());
+}
+
+/// A tiny deterministic generator, so the paging test covers many shapes
+/// and fails the same way every run.
+fn next(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+// Guards: for every page size, the pages of one query, concatenated, are
+// the whole selection in order: no task twice, none skipped, even with
+// many ties in `updated_at` and untimed tasks at the end. Past the end a
+// page is empty, and a limit of 0 selects nothing.
+#[test]
+fn pages_never_overlap_or_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut seed = 12;
+    let statuses = ["pending", "completed", "failed"];
+    for i in 0..60 {
+        // Only 5 distinct times, so most tasks tie with others.
+        let at = match next(&mut seed) % 7 {
+            5 | 6 => None,
+            h => Some(format!("2026-12-01T0{h}:00:00Z").into()),
+        };
+        let status = statuses[next(&mut seed) as usize % 3];
+        store
+            .put_task(task(&format!("t{i:02}"), status, None, at))
+            .unwrap();
+    }
+    for query in [
+        TaskQuery::new(),
+        TaskQuery::new().status(TaskStatus::Failed),
+        TaskQuery::new().updated_after(datetime!(2026-12-01 01:00:00 UTC)),
+    ] {
+        let all = check(&store, &query);
+        // The whole selection is in the documented order.
+        let tasks = store.query_tasks(&query).unwrap();
+        assert!(
+            tasks
+                .windows(2)
+                .all(|w| TaskQuery::order_key(&w[0]) < TaskQuery::order_key(&w[1]))
+        );
+        for size in 1..=all.len() + 1 {
+            let mut paged = Vec::new();
+            for page in 0.. {
+                let q = query.clone().offset(page * size).limit(size);
+                let ids = check(&store, &q);
+                assert!(ids.len() <= size);
+                if ids.is_empty() {
+                    break;
+                }
+                paged.extend(ids);
+            }
+            assert_eq!(paged, all, "pages of {size} of {query:?}");
+        }
+        assert!(check(&store, &query.clone().limit(0)).is_empty());
+        assert!(check(&store, &query.clone().offset(all.len())).is_empty());
+        assert!(check(&store, &query.clone().offset(usize::MAX)).is_empty());
+    }
+}
+
+// Guards: a query sees writes not yet checkpointed, and the held copy after
+// a reopen (replay) gives the same answer.
+#[test]
+fn query_sees_the_journal_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = TaskQuery::new()
+        .status(TaskStatus::Pending)
+        .updated_after(datetime!(2026-01-01 00:00:00 UTC));
+    {
+        let store = crate::util::open_crashy(dir.path());
+        store
+            .put_task(task(
+                "b",
+                "pending",
+                None,
+                Some("2026-12-01T00:00:00Z".into()),
+            ))
+            .unwrap();
+        store
+            .put_task(task(
+                "a",
+                "pending",
+                None,
+                Some("2026-12-02T00:00:00Z".into()),
+            ))
+            .unwrap();
+        store
+            .put_task(task(
+                "c",
+                "failed",
+                None,
+                Some("2026-12-02T00:00:00Z".into()),
+            ))
+            .unwrap();
+        assert_eq!(check(&store, &q), ["b", "a"]);
+        store.delete_task("b").unwrap();
+        assert_eq!(check(&store, &q), ["a"]);
+    }
+    let store = open(dir.path());
+    assert_eq!(check(&store, &q), ["a"]);
+}
