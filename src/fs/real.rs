@@ -272,18 +272,10 @@ fn check_single_link(meta: &std::fs::Metadata, path: &Path) -> Result<()> {
 fn set_blocking(file: &File, path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::io::AsRawFd;
-        let fd = file.as_raw_fd();
-        // SAFETY: `fd` is an open descriptor owned by `file` for the whole call.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        // SAFETY: as above; F_SETFL only changes the status flags.
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-            return Err(Error::io(
-                "clear O_NONBLOCK on",
-                path,
-                std::io::Error::last_os_error(),
-            ));
-        }
+        use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+        fcntl_getfl(file)
+            .and_then(|flags| fcntl_setfl(file, flags - OFlags::NONBLOCK))
+            .map_err(|e| Error::io("clear O_NONBLOCK on", path, e.into()))?;
     }
     #[cfg(not(unix))]
     let _ = (file, path);
@@ -385,21 +377,19 @@ impl FsFile for RealFile {
         }
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::io::AsRawFd;
-            let (Ok(offset), Ok(n)) = (i64::try_from(have), i64::try_from(len - have)) else {
+            use rustix::{fs::FallocateFlags, io::Errno};
+            // fallocate(2) takes signed offsets and lengths.
+            if i64::try_from(have).is_err() || i64::try_from(len - have).is_err() {
                 return Err(Error::new(
                     ErrorKind::TooLarge,
                     format!("allocating {len} bytes of {}", self.path.display()),
                 ));
-            };
-            // SAFETY: the descriptor is open for writing and owned by `self`.
-            let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset, n) };
-            if r == 0 {
-                return Ok(());
             }
-            let e = std::io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
-                return Err(Error::io("allocate", &self.path, e));
+            match rustix::fs::fallocate(&self.file, FallocateFlags::empty(), have, len - have) {
+                Ok(()) => return Ok(()),
+                // Not on this filesystem (or kernel): write the zeros below.
+                Err(Errno::OPNOTSUPP | Errno::NOSYS) => {}
+                Err(e) => return Err(Error::io("allocate", &self.path, e.into())),
             }
         }
         // No fallocate here: write the zeros.
@@ -1022,17 +1012,8 @@ impl Fs for RealFs {
 /// and reports any writeback error on it since the last syncfs through
 /// `dir` (or since it was opened).
 fn syncfs(dir: &File, root: &Path) -> Result<()> {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: `dir` is an open descriptor for the whole call; syncfs only
-    // flushes the filesystem it is on.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(Error::io(
-            "syncfs of the filesystem holding",
-            root,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    rustix::fs::syncfs(dir)
+        .map_err(|e| Error::io("syncfs of the filesystem holding", root, e.into()))
 }
 
 /// Whether syncfs(2) reports writeback errors: Linux 5.8 and later. Before,
