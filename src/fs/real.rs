@@ -489,26 +489,8 @@ fn file_stat(meta: &std::fs::Metadata) -> FileStat {
 /// `renameat2(RENAME_NOREPLACE)`: renames `src` to `dst` only if `dst` does
 /// not exist (then it fails with `EEXIST`).
 fn rename_noreplace(src: &Path, dst: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(IoKind::InvalidInput))
-    };
-    let (s, d) = (c(src)?, c(dst)?);
-    // SAFETY: both are valid C strings for the whole call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            s.as_ptr(),
-            libc::AT_FDCWD,
-            d.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    match rc {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    Ok(renameat_with(CWD, src, CWD, dst, RenameFlags::NOREPLACE)?)
 }
 
 /// Keeps the file at `path`, if there is one, referenced by an `O_PATH`
@@ -790,7 +772,6 @@ impl Fs for RealFs {
 
     fn stat_in(&self, dir: &str, names: &[&str]) -> Result<Vec<Option<FileStat>>> {
         use std::os::unix::fs::OpenOptionsExt;
-        use std::os::unix::io::AsRawFd;
         // The directory is checked and opened once (never through a
         // symlink), and each name is looked up in it without following a
         // symlink: one system call per name.
@@ -804,24 +785,23 @@ impl Fs for RealFs {
             Err(e) if e.kind() == IoKind::NotFound => return Ok(vec![None; names.len()]),
             Err(e) => return Err(open_error("open directory", &path, e)),
         };
-        let fd = handle.as_raw_fd();
         let stat_one = |name: &&str| -> Result<Option<FileStat>> {
-            let Ok(c) = std::ffi::CString::new(*name) else {
+            use rustix::fs::{AtFlags, FileType, statat};
+            // No file has a NUL in its name.
+            if name.contains('\0') {
                 return Ok(None);
-            };
-            // SAFETY: an all-zero `stat` is a valid value for fstatat to fill.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: `fd` is open for the whole call, `c` is a valid C
-            // string, and `st` is a valid place to write.
-            let rc = unsafe { libc::fstatat(fd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                return match e.kind() {
-                    IoKind::NotFound => Ok(None),
-                    _ => Err(Error::io("stat", path.join(name), e)),
-                };
             }
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            let st = match statat(&handle, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) => {
+                    let e = std::io::Error::from(e);
+                    return match e.kind() {
+                        IoKind::NotFound => Ok(None),
+                        _ => Err(Error::io("stat", path.join(name), e)),
+                    };
+                }
+            };
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                 return Ok(None);
             }
             Ok(Some(FileStat {
