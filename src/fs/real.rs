@@ -536,15 +536,11 @@ fn release_later(held: Option<File>) {
 /// holds a descriptor, so an eighth of the soft limit on open files (often
 /// 1024, then 128), at most 4096.
 fn releases_queued_max() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
-        _ => 1024,
-    };
+    use rustix::process::{Resource, getrlimit};
+    // No soft limit (RLIM_INFINITY) is `None`.
+    let soft = getrlimit(Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
     (soft / 8).clamp(16, 4096)
 }
 
