@@ -282,12 +282,12 @@ pub fn run_statewal(
         .stderr(Stdio::piped())
         .spawn()
         .expect("the statewal binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A command that refuses its arguments may exit before reading stdin:
+    // the pipe is then closed, and the refusal is what the caller checks.
+    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.expect("writing the statewal child's stdin"),
+    }
     child.wait_with_output().unwrap()
 }
 
