@@ -504,11 +504,12 @@ pub fn log_name(from: &str, to: &str) -> String {
 fn log_text(report: &MigrationReport) -> String {
     let source = report.source.as_deref().unwrap_or(STATE_FILE);
     let mut out = format!(
-        "{} migrated {source} from version {} to {} ({} tasks)\n",
+        "{} migrated {source} from version {} to {} ({} task{})\n",
         now_rfc3339(),
         report.from.as_deref().unwrap_or(UNVERSIONED),
         report.to,
-        report.tasks
+        report.tasks,
+        if report.tasks == 1 { "" } else { "s" }
     );
     out += &format!("steps: {}\n", report.steps.join(", "));
     if let Some(b) = &report.backup {
