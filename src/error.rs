@@ -134,6 +134,19 @@ impl Error {
         }
     }
 
+    /// An error of `kind` caused by `source` (a database client's error,
+    /// say), which [`std::error::Error::source`] returns.
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error {
+            source: Some(Arc::new(source)),
+            ..Error::new(kind, message)
+        }
+    }
+
     /// An I/O error while doing `what` on `path`. ENOSPC becomes
     /// [`ErrorKind::StorageFull`].
     pub fn io(what: &str, path: impl AsRef<Path>, err: std::io::Error) -> Error {

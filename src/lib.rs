@@ -187,6 +187,67 @@ pub mod __internal {
         pub use crate::verify::*;
     }
 
+    /// The backend seam, for the crate's own tests of each engine until
+    /// the facade dispatches to them.
+    pub mod engine {
+        pub use crate::engine::Engine;
+    }
+
+    /// The PostgreSQL engine, opened without the facade.
+    #[cfg(feature = "postgres")]
+    pub mod postgres {
+        use crate::engine::postgres::PgEngine;
+        pub use crate::engine::postgres::{Change, ChangeKind};
+
+        /// An open PostgreSQL engine with the hooks the tests need.
+        pub struct Pg(PgEngine, Vec<crate::engine::postgres::Watch>);
+
+        /// Connects to `url` and migrates its schema; `opts` gives the limits.
+        pub fn open(url: &str, opts: &crate::Options) -> crate::Result<Pg> {
+            PgEngine::open(url, opts).map(|e| Pg(e, Vec::new()))
+        }
+
+        impl Pg {
+            /// The engine, for [`super::engine::Engine`]'s methods.
+            pub fn engine(&mut self) -> &mut dyn crate::engine::Engine {
+                &mut self.0
+            }
+
+            /// This instance's id.
+            pub fn origin(&self) -> &str {
+                self.0.origin()
+            }
+
+            /// Calls `f` with each task change committed from now on, for
+            /// as long as this handle lives.
+            pub fn watch(
+                &mut self,
+                f: impl Fn(&[Change]) + Send + Sync + 'static,
+            ) -> crate::Result<()> {
+                let w = self.0.watch(f)?;
+                self.1.push(w);
+                Ok(())
+            }
+
+            /// A put that runs `before_commit` (given its outbox id) inside
+            /// its transaction, for late-commit tests.
+            pub fn put_task_before_commit(
+                &self,
+                task: crate::Task,
+                before_commit: &dyn Fn(u64),
+            ) -> crate::Result<u64> {
+                self.0.put_task_before_commit(task, before_commit)
+            }
+        }
+
+        impl std::ops::Deref for Pg {
+            type Target = dyn crate::engine::Engine;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    }
+
     /// [`crate::Store`] on any filesystem, without the `sim` feature that
     /// makes `Store::open_with_fs` public.
     pub fn open_with_fs(

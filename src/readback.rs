@@ -381,7 +381,7 @@ fn parse_report_name(name: &str) -> Option<(&str, Origin)> {
 /// The part of a log file name between `session_` and `.log`, or an error
 /// saying which names are taken: only those [`list_logs`] can list, so never
 /// a path (`/`, `..`), an absolute name, a NUL or a hidden file.
-fn log_name_rest(name: &str) -> Result<&str> {
+pub(crate) fn log_name_rest(name: &str) -> Result<&str> {
     let rest = name
         .strip_prefix("session_")
         .and_then(|n| n.strip_suffix(".log"));

@@ -195,6 +195,37 @@ pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Payloa
     Ok((op, payload))
 }
 
+/// Checks a report as every engine takes it: a valid id, a depth the
+/// journal can read back, and its record payload within `task_bytes_max`.
+pub(crate) fn validate_report(id: String, report: Value, task_bytes_max: usize) -> Result<Op> {
+    validate_id(&id)?;
+    crate::json::check_depth(&report, "it")
+        .map_err(|why| too_deep(&format!("report {id:?}"), why))?;
+    let op = Op::SaveReport { id, report };
+    let bytes = op.encode().len();
+    if bytes > task_bytes_max {
+        return Err(too_large("report", bytes, task_bytes_max));
+    }
+    Ok(op)
+}
+
+/// Checks a log append as every engine takes it: a valid session id and
+/// text within `task_bytes_max`.
+pub(crate) fn validate_log_append(session: &str, text: &str, task_bytes_max: usize) -> Result<()> {
+    validate_id(session)?;
+    if text.len() > task_bytes_max {
+        return Err(too_large("log text", text.len(), task_bytes_max));
+    }
+    Ok(())
+}
+
+fn too_large(what: &str, n: usize, max: usize) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        format!("{what} is {n} bytes, more than the limit of {max} bytes"),
+    )
+}
+
 /// Every delete in a batch names a task or session that exists at that
 /// point of the batch: in `state`, or put by an earlier op of the batch.
 pub(crate) fn check_deletes(state: &State, batch: &Op) -> Result<()> {
@@ -242,13 +273,19 @@ pub(crate) fn check_version(state: &State, id: &str, expected: Option<u64>) -> R
     if found == expected {
         return Ok(());
     }
+    Err(version_conflict(id, found, expected))
+}
+
+/// The [`ErrorKind::Conflict`] of a conditional put that found task `id`
+/// at version `found` instead of `expected`, worded alike on every engine.
+pub(crate) fn version_conflict(id: &str, found: Option<u64>, expected: Option<u64>) -> Error {
     let show = |v: Option<u64>| v.map_or("none (no such task)".to_string(), |v| v.to_string());
-    Err(Error::new(
+    Error::new(
         ErrorKind::Conflict,
         format!(
             "task {id:?} is at version {}, not the expected {}; nothing was written",
             show(found),
             show(expected)
         ),
-    ))
+    )
 }

@@ -27,11 +27,14 @@ use crate::session::Session;
 use crate::store::{Mutation, StoreStats};
 use serde_json::Value;
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+
 /// One storage engine. Object safe: the facade holds a `Box<dyn Engine>`
 /// for every engine but the journal, whose extra operations it calls
 /// directly.
 #[allow(dead_code)] // Implemented by the engines as the seam lands.
-pub(crate) trait Engine: Send + Sync {
+pub trait Engine: Send + Sync {
     /// Inserts or replaces a task (last writer wins), already stamped by
     /// the facade when stamping is on.
     fn put_task(&self, task: Task) -> Result<u64>;

@@ -56,6 +56,10 @@ mod model;
 mod modes;
 #[cfg(feature = "sim")]
 mod os_faults;
+#[cfg(feature = "postgres")]
+mod pg;
+#[cfg(feature = "postgres")]
+mod pg_engine;
 mod query;
 mod read_only;
 mod readback;

@@ -1,0 +1,290 @@
+//! The outbox `statewal_changes` and the listener that turns it into
+//! events on every instance.
+//!
+//! Each task change writes one outbox row in its own transaction, after it
+//! took the task's row lock, and `pg_notify('statewal_changes')`, which
+//! PostgreSQL delivers only when that transaction commits. Notifications
+//! are only the wake-up: they are lost while a listener is disconnected.
+//! What a listener delivers it reads from the table.
+//!
+//! **The horizon.** Row ids come from a sequence, taken before commit, so
+//! a transaction that took id 10 can commit after one that took id 11; a
+//! reader that remembered "everything up to 11" would skip 10 for ever. So
+//! the listener's cursor is not an id but a transaction-id horizon: the
+//! `xmin` of a snapshot (`pg_snapshot_xmin(pg_current_snapshot())`), below
+//! which every transaction has finished, committed or aborted. Each poll
+//! reads, in one statement, the new horizon and the rows whose writer's
+//! `xid` lies between the old horizon and the new one: transactions that
+//! had all finished when the statement's snapshot was taken, so every one
+//! of their rows is visible to it. The horizon never moves backwards, so
+//! each row is delivered once, none is skipped however late it commits.
+//! The price: one long-running writing transaction anywhere in the
+//! cluster holds delivery back until it ends.
+//!
+//! **Order.** Within a poll the rows go out by id. A row's id is taken
+//! after its writer holds the task's row lock, and a later writer of the
+//! same task waits for that lock until the first commits, so for one task
+//! id order is commit order, across polls too.
+//!
+//! **Invariant:** a change is delivered only after the transaction that
+//! wrote it committed, and the cursor advances only past transactions
+//! that had all ended.
+
+use super::conn::pg_error;
+use crate::error::Result;
+use parking_lot::Mutex;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls, Transaction};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The notification channel writers signal and listeners listen on.
+pub(crate) const CHANNEL: &str = "statewal_changes";
+
+/// How long a listener waits for a notification before it polls anyway:
+/// the horizon may have moved without one (a transaction elsewhere in the
+/// cluster ended), and a notification may have been lost.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long a listener waits before connecting again after a failure.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+
+/// What a change did to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Inserted or replaced.
+    Put,
+    /// Removed.
+    Delete,
+    /// Moved to the archive (and so removed from the tasks).
+    Archive,
+}
+
+impl ChangeKind {
+    /// The word in the outbox's `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Put => "put",
+            ChangeKind::Delete => "delete",
+            ChangeKind::Archive => "archive",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ChangeKind> {
+        [ChangeKind::Put, ChangeKind::Delete, ChangeKind::Archive]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// One committed task change, as the outbox holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The outbox row's id: the write's position in the change order.
+    pub seq: u64,
+    /// The task's id.
+    pub task_id: String,
+    /// What the change did.
+    pub kind: ChangeKind,
+    /// The task's version after the change; `None` once it is gone.
+    pub version: Option<u64>,
+    /// The id of the engine instance that made the change.
+    pub origin: String,
+}
+
+/// Where a listener hands the changes of each poll, in delivery order.
+pub(crate) type Sink = Arc<dyn Fn(&[Change]) + Send + Sync>;
+
+/// Writes the outbox row of a task change in `tx` and queues the wake-up;
+/// returns the row's id.
+pub(crate) fn record(
+    tx: &mut Transaction<'_>,
+    task_id: &str,
+    kind: ChangeKind,
+    version: Option<u64>,
+    origin: &str,
+) -> Result<u64> {
+    let version = version.map(super::tasks::to_i64);
+    let row = tx
+        .query_one(
+            "WITH c AS (INSERT INTO statewal_changes (task_id, kind, version, origin) \
+                        VALUES ($1, $2, $3, $4) RETURNING id) \
+             SELECT c.id FROM c, pg_notify($5, '') AS n",
+            &[&task_id, &kind.as_str(), &version, &origin, &CHANNEL],
+        )
+        .map_err(|e| pg_error(&format!("recording the change of task {task_id:?}"), e))?;
+    Ok(super::tasks::from_i64(row.get(0)))
+}
+
+/// The horizon now: every transaction below it has ended.
+pub(crate) fn horizon(client: &mut impl postgres::GenericClient) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            &[],
+        )
+        .map_err(|e| pg_error("reading the outbox horizon", e))?;
+    Ok(super::tasks::from_i64(row.get(0)))
+}
+
+/// The changes of the transactions that ended between `cursor` and the
+/// horizon now, by id, and that horizon, read in one statement so that
+/// both come from one snapshot.
+pub(crate) fn changes_since(
+    client: &mut impl postgres::GenericClient,
+    cursor: u64,
+) -> Result<(Vec<Change>, u64)> {
+    let rows = client
+        .query(
+            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) \
+             SELECT h.x::text::bigint, c.id, c.task_id, c.kind, c.version, c.origin \
+             FROM h LEFT JOIN statewal_changes c \
+               ON c.xid >= $1::text::xid8 AND c.xid < h.x \
+             ORDER BY c.id",
+            &[&cursor.to_string()],
+        )
+        .map_err(|e| pg_error("reading the outbox", e))?;
+    let next = rows
+        .first()
+        .map(|r| super::tasks::from_i64(r.get(0)))
+        .unwrap_or(cursor);
+    // Never backwards, whatever the server says.
+    let next = next.max(cursor);
+    let mut changes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(seq) = r.get::<_, Option<i64>>(1) else {
+            continue; // The horizon's row when there is no change.
+        };
+        let kind: String = r.get(3);
+        let Some(kind) = ChangeKind::parse(&kind) else {
+            tracing::error!(kind, seq, "an outbox row of an unknown kind is skipped");
+            continue;
+        };
+        changes.push(Change {
+            seq: super::tasks::from_i64(seq),
+            task_id: r.get(2),
+            kind,
+            version: r.get::<_, Option<i64>>(4).map(super::tasks::from_i64),
+            origin: r.get(5),
+        });
+    }
+    Ok((changes, next))
+}
+
+/// A background thread that listens for the wake-up and delivers the
+/// outbox's changes to a sink, reconnecting after a failure and catching
+/// up from its cursor.
+pub(crate) struct Listener {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Starts listening; changes of transactions that end after `cursor`
+    /// (a [`horizon`]) are delivered.
+    pub(crate) fn start(mut config: Config, cursor: u64, sink: Sink) -> Result<Listener> {
+        // Named apart from the pool's connections, for operators (and tests)
+        // looking at pg_stat_activity.
+        config.application_name("statewal-listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("statewal-pg-listen".into())
+            .spawn(move || listen(&config, cursor, &sink, &flag))
+            .map_err(|e| crate::Error::io("starting the listener thread for", "PostgreSQL", e))?;
+        Ok(Listener {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it (at most a poll interval, or a
+    /// connection attempt).
+    pub(crate) fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the statewal PostgreSQL listener panicked");
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn listen(config: &Config, mut cursor: u64, sink: &Sink, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut client = match config.connect(NoTls) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the statewal listener cannot connect; retrying");
+                std::thread::sleep(RECONNECT_PAUSE);
+                continue;
+            }
+        };
+        if let Err(e) = serve(&mut client, &mut cursor, sink, stop) {
+            tracing::warn!(error = %e, cursor, "the statewal listener lost its connection; catching up after reconnecting");
+            std::thread::sleep(RECONNECT_PAUSE);
+        }
+    }
+}
+
+/// Listens on one connection until it fails or `stop` is set. The cursor
+/// survives the connection: the next one catches up from it.
+fn serve(client: &mut Client, cursor: &mut u64, sink: &Sink, stop: &AtomicBool) -> Result<()> {
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .map_err(|e| pg_error("listening for changes", e))?;
+    while !stop.load(Ordering::Relaxed) {
+        // Listening first, then reading: a commit after the read still
+        // wakes the wait below.
+        let (changes, next) = changes_since(client, *cursor)?;
+        if !changes.is_empty() {
+            sink(&changes);
+        }
+        *cursor = next;
+        let waited = client.notifications().timeout_iter(POLL_INTERVAL).next();
+        waited.map_err(|e| pg_error("waiting for changes", e))?;
+        // Drain what else arrived: one poll covers them all.
+        let mut notes = client.notifications();
+        while notes
+            .iter()
+            .next()
+            .map_err(|e| pg_error("waiting for changes", e))?
+            .is_some()
+        {}
+    }
+    Ok(())
+}
+
+/// Changes handed to the sinks added so far, behind one listener.
+#[derive(Default)]
+pub(crate) struct Sinks {
+    list: Mutex<Vec<(u64, Sink)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Sinks {
+    pub(crate) fn add(&self, sink: Sink) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.list.lock().push((id, sink));
+        id
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.list.lock().retain(|(i, _)| *i != id);
+    }
+
+    pub(crate) fn deliver(&self, changes: &[Change]) {
+        let sinks: Vec<Sink> = self.list.lock().iter().map(|(_, s)| s.clone()).collect();
+        for s in sinks {
+            s(changes);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The schema, as numbered migrations statewal applies itself, and the
+//! table `statewal_schema_versions` that records which ones a database has.
+//!
+//! Opening applies every migration the database lacks, in order, in one
+//! transaction under an advisory lock, so two instances starting together
+//! do not both apply one; a database whose schema is newer than this
+//! statewal knows is refused rather than written by old code.
+//!
+//! **Invariant:** a migration, once released, is never edited: a change
+//! is a new migration with the next number.
+
+use super::conn::{Pool, in_transaction, pg_error};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Each migration: its number, a name for `statewal_schema_versions`, and
+/// its SQL. Numbers start at 1 and have no gaps.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "tasks, sessions, logs, reports, outbox", V1)];
+
+/// The schema's version after every migration: the last number.
+pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The advisory lock key migrations run under ("statewal" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7374_6174_6577_616c;
+
+/// Version 1. Tasks keep their document as `text`, never `jsonb`, which
+/// would sort the keys and drop duplicates (CONTRACTS section 2); the
+/// columns beside it are copies of what `list` filters and orders by.
+/// Text that compares ids is `COLLATE "C"`: byte order, as in Rust.
+const V1: &str = r#"
+CREATE TABLE statewal_tasks (
+    id text COLLATE "C" PRIMARY KEY,
+    doc text NOT NULL,
+    version bigint NOT NULL CHECK (version >= 1),
+    status text NOT NULL,
+    tool text,
+    updated_at timestamptz,
+    -- The nanoseconds below updated_at's microsecond, 0..999: with it the
+    -- order and bounds are as exact as Task::updated_at.
+    updated_ns integer CHECK (updated_ns BETWEEN 0 AND 999),
+    created_at timestamptz
+);
+CREATE INDEX statewal_tasks_status ON statewal_tasks (status);
+CREATE INDEX statewal_tasks_tool ON statewal_tasks (tool);
+CREATE INDEX statewal_tasks_order ON statewal_tasks ((updated_at IS NULL), updated_at, updated_ns, id);
+CREATE INDEX statewal_tasks_created ON statewal_tasks (created_at);
+
+CREATE TABLE statewal_sessions (
+    id text COLLATE "C" PRIMARY KEY,
+    doc text NOT NULL
+);
+
+CREATE TABLE statewal_logs (
+    session text COLLATE "C" PRIMARY KEY,
+    len bigint NOT NULL
+);
+CREATE TABLE statewal_log_pieces (
+    session text COLLATE "C" NOT NULL,
+    start_at bigint NOT NULL,
+    bytes bytea NOT NULL,
+    PRIMARY KEY (session, start_at)
+);
+
+CREATE TABLE statewal_reports (
+    id text COLLATE "C" PRIMARY KEY,
+    doc text NOT NULL,
+    saved_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE statewal_archive (
+    seq bigserial PRIMARY KEY,
+    id text COLLATE "C" NOT NULL,
+    doc text NOT NULL,
+    archived_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The outbox: one row per task change, written in the change's own
+-- transaction. xid is the writer's transaction id, which the subscribers'
+-- commit-ordered horizon compares (see outbox.rs).
+CREATE TABLE statewal_changes (
+    id bigserial PRIMARY KEY,
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    task_id text COLLATE "C" NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('put', 'delete', 'archive')),
+    version bigint,
+    origin text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX statewal_changes_xid ON statewal_changes (xid);
+"#;
+
+/// Brings the database's schema to [`SCHEMA_VERSION`]. Returns the version
+/// it found (0 for a database statewal never used).
+pub(crate) fn migrate(pool: &Pool) -> Result<i32> {
+    in_transaction(pool, "migrating the schema", |tx| {
+        let q = |e| pg_error("migrating the schema", e);
+        // Held to the end of the transaction: one migrator at a time.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(q)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS statewal_schema_versions (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .map_err(q)?;
+        let found: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM statewal_schema_versions",
+                &[],
+            )
+            .map_err(q)?
+            .get(0);
+        if found > SCHEMA_VERSION {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the database's statewal schema is version {found}, newer than this \
+                     statewal knows ({SCHEMA_VERSION}); upgrade statewal"
+                ),
+            ));
+        }
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+            tx.batch_execute(sql)
+                .map_err(|e| pg_error(&format!("schema migration {version} ({name})"), e))?;
+            tx.execute(
+                "INSERT INTO statewal_schema_versions (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .map_err(q)?;
+        }
+        Ok(found)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_without_gaps() {
+        for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+        }
+        assert!(
+            !V1.contains("jsonb"),
+            "documents are text (CONTRACTS section 2)"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Tasks as rows: puts (plain and conditional), deletes, archiving, reads
+//! and [`TaskQuery`] translated to SQL.
+//!
+//! Every task write also writes its outbox row ([`super::outbox::record`])
+//! after it holds the task's row lock, in the same transaction.
+//!
+//! **Invariant:** the `doc` column holds exactly the compact JSON the
+//! journal engine would journal for the task (the held task's bytes), and
+//! the other columns are derived from it, never the other way round.
+
+use super::outbox::{self, ChangeKind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::held::HeldTask;
+use crate::model::Task;
+use crate::query::TaskQuery;
+use postgres::Transaction;
+use postgres::types::ToSql;
+use time::OffsetDateTime;
+
+/// A task's row: its document and the columns derived from it.
+pub(crate) struct Row {
+    id: String,
+    doc: String,
+    status: &'static str,
+    tool: Option<String>,
+    updated_at: Option<OffsetDateTime>,
+    updated_ns: Option<i32>,
+    created_at: Option<OffsetDateTime>,
+}
+
+/// The earliest time a `timestamptz` holds: 4713 BC. Statewal reads years
+/// from 0000, so a time before this is refused rather than clamped.
+const TIMESTAMPTZ_MIN_UNIX: i64 = -210_866_803_200;
+
+impl Row {
+    /// The columns of `task`, read before it is checked and held; `doc` is
+    /// filled from the held bytes by [`Row::with_doc`].
+    pub(crate) fn of(task: &Task) -> Result<Row> {
+        let (updated_at, updated_ns) = match task.updated_at() {
+            Some(t) => {
+                let (micros, ns) = split_micros(t);
+                (Some(check_range(task, "updatedAt", micros)?), Some(ns))
+            }
+            None => (None, None),
+        };
+        let created_at = match task.created_at() {
+            Some(t) => Some(check_range(task, "createdAt", split_micros(t).0)?),
+            None => None,
+        };
+        Ok(Row {
+            id: task.id().to_string(),
+            doc: String::new(),
+            status: task.status().as_str(),
+            tool: task.tool().map(str::to_string),
+            updated_at,
+            updated_ns,
+            created_at,
+        })
+    }
+
+    /// The task's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The row with the document as the held task's compact JSON.
+    pub(crate) fn with_doc(mut self, held: &HeldTask) -> Row {
+        debug_assert_eq!(held.id(), self.id);
+        self.doc = String::from_utf8(held.json().to_vec())
+            .expect("a held task's JSON is serde_json's output, so UTF-8");
+        self
+    }
+}
+
+/// `t` cut to its microsecond (rounded down, before 1970 too) and the
+/// nanoseconds below it, 0..999.
+fn split_micros(t: OffsetDateTime) -> (OffsetDateTime, i32) {
+    let nanos = t.unix_timestamp_nanos();
+    let ns = nanos.rem_euclid(1000);
+    let micros = OffsetDateTime::from_unix_timestamp_nanos(nanos - ns)
+        .expect("rounding down by under a microsecond stays in range");
+    (micros, ns as i32)
+}
+
+fn check_range(task: &Task, what: &str, t: OffsetDateTime) -> Result<OffsetDateTime> {
+    if t.unix_timestamp() < TIMESTAMPTZ_MIN_UNIX {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "task {:?}: its {what} is before 4713 BC, which PostgreSQL cannot hold",
+                task.id()
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// How a put treats the version it finds.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect {
+    /// Last writer wins.
+    Any,
+    /// Only if there is no such task.
+    Absent,
+    /// Only if the task is at this version.
+    Version(u64),
+}
+
+/// Writes `row`; returns its outbox id and new version, or `None` when
+/// `expect` did not hold (and then nothing was written).
+pub(crate) fn put(
+    tx: &mut Transaction<'_>,
+    row: &Row,
+    expect: Expect,
+    origin: &str,
+) -> Result<Option<(u64, u64)>> {
+    const COLS: &str = "status = excluded.status, tool = excluded.tool, \
+        updated_at = excluded.updated_at, updated_ns = excluded.updated_ns, \
+        created_at = excluded.created_at, doc = excluded.doc";
+    let insert = "INSERT INTO statewal_tasks AS t \
+        (id, doc, version, status, tool, updated_at, updated_ns, created_at) \
+        VALUES ($1, $2, 1, $3, $4, $5, $6, $7)";
+    let p: [&(dyn ToSql + Sync); 7] = [
+        &row.id,
+        &row.doc,
+        &row.status,
+        &row.tool,
+        &row.updated_at,
+        &row.updated_ns,
+        &row.created_at,
+    ];
+    let found = match expect {
+        Expect::Any => {
+            let sql = format!(
+                "{insert} ON CONFLICT (id) DO UPDATE SET version = t.version + 1, {COLS} \
+                 RETURNING version"
+            );
+            tx.query_opt(sql.as_str(), &p)
+        }
+        Expect::Absent => {
+            let sql = format!("{insert} ON CONFLICT (id) DO NOTHING RETURNING version");
+            tx.query_opt(sql.as_str(), &p)
+        }
+        Expect::Version(v) => {
+            let v = to_i64(v);
+            tx.query_opt(
+                "UPDATE statewal_tasks SET version = version + 1, status = $3, tool = $4, \
+                 updated_at = $5, updated_ns = $6, created_at = $7, doc = $2 \
+                 WHERE id = $1 AND version = $8 RETURNING version",
+                &[p[0], p[1], p[2], p[3], p[4], p[5], p[6], &v],
+            )
+        }
+    }
+    .map_err(|e| super::conn::pg_error(&format!("saving task {:?}", row.id), e))?;
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let version = from_i64(found.get(0));
+    let seq = outbox::record(tx, &row.id, ChangeKind::Put, Some(version), origin)?;
+    Ok(Some((seq, version)))
+}
+
+/// Deletes task `id` (moving it to the archive table when `kind` is
+/// [`ChangeKind::Archive`]); its outbox id, or `None` if there is no such
+/// task.
+pub(crate) fn delete(
+    tx: &mut Transaction<'_>,
+    id: &str,
+    kind: ChangeKind,
+    origin: &str,
+) -> Result<Option<u64>> {
+    let sql = match kind {
+        ChangeKind::Archive => {
+            "WITH d AS (DELETE FROM statewal_tasks WHERE id = $1 RETURNING id, doc) \
+             INSERT INTO statewal_archive (id, doc) SELECT id, doc FROM d RETURNING id"
+        }
+        _ => "DELETE FROM statewal_tasks WHERE id = $1 RETURNING id",
+    };
+    let gone = tx
+        .query_opt(sql, &[&id])
+        .map_err(|e| super::conn::pg_error(&format!("deleting task {id:?}"), e))?;
+    if gone.is_none() {
+        return Ok(None);
+    }
+    outbox::record(tx, id, kind, None, origin).map(Some)
+}
+
+/// Task `id`'s version, `None` if there is none.
+pub(crate) fn version(client: &mut impl postgres::GenericClient, id: &str) -> Result<Option<u64>> {
+    let row = client
+        .query_opt("SELECT version FROM statewal_tasks WHERE id = $1", &[&id])
+        .map_err(|e| super::conn::pg_error(&format!("reading task {id:?}'s version"), e))?;
+    Ok(row.map(|r| from_i64(r.get(0))))
+}
+
+/// Task `id`, parsed from its document.
+pub(crate) fn get(client: &mut impl postgres::GenericClient, id: &str) -> Result<Option<Task>> {
+    let row = client
+        .query_opt("SELECT doc FROM statewal_tasks WHERE id = $1", &[&id])
+        .map_err(|e| super::conn::pg_error(&format!("reading task {id:?}"), e))?;
+    row.map(|r| parse_doc(r.get(0))).transpose()
+}
+
+/// The tasks `q` selects, in its order: the same rows
+/// [`TaskQuery::matches`] keeps, sorted as [`TaskQuery::order_key`] sorts.
+pub(crate) fn query(client: &mut impl postgres::GenericClient, q: &TaskQuery) -> Result<Vec<Task>> {
+    let statuses: Vec<&str> = q.statuses.iter().map(|s| s.as_str()).collect();
+    let bounds = [q.updated_after, q.updated_before].map(|b| b.map(split_micros));
+    let (after, after_ns) = (bounds[0].map(|b| b.0), bounds[0].map(|b| b.1));
+    let (before, before_ns) = (bounds[1].map(|b| b.0), bounds[1].map(|b| b.1));
+    let limit = q.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+    // Each filter is off when its parameter is NULL, so one statement
+    // serves every query. A bound compares (updated_at, updated_ns) as a
+    // pair: exact to the nanosecond, as `matches` is.
+    let rows = client
+        .query(
+            "SELECT doc FROM statewal_tasks \
+             WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) \
+               AND ($2::text IS NULL OR tool = $2) \
+               AND ($3::timestamptz IS NULL OR (updated_at, updated_ns) > ($3, $4::integer)) \
+               AND ($5::timestamptz IS NULL OR (updated_at, updated_ns) < ($5, $6::integer)) \
+             ORDER BY (updated_at IS NULL), updated_at, updated_ns, id \
+             LIMIT $7 OFFSET $8",
+            &[
+                &statuses, &q.tool, &after, &after_ns, &before, &before_ns, &limit, &offset,
+            ],
+        )
+        .map_err(|e| super::conn::pg_error("listing tasks", e))?;
+    rows.iter().map(|r| parse_doc(r.get(0))).collect()
+}
+
+/// How many tasks there are.
+pub(crate) fn count(client: &mut impl postgres::GenericClient) -> Result<u64> {
+    let row = client
+        .query_one("SELECT count(*) FROM statewal_tasks", &[])
+        .map_err(|e| super::conn::pg_error("counting tasks", e))?;
+    Ok(from_i64(row.get(0)))
+}
+
+fn parse_doc(doc: &str) -> Result<Task> {
+    Task::parse(doc.as_bytes()).map_err(|why| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("a task document in statewal_tasks does not parse: {why}"),
+        )
+    })
+}
+
+/// A count or version as PostgreSQL's `bigint`.
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A `bigint` the schema keeps non-negative, as a count or version.
+pub(crate) fn from_i64(v: i64) -> u64 {
+    u64::try_from(v).expect("versions, counts and ids are never negative")
+}

@@ -1,0 +1,276 @@
+//! A private PostgreSQL server for the tests, and a fresh database per test.
+//!
+//! One server per test binary run: the first test that asks starts it
+//! (`initdb` into a temporary directory, `postgres` on a free 127.0.0.1
+//! port; as root through `runuser -u postgres`, which owns the directory),
+//! polls until it takes connections, and stops it when the process exits.
+//! When `STATEWAL_TEST_DATABASE_URL` is set, its server is used instead
+//! (`.ci/run` starts one per CI run). Where there are no PostgreSQL
+//! binaries the tests are skipped with a printed reason, unless
+//! `STATEWAL_REQUIRE_POSTGRES=1`, which makes that a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where the binaries are looked for, unless `STATEWAL_PG_BIN` says.
+const PG_BIN_DEFAULT: &str = "/usr/lib/postgresql/15/bin";
+
+/// How long a starting server may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A database of its own for one test, dropped with it.
+pub struct TestDb {
+    /// A `postgres://` URL of the database.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A fresh, empty database, or `None` (with the reason printed) when no
+/// server can be had and `STATEWAL_REQUIRE_POSTGRES` is not `1`.
+pub fn database() -> Option<TestDb> {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    let admin = match SERVER.get_or_init(server) {
+        Ok(url) => url.clone(),
+        Err(why) if std::env::var("STATEWAL_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("PostgreSQL is required (STATEWAL_REQUIRE_POSTGRES=1): {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why} (set STATEWAL_REQUIRE_POSTGRES=1 to fail instead)");
+            return None;
+        }
+    };
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "statewal_t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connecting to the test server {admin}: {e}"));
+    c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+    Some(TestDb {
+        url: with_database(&admin, &name),
+        name,
+        admin,
+    })
+}
+
+/// `url` naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        "" => format!("{base}/{name}"),
+        q => format!("{base}/{name}?{q}"),
+    }
+}
+
+/// The admin URL of the server the tests use: the given one, or a
+/// private cluster started now.
+fn server() -> Result<String, String> {
+    if let Ok(url) = std::env::var("STATEWAL_TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Ok(url);
+    }
+    let bin = PathBuf::from(
+        std::env::var("STATEWAL_PG_BIN").unwrap_or_else(|_| PG_BIN_DEFAULT.to_string()),
+    );
+    for tool in ["initdb", "postgres"] {
+        if !bin.join(tool).is_file() {
+            return Err(format!(
+                "no PostgreSQL binaries ({} is missing)",
+                bin.join(tool).display()
+            ));
+        }
+    }
+    let cluster = Cluster::start(&bin)?;
+    let url = cluster.url.clone();
+    *RUNNING.lock().unwrap() = Some(cluster);
+    // Statics are never dropped: stop the server when the process exits.
+    // SAFETY: `stop_at_exit` is an `extern "C" fn()` that does not unwind.
+    unsafe { libc::atexit(stop_at_exit) };
+    Ok(url)
+}
+
+static RUNNING: Mutex<Option<Cluster>> = Mutex::new(None);
+
+extern "C" fn stop_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(c) = RUNNING.lock().ok().and_then(|mut r| r.take()) {
+            c.stop();
+        }
+    });
+}
+
+/// A server started by the tests, in a temporary directory of its own.
+struct Cluster {
+    root: PathBuf,
+    url: String,
+}
+
+impl Cluster {
+    fn start(bin: &Path) -> Result<Cluster, String> {
+        let root = std::env::temp_dir().join(format!(
+            "statewal-pg-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        let cluster = Cluster {
+            root,
+            url: String::new(),
+        };
+        // Owned by `postgres` when running as root: the server refuses to
+        // run as root, and its directory must be its own.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            chown_postgres(&cluster.root)?;
+        }
+        let data = cluster.root.join("data");
+        let log = cluster.root.join("server.log");
+        let initdb = run_as(as_root, &bin.join("initdb"))
+            .args(["-D", path_str(&data), "-U", "postgres", "--auth=trust"])
+            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("running initdb: {e}"))?;
+        if !initdb.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&initdb.stderr)
+            ));
+        }
+        let port = free_port()?;
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        if as_root {
+            chown_postgres(&log)?;
+        }
+        let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
+        let mut child = run_as(as_root, &bin.join("postgres"))
+            .args(["-D", path_str(&data), "-p", &port.to_string()])
+            .args(["-k", path_str(&cluster.root)])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            // A test server: losing it to a power cut loses nothing that
+            // matters, and fsync would make every test wait for the disk.
+            // What a put promises rests on COMMIT returning, which this does
+            // not change (docs/postgres.md).
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=200"])
+            .stdout(Stdio::from(log_file))
+            .stderr(Stdio::from(err_file))
+            .spawn()
+            .map_err(|e| format!("starting postgres: {e}"))?;
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let started = Instant::now();
+        loop {
+            if postgres::Client::connect(&url, postgres::NoTls).is_ok() {
+                break;
+            }
+            let gone = child.try_wait().ok().flatten().is_some();
+            if gone || started.elapsed() > READY_TIMEOUT {
+                let _ = child.kill();
+                let logged = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("postgres did not start: {logged}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // runuser waits for postgres; it is reaped by whoever outlives it.
+        std::mem::forget(child);
+        watchdog(&cluster.root);
+        Ok(Cluster { url, ..cluster })
+    }
+
+    /// Fast shutdown (SIGINT to the postmaster), then the directory goes.
+    fn stop(self) {
+        let pid_file = self.root.join("data/postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+        if let Some(pid) = pid {
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            let until = Instant::now() + Duration::from_secs(10);
+            while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A shell that outlives this process if it is killed (no atexit then):
+/// once the process is gone it stops the server and removes its directory.
+fn watchdog(root: &Path) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         if [ -f {root}/data/postmaster.pid ]; then \
+           kill -INT $(head -n 1 {root}/data/postmaster.pid) 2>/dev/null; sleep 5; \
+         fi; rm -rf {root}",
+        pid = std::process::id(),
+        root = path_str(root),
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(std::mem::forget);
+}
+
+fn run_as(as_root: bool, program: &Path) -> Command {
+    if as_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn chown_postgres(path: &Path) -> Result<(), String> {
+    let name = std::ffi::CString::new("postgres").expect("no NUL");
+    // SAFETY: getpwnam returns a pointer to static storage or null; it is
+    // read at once, before any other call could reuse it.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err("running as root, but there is no postgres user to run the server as".into());
+    }
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| format!("chown postgres {}: {e}", path.display()))
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
