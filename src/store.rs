@@ -998,21 +998,10 @@ impl Drop for Store {
 impl Shared {
     fn submit(&self, m: Mutation) -> Result<u64> {
         self.writable()?;
+        // What the journal cannot read back is refused before it is written
+        // (an acknowledged put must never make the store unopenable), by
+        // the checks every engine shares (`crate::transaction`).
         let max = self.opts.task_bytes_max;
-        let too_large = |what: &str, n: usize| {
-            Error::new(
-                ErrorKind::TooLarge,
-                format!("{what} is {n} bytes, more than the limit of {max} bytes"),
-            )
-        };
-        // What the journal cannot read back is refused before it is written:
-        // an acknowledged put must never make the store unopenable.
-        let too_deep = |what: &str, id: &str, why: String| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("{what} {id:?} cannot be stored: {why}"),
-            )
-        };
         let (op, payload) = match m {
             // The same checks as a batch's members: ids, depth, size.
             m @ (Mutation::PutTask(_)
@@ -1038,27 +1027,14 @@ impl Shared {
                 (op, payload)
             }
             Mutation::AppendLog { session, text } => {
-                validate_id(&session)?;
-                if text.len() > max {
-                    return Err(too_large("log text", text.len()));
-                }
+                transaction::validate_log_append(&session, &text, max)?;
                 return self.append_log(session, text.into_bytes());
             }
             Mutation::ArchiveTask(id) => {
                 validate_id(&id)?;
                 return self.archive_task(id).map(|(seq, _)| seq);
             }
-            Mutation::SaveReport { id, report } => {
-                validate_id(&id)?;
-                crate::json::check_depth(&report, "it")
-                    .map_err(|why| too_deep("report", &id, why))?;
-                let op = Op::SaveReport { id, report };
-                let payload = op.encode();
-                if payload.len() > max {
-                    return Err(too_large("report", payload.len()));
-                }
-                (op, transaction::Payload::Owned(payload))
-            }
+            Mutation::SaveReport { id, report } => transaction::validate_report(id, report, max)?,
         };
         self.journal_op(op, &payload)
     }

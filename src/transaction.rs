@@ -197,16 +197,21 @@ pub(crate) fn validate(m: Mutation, task_bytes_max: usize) -> Result<(Op, Payloa
 
 /// Checks a report as every engine takes it: a valid id, a depth the
 /// journal can read back, and its record payload within `task_bytes_max`.
-pub(crate) fn validate_report(id: String, report: Value, task_bytes_max: usize) -> Result<Op> {
+/// Returns the op and that payload.
+pub(crate) fn validate_report(
+    id: String,
+    report: Value,
+    task_bytes_max: usize,
+) -> Result<(Op, Payload)> {
     validate_id(&id)?;
     crate::json::check_depth(&report, "it")
         .map_err(|why| too_deep(&format!("report {id:?}"), why))?;
     let op = Op::SaveReport { id, report };
-    let bytes = op.encode().len();
-    if bytes > task_bytes_max {
-        return Err(too_large("report", bytes, task_bytes_max));
+    let payload = op.encode();
+    if payload.len() > task_bytes_max {
+        return Err(too_large("report", payload.len(), task_bytes_max));
     }
-    Ok(op)
+    Ok((op, Payload::Owned(payload)))
 }
 
 /// Checks a log append as every engine takes it: a valid session id and

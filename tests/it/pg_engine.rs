@@ -240,11 +240,13 @@ fn sessions_logs_and_reports_read_back() {
 /// `query_tasks` in SQL selects and orders exactly as `TaskQuery::matches`
 /// and `order_key` do in memory: untimed tasks last, ties by id in byte
 /// order, bounds exclusive and exact to the nanosecond, paging without
-/// overlap.
+/// overlap; and the journal engine's `Store::query_tasks` agrees.
 #[test]
 fn query_tasks_in_sql_matches_the_in_memory_definition() {
     let Some(db) = database() else { return };
     let pg = engine(&db);
+    let dir = scratch();
+    let journal = Store::open(Options::new(dir.path())).unwrap();
     let times = [
         json!("2024-01-01T10:00:00.000Z"),
         json!("2024-01-01T11:00:00.000+01:00"), // The same instant.
@@ -273,6 +275,7 @@ fn query_tasks_in_sql_matches_the_in_memory_definition() {
             t.set("updatedAt", times[i % times.len()].clone()).unwrap();
         }
         pg.put_task(t.clone()).unwrap();
+        journal.put_task(t.clone()).unwrap();
         all.push(t);
     }
     let at = |s: &str| {
@@ -306,6 +309,12 @@ fn query_tasks_in_sql_matches_the_in_memory_definition() {
         let got = pg.query_tasks(q).unwrap();
         let got: Vec<&str> = got.iter().map(|t| t.id()).collect();
         assert_eq!(got, want, "query {q:?}");
+        let on_journal = journal.query_tasks(q).unwrap();
+        let on_journal: Vec<&str> = on_journal.iter().map(|t| t.id()).collect();
+        assert_eq!(
+            got, on_journal,
+            "query {q:?}: PostgreSQL and the journal differ"
+        );
     }
     // Pages of 5 cover the whole order once.
     let mut paged = Vec::new();

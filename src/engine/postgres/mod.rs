@@ -331,7 +331,7 @@ impl Engine for PgEngine {
     }
 
     fn save_report(&self, id: &str, report: Value) -> Result<u64> {
-        let op = transaction::validate_report(id.to_string(), report, self.task_bytes_max)?;
+        let (op, _) = transaction::validate_report(id.to_string(), report, self.task_bytes_max)?;
         let Op::SaveReport { id, report } = op else {
             unreachable!("validating a report gives a report")
         };
