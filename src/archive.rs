@@ -9,9 +9,9 @@
 //! syncs the archive before `state.json` stops holding the task. Replaying
 //! the record after a crash writes the same bytes at the same place.
 
+use crate::engine::journal::{Pending, Store};
 use crate::error::{ErrorKind, Result};
 use crate::model::{Task, TaskStatus};
-use crate::store::{Pending, Store};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;

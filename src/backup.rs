@@ -9,12 +9,12 @@
 //! failure at any point leaves the whole old state or the whole backup,
 //! never a mix (see `docs/decisions.md`, "Restore as one batch").
 
+use crate::engine::journal::{Mutation, Store};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{Fs, RealFs};
 use crate::journal::op::session_id;
 use crate::layout::{self, BACKUP_PREFIX};
 use crate::model::PersistedState;
-use crate::store::{Mutation, Store};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

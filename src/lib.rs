@@ -80,16 +80,16 @@ mod session;
 pub mod sim;
 mod snapshot;
 mod state;
-mod store;
+
 mod task;
 mod task_json;
 mod transaction;
 mod verify;
 
 // The store and how it is opened.
+pub use engine::journal::{Mutation, Pending, Store, StoreStats, Tasks};
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use query::TaskQuery;
-pub use store::{Mutation, Pending, Store, StoreStats, Tasks};
 pub use transaction::Transaction;
 
 // The model: what the store holds, and what reading it back returns.

@@ -16,6 +16,9 @@
 //! PostgreSQL transaction), and its `u64` is the write's position in that
 //! engine's change order (the journal sequence number; the outbox id).
 
+pub(crate) mod journal;
+
+use crate::engine::journal::{Mutation, StoreStats};
 use crate::error::Result;
 use crate::events::{Subscriber, Subscription};
 use crate::health::Health;
@@ -24,7 +27,6 @@ use crate::model::Task;
 use crate::query::TaskQuery;
 use crate::readback::{LogInfo, ReportInfo};
 use crate::session::Session;
-use crate::store::{Mutation, StoreStats};
 use serde_json::Value;
 
 #[cfg(feature = "postgres")]

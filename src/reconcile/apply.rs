@@ -26,13 +26,13 @@ use super::live::{self, TaskFiles};
 use super::merge::{self, MergePlan};
 use super::survey::{self, Survey};
 use super::{Action, Decision, now_ms};
+use crate::engine::journal::{Mutation, Store};
 use crate::error::Result;
 use crate::fs::{self, Fs};
 use crate::journal::{JOURNAL_DIR, parse_segment_name};
 use crate::model::Task;
 use crate::recovery::{BaseRule, LoadedFrom, Recovered};
 use crate::state::State;
-use crate::store::{Mutation, Store};
 use serde::Serialize;
 use std::collections::HashSet;
 
