@@ -144,7 +144,7 @@ fn replay_and_checkpoint(c: &mut Criterion) {
     g.bench_function("open-20k-journal-records", |b| {
         b.iter(|| {
             let store = open(&dir, SyncPolicy::SyncBeforeAck);
-            assert_eq!(store.recovery_report().records_replayed, 20_000);
+            assert_eq!(store.recovery_report().unwrap().records_replayed, 20_000);
         })
     });
     let store = open(&tmp.path().join("ckpt"), SyncPolicy::OsBuffered);

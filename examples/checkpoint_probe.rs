@@ -23,7 +23,7 @@ fn main() -> statewal::Result<()> {
         );
         Task::from_json(json.as_bytes()).expect("parses")
     };
-    if store.list_tasks().len() < n {
+    if store.list_tasks().unwrap().len() < n {
         for i in 0..n {
             store.put_task(task(i, 0))?;
         }

@@ -14,7 +14,7 @@ fn main() -> statewal::Result<()> {
                 .checkpoint_interval(None)
                 .checkpoint_on_drop(false),
         )?;
-        let r = store.recovery_report();
+        let r = store.recovery_report().unwrap();
         println!(
             "open {:.1} ms: {} tasks loaded, {} records replayed in {:.1} ms ({:.0} records/s)",
             t0.elapsed().as_secs_f64() * 1e3,

@@ -57,7 +57,7 @@ fn main() -> statewal::Result<()> {
         let t0 = Instant::now();
         let store = Store::open(quiet())?;
         let open_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let r = store.recovery_report();
+        let r = store.recovery_report().unwrap();
         println!(
             "open {open_ms:.1} ms (recovery {:.1} ms, base {:.1} ms): {} tasks loaded, {} records replayed; snapshot: {:?}",
             r.duration.as_secs_f64() * 1e3,

@@ -66,7 +66,7 @@ fn main() -> statewal::Result<()> {
             let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
             let cpu_ms = cpu_ms();
             assert!(found, "the last task is there");
-            let r = store.recovery_report();
+            let r = store.recovery_report().unwrap();
             let journal_ms = r.journal_duration.as_secs_f64() * 1e3;
             println!(
                 "{{\"ready_ms\":{ready_ms:.1},\"cpu_ms\":{cpu_ms:.1},\"journal_ms\":{journal_ms:.1},\"base_ms\":{:.1},\

@@ -1,4 +1,4 @@
-//! Cleaning up: [`Store::clean`] moves finished tasks older than a threshold
+//! Cleaning up: [`crate::Store::clean`] moves finished tasks older than a threshold
 //! into `archive/tasks-<YYYY>-<MM>.jsonl`, one JSON line each, through the
 //! journal.
 //!
@@ -9,21 +9,22 @@
 //! syncs the archive before `state.json` stops holding the task. Replaying
 //! the record after a crash writes the same bytes at the same place.
 
-use crate::engine::journal::{Pending, Store};
+use crate::engine::Engine;
+use crate::engine::journal::{JournalEngine, Pending};
 use crate::error::{ErrorKind, Result};
 use crate::model::{Task, TaskStatus};
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// The statuses [`Store::clean`] archives when given none.
+/// The statuses [`crate::Store::clean`] archives when given none.
 pub const CLEAN_STATUSES_DEFAULT: [TaskStatus; 3] = [
     TaskStatus::Completed,
     TaskStatus::Failed,
     TaskStatus::Cancelled,
 ];
 
-/// What [`Store::clean`] archived, or with `dry_run` would archive.
+/// What [`crate::Store::clean`] archived, or with `dry_run` would archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct CleanReport {
@@ -69,18 +70,9 @@ pub fn task_age_reference(task: &Task) -> Option<OffsetDateTime> {
     task.time(key)
 }
 
-impl Store {
-    /// Archives every task whose status is in `statuses` (the
-    /// [`CLEAN_STATUSES_DEFAULT`] when empty) and whose
-    /// [`task_age_reference`] is more than `older_than` ago.
-    ///
-    /// Journals one [`Store::archive_task`] record per task, waits for them
-    /// all as one group commit, and checkpoints, which writes the lines into
-    /// the archive and removes the tasks' files. A crash at any point loses
-    /// no task and archives none twice; running `clean` again finishes the
-    /// job. With `dry_run` nothing is written. A task deleted concurrently is
-    /// skipped.
-    pub fn clean(
+impl JournalEngine {
+    /// [`crate::Store::clean`] on the journal engine.
+    pub(crate) fn clean(
         &self,
         older_than: Duration,
         statuses: &[TaskStatus],
@@ -93,8 +85,7 @@ impl Store {
         };
         let now = OffsetDateTime::now_utc();
         let cutoff = cutoff(now, older_than);
-        let old: Vec<Task> = self
-            .list_tasks()
+        let old: Vec<Task> = Engine::list_tasks(self)?
             .into_iter()
             .filter(|t| statuses.contains(&t.status()))
             .filter(|t| task_age_reference(t).is_some_and(|at| at < cutoff))

@@ -1,5 +1,5 @@
 //! Backups for operators: [`backups`] lists `state.backup.*.json` with their
-//! validity, and [`Store::restore_backup`] brings one back through the
+//! validity, and [`crate::Store::restore_backup`] brings one back through the
 //! journal.
 //!
 //! **Invariant:** a restore writes nothing but one journal `batch` record
@@ -9,12 +9,14 @@
 //! failure at any point leaves the whole old state or the whole backup,
 //! never a mix (see `docs/decisions.md`, "Restore as one batch").
 
-use crate::engine::journal::{Mutation, Store};
+use crate::engine::Engine;
+use crate::engine::journal::JournalEngine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{Fs, RealFs};
 use crate::journal::op::session_id;
 use crate::layout::{self, BACKUP_PREFIX};
 use crate::model::PersistedState;
+use crate::store::Mutation;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -53,7 +55,7 @@ pub struct BackupInfo {
     pub journal_seq: Option<u64>,
 }
 
-/// What [`Store::restore_backup`] did.
+/// What [`crate::Store::restore_backup`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct RestoreReport {
@@ -89,46 +91,14 @@ pub fn backups(dir: &Path) -> Result<Vec<BackupInfo>> {
     list(&RealFs::existing(dir)?)
 }
 
-impl Store {
-    /// The backups in the store's directory, newest first.
-    pub fn backups(&self) -> Result<Vec<BackupInfo>> {
+impl JournalEngine {
+    /// [`crate::Store::backups`] on the journal engine.
+    pub(crate) fn backups(&self) -> Result<Vec<BackupInfo>> {
         list(self.fs())
     }
 
-    /// Restores the tasks and session records of a valid backup (by file
-    /// name, or by its stamp alone) through the journal, and returns what
-    /// changed and the backup that undoes it. The original server's
-    /// unversioned backups are restored as `statewal migrate` would migrate
-    /// them (statuses mapped to statewal's six, the original kept in
-    /// `original_status`).
-    ///
-    /// Validates the whole backup first (it parses, its checksum seal
-    /// matches or it migrates, every task and session id is valid),
-    /// checkpoints, then
-    /// journals ONE batch record holding a put for every task of the backup
-    /// that differs from the current one and a delete for every current task
-    /// the backup lacks (the same for sessions), waits for it, and
-    /// checkpoints again. That last checkpoint turns the pre-restore
-    /// `state.json` into the newest backup, named in
-    /// [`RestoreReport::undo_backup`].
-    ///
-    /// All or nothing, power loss included: the batch is one record with one
-    /// checksum, applied to memory in one step and replayed all or none, so
-    /// a crash or an I/O failure at any point leaves the whole old state or
-    /// the whole backup. If the restore fails before the batch is written
-    /// (validation, the first checkpoint) nothing changed. If writing or
-    /// syncing the batch fails, it is taken back out of memory, the journal
-    /// is poisoned as after any failed sync, and reopening shows the old
-    /// state or, if the record reached the disk anyway, the whole backup. An
-    /// error after the batch is durable (the checkpoint after it) says "the
-    /// restore is applied and durable". Concurrent writers on the same store
-    /// are not held off: the batch is computed against the state after the
-    /// first checkpoint, and their writes land wholly before or after it.
-    ///
-    /// A missing backup is [`ErrorKind::NotFound`], an invalid one
-    /// [`ErrorKind::Corrupt`], one too large for a journal record
-    /// [`ErrorKind::TooLarge`]; all of them change nothing.
-    pub fn restore_backup(&self, name: &str) -> Result<RestoreReport> {
+    /// [`crate::Store::restore_backup`] on the journal engine.
+    pub(crate) fn restore_backup(&self, name: &str) -> Result<RestoreReport> {
         let name = backup_name(name);
         let wanted = read_backup(self.fs(), &name)?;
         let before = self.checkpoint()?;
@@ -140,7 +110,7 @@ impl Store {
             sessions_deleted: Vec::new(),
             undo_backup: None,
         };
-        let diff = self.diff(wanted, &mut report);
+        let diff = self.diff(wanted, &mut report)?;
         // One batch record (issue 8, part 5): separate records let a restore
         // that failed halfway leave some of its mutations applied and
         // unacknowledged, a mix of the two states.
@@ -164,10 +134,9 @@ impl Store {
 
     /// The mutations that turn the current tasks and sessions into
     /// `wanted`'s, recording their ids in `report`.
-    fn diff(&self, wanted: PersistedState, report: &mut RestoreReport) -> Vec<Mutation> {
+    fn diff(&self, wanted: PersistedState, report: &mut RestoreReport) -> Result<Vec<Mutation>> {
         let mut out = Vec::new();
-        let mut current: BTreeMap<String, crate::Task> = self
-            .list_tasks()
+        let mut current: BTreeMap<String, crate::Task> = Engine::list_tasks(self)?
             .into_iter()
             .map(|t| (t.id().to_string(), t))
             .collect();
@@ -199,7 +168,7 @@ impl Store {
             report.sessions_deleted.push(id.clone());
             out.push(Mutation::DeleteSession(id));
         }
-        out
+        Ok(out)
     }
 }
 

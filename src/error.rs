@@ -41,6 +41,10 @@ pub enum ErrorKind {
     /// A conditional write found another version than the one it expected
     /// ([`crate::Store::put_task_if`]); nothing was written.
     Conflict,
+    /// The store's engine cannot do this: an operation only the journal
+    /// engine offers (a checkpoint, a recovery report, an unwaited
+    /// [`crate::Pending`], ...) asked of another engine. Nothing was done.
+    Unsupported,
     /// A bug in statewal: a panic inside a checkpoint was caught and turned
     /// into this error, so that a background thread survives it. The
     /// journal still holds every acknowledged write.
@@ -62,12 +66,13 @@ impl ErrorKind {
             ErrorKind::Poisoned => "poisoned",
             ErrorKind::ReadOnly => "read_only",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "internal",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::Io,
         ErrorKind::StorageFull,
         ErrorKind::Corrupt,
@@ -79,6 +84,7 @@ impl ErrorKind {
         ErrorKind::Poisoned,
         ErrorKind::ReadOnly,
         ErrorKind::Conflict,
+        ErrorKind::Unsupported,
         ErrorKind::Internal,
     ];
 }

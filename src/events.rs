@@ -1,11 +1,18 @@
 //! Events for subscribers: the original design's `state:saved`,
-//! `state:loaded`, `state:save-error` and `autosave:triggered`.
+//! `state:loaded`, `state:save-error` and `autosave:triggered`, and the
+//! per-task changes of issue 12 (`task:changed`).
+//!
+//! **Invariant:** events reach every subscriber in the order they were
+//! queued, whichever thread queued them: one thread delivers at a time.
 
 use crate::checkpoint::CheckpointStats;
 use crate::recovery::RecoveryReport;
-use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicU64, Ordering};
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::thread::ThreadId;
 
 /// Something the store did that subscribers may want to know.
 #[derive(Debug, Clone)]
@@ -30,6 +37,57 @@ pub enum Event {
     /// store was open (each a [`crate::Action::SetAside`]),
     /// before its `state:saved` or `state:save-error`.
     Reconciled(Vec<crate::Decision>),
+    /// `task:changed` (statewal's own): a task was put, deleted or
+    /// archived, sent once the write is durable under the store's sync
+    /// policy (acknowledged), in commit order per task. See [`Change`].
+    TaskChanged(Change),
+}
+
+/// One committed change of one task, as [`Event::TaskChanged`] carries it.
+///
+/// A record that changes a task more than once (a batch putting it twice)
+/// gives one `Change` with the task's state after the record. A write that
+/// fails is never announced, even if it stayed in memory until the store is
+/// reopened. Changes are delivered in sequence order: a subscriber never
+/// sees a task's versions go backwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Change {
+    /// The task's id.
+    pub id: String,
+    /// What happened to it.
+    pub kind: ChangeKind,
+    /// The task's version after the change ([`crate::Store::task_version`]);
+    /// `None` when it is gone.
+    pub version: Option<u64>,
+    /// The write's position in the engine's change order: the journal's
+    /// sequence number (a batch's changes share one).
+    pub seq: u64,
+    /// The instance that made the change: a random id per open store
+    /// (the same in every change this instance makes).
+    pub origin: String,
+}
+
+/// What a [`Change`] did to its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// The task was inserted or replaced.
+    Put,
+    /// The task is gone: deleted, or archived (on the journal engine an
+    /// archived task leaves the store for `archive/`).
+    Delete,
+}
+
+impl ChangeKind {
+    /// `put` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Put => "put",
+            ChangeKind::Delete => "delete",
+        }
+    }
 }
 
 impl Event {
@@ -41,6 +99,7 @@ impl Event {
             Event::StateSaveError(_) => "state:save-error",
             Event::AutosaveTriggered => "autosave:triggered",
             Event::Reconciled(_) => "state:reconciled",
+            Event::TaskChanged(_) => "task:changed",
         }
     }
 }
@@ -49,8 +108,10 @@ impl Event {
 /// call caused the event, or the auto-save thread) after the store has
 /// released its locks, so it may call back into the store, `get_task`,
 /// `put_task` and `checkpoint` included. It should still return quickly: the
-/// call that caused the event returns only after its subscribers did. Events
-/// from one thread arrive in the order they happened.
+/// call that caused the event returns only after its subscribers did (unless
+/// the call was made by a subscriber: its events follow once that subscriber
+/// returns). Events arrive in the order they were queued, whichever thread
+/// queued them: one thread at a time delivers.
 pub type Subscriber = Box<dyn Fn(&Event) + Send + Sync + 'static>;
 
 /// A subscription made by [`crate::Store::subscribe`]: dropping it, or
@@ -93,14 +154,30 @@ type Shared = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
 #[derive(Default)]
 pub(crate) struct Subscribers {
     list: RwLock<Vec<(u64, Shared)>>,
+    /// `list.len()`, read by writers without the lock.
+    count: AtomicUsize,
     next_id: AtomicU64,
-    queue: Mutex<Vec<Event>>,
+    queue: Mutex<Queue>,
+    /// Signalled when a delivery ends.
+    delivered: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    /// Events ever queued, and ever delivered.
+    queued: u64,
+    delivered: u64,
+    /// The thread delivering now, if one is.
+    deliverer: Option<ThreadId>,
 }
 
 impl Subscribers {
     pub fn add(&self, f: Subscriber) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.list.write().push((id, Arc::from(f)));
+        let mut list = self.list.write();
+        list.push((id, Arc::from(f)));
+        self.count.store(list.len(), Ordering::Relaxed);
         id
     }
 
@@ -113,32 +190,75 @@ impl Subscribers {
     }
 
     fn remove(&self, id: u64) {
-        self.list.write().retain(|(i, _)| *i != id);
+        let mut list = self.list.write();
+        list.retain(|(i, _)| *i != id);
+        self.count.store(list.len(), Ordering::Relaxed);
+    }
+
+    /// Whether anyone subscribes, without taking a lock: writers skip
+    /// building events nobody would receive.
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
     }
 
     /// Queues `event` for the next [`Subscribers::deliver`]; nothing when
     /// there is no subscriber.
     pub fn emit(&self, event: Event) {
         if !self.list.read().is_empty() {
-            self.queue.lock().push(event);
+            let mut q = self.queue.lock();
+            q.events.push_back(event);
+            q.queued += 1;
         }
     }
 
-    /// Calls every subscriber with the queued events. The caller must hold
-    /// none of the store's locks; this holds none while a subscriber runs.
+    /// Calls every subscriber with the queued events, in queue order. The
+    /// caller must hold none of the store's locks; this holds none while a
+    /// subscriber runs. If another thread is delivering, this waits until
+    /// it has delivered every event queued before the call; if this thread
+    /// is (a subscriber called into the store), it returns at once and the
+    /// outer delivery delivers them next.
     pub fn deliver(&self) {
+        let me = std::thread::current().id();
+        let mut q = self.queue.lock();
+        let target = q.queued;
         loop {
-            let events = std::mem::take(&mut *self.queue.lock());
-            if events.is_empty() {
-                return;
-            }
-            let subscribers: Vec<Shared> =
-                self.list.read().iter().map(|(_, f)| f.clone()).collect();
-            for event in &events {
-                for f in &subscribers {
-                    f(event);
+            match q.deliverer {
+                Some(t) if t == me => return,
+                Some(_) if q.delivered >= target => return,
+                Some(_) => {
+                    self.delivered.wait(&mut q);
+                    continue;
                 }
+                None if q.events.is_empty() => return,
+                None => {}
             }
+            q.deliverer = Some(me);
+            let mut guard = Delivering { subs: self, q };
+            while let Some(event) = guard.q.events.pop_front() {
+                let subscribers: Vec<Shared> =
+                    self.list.read().iter().map(|(_, f)| f.clone()).collect();
+                parking_lot::MutexGuard::unlocked(&mut guard.q, || {
+                    for f in &subscribers {
+                        f(&event);
+                    }
+                });
+                guard.q.delivered += 1;
+            }
+            return; // `guard` ends the delivery.
         }
+    }
+}
+
+/// Ends a delivery, also when a subscriber panics: clears the deliverer
+/// and wakes the threads waiting for it.
+struct Delivering<'a> {
+    subs: &'a Subscribers,
+    q: parking_lot::MutexGuard<'a, Queue>,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        self.q.deliverer = None;
+        self.subs.delivered.notify_all();
     }
 }

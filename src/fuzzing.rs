@@ -288,6 +288,17 @@ pub const IDS: [&str; 4] = ["a", "b", "c", "d"];
 
 fn check_every_mode(base: &SimFs) {
     type Seen = (Vec<Task>, Vec<crate::Session>);
+
+    /// The tasks and sessions of an open store.
+    fn read_all(store: &Store) -> Seen {
+        let tasks = store
+            .list_tasks()
+            .expect("the journal engine reads from memory");
+        let sessions = store
+            .list_sessions()
+            .expect("the journal engine reads from memory");
+        (tasks, sessions)
+    }
     let mut strict: Option<Seen> = None;
     for mode in RECOVERY_MODES {
         let fs = base.fork();
@@ -307,7 +318,7 @@ fn check_every_mode(base: &SimFs) {
                 continue;
             }
         };
-        let seen: Seen = (store.list_tasks(), store.list_sessions());
+        let seen: Seen = read_all(&store);
         if let Err(e) = store.checkpoint() {
             panic!("{mode:?}: the checkpoint after a successful open failed: {e:?}");
         }
@@ -315,7 +326,7 @@ fn check_every_mode(base: &SimFs) {
         let again = open().unwrap_or_else(|e| {
             panic!("{mode:?}: the reopen after a checkpoint failed: {e:?}");
         });
-        let reopened: Seen = (again.list_tasks(), again.list_sessions());
+        let reopened: Seen = read_all(&again);
         assert_eq!(
             reopened, seen,
             "{mode:?}: a checkpoint and reopen changed the state"

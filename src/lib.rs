@@ -21,7 +21,7 @@
 //! store.shutdown()?; // Checkpoints and releases the directory lock.
 //!
 //! let store = Store::open(Options::new(&dir))?;
-//! assert_eq!(store.list_tasks().len(), 1);
+//! assert_eq!(store.list_tasks()?.len(), 1);
 //! # drop(store);
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(())
@@ -80,6 +80,7 @@ mod session;
 pub mod sim;
 mod snapshot;
 mod state;
+mod store;
 
 mod task;
 mod task_json;
@@ -87,9 +88,10 @@ mod transaction;
 mod verify;
 
 // The store and how it is opened.
-pub use engine::journal::{Mutation, Pending, Store, StoreStats, Tasks};
+pub use engine::journal::Pending;
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use query::TaskQuery;
+pub use store::{Mutation, Store, StoreStats, Tasks};
 pub use transaction::Transaction;
 
 // The model: what the store holds, and what reading it back returns.
@@ -102,7 +104,7 @@ pub use session::Session;
 pub use error::{Error, ErrorKind, Result};
 
 // Events.
-pub use events::{Event, Subscriber, Subscription};
+pub use events::{Change, ChangeKind, Event, Subscriber, Subscription};
 
 // What recovery, checkpoints, backups, archiving and health report.
 pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, age_in_range, task_age_reference};

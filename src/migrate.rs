@@ -216,14 +216,14 @@ fn merge_by_opening(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
         .read_only(dry_run)
         .checkpoint_interval(None);
     let store = crate::Store::open(opts)?;
-    let r = store.recovery_report().clone();
+    let r = store.recovery_report()?.clone();
     let merged = r.merged.clone();
     let report = MigrationReport {
         from: Some(UNVERSIONED.into()),
         to: STATE_VERSION.into(),
         steps: vec!["merge-with-journal".into()],
         changes: Vec::new(),
-        tasks: store.list_tasks().len(),
+        tasks: store.list_tasks()?.len(),
         dry_run,
         backup: merged.as_ref().and_then(|m| m.backup.clone()),
         log: merged.as_ref().and_then(|m| m.log.clone()),

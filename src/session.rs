@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 /// let mut s = Session::new("s2");
 /// s.extra.insert("pid".into(), 7.into());
 /// store.put_session(s)?;
-/// assert_eq!(store.list_sessions().len(), 2);
+/// assert_eq!(store.list_sessions()?.len(), 2);
 /// # Ok(())
 /// # }
 /// ```

@@ -9,13 +9,13 @@
 //!
 //! **Invariant:** a batch that fails any check journals nothing.
 
-use crate::engine::journal::Mutation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::validate_id;
 use crate::journal::op::{HeldTask, Op, encode_batch_parts, session_id};
 use crate::journal::record::RECORD_PAYLOAD_MAX;
 use crate::model::Task;
 use crate::state::State;
+use crate::store::Mutation;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;

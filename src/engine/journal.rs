@@ -1,13 +1,25 @@
-//! [`Store`]: ties the journal, the in-memory state, recovery and the
-//! checkpoint together, and runs the auto-save thread.
+//! The journal engine: ties the journal, the in-memory state, recovery and
+//! the checkpoint together, and runs the auto-save thread. [`crate::Store`]
+//! is the public facade over it; the operations every engine offers are its
+//! [`Engine`] implementation, the journal's own (checkpoints, [`Pending`],
+//! the recovery report, backups, cleaning) its inherent methods.
 //!
 //! Lock order, always: log-offset lock, then the journal's ordering lock,
-//! then the state lock. Readers take only the state lock.
+//! then the state lock, then the queue of task changes. Readers take only
+//! the state lock.
+//!
+//! **Invariant:** a [`crate::Event::TaskChanged`] is handed to subscribers
+//! only once its record is committed under the sync policy (when a caller's
+//! [`Pending::wait`] or a checkpoint's rotation says so), and in sequence
+//! order: changes are queued under the journal's ordering lock and released
+//! from the front of that queue.
 
+use super::Engine;
 use crate::checkpoint::{self, CheckpointCtx, CheckpointStats, Snapshot};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Event, Subscriber, Subscribers, Subscription};
+use crate::events::{Change, ChangeKind, Event, Subscriber, Subscribers, Subscription};
 use crate::fs::{Fs, ReadOnlyFs, RealFs};
+use crate::health::Health;
 use crate::id::validate_id;
 use crate::journal::Journal;
 use crate::journal::op::{HeldTask, Op};
@@ -15,68 +27,26 @@ use crate::layout;
 use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
 use crate::options::{Options, RecoveryMode, SyncPolicy};
-use crate::readback;
+use crate::query::TaskQuery;
+use crate::readback::{self, LogInfo, ReportInfo};
 use crate::reconcile;
 use crate::recovery::{self, RecoveryReport};
 use crate::session::Session;
 use crate::state::{State, Undo};
-use crate::transaction::{self, Transaction};
+use crate::store::{Mutation, StoreStats, Tasks};
+use crate::transaction;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One mutation, for [`Store::submit`].
-#[allow(clippy::large_enum_variant)] // Short-lived; see `Op`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mutation {
-    /// Insert or replace a task.
-    PutTask(Task),
-    /// Remove a task; fails with [`ErrorKind::NotFound`] if there is none.
-    DeleteTask(String),
-    /// Insert or replace a session record (a JSON object with a string `"id"`).
-    PutSession(Value),
-    /// Remove a session record.
-    DeleteSession(String),
-    /// Append text to `logs/session_<session>.log`.
-    AppendLog {
-        /// The session id.
-        session: String,
-        /// The text, appended as is.
-        text: String,
-    },
-    /// Save `reports/report_<id>.json`.
-    SaveReport {
-        /// The report id.
-        id: String,
-        /// The report.
-        report: Value,
-    },
-    /// Move a task to this month's `archive/tasks-<YYYY>-<MM>.jsonl` as one
-    /// JSON line and remove it; fails with [`ErrorKind::NotFound`] if there
-    /// is no such task. See [`Store::archive_task`].
-    ArchiveTask(String),
-}
-
-/// Counters for tests, benchmarks and operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Journal records appended since open.
-    pub records: u64,
-    /// Journal syncs (`fdatasync`) since open.
-    pub journal_syncs: u64,
-    /// The last sequence number.
-    pub last_seq: u64,
-    /// Tasks in the store.
-    pub tasks: usize,
-}
-
 /// A journaled mutation whose durability has not been waited for yet.
 #[must_use = "a mutation is acknowledged only by `wait`"]
 pub struct Pending<'a> {
-    store: &'a Store,
+    store: &'a JournalEngine,
     seq: u64,
     /// For a batch: what it replaced in memory, put back if it fails.
     undo: Option<Undo>,
@@ -92,7 +62,7 @@ impl Pending<'_> {
     /// returns its sequence number. Mutations submitted while a sync is under
     /// way are committed together by the next one.
     ///
-    /// If a batch ([`Store::submit_batch`]) fails here, it is taken back out
+    /// If a batch ([`crate::Store::submit_batch`]) fails here, it is taken back out
     /// of memory before the error is returned, so readers see the state as
     /// it was before it; the journal is poisoned and refuses later writes
     /// until the store is reopened. (A single mutation that fails stays
@@ -109,65 +79,20 @@ impl Pending<'_> {
             // batch's own flush succeeded: then the batch is durable, and
             // taking it out of memory would hide what reopening shows.
             if journal.committed(self.seq, durable) {
+                self.store.shared.release_changes(self.seq);
                 return Ok(self.seq);
             }
             self.store.shared.state.write().undo(undo);
             return Err(e);
         }
+        self.store.shared.release_changes(self.seq);
         Ok(self.seq)
     }
 }
 
-/// The tasks of [`Store::load_tasks`], each parsed when it is reached.
-///
-/// A task whose held JSON does not parse back, which only a bug in statewal
-/// could cause, is logged as an error and skipped; only then does the
-/// iterator yield fewer tasks than its `len` said.
-#[derive(Clone)]
-pub struct Tasks {
-    held: std::vec::IntoIter<HeldTask>,
-}
-
-impl Iterator for Tasks {
-    type Item = Task;
-
-    fn next(&mut self) -> Option<Task> {
-        self.held.by_ref().find_map(|h| h.to_task_logged())
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.held.size_hint()
-    }
-}
-
-impl ExactSizeIterator for Tasks {}
-
-impl DoubleEndedIterator for Tasks {
-    fn next_back(&mut self) -> Option<Task> {
-        while let Some(h) = self.held.next_back() {
-            if let Some(task) = h.to_task_logged() {
-                return Some(task);
-            }
-        }
-        None
-    }
-}
-
-impl std::fmt::Debug for Tasks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tasks")
-            .field("left", &self.held.len())
-            .finish()
-    }
-}
-
-/// A crash-proof store of tasks, sessions, session logs and reports.
-///
-/// Every mutation is appended to the journal and acknowledged once durable
-/// under the [`SyncPolicy`]; checkpoints write the human-readable layout.
-/// `Store` is `Send + Sync`: share it between threads with `Arc` or by
-/// reference.
-pub struct Store {
+/// The journal engine: a write-ahead journal, the state in memory, and the
+/// checkpoints that write the human-readable layout. `Send + Sync`.
+pub(crate) struct JournalEngine {
     shared: Arc<Shared>,
     /// The auto-save thread and, under the interval policy, the sync
     /// thread; empty once shut down.
@@ -187,6 +112,11 @@ struct Shared {
     ckpt_counters: CheckpointCounters,
     /// The same as `ckpt`'s `derived`, read by `health` without its lock.
     ckpt_derived: Arc<crate::derived::DerivedFailures>,
+    /// This open's id, the origin of its [`Change`]s: random per open.
+    instance: Arc<str>,
+    /// Task changes journaled but not yet committed, in sequence order;
+    /// filled only while someone subscribes.
+    changes: Mutex<VecDeque<Change>>,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -209,33 +139,12 @@ const SIZE_CHECKPOINT_SPACING: u32 = 3;
 /// ... unless the journal grows to this many times its threshold.
 const SIZE_CHECKPOINT_HARD_FACTOR: u64 = 4;
 
-impl Store {
-    /// Opens (creating if needed) the state directory in `opts`, recovers,
-    /// and starts the auto-save thread.
-    pub fn open(opts: Options) -> Result<Store> {
+impl JournalEngine {
+    /// Opens (creating if needed) the state directory in `opts` on the real
+    /// filesystem; `subscriber` also sees `state:loaded`.
+    pub(crate) fn open(opts: Options, subscriber: Option<Subscriber>) -> Result<JournalEngine> {
         let fs = real_fs(&opts)?;
-        Store::open_on(opts, fs, None)
-    }
-
-    /// Like [`Store::open`], with a subscriber that also sees `state:loaded`.
-    pub fn open_with_subscriber(
-        opts: Options,
-        f: impl Fn(&Event) + Send + Sync + 'static,
-    ) -> Result<Store> {
-        let fs = real_fs(&opts)?;
-        Store::open_on(opts, fs, Some(Box::new(f)))
-    }
-
-    /// Opens a store on any [`Fs`](crate::sim::Fs), such as a
-    /// [`SimFs`](crate::sim::SimFs) (feature `sim`). `opts.dir` is used only
-    /// in messages. With [`Options::read_only`], `fs` is only read.
-    #[cfg(feature = "sim")]
-    pub fn open_with_fs(
-        opts: Options,
-        fs: Arc<dyn Fs>,
-        subscriber: Option<Subscriber>,
-    ) -> Result<Store> {
-        Store::open_on(opts, fs, subscriber)
+        JournalEngine::open_on(opts, fs, subscriber)
     }
 
     /// The open on any [`Fs`]: recovery, reconciliation, the workers.
@@ -243,7 +152,7 @@ impl Store {
         opts: Options,
         fs: Arc<dyn Fs>,
         subscriber: Option<Subscriber>,
-    ) -> Result<Store> {
+    ) -> Result<JournalEngine> {
         let (fs, lock, mut rec, prepared) = if opts.read_only {
             open_read_only(&opts, fs)?
         } else {
@@ -305,13 +214,15 @@ impl Store {
             signal: Signal::default(),
             ckpt_counters: CheckpointCounters::default(),
             ckpt_derived: derived,
+            instance: crate::journal::record::id_hex(&crate::journal::new_store_id()).into(),
+            changes: Mutex::default(),
             _lock: lock,
         });
         if let Some(f) = subscriber {
             // For the store's lifetime: no guard.
             shared.subscribers.add(f);
         }
-        let mut store = Store {
+        let mut store = JournalEngine {
             shared,
             workers: Vec::new(),
             report,
@@ -380,25 +291,8 @@ impl Store {
         &self.report
     }
 
-    /// Journals a mutation without waiting for it to be durable; call
-    /// [`Pending::wait`] to get the acknowledgement.
-    pub fn submit(&self, m: Mutation) -> Result<Pending<'_>> {
-        let m = self.stamped(m);
-        self.submit_as_is(m)
-    }
-
-    /// `m` with its task stamped, when [`Options::stamp_times`] is on.
-    fn stamped(&self, m: Mutation) -> Mutation {
-        match m {
-            Mutation::PutTask(mut task) if self.shared.opts.stamp_times => {
-                task.stamp(&crate::model::now_rfc3339());
-                Mutation::PutTask(task)
-            }
-            m => m,
-        }
-    }
-
-    /// [`Store::submit`] without stamping, for restoring tasks as they were.
+    /// Journals a mutation as given (stamping is the facade's) without
+    /// waiting for it to be durable.
     pub(crate) fn submit_as_is(&self, m: Mutation) -> Result<Pending<'_>> {
         let seq = self.shared.submit(m)?;
         Ok(Pending {
@@ -408,63 +302,7 @@ impl Store {
         })
     }
 
-    /// Saves (inserts or replaces) a task; returns its sequence number once
-    /// durable.
-    pub fn put_task(&self, task: Task) -> Result<u64> {
-        self.submit(Mutation::PutTask(task))?.wait()
-    }
-
-    /// Deletes a task; [`ErrorKind::NotFound`] if there is none.
-    pub fn delete_task(&self, id: &str) -> Result<u64> {
-        self.submit(Mutation::DeleteTask(id.to_string()))?.wait()
-    }
-
-    /// Applies several task and session puts and deletes atomically: the
-    /// closure adds them to a [`Transaction`], and if it returns `Ok`, they
-    /// are validated as a whole, journaled as one batch record and applied
-    /// in one step. Returns the record's sequence number once durable, like
-    /// [`Store::put_task`]; readers never see half a batch, and after a crash
-    /// recovery replays all of it or none.
-    ///
-    /// Nothing is journaled if the closure fails or if any mutation is
-    /// refused: an invalid id ([`ErrorKind::InvalidId`]), a task or session
-    /// over `task_bytes_max` or a batch over the journal's record payload
-    /// cap ([`ErrorKind::TooLarge`]), a delete of a task or session that is
-    /// neither stored nor put earlier in the batch ([`ErrorKind::NotFound`]).
-    /// An empty transaction journals nothing and returns the last sequence
-    /// number.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store, Task};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.put_task(Task::new("draft"))?;
-    /// store.transaction(|tx| {
-    ///     tx.put_task(Task::new("final"));
-    ///     tx.delete_task("draft");
-    ///     Ok(())
-    /// })?;
-    /// assert!(store.get_task("draft")?.is_none());
-    /// assert_eq!(store.task_version("final")?, Some(1));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn transaction(&self, f: impl FnOnce(&mut Transaction) -> Result<()>) -> Result<u64> {
-        let mut tx = Transaction::default();
-        f(&mut tx)?;
-        self.submit_batch(tx.into_mutations())?.wait()
-    }
-
-    /// The batch of [`Store::transaction`], without waiting for it to be
-    /// durable; call [`Pending::wait`] for the acknowledgement. Log appends,
-    /// reports and archiving cannot join a batch ([`ErrorKind::InvalidInput`]).
-    pub fn submit_batch(&self, mutations: Vec<Mutation>) -> Result<Pending<'_>> {
-        let mutations = mutations.into_iter().map(|m| self.stamped(m)).collect();
-        self.submit_batch_as_is(mutations)
-    }
-
-    /// [`Store::submit_batch`] without stamping, for restoring tasks as they were.
+    /// Journals a batch as given without waiting for it to be durable.
     pub(crate) fn submit_batch_as_is(&self, mutations: Vec<Mutation>) -> Result<Pending<'_>> {
         let (seq, undo) = self.shared.submit_batch(mutations)?;
         Ok(Pending {
@@ -474,148 +312,14 @@ impl Store {
         })
     }
 
-    /// The version of a task: 1 after its first put, one more after each
-    /// put since (alone or in a batch); `None` if there is no such task.
-    /// A delete forgets it, so a task put again starts over at 1. The
-    /// version is the store's metadata, never a key in the task's JSON; it
-    /// survives checkpoints (`task_versions` in `state.json`) and recovery.
-    pub fn task_version(&self, id: &str) -> Result<Option<u64>> {
-        validate_id(id)?;
-        Ok(self.shared.state.read().task_version(id))
-    }
-
-    /// Saves a task only if its current version is `expected` (`None`: only
-    /// if there is no such task), checked under the lock that orders the
-    /// journal, so no other write slips in between. Returns the sequence
-    /// number once durable; [`ErrorKind::Conflict`] if the version differs,
-    /// and then nothing is written.
-    pub fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64> {
-        let Mutation::PutTask(task) = self.stamped(Mutation::PutTask(task)) else {
-            unreachable!("stamping keeps a put a put")
-        };
-        let seq = self.shared.put_task_if(task, expected)?;
-        Pending {
-            store: self,
-            seq,
-            undo: None,
-        }
-        .wait()
-    }
-
-    /// A task by id, parsed from the JSON the store holds.
-    pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
-        validate_id(id)?;
-        // Parsed after the lock is released: writers wait for no parse.
-        let held = self
-            .shared
-            .state
-            .read()
-            .tasks
-            .get(id)
-            .map(|h| h.task.clone());
-        held.map(|t| t.to_task()).transpose()
-    }
-
-    /// All tasks, sorted by id, each parsed from the JSON the store holds.
-    /// (A task whose held JSON does not parse back, which only a bug in
-    /// statewal could cause, is left out and logged as an error.)
-    /// [`Store::load_tasks`] parses one at a time instead.
-    pub fn list_tasks(&self) -> Vec<Task> {
-        self.load_tasks().collect()
-    }
-
-    /// All tasks, sorted by id (the original design's `loadTasks`), as an
-    /// iterator that parses each task when it is reached. The store holds
-    /// tasks as shared JSON bytes: this takes a reference to each under the
-    /// read lock, without copying or parsing, and releases the lock before
-    /// the first task is parsed. So it sees the tasks of one moment, writers
-    /// never wait for it, and only the task in hand is ever parsed.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store, Task, TaskStatus};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.put_task(Task::new("b"))?;
-    /// store.put_task(Task::new("a"))?;
-    /// let tasks = store.load_tasks();
-    /// assert_eq!(tasks.len(), 2);
-    /// let pending = tasks.filter(|t| t.status() == TaskStatus::Pending).count();
-    /// assert_eq!(pending, 2);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn load_tasks(&self) -> Tasks {
+    /// All tasks, sorted by id: a reference to each held task taken under
+    /// the read lock, parsed only when the iterator reaches it.
+    pub(crate) fn load_tasks(&self) -> Tasks {
         let held: Vec<HeldTask> = {
             let st = self.shared.state.read();
             st.tasks.values().map(|h| h.task.clone()).collect()
         };
-        Tasks {
-            held: held.into_iter(),
-        }
-    }
-
-    /// The tasks a [`TaskQuery`](crate::TaskQuery) selects, in its order
-    /// (`updated_at` ascending, tasks without one last, then id), paged by
-    /// its `offset` and `limit`. Like [`Store::load_tasks`] it sees the tasks
-    /// of one moment and parses after releasing the lock; tasks whose status
-    /// the query excludes are never parsed.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store, Task, TaskQuery, TaskStatus};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// for (id, at) in [("a", "2026-12-02T10:00:00Z"), ("b", "2026-12-01T10:00:00Z")] {
-    ///     let mut task = Task::new(id);
-    ///     task.set("updated_at", at)?;
-    ///     store.put_task(task)?;
-    /// }
-    /// store.put_task(Task::new("c"))?; // No `updated_at`: after the others.
-    /// let query = TaskQuery::new().status(TaskStatus::Pending).limit(2);
-    /// let ids: Vec<String> = store.query_tasks(&query)?.iter().map(|t| t.id().into()).collect();
-    /// assert_eq!(ids, ["b", "a"]);
-    /// let next = store.query_tasks(&query.offset(2))?;
-    /// assert_eq!(next[0].id(), "c");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn query_tasks(&self, query: &crate::TaskQuery) -> Result<Vec<Task>> {
-        let held: Vec<HeldTask> = {
-            let st = self.shared.state.read();
-            let wanted =
-                |h: &&HeldTask| query.statuses.is_empty() || query.statuses.contains(&h.status());
-            st.tasks
-                .values()
-                .map(|h| &h.task)
-                .filter(wanted)
-                .cloned()
-                .collect()
-        };
-        let tasks = held
-            .iter()
-            .map(HeldTask::to_task)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(query.select(tasks))
-    }
-
-    /// Saves a session record: a [`Session`], or a JSON object with a
-    /// string `"id"`, kept as given (its keys in the writer's order).
-    pub fn put_session(&self, session: impl Into<Value>) -> Result<u64> {
-        self.submit(Mutation::PutSession(session.into()))?.wait()
-    }
-
-    /// Deletes a session record; [`ErrorKind::NotFound`] if there is none.
-    pub fn delete_session(&self, id: &str) -> Result<u64> {
-        self.submit(Mutation::DeleteSession(id.to_string()))?.wait()
-    }
-
-    /// All session records, sorted by id.
-    pub fn list_sessions(&self) -> Vec<Session> {
-        self.held_sessions()
-            .iter()
-            .filter_map(|s| Session::of_held(s))
-            .collect()
+        Tasks::held(held)
     }
 
     /// The held session records, sorted by id, taken under the read lock
@@ -635,182 +339,6 @@ impl Store {
         self.held_sessions().iter().map(|s| (**s).clone()).collect()
     }
 
-    /// A session record by id, with every change journaled so far.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.put_session(serde_json::json!({"id": "s1", "pid": 42}))?;
-    /// let session = store.get_session("s1")?.unwrap();
-    /// assert_eq!((session.id.as_str(), &session.extra["pid"]), ("s1", &42.into()));
-    /// assert!(store.get_session("s2")?.is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        Ok(readback::get_session(&self.shared.state, id)?
-            .as_ref()
-            .and_then(Session::of_held))
-    }
-
-    /// A report by id: the version journaled last if it is not checkpointed
-    /// yet, else `reports/report_<id>.json`, else the original TypeScript
-    /// server's `reports/<id>.json`. `None` if there is none;
-    /// [`ErrorKind::Corrupt`] if its file is not JSON.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.save_report("weekly", serde_json::json!({"passed": 12}))?;
-    /// // Journaled, not yet in reports/: read back all the same.
-    /// assert_eq!(store.get_report("weekly")?.unwrap()["passed"], 12);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn get_report(&self, id: &str) -> Result<Option<Value>> {
-        readback::get_report(&*self.shared.fs, &self.shared.state, id)
-    }
-
-    /// Every report, sorted by id: statewal's (`reports/report_<id>.json`,
-    /// and those journaled but not yet written) and the original TypeScript
-    /// server's (`reports/<id>.json`). When both name the same id, both are
-    /// listed, statewal's first; [`Store::get_report`] returns statewal's.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Origin, Store};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.save_report("weekly", serde_json::json!({"passed": 12}))?;
-    /// let reports = store.list_reports()?;
-    /// assert_eq!(reports[0].file_name, "report_weekly.json");
-    /// assert_eq!(reports[0].origin, Origin::Statewal);
-    /// assert!(reports[0].pending && !reports[0].on_disk);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn list_reports(&self) -> Result<Vec<crate::ReportInfo>> {
-        readback::list_reports(&*self.shared.fs, &self.shared.state)
-    }
-
-    /// Every session log, sorted by session and stamp: statewal's
-    /// `logs/session_<id>.log` (with appends journaled but not yet written)
-    /// and the original TypeScript server's `logs/session_<id>_<ms>.log`,
-    /// whose stamp is the `<ms>` (13 digits). A name that could be either
-    /// is statewal's when the store knows its whole `<id>_<ms>` part as a
-    /// session; see `docs/decisions.md`.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.append_log("s1", "started\n")?;
-    /// let logs = store.list_logs()?;
-    /// assert_eq!((logs[0].session.as_str(), logs[0].size), ("s1", 8));
-    /// assert_eq!(logs[0].file_name, "session_s1.log");
-    /// assert_eq!(logs[0].stamp_ms, None);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn list_logs(&self) -> Result<Vec<crate::LogInfo>> {
-        readback::list_logs(&*self.shared.fs, &self.shared.state)
-    }
-
-    /// The bytes of a session log in `range` (`..` for all of it), with the
-    /// appends journaled but not yet written to the file. `file_name` is a
-    /// name as [`Store::list_logs`] gives it (`session_<id>.log` or
-    /// `session_<id>_<ms>.log`); anything else, a path or a name with `..`,
-    /// `/` or a NUL included, is refused with [`ErrorKind::InvalidInput`],
-    /// and a symlink in `logs/` is never followed. The range is cut to the
-    /// log's length, so one past the end gives fewer bytes or none; a range
-    /// that ends before it starts is [`ErrorKind::InvalidInput`]. A log that
-    /// is neither on disk nor journaled is [`ErrorKind::NotFound`]; a range
-    /// of the file more than fits in memory is [`ErrorKind::TooLarge`] (read
-    /// a smaller one).
-    ///
-    /// Each call sees one moment of the log, even while a checkpoint writes
-    /// it: never a piece twice, never one missing. Logs only grow, so a
-    /// reader can page through one range after another.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// store.append_log("s1", "started\n")?;
-    /// store.checkpoint()?; // logs/session_s1.log holds the first line...
-    /// store.append_log("s1", "done\n")?; // ...and the journal the second.
-    /// assert_eq!(store.read_log("session_s1.log", ..)?, b"started\ndone\n");
-    /// assert_eq!(store.read_log("session_s1.log", 8..)?, b"done\n");
-    /// assert!(store.read_log("../state.json", ..).is_err());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn read_log(
-        &self,
-        file_name: &str,
-        range: impl std::ops::RangeBounds<u64>,
-    ) -> Result<Vec<u8>> {
-        let (start, end) = readback::byte_range(&range);
-        readback::read_log(&*self.shared.fs, &self.shared.state, file_name, start, end)
-    }
-
-    /// Appends `text` to `logs/session_<session>.log` (the file is written
-    /// at the next checkpoint; the journal makes it durable now).
-    pub fn append_log(&self, session: &str, text: &str) -> Result<u64> {
-        let m = Mutation::AppendLog {
-            session: session.to_string(),
-            text: text.to_string(),
-        };
-        self.submit(m)?.wait()
-    }
-
-    /// Saves a report: journals it and returns the record's sequence number
-    /// once durable, as the stdio protocol's `save_report` does.
-    ///
-    /// The file `reports/report_<id>.json` appears at the next checkpoint
-    /// (the auto-save timer, the journal size threshold, an explicit
-    /// [`Store::checkpoint`], or [`Store::shutdown`]); until then
-    /// [`Store::get_report`] and [`Store::list_reports`] read the report
-    /// from the journal. A later save of the same id replaces it.
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Options, Store};
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// let seq = store.save_report("weekly", serde_json::json!({"passed": 12}))?;
-    /// assert!(seq >= 1);
-    /// assert!(!dir.path().join("reports/report_weekly.json").exists());
-    /// store.checkpoint()?;
-    /// assert!(dir.path().join("reports/report_weekly.json").exists());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn save_report(&self, id: &str, report: Value) -> Result<u64> {
-        self.submit(Mutation::SaveReport {
-            id: id.to_string(),
-            report,
-        })?
-        .wait()
-    }
-
-    /// Moves a task to the archive: journals one record that removes it from
-    /// the state and holds its JSON line, and returns the record's sequence
-    /// number once durable. The next checkpoint writes the line into
-    /// `archive/tasks-<YYYY>-<MM>.jsonl` (this month, UTC) at the offset the
-    /// record carries, then removes `tasks/<id>.json`; replaying the record
-    /// after a crash writes the same line at the same place, never twice.
-    /// [`ErrorKind::NotFound`] if there is no such task.
-    pub fn archive_task(&self, id: &str) -> Result<u64> {
-        self.submit(Mutation::ArchiveTask(id.to_string()))?.wait()
-    }
-
     /// Journals an archive record without waiting; returns it and the
     /// archived line's length in bytes.
     pub(crate) fn submit_archive(&self, id: &str) -> Result<(Pending<'_>, u64)> {
@@ -827,7 +355,7 @@ impl Store {
     }
 
     /// The whole state, as `state.json` would hold it now.
-    pub fn load_state(&self) -> PersistedState {
+    pub(crate) fn load_state(&self) -> PersistedState {
         let mut state = self.shared.state.read().persisted();
         state.store_id = Some(crate::journal::record::id_hex(
             &self.shared.journal.store_id(),
@@ -835,80 +363,13 @@ impl Store {
         state
     }
 
-    /// Checkpoints now (the original design's `saveState`).
-    pub fn save_state(&self) -> Result<CheckpointStats> {
+    /// Checkpoints now.
+    pub(crate) fn checkpoint(&self) -> Result<CheckpointStats> {
         self.shared.checkpoint()
-    }
-
-    /// Checkpoints now; an alias of [`Store::save_state`].
-    pub fn checkpoint(&self) -> Result<CheckpointStats> {
-        self.shared.checkpoint()
-    }
-
-    /// Adds a subscriber for [`Event`]s, until the returned guard is
-    /// dropped. The subscriber runs after the store has released its locks,
-    /// so it may call back into the store; see [`Subscriber`].
-    ///
-    /// ```
-    /// # fn main() -> statewal::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use statewal::{Event, Options, Store};
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use std::sync::Arc;
-    /// let store = Store::open(Options::new(dir.path()))?;
-    /// let saved = Arc::new(AtomicUsize::new(0));
-    /// let count = saved.clone();
-    /// let subscription = store.subscribe(move |e| {
-    ///     if let Event::StateSaved(_) = e {
-    ///         count.fetch_add(1, Ordering::Relaxed);
-    ///     }
-    /// });
-    /// store.checkpoint()?;
-    /// drop(subscription); // Or subscription.unsubscribe().
-    /// store.checkpoint()?;
-    /// assert_eq!(saved.load(Ordering::Relaxed), 1);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn subscribe(&self, f: impl Fn(&Event) + Send + Sync + 'static) -> Subscription {
-        self.shared.subscribers.subscribe(Box::new(f))
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> StoreStats {
-        let j = &self.shared.journal;
-        StoreStats {
-            records: j.stats.records.load(Ordering::Relaxed),
-            journal_syncs: j.stats.syncs.load(Ordering::Relaxed),
-            last_seq: j.last_seq(),
-            tasks: self.shared.state.read().tasks.len(),
-        }
-    }
-
-    /// Counters since open (checkpoints, saves that failed, journal syncs
-    /// and their latency, load time) and the directory's size now.
-    pub fn metrics(&self) -> Result<StoreMetrics> {
-        let j = &self.shared.journal.stats;
-        let mut m = StoreMetrics::empty();
-        m.load_seconds = self.report.duration.as_secs_f64();
-        m.journal_records = j.records.load(Ordering::Relaxed);
-        m.fsyncs = j.syncs.load(Ordering::Relaxed);
-        m.fsync_total_seconds = metrics::seconds(j.sync_nanos.load(Ordering::Relaxed));
-        m.tasks = self.shared.state.read().tasks.len() as u64;
-        metrics::collect(&*self.shared.fs, &self.shared.ckpt_counters, m)
-    }
-
-    /// [`crate::health`] of the directory in the options, read from the
-    /// real filesystem (whatever [`Fs`] the store was opened on), plus a
-    /// problem for each derived file this store's last checkpoint could
-    /// not write (`crate::derived`).
-    pub fn health(&self) -> crate::Health {
-        let derived = self.shared.ckpt_derived.problems();
-        crate::health::with_problems(crate::health(&self.shared.opts.dir), derived)
     }
 
     /// The options the store was opened with.
-    pub fn options(&self) -> &Options {
+    pub(crate) fn options(&self) -> &Options {
         &self.shared.opts
     }
 
@@ -956,19 +417,6 @@ impl Store {
         ckpt.covered_seq = None;
     }
 
-    /// Stops the auto-save thread, checkpoints (unless turned off in the
-    /// options) and releases the directory lock.
-    pub fn shutdown(mut self) -> Result<()> {
-        self.stop_worker();
-        let result = if self.shared.opts.checkpoint_on_drop && !self.shared.opts.read_only {
-            self.shared.checkpoint().map(|_| ())
-        } else {
-            Ok(())
-        };
-        // Drop does not checkpoint again: the worker is gone, which it checks.
-        result
-    }
-
     fn stop_worker(&mut self) {
         *self.shared.signal.flags.lock() = (true, false);
         self.shared.signal.cv.notify_all();
@@ -980,7 +428,180 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+/// The operations every engine offers. Tasks arrive stamped by the facade
+/// when stamping is on; the public docs are on [`crate::Store`].
+impl Engine for JournalEngine {
+    fn put_task(&self, task: Task) -> Result<u64> {
+        self.submit_as_is(Mutation::PutTask(task))?.wait()
+    }
+
+    fn put_task_if(&self, task: Task, expected: Option<u64>) -> Result<u64> {
+        let seq = self.shared.put_task_if(task, expected)?;
+        Pending {
+            store: self,
+            seq,
+            undo: None,
+        }
+        .wait()
+    }
+
+    fn delete_task(&self, id: &str) -> Result<u64> {
+        self.submit_as_is(Mutation::DeleteTask(id.to_string()))?
+            .wait()
+    }
+
+    fn task_version(&self, id: &str) -> Result<Option<u64>> {
+        validate_id(id)?;
+        Ok(self.shared.state.read().task_version(id))
+    }
+
+    fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        validate_id(id)?;
+        // Parsed after the lock is released: writers wait for no parse.
+        let held = self
+            .shared
+            .state
+            .read()
+            .tasks
+            .get(id)
+            .map(|h| h.task.clone());
+        held.map(|t| t.to_task()).transpose()
+    }
+
+    fn list_tasks(&self) -> Result<Vec<Task>> {
+        Ok(self.load_tasks().collect())
+    }
+
+    fn query_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        // Tasks whose status the query excludes are never parsed: the held
+        // index knows each status.
+        let held: Vec<HeldTask> = {
+            let st = self.shared.state.read();
+            let wanted =
+                |h: &&HeldTask| query.statuses.is_empty() || query.statuses.contains(&h.status());
+            st.tasks
+                .values()
+                .map(|h| &h.task)
+                .filter(wanted)
+                .cloned()
+                .collect()
+        };
+        let tasks = held
+            .iter()
+            .map(HeldTask::to_task)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(query.select(tasks))
+    }
+
+    fn apply_batch(&self, mutations: Vec<Mutation>) -> Result<u64> {
+        self.submit_batch_as_is(mutations)?.wait()
+    }
+
+    fn put_session(&self, session: Value) -> Result<u64> {
+        self.submit_as_is(Mutation::PutSession(session))?.wait()
+    }
+
+    fn delete_session(&self, id: &str) -> Result<u64> {
+        self.submit_as_is(Mutation::DeleteSession(id.to_string()))?
+            .wait()
+    }
+
+    fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        Ok(readback::get_session(&self.shared.state, id)?
+            .as_ref()
+            .and_then(Session::of_held))
+    }
+
+    fn list_sessions(&self) -> Result<Vec<Session>> {
+        Ok(self
+            .held_sessions()
+            .iter()
+            .filter_map(|s| Session::of_held(s))
+            .collect())
+    }
+
+    fn append_log(&self, session: &str, text: &str) -> Result<u64> {
+        let m = Mutation::AppendLog {
+            session: session.to_string(),
+            text: text.to_string(),
+        };
+        self.submit_as_is(m)?.wait()
+    }
+
+    fn list_logs(&self) -> Result<Vec<LogInfo>> {
+        readback::list_logs(&*self.shared.fs, &self.shared.state)
+    }
+
+    fn read_log(&self, file_name: &str, start: u64, end: Option<u64>) -> Result<Vec<u8>> {
+        readback::read_log(&*self.shared.fs, &self.shared.state, file_name, start, end)
+    }
+
+    fn save_report(&self, id: &str, report: Value) -> Result<u64> {
+        self.submit_as_is(Mutation::SaveReport {
+            id: id.to_string(),
+            report,
+        })?
+        .wait()
+    }
+
+    fn get_report(&self, id: &str) -> Result<Option<Value>> {
+        readback::get_report(&*self.shared.fs, &self.shared.state, id)
+    }
+
+    fn list_reports(&self) -> Result<Vec<ReportInfo>> {
+        readback::list_reports(&*self.shared.fs, &self.shared.state)
+    }
+
+    fn archive_task(&self, id: &str) -> Result<u64> {
+        self.submit_as_is(Mutation::ArchiveTask(id.to_string()))?
+            .wait()
+    }
+
+    fn subscribe(&self, f: Subscriber) -> Subscription {
+        self.shared.subscribers.subscribe(f)
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        let j = &self.shared.journal;
+        Ok(StoreStats {
+            records: j.stats.records.load(Ordering::Relaxed),
+            journal_syncs: j.stats.syncs.load(Ordering::Relaxed),
+            last_seq: j.last_seq(),
+            tasks: self.shared.state.read().tasks.len(),
+        })
+    }
+
+    fn metrics(&self) -> Result<StoreMetrics> {
+        let j = &self.shared.journal.stats;
+        let mut m = StoreMetrics::empty();
+        m.load_seconds = self.report.duration.as_secs_f64();
+        m.journal_records = j.records.load(Ordering::Relaxed);
+        m.fsyncs = j.syncs.load(Ordering::Relaxed);
+        m.fsync_total_seconds = metrics::seconds(j.sync_nanos.load(Ordering::Relaxed));
+        m.tasks = self.shared.state.read().tasks.len() as u64;
+        metrics::collect(&*self.shared.fs, &self.shared.ckpt_counters, m)
+    }
+
+    /// [`crate::health`] of the directory in the options, read from the
+    /// real filesystem (whatever [`Fs`] the store was opened on), plus a
+    /// problem for each derived file this store's last checkpoint could
+    /// not write (`crate::derived`).
+    fn health(&self) -> Health {
+        let derived = self.shared.ckpt_derived.problems();
+        crate::health::with_problems(crate::health(&self.shared.opts.dir), derived)
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.stop_worker();
+        // Drop does not checkpoint again: the worker is gone, which it checks.
+        if self.shared.opts.checkpoint_on_drop && !self.shared.opts.read_only {
+            self.shared.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JournalEngine {
     fn drop(&mut self) {
         if self.workers.is_empty() {
             return; // Already shut down, or read-only.
@@ -1143,6 +764,9 @@ impl Shared {
         check: impl FnOnce(&Op) -> Result<()>,
     ) -> Result<(u64, Option<Undo>)> {
         let kind = op.kind();
+        // Read before the ordering lock: a subscriber added meanwhile sees
+        // the changes from its first release on.
+        let watched = self.subscribers.any();
         let check = move || check(&op).map(|()| op);
         let (seq, undo) = self
             .journal
@@ -1152,7 +776,14 @@ impl Shared {
                     Op::Batch(ops) => Some(st.undo_of(ops)),
                     _ => None,
                 };
+                let touched = match watched {
+                    true => touched_tasks(&op),
+                    false => Vec::new(),
+                };
                 st.apply(seq, op);
+                if !touched.is_empty() {
+                    self.queue_changes(&st, seq, touched);
+                }
                 undo
             })?;
         if self.journal_past_threshold(1)
@@ -1163,6 +794,47 @@ impl Shared {
             self.signal.cv.notify_all();
         }
         Ok((seq, undo))
+    }
+
+    /// Queues a [`Change`] for each task `touched` by record `seq`, from
+    /// the state just after it was applied; under the journal's ordering
+    /// lock, so the queue is in sequence order.
+    fn queue_changes(&self, st: &State, seq: u64, touched: Vec<(String, bool)>) {
+        let mut queue = self.changes.lock();
+        for (id, archived) in touched {
+            let version = st.task_version(&id);
+            if archived && version.is_some() {
+                continue; // Changed since the line was taken: not archived.
+            }
+            let kind = match version {
+                Some(_) => ChangeKind::Put,
+                None => ChangeKind::Delete,
+            };
+            queue.push_back(Change {
+                id,
+                kind,
+                version,
+                seq,
+                origin: self.instance.to_string(),
+            });
+        }
+    }
+
+    /// Hands the changes of every record through `seq` to the subscribers'
+    /// queue and delivers them; for a caller holding none of the locks.
+    fn release_changes(&self, seq: u64) {
+        self.release_changes_queued(seq);
+        self.subscribers.deliver();
+    }
+
+    /// Moves the changes of every record through `seq`, committed by now,
+    /// to the subscribers' queue, in order; the caller delivers them.
+    fn release_changes_queued(&self, seq: u64) {
+        let mut queue = self.changes.lock();
+        while queue.front().is_some_and(|c| c.seq <= seq) {
+            let change = queue.pop_front().expect("the front was just seen");
+            self.subscribers.emit(Event::TaskChanged(change));
+        }
     }
 
     /// [`ErrorKind::ReadOnly`] when the store was opened read-only.
@@ -1223,7 +895,11 @@ impl Shared {
             }
         });
         let (_, new_segment, mut snap) = match rotated {
-            Ok(r) => r,
+            Ok((rotated_seq, new_segment, snap)) => {
+                // Every record through the rotation is synced now.
+                self.release_changes_queued(rotated_seq);
+                (rotated_seq, new_segment, snap)
+            }
             Err(e) => {
                 // The snapshot is gone with the error: its changes go back,
                 // so that readers still see every pending log piece and
@@ -1428,6 +1104,29 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+/// The tasks a record changes, each once, in the order of their last
+/// mention, with whether it is an archive (which changes nothing when the
+/// task changed since its line was taken).
+fn touched_tasks(op: &Op) -> Vec<(String, bool)> {
+    match op {
+        Op::PutTask(_) | Op::DeleteTask(_) => vec![(op.id().to_string(), false)],
+        Op::ArchiveTask { task, .. } => vec![(task.id().to_string(), true)],
+        Op::Batch(ops) => {
+            let mut seen = std::collections::HashSet::new();
+            let mut out: Vec<(String, bool)> = ops
+                .iter()
+                .rev()
+                .filter(|op| matches!(op, Op::PutTask(_) | Op::DeleteTask(_)))
+                .filter(|op| seen.insert(op.id()))
+                .map(|op| (op.id().to_string(), false))
+                .collect();
+            out.reverse();
+            out
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -18,7 +18,6 @@
 
 pub(crate) mod journal;
 
-use crate::engine::journal::{Mutation, StoreStats};
 use crate::error::Result;
 use crate::events::{Subscriber, Subscription};
 use crate::health::Health;
@@ -27,6 +26,7 @@ use crate::model::Task;
 use crate::query::TaskQuery;
 use crate::readback::{LogInfo, ReportInfo};
 use crate::session::Session;
+use crate::store::{Mutation, StoreStats};
 use serde_json::Value;
 
 #[cfg(feature = "postgres")]
@@ -35,7 +35,6 @@ pub(crate) mod postgres;
 /// One storage engine. Object safe: the facade holds a `Box<dyn Engine>`
 /// for every engine but the journal, whose extra operations it calls
 /// directly.
-#[allow(dead_code)] // Implemented by the engines as the seam lands.
 pub trait Engine: Send + Sync {
     /// Inserts or replaces a task (last writer wins), already stamped by
     /// the facade when stamping is on.
@@ -51,6 +50,13 @@ pub trait Engine: Send + Sync {
     fn get_task(&self, id: &str) -> Result<Option<Task>>;
     /// The tasks a query selects, in its order (see [`TaskQuery`]).
     fn query_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+    /// Every task, sorted by id (byte order). By default the query of
+    /// every task, sorted again; an engine that can do better overrides it.
+    fn list_tasks(&self) -> Result<Vec<Task>> {
+        let mut tasks = self.query_tasks(&TaskQuery::new())?;
+        tasks.sort_by(|a, b| a.id().cmp(b.id()));
+        Ok(tasks)
+    }
     /// Task and session puts and deletes, all applied or none.
     fn apply_batch(&self, mutations: Vec<Mutation>) -> Result<u64>;
     /// Inserts or replaces a session record (a JSON object with a string id).
@@ -73,10 +79,14 @@ pub trait Engine: Send + Sync {
     fn get_report(&self, id: &str) -> Result<Option<Value>>;
     /// Every report.
     fn list_reports(&self) -> Result<Vec<ReportInfo>>;
-    /// Marks a task archived.
+    /// Moves a task to the archive: on the journal engine it leaves the
+    /// store (`get_task` no longer finds it) for `archive/`; its change
+    /// event is a delete.
     fn archive_task(&self, id: &str) -> Result<u64>;
     /// Adds a subscriber for this engine's events, changes made by other
-    /// instances included where the engine has other instances.
+    /// instances included where the engine has other instances. Each
+    /// committed task change is an [`crate::Event::TaskChanged`], delivered
+    /// after it is durable and in commit order per task.
     fn subscribe(&self, f: Subscriber) -> Subscription;
     /// Counts.
     fn stats(&self) -> Result<StoreStats>;

@@ -314,6 +314,7 @@ impl Run {
         let store = open(&self.fs).map_err(|e| format!("reopen failed: {e}"))?;
         let tasks: BTreeMap<String, String> = store
             .list_tasks()
+            .map_err(|e| format!("list_tasks failed: {e}"))?
             .into_iter()
             .map(|t| {
                 (

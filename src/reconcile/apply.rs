@@ -26,13 +26,14 @@ use super::live::{self, TaskFiles};
 use super::merge::{self, MergePlan};
 use super::survey::{self, Survey};
 use super::{Action, Decision, now_ms};
-use crate::engine::journal::{Mutation, Store};
+use crate::engine::journal::JournalEngine;
 use crate::error::Result;
 use crate::fs::{self, Fs};
 use crate::journal::{JOURNAL_DIR, parse_segment_name};
 use crate::model::Task;
 use crate::recovery::{BaseRule, LoadedFrom, Recovered};
 use crate::state::State;
+use crate::store::Mutation;
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -300,7 +301,7 @@ pub(crate) struct Outcome {
 /// `segments_below`: the first segment id recovery did not find (the merge
 /// keeps aside every segment before it).
 pub(crate) fn apply_owner(
-    store: &Store,
+    store: &JournalEngine,
     plan: Plan,
     prepared: &Prepared,
     segments_below: u64,
@@ -382,7 +383,7 @@ pub(crate) fn apply_owner(
 /// waits for each. A mutation the store refuses on its own (too large, an
 /// invalid id) is left out and returned as a decision; any other error
 /// fails the open.
-fn journal_in_batches(store: &Store, muts: Vec<Mutation>) -> Result<Vec<Decision>> {
+fn journal_in_batches(store: &JournalEngine, muts: Vec<Mutation>) -> Result<Vec<Decision>> {
     // Half the cap leaves room for the batch's framing of each member.
     let budget = crate::journal::record::RECORD_PAYLOAD_MAX as usize / 2;
     let max = store.options().task_bytes_max;

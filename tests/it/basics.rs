@@ -10,7 +10,7 @@ fn smoke_put_reopen() {
     store.delete_task("t3").unwrap();
     drop(store);
     let store = Store::open(Options::new(dir.path())).unwrap();
-    assert_eq!(store.list_tasks().len(), 9);
+    assert_eq!(store.list_tasks().unwrap().len(), 9);
     assert!(dir.path().join("tasks/t1.json").exists());
     assert!(!dir.path().join("tasks/t3.json").exists());
 }

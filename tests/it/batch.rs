@@ -29,7 +29,7 @@ fn a_transaction_is_one_record_and_replays_whole() {
     let store = open_crashy(dir.path());
     put_all(&store, &ids("old", 2));
     store.put_session(json!({"id": "s1"})).unwrap();
-    let records = store.stats().records;
+    let records = store.stats().unwrap().records;
     let seq = store
         .transaction(|tx| {
             tx.put_task(task("n0"))
@@ -43,16 +43,19 @@ fn a_transaction_is_one_record_and_replays_whole() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(store.stats().records, records + 1, "one record");
-    assert_eq!(store.stats().last_seq, seq);
+    assert_eq!(store.stats().unwrap().records, records + 1, "one record");
+    assert_eq!(store.stats().unwrap().last_seq, seq);
     let expected = ["n0", "n1", "old1"].map(String::from);
     check_tasks(&store, &expected);
     drop(store); // A crash: no checkpoint, the journal holds the batch.
     let store = open_crashy(dir.path());
     check_tasks(&store, &expected);
-    assert_eq!(store.list_sessions(), vec![statewal::Session::new("s2")]);
+    assert_eq!(
+        store.list_sessions().unwrap(),
+        vec![statewal::Session::new("s2")]
+    );
     // Two puts, a session put and the batch: one record however many ops.
-    assert_eq!(store.recovery_report().records_replayed, 4);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 4);
 }
 
 #[test]
@@ -60,10 +63,13 @@ fn a_refused_batch_journals_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(crash_opts(dir.path()).task_bytes_max(1024)).unwrap();
     store.put_task(task("a")).unwrap();
-    let before = (store.stats().records, store.list_tasks());
+    let before = (store.stats().unwrap().records, store.list_tasks().unwrap());
     let check = |result: statewal::Result<u64>, kind: ErrorKind| {
         check_err(result, kind);
-        assert_eq!((store.stats().records, store.list_tasks()), before);
+        assert_eq!(
+            (store.stats().unwrap().records, store.list_tasks().unwrap()),
+            before
+        );
     };
     // A delete of a missing task, after valid puts.
     check(
@@ -128,9 +134,12 @@ fn a_refused_batch_journals_nothing() {
     // An empty transaction journals nothing.
     assert_eq!(
         store.transaction(|_| Ok(())).unwrap(),
-        store.stats().last_seq
+        store.stats().unwrap().last_seq
     );
-    assert_eq!((store.stats().records, store.list_tasks()), before);
+    assert_eq!(
+        (store.stats().unwrap().records, store.list_tasks().unwrap()),
+        before
+    );
 }
 
 #[test]
@@ -148,7 +157,7 @@ fn a_batch_over_the_record_payload_cap_is_too_large() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
     assert!(e.to_string().contains("journal record"), "{e}");
-    assert_eq!(store.stats().records, 0);
+    assert_eq!(store.stats().unwrap().records, 0);
 }
 
 // Readers never see half a batch: a batch is applied under the journal's
@@ -178,7 +187,7 @@ fn readers_never_see_half_a_batch() {
             }
         });
         for _ in 0..2000 {
-            let tasks = store.list_tasks();
+            let tasks = store.list_tasks().unwrap();
             assert_eq!(
                 tasks[0].description(),
                 tasks[1].description(),
@@ -290,7 +299,7 @@ fn versions_survive_a_checkpoint_and_a_crash() {
     store.checkpoint().unwrap();
     drop(store);
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().records_replayed, 0);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 0);
     let versions = ["a", "b", "c"].map(|id| store.task_version(id).unwrap());
     assert_eq!(versions, [Some(4), Some(2), Some(1)]);
 }
@@ -322,12 +331,12 @@ fn put_task_if_checks_the_version_under_the_ordering_lock() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_crashy(dir.path());
     store.put_task_if(task("a"), None).unwrap();
-    let records = store.stats().records;
+    let records = store.stats().unwrap().records;
     check_err(store.put_task_if(task("a"), None), ErrorKind::Conflict);
     check_err(store.put_task_if(task("a"), Some(2)), ErrorKind::Conflict);
     check_err(store.put_task_if(task("new"), Some(1)), ErrorKind::Conflict);
     assert_eq!(
-        store.stats().records,
+        store.stats().unwrap().records,
         records,
         "a conflict journals nothing"
     );

@@ -101,7 +101,7 @@ fn salvage_skips_only_the_damaged_record() {
         let (dir, _, offset) = damaged_journal(at, bit);
         let store =
             Store::open(crash_opts(dir.path()).recovery_mode(RecoveryMode::Salvage)).unwrap();
-        let report = store.recovery_report().clone();
+        let report = store.recovery_report().unwrap().clone();
         check_tasks(&store, &all_but_damaged());
         assert_eq!(report.records_replayed, (TASKS - 1) as u64, "flip at {at}");
         assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
@@ -118,7 +118,10 @@ fn point_in_time_keeps_only_records_before_the_damage() {
         let store =
             Store::open(crash_opts(dir.path()).recovery_mode(RecoveryMode::PointInTime)).unwrap();
         check_tasks(&store, &ids("t", DAMAGED));
-        assert_eq!(store.recovery_report().records_replayed, DAMAGED as u64);
+        assert_eq!(
+            store.recovery_report().unwrap().records_replayed,
+            DAMAGED as u64
+        );
     }
 }
 
@@ -150,7 +153,10 @@ fn recovery_modes_leave_the_damage_behind() {
 
         let store = Store::open(crash_opts(dir.path()))
             .unwrap_or_else(|e| panic!("{mode:?}: default open right after recovery failed: {e}"));
-        assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
+        assert_eq!(
+            store.recovery_report().unwrap().loaded_from,
+            LoadedFrom::StateFile
+        );
         check_tasks(&store, &kept);
         let seq = store.put_task(task("later")).unwrap();
         assert!(
@@ -218,8 +224,8 @@ fn salvage_leaves_damage_in_checkpointed_records_behind() {
     check_tasks(&store, &all);
     // The segment starts before state.json's position, so every record in it
     // is covered: recovery does not read it, and its damage costs nothing.
-    assert_eq!(store.recovery_report().damage.len(), 0);
-    assert_eq!(store.recovery_report().segments_read, 0);
+    assert_eq!(store.recovery_report().unwrap().damage.len(), 0);
+    assert_eq!(store.recovery_report().unwrap().segments_read, 0);
     drop(store);
 
     let store = Store::open(crash_opts(dir.path()))

@@ -183,6 +183,7 @@ fn apply(store: &Store, op: Op, next: &Model, step: usize) -> statewal::Result<(
         Op::Delete => {
             let gone = store
                 .list_tasks()
+                .unwrap()
                 .into_iter()
                 .find(|t| !next.tasks.contains_key(t.id()))
                 .expect("one goes");
@@ -201,6 +202,7 @@ fn apply(store: &Store, op: Op, next: &Model, step: usize) -> statewal::Result<(
 fn store_tasks(store: &Store) -> BTreeMap<String, String> {
     store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| {
             (
@@ -275,7 +277,7 @@ fn check_state(fs: &SimFs, exp: &Expect) -> Result<Model, String> {
     }
     // Nobody edits tasks/ by hand here: every task file a crash leaves is
     // one statewal wrote, never taken for an edit (imported or set aside).
-    let decisions = &store.recovery_report().decisions;
+    let decisions = &store.recovery_report().unwrap().decisions;
     if !decisions.is_empty() {
         return Err(format!(
             "task files statewal wrote taken for edits: {decisions:?}"
@@ -296,7 +298,7 @@ fn check_state(fs: &SimFs, exp: &Expect) -> Result<Model, String> {
     let after = fs.crash_with(|_| Outcome::Lost);
     let store =
         open(&after).map_err(|e| format!("open after a checkpoint and power loss failed: {e}"))?;
-    let r = store.recovery_report();
+    let r = store.recovery_report().unwrap();
     if r.loaded_from != LoadedFrom::StateFile || r.records_replayed != 0 || !r.damage.is_empty() {
         return Err(format!("a checkpoint did not survive power loss: {r:?}"));
     }
@@ -744,7 +746,7 @@ fn a_replay_decoded_on_several_threads_applies_records_in_order() {
     }
     drop(store);
     let store = open(&fs.crash_with(|_| Outcome::Lost)).unwrap();
-    assert_eq!(store.recovery_report().records_replayed, 1_500);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 1_500);
     let tasks = store_tasks(&store);
     assert_eq!(tasks.len(), 700);
     for (i, id) in (800..1_500).map(|i| (i, format!("t{}", i % 700))) {

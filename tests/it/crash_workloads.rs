@@ -61,11 +61,13 @@ fn observe(fs: &SimFs, policy: SyncPolicy) -> Result<Value, String> {
     let store = open(fs, policy).map_err(|e| format!("open failed: {e}"))?;
     let tasks: BTreeMap<String, Value> = store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| (t.id().to_string(), json!(t.description())))
         .collect();
     let sessions: Vec<Value> = store
         .list_sessions()
+        .unwrap()
         .into_iter()
         .map(|s| json!([s.id, s.get("v")]))
         .collect();
@@ -659,11 +661,11 @@ fn a_crash_in_the_checkpoint_after_a_fallback_loses_nothing() {
     let probe = open(&start(), SyncPolicy::SyncBeforeAck).unwrap();
     assert!(
         matches!(
-            probe.recovery_report().loaded_from,
+            probe.recovery_report().unwrap().loaded_from,
             statewal::LoadedFrom::Backup(_)
         ),
         "the setup did not make recovery fall back: {:?}",
-        probe.recovery_report()
+        probe.recovery_report().unwrap()
     );
     drop(probe);
     let w = Workload {
@@ -714,9 +716,9 @@ fn a_crash_in_the_checkpoint_after_a_torn_tail_loses_nothing() {
     };
     let probe = open(&start(), SyncPolicy::SyncBeforeAck).unwrap();
     assert!(
-        probe.recovery_report().bytes_truncated > 0,
+        probe.recovery_report().unwrap().bytes_truncated > 0,
         "the setup left no torn tail: {:?}",
-        probe.recovery_report()
+        probe.recovery_report().unwrap()
     );
     drop(probe);
     let w = Workload {

@@ -18,7 +18,7 @@ fn puts_and_deletes_survive_crash_via_journal_replay() {
     let mut t5 = task("t5");
     t5.set_description("second version");
     store.put_task(t5.clone()).unwrap();
-    let last_seq = store.stats().last_seq;
+    let last_seq = store.stats().unwrap().last_seq;
     drop(store);
     assert!(
         !dir.path().join("state.json").exists(),
@@ -26,7 +26,7 @@ fn puts_and_deletes_survive_crash_via_journal_replay() {
     );
 
     let store = open_crashy(dir.path());
-    let report = store.recovery_report();
+    let report = store.recovery_report().unwrap();
     assert_eq!(report.loaded_from, LoadedFrom::Empty);
     assert_eq!(
         report.records_replayed, 23,
@@ -60,7 +60,7 @@ fn reopen_after_checkpoint_reads_state_json() {
     put_all(&store, &all);
     store.delete_task("t0").unwrap();
     let stats = store.checkpoint().unwrap();
-    let last_seq = store.stats().last_seq;
+    let last_seq = store.stats().unwrap().last_seq;
     assert_eq!(stats.seq, last_seq);
     drop(store);
 
@@ -82,7 +82,7 @@ fn reopen_after_checkpoint_reads_state_json() {
     );
 
     let store = open_crashy(dir.path());
-    let report = store.recovery_report();
+    let report = store.recovery_report().unwrap();
     assert_eq!(report.loaded_from, LoadedFrom::StateFile);
     assert_eq!(report.records_replayed, 0);
     assert_eq!(report.checkpoint_seq, last_seq);
@@ -105,13 +105,16 @@ fn writes_after_checkpoint_replay_on_top_and_shutdown_checkpoints() {
     let mut expected: Vec<String> = ids("a", 5).into_iter().filter(|id| id != "a1").collect();
     expected.extend(ids("b", 4));
     let store = Store::open(opts(dir.path())).unwrap();
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
-    assert_eq!(store.recovery_report().records_replayed, 5);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::StateFile
+    );
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 5);
     check_tasks(&store, &expected);
     store.shutdown().unwrap();
 
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().records_replayed, 0);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 0);
     check_tasks(&store, &expected);
     assert_eq!(
         state_file_task_ids(dir.path()),

@@ -38,7 +38,7 @@ fn corrupt_state_json_falls_back_to_backup_and_journal() {
     std::fs::write(dir.path().join("state.json"), GARBAGE).unwrap();
 
     let store = open_crashy(dir.path());
-    let report = store.recovery_report().clone();
+    let report = store.recovery_report().unwrap().clone();
     let backup_name = backup.file_name().unwrap().to_str().unwrap().to_string();
     assert_eq!(report.loaded_from, LoadedFrom::Backup(backup_name));
     assert!(
@@ -65,7 +65,10 @@ fn corrupt_state_json_falls_back_to_backup_and_journal() {
         read_json(&b);
     }
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::StateFile
+    );
     check_tasks(&store, &expected);
 }
 
@@ -81,7 +84,7 @@ fn all_state_files_corrupt_falls_back_to_task_files() {
     }
 
     let store = open_crashy(dir.path());
-    let report = store.recovery_report().clone();
+    let report = store.recovery_report().unwrap().clone();
     assert_eq!(report.loaded_from, LoadedFrom::LayoutFiles);
     assert!(
         report.skipped_files.len() >= 2,
@@ -152,6 +155,9 @@ fn checkpoint_does_not_back_up_a_corrupt_state_json() {
     drop(store);
 
     let store = Store::open(crash_opts(dir.path())).unwrap();
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::StateFile
+    );
     check_tasks(&store, &["a", "b", "c"].map(String::from));
 }

@@ -45,7 +45,7 @@ fn unknown_task_fields_survive_replay_and_checkpoint() {
 
     // Journal replay only.
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().records_replayed, 1);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 1);
     let got = serde_json::to_value(store.get_task("task_1").unwrap().unwrap()).unwrap();
     check_fields(&got, &want, "after replay");
 
@@ -62,7 +62,10 @@ fn unknown_task_fields_survive_replay_and_checkpoint() {
 
     // Reload from state.json.
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::StateFile
+    );
     let got = serde_json::to_value(store.get_task("task_1").unwrap().unwrap()).unwrap();
     check_fields(&got, &want, "after reload from state.json");
 }
@@ -81,7 +84,10 @@ fn unknown_task_fields_survive_load_from_task_files() {
     std::fs::remove_file(dir.path().join("state.json")).unwrap();
 
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::LayoutFiles);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::LayoutFiles
+    );
     let got = serde_json::to_value(store.get_task("task_1").unwrap().unwrap()).unwrap();
     check_fields(&got, &want, "after load from tasks/");
 }

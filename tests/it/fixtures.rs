@@ -33,13 +33,13 @@ fn check_fixture(version: u32) -> String {
     assert_eq!(report.records_checked, 6);
 
     let store = Store::open(opts(dir.path())).unwrap();
-    let rec = store.recovery_report().clone();
+    let rec = store.recovery_report().unwrap().clone();
     assert!(rec.damage.is_empty(), "{:?}", rec.damage);
     assert_eq!(
         (rec.checkpoint_seq, rec.records_replayed, rec.last_seq),
         (3, 5, 8)
     );
-    let tasks = store.list_tasks();
+    let tasks = store.list_tasks().unwrap();
     let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id(), t.status())).collect();
     assert_eq!(
         got,
@@ -59,7 +59,7 @@ fn check_fixture(version: u32) -> String {
             assert_eq!(t.get("extra_field"), Some(&serde_json::json!([1, 2])));
         }
     }
-    let id = store.load_state().store_id.expect("a store id");
+    let id = store.load_state().unwrap().store_id.expect("a store id");
     // Writing goes on in the current format, with the same id.
     store.put_task(task("new")).unwrap();
     store.checkpoint().unwrap();
@@ -73,7 +73,7 @@ fn check_fixture(version: u32) -> String {
         id.as_str()
     );
     let store = Store::open(opts(dir.path())).unwrap();
-    assert_eq!(store.list_tasks().len(), 6);
+    assert_eq!(store.list_tasks().unwrap().len(), 6);
     id
 }
 

@@ -233,5 +233,5 @@ fn a_header_only_segment_past_the_first_seq_survives_a_checkpoint() {
     store.checkpoint().expect("checkpoint");
     drop(store);
     let store = open().expect("reopen after the checkpoint");
-    assert_eq!(store.list_tasks(), [Task::new("a")]);
+    assert_eq!(store.list_tasks().unwrap(), [Task::new("a")]);
 }

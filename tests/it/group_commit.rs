@@ -27,7 +27,7 @@ fn concurrent_puts_share_syncs_and_all_survive() {
     for h in handles {
         h.join().unwrap();
     }
-    let stats = store.stats();
+    let stats = store.stats().unwrap();
     let total = (THREADS * PUTS) as u64;
     assert_eq!(stats.records, total);
     assert!(
@@ -42,7 +42,7 @@ fn concurrent_puts_share_syncs_and_all_survive() {
     drop(Arc::try_unwrap(store).ok().expect("threads are done"));
 
     let store = Store::open(crash_opts(dir.path())).unwrap();
-    assert_eq!(store.recovery_report().records_replayed, total);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, total);
     let expected: Vec<String> = (0..THREADS)
         .flat_map(|t| (0..PUTS).map(move |i| format!("w{t}_{i}")))
         .collect();

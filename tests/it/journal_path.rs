@@ -179,7 +179,10 @@ fn growing_the_segment_under_the_writers_keeps_every_record() {
             });
         }
         let store = Store::open(opts()).unwrap();
-        assert!(store.recovery_report().damage.is_empty(), "{policy:?}");
+        assert!(
+            store.recovery_report().unwrap().damage.is_empty(),
+            "{policy:?}"
+        );
         for t in 0..threads {
             for (i, id) in ids(&format!("w{t}-"), per_thread).iter().enumerate() {
                 let got = store.get_task(id).unwrap().expect("acknowledged task");

@@ -344,6 +344,7 @@ fn check_recovered(
         .unwrap_or_else(|e| panic!("kill {kill}: reopening failed: {e}"));
     let recovered: BTreeMap<String, Task> = store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| (t.id().to_string(), t))
         .collect();

@@ -10,7 +10,7 @@ fn oversized_task_is_refused_and_not_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(crash_opts(dir.path()).task_bytes_max(1024)).unwrap();
     store.put_task(task("small")).unwrap();
-    let records = store.stats().records;
+    let records = store.stats().unwrap().records;
 
     let mut big = task("big");
     big.set_description("x".repeat(2048));
@@ -21,7 +21,7 @@ fn oversized_task_is_refused_and_not_stored() {
     );
     assert_eq!(store.get_task("big").unwrap(), None);
     assert_eq!(
-        store.stats().records,
+        store.stats().unwrap().records,
         records,
         "the oversized task was journaled"
     );

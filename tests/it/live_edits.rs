@@ -111,7 +111,7 @@ fn the_checkpoint_of_a_delete_or_an_archive_sets_an_edited_file_aside_rather_tha
     store.shutdown().unwrap();
     // Not imported by the next open either: it is no task file any more.
     let (store, heard) = open(dir);
-    assert!(store.recovery_report().decisions.is_empty());
+    assert!(store.recovery_report().unwrap().decisions.is_empty());
     assert!(heard.lock().unwrap().is_empty());
     assert!(store.get_task("gone").unwrap().is_none());
     assert!(store.get_task("old").unwrap().is_none());

@@ -82,7 +82,7 @@ fn reports_land_after_checkpoint() {
     let seq = store
         .save_report("r1", json!({"summary": "ok", "n": [1, 2]}))
         .unwrap();
-    assert_eq!(seq, store.stats().last_seq);
+    assert_eq!(seq, store.stats().unwrap().last_seq);
     let path = dir.path().join("reports/report_r1.json");
     assert!(!path.exists(), "written at the checkpoint, not before");
     store.checkpoint().unwrap();

@@ -108,7 +108,11 @@ fn check_acknowledged(store: &Store, acked: &BTreeMap<usize, u64>) {
         let got = store.get_task(&format!("k{i}")).unwrap();
         assert_eq!(got, Some(versioned(i, ver)), "task k{i}");
     }
-    assert_eq!(store.list_tasks().len(), acked.len(), "no task invented");
+    assert_eq!(
+        store.list_tasks().unwrap().len(),
+        acked.len(),
+        "no task invented"
+    );
 }
 
 // Guards: ENOSPC from the real kernel reaches the caller as StorageFull

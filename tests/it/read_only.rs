@@ -149,7 +149,7 @@ fn read_only_open_of_no_store_creates_nothing() {
     std::fs::create_dir(empty.join("tasks")).unwrap();
     assert!(statewal::__internal::layout::is_store(&empty).unwrap());
     let store = Store::open(ro(&empty)).expect("tasks/ alone is a store");
-    assert!(store.list_tasks().is_empty());
+    assert!(store.list_tasks().unwrap().is_empty());
 }
 
 // Guards: a read-only store wrote: the lock file, the layout directories,
@@ -166,7 +166,7 @@ fn read_only_store_writes_nothing() {
         .expect("read-only open");
     // The state as of the last whole record: the torn one is where reading ends.
     check_tasks(&store, &want);
-    assert_eq!(store.recovery_report().bytes_truncated, 0);
+    assert_eq!(store.recovery_report().unwrap().bytes_truncated, 0);
     check_err(store.put_task(task("new")), ErrorKind::ReadOnly);
     check_err(store.delete_task("a1"), ErrorKind::ReadOnly);
     check_err(store.checkpoint(), ErrorKind::ReadOnly);
@@ -187,7 +187,7 @@ fn read_only_store_writes_nothing() {
     store.shutdown().unwrap();
     assert_eq!(snapshot(dir.path()), before, "the directory changed");
     let owner = Store::open(opts(dir.path())).unwrap();
-    assert!(owner.recovery_report().bytes_truncated > 0);
+    assert!(owner.recovery_report().unwrap().bytes_truncated > 0);
 }
 
 // Guards: a read-only open took the directory lock, so it failed beside a
@@ -225,7 +225,7 @@ fn read_only_open_works_in_an_unwritable_directory() {
         }
     };
     set_mode(0o500);
-    let result = Store::open(ro(dir.path())).map(|s| s.list_tasks().len());
+    let result = Store::open(ro(dir.path())).map(|s| s.list_tasks().unwrap().len());
     set_mode(0o700);
     assert_eq!(result.expect("read-only open"), want.len());
     assert_eq!(snapshot(dir.path()), before);
@@ -248,15 +248,15 @@ fn read_only_open_migrates_in_memory_only() {
     let fs = NoWrites::new(dir.path());
     let store = statewal::__internal::open_with_fs(ro(dir.path()), fs.clone(), None).unwrap();
     assert_eq!(
-        store.recovery_report().loaded_from,
+        store.recovery_report().unwrap().loaded_from,
         statewal::LoadedFrom::StateFile
     );
     assert_eq!(
-        store.list_sessions().len(),
+        store.list_sessions().unwrap().len(),
         2,
         "sessions of the migrated state"
     );
-    assert!(!store.list_tasks().is_empty());
+    assert!(!store.list_tasks().unwrap().is_empty());
     drop(store);
     assert_eq!(fs.attempts(), Vec::<String>::new());
     assert_eq!(snapshot(dir.path()), before, "the migration was written");

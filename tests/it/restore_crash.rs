@@ -32,6 +32,7 @@ type View = (BTreeMap<String, String>, BTreeMap<String, Value>);
 fn view(store: &Store) -> View {
     let tasks = store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| {
             (
@@ -42,6 +43,7 @@ fn view(store: &Store) -> View {
         .collect();
     let sessions = store
         .list_sessions()
+        .unwrap()
         .into_iter()
         .map(|s| (s.id.clone(), s.to_value()))
         .collect();

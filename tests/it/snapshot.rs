@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// What an open recovered, as a test compares it: every task, version,
 /// session, `last_saved` and the journal position.
 fn state_of(store: &Store) -> (PersistedState, Vec<(String, u64)>) {
-    let state = store.load_state();
+    let state = store.load_state().unwrap();
     let versions = state
         .tasks
         .iter()
@@ -47,7 +47,7 @@ fn populated(dir: &Path) -> Vec<String> {
 
 fn snapshot_use(dir: &Path) -> (SnapshotUse, LoadedFrom) {
     let store = open_crashy(dir);
-    let r = store.recovery_report();
+    let r = store.recovery_report().unwrap();
     (r.snapshot.clone(), r.loaded_from.clone())
 }
 
@@ -61,13 +61,13 @@ fn same_as_without_snapshot(dir: &Path) -> SnapshotUse {
     std::fs::remove_file(without.join(SNAPSHOT_FILE)).ok();
     let a = open_crashy(dir);
     let b = open_crashy(&without);
-    assert_eq!(b.recovery_report().snapshot, SnapshotUse::Missing);
+    assert_eq!(b.recovery_report().unwrap().snapshot, SnapshotUse::Missing);
     assert_eq!(state_of(&a), state_of(&b));
     assert_eq!(
-        a.recovery_report().loaded_from,
-        b.recovery_report().loaded_from
+        a.recovery_report().unwrap().loaded_from,
+        b.recovery_report().unwrap().loaded_from
     );
-    a.recovery_report().snapshot.clone()
+    a.recovery_report().unwrap().snapshot.clone()
 }
 
 // Guards: an open after a checkpoint starts from the snapshot, and recovers
@@ -80,7 +80,7 @@ fn an_open_after_a_checkpoint_uses_the_snapshot() {
     assert!(dir.path().join(SNAPSHOT_FILE).is_file());
     assert_eq!(same_as_without_snapshot(dir.path()), SnapshotUse::Used);
     let store = open_crashy(dir.path());
-    let r = store.recovery_report();
+    let r = store.recovery_report().unwrap();
     assert_eq!(r.loaded_from, LoadedFrom::StateFile);
     assert_eq!((r.tasks_loaded, r.records_replayed), (12, 4));
     check_tasks(&store, &all);
@@ -102,7 +102,10 @@ fn a_missing_snapshot_is_parsed_around_and_rebuilt_by_the_next_checkpoint() {
     open_crashy(dir.path()).checkpoint().unwrap();
     std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().snapshot, SnapshotUse::Missing);
+    assert_eq!(
+        store.recovery_report().unwrap().snapshot,
+        SnapshotUse::Missing
+    );
     let stats = store.checkpoint().unwrap();
     assert_eq!(
         stats.state_bytes, 0,
@@ -130,9 +133,9 @@ fn a_hand_edited_state_json_makes_the_snapshot_stale() {
     std::fs::write(&path, edited).unwrap();
     let store = open_crashy(dir.path());
     assert!(
-        matches!(&store.recovery_report().snapshot, SnapshotUse::Stale(why) if why.contains("CRC")),
+        matches!(&store.recovery_report().unwrap().snapshot, SnapshotUse::Stale(why) if why.contains("CRC")),
         "{:?}",
-        store.recovery_report().snapshot
+        store.recovery_report().unwrap().snapshot
     );
     assert_eq!(
         store.get_task("t7").unwrap().unwrap().description(),
@@ -169,9 +172,12 @@ fn the_original_server_rewriting_state_json_makes_the_snapshot_stale() {
     std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
     let store = open_crashy(dir.path());
     assert!(
-        matches!(store.recovery_report().snapshot, SnapshotUse::Stale(_)),
+        matches!(
+            store.recovery_report().unwrap().snapshot,
+            SnapshotUse::Stale(_)
+        ),
         "{:?}",
-        store.recovery_report().snapshot
+        store.recovery_report().unwrap().snapshot
     );
     assert_eq!(
         store.get_task("t5").unwrap().unwrap().description(),
@@ -320,7 +326,7 @@ fn a_snapshot_from_another_store_is_refused() {
         std::fs::copy(theirs.path().join(name), mine.path().join(name)).unwrap();
     }
     let store = open_crashy(mine.path());
-    let r = store.recovery_report();
+    let r = store.recovery_report().unwrap();
     assert!(
         matches!(&r.snapshot, SnapshotUse::Foreign(why) if why.contains("another store")),
         "{:?}",
@@ -343,11 +349,17 @@ fn only_a_checkpoint_writes_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     populated(dir.path());
     let reader = Store::open(Options::new(dir.path()).read_only(true)).unwrap();
-    assert_eq!(reader.recovery_report().snapshot, SnapshotUse::Used);
+    assert_eq!(
+        reader.recovery_report().unwrap().snapshot,
+        SnapshotUse::Used
+    );
     drop(reader);
     std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
     let reader = Store::open(Options::new(dir.path()).read_only(true)).unwrap();
-    assert_eq!(reader.recovery_report().snapshot, SnapshotUse::Missing);
+    assert_eq!(
+        reader.recovery_report().unwrap().snapshot,
+        SnapshotUse::Missing
+    );
     drop(reader);
     assert!(!dir.path().join(SNAPSHOT_FILE).exists());
     drop(open_crashy(dir.path()));
@@ -400,7 +412,7 @@ fn a_directory_planted_at_a_derived_file_is_a_warning_not_a_failed_checkpoint() 
         assert!(warned[0].message.contains("by hand"), "{warned:?}");
         assert!(!warned[0].message.contains("writes it again"), "{warned:?}");
         let store = open_crashy(dir.path());
-        let r = store.recovery_report();
+        let r = store.recovery_report().unwrap();
         assert_eq!(r.records_replayed, 0);
         assert_eq!(
             matches!(r.snapshot, SnapshotUse::Damaged(_)),
@@ -539,6 +551,7 @@ fn check_sim(fs: &SimFs, model: &[(String, String)], what: &str) -> SnapshotUse 
         .unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
     let got: Vec<(String, String)> = store
         .list_tasks()
+        .unwrap()
         .iter()
         .map(|t| {
             (
@@ -549,7 +562,7 @@ fn check_sim(fs: &SimFs, model: &[(String, String)], what: &str) -> SnapshotUse 
         .collect();
     assert_eq!(got, model, "{what}");
     assert_eq!(store.task_version("t1").unwrap(), Some(2), "{what}");
-    store.recovery_report().snapshot.clone()
+    store.recovery_report().unwrap().snapshot.clone()
 }
 
 // Guards: power loss at every step of a checkpoint (its snapshot's temp
@@ -602,7 +615,7 @@ fn with_and_without_snapshot(fs: &SimFs, what: &str) -> SnapshotUse {
         state_of(&b),
         "{what}: the snapshot disagrees with state.json"
     );
-    a.recovery_report().snapshot.clone()
+    a.recovery_report().unwrap().snapshot.clone()
 }
 
 /// Every power-loss outcome of `items` worth trying: each subset kept (up
@@ -693,7 +706,10 @@ fn crash_opts_leave_the_snapshot_to_checkpoints() {
     drop(store);
     assert!(!dir.path().join(SNAPSHOT_FILE).exists());
     let store = Store::open(crash_opts(dir.path())).unwrap();
-    assert_eq!(store.recovery_report().snapshot, SnapshotUse::NotConsidered);
+    assert_eq!(
+        store.recovery_report().unwrap().snapshot,
+        SnapshotUse::NotConsidered
+    );
 }
 
 // Guards: the original server's directory gets no snapshot from a reader

@@ -121,7 +121,7 @@ fn fifos_in_the_layout_never_hang_list_health_or_verify() {
     let d = dir.clone();
     within("Store::open with a FIFO at state.json", move || {
         let store = Store::open(opts(&d)).unwrap();
-        assert_eq!(store.list_tasks().len(), 3);
+        assert_eq!(store.list_tasks().unwrap().len(), 3);
         store.checkpoint().unwrap();
         store.shutdown().unwrap();
     });

@@ -110,7 +110,7 @@ fn a_foreign_state_json_is_skipped() {
         report.findings
     );
     let sa = Store::open(opts(a.path())).unwrap();
-    let rec = sa.recovery_report().clone();
+    let rec = sa.recovery_report().unwrap().clone();
     assert!(matches!(rec.loaded_from, LoadedFrom::Backup(_)), "{rec:?}");
     assert!(
         rec.skipped_files
@@ -132,7 +132,7 @@ fn the_store_id_is_kept_across_opens() {
     let dir = tempfile::tempdir().unwrap();
     store(dir.path(), "a");
     let s = Store::open(opts(dir.path())).unwrap();
-    let id = s.load_state().store_id.expect("an id");
+    let id = s.load_state().unwrap().store_id.expect("an id");
     put_all(&s, &ids("c", 2));
     s.checkpoint().unwrap();
     drop(s);
@@ -192,7 +192,7 @@ fn without_state_json_verify_takes_the_store_id_open_takes() {
 
     let sa = Store::open(opts(a.path())).unwrap();
     assert!(matches!(
-        sa.recovery_report().loaded_from,
+        sa.recovery_report().unwrap().loaded_from,
         LoadedFrom::Backup(_)
     ));
     check_tasks(&sa, &ids("a", 6));

@@ -74,6 +74,7 @@ fn scratch() -> tempfile::TempDir {
 fn tasks_of(store: &Store) -> Tasks {
     store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| (t.id().to_string(), t))
         .collect()

@@ -87,7 +87,7 @@ fn a_put_with_colliding_keys_reopens_in_the_default_mode() {
 
     let store = Store::open(Options::new(dir.path()).checkpoint_interval(None))
         .expect("the default open replays the puts");
-    assert_eq!(store.recovery_report().records_replayed, 2);
+    assert_eq!(store.recovery_report().unwrap().records_replayed, 2);
     check_same(&store.get_task("a").unwrap().unwrap(), &t, "replay");
     check_same(&store.get_task("b").unwrap().unwrap(), &from_map, "replay");
     let keys: Vec<&str> = t.as_map().keys().map(String::as_str).collect();
@@ -133,7 +133,10 @@ fn key_order_and_timestamp_strings_survive_checkpoint_and_reopen() {
     check_same(&state_file_task(dir.path(), "ordered"), &t, "state.json");
 
     let store = open_crashy(dir.path());
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::StateFile
+    );
     assert_eq!(
         store.get_task("ordered").unwrap().unwrap().to_json(),
         text.as_bytes()
@@ -179,7 +182,7 @@ fn duplicate_keys_are_refused_by_put_task() {
     assert!(!out.status.success(), "{out:?}");
     assert!(stderr.contains("duplicate key \"n\""), "{stderr}");
     let store = Store::open(opts(dir.path())).unwrap();
-    assert!(store.list_tasks().is_empty());
+    assert!(store.list_tasks().unwrap().is_empty());
 }
 
 // Guards: `serve --stdio` answers a request whose JSON repeats a key (in the
@@ -441,7 +444,7 @@ fn a_put_nested_too_deep_is_refused_and_never_breaks_a_reopen() {
         let store = Store::open(opts(dir.path()))
             .unwrap_or_else(|e| panic!("{levels} levels: reopen after {acked:?}: {e}"));
         assert_eq!(
-            store.list_tasks().len(),
+            store.list_tasks().unwrap().len(),
             acked.iter().filter(|a| a.len() == 3).count()
         );
         store.checkpoint().unwrap();
@@ -449,7 +452,7 @@ fn a_put_nested_too_deep_is_refused_and_never_breaks_a_reopen() {
         // And so does the state file the checkpoint wrote.
         let store = Store::open(opts(dir.path())).unwrap();
         assert_eq!(
-            store.recovery_report().loaded_from,
+            store.recovery_report().unwrap().loaded_from,
             LoadedFrom::StateFile,
             "{levels} levels"
         );

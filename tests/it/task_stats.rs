@@ -51,6 +51,7 @@ fn same_length_edit(bytes: &[u8]) -> Vec<u8> {
 fn decisions_about(store: &Store, id: &str) -> Vec<Action> {
     store
         .recovery_report()
+        .unwrap()
         .decisions
         .iter()
         .filter(|d| d.task == id)

@@ -70,7 +70,7 @@ fn cut_at_every_offset_of_last_record_opens_with_earlier_records() {
             let len_before = std::fs::metadata(&seg).unwrap().len();
 
             let store = open_crashy(&dir);
-            let report = store.recovery_report().clone();
+            let report = store.recovery_report().unwrap().clone();
             let what = format!("{how:?} at {cut} (record {start}..{end})");
             check_tasks(&store, earlier);
             assert_eq!(report.records_replayed, (TASKS - 1) as u64, "{what}");

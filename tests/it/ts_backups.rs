@@ -528,7 +528,10 @@ fn backups_deleted_behind_statewals_back_lose_nothing() {
     remove_all();
 
     let store = Store::open(crash_opts(dir)).unwrap();
-    assert_eq!(store.recovery_report().loaded_from, LoadedFrom::StateFile);
+    assert_eq!(
+        store.recovery_report().unwrap().loaded_from,
+        LoadedFrom::StateFile
+    );
     let all: Vec<String> = ["a", "b", "c", "d"]
         .iter()
         .flat_map(|p| ids(p, 3))
@@ -563,7 +566,7 @@ fn damaged_state_json_falls_back_to(dir: &Path, own: &str) {
     .unwrap();
     let store = Store::open(crash_opts(dir)).unwrap();
     assert_eq!(
-        store.recovery_report().loaded_from,
+        store.recovery_report().unwrap().loaded_from,
         LoadedFrom::Backup(own.to_string())
     );
     let all: Vec<String> = ["a", "b", "c", "d"]

@@ -621,12 +621,13 @@ fn statewal_side() -> BTreeMap<String, Value> {
     .unwrap();
     std::fs::remove_dir_all(dir.join("tasks")).unwrap();
     let store = Store::open(opts(dir).read_only(true)).unwrap();
-    let rec = store.recovery_report();
+    let rec = store.recovery_report().unwrap();
     assert!(rec.damage.is_empty(), "{:?}", rec.damage);
     assert_eq!(rec.checkpoint_seq, base["journal_seq"].as_u64().unwrap());
     assert_eq!(rec.records_replayed, 6);
     store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| (t.id().to_string(), serde_json::to_value(&t).unwrap()))
         .collect()

@@ -1051,12 +1051,13 @@ fn part2_cost_of_reading_every_task_file_at_open() {
                 let total = started.elapsed().as_secs_f64() * 1e3;
                 if total < best {
                     best = total;
-                    recovery = store.recovery_report().duration.as_secs_f64() * 1e3;
+                    recovery = store.recovery_report().unwrap().duration.as_secs_f64() * 1e3;
                 }
                 // Without the files, each task is reported missing.
                 assert!(
                     store
                         .recovery_report()
+                        .unwrap()
                         .decisions
                         .iter()
                         .all(|d| d.action == statewal::__internal::reconcile::Action::StatewalOnly)
@@ -1104,7 +1105,7 @@ fn subscribers_hear_every_decision_after_state_loaded() {
         got[1].starts_with("reconciled task \"x\": imported"),
         "{got:?}"
     );
-    assert_eq!(store.recovery_report().decisions.len(), 1);
+    assert_eq!(store.recovery_report().unwrap().decisions.len(), 1);
 }
 
 // Review (issue 9): the original server loads statewal's last checkpoint
@@ -1446,7 +1447,7 @@ fn part3_rm_state_json_after_a_merge_keeps_statewals_later_puts() {
     ts.save_state(&tasks);
     {
         let store = Store::open(crash_opts(dir)).unwrap();
-        assert!(store.recovery_report().merged.is_some());
+        assert!(store.recovery_report().unwrap().merged.is_some());
         store
             .put_task(bare(json!({"id": "a", "status": "completed"})))
             .unwrap();

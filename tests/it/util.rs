@@ -47,6 +47,7 @@ pub fn ids(prefix: &str, n: usize) -> Vec<String> {
 pub fn task_ids(store: &Store) -> BTreeSet<String> {
     store
         .list_tasks()
+        .unwrap()
         .into_iter()
         .map(|t| t.id().to_string())
         .collect()

@@ -152,10 +152,10 @@ pub fn reopen(kind: Kind, dir: &Path, n: usize) -> Result<Reopened> {
                 engines::statewal_options(dir, true).checkpoint_journal_bytes(u64::MAX),
             )?;
             let t1 = ready(store.get_task(&last)?.is_some(), &mut out)?;
-            let report = store.recovery_report();
+            let report = store.recovery_report().unwrap();
             out.replayed = Some(report.records_replayed);
             out.journal_ms = Some(report.journal_duration.as_secs_f64() * 1e3);
-            let all = store.list_tasks();
+            let all = store.list_tasks().unwrap();
             let touched = all.iter().map(|t| t.id().len() as u64).sum();
             (t1, all.len() as u64, touched)
         }

@@ -457,7 +457,7 @@ fn large_store(scratch: &Path, n: usize, dur: Duration) -> Result<Vec<Figure>> {
             .checkpoint_on_drop(false),
     )?;
     let open_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let r = store.recovery_report().clone();
+    let r = store.recovery_report()?.clone();
     figures.push(fig(
         &format!(
             "open: {} checkpointed tasks + {} journal records",

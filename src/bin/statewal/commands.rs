@@ -31,11 +31,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Checkpoint { json } => {
             let store = Store::open(cli.options())?;
-            print_recovery(store.recovery_report());
+            print_recovery(store.recovery_report()?);
             let s = store.checkpoint()?;
             if *json {
                 let out = serde_json::json!({
-                    "recovery": recovery_json(store.recovery_report()),
+                    "recovery": recovery_json(store.recovery_report()?),
                     "checkpoint": {
                         "seq": s.seq,
                         "tasks_total": s.tasks_total,
@@ -66,8 +66,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             let progress = Progress::spinner(format!("recovering in {mode} mode"));
             let store = Store::open(cli.options().recovery_mode(*mode))?;
             drop(progress);
-            print_recovery(store.recovery_report());
-            let store_report = Some(store.recovery_report().clone());
+            print_recovery(store.recovery_report()?);
+            let store_report = Some(store.recovery_report()?.clone());
             let progress = Progress::spinner("checkpointing");
             store.shutdown()?;
             drop(progress);

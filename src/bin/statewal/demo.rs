@@ -213,7 +213,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
     );
 
     let store = Store::open(Options::new(dir).sync_policy(cli.sync))?;
-    let r = store.recovery_report();
+    let r = store.recovery_report()?;
     outln!(
         "reopened: started from {}, {} replayed, {} of torn tail truncated, in {:.1} ms",
         r.loaded_from,
@@ -222,7 +222,7 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
         r.duration.as_secs_f64() * 1e3
     );
     let recovered: BTreeMap<String, Task> = store
-        .list_tasks()
+        .list_tasks()?
         .into_iter()
         .filter(|t| t.id().starts_with(&run_id))
         .map(|t| (t.id().to_string(), t))

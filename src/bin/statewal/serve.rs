@@ -209,7 +209,7 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
             why,
         )
     });
-    let stats = store.stats();
+    let stats = store.stats()?;
     // Checkpoint and release the lock.
     store.shutdown()?;
     tracing::info!(
@@ -389,13 +389,11 @@ fn write_answers(
                 Ok(seq) => json!({"req": req, "ok": true, "seq": seq}),
                 Err(e) => error_answer(req, &e),
             }),
-            Answer::Stats { req, store } => {
-                let s = store.stats();
-                Some(
-                    json!({"req": req, "ok": true, "seq": s.last_seq, "records": s.records,
+            Answer::Stats { req, store } => Some(match store.stats() {
+                Ok(s) => json!({"req": req, "ok": true, "seq": s.last_seq, "records": s.records,
                        "journal_syncs": s.journal_syncs, "tasks": s.tasks}),
-                )
-            }
+                Err(e) => error_answer(req, &e),
+            }),
         };
         if let Some(line) = line {
             serde_json::to_writer(&mut out, &line)?;
@@ -438,11 +436,18 @@ fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
     match dispatch(store, &request) {
         Ok(Reply::Durable(pending)) => Answer::Durable { req, pending },
         Ok(Reply::Now(fields)) => {
+            let seq = match fields.contains_key("seq") {
+                true => None,
+                false => match store.stats() {
+                    Ok(s) => Some(s.last_seq),
+                    Err(e) => return Answer::Ready(error_answer(req, &e)),
+                },
+            };
             let mut answer = serde_json::Map::new();
             answer.insert("req".into(), req);
             answer.insert("ok".into(), Value::Bool(true));
-            if !fields.contains_key("seq") {
-                answer.insert("seq".into(), json!(store.stats().last_seq));
+            if let Some(seq) = seq {
+                answer.insert("seq".into(), json!(seq));
             }
             answer.extend(fields);
             Answer::Ready(Value::Object(answer))
