@@ -49,7 +49,9 @@ pub enum Event {
 /// gives one `Change` with the task's state after the record. A write that
 /// fails is never announced, even if it stayed in memory until the store is
 /// reopened. Changes are delivered in sequence order: a subscriber never
-/// sees a task's versions go backwards.
+/// sees a task's versions go backwards. What opening the store writes
+/// itself (hand edits imported, a merge) is reported by
+/// [`Event::StateLoaded`] and [`Event::Reconciled`] instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Change {

@@ -117,6 +117,10 @@ struct Shared {
     /// Task changes journaled but not yet committed, in sequence order;
     /// filled only while someone subscribes.
     changes: Mutex<VecDeque<Change>>,
+    /// Set once the open is done: what the open itself writes (imports of
+    /// hand-edited task files, a merge) is reported by `state:loaded` and
+    /// `state:reconciled`, not as task changes.
+    announcing: AtomicBool,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -216,6 +220,7 @@ impl JournalEngine {
             ckpt_derived: derived,
             instance: crate::journal::record::id_hex(&crate::journal::new_store_id()).into(),
             changes: Mutex::default(),
+            announcing: AtomicBool::new(false),
             _lock: lock,
         });
         if let Some(f) = subscriber {
@@ -247,6 +252,7 @@ impl JournalEngine {
                 .emit(Event::Reconciled(store.report.decisions.clone()));
         }
         store.shared.subscribers.deliver();
+        store.shared.announcing.store(true, Ordering::Relaxed);
         if checkpoint_now && !checkpointed && !store.shared.opts.read_only {
             tracing::info!("checkpointing now to leave recovered damage or a fallback behind");
             store.shared.checkpoint()?;
@@ -766,7 +772,7 @@ impl Shared {
         let kind = op.kind();
         // Read before the ordering lock: a subscriber added meanwhile sees
         // the changes from its first release on.
-        let watched = self.subscribers.any();
+        let watched = self.announcing.load(Ordering::Relaxed) && self.subscribers.any();
         let check = move || check(&op).map(|()| op);
         let (seq, undo) = self
             .journal
