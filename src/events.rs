@@ -114,6 +114,14 @@ impl Event {
 /// the call was made by a subscriber: its events follow once that subscriber
 /// returns). Events arrive in the order they were queued, whichever thread
 /// queued them: one thread at a time delivers.
+///
+/// To call back into the store, capture a `Weak` reference to it (from an
+/// `Arc<Store>`) and upgrade it in the callback. A strong `Arc` captured by
+/// the subscriber is a reference cycle: the store is then never dropped,
+/// so it never takes its final checkpoint or releases its directory lock.
+/// With a `Weak`, the subscriber may end up holding the last reference, and
+/// the store is then dropped, and checkpointed, on the thread that
+/// delivered the event.
 pub type Subscriber = Box<dyn Fn(&Event) + Send + Sync + 'static>;
 
 /// A subscription made by [`crate::Store::subscribe`]: dropping it, or

@@ -427,6 +427,13 @@ impl JournalEngine {
         *self.shared.signal.flags.lock() = (true, false);
         self.shared.signal.cv.notify_all();
         for worker in self.workers.drain(..) {
+            // A subscriber may hold the last reference to the store, so the
+            // store can be dropped on its own auto-save thread. That thread
+            // cannot join itself; it sees the stop flag and ends on its own
+            // once the subscriber returns.
+            if worker.thread().id() == std::thread::current().id() {
+                continue;
+            }
             if worker.join().is_err() {
                 tracing::error!("a statewal background thread panicked");
             }

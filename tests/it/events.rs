@@ -362,3 +362,57 @@ fn an_archive_is_a_delete_from_this_instance() {
     assert_eq!(origins[0].1.len(), 32, "a 128-bit id in hex");
     assert_eq!(origins[0].1, origins[1].1);
 }
+
+// Guards (review of issue 14): a subscriber holding a `Weak<Store>` may
+// upgrade it during an auto-save's event and end up holding the last
+// reference, so the store is dropped on its own auto-save thread. Its drop
+// joined every background thread, that one included, and panicked ("failed
+// to join thread: Resource deadlock avoided") before the final checkpoint,
+// leaving the last write out of `state.json`.
+#[test]
+fn a_store_dropped_on_its_own_autosave_thread_still_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = statewal::Options::new(dir.path())
+        .checkpoint_interval(Some(Duration::from_millis(20)))
+        .checkpoint_on_drop(true);
+    let store = Arc::new(Store::open(opts).unwrap());
+    let (holding, held) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(Some(released));
+    let weak = Arc::downgrade(&store);
+    let subscription = store.subscribe(move |e| {
+        if !matches!(e, Event::StateSaved(_)) {
+            return;
+        }
+        let Some(released) = released.lock().unwrap().take() else {
+            return;
+        };
+        let Some(strong) = weak.upgrade() else { return };
+        // Written after the auto-save, so only the drop's checkpoint puts
+        // it in state.json.
+        strong.put_task(Task::new("late")).unwrap();
+        holding.send(()).unwrap();
+        released.recv().unwrap();
+        drop(strong); // The last reference: the store drops here.
+    });
+    std::mem::forget(subscription); // Lives as long as the store.
+    store.put_task(Task::new("a")).unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("an auto-save ran");
+    drop(store);
+    release.send(()).unwrap();
+    // The drop's checkpoint writes state.json with "late", then the lock
+    // is released when the auto-save thread ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap_or_default();
+        if state.contains("\"late\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store dropped on its auto-save thread never checkpointed: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
