@@ -17,7 +17,7 @@ use crate::util::check_statewal as check;
 
 /// A store with two tasks (one with a log entry and a result), a session,
 /// a report, a log, and a backup or two.
-fn populated() -> tempfile::TempDir {
+pub fn populated() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     check(

@@ -40,15 +40,29 @@ pub fn run(
 }
 
 /// Parses `--older-than` with `humantime`: `30d`, `12h`, `90m`, `45s`, `2w`,
-/// several at once (`1d 12h`) or a fraction (`1.5d`).
+/// several at once (`1d 12h`) or a fraction (`1.5d`). The error says in
+/// words what was wrong and what is allowed, naming the flag; humantime's
+/// own message lists every unit it knows "(and few variations)", which is
+/// more than a user of `--older-than` needs.
 pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
-    let age = humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("bad age {s:?} ({e}); expected numbers with units, such as 45s, 90m, 12h, 30d, 2w or 1d 12h")
+    use humantime::DurationError as E;
+    const ALLOWED: &str = "--older-than takes numbers with units (s, m, h, d, w), \
+                           such as 45s, 90m, 12h, 30d, 2w or 1d 12h";
+    let age = humantime::parse_duration(s.trim()).map_err(|e| match e {
+        E::Empty => format!("{ALLOWED}; it was given nothing"),
+        E::UnknownUnit { unit, .. } if unit.is_empty() => {
+            format!("{ALLOWED}; a number in {s:?} has no unit")
+        }
+        E::UnknownUnit { unit, .. } => format!("{ALLOWED}; {unit:?} is not a unit"),
+        E::NumberOverflow => format!("{ALLOWED}; {s:?} is too large"),
+        E::InvalidCharacter(_) | E::NumberExpected(_) => {
+            format!("{ALLOWED}; {s:?} is not one")
+        }
     })?;
     // Regression (issue 8, part 5): `--older-than 1000000w` panicked.
     if !statewal::age_in_range(age) {
         return Err(format!(
-            "age {s:?} is out of range: it reaches back before year 0000, the earliest time a task can carry"
+            "--older-than {s:?} reaches back before year 0000, the earliest time a task can carry"
         ));
     }
     Ok(age)
@@ -74,9 +88,10 @@ mod tests {
         }
         for bad in ["", "30", "d", "30x", "-1d", "1d-"] {
             let err = parse_age(bad).unwrap_err();
-            assert!(err.starts_with("bad age"), "{bad:?}: {err}");
+            assert!(err.starts_with("--older-than takes"), "{bad:?}: {err}");
+            assert!(!err.contains("variations"), "{bad:?}: {err}");
         }
         let err = parse_age("1000000w").unwrap_err();
-        assert!(err.contains("out of range"), "{err}");
+        assert!(err.contains("before year 0000"), "{err}");
     }
 }

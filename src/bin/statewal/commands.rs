@@ -12,10 +12,14 @@ use std::process::ExitCode;
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::PutTask { file, json } => put_task(cli, file.as_deref(), *json),
-        Command::GetTask { id } => {
+        Command::GetTask { id, json } => {
             let store = open_readonly(cli)?;
             let task = store.get_task(id)?.ok_or_else(|| not_found(id))?;
-            outln!("{}", pretty(&task));
+            if *json {
+                json_line(&task)?;
+            } else {
+                outln!("{}", pretty(&task));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::DeleteTask { id, json } => {

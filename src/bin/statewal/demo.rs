@@ -22,7 +22,8 @@ pub const DEMO_MARKER: &str = ".statewal-demo";
 
 pub fn run(cli: &Cli, acks_before_kill: usize, keep: bool) -> Result<ExitCode> {
     let dir = demo_dir(cli)?;
-    let result = announce(&dir, acks_before_kill).and_then(|()| tour(cli, &dir, acks_before_kill));
+    let result =
+        announce(&dir, acks_before_kill).and_then(|()| tour(cli, &dir, acks_before_kill, keep));
     // A reader that went away (`demo | head`) ends the tour early; the
     // directory goes as after a successful one, and nothing more is printed.
     let broken = result.as_ref().is_err_and(crate::out::is_broken_pipe);
@@ -147,7 +148,7 @@ fn announce(dir: &Path, acks_before_kill: usize) -> Result<()> {
     Ok(())
 }
 
-fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
+fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize, keep: bool) -> Result<ExitCode> {
     let run_id = format!("demo-{}", std::process::id());
     let exe =
         std::env::current_exe().map_err(|e| Error::io("locate", "the statewal executable", e))?;
@@ -254,10 +255,17 @@ fn tour(cli: &Cli, dir: &Path, acks_before_kill: usize) -> Result<ExitCode> {
                 n => format!("all {n} acknowledged tasks are"),
             }
         );
-        outln!(
-            "the checkpointed layout is in {} (state.json, tasks/, journal/)",
-            dir.display()
-        );
+        // Without --keep the directory is removed on the next line: saying
+        // the layout "is in" it would send the reader to look (found by
+        // review).
+        if keep {
+            outln!(
+                "the checkpointed layout is in {} (state.json, tasks/, journal/)",
+                dir.display()
+            );
+        } else {
+            outln!("the reopened store checkpointed its layout (state.json, tasks/, journal/)");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         let names: Vec<&str> = lost.iter().map(|id| id.as_str()).collect();

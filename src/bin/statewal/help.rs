@@ -9,17 +9,27 @@ use crate::{Cli, Command};
 use clap::CommandFactory;
 use statewal::{Error, ErrorKind, Result};
 
-/// Which of the not-yet-built global flags a command would use once they
-/// are built. A command refuses a flag it would use (doing its work without
-/// it would be wrong: unencrypted, unreplicated, or on the wrong store) and
-/// ignores one it has no use for.
+/// What a command does with the global flags (`../shared/CONTRACTS.md`
+/// section 3). For the flags of features not built yet (`--replicate`,
+/// `--database`, `--key-file`, `--key-command`, `STATEWAL_KEY`), a command
+/// refuses one it would use (doing its work without it would be wrong:
+/// unencrypted, unreplicated, or on the wrong store) and ignores one it has
+/// no use for. Each command's `--help` names every global flag it ignores.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Uses {
-    /// Opens a store and writes it: `--database`, the key and `--replicate`.
+    /// Opens the store and writes it: uses every global flag.
     StoreWrites,
-    /// Opens or reads a store without writing it: `--database` and the key.
+    /// `migrate`: writes the state directory's files without opening a
+    /// store through the journal; every file it writes is synced, so it
+    /// has no use for `--sync`.
+    Migrates,
+    /// Only reads the store (always read-only, or without opening it):
+    /// uses `--dir`, `--database` and the key.
     StoreReads,
-    /// Never touches a store: ignores all four.
+    /// `demo`: its own store in its own directory; takes `--dir` (from the
+    /// command line only) and passes `--sync` to the writer it kills.
+    Demo,
+    /// Never touches a store: ignores every global flag.
     Nothing,
 }
 
@@ -28,7 +38,7 @@ enum Uses {
 const COMMANDS: &[(&str, Uses, &str)] = &[
     (
         "demo",
-        Uses::Nothing,
+        Uses::Demo,
         "  statewal demo                      # in a fresh temporary directory, removed at the end
   statewal demo --acks 1000 --keep   # kill later, keep the directory
   statewal --dir /tmp/d demo --keep  # in /tmp/d (missing, empty or demo-made)",
@@ -137,7 +147,7 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
     ),
     (
         "migrate",
-        Uses::StoreWrites,
+        Uses::Migrates,
         "  statewal migrate --dry-run
   statewal migrate
   statewal migrate --rollback",
@@ -205,22 +215,37 @@ pub fn command() -> clap::Command {
     cmd
 }
 
-/// What a command's `--help` says about the flags for features not built yet.
+/// What a command's `--help` says about the global flags: the ones it
+/// ignores (every one, by name, in one sentence that starts "This command
+/// ignores"), and the ones for features not built yet that it refuses.
 fn flag_note(uses: Uses) -> &'static str {
     match uses {
         Uses::StoreWrites => {
-            "--replicate, --database, --key-file, --key-command (and STATEWAL_KEY) are for \
-             features not built yet: this command refuses them (exit 2) rather than write \
-             without them."
+            "This command uses every global option. --replicate, --database, --key-file, \
+             --key-command (and STATEWAL_KEY) are for features not built yet: it refuses them \
+             (exit 2) rather than write without them."
+        }
+        Uses::Migrates => {
+            "This command ignores --sync: it syncs everything it writes, as sync-before-ack \
+             does, whatever the policy. \
+             --replicate, --database, --key-file, --key-command (and STATEWAL_KEY) are for \
+             features not built yet: it refuses them (exit 2) rather than write without them."
         }
         Uses::StoreReads => {
-            "--database, --key-file, --key-command (and STATEWAL_KEY) are for features not built \
-             yet: this command refuses them (exit 2). It writes nothing, so it ignores \
-             --replicate."
+            "This command ignores --sync, --read-only and --replicate: it writes nothing (it \
+             opens the store read-only, or reads its files without opening it). --database, \
+             --key-file, --key-command (and STATEWAL_KEY) are for features not built yet: it \
+             refuses them (exit 2)."
+        }
+        Uses::Demo => {
+            "This command ignores --read-only, --replicate, --database, --key-file, \
+             --key-command and STATEWAL_KEY: it writes a store of its own, in a directory of its \
+             own. It takes --dir from the command line only (it ignores STATE_PATH), and runs \
+             its writer with --sync."
         }
         Uses::Nothing => {
-            "This command opens no store, so it ignores --replicate, --database, --key-file, \
-             --key-command and STATEWAL_KEY."
+            "This command ignores --dir (and STATE_PATH), --sync, --read-only, --replicate, \
+             --database, --key-file, --key-command and STATEWAL_KEY: it opens no store."
         }
     }
 }
@@ -229,8 +254,8 @@ fn flag_note(uses: Uses) -> &'static str {
 /// that would use it; a command with no use for it goes on.
 pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
     let uses = match &cli.command {
-        Command::Demo { .. }
-        | Command::DemoChild { .. }
+        Command::Demo { .. } => Uses::Demo,
+        Command::DemoChild { .. }
         | Command::Bench { .. }
         | Command::BenchRss
         | Command::Completions { .. }
@@ -239,36 +264,38 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
         | Command::DeleteTask { .. }
         | Command::Restore { .. }
         | Command::Clean { .. }
-        | Command::Migrate { .. }
         | Command::Checkpoint { .. }
         | Command::Recover { .. }
         | Command::Serve { .. } => Uses::StoreWrites,
+        Command::Migrate { .. } => Uses::Migrates,
         _ => Uses::StoreReads,
     };
     let key_env = std::env::var_os("STATEWAL_KEY").is_some();
+    let writes = matches!(uses, Uses::StoreWrites | Uses::Migrates);
+    let opens = writes || uses == Uses::StoreReads;
     let given = [
         (
-            cli.replicate.is_some() && uses == Uses::StoreWrites,
+            cli.replicate.is_some() && writes,
             "--replicate (STATEWAL_REPLICATE)",
             "replication (issue 11)",
         ),
         (
-            cli.database.is_some() && uses != Uses::Nothing,
+            cli.database.is_some() && opens,
             "--database (DATABASE_URL)",
             "the PostgreSQL backend (issue 12)",
         ),
         (
-            cli.key_file.is_some() && uses != Uses::Nothing,
+            cli.key_file.is_some() && opens,
             "--key-file (STATEWAL_KEY_FILE)",
             "encryption at rest (issue 13)",
         ),
         (
-            cli.key_command.is_some() && uses != Uses::Nothing,
+            cli.key_command.is_some() && opens,
             "--key-command",
             "encryption at rest (issue 13)",
         ),
         (
-            key_env && uses != Uses::Nothing,
+            key_env && opens,
             "STATEWAL_KEY",
             "encryption at rest (issue 13)",
         ),
@@ -335,11 +362,133 @@ pub fn man(name: Option<&str>) -> Result<std::process::ExitCode> {
         }
     };
     let mut page = Vec::new();
-    clap_mangen::Man::new(page_of)
-        .render(&mut page)
-        .map_err(|e| Error::io("render", "the man page", e))?;
+    render_man(page_of, &mut page).map_err(|e| Error::io("render", "the man page", e))?;
     out!("{}", String::from_utf8_lossy(&page));
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// clap_mangen's sections in its order, with ENVIRONMENT and EXIT STATUS
+/// (which it has no notion of) after the options and commands, where
+/// man-pages(7) puts them.
+fn render_man(cmd: clap::Command, w: &mut Vec<u8>) -> std::io::Result<()> {
+    let has_args = cmd.get_arguments().any(|a| !a.is_hide_set());
+    let has_commands = cmd.get_subcommands().any(|s| !s.is_hide_set());
+    let has_extra = cmd.get_after_long_help().is_some() || cmd.get_after_help().is_some();
+    let has_version = cmd.get_version().is_some() || cmd.get_long_version().is_some();
+    let man = clap_mangen::Man::new(cmd);
+    man.render_title(w)?;
+    man.render_name_section(w)?;
+    man.render_synopsis_section(w)?;
+    man.render_description_section(w)?;
+    if has_args {
+        man.render_options_section(w)?;
+    }
+    if has_commands {
+        man.render_subcommands_section(w)?;
+    }
+    w.extend_from_slice(environment_and_exit_status().as_bytes());
+    if has_extra {
+        man.render_extra_section(w)?;
+    }
+    if has_version {
+        man.render_version_section(w)?;
+    }
+    Ok(())
+}
+
+/// The variables statewal reads, and what each stands for.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "STATE_PATH",
+        "The state directory, when --dir is not given.",
+    ),
+    (
+        "STATEWAL_REPLICATE",
+        "As --replicate (not built yet: a command that writes the store refuses it).",
+    ),
+    (
+        "DATABASE_URL",
+        "As --database (not built yet: a command that opens a store refuses it).",
+    ),
+    (
+        "STATEWAL_KEY_FILE",
+        "As --key-file (not built yet: a command that opens a store refuses it).",
+    ),
+    (
+        "STATEWAL_KEY",
+        "The encryption key itself (not built yet: a command that opens a store refuses it).",
+    ),
+    (
+        "RUST_LOG",
+        "Which diagnostics go to standard error (default: warnings), e.g. statewal=debug.",
+    ),
+    (
+        "DEBUG",
+        "DEBUG=persistence:* (the original server's namespaces) is taken as \
+         RUST_LOG=statewal=debug; RUST_LOG wins when both are set.",
+    ),
+    (
+        "NO_COLOR",
+        "Set to anything but the empty string: no colour in log lines, help or errors. \
+         Without it, colour only when standard error is a terminal.",
+    ),
+    (
+        "TMPDIR",
+        "Where demo and bench make their directories when not told where.",
+    ),
+];
+
+/// The exit codes `main`, `verify`, `health`, `demo`, `serve` and `bench`
+/// use.
+const EXIT_STATUS: &[(&str, &str)] = &[
+    (
+        "0",
+        "Success; also when the reader of standard output closed it early \
+         (statewal list | head -1).",
+    ),
+    (
+        "1",
+        "verify found damage, health found the directory unhealthy, or demo lost an \
+         acknowledged write; serve got a second SIGINT or SIGTERM during its shutdown.",
+    ),
+    (
+        "2",
+        "An error: a bad argument, a refused flag, a missing store, an I/O error, ...; \
+         the message on standard error says which.",
+    ),
+    (
+        "130, 143",
+        "bench was interrupted by SIGINT or SIGTERM (its scratch directory is removed).",
+    ),
+];
+
+/// The ENVIRONMENT and EXIT STATUS sections, in roff.
+fn environment_and_exit_status() -> String {
+    let mut roff = String::new();
+    for (heading, items) in [
+        ("ENVIRONMENT", ENVIRONMENT),
+        ("\"EXIT STATUS\"", EXIT_STATUS),
+    ] {
+        roff.push_str(&format!(".SH {heading}\n"));
+        for (name, text) in items {
+            roff.push_str(&format!(
+                ".TP\n\\fB{}\\fR\n{}\n",
+                roff_escape(name),
+                roff_escape(text)
+            ));
+        }
+    }
+    roff
+}
+
+/// Text as roff shows it literally: backslashes and hyphens escaped, and
+/// no line that starts as a request.
+fn roff_escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    match escaped.starts_with(['.', '\'']) {
+        true => format!("\\&{escaped}"),
+        false => escaped,
+    }
 }
 
 #[cfg(test)]

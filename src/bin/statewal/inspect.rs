@@ -11,15 +11,9 @@ use statewal::__internal::journal::record::{
     MARKER_FRAME_LEN, Marker, RECORD_HEADER_LEN, RecordKind, SegmentHeader, id_hex,
 };
 use statewal::__internal::journal::{JOURNAL_DIR, parse_segment_name};
-use statewal::{Result, Task, TaskStatus};
+use statewal::{Result, Task};
 use std::path::Path;
 use std::process::ExitCode;
-
-/// Parses one `--status` value through [`TaskStatus`]'s `FromStr`
-/// (`completed`, `in_progress`, ...), spaces around it ignored.
-pub fn parse_status(s: &str) -> Result<TaskStatus> {
-    s.trim().parse()
-}
 
 /// Prints one line per record, sync marker and damaged span of every
 /// segment, in order, without opening the store (so without the lock, like

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 #[derive(Args, Debug, Clone, Default)]
 pub struct ListArgs {
     /// Only tasks with these statuses, comma-separated (e.g. completed,failed).
-    #[arg(long, value_name = "S1,S2", value_delimiter = ',', value_parser = crate::inspect::parse_status)]
+    #[arg(long, value_name = "S1,S2", value_delimiter = ',', value_parser = crate::values::status())]
     pub status: Vec<TaskStatus>,
     /// Only tasks whose "tool" is exactly T.
     #[arg(long, value_name = "T")]

@@ -43,6 +43,7 @@ mod progress;
 mod readback;
 mod scratch;
 mod serve;
+mod values;
 
 use clap::{FromArgMatches, Parser, Subcommand};
 use statewal::{Options, RecoveryMode, SyncPolicy};
@@ -57,11 +58,13 @@ pub struct Cli {
     /// The state directory.
     #[arg(long, global = true, help_heading = "Global options", env = "STATE_PATH", default_value = statewal::DEFAULT_DIR)]
     pub dir: PathBuf,
-    /// When writes are acknowledged: sync-before-ack, interval:<ms> or os-buffered.
+    /// When writes are acknowledged (interval:<ms> syncs every <ms> milliseconds).
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
+        value_name = "POLICY",
+        value_parser = values::sync(),
         default_value = "sync-before-ack"
     )]
     pub sync: SyncPolicy,
@@ -131,9 +134,9 @@ pub enum Command {
     /// is ignored, so the demo never writes into a store it did not create.
     /// The directory is removed at the end unless `--keep` is given.
     Demo {
-        /// Acknowledged writes to wait for before the kill.
-        #[arg(long, default_value_t = 300)]
-        acks: usize,
+        /// Acknowledged writes to wait for before the kill (at least 1).
+        #[arg(long, value_name = "N", default_value_t = 300, value_parser = values::count("--acks", 1, 1_000_000, "at least 1 (the writer is killed after that many acknowledgements) and at most 1000000"))]
+        acks: u64,
         /// Keep the demo's directory (and its store) at the end.
         #[arg(long)]
         keep: bool,
@@ -146,10 +149,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a task as JSON.
+    /// Print a task as JSON (pretty-printed).
     GetTask {
         /// The task id.
         id: String,
+        /// Print it compact, on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a task.
     DeleteTask {
@@ -219,6 +225,7 @@ pub enum Command {
     /// Print a session log's bytes as they are, appends not yet checkpointed included.
     ReadLog {
         /// The log's file name inside logs/, as list-logs lists it.
+        #[arg(value_name = "FILE")]
         file_name: String,
         /// The first byte to print.
         #[arg(long, default_value_t = 0)]
@@ -255,10 +262,10 @@ pub enum Command {
     /// Move finished tasks older than AGE to archive/tasks-<YYYY>-<MM>.jsonl (JSON lines) through the journal.
     Clean {
         /// Archive tasks whose completed_at (else updated_at, else created_at) is older than this: 30d, 12h, 90m.
-        #[arg(long, value_parser = clean::parse_age)]
+        #[arg(long, value_name = "AGE", value_parser = clean::parse_age)]
         older_than: std::time::Duration,
         /// Only tasks with these statuses, comma-separated.
-        #[arg(long, value_delimiter = ',', value_parser = inspect::parse_status, default_value = "completed,failed,cancelled")]
+        #[arg(long, value_name = "S1,S2", value_delimiter = ',', value_parser = values::status(), default_value = "completed,failed,cancelled")]
         status: Vec<statewal::TaskStatus>,
         /// Say what would be archived and change nothing.
         #[arg(long)]
@@ -295,8 +302,8 @@ pub enum Command {
     },
     /// Open with a recovery mode that accepts damage, checkpoint, and report what was kept.
     Recover {
-        /// tolerate-torn-tail, strict, point-in-time or salvage.
-        #[arg(long, default_value = "point-in-time")]
+        /// How to treat damage in the journal (docs/recovery.md).
+        #[arg(long, value_parser = values::mode(), default_value = "point-in-time")]
         mode: RecoveryMode,
         /// Print the recovery report as one JSON object.
         #[arg(long)]
@@ -310,7 +317,7 @@ pub enum Command {
         /// The longest request line taken, in bytes; a longer one is read
         /// and thrown away as it streams in, and answered with `too_large`.
         /// Default: 4 times the task size limit (64 MiB).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = values::count("--max-line-bytes", 1, u64::MAX, "at least 1 byte"))]
         max_line_bytes: Option<u64>,
     },
     /// Compare statewal with direct file writes side by side (about a minute).
@@ -326,7 +333,7 @@ pub enum Command {
         #[arg(long)]
         scratch: Option<PathBuf>,
         /// Tasks in the recovery, checkpoint and memory measurements.
-        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        #[arg(long, default_value_t = 100_000, value_parser = values::count("--tasks", 1, 100_000_000, "at least 1 and at most 100000000"))]
         tasks: u64,
         /// Also write a bar chart of the throughput rows to this SVG file.
         #[arg(long)]
@@ -361,13 +368,13 @@ pub enum Command {
 // Regression (review of issue 8): `--seconds nan`, `inf` or `1e300` panicked
 // converting to a Duration, and `--tasks 0` divided by zero.
 fn parse_seconds(s: &str) -> Result<f64, String> {
+    let allowed = "more than 0 and at most 86400 (a day)";
     let secs: f64 = s
+        .trim()
         .parse()
-        .map_err(|_| format!("bad number of seconds {s:?}"))?;
+        .map_err(|_| format!("--seconds takes a number of seconds, {allowed}, such as 2 or 0.5"))?;
     if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!(
-            "{s:?} seconds is out of range: give more than 0 and at most 86400"
-        ));
+        return Err(format!("--seconds must be {allowed}"));
     }
     Ok(secs)
 }
@@ -401,7 +408,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
     match &cli.command {
-        Command::Demo { acks, keep } => demo::run(cli, *acks, *keep),
+        Command::Demo { acks, keep } => demo::run(cli, *acks as usize, *keep),
         Command::DemoChild { run } => demo::child(cli, run),
         Command::Serve { max_line_bytes, .. } => serve::run(cli, *max_line_bytes),
         Command::Bench {
