@@ -50,6 +50,7 @@
 //!   that loses, keeps or tears unsynced writes, and the bodies of the
 //!   crate's fuzz targets.
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 mod archive;
 mod backup;
@@ -155,6 +156,7 @@ pub fn verify(dir: &std::path::Path) -> Result<VerifyReport> {
 /// the record format's constants. See `docs/decisions.md`, "issue 14: the
 /// public surface".
 #[doc(hidden)]
+#[allow(missing_debug_implementations)] // Not API; the CLI and tests.
 pub mod __internal {
     /// The filesystem seam (`statewal::sim` has it with the `sim` feature).
     pub mod fs {

@@ -122,6 +122,7 @@ pub struct DecodedSnapshot<'a> {
 }
 
 /// What goes into a snapshot, for [`encode`].
+#[allow(missing_debug_implementations)] // Internal; reached only through `__internal`.
 pub struct SnapshotContents<'a, T, S> {
     /// The store id (`None`: zeros).
     pub store_id: Option<Id128>,

@@ -182,6 +182,21 @@ enum Backend {
     },
 }
 
+/// Which engine, and the options it was opened with; so an application
+/// can `#[derive(Debug)]` a struct that holds a store.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (engine, opts) = match &self.backend {
+            Backend::Journal(j) => ("journal", j.options()),
+            Backend::Other { opts, .. } => ("other", opts),
+        };
+        f.debug_struct("Store")
+            .field("engine", &engine)
+            .field("options", opts)
+            .finish()
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the state directory in `opts`, recovers,
     /// and starts the auto-save thread.

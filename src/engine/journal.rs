@@ -52,6 +52,15 @@ pub struct Pending<'a> {
     undo: Option<Undo>,
 }
 
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("seq", &self.seq)
+            .field("batch", &self.undo.is_some())
+            .finish()
+    }
+}
+
 impl Pending<'_> {
     /// The mutation's sequence number.
     pub fn seq(&self) -> u64 {

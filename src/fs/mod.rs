@@ -42,6 +42,17 @@ pub enum Bytes {
     Mapped(memmap2::Mmap),
 }
 
+/// The kind and the length, not the bytes.
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Bytes::Owned(_) => "Owned",
+            Bytes::Mapped(_) => "Mapped",
+        };
+        write!(f, "Bytes::{kind}({} bytes)", self.len())
+    }
+}
+
 impl Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -13,6 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use std::sync::Arc;
 
 /// A filesystem that reads through another one and refuses every write.
+#[allow(missing_debug_implementations)] // Internal; reached only through `__internal`.
 pub struct ReadOnlyFs {
     inner: Arc<dyn Fs>,
 }

@@ -100,6 +100,7 @@ struct Inner {
 }
 
 /// The journal writer.
+#[allow(missing_debug_implementations)] // Internal; reached only through `__internal`.
 pub struct Journal {
     fs: Arc<dyn Fs>,
     inner: Mutex<Inner>,
