@@ -34,9 +34,9 @@ pub enum Event {
     /// statewal's history, or edits of `tasks/<id>.json` imported or set
     /// aside. Sent after `state:loaded`, whose report lists the same. Also
     /// sent by a checkpoint that set aside task files edited while the
-    /// store was open (each a [`crate::Action::SetAside`]),
+    /// store was open (each a [`crate::report::Action::SetAside`]),
     /// before its `state:saved` or `state:save-error`.
-    Reconciled(Vec<crate::Decision>),
+    Reconciled(Vec<crate::report::Decision>),
     /// `task:changed` (statewal's own): a task was put, deleted or
     /// archived, sent once the write is durable under the store's sync
     /// policy (acknowledged), in commit order per task. See [`Change`].

@@ -43,9 +43,10 @@
 //! - **Events:** [`Store::subscribe`], [`Event`], [`Subscription`].
 //! - **A directory that is not open:** [`verify`], [`migrate`],
 //!   [`rollback`], [`health`] and [`backups`], as the CLI runs them.
-//! - **Reports:** [`RecoveryReport`], [`CheckpointStats`], [`StoreMetrics`],
-//!   [`Health`], [`BackupInfo`], [`VerifyReport`] and the other results of the operations
-//!   that return them.
+//! - **Reports:** the module [`report`]: what the operations return about
+//!   what they did, such as [`report::RecoveryReport`],
+//!   [`report::CheckpointStats`], [`report::StoreMetrics`],
+//!   [`report::Health`] and [`report::VerifyReport`].
 //! - **Crash testing:** `sim` (feature `sim`): a simulated filesystem
 //!   that loses, keeps or tears unsynced writes, and the bodies of the
 //!   crate's fuzz targets.
@@ -92,7 +93,7 @@ mod verify;
 pub use engine::journal::Pending;
 pub use options::{DEFAULT_DIR, Options, RecoveryMode, SyncPolicy};
 pub use query::TaskQuery;
-pub use store::{Mutation, Store, StoreStats, Tasks};
+pub use store::{Mutation, Store, Tasks};
 pub use transaction::Transaction;
 
 // The model: what the store holds, and what reading it back returns.
@@ -107,18 +108,30 @@ pub use error::{Error, ErrorKind, Result};
 // Events.
 pub use events::{Change, ChangeKind, Event, Subscriber, Subscription};
 
-// What recovery, checkpoints, backups, archiving and health report.
-pub use archive::{CLEAN_STATUSES_DEFAULT, CleanReport, age_in_range, task_age_reference};
-pub use backup::{BackupInfo, RestoreReport, backups};
-pub use checkpoint::CheckpointStats;
-pub use health::{HEALTH_FREE_BYTES_MIN, Health, health};
-pub use layout::Skipped;
-pub use metrics::StoreMetrics;
-pub use migrate::{MigrationReport, RollbackReport};
-pub use reconcile::{Action, Decision, Merged};
-pub use recovery::{Damage, LoadedFrom, RecoveryReport};
-pub use snapshot::SnapshotUse;
-pub use verify::{Finding, FindingClass, VerifyReport, Warning};
+pub use archive::{CLEAN_STATUSES_DEFAULT, task_age_reference};
+pub use backup::backups;
+pub use health::{HEALTH_FREE_BYTES_MIN, health};
+
+/// What the store's operations report: what recovery found and did, what a
+/// checkpoint wrote, counters and metrics, health, backups, cleaning,
+/// migrations, verification, and the decisions the open makes about files
+/// statewal did not write. Values of these types are returned, and read;
+/// an application seldom names them.
+pub mod report {
+    pub use crate::archive::CleanReport;
+    pub use crate::backup::{BackupInfo, RestoreReport};
+    pub use crate::checkpoint::CheckpointStats;
+    pub use crate::health::Health;
+    pub use crate::layout::Skipped;
+    pub use crate::metrics::StoreMetrics;
+    pub use crate::migrate::{MigrationReport, RollbackReport};
+    pub use crate::reconcile::{Action, Decision, Merged};
+    pub use crate::recovery::{Damage, LoadedFrom, RecoveryReport};
+    pub use crate::snapshot::SnapshotUse;
+    pub use crate::store::StoreStats;
+    pub use crate::verify::{Finding, FindingClass, VerifyReport, Warning};
+}
+use report::VerifyReport;
 
 // Operations on a state directory that is not open, as the CLI's `verify`,
 // `migrate` and `rollback` run them (with `health` and `backups` above).
@@ -158,6 +171,9 @@ pub fn verify(dir: &std::path::Path) -> Result<VerifyReport> {
 #[doc(hidden)]
 #[allow(missing_debug_implementations)] // Not API; the CLI and tests.
 pub mod __internal {
+    /// `statewal clean --older-than`'s check that an age can be subtracted
+    /// from now.
+    pub use crate::archive::age_in_range;
     /// The filesystem seam (`statewal::sim` has it with the `sim` feature).
     pub mod fs {
         pub use crate::fs::*;

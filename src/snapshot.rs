@@ -8,7 +8,7 @@
 //! store id agrees with the journal's, and when every task in it passes
 //! the check a journal record's task passes ([`validate_task`]). In every other case recovery parses
 //! `state.json` as it always did, and says why in
-//! [`crate::RecoveryReport::snapshot`]. The byte layout is in
+//! [`crate::report::RecoveryReport::snapshot`]. The byte layout is in
 //! `docs/format.md`, "The snapshot"; the constants below state it again.
 //!
 //! **Invariant:** the snapshot is never the only copy of anything. It is

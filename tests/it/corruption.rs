@@ -8,7 +8,8 @@ use statewal::__internal::journal::record::{
     RECORD_HEADER_LEN,
 };
 use statewal::__internal::verify::{FindingClass, verify};
-use statewal::{ErrorKind, LoadedFrom, RecoveryMode, Store};
+use statewal::report::LoadedFrom;
+use statewal::{ErrorKind, RecoveryMode, Store};
 use std::path::Path;
 
 const TASKS: usize = 7;

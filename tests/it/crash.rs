@@ -35,8 +35,9 @@
 //! ```
 
 use statewal::__internal::fs::Fs;
+use statewal::report::LoadedFrom;
 use statewal::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
-use statewal::{LoadedFrom, Options, PersistedState, Store, Task};
+use statewal::{Options, PersistedState, Store, Task};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -662,7 +662,7 @@ fn a_crash_in_the_checkpoint_after_a_fallback_loses_nothing() {
     assert!(
         matches!(
             probe.recovery_report().unwrap().loaded_from,
-            statewal::LoadedFrom::Backup(_)
+            statewal::report::LoadedFrom::Backup(_)
         ),
         "the setup did not make recovery fall back: {:?}",
         probe.recovery_report().unwrap()

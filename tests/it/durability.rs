@@ -2,7 +2,8 @@
 //! checkpoint.
 
 use crate::util::*;
-use statewal::{LoadedFrom, Store};
+use statewal::Store;
+use statewal::report::LoadedFrom;
 
 // Guards: every acknowledged put and delete survives a crash (no checkpoint,
 // so the journal is the only copy) and is replayed on the next open.

@@ -2,7 +2,8 @@
 //! journal rebuild the state, and failing that, the per-task files.
 
 use crate::util::*;
-use statewal::{LoadedFrom, Store};
+use statewal::Store;
+use statewal::report::LoadedFrom;
 use std::path::Path;
 
 const GARBAGE: &[u8] = b"{\"version\": \"1.0.0\", \"tasks\": [ this is not json";

@@ -3,7 +3,8 @@
 
 use crate::util::*;
 use serde_json::{Value, json};
-use statewal::{LoadedFrom, Task};
+use statewal::Task;
+use statewal::report::LoadedFrom;
 
 fn foreign_task() -> Value {
     json!({

@@ -39,7 +39,7 @@ fn concurrent_puts_share_syncs_and_all_survive() {
         "no group commit: {} syncs for {total} puts",
         stats.journal_syncs
     );
-    drop(Arc::try_unwrap(store).ok().expect("threads are done"));
+    drop(Arc::try_unwrap(store).expect("threads are done"));
 
     let store = Store::open(crash_opts(dir.path())).unwrap();
     assert_eq!(store.recovery_report().unwrap().records_replayed, total);

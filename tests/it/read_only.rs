@@ -249,7 +249,7 @@ fn read_only_open_migrates_in_memory_only() {
     let store = statewal::__internal::open_with_fs(ro(dir.path()), fs.clone(), None).unwrap();
     assert_eq!(
         store.recovery_report().unwrap().loaded_from,
-        statewal::LoadedFrom::StateFile
+        statewal::report::LoadedFrom::StateFile
     );
     assert_eq!(
         store.list_sessions().unwrap().len(),

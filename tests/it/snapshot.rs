@@ -8,8 +8,9 @@
 use crate::util::{check_tasks, copy_dir, crash_opts, flip_bit, ids, open_crashy, put_all, task};
 use statewal::__internal::fs::Fs;
 use statewal::__internal::snapshot::{SNAPSHOT_FILE, SnapshotContents, decode, encode};
+use statewal::report::{LoadedFrom, SnapshotUse};
 use statewal::sim::{Outcome, PendingItem, PendingKind, SimFs, TearFill};
-use statewal::{LoadedFrom, Options, PersistedState, SnapshotUse, Store, Task};
+use statewal::{Options, PersistedState, Store, Task};
 use std::path::Path;
 use std::sync::Arc;
 

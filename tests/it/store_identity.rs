@@ -9,7 +9,8 @@ use crate::util::*;
 use statewal::__internal::fs::RealFs;
 use statewal::__internal::journal::segment_name;
 use statewal::__internal::verify::{FindingClass, verify};
-use statewal::{ErrorKind, LoadedFrom, Store};
+use statewal::report::LoadedFrom;
+use statewal::{ErrorKind, Store};
 use std::path::Path;
 
 /// A store holding `a0..a3` in its checkpoint and `a3..a5` only in its

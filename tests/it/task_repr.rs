@@ -7,7 +7,8 @@ use crate::util::*;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use statewal::__internal::journal::op::{HeldTask, Op};
-use statewal::{ErrorKind, LoadedFrom, LogEntry, Options, Store, Task, TaskStatus};
+use statewal::report::LoadedFrom;
+use statewal::{ErrorKind, LogEntry, Options, Store, Task, TaskStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -470,15 +471,13 @@ fn a_put_nested_too_deep_is_refused_and_never_breaks_a_reopen() {
     };
     let e = store
         .submit_batch(vec![statewal::Mutation::PutTask(deep_task())])
-        .err()
-        .expect("a deep task in a batch is refused");
+        .expect_err("a deep task in a batch is refused");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     let e = store
         .submit_batch(vec![statewal::Mutation::PutSession(
             json!({"id": "s", "x": nested(max)}),
         )])
-        .err()
-        .expect("a deep session in a batch is refused");
+        .expect_err("a deep session in a batch is refused");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     let e = store.put_task_if(deep_task(), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");

@@ -12,7 +12,8 @@
 
 use crate::util::{check_tasks, copy_dir, crash_opts, ids, put_all, run_statewal};
 use serde_json::{Value, json};
-use statewal::{LoadedFrom, Store};
+use statewal::Store;
+use statewal::report::LoadedFrom;
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -3,7 +3,8 @@
 use crate::Cli;
 use crate::health::human_bytes;
 use crate::out::{count, json_line};
-use statewal::{BackupInfo, Result, Store};
+use statewal::report::BackupInfo;
+use statewal::{Result, Store};
 use std::path::Path;
 use std::process::ExitCode;
 

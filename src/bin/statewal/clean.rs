@@ -60,7 +60,7 @@ pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
         }
     })?;
     // Regression (issue 8, part 5): `--older-than 1000000w` panicked.
-    if !statewal::age_in_range(age) {
+    if !statewal::__internal::age_in_range(age) {
         return Err(format!(
             "--older-than {s:?} reaches back before year 0000, the earliest time a task can carry"
         ));

@@ -4,8 +4,9 @@
 use crate::out::{count, json_line};
 use crate::progress::Progress;
 use crate::{Cli, Command};
+use statewal::report::FindingClass;
+use statewal::verify;
 use statewal::{Error, ErrorKind, Result, Store, Task};
-use statewal::{FindingClass, verify};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -224,7 +225,7 @@ fn verify_cmd(cli: &Cli, json: bool) -> Result<ExitCode> {
     })
 }
 
-pub fn print_recovery(r: &statewal::RecoveryReport) {
+pub fn print_recovery(r: &statewal::report::RecoveryReport) {
     eprintln!(
         "recovered from {} (seq {}): {} loaded, {} replayed from {}, {} of torn tail truncated, {:.1} ms",
         r.loaded_from,
@@ -243,9 +244,9 @@ pub fn print_recovery(r: &statewal::RecoveryReport) {
         eprintln!("  skipped {}: {}", s.file, s.reason);
     }
     match &r.snapshot {
-        statewal::SnapshotUse::Stale(why)
-        | statewal::SnapshotUse::Damaged(why)
-        | statewal::SnapshotUse::Foreign(why) => {
+        statewal::report::SnapshotUse::Stale(why)
+        | statewal::report::SnapshotUse::Damaged(why)
+        | statewal::report::SnapshotUse::Foreign(why) => {
             eprintln!("  state.snapshot not used ({}): {why}", r.snapshot.name())
         }
         _ => {}
@@ -261,7 +262,7 @@ pub fn pretty<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// The recovery report as JSON, for `--json` output.
-pub fn recovery_json(r: &statewal::RecoveryReport) -> serde_json::Value {
+pub fn recovery_json(r: &statewal::report::RecoveryReport) -> serde_json::Value {
     serde_json::json!({
         // snake_case, as every word in JSON; `--mode` takes the same
         // words with hyphens.

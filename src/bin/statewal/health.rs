@@ -20,7 +20,7 @@ pub fn run(dir: &Path, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn print_human(h: &statewal::Health) -> statewal::Result<()> {
+fn print_human(h: &statewal::report::Health) -> statewal::Result<()> {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     outln!("state directory   {}", h.dir);
     outln!("exists            {}", yes_no(h.exists));

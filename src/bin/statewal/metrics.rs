@@ -3,7 +3,8 @@
 
 use crate::Cli;
 use crate::commands::open_readonly;
-use statewal::{Result, StoreMetrics};
+use statewal::Result;
+use statewal::report::StoreMetrics;
 use std::fmt::Write;
 use std::process::ExitCode;
 

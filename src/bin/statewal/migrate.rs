@@ -1,8 +1,8 @@
 //! `statewal migrate [--dry-run] [--json]` and `statewal migrate --rollback`.
 
 use crate::progress::Progress;
-use statewal::MigrationReport;
 use statewal::Result;
+use statewal::report::MigrationReport;
 use std::path::Path;
 use std::process::ExitCode;
 
