@@ -268,6 +268,12 @@ pub mod __internal {
         }
     }
 
+    /// Whether opening `store` created its engine's storage (statewal's
+    /// tables in a database), for the CLI's note on stderr.
+    pub fn created_storage(store: &crate::Store) -> bool {
+        store.created_storage()
+    }
+
     /// [`crate::Store`] on any filesystem, without the `sim` feature that
     /// makes `Store::open_with_fs` public.
     pub fn open_with_fs(

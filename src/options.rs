@@ -184,6 +184,42 @@ pub struct Options {
     pub(crate) journal_preallocate_bytes: u64,
     pub(crate) read_only: bool,
     pub(crate) stamp_times: bool,
+    pub(crate) database: Option<DatabaseUrl>,
+}
+
+/// A database URL, which may hold a password: `Debug` shows it elided, so
+/// printing [`Options`] never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct DatabaseUrl(pub(crate) String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redacted(&self.0))
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`, for messages: a
+/// `scheme://user:password@host/...` URL or a `key=value` connection string.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // A `key=value` string: hide the value of `password`.
+        return url
+            .split(' ')
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => kv,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The state directory used when neither an option nor `STATE_PATH` names one.
@@ -204,6 +240,7 @@ impl Options {
             journal_preallocate_bytes: 1024 * 1024,
             read_only: false,
             stamp_times: false,
+            database: None,
         }
     }
 
@@ -315,6 +352,42 @@ impl Options {
     /// Whether [`Options::read_only`] is on.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Keeps the store in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host:port/dbname`, or a `key=value`
+    /// connection string) instead of the state directory; needs the cargo
+    /// feature `postgres`, without which [`crate::Store::open`] fails with
+    /// [`crate::ErrorKind::Unsupported`]. Default: none, the journal engine
+    /// in the directory.
+    ///
+    /// With a database, the directory given to [`Options::new`] is not
+    /// used at all: nothing is read, created or locked there. The
+    /// journal's settings (sync policy, recovery mode, checkpoints,
+    /// backups, preallocation, `checkpoint_on_drop`) do not apply either:
+    /// a write returns once its transaction committed (`docs/postgres.md`).
+    /// [`Options::task_bytes_max`], [`Options::stamp_times`] and
+    /// [`Options::read_only`] apply as on a directory. A writing open
+    /// creates statewal's tables when the database has none; a read-only
+    /// open never does, and fails with [`crate::ErrorKind::NotFound`] ("no
+    /// statewal store in ...") instead. `Debug` of the options never shows
+    /// the URL's password.
+    ///
+    /// ```
+    /// use statewal::Options;
+    /// let opts = Options::new("unused").database("postgres://app@db.internal/app");
+    /// assert_eq!(opts.database_url(), Some("postgres://app@db.internal/app"));
+    /// let secret = Options::new("unused").database("postgres://app:hunter2@db/app");
+    /// assert!(!format!("{secret:?}").contains("hunter2"));
+    /// ```
+    pub fn database(mut self, url: impl Into<String>) -> Options {
+        self.database = Some(DatabaseUrl(url.into()));
+        self
+    }
+
+    /// The database URL set by [`Options::database`], if any.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.0.as_str())
     }
 }
 

@@ -174,11 +174,14 @@ pub struct Store {
 enum Backend {
     Journal(JournalEngine),
     // Built by the engines behind features (PostgreSQL) and the crate's
-    // tests; until one lands, no build without tests constructs it.
-    #[cfg_attr(not(test), allow(dead_code))]
+    // tests; a build with neither never constructs it.
+    #[cfg_attr(not(any(test, feature = "postgres")), allow(dead_code))]
     Other {
         engine: Box<dyn Engine>,
         opts: Options,
+        /// The subscriber given at open ([`Store::open_with_subscriber`]),
+        /// kept for the store's life.
+        _subscription: Option<Subscription>,
     },
 }
 
@@ -200,19 +203,64 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the state directory in `opts`, recovers,
     /// and starts the auto-save thread.
+    ///
+    /// With [`Options::database`], opens the PostgreSQL engine instead
+    /// (cargo feature `postgres`; without it, [`ErrorKind::Unsupported`]):
+    /// it connects, and a writing open creates or migrates statewal's
+    /// tables, while a read-only one ([`Options::read_only`]) creates
+    /// nothing and fails with [`ErrorKind::NotFound`] where the database
+    /// has no statewal store. The directory is not used then.
     pub fn open(opts: Options) -> Result<Store> {
+        if opts.database_url().is_some() {
+            return Store::open_database(opts, None);
+        }
         Ok(Store::journal(JournalEngine::open(opts, None)?))
     }
 
-    /// Like [`Store::open`], with a subscriber that also sees `state:loaded`.
+    /// Like [`Store::open`], with a subscriber that also sees `state:loaded`
+    /// (on PostgreSQL, which recovers nothing, it sees the task changes
+    /// from the moment the store is open).
     pub fn open_with_subscriber(
         opts: Options,
         f: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<Store> {
+        if opts.database_url().is_some() {
+            return Store::open_database(opts, Some(Box::new(f)));
+        }
         Ok(Store::journal(JournalEngine::open(
             opts,
             Some(Box::new(f)),
         )?))
+    }
+
+    /// The PostgreSQL engine on the database in `opts`.
+    #[cfg(feature = "postgres")]
+    fn open_database(opts: Options, subscriber: Option<Subscriber>) -> Result<Store> {
+        let url = opts.database_url().expect("called with a database");
+        let engine = crate::engine::postgres::PgEngine::open(url, &opts)?;
+        let subscription = subscriber.map(|f| engine.subscribe(f));
+        Ok(Store {
+            backend: Backend::Other {
+                engine: Box::new(engine),
+                opts,
+                _subscription: subscription,
+            },
+        })
+    }
+
+    /// Without the `postgres` feature: the error that says so.
+    #[cfg(not(feature = "postgres"))]
+    fn open_database(opts: Options, _: Option<Subscriber>) -> Result<Store> {
+        let url = opts.database_url().expect("called with a database");
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the options name a database ({}), but this statewal was built without \
+                 PostgreSQL support (the cargo feature `postgres`); rebuild with \
+                 `--features postgres`",
+                crate::options::redacted(url)
+            ),
+        ))
     }
 
     /// Opens a store on any [`Fs`](crate::sim::Fs), such as a
@@ -248,7 +296,11 @@ impl Store {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn on_engine(engine: Box<dyn Engine>, opts: Options) -> Store {
         Store {
-            backend: Backend::Other { engine, opts },
+            backend: Backend::Other {
+                engine,
+                opts,
+                _subscription: None,
+            },
         }
     }
 
@@ -786,6 +838,31 @@ impl Store {
         self.engine().subscribe(Box::new(f))
     }
 
+    /// This open store's id: a random 128-bit id in hex, made when it was
+    /// opened, and the [`crate::Change::origin`] of every change it makes.
+    /// A subscriber compares it with each change's origin to tell its own
+    /// changes from those of other instances (on PostgreSQL, every process
+    /// that opened the same database).
+    ///
+    /// ```
+    /// # fn main() -> statewal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use statewal::{Options, Store};
+    /// let store = Store::open(Options::new(dir.path()))?;
+    /// assert_eq!(store.instance_id().len(), 32);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn instance_id(&self) -> &str {
+        self.engine().origin()
+    }
+
+    /// Whether opening created the engine's storage (statewal's tables in a
+    /// database), for the CLI to say where.
+    pub(crate) fn created_storage(&self) -> bool {
+        self.engine().created_storage()
+    }
+
     /// Counters.
     pub fn stats(&self) -> Result<StoreStats> {
         self.engine().stats()
@@ -896,6 +973,9 @@ mod tests {
         }
         fn subscribe(&self, _: Subscriber) -> Subscription {
             unreachable!("not asked by these tests")
+        }
+        fn origin(&self) -> &str {
+            "asked"
         }
         fn stats(&self) -> Result<StoreStats> {
             self.no()

@@ -583,6 +583,10 @@ impl Engine for JournalEngine {
         self.shared.subscribers.subscribe(f)
     }
 
+    fn origin(&self) -> &str {
+        &self.shared.instance
+    }
+
     fn stats(&self) -> Result<StoreStats> {
         let j = &self.shared.journal;
         Ok(StoreStats {

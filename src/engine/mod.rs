@@ -88,6 +88,14 @@ pub trait Engine: Send + Sync {
     /// committed task change is an [`crate::Event::TaskChanged`], delivered
     /// after it is durable and in commit order per task.
     fn subscribe(&self, f: Subscriber) -> Subscription;
+    /// This instance's id: the `origin` of every [`crate::Change`] it
+    /// makes, random per open.
+    fn origin(&self) -> &str;
+    /// Whether opening created the engine's storage (on PostgreSQL,
+    /// statewal's tables), for the CLI to say so. False by default.
+    fn created_storage(&self) -> bool {
+        false
+    }
     /// Counts.
     fn stats(&self) -> Result<StoreStats>;
     /// Metrics.

@@ -49,28 +49,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Config> {
     Ok(config)
 }
 
-/// `url` with its password, if any, replaced by `***`, for messages.
-pub(crate) fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // A `key=value` string: hide the value of `password`.
-        return url
-            .split(' ')
-            .map(|kv| match kv.split_once('=') {
-                Some(("password", _)) => "password=***",
-                _ => kv,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{path}")
-        }
-        _ => url.to_string(),
-    }
-}
+pub(crate) use crate::options::redacted;
 
 /// A pool of connections to the database `config` names. It opens one
 /// connection now, so a server that cannot be reached fails here.

@@ -26,7 +26,7 @@ pub use outbox::{Change, ChangeKind};
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{Subscriber, Subscribers, Subscription};
+use crate::events::{Event, Subscriber, Subscribers, Subscription};
 use crate::health::Health;
 use crate::journal::op::Op;
 use crate::metrics::StoreMetrics;
@@ -58,9 +58,14 @@ pub(crate) struct PgEngine {
     subscribers: Arc<Subscribers>,
     sinks: Arc<outbox::Sinks>,
     listener: Mutex<Option<outbox::Listener>>,
+    /// The watch that turns the outbox's changes into events for
+    /// [`Engine::subscribe`]'s subscribers, made by the first subscribe.
+    forwarding: Mutex<Option<Watch>>,
     /// Transactions this instance committed.
     commits: AtomicU64,
     open_time: Duration,
+    /// Whether this open created statewal's tables.
+    created_storage: bool,
 }
 
 impl PgEngine {
@@ -72,9 +77,15 @@ impl PgEngine {
         let shown = conn::redacted(url);
         let config = conn::parse_url(url)?;
         let pool = conn::pool(config.clone(), &shown)?;
-        if !opts.read_only {
-            schema::migrate(&pool).map_err(|e| e.context(format!("opening {shown}")))?;
-        }
+        // A writer creates the tables where there are none; a reader never
+        // does, so a read pointed at someone else's database (a stray
+        // DATABASE_URL) leaves it as it found it.
+        let created_storage = if opts.read_only {
+            schema::require(&pool, &shown)?;
+            false
+        } else {
+            schema::migrate(&pool).map_err(|e| e.context(format!("opening {shown}")))? == 0
+        };
         Ok(PgEngine {
             pool,
             config,
@@ -85,8 +96,10 @@ impl PgEngine {
             subscribers: Arc::default(),
             sinks: Arc::default(),
             listener: Mutex::new(None),
+            forwarding: Mutex::new(None),
             commits: AtomicU64::new(0),
             open_time: started.elapsed(),
+            created_storage,
         })
     }
 
@@ -358,9 +371,38 @@ impl Engine for PgEngine {
     }
 
     fn subscribe(&self, f: Subscriber) -> Subscription {
-        // Task changes reach subscribers as events once the event type has
-        // them; until then `watch` is the way to them.
-        self.subscribers.subscribe(f)
+        let subscription = self.subscribers.subscribe(f);
+        let mut forwarding = self.forwarding.lock();
+        if forwarding.is_none() {
+            // Every subscriber hears the changes of every instance, this
+            // one's included, from the listener's thread, once committed.
+            let subscribers = Arc::downgrade(&self.subscribers);
+            match self.watch(move |changes| {
+                if let Some(subs) = subscribers.upgrade() {
+                    for c in changes {
+                        subs.emit(Event::TaskChanged(event_change(c)));
+                    }
+                    subs.deliver();
+                }
+            }) {
+                Ok(w) => *forwarding = Some(w),
+                // The listener reads its starting point from the database;
+                // unreachable now, it is tried again by the next subscribe.
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "task changes cannot be delivered: the listener did not start"
+                ),
+            }
+        }
+        subscription
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn created_storage(&self) -> bool {
+        self.created_storage
     }
 
     fn stats(&self) -> Result<StoreStats> {
@@ -388,10 +430,26 @@ impl Engine for PgEngine {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        self.forwarding.lock().take();
         if let Some(mut l) = self.listener.lock().take() {
             l.stop();
         }
         Ok(())
+    }
+}
+
+/// An outbox row as the event every engine sends: an archive is a delete,
+/// as on the journal engine (the task has left the store).
+fn event_change(c: &Change) -> crate::events::Change {
+    crate::events::Change {
+        id: c.task_id.clone(),
+        kind: match c.kind {
+            ChangeKind::Put => crate::events::ChangeKind::Put,
+            ChangeKind::Delete | ChangeKind::Archive => crate::events::ChangeKind::Delete,
+        },
+        version: c.version,
+        seq: c.seq,
+        origin: c.origin.clone(),
     }
 }
 

@@ -112,13 +112,7 @@ pub(crate) fn migrate(pool: &Pool) -> Result<i32> {
             .map_err(q)?
             .get(0);
         if found > SCHEMA_VERSION {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the database's statewal schema is version {found}, newer than this \
-                     statewal knows ({SCHEMA_VERSION}); upgrade statewal"
-                ),
-            ));
+            return Err(newer(found));
         }
         for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
             tx.batch_execute(sql)
@@ -131,6 +125,57 @@ pub(crate) fn migrate(pool: &Pool) -> Result<i32> {
         }
         Ok(found)
     })
+}
+
+/// Fails with [`ErrorKind::NotFound`] ("no statewal store in ...") unless
+/// the database holds statewal's tables, and refuses a schema newer than
+/// this statewal knows; creates nothing. For read-only opens: a read must
+/// never create tables in a database that is not statewal's.
+pub(crate) fn require(pool: &Pool, shown: &str) -> Result<()> {
+    let q = |e| pg_error("reading the schema version", e);
+    let mut c = pool
+        .get()
+        .map_err(|e| super::conn::pool_error("reading the schema version", e))?;
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass('statewal_schema_versions') IS NOT NULL",
+            &[],
+        )
+        .map_err(q)?
+        .get(0);
+    let found: i32 = if exists {
+        c.query_one(
+            "SELECT coalesce(max(version), 0) FROM statewal_schema_versions",
+            &[],
+        )
+        .map_err(q)?
+        .get(0)
+    } else {
+        0
+    };
+    if found == 0 {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no statewal store in {shown} (statewal's tables are created by the first write, \
+                 never by a read)"
+            ),
+        ));
+    }
+    if found > SCHEMA_VERSION {
+        return Err(newer(found));
+    }
+    Ok(())
+}
+
+fn newer(found: i32) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "the database's statewal schema is version {found}, newer than this \
+             statewal knows ({SCHEMA_VERSION}); upgrade statewal"
+        ),
+    )
 }
 
 #[cfg(test)]
