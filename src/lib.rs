@@ -268,6 +268,11 @@ pub mod __internal {
         }
     }
 
+    /// A database URL with its password replaced by `***`, for messages.
+    pub fn redacted(url: &str) -> String {
+        crate::options::redacted(url)
+    }
+
     /// Whether opening `store` created its engine's storage (statewal's
     /// tables in a database), for the CLI's note on stderr.
     pub fn created_storage(store: &crate::Store) -> bool {

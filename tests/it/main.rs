@@ -21,6 +21,8 @@ mod cli_list;
 mod cli_manners;
 mod cli_migrate;
 mod cli_ops;
+#[cfg(feature = "postgres")]
+mod cli_pg;
 mod cli_progress;
 mod cli_read_only;
 mod cli_reference;
@@ -61,6 +63,8 @@ mod os_faults;
 mod pg;
 #[cfg(feature = "postgres")]
 mod pg_engine;
+#[cfg(feature = "postgres")]
+mod pg_store;
 mod query;
 mod read_only;
 mod readback;

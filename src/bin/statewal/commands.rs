@@ -24,13 +24,13 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::DeleteTask { id, json } => {
-            let store = Store::open(cli.options())?;
+            let store = open_writer(cli)?;
             let seq = store.delete_task(id)?;
             store.shutdown()?;
             if *json {
                 json_line(&serde_json::json!({"id": id, "seq": seq}))?;
             } else {
-                outln!("deleted task {id} (journal seq {seq})");
+                outln!("deleted task {id} ({} {seq})", seq_name(cli));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -95,6 +95,33 @@ pub fn open_readonly(cli: &Cli) -> Result<Store> {
     Store::open(cli.options().read_only(true))
 }
 
+/// Opens a store for a command that writes: it creates the store where
+/// there is none. On a database that had no statewal tables it says on
+/// stderr which database it created them in (the URL without its
+/// password): a `DATABASE_URL` meant for another application must not be
+/// written to unnoticed.
+pub fn open_writer(cli: &Cli) -> Result<Store> {
+    let store = Store::open(cli.options())?;
+    if let Some(url) = cli.database_url()
+        && statewal::__internal::created_storage(&store)
+    {
+        eprintln!(
+            "statewal: created statewal's tables in {} (the first write to this database)",
+            statewal::__internal::redacted(url)
+        );
+    }
+    Ok(store)
+}
+
+/// What a write's number is called in the output: the journal's sequence
+/// number, or a database's change order.
+fn seq_name(cli: &Cli) -> &'static str {
+    match cli.database_url() {
+        Some(_) => "seq",
+        None => "journal seq",
+    }
+}
+
 /// Fails with [`ErrorKind::ReadOnly`] when `--read-only` was given to a
 /// command that writes other than through a store's mutations (which refuse
 /// by themselves); `only_reads` lets its dry run through.
@@ -151,13 +178,13 @@ fn put_task(cli: &Cli, file: Option<&std::path::Path>, json: bool) -> Result<Exi
     }
     let task = Task::from_json(&bytes).map_err(|e| e.context(format!("in {source}")))?;
     let id = task.id().to_string();
-    let store = Store::open(cli.options())?;
+    let store = open_writer(cli)?;
     let seq = store.put_task(task)?;
     store.shutdown()?;
     if json {
         json_line(&serde_json::json!({"id": id, "seq": seq}))?;
     } else {
-        outln!("stored task {id} (journal seq {seq})");
+        outln!("stored task {id} ({} {seq})", seq_name(cli));
     }
     Ok(ExitCode::SUCCESS)
 }

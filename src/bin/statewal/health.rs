@@ -1,23 +1,67 @@
-//! `statewal health`: is the state directory fit to run a store on?
+//! `statewal health`: is the state directory (or the database) fit to run
+//! a store on?
 
+use crate::Cli;
 use crate::out::{count, json_line};
-use statewal::Result;
-use std::path::Path;
+use statewal::{Options, Result, Store};
 use std::process::ExitCode;
 
-/// Prints [`statewal::health`] of `dir`; exit 1 when unhealthy.
-pub fn run(dir: &Path, json: bool) -> Result<ExitCode> {
-    let h = statewal::health(dir);
-    if json {
-        json_line(&h)?;
-    } else {
-        print_human(&h)?;
-    }
-    Ok(if h.healthy {
+/// Prints [`statewal::health`] of the directory, or the store's health on
+/// a database; exit 1 when unhealthy.
+pub fn run(cli: &Cli, json: bool) -> Result<ExitCode> {
+    let Some(url) = cli.database_url() else {
+        let h = statewal::health(&cli.dir);
+        if json {
+            json_line(&h)?;
+        } else {
+            print_human(&h)?;
+        }
+        return Ok(exit(h.healthy));
+    };
+    database(url, json)
+}
+
+fn exit(healthy: bool) -> ExitCode {
+    if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
+}
+
+/// Health on PostgreSQL: reachable, takes writes, statewal's schema is
+/// there and current. A read-only open, so it creates nothing; a database
+/// that cannot be opened is unhealthy (exit 1), with the reason.
+fn database(url: &str, json: bool) -> Result<ExitCode> {
+    let shown = statewal::__internal::redacted(url);
+    let (healthy, writable, problems) =
+        match Store::open(Options::new("unused").database(url).read_only(true)) {
+            Ok(store) => {
+                let h = store.health();
+                (h.healthy, h.writable, h.problems)
+            }
+            Err(e) => (false, false, vec![e.to_string()]),
+        };
+    if json {
+        json_line(&serde_json::json!({
+            "database": shown,
+            "healthy": healthy,
+            "writable": writable,
+            "problems": problems,
+        }))?;
+    } else {
+        outln!("database          {shown}");
+        outln!("writable          {}", if writable { "yes" } else { "no" });
+        if healthy {
+            outln!("healthy");
+        } else {
+            outln!("UNHEALTHY:");
+            for p in &problems {
+                outln!("  - {p}");
+            }
+        }
+    }
+    Ok(exit(healthy))
 }
 
 fn print_human(h: &statewal::report::Health) -> statewal::Result<()> {

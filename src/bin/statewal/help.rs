@@ -1,6 +1,7 @@
-//! What `--help` adds to clap's definition: examples for every command, and
+//! What `--help` adds to clap's definition: examples for every command,
 //! what each command does with the global flags for features not built yet
-//! (`--replicate`, `--database`, `--key-file`, `--key-command`).
+//! (`--replicate`, `--key-file`, `--key-command`), and which commands run
+//! on PostgreSQL (`--database`, [`ON_POSTGRES`]).
 //!
 //! The same [`command`] feeds parsing, `completions` and `man`, so all three
 //! show the same text.
@@ -11,10 +12,12 @@ use statewal::{Error, ErrorKind, Result};
 
 /// What a command does with the global flags (`../shared/CONTRACTS.md`
 /// section 3). For the flags of features not built yet (`--replicate`,
-/// `--database`, `--key-file`, `--key-command`, `STATEWAL_KEY`), a command
-/// refuses one it would use (doing its work without it would be wrong:
-/// unencrypted, unreplicated, or on the wrong store) and ignores one it has
-/// no use for. Each command's `--help` names every global flag it ignores.
+/// `--key-file`, `--key-command`, `STATEWAL_KEY`), a command refuses one it
+/// would use (doing its work without it would be wrong: unencrypted,
+/// unreplicated, or on the wrong store) and ignores one it has no use for.
+/// `--database` is built (issue 12): the commands in [`ON_POSTGRES`] run on
+/// it, the other store commands refuse it. Each command's `--help` names
+/// every global flag it ignores.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Uses {
     /// Opens the store and writes it: uses every global flag.
@@ -32,6 +35,21 @@ enum Uses {
     /// Never touches a store: ignores every global flag.
     Nothing,
 }
+
+/// The commands that run on PostgreSQL (`--database`, `DATABASE_URL`, or a
+/// `postgres://` URL in `--dir`); every other command that opens a store
+/// refuses a database with "`<command>` is not available on PostgreSQL".
+/// `copy` joins this list when it is built.
+pub const ON_POSTGRES: &[&str] = &[
+    "put-task",
+    "get-task",
+    "delete-task",
+    "list",
+    "show",
+    "serve",
+    "health",
+    "metrics",
+];
 
 /// Each visible command: its name, the flags it would use, and its
 /// examples. The README's CLI reference and its test follow this list.
@@ -209,10 +227,29 @@ const TOP_EXAMPLES: &str = "Examples:
 pub fn command() -> clap::Command {
     let mut cmd = Cli::command().after_help(TOP_EXAMPLES);
     for &(name, uses, examples) in COMMANDS {
-        let text = format!("Examples:\n{examples}\n\n{}", flag_note(uses));
+        let notes = match database_note(name, uses) {
+            "" => flag_note(uses).to_string(),
+            db => format!("{} {db}", flag_note(uses)),
+        };
+        let text = format!("Examples:\n{examples}\n\n{notes}");
         cmd = cmd.mut_subcommand(name, |sub| sub.after_help(text));
     }
     cmd
+}
+
+/// What a command's `--help` says about `--database`: that it runs on
+/// PostgreSQL, or refuses a database. Commands that open no store of the
+/// user's say it among the flags they ignore.
+fn database_note(name: &str, uses: Uses) -> &'static str {
+    if matches!(uses, Uses::Nothing | Uses::Demo) {
+        ""
+    } else if ON_POSTGRES.contains(&name) {
+        "With --database (or DATABASE_URL, or a postgres:// URL as --dir) it runs on \
+         PostgreSQL."
+    } else {
+        "It is not available on PostgreSQL: given --database (or DATABASE_URL, or a \
+         postgres:// URL as --dir), it refuses (exit 2)."
+    }
 }
 
 /// What a command's `--help` says about the global flags: the ones it
@@ -221,21 +258,21 @@ pub fn command() -> clap::Command {
 fn flag_note(uses: Uses) -> &'static str {
     match uses {
         Uses::StoreWrites => {
-            "This command uses every global option. --replicate, --database, --key-file, \
-             --key-command (and STATEWAL_KEY) are for features not built yet: it refuses them \
-             (exit 2) rather than write without them."
+            "This command uses every global option. --replicate, --key-file, --key-command \
+             (and STATEWAL_KEY) are for features not built yet: it refuses them (exit 2) rather \
+             than write without them."
         }
         Uses::Migrates => {
             "This command ignores --sync: it syncs everything it writes, as sync-before-ack \
              does, whatever the policy. \
-             --replicate, --database, --key-file, --key-command (and STATEWAL_KEY) are for \
-             features not built yet: it refuses them (exit 2) rather than write without them."
+             --replicate, --key-file, --key-command (and STATEWAL_KEY) are for features not \
+             built yet: it refuses them (exit 2) rather than write without them."
         }
         Uses::StoreReads => {
             "This command ignores --sync, --read-only and --replicate: it writes nothing (it \
-             opens the store read-only, or reads its files without opening it). --database, \
-             --key-file, --key-command (and STATEWAL_KEY) are for features not built yet: it \
-             refuses them (exit 2)."
+             opens the store read-only, or reads its files without opening it). --key-file, \
+             --key-command (and STATEWAL_KEY) are for features not built yet: it refuses them \
+             (exit 2)."
         }
         Uses::Demo => {
             "This command ignores --read-only, --replicate, --database, --key-file, \
@@ -251,7 +288,8 @@ fn flag_note(uses: Uses) -> &'static str {
 }
 
 /// Fails when a flag for a feature not built yet is given to a command
-/// that would use it; a command with no use for it goes on.
+/// that would use it, or a database to a command not available on
+/// PostgreSQL; a command with no use for either goes on.
 pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
     let uses = match &cli.command {
         Command::Demo { .. } => Uses::Demo,
@@ -280,11 +318,6 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
             "replication (issue 11)",
         ),
         (
-            cli.database.is_some() && opens,
-            "--database (DATABASE_URL)",
-            "the PostgreSQL backend (issue 12)",
-        ),
-        (
             cli.key_file.is_some() && opens,
             "--key-file (STATEWAL_KEY_FILE)",
             "encryption at rest (issue 13)",
@@ -300,6 +333,19 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
             "encryption at rest (issue 13)",
         ),
     ];
+    if opens && cli.database_url().is_some() {
+        let name = cli.command_name.as_str();
+        if !ON_POSTGRES.contains(&name) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "`{name}` is not available on PostgreSQL (a database was given by \
+                     --database, DATABASE_URL or a postgres:// URL as --dir); it runs on a \
+                     state directory only; nothing was done"
+                ),
+            ));
+        }
+    }
     match given.iter().find(|(refused, ..)| *refused) {
         Some((_, flag, feature)) => Err(Error::new(
             ErrorKind::InvalidInput,

@@ -87,8 +87,11 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub replicate: Option<String>,
-    /// Keep the store in PostgreSQL at this URL instead of a directory.
-    /// Not built yet (issue 12): a command that opens a store refuses it.
+    /// Keep the store in the PostgreSQL database at this URL instead of a
+    /// directory (a postgres:// or postgresql:// URL given to --dir means the
+    /// same). put-task, get-task, delete-task, list, show, serve, health and
+    /// metrics run on it; the other store commands refuse it (exit 2). Reads
+    /// never create statewal's tables; the first write does, and says where.
     #[arg(
         long,
         global = true,
@@ -123,6 +126,13 @@ pub struct Cli {
     /// the default), for `demo`.
     #[arg(skip)]
     pub dir_on_command_line: bool,
+    /// Whether `--database` was given on the command line (not by
+    /// `DATABASE_URL`), which then wins over a URL in `--dir`.
+    #[arg(skip)]
+    pub database_on_command_line: bool,
+    /// The command as typed (`put-task`), for messages.
+    #[arg(skip)]
+    pub command_name: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,16 +392,41 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 impl Cli {
     /// Store options for this invocation.
     pub fn options(&self) -> Options {
-        Options::new(&self.dir)
+        let opts = Options::new(&self.dir)
             .sync_policy(self.sync)
-            .read_only(self.read_only)
+            .read_only(self.read_only);
+        match self.database_url() {
+            Some(url) => opts.database(url),
+            None => opts,
+        }
     }
+
+    /// The database this invocation names, if any: `--database` on the
+    /// command line, else a `postgres://` or `postgresql://` URL given to
+    /// `--dir` (or `STATE_PATH`), else `DATABASE_URL`. An empty
+    /// `DATABASE_URL` names none.
+    pub fn database_url(&self) -> Option<&str> {
+        let given = self.database.as_deref().filter(|u| !u.is_empty());
+        let in_dir = self.dir.to_str().filter(|d| is_database_url(d));
+        match (given, in_dir) {
+            (Some(url), _) if self.database_on_command_line => Some(url),
+            (_, Some(url)) => Some(url),
+            (given, None) => given,
+        }
+    }
+}
+
+/// Whether `s` is a PostgreSQL URL, which `--dir` takes as `--database`.
+pub fn is_database_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 fn main() -> ExitCode {
     let matches = help::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    cli.dir_on_command_line = dir_on_command_line(&matches);
+    cli.dir_on_command_line = on_command_line(&matches, "dir");
+    cli.database_on_command_line = on_command_line(&matches, "database");
+    cli.command_name = matches.subcommand_name().unwrap_or_default().to_string();
     init_tracing();
     let result = help::refuse_unbuilt(&cli).and_then(|()| dispatch(&cli));
     match result {
@@ -425,7 +460,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
             svg.clone(),
         ),
         Command::BenchRss => bench::rss_probe(&cli.dir),
-        Command::Health { json } => health::run(&cli.dir, *json),
+        Command::Health { json } => health::run(cli, *json),
         Command::Metrics { json } => metrics::run(cli, *json),
         Command::DumpJournal { json } => inspect::dump_journal(&cli.dir, *json),
         Command::Show { id, json } => inspect::show(cli, id, *json),
@@ -460,13 +495,14 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
     }
 }
 
-/// Whether `--dir` came from the command line, before or after the
-/// subcommand (a global argument is recorded where it was written).
-fn dir_on_command_line(matches: &clap::ArgMatches) -> bool {
-    let here = matches.value_source("dir") == Some(clap::parser::ValueSource::CommandLine);
+/// Whether the global argument `id` came from the command line, before or
+/// after the subcommand (a global argument is recorded where it was
+/// written).
+fn on_command_line(matches: &clap::ArgMatches, id: &str) -> bool {
+    let here = matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     here || matches
         .subcommand()
-        .is_some_and(|(_, sub)| dir_on_command_line(sub))
+        .is_some_and(|(_, sub)| on_command_line(sub, id))
 }
 
 /// Diagnostics go to stderr, filtered by `RUST_LOG` (default: warnings).

@@ -6,6 +6,11 @@
 //! that arrive while a sync is under way are therefore committed together
 //! by the next sync (group commit across one client's pipeline).
 //!
+//! On PostgreSQL (`--database`) there is no unwaited journal record: each
+//! mutation is its own committed transaction, made in turn by the main loop
+//! (`apply_now`), and answered like a read. The answers keep the request
+//! order either way.
+//!
 //! SIGINT and SIGTERM end the server like the end of input does: it stops
 //! taking requests, answers every request it has taken, checkpoints,
 //! releases the lock and exits 0. A request without an answer was not
@@ -155,7 +160,7 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
     listen_for_signals(in_tx.clone())?;
     // The recovery report goes to the log (RUST_LOG=info), not to stderr:
     // the client owns this process's output.
-    let store = Store::open(cli.options())?;
+    let store = crate::commands::open_writer(cli)?;
     // Not scoped: on a signal this thread may stay blocked in `read()`, and
     // the process exits without waiting for it.
     let cap = max_line_bytes.unwrap_or_else(|| {
@@ -544,7 +549,24 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
         }
         other => return Err(bad(format!("unknown op {other:?}"))),
     };
+    if store.options().database_url().is_some() {
+        return Ok(now([("seq", json!(apply_now(store, mutation)?))]));
+    }
     Ok(Reply::Durable(store.submit(mutation)?))
+}
+
+/// A mutation through the calls every engine offers, returning once it is
+/// committed: the path for engines without [`Store::submit`] (PostgreSQL).
+fn apply_now(store: &Store, m: Mutation) -> Result<u64> {
+    match m {
+        Mutation::PutTask(task) => store.put_task(task),
+        Mutation::DeleteTask(id) => store.delete_task(&id),
+        Mutation::PutSession(session) => store.put_session(session),
+        Mutation::DeleteSession(id) => store.delete_session(&id),
+        Mutation::AppendLog { session, text } => store.append_log(&session, &text),
+        Mutation::SaveReport { id, report } => store.save_report(&id, report),
+        Mutation::ArchiveTask(id) => store.archive_task(&id),
+    }
 }
 
 fn now<const N: usize>(fields: [(&str, Value); N]) -> Reply<'static> {

@@ -1,0 +1,184 @@
+//! The public facade on PostgreSQL: `Store::open` with
+//! `Options::database` (see `pg.rs` for the server), the operations every
+//! engine offers, task changes across instances, and a read-only open that
+//! finds no statewal store and creates none.
+
+use crate::pg::{TestDb, database};
+use crate::util::check_err;
+use statewal::{ChangeKind, ErrorKind, Event, Options, Store, Task, TaskQuery, TaskStatus};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A store on `db`; the directory is never used.
+fn open(db: &TestDb) -> Store {
+    Store::open(opts(db)).expect("open the store on PostgreSQL")
+}
+
+fn opts(db: &TestDb) -> Options {
+    Options::new("/nonexistent-statewal-pg-dir").database(&db.url)
+}
+
+/// Whether the database has any of statewal's tables.
+fn has_tables(db: &TestDb) -> bool {
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'statewal%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    n > 0
+}
+
+fn task(id: &str, status: &str, updated_at: &str) -> Task {
+    let mut t = Task::new(id);
+    t.set("status", status).unwrap();
+    t.set("updated_at", updated_at).unwrap();
+    t
+}
+
+#[test]
+fn put_get_list_transaction_and_put_task_if_through_the_facade() {
+    let Some(db) = database() else { return };
+    let store = open(&db);
+    assert!(!std::path::Path::new("/nonexistent-statewal-pg-dir").exists());
+    store
+        .put_task(task("a", "completed", "2026-12-02T10:00:00Z"))
+        .unwrap();
+    store
+        .put_task(task("b", "pending", "2026-12-01T10:00:00Z"))
+        .unwrap();
+    assert_eq!(store.get_task("a").unwrap().unwrap().id(), "a");
+    let ids = |tasks: Vec<Task>| tasks.iter().map(|t| t.id().to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_tasks().unwrap()), ["a", "b"]);
+    assert_eq!(ids(store.load_tasks().unwrap().collect()), ["a", "b"]);
+    assert_eq!(ids(store.query_tasks(&TaskQuery::new()).unwrap()), ["b", "a"]);
+    let done = TaskQuery::new().status(TaskStatus::Completed);
+    assert_eq!(ids(store.query_tasks(&done).unwrap()), ["a"]);
+    store
+        .transaction(|tx| {
+            tx.put_task(Task::new("c"));
+            tx.delete_task("b");
+            Ok(())
+        })
+        .unwrap();
+    assert!(store.get_task("b").unwrap().is_none());
+    // A batch with a delete of nothing writes nothing.
+    let r = store.transaction(|tx| {
+        tx.put_task(Task::new("d"));
+        tx.delete_task("nobody");
+        Ok(())
+    });
+    check_err(r, ErrorKind::NotFound);
+    assert!(store.get_task("d").unwrap().is_none());
+    store.put_task_if(Task::new("c"), Some(1)).unwrap();
+    check_err(store.put_task_if(Task::new("c"), Some(1)), ErrorKind::Conflict);
+    assert_eq!(store.task_version("c").unwrap(), Some(2));
+    // The journal's own operations are refused, not faked.
+    check_err(store.checkpoint(), ErrorKind::Unsupported);
+    assert_eq!(store.stats().unwrap().tasks, 2);
+    assert!(store.health().healthy, "{:?}", store.health());
+    store.shutdown().unwrap();
+}
+
+/// Changes from two stores on one database reach a subscriber of each, in
+/// commit order per task, each with the origin of the store that made it.
+#[test]
+fn subscribers_hear_every_instances_changes_with_their_origin() {
+    let Some(db) = database() else { return };
+    let (a, b) = (open(&db), open(&db));
+    assert_ne!(a.instance_id(), b.instance_id());
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let _sub = a.subscribe(move |e| {
+        if let Event::TaskChanged(c) = e {
+            let _ = tx.lock().unwrap().send(c.clone());
+        }
+    });
+    a.put_task(Task::new("t")).unwrap();
+    b.put_task(Task::new("t")).unwrap();
+    b.transaction(|tx| {
+        tx.delete_task("t");
+        Ok(())
+    })
+    .unwrap();
+    a.put_task(Task::new("u")).unwrap();
+    a.archive_task("u").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        got.push(
+            rx.recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("only {got:?} arrived")),
+        );
+    }
+    let seen: Vec<_> = got
+        .iter()
+        .map(|c| (c.id.as_str(), c.kind, c.version, c.origin == a.instance_id()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("t", ChangeKind::Put, Some(1), true),
+            ("t", ChangeKind::Put, Some(2), false),
+            ("t", ChangeKind::Delete, None, false),
+            ("u", ChangeKind::Put, Some(1), true),
+            ("u", ChangeKind::Delete, None, true),
+        ]
+    );
+    assert!(got.iter().all(|c| c.origin == a.instance_id() || c.origin == b.instance_id()));
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "{got:?}");
+}
+
+/// A subscriber given at open hears changes made from then on.
+#[test]
+fn a_subscriber_given_at_open_hears_changes() {
+    let Some(db) = database() else { return };
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let store = Store::open_with_subscriber(opts(&db), move |e| {
+        if let Event::TaskChanged(c) = e {
+            let _ = tx.lock().unwrap().send(c.id.clone());
+        }
+    })
+    .unwrap();
+    open(&db).put_task(Task::new("x")).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), "x");
+    drop(store);
+}
+
+/// Regression guard for the DATABASE_URL decision: a read-only open of a
+/// database without statewal's tables fails with "no statewal store" and
+/// creates nothing; a writing open creates them.
+#[test]
+fn a_read_only_open_creates_nothing() {
+    let Some(db) = database() else { return };
+    let e = Store::open(opts(&db).read_only(true)).expect_err("no store");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains("no statewal store in"), "{e}");
+    assert!(!has_tables(&db));
+    let store = open(&db);
+    assert!(statewal::__internal::created_storage(&store));
+    assert!(has_tables(&db));
+    store.put_task(Task::new("a")).unwrap();
+    let again = open(&db);
+    assert!(!statewal::__internal::created_storage(&again));
+    let reader = Store::open(opts(&db).read_only(true)).unwrap();
+    assert_eq!(reader.get_task("a").unwrap().unwrap().id(), "a");
+    check_err(reader.put_task(Task::new("b")), ErrorKind::ReadOnly);
+}
+
+#[test]
+fn the_instance_id_is_the_origin_of_changes_on_the_journal_too() {
+    let dir = crate::util::scratch();
+    let store = Store::open(Options::new(dir.path())).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let _sub = store.subscribe(move |e| {
+        if let Event::TaskChanged(c) = e {
+            let _ = tx.lock().unwrap().send(c.origin.clone());
+        }
+    });
+    store.put_task(Task::new("a")).unwrap();
+    assert_eq!(rx.recv().unwrap(), store.instance_id());
+}
