@@ -194,7 +194,6 @@ fn global_flags_before_or_after_and_unbuilt_ones_refused_or_ignored() {
 
     for (flag, value) in [
         ("--replicate", "file:///tmp/r"),
-        ("--database", "postgres://localhost/x"),
         ("--key-file", "/nonexistent/key"),
         ("--key-command", "cat key"),
     ] {
@@ -211,8 +210,26 @@ fn global_flags_before_or_after_and_unbuilt_ones_refused_or_ignored() {
     check(d, &["--replicate", "file:///tmp/r", "list"], "", 0);
     let out = run_statewal(d, &["list"], "", &[("STATEWAL_KEY", "k")]);
     assert_eq!(out.status.code(), Some(2));
-    let out = run_statewal(d, &["list"], "", &[("DATABASE_URL", "postgres://x")]);
+    // A database (built, issue 12) that cannot be reached is exit 2, for a
+    // reader and a writer; a command not available there refuses it.
+    let nowhere = "postgres://127.0.0.1:1/x";
+    let out = run_statewal(d, &["list"], "", &[("DATABASE_URL", nowhere)]);
     assert_eq!(out.status.code(), Some(2));
+    let out = run_statewal(
+        d,
+        &["put-task", "--database", nowhere, "-"],
+        r#"{"id":"z"}"#,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = run_statewal(d, &["checkpoint", "--database", nowhere], "", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`checkpoint` is not available on PostgreSQL"),
+        "{err}"
+    );
+    check(d, &["completions", "bash", "--database", nowhere], "", 0);
     let out = run_statewal(d, &["list"], "", &[("STATEWAL_REPLICATE", "file:///tmp/r")]);
     assert!(out.status.success());
     assert_eq!(

@@ -82,13 +82,25 @@ fn the_available_commands_run_on_the_database() {
     let url = with_password(&db);
     let (out, err) = pg(&url, cwd.path(), &["put-task", "-"], TASK_A, 0);
     assert!(out.starts_with("stored task a (seq "), "{out}");
-    assert!(err.contains("created statewal's tables in postgres://postgres:***@"), "{err}");
+    assert!(
+        err.contains("created statewal's tables in postgres://postgres:***@"),
+        "{err}"
+    );
     let (_, err) = pg(&url, cwd.path(), &["put-task", "--json"], TASK_B, 0);
-    assert!(!err.contains("created"), "only the first write says so: {err}");
+    assert!(
+        !err.contains("created"),
+        "only the first write says so: {err}"
+    );
     let (out, _) = pg(&url, cwd.path(), &["get-task", "a"], "", 0);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["tool"], "claude");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["tool"],
+        "claude"
+    );
     let (out, _) = pg(&url, cwd.path(), &["list", "--json"], "", 0);
-    let ids: Vec<_> = json_lines(out.as_bytes()).iter().map(|t| t["id"].clone()).collect();
+    let ids: Vec<_> = json_lines(out.as_bytes())
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
     assert_eq!(ids, ["b", "a"], "list's one order: updated_at, then id");
     for (flags, want) in [
         (&["--status", "completed,failed"][..], vec!["a"]),
@@ -100,13 +112,19 @@ fn the_available_commands_run_on_the_database() {
         let mut args = vec!["list", "--json"];
         args.extend_from_slice(flags);
         let (out, _) = pg(&url, cwd.path(), &args, "", 0);
-        let ids: Vec<_> = json_lines(out.as_bytes()).iter().map(|t| t["id"].clone()).collect();
+        let ids: Vec<_> = json_lines(out.as_bytes())
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect();
         assert_eq!(ids, want, "{flags:?}");
     }
     let (out, _) = pg(&url, cwd.path(), &["list"], "", 0);
     assert!(out.contains("first") && out.ends_with("2 tasks\n"), "{out}");
     let (out, _) = pg(&url, cwd.path(), &["show", "a"], "", 0);
-    assert!(out.starts_with("task a\n") && out.contains("claude"), "{out}");
+    assert!(
+        out.starts_with("task a\n") && out.contains("claude"),
+        "{out}"
+    );
     let (out, _) = pg(&url, cwd.path(), &["show", "a", "--json"], "", 0);
     assert_eq!(json_object(out.as_bytes())["description"], "first");
     let (out, _) = pg(&url, cwd.path(), &["health"], "", 0);
@@ -162,7 +180,11 @@ fn a_url_in_dir_and_database_url_name_the_database() {
     let args = ["--dir", db.url.as_str(), "put-task"];
     check(run(cwd.path(), &args, TASK_A, &[]), 0, &args);
     let env = [("DATABASE_URL", db.url.as_str())];
-    let (out, _) = check(run(cwd.path(), &["get-task", "a"], "", &env), 0, &["get-task"]);
+    let (out, _) = check(
+        run(cwd.path(), &["get-task", "a"], "", &env),
+        0,
+        &["get-task"],
+    );
     assert!(out.contains("\"claude\""), "{out}");
     let alt = db.url.replacen("postgres://", "postgresql://", 1);
     let args = ["--dir", alt.as_str(), "list", "--json"];
@@ -191,7 +213,10 @@ fn reads_on_a_database_without_statewal_create_nothing() {
         &["--read-only", "list"][..],
     ] {
         let (_, err) = check(run(cwd.path(), args, "", &env), 2, args);
-        assert!(err.contains("no statewal store in postgres://postgres:***@"), "{args:?}: {err}");
+        assert!(
+            err.contains("no statewal store in postgres://postgres:***@"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("sekrit"), "{err}");
     }
     let (out, _) = check(run(cwd.path(), &["health"], "", &env), 1, &["health"]);
@@ -223,9 +248,17 @@ fn serve_stdio_puts_and_gets_on_the_database() {
     let (out, _) = pg(&db.url, cwd.path(), &["serve", "--stdio"], &requests, 0);
     let answers = json_lines(out.as_bytes());
     let reqs: Vec<_> = answers.iter().map(|a| a["req"].as_u64().unwrap()).collect();
-    assert_eq!(reqs, (1..=10).collect::<Vec<_>>(), "answers in request order");
+    assert_eq!(
+        reqs,
+        (1..=10).collect::<Vec<_>>(),
+        "answers in request order"
+    );
     let ok: Vec<_> = answers.iter().map(|a| a["ok"].as_bool().unwrap()).collect();
-    assert_eq!(ok, [true, true, true, true, true, false, true, true, false, true], "{out}");
+    assert_eq!(
+        ok,
+        [true, true, true, true, true, false, true, true, false, true],
+        "{out}"
+    );
     assert!(answers[1]["seq"].as_u64().unwrap() > answers[0]["seq"].as_u64().unwrap());
     assert_eq!(answers[2]["task"]["id"], "a");
     assert_eq!(answers[3]["tasks"][0]["id"], "b");

@@ -53,7 +53,10 @@ fn put_get_list_transaction_and_put_task_if_through_the_facade() {
     let ids = |tasks: Vec<Task>| tasks.iter().map(|t| t.id().to_string()).collect::<Vec<_>>();
     assert_eq!(ids(store.list_tasks().unwrap()), ["a", "b"]);
     assert_eq!(ids(store.load_tasks().unwrap().collect()), ["a", "b"]);
-    assert_eq!(ids(store.query_tasks(&TaskQuery::new()).unwrap()), ["b", "a"]);
+    assert_eq!(
+        ids(store.query_tasks(&TaskQuery::new()).unwrap()),
+        ["b", "a"]
+    );
     let done = TaskQuery::new().status(TaskStatus::Completed);
     assert_eq!(ids(store.query_tasks(&done).unwrap()), ["a"]);
     store
@@ -73,7 +76,10 @@ fn put_get_list_transaction_and_put_task_if_through_the_facade() {
     check_err(r, ErrorKind::NotFound);
     assert!(store.get_task("d").unwrap().is_none());
     store.put_task_if(Task::new("c"), Some(1)).unwrap();
-    check_err(store.put_task_if(Task::new("c"), Some(1)), ErrorKind::Conflict);
+    check_err(
+        store.put_task_if(Task::new("c"), Some(1)),
+        ErrorKind::Conflict,
+    );
     assert_eq!(store.task_version("c").unwrap(), Some(2));
     // The journal's own operations are refused, not faked.
     check_err(store.checkpoint(), ErrorKind::Unsupported);
@@ -114,7 +120,14 @@ fn subscribers_hear_every_instances_changes_with_their_origin() {
     }
     let seen: Vec<_> = got
         .iter()
-        .map(|c| (c.id.as_str(), c.kind, c.version, c.origin == a.instance_id()))
+        .map(|c| {
+            (
+                c.id.as_str(),
+                c.kind,
+                c.version,
+                c.origin == a.instance_id(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -126,7 +139,10 @@ fn subscribers_hear_every_instances_changes_with_their_origin() {
             ("u", ChangeKind::Delete, None, true),
         ]
     );
-    assert!(got.iter().all(|c| c.origin == a.instance_id() || c.origin == b.instance_id()));
+    assert!(
+        got.iter()
+            .all(|c| c.origin == a.instance_id() || c.origin == b.instance_id())
+    );
     assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "{got:?}");
 }
 

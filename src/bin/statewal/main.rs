@@ -55,7 +55,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "statewal", version, about, long_about = None)]
 pub struct Cli {
-    /// The state directory.
+    /// The state directory (a postgres:// or postgresql:// URL here means --database).
     #[arg(long, global = true, help_heading = "Global options", env = "STATE_PATH", default_value = statewal::DEFAULT_DIR)]
     pub dir: PathBuf,
     /// When writes are acknowledged (interval:<ms> syncs every <ms> milliseconds).
@@ -185,6 +185,7 @@ pub enum Command {
         filters: list::ListArgs,
     },
     /// Check the state directory without opening it (works while another process has it open).
+    /// On a database: whether it can be reached, takes writes and holds statewal's schema.
     /// Exit 0 when healthy, 1 when not, saying why.
     Health {
         /// Print the report as one JSON object.
