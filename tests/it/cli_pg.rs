@@ -5,32 +5,18 @@
 //! write does and says where on stderr, the password elided.
 
 use crate::pg::{TestDb, database};
-use crate::util::{json_lines, json_object, scratch};
-use std::process::{Command, Output, Stdio};
+use crate::util::{json_lines, json_object, run_with_stdin, scratch, without_statewal_env};
+use std::process::{Command, Output};
 
 /// `statewal ARGS` with `stdin` and `env`, run in a scratch working
 /// directory (where the default `./coding-agent-state` would go), without
 /// the variables that change its behaviour.
 fn run(cwd: &std::path::Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statewal"))
-        .current_dir(cwd)
-        .args(args)
-        .env_remove("STATE_PATH")
-        .env_remove("DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .env_remove("DEBUG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the statewal binary starts");
-    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        r => r.expect("writing statewal's stdin"),
-    }
-    child.wait_with_output().unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
+    cmd.current_dir(cwd);
+    without_statewal_env(&mut cmd);
+    cmd.args(args).envs(env.iter().copied());
+    run_with_stdin(cmd, stdin)
 }
 
 /// Checks the exit code; returns (stdout, stderr).

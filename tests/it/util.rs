@@ -242,12 +242,25 @@ pub fn backups(dir: &Path) -> Vec<PathBuf> {
 /// (`STATE_PATH`, `RUST_LOG`, `DEBUG`) removed from its environment.
 pub fn statewal_command(dir: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_statewal"));
-    cmd.arg("--dir")
-        .arg(dir)
-        .env_remove("STATE_PATH")
-        .env_remove("RUST_LOG")
-        .env_remove("DEBUG");
+    cmd.arg("--dir").arg(dir);
+    without_statewal_env(&mut cmd);
     cmd
+}
+
+/// Removes the variables that change what statewal does (a developer's
+/// `DATABASE_URL` would send every CLI test to their database).
+pub fn without_statewal_env(cmd: &mut std::process::Command) {
+    for var in [
+        "STATE_PATH",
+        "DATABASE_URL",
+        "STATEWAL_REPLICATE",
+        "STATEWAL_KEY_FILE",
+        "STATEWAL_KEY",
+        "RUST_LOG",
+        "DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
 }
 
 /// `statewal --dir DIR ARGS` with `stdin`, checked for exit code `code`;
@@ -273,11 +286,16 @@ pub fn run_statewal(
     stdin: &str,
     env: &[(&str, &str)],
 ) -> std::process::Output {
+    let mut cmd = statewal_command(dir);
+    cmd.args(args).envs(env.iter().copied());
+    run_with_stdin(cmd, stdin)
+}
+
+/// Runs `cmd` with `stdin` written to it; its exit status and output.
+pub fn run_with_stdin(mut cmd: std::process::Command, stdin: &str) -> std::process::Output {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = statewal_command(dir)
-        .args(args)
-        .envs(env.iter().copied())
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
