@@ -260,16 +260,7 @@ pub(crate) fn read_log(
     // Every statewal append of the session whose name this is lands in this
     // file, whoever's naming it follows: its pieces apply whatever the
     // classification.
-    let session = log_name_rest(file_name)?;
-    if end.is_some_and(|e| e < start) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "the range {start}..{} of {file_name:?} ends before it starts",
-                end.unwrap_or(0)
-            ),
-        ));
-    }
+    let session = log_session(file_name, start, end)?;
     let path = join(LOGS_DIR, file_name);
     // Stat before the snapshot: while memory has no length for the log, no
     // statewal write to it has happened since the store was opened, so the
@@ -412,6 +403,22 @@ fn classify(rest: &str, known: impl Fn(&str) -> bool) -> (&str, Origin, Option<u
         return (id, Origin::TsServer, ms.parse().ok());
     }
     (rest, Origin::Statewal, None)
+}
+
+/// The session whose log `file_name` names, once the name and the range
+/// `start..end` are checked: the check both engines make before reading.
+pub(crate) fn log_session(file_name: &str, start: u64, end: Option<u64>) -> Result<&str> {
+    let session = log_name_rest(file_name)?;
+    if end.is_some_and(|e| e < start) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the range {start}..{} of {file_name:?} ends before it starts",
+                end.unwrap_or(0)
+            ),
+        ));
+    }
+    Ok(session)
 }
 
 #[cfg(test)]

@@ -132,16 +132,7 @@ pub(crate) fn read_log(
     start: u64,
     end: Option<u64>,
 ) -> Result<Vec<u8>> {
-    let session = crate::readback::log_name_rest(file_name)?;
-    if end.is_some_and(|e| e < start) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "the range {start}..{} of {file_name:?} ends before it starts",
-                end.unwrap_or(0)
-            ),
-        ));
-    }
+    let session = crate::readback::log_session(file_name, start, end)?;
     let what = || format!("reading log {file_name:?}");
     let Some(len) = c
         .query_opt(
