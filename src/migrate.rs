@@ -26,7 +26,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{Fs, RealFs, write_atomic};
 use crate::layout::{self, STATE_FILE};
-use crate::model::{Metrics, STATE_VERSION, Task, now_rfc3339};
+use crate::model::{Metrics, STATE_VERSION, Task, TaskStatus, now_rfc3339};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -636,25 +636,18 @@ const STATUS_ALIASES: &[(&str, &str)] = &[
 
 /// Maps a status to one of statewal's six, or `None` when it is unknown.
 pub fn map_status(status: &str) -> Option<&'static str> {
-    const OWN: [&str; 6] = [
-        "pending",
-        "in_progress",
-        "waiting",
-        "completed",
-        "failed",
-        "cancelled",
-    ];
-    if let Some(own) = OWN.iter().find(|s| **s == status) {
-        return Some(own);
+    if let Some(own) = TaskStatus::ALL.iter().find(|s| s.as_str() == status) {
+        return Some(own.as_str());
     }
     let key: String = status
         .chars()
         .filter(|c| *c != '-' && *c != '_')
         .flat_map(char::to_lowercase)
         .collect();
-    OWN.iter()
+    TaskStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
         .find(|s| s.replace('_', "") == key)
-        .copied()
         .or_else(|| {
             STATUS_ALIASES
                 .iter()

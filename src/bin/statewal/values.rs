@@ -18,36 +18,29 @@ use std::str::FromStr;
 /// equals: clap does not check values against them, `FromStr` does).
 #[derive(Clone)]
 pub struct Words<T> {
-    words: &'static [&'static str],
+    words: Vec<String>,
     of: PhantomData<fn() -> T>,
 }
 
 /// The words of `--sync`, as `--help` spells them.
 pub fn sync() -> Words<statewal::SyncPolicy> {
-    Words::new(&["sync-before-ack", "os-buffered", "interval:<ms>"])
+    Words::new(["sync-before-ack", "os-buffered", "interval:<ms>"].map(String::from))
 }
 
-/// The words of `recover --mode`.
+/// The words of `recover --mode`, hyphenated as flags usually are.
 pub fn mode() -> Words<statewal::RecoveryMode> {
-    Words::new(&["tolerate-torn-tail", "strict", "point-in-time", "salvage"])
+    Words::new(statewal::RecoveryMode::ALL.map(|m| m.as_str().replace('_', "-")))
 }
 
 /// The words of `--status`: the statuses as tasks store them.
 pub fn status() -> Words<statewal::TaskStatus> {
-    Words::new(&[
-        "pending",
-        "in_progress",
-        "waiting",
-        "completed",
-        "failed",
-        "cancelled",
-    ])
+    Words::new(statewal::TaskStatus::ALL.map(|s| s.as_str().to_string()))
 }
 
 impl<T> Words<T> {
-    fn new(words: &'static [&'static str]) -> Self {
+    fn new(words: impl IntoIterator<Item = String>) -> Self {
         Words {
-            words,
+            words: words.into_iter().collect(),
             of: PhantomData,
         }
     }
@@ -72,7 +65,9 @@ where
     }
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
-        Some(Box::new(self.words.iter().map(|w| PossibleValue::new(*w))))
+        Some(Box::new(
+            self.words.iter().map(|w| PossibleValue::new(w.clone())),
+        ))
     }
 }
 
@@ -135,10 +130,10 @@ mod tests {
             assert!(w.parse::<statewal::SyncPolicy>().is_ok(), "{w}");
         }
         assert!("interval:100".parse::<statewal::SyncPolicy>().is_ok());
-        for w in mode().words {
+        for w in &mode().words {
             assert!(w.parse::<statewal::RecoveryMode>().is_ok(), "{w}");
         }
-        for w in status().words {
+        for w in &status().words {
             assert!(w.parse::<statewal::TaskStatus>().is_ok(), "{w}");
         }
         assert_eq!(status().words.len(), statewal::TaskStatus::ALL.len());
