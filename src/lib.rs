@@ -41,6 +41,8 @@
 //!   [`LogInfo`], [`ReportInfo`].
 //! - **Errors:** [`Error`], whose [`ErrorKind`] can be matched.
 //! - **Events:** [`Store::subscribe`], [`Event`], [`Subscription`].
+//! - **Moving a store between engines:** [`copy`] (verified by a
+//!   [`digest`] of both sides), [`report::CopyReport`].
 //! - **A directory that is not open:** [`verify`], [`migrate`],
 //!   [`rollback`], [`health`] and [`backups`], as the CLI runs them.
 //! - **Reports:** the module [`report`]: what the operations return about
@@ -56,6 +58,7 @@
 mod archive;
 mod backup;
 mod checkpoint;
+mod copy;
 mod derived;
 mod engine;
 mod error;
@@ -110,6 +113,7 @@ pub use events::{Change, ChangeKind, Event, Subscriber, Subscription};
 
 pub use archive::{CLEAN_STATUSES_DEFAULT, task_age_reference};
 pub use backup::backups;
+pub use copy::{COPY_BATCH_ITEMS_DEFAULT, CopyOptions, copy, copy_with, digest};
 pub use health::{HEALTH_FREE_BYTES_MIN, health};
 
 /// What the store's operations report: what recovery found and did, what a
@@ -121,6 +125,7 @@ pub mod report {
     pub use crate::archive::CleanReport;
     pub use crate::backup::{BackupInfo, RestoreReport};
     pub use crate::checkpoint::CheckpointStats;
+    pub use crate::copy::{CopyReport, KindDigest, StoreDigest};
     pub use crate::health::Health;
     pub use crate::layout::Skipped;
     pub use crate::metrics::StoreMetrics;
@@ -266,6 +271,18 @@ pub mod __internal {
                 &self.0
             }
         }
+    }
+
+    /// [`crate::copy_with`], calling `before_verify` with the destination
+    /// after every write and before the digests are read, so a test can
+    /// change the destination behind the copy's back.
+    pub fn copy_checked(
+        from: &crate::Store,
+        to: &crate::Store,
+        opts: &crate::CopyOptions,
+        before_verify: &dyn Fn(&crate::Store) -> crate::Result<()>,
+    ) -> crate::Result<crate::report::CopyReport> {
+        crate::copy::copy_checked(from, to, opts, before_verify)
     }
 
     /// A database URL with its password replaced by `***`, for messages.

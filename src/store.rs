@@ -525,6 +525,13 @@ impl Store {
         self.engine().list_sessions()
     }
 
+    /// Every session record as the engine holds it, sorted by id: each
+    /// JSON object with its keys in the writer's order, `"id"` included
+    /// where the writer put it (a [`Session`] puts it first).
+    pub(crate) fn session_records(&self) -> Result<Vec<Value>> {
+        self.engine().session_records()
+    }
+
     /// A session record by id, with every change journaled so far.
     ///
     /// ```

@@ -542,6 +542,10 @@ impl Engine for JournalEngine {
             .collect())
     }
 
+    fn session_records(&self) -> Result<Vec<Value>> {
+        Ok(self.held_sessions().iter().map(|s| (**s).clone()).collect())
+    }
+
     fn append_log(&self, session: &str, text: &str) -> Result<u64> {
         let m = Mutation::AppendLog {
             session: session.to_string(),

@@ -67,6 +67,17 @@ pub trait Engine: Send + Sync {
     fn get_session(&self, id: &str) -> Result<Option<Session>>;
     /// Every session record, sorted by id.
     fn list_sessions(&self) -> Result<Vec<Session>>;
+    /// Every session record as the engine holds it (its keys in the
+    /// writer's order, `"id"` where the writer put it), sorted by id: for
+    /// `copy`, which keeps each record as it was written. By default the
+    /// [`Session`] view, which puts `"id"` first.
+    fn session_records(&self) -> Result<Vec<Value>> {
+        Ok(self
+            .list_sessions()?
+            .iter()
+            .map(Session::to_value)
+            .collect())
+    }
     /// Appends text to a session's log.
     fn append_log(&self, session: &str, text: &str) -> Result<u64>;
     /// Every session log.

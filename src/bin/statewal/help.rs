@@ -34,12 +34,16 @@ enum Uses {
     Demo,
     /// Never touches a store: ignores every global flag.
     Nothing,
+    /// `copy`: reads the store `--from` names and writes the one `--to`
+    /// names, so it ignores `--dir` and `--database`; it uses the others
+    /// as a command that writes does.
+    Copy,
 }
 
 /// The commands that run on PostgreSQL (`--database`, `DATABASE_URL`, or a
 /// `postgres://` URL in `--dir`); every other command that opens a store
 /// refuses a database with "`<command>` is not available on PostgreSQL".
-/// `copy` joins this list when it is built.
+/// `copy` reaches PostgreSQL through its own `--from` and `--to`.
 pub const ON_POSTGRES: &[&str] = &[
     "put-task",
     "get-task",
@@ -49,6 +53,7 @@ pub const ON_POSTGRES: &[&str] = &[
     "serve",
     "health",
     "metrics",
+    "copy",
 ];
 
 /// Each visible command: its name, the flags it would use, and its
@@ -195,6 +200,13 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
   printf '%s\\n' '{\"req\":1,\"op\":\"list_tasks\"}' | statewal --dir ./state serve --stdio",
     ),
     (
+        "copy",
+        Uses::Copy,
+        "  statewal copy --from ./state --to postgres://app@db.internal/app
+  statewal copy --from postgres://app@db.internal/app --to ./state-copy
+  statewal copy --from ./state --to ./state-copy --json | jq .destination.tasks",
+    ),
+    (
         "bench",
         Uses::Nothing,
         "  statewal bench
@@ -241,7 +253,7 @@ pub fn command() -> clap::Command {
 /// PostgreSQL, or refuses a database. Commands that open no store of the
 /// user's say it among the flags they ignore.
 fn database_note(name: &str, uses: Uses) -> &'static str {
-    if matches!(uses, Uses::Nothing | Uses::Demo) {
+    if matches!(uses, Uses::Nothing | Uses::Demo | Uses::Copy) {
         ""
     } else if ON_POSTGRES.contains(&name) {
         "With --database (or DATABASE_URL, or a postgres:// URL as --dir) it runs on \
@@ -284,6 +296,14 @@ fn flag_note(uses: Uses) -> &'static str {
             "This command ignores --dir (and STATE_PATH), --sync, --read-only, --replicate, \
              --database, --key-file, --key-command and STATEWAL_KEY: it opens no store."
         }
+        Uses::Copy => {
+            "This command ignores --dir (and STATE_PATH) and --database (and DATABASE_URL): \
+             --from and --to name its two stores, each a state directory or a postgres:// URL, \
+             so it runs on PostgreSQL through them. It takes --sync for a destination \
+             directory, refuses --read-only (it writes the destination), and refuses \
+             --replicate, --key-file, --key-command (and STATEWAL_KEY), which are for \
+             features not built yet (exit 2)."
+        }
     }
 }
 
@@ -306,10 +326,11 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
         | Command::Recover { .. }
         | Command::Serve { .. } => Uses::StoreWrites,
         Command::Migrate { .. } => Uses::Migrates,
+        Command::Copy { .. } => Uses::Copy,
         _ => Uses::StoreReads,
     };
     let key_env = std::env::var_os("STATEWAL_KEY").is_some();
-    let writes = matches!(uses, Uses::StoreWrites | Uses::Migrates);
+    let writes = matches!(uses, Uses::StoreWrites | Uses::Migrates | Uses::Copy);
     let opens = writes || uses == Uses::StoreReads;
     let given = [
         (
@@ -333,7 +354,7 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
             "encryption at rest (issue 13)",
         ),
     ];
-    if opens && cli.database_url().is_some() {
+    if opens && uses != Uses::Copy && cli.database_url().is_some() {
         let name = cli.command_name.as_str();
         if !ON_POSTGRES.contains(&name) {
             return Err(Error::new(

@@ -31,6 +31,7 @@ mod backups;
 mod bench;
 mod clean;
 mod commands;
+mod copy;
 mod demo;
 mod health;
 mod help;
@@ -350,6 +351,21 @@ pub enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Copy a whole store into an empty one (directory or PostgreSQL, either way),
+    /// then verify a count and a checksum of each kind on both sides.
+    Copy {
+        /// The store to copy: a state directory, or a postgres:// or postgresql:// URL.
+        /// Opened read-only: nothing in it is written.
+        #[arg(long, value_name = "SRC")]
+        from: String,
+        /// Where to copy it: a new or empty state directory, or a postgres:// URL of a
+        /// database without statewal data (its tables are created).
+        #[arg(long, value_name = "DST")]
+        to: String,
+        /// Print the counts and checksums of both sides as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script for statewal, generated from its
     /// argument definitions.
     Completions {
@@ -490,6 +506,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
             dry_run,
             json,
         } => clean::run(cli, *older_than, status, *dry_run, *json),
+        Command::Copy { from, to, json } => copy::run(cli, from, to, *json),
         Command::Completions { shell } => help::completions(*shell),
         Command::Man { command } => help::man(command.as_deref()),
         _ => commands::run(cli),

@@ -320,6 +320,10 @@ impl Engine for PgEngine {
         records::list_sessions(&mut *self.conn("listing sessions")?)
     }
 
+    fn session_records(&self) -> Result<Vec<Value>> {
+        records::session_records(&mut *self.conn("listing sessions")?)
+    }
+
     fn append_log(&self, session: &str, text: &str) -> Result<u64> {
         transaction::validate_log_append(session, text, self.task_bytes_max)?;
         self.write("appending to a log", |tx| {

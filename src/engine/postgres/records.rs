@@ -62,16 +62,18 @@ pub(crate) fn get_session(c: &mut impl GenericClient, id: &str) -> Result<Option
 
 /// Every session record, by id.
 pub(crate) fn list_sessions(c: &mut impl GenericClient) -> Result<Vec<Session>> {
+    Ok(session_records(c)?
+        .iter()
+        .filter_map(Session::of_held)
+        .collect())
+}
+
+/// Every session record as written (its keys in the writer's order), by id.
+pub(crate) fn session_records(c: &mut impl GenericClient) -> Result<Vec<Value>> {
     let rows = c
         .query("SELECT doc FROM statewal_sessions ORDER BY id", &[])
         .map_err(|e| pg_error("listing sessions", e))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        if let Some(s) = Session::of_held(&parse("session", r.get(0))?) {
-            out.push(s);
-        }
-    }
-    Ok(out)
+    rows.iter().map(|r| parse("session", r.get(0))).collect()
 }
 
 /// Appends `text` to session `session`'s log; its position.
