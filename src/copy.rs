@@ -236,14 +236,25 @@ impl Written {
 
     fn describe(&self) -> String {
         format!(
-            "{} tasks, {} session records, {} log pieces and {} reports",
-            self.tasks, self.sessions, self.log_appends, self.reports
+            "{}, {}, {} and {}",
+            counted(self.tasks, "task"),
+            counted(self.sessions, "session record"),
+            counted(self.log_appends, "log piece"),
+            counted(self.reports, "report")
         )
     }
 }
 
+/// "1 task", "2 tasks".
+fn counted(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
 /// [`ErrorKind::InvalidInput`] naming what `to` holds, unless it is empty.
-fn refuse_non_empty(to: &Store) -> Result<()> {
+pub(crate) fn refuse_non_empty(to: &Store) -> Result<()> {
     let held = [
         (to.stats()?.tasks, "task"),
         (to.session_records()?.len(), "session record"),
@@ -253,7 +264,7 @@ fn refuse_non_empty(to: &Store) -> Result<()> {
     let named: Vec<String> = held
         .iter()
         .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+        .map(|&(n, what)| counted(n as u64, what))
         .collect();
     if named.is_empty() {
         return Ok(());
@@ -290,12 +301,10 @@ fn write_all(
     for task in from.load_tasks()? {
         let len = task.to_json().len();
         batch.push(to, Mutation::PutTask(task), len, written)?;
-        written.tasks += 1;
     }
     for session in from.session_records()? {
-        let len = serde_json::to_vec(&session).map_or(0, |b| b.len());
+        let len = compact(&session).len();
         batch.push(to, Mutation::PutSession(session), len, written)?;
-        written.sessions += 1;
     }
     batch.flush(to, written)?;
     for log in from.list_logs()? {
@@ -347,6 +356,11 @@ impl Batch {
         }
         let mutations = std::mem::take(&mut self.mutations);
         self.bytes = 0;
+        let tasks = mutations
+            .iter()
+            .filter(|m| matches!(m, Mutation::PutTask(_)))
+            .count() as u64;
+        let sessions = mutations.len() as u64 - tasks;
         to.transaction(|tx| {
             for m in mutations {
                 match m {
@@ -359,6 +373,8 @@ impl Batch {
         })
         .map_err(|e| e.context("writing a batch of tasks and session records"))?;
         written.batches += 1;
+        written.tasks += tasks;
+        written.sessions += sessions;
         Ok(())
     }
 }

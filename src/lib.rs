@@ -285,6 +285,12 @@ pub mod __internal {
         crate::copy::copy_checked(from, to, opts, before_verify)
     }
 
+    /// The check [`crate::copy`] makes first: [`crate::ErrorKind::InvalidInput`]
+    /// naming what `to` holds, unless it holds nothing.
+    pub fn refuse_non_empty(to: &crate::Store) -> crate::Result<()> {
+        crate::copy::refuse_non_empty(to)
+    }
+
     /// A database URL with its password replaced by `***`, for messages.
     pub fn redacted(url: &str) -> String {
         crate::options::redacted(url)

@@ -16,6 +16,7 @@ mod batch;
 mod cli;
 mod cli_backups;
 mod cli_clean;
+mod cli_copy;
 mod cli_flags;
 mod cli_list;
 mod cli_manners;

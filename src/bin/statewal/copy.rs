@@ -19,6 +19,7 @@ pub fn run(cli: &Cli, from: &str, to: &str, json: bool) -> Result<ExitCode> {
     let source = Store::open(options(cli, from).read_only(true))
         .map_err(|e| e.context(format!("opening the source {}", shown(from))))?;
     check_destination_dir(to)?;
+    check_destination_empty(to)?;
     let destination = Store::open(options(cli, to))
         .map_err(|e| e.context(format!("opening the destination {}", shown(to))))?;
     if is_database_url(to) && statewal::__internal::created_storage(&destination) {
@@ -112,6 +113,27 @@ fn check_destination_dir(to: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a destination that holds anything before it is opened to be
+/// written (an open for writing may itself write: a lock, a checkpoint), so
+/// a refused destination is left exactly as it was. A directory or a
+/// database with no statewal store is empty. `statewal::copy` checks again
+/// on the store it writes.
+fn check_destination_empty(to: &str) -> Result<()> {
+    if !is_database_url(to) && !statewal::__internal::layout::is_store(Path::new(to))? {
+        return Ok(());
+    }
+    let opts = match is_database_url(to) {
+        true => Options::new(statewal::DEFAULT_DIR).database(to),
+        false => Options::new(to),
+    };
+    match Store::open(opts.read_only(true)) {
+        Ok(store) => statewal::__internal::refuse_non_empty(&store),
+        // No statewal tables in the database: nothing to overwrite.
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.context(format!("opening the destination {}", shown(to)))),
+    }
 }
 
 fn digest_json(d: &StoreDigest) -> serde_json::Value {
