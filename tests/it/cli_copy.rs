@@ -97,7 +97,10 @@ fn s(p: &Path) -> &str {
 /// Everything a store holds, as raw as the public API gives it: each
 /// task's JSON bytes, each session record, each log's bytes by file name,
 /// each report.
-fn content(store: &Store) -> (Vec<Vec<u8>>, Vec<Value>, Vec<(String, Vec<u8>)>, Vec<Value>) {
+/// Each task's bytes, session records, (log name, bytes), reports.
+type Content = (Vec<Vec<u8>>, Vec<Value>, Vec<(String, Vec<u8>)>, Vec<Value>);
+
+fn content(store: &Store) -> Content {
     let tasks = store
         .list_tasks()
         .unwrap()
@@ -428,10 +431,13 @@ fn the_digest_sees_a_byte_of_any_kind_and_nothing_else() {
     // The same content written in another way (checkpointed, then read from
     // files) has the same digest.
     assert_eq!(
-        digest_of("checkpointed", &|s| drop(s.checkpoint().unwrap())),
+        digest_of("checkpointed", &|s| {
+            s.checkpoint().unwrap();
+        }),
         plain
     );
-    let changed: [(&str, &dyn Fn(&Store)); 4] = [
+    type Change<'a> = (&'a str, &'a dyn Fn(&Store));
+    let changed: [Change; 4] = [
         ("tasks", &|s| {
             let t = Task::from_json(br#"{"id":"a","y":2,"x":1}"#).unwrap();
             s.put_task(t).map(drop).unwrap()

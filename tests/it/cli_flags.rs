@@ -170,6 +170,11 @@ fn uses(command: &str) -> BTreeSet<&'static str> {
         "bench" | "completions" | "man" => BTreeSet::new(),
         "demo" => BTreeSet::from(["--dir", "--sync"]),
         "migrate" => all.into_iter().filter(|f| *f != "--sync").collect(),
+        // --from and --to name its stores.
+        "copy" => all
+            .into_iter()
+            .filter(|f| *f != "--dir" && *f != "--database")
+            .collect(),
         "put-task" | "delete-task" | "restore" | "clean" | "checkpoint" | "recover" | "serve" => {
             all
         }

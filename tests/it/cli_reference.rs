@@ -394,6 +394,7 @@ fn the_readme_json_schemas_match_each_commands_output() {
     let d = dir.path();
     let scratch = tempfile::tempdir().unwrap();
     let bench_dir = scratch.path().join("bench");
+    let copy_dir = scratch.path().join("copy");
     let newest =
         crate::util::json_lines(check(d, &["backups", "--json"], "", 0).as_bytes())[0]["name"]
             .as_str()
@@ -420,6 +421,17 @@ fn the_readme_json_schemas_match_each_commands_output() {
         ("restore", vec!["restore", &newest], ""),
         ("clean", vec!["clean", "--older-than", "1d"], ""),
         ("delete-task", vec!["delete-task", "b"], ""),
+        (
+            "copy",
+            vec![
+                "copy",
+                "--from",
+                d.to_str().unwrap(),
+                "--to",
+                copy_dir.to_str().unwrap(),
+            ],
+            "",
+        ),
         (
             "bench",
             vec![
