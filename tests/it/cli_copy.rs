@@ -505,3 +505,42 @@ fn batches_hold_at_most_the_items_asked() {
     assert_eq!(r.destination.tasks.count, 5);
     assert_eq!(r.destination.sessions.count, 1);
 }
+
+// A log is copied in 1 MiB reads, each appended as text: a character cut
+// by a read's end goes with the next piece, and a log that is not UTF-8
+// (only the original server could write one) is refused naming the byte.
+#[test]
+fn logs_are_cut_between_characters_and_bytes_that_are_not_text_are_refused() {
+    let base = scratch();
+    let src = Store::open(opts(&base.path().join("a"))).unwrap();
+    let text = format!("{}é{}", "a".repeat(1024 * 1024 - 1), "✓".repeat(10));
+    src.append_log("s", &text).unwrap();
+    src.checkpoint().unwrap();
+    let to = Store::open(opts(&base.path().join("b"))).unwrap();
+    let r = statewal::copy(&src, &to).unwrap();
+    assert_eq!(r.log_appends, 2);
+    assert_eq!(to.read_log("session_s.log", ..).unwrap(), text.as_bytes());
+    drop(src);
+
+    let ts_log = base.path().join("a/logs/session_old_1704103500000.log");
+    std::fs::write(&ts_log, b"fine\n\xff\xfe").unwrap();
+    let src = read_only(&base.path().join("a"));
+    let to = Store::open(opts(&base.path().join("c"))).unwrap();
+    let e = statewal::copy(&src, &to).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("is not UTF-8 text at byte 5"), "{e}");
+}
+
+// The digest's key counts: the same bytes under another name differ.
+#[test]
+fn the_digest_counts_each_items_name() {
+    let base = scratch();
+    let digest_with_log = |name: &str| {
+        let store = Store::open(opts(&base.path().join(name))).unwrap();
+        store.append_log(name, "same bytes").unwrap();
+        statewal::digest(&store).unwrap().logs
+    };
+    let (a, b) = (digest_with_log("a"), digest_with_log("b"));
+    assert_eq!((a.count, a.bytes), (b.count, b.bytes));
+    assert_ne!(a.crc32, b.crc32);
+}
