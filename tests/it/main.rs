@@ -28,6 +28,7 @@ mod cli_progress;
 mod cli_read_only;
 mod cli_reference;
 mod cli_signals;
+mod conformance;
 mod corruption;
 #[cfg(feature = "sim")]
 mod crash;
@@ -66,7 +67,6 @@ mod pg;
 mod pg_engine;
 #[cfg(feature = "postgres")]
 mod pg_store;
-mod query;
 mod read_only;
 mod readback;
 #[cfg(feature = "sim")]

@@ -1,8 +1,9 @@
-//! `Store::query_tasks`: the semantics of a [`TaskQuery`] on the journal
-//! engine. The time bounds are exclusive, a task without a readable
+//! `Store::query_tasks`: the semantics of a [`TaskQuery`], answered from
+//! memory on the journal engine and by SQL on PostgreSQL. The time bounds are exclusive, a task without a readable
 //! `updated_at` matches no time bound and sorts after every task with one,
 //! ties go by id, and pages of one order never overlap or skip.
 
+use super::Backend;
 use statewal::{Store, Task, TaskQuery, TaskStatus};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -21,10 +22,6 @@ fn task(id: &str, status: &str, tool: Option<&str>, updated_at: Option<serde_jso
     t
 }
 
-fn open(dir: &std::path::Path) -> Store {
-    Store::open(crate::util::opts(dir)).unwrap()
-}
-
 /// The ids `query` selects.
 fn check(store: &Store, query: &TaskQuery) -> Vec<String> {
     let tasks = store.query_tasks(query).unwrap();
@@ -35,10 +32,8 @@ fn check(store: &Store, query: &TaskQuery) -> Vec<String> {
 }
 
 // Guards: a task updated exactly at a bound is outside it, on both sides.
-#[test]
-fn time_bounds_are_exclusive() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub fn time_bounds_are_exclusive(b: &Backend) {
+    let store = b.open();
     for (id, at) in [
         ("t0", "2026-12-01T00:00:00Z"),
         ("t1", "2026-12-01T00:00:00.001Z"),
@@ -76,10 +71,8 @@ fn time_bounds_are_exclusive() {
 // Guards: tasks without a readable `updated_at` (none, unparseable, not a
 // string or number) come after every timed task, by id among themselves,
 // and no time bound selects them; a number of milliseconds is a time.
-#[test]
-fn untimed_tasks_come_last_and_match_no_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub fn untimed_tasks_come_last_and_match_no_bound(b: &Backend) {
+    let store = b.open();
     let ms = datetime!(2026-12-01 06:00:00 UTC).unix_timestamp() * 1000;
     let tasks = [
         ("a-none", None),
@@ -110,10 +103,8 @@ fn untimed_tasks_come_last_and_match_no_bound() {
 
 // Guards: tasks updated at the same instant, even written in different
 // offsets, are ordered by id, so the order is total and repeatable.
-#[test]
-fn ties_go_by_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub fn ties_go_by_id(b: &Backend) {
+    let store = b.open();
     for (id, at) in [
         ("c", "2026-12-01T10:00:00Z"),
         ("a", "2026-12-01T11:00:00+01:00"),
@@ -129,10 +120,8 @@ fn ties_go_by_id() {
 
 // Guards: statuses and tool combine with AND, several statuses with OR,
 // and `tool` is an exact match (absent tool never matches).
-#[test]
-fn filters_combine() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub fn filters_combine(b: &Backend) {
+    let store = b.open();
     for (id, status, tool) in [
         ("t1", "completed", Some("claude")),
         ("t2", "failed", Some("claude")),
@@ -167,10 +156,8 @@ fn next(state: &mut u64) -> u64 {
 // the whole selection in order: no task twice, none skipped, even with
 // many ties in `updated_at` and untimed tasks at the end. Past the end a
 // page is empty, and a limit of 0 selects nothing.
-#[test]
-fn pages_never_overlap_or_skip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+pub fn pages_never_overlap_or_skip(b: &Backend) {
+    let store = b.open();
     let mut seed = 12;
     let statuses = ["pending", "completed", "failed"];
     for i in 0..60 {
@@ -217,15 +204,14 @@ fn pages_never_overlap_or_skip() {
 }
 
 // Guards: a query sees writes not yet checkpointed, and the held copy after
-// a reopen (replay) gives the same answer.
-#[test]
-fn query_sees_the_journal_and_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+// a reopen (on the journal: replay, the store dropped without a checkpoint)
+// gives the same answer.
+pub fn query_sees_new_writes_and_survives_a_reopen(b: &Backend) {
     let q = TaskQuery::new()
         .status(TaskStatus::Pending)
         .updated_after(datetime!(2026-01-01 00:00:00 UTC));
     {
-        let store = crate::util::open_crashy(dir.path());
+        let store = b.open_with(|o| o.checkpoint_interval(None).checkpoint_on_drop(false));
         store
             .put_task(task(
                 "b",
@@ -254,6 +240,34 @@ fn query_sees_the_journal_and_survives_a_reopen() {
         store.delete_task("b").unwrap();
         assert_eq!(check(&store, &q), ["a"]);
     }
-    let store = open(dir.path());
+    let store = b.open();
     assert_eq!(check(&store, &q), ["a"]);
+}
+
+// Guards: ids tie-break in byte order, not in a locale's or a natural
+// order (PostgreSQL's default collation would sort "a" before "B").
+pub fn ids_sort_in_byte_order(b: &Backend) {
+    let store = b.open();
+    let ids = ["é", "a10", "B", "a9", "_", "Z", "a", "ab", "A"];
+    for id in ids {
+        store.put_task(task(id, "pending", None, None)).unwrap();
+        let timed = format!("t-{id}");
+        let at = Some("2026-12-01T00:00:00Z".into());
+        store.put_task(task(&timed, "pending", None, at)).unwrap();
+    }
+    let mut sorted: Vec<&str> = ids.to_vec();
+    sorted.sort();
+    let timed: Vec<String> = sorted.iter().map(|id| format!("t-{id}")).collect();
+    let untimed = sorted.iter().map(|id| id.to_string());
+    let want: Vec<String> = timed.into_iter().chain(untimed).collect();
+    assert_eq!(check(&store, &TaskQuery::new()), want);
+    let listed: Vec<String> = store
+        .list_tasks()
+        .unwrap()
+        .iter()
+        .map(|t| t.id().to_string())
+        .collect();
+    let mut all = want.clone();
+    all.sort();
+    assert_eq!(listed, all, "list_tasks is in byte order too");
 }
