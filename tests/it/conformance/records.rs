@@ -88,6 +88,16 @@ pub fn logs_append_list_and_read(b: &Backend) {
     drop(store);
     let store = b.open();
     assert_eq!(store.read_log(name, 6..).unwrap(), "wörld\n".as_bytes());
+    // `on_disk` and `pending` say where a journal store's log is: in
+    // `logs/`, or journaled and not yet there. Another engine has no
+    // files: both false (`docs/postgres.md`).
+    for l in store.list_logs().unwrap() {
+        if !b.offers_journal_operations {
+            assert!(!l.on_disk && !l.pending, "{}: {l:?}", b.name);
+        } else if l.size > 0 {
+            assert!(l.on_disk != l.pending, "{l:?}");
+        }
+    }
 }
 
 pub fn reports_save_get_and_list(b: &Backend) {
@@ -130,5 +140,26 @@ pub fn reports_save_get_and_list(b: &Backend) {
         store.get_report("daily").unwrap(),
         Some(json!({"passed": 2}))
     );
-    assert_eq!(store.list_reports().unwrap().len(), 2);
+    report_sizes_and_places(b, &store);
+}
+
+/// A report's size and place, where the engines differ as documented: on
+/// the journal the size of `reports/report_<id>.json` (pretty JSON and a
+/// newline), in the file or pending; on PostgreSQL the stored compact
+/// document's, never in a file (`docs/postgres.md`).
+fn report_sizes_and_places(b: &Backend, store: &statewal::Store) {
+    let reports = store.list_reports().unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in reports {
+        let report = store.get_report(&r.id).unwrap().unwrap();
+        if b.offers_journal_operations {
+            let file = serde_json::to_vec_pretty(&report).unwrap().len() + 1;
+            assert_eq!(r.size, file as u64, "{r:?}");
+            assert!(r.on_disk != r.pending, "{r:?}");
+        } else {
+            let doc = serde_json::to_vec(&report).unwrap().len();
+            assert_eq!(r.size, doc as u64, "{}: {r:?}", b.name);
+            assert!(!r.on_disk && !r.pending, "{}: {r:?}", b.name);
+        }
+    }
 }

@@ -259,9 +259,18 @@ pub fn stats_and_health(b: &Backend) {
     assert_eq!(stats.tasks, 1);
     assert_eq!(stats.records, 3);
     assert_eq!(stats.last_seq, s3);
+    let metrics = store.metrics().unwrap();
+    assert_eq!(metrics.journal_records, stats.records);
+    assert_eq!(metrics.fsyncs, stats.journal_syncs, "{}", b.name);
+    assert_eq!(metrics.tasks, 1);
+    if b.offers_journal_operations {
+        // Sync before ack, one writer at a time: a sync per write.
+        assert_eq!(stats.journal_syncs, 3);
+    } else {
+        assert_eq!(stats.journal_syncs, 0, "{}: StoreStats says 0", b.name);
+    }
     let health = store.health();
     assert!(health.healthy, "{}: {health:?}", b.name);
-    store.metrics().unwrap();
     assert!(!store.instance_id().is_empty());
     assert_ne!(
         store.instance_id(),
