@@ -14,7 +14,7 @@ use crate::held::HeldTask;
 use crate::model::Task;
 use crate::query::TaskQuery;
 use postgres::Transaction;
-use postgres::types::ToSql;
+use postgres::types::{IsNull, ToSql, Type, accepts, to_sql_checked};
 use time::OffsetDateTime;
 
 /// A task's row: its document and the columns derived from it.
@@ -23,9 +23,9 @@ pub(crate) struct Row {
     doc: String,
     status: &'static str,
     tool: Option<String>,
-    updated_at: Option<OffsetDateTime>,
+    updated_at: Option<PgTime>,
     updated_ns: Option<i32>,
-    created_at: Option<OffsetDateTime>,
+    created_at: Option<PgTime>,
 }
 
 /// The earliest time a `timestamptz` holds: 4713 BC. Statewal reads years
@@ -39,12 +39,17 @@ impl Row {
         let (updated_at, updated_ns) = match task.updated_at() {
             Some(t) => {
                 let (micros, ns) = split_micros(t);
-                (Some(check_range(task, "updatedAt", micros)?), Some(ns))
+                let micros = check_range(task, "updatedAt", micros)?;
+                (Some(PgTime::of(micros)), Some(ns))
             }
             None => (None, None),
         };
         let created_at = match task.created_at() {
-            Some(t) => Some(check_range(task, "createdAt", split_micros(t).0)?),
+            Some(t) => Some(PgTime::of(check_range(
+                task,
+                "createdAt",
+                split_micros(t).0,
+            )?)),
             None => None,
         };
         Ok(Row {
@@ -74,12 +79,57 @@ impl Row {
 
 /// `t` cut to its microsecond (rounded down, before 1970 too) and the
 /// nanoseconds below it, 0..999.
+///
+/// The cut keeps `t`'s offset: `9999-12-31T23:59:59.5-23:59` is a valid
+/// time whose UTC date is in year 10000, which `OffsetDateTime` cannot
+/// build from a Unix timestamp (a round trip through one panicked; found
+/// by the conformance suite). Going down by the nanoseconds of a time
+/// that has them never leaves the range.
 fn split_micros(t: OffsetDateTime) -> (OffsetDateTime, i32) {
-    let nanos = t.unix_timestamp_nanos();
-    let ns = nanos.rem_euclid(1000);
-    let micros = OffsetDateTime::from_unix_timestamp_nanos(nanos - ns)
+    let ns = t.nanosecond() % 1000;
+    let micros = t
+        .checked_sub(time::Duration::nanoseconds(i64::from(ns)))
         .expect("rounding down by under a microsecond stays in range");
     (micros, ns as i32)
+}
+
+/// A time as a `timestamptz` holds it: microseconds since
+/// 2000-01-01T00:00:00Z.
+///
+/// Computed as a difference, never through the UTC date: a valid time late
+/// on 9999-12-31 with a negative offset is in year 10000 in UTC, which
+/// `OffsetDateTime` cannot hold, and the `postgres` crate's own conversion
+/// (`to_offset(UTC)`) panicked on it (found by the conformance suite).
+#[derive(Debug, Clone, Copy)]
+struct PgTime(i64);
+
+impl PgTime {
+    /// `t`, which [`split_micros`] cut to its microsecond.
+    fn of(t: OffsetDateTime) -> PgTime {
+        let since = t - time::macros::datetime!(2000-01-01 00:00:00 UTC);
+        let micros = since.whole_microseconds();
+        debug_assert_eq!(
+            since.subsec_nanoseconds() % 1000,
+            0,
+            "cut to the microsecond"
+        );
+        PgTime(i64::try_from(micros).expect("±10000 years of microseconds fit an i64"))
+    }
+}
+
+impl ToSql for PgTime {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // The binary format of `timestamptz`: a big-endian i64.
+        out.extend_from_slice(&self.0.to_be_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(TIMESTAMPTZ);
+    to_sql_checked!();
 }
 
 fn check_range(task: &Task, what: &str, t: OffsetDateTime) -> Result<OffsetDateTime> {
@@ -206,8 +256,8 @@ pub(crate) fn get(client: &mut impl postgres::GenericClient, id: &str) -> Result
 pub(crate) fn query(client: &mut impl postgres::GenericClient, q: &TaskQuery) -> Result<Vec<Task>> {
     let statuses: Vec<&str> = q.statuses.iter().map(|s| s.as_str()).collect();
     let bounds = [q.updated_after, q.updated_before].map(|b| b.map(split_micros));
-    let (after, after_ns) = (bounds[0].map(|b| b.0), bounds[0].map(|b| b.1));
-    let (before, before_ns) = (bounds[1].map(|b| b.0), bounds[1].map(|b| b.1));
+    let (after, after_ns) = (bounds[0].map(|b| PgTime::of(b.0)), bounds[0].map(|b| b.1));
+    let (before, before_ns) = (bounds[1].map(|b| PgTime::of(b.0)), bounds[1].map(|b| b.1));
     let limit = q.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
     // Each filter is off when its parameter is NULL, so one statement

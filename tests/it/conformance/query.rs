@@ -271,3 +271,51 @@ pub fn ids_sort_in_byte_order(b: &Backend) {
     all.sort();
     assert_eq!(listed, all, "list_tasks is in byte order too");
 }
+
+// Guards: times at the edges of what RFC 3339 and epoch milliseconds can
+// say (year 0, year 9999, before 1970, nanoseconds) select and order as
+// `TaskQuery::matches` and `order_key` define, whoever answers the query
+// (PostgreSQL's `timestamptz` has microseconds and its own year range).
+pub fn extreme_times_select_and_order_by_the_definition(b: &Backend) {
+    let store = b.open();
+    let times: Vec<serde_json::Value> = vec![
+        "0000-01-01T00:00:00Z".into(),
+        "0001-01-01T00:00:00.000000001Z".into(),
+        "1969-12-31T23:59:59.999999999Z".into(),
+        "1970-01-01T00:00:00Z".into(),
+        "2026-12-01T00:00:00.000000500Z".into(),
+        "2026-12-01T00:00:00.000000501+00:00".into(),
+        "9999-12-31T23:59:59.999999999Z".into(),
+        "9999-12-31T23:59:59.999999999-23:59".into(),
+        (-62_167_219_200_000_i64).into(),
+        253_402_300_799_999_i64.into(),
+        i64::MAX.into(),
+        i64::MIN.into(),
+        1.5.into(),
+    ];
+    let mut all = Vec::new();
+    for (i, at) in times.into_iter().enumerate() {
+        let t = task(&format!("t{i:02}"), "pending", None, Some(at));
+        store.put_task(t.clone()).unwrap();
+        all.push(t);
+    }
+    let at =
+        |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    let bounds = [
+        at("0000-01-01T00:00:00Z"),
+        at("1969-12-31T23:59:59.999999999Z"),
+        at("2026-12-01T00:00:00.000000500Z"),
+        at("9999-12-31T23:59:59.999999999Z"),
+    ];
+    let mut queries = vec![TaskQuery::new(), TaskQuery::new().limit(usize::MAX)];
+    for &t in &bounds {
+        queries.push(TaskQuery::new().updated_after(t));
+        queries.push(TaskQuery::new().updated_before(t));
+    }
+    for q in &queries {
+        let mut want: Vec<&Task> = all.iter().filter(|t| q.matches(t)).collect();
+        want.sort_by(|a, b| TaskQuery::order_key(a).cmp(&TaskQuery::order_key(b)));
+        let want: Vec<&str> = want.iter().map(|t| t.id()).collect();
+        assert_eq!(check(&store, q), want, "{}: {q:?}", b.name);
+    }
+}
