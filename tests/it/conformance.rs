@@ -44,6 +44,10 @@ pub struct Backend {
     /// rolled-back transaction does not give back (`docs/postgres.md`).
     /// On the journal a refused write takes none.
     pub failed_writes_take_positions: bool,
+    /// Whether several instances may open the store for writing at once
+    /// (PostgreSQL); the journal's directory has one writer, and a second
+    /// open fails with `Locked`.
+    pub shared_by_instances: bool,
     /// The temporary directory or database, removed on drop (after every
     /// store a behaviour opened, which it declares later).
     _keep: Box<dyn Any>,
@@ -55,11 +59,16 @@ impl Backend {
         self.open_with(|o| o)
     }
 
+    /// The options every open starts from.
+    pub fn options(&self) -> Options {
+        self.opts.clone()
+    }
+
     /// Opens the store with options changed by `f` (a size limit, read
     /// only). Open it again after dropping the last store to test what a
     /// reopen finds.
     pub fn open_with(&self, f: impl FnOnce(Options) -> Options) -> Store {
-        Store::open(f(self.opts.clone()))
+        Store::open(f(self.options()))
             .unwrap_or_else(|e| panic!("open the {} store: {e}", self.name))
     }
 }
@@ -73,6 +82,7 @@ pub fn journal() -> Option<Backend> {
         cli_args: vec!["--dir".into(), dir.path().display().to_string()],
         offers_journal_operations: true,
         failed_writes_take_positions: false,
+        shared_by_instances: false,
         _keep: Box::new(dir),
     })
 }
@@ -88,6 +98,7 @@ pub fn postgres() -> Option<Backend> {
         cli_args: vec!["--database".into(), db.url.clone()],
         offers_journal_operations: false,
         failed_writes_take_positions: true,
+        shared_by_instances: true,
         _keep: Box::new(db),
     })
 }
@@ -148,6 +159,8 @@ conformance! {
         query::extreme_times_select_and_order_by_the_definition,
         query::query_sees_new_writes_and_survives_a_reopen,
         events::subscribers_see_changes_in_commit_order,
+        events::a_subscriber_given_at_open_hears_changes,
+        tasks::a_second_writer_shares_or_is_locked_out,
         bad_input::invalid_ids_are_refused_everywhere,
         bad_input::oversized_input_is_too_large,
         bad_input::malformed_json_is_refused,

@@ -1,7 +1,7 @@
 //! Change events: what a subscriber hears of this store's task changes.
 
 use super::Backend;
-use statewal::{Change, ChangeKind, Event, Task};
+use statewal::{Change, ChangeKind, Event, Store, Task};
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
@@ -21,20 +21,22 @@ pub fn subscribers_see_changes_in_commit_order(b: &Backend) {
             let _ = tx.lock().unwrap().send(c.clone());
         }
     });
-    store.put_task(Task::new("a")).unwrap();
-    store.put_task(Task::new("a")).unwrap();
+    let mut seqs = vec![
+        store.put_task(Task::new("a")).unwrap(),
+        store.put_task(Task::new("a")).unwrap(),
+    ];
     store.put_task_if(Task::new("a"), Some(7)).unwrap_err();
-    store
+    let batch = store
         .transaction(|tx| {
             tx.put_task(Task::new("b")).delete_task("a");
             Ok(())
         })
         .unwrap();
     store.delete_task("missing").unwrap_err();
-    store.put_task_if(Task::new("b"), Some(1)).unwrap();
-    store.archive_task("b").unwrap();
+    seqs.push(store.put_task_if(Task::new("b"), Some(1)).unwrap());
+    seqs.push(store.archive_task("b").unwrap());
     store.put_session(serde_json::json!({"id": "s"})).unwrap();
-    store.put_task(Task::new("a")).unwrap();
+    seqs.push(store.put_task(Task::new("a")).unwrap());
     let got = collect(&rx, 7);
     assert!(
         rx.recv_timeout(Duration::from_millis(300)).is_err(),
@@ -67,6 +69,37 @@ pub fn subscribers_see_changes_in_commit_order(b: &Backend) {
         "{}: in commit order: {got:?}",
         b.name
     );
+    // A single write's change carries the position the write returned; a
+    // batch's changes end at the batch's position (on the journal they
+    // share it, on PostgreSQL each has its own).
+    let (alone, in_batch): (Vec<&Change>, Vec<&Change>) = got
+        .iter()
+        .partition(|c| !(2..4).contains(&position(&got, c)));
+    assert_eq!(alone.iter().map(|c| c.seq).collect::<Vec<_>>(), seqs);
+    assert_eq!(in_batch.last().map(|c| c.seq), Some(batch));
+    assert!(in_batch.iter().all(|c| c.seq <= batch && c.seq > seqs[1]));
+}
+
+/// Where `c` is in `all`.
+fn position(all: &[Change], c: &Change) -> usize {
+    all.iter()
+        .position(|x| std::ptr::eq(x, c))
+        .expect("one of them")
+}
+
+/// A subscriber given at open hears the store's own task changes.
+pub fn a_subscriber_given_at_open_hears_changes(b: &Backend) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let store = Store::open_with_subscriber(b.options(), move |e| {
+        if let Event::TaskChanged(c) = e {
+            let _ = tx.lock().unwrap().send(c.clone());
+        }
+    })
+    .unwrap();
+    store.put_task(Task::new("x")).unwrap();
+    let got = collect(&rx, 1);
+    assert_eq!((got[0].id.as_str(), got[0].version), ("x", Some(1)));
 }
 
 /// Waits until `n` changes have arrived, or fails after a while.

@@ -310,6 +310,24 @@ pub fn a_read_only_open_refuses_writes(b: &Backend) {
     assert_eq!(ids(reader.list_tasks().unwrap()), ["a"]);
 }
 
+/// The documented difference: a journal directory has one writer at a
+/// time, PostgreSQL any number, each seeing the others' writes at once.
+pub fn a_second_writer_shares_or_is_locked_out(b: &Backend) {
+    let first = b.open();
+    first.put_task(task("a")).unwrap();
+    let second = Store::open(b.options());
+    if !b.shared_by_instances {
+        let msg = check_err(second.map(drop), ErrorKind::Locked);
+        assert!(!msg.is_empty());
+        return;
+    }
+    let second = second.unwrap();
+    assert_eq!(second.get_task("a").unwrap(), Some(task("a")));
+    second.put_task_if(task("a"), Some(1)).unwrap();
+    check_err(first.put_task_if(task("a"), Some(1)), ErrorKind::Conflict);
+    assert_eq!(first.task_version("a").unwrap(), Some(2));
+}
+
 /// The journal's own operations work on the journal engine and are
 /// refused with `Unsupported` on every other (`docs/postgres.md`, "What
 /// the journal engine has and this one does not").
