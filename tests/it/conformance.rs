@@ -156,7 +156,7 @@ conformance! {
         query::filters_combine,
         query::pages_never_overlap_or_skip,
         query::ids_sort_in_byte_order,
-        query::extreme_times_select_and_order_by_the_definition,
+        query::queries_select_and_order_by_the_definition,
         query::query_sees_new_writes_and_survives_a_reopen,
         events::subscribers_see_changes_in_commit_order,
         events::a_subscriber_given_at_open_hears_changes,

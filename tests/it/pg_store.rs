@@ -1,11 +1,12 @@
-//! The public facade on PostgreSQL: `Store::open` with
-//! `Options::database` (see `pg.rs` for the server), the operations every
-//! engine offers, task changes across instances, and a read-only open that
-//! finds no statewal store and creates none.
+//! The public facade on PostgreSQL where it differs from a directory:
+//! `Store::open` with `Options::database` (see `pg.rs` for the server),
+//! task changes across instances, and a read-only open that finds no
+//! statewal store and creates none. The operations every engine offers are
+//! tested once, on every engine, in `conformance/`.
 
 use crate::pg::{TestDb, database};
 use crate::util::check_err;
-use statewal::{ChangeKind, ErrorKind, Event, Options, Store, Task, TaskQuery, TaskStatus};
+use statewal::{ChangeKind, ErrorKind, Event, Options, Store, Task};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -29,63 +30,6 @@ fn has_tables(db: &TestDb) -> bool {
         .unwrap()
         .get(0);
     n > 0
-}
-
-fn task(id: &str, status: &str, updated_at: &str) -> Task {
-    let mut t = Task::new(id);
-    t.set("status", status).unwrap();
-    t.set("updated_at", updated_at).unwrap();
-    t
-}
-
-#[test]
-fn put_get_list_transaction_and_put_task_if_through_the_facade() {
-    let Some(db) = database() else { return };
-    let store = open(&db);
-    assert!(!std::path::Path::new("/nonexistent-statewal-pg-dir").exists());
-    store
-        .put_task(task("a", "completed", "2026-12-02T10:00:00Z"))
-        .unwrap();
-    store
-        .put_task(task("b", "pending", "2026-12-01T10:00:00Z"))
-        .unwrap();
-    assert_eq!(store.get_task("a").unwrap().unwrap().id(), "a");
-    let ids = |tasks: Vec<Task>| tasks.iter().map(|t| t.id().to_string()).collect::<Vec<_>>();
-    assert_eq!(ids(store.list_tasks().unwrap()), ["a", "b"]);
-    assert_eq!(ids(store.load_tasks().unwrap().collect()), ["a", "b"]);
-    assert_eq!(
-        ids(store.query_tasks(&TaskQuery::new()).unwrap()),
-        ["b", "a"]
-    );
-    let done = TaskQuery::new().status(TaskStatus::Completed);
-    assert_eq!(ids(store.query_tasks(&done).unwrap()), ["a"]);
-    store
-        .transaction(|tx| {
-            tx.put_task(Task::new("c"));
-            tx.delete_task("b");
-            Ok(())
-        })
-        .unwrap();
-    assert!(store.get_task("b").unwrap().is_none());
-    // A batch with a delete of nothing writes nothing.
-    let r = store.transaction(|tx| {
-        tx.put_task(Task::new("d"));
-        tx.delete_task("nobody");
-        Ok(())
-    });
-    check_err(r, ErrorKind::NotFound);
-    assert!(store.get_task("d").unwrap().is_none());
-    store.put_task_if(Task::new("c"), Some(1)).unwrap();
-    check_err(
-        store.put_task_if(Task::new("c"), Some(1)),
-        ErrorKind::Conflict,
-    );
-    assert_eq!(store.task_version("c").unwrap(), Some(2));
-    // The journal's own operations are refused, not faked.
-    check_err(store.checkpoint(), ErrorKind::Unsupported);
-    assert_eq!(store.stats().unwrap().tasks, 2);
-    assert!(store.health().healthy, "{:?}", store.health());
-    store.shutdown().unwrap();
 }
 
 /// Changes from two stores on one database reach a subscriber of each, in
@@ -170,6 +114,8 @@ fn a_subscriber_given_at_open_hears_changes() {
 fn a_read_only_open_creates_nothing() {
     let Some(db) = database() else { return };
     let e = Store::open(opts(&db).read_only(true)).expect_err("no store");
+    // Nor does any open touch the directory the options name.
+    assert!(!std::path::Path::new("/nonexistent-statewal-pg-dir").exists());
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.to_string().contains("no statewal store in"), "{e}");
     assert!(!has_tables(&db));
@@ -182,19 +128,4 @@ fn a_read_only_open_creates_nothing() {
     let reader = Store::open(opts(&db).read_only(true)).unwrap();
     assert_eq!(reader.get_task("a").unwrap().unwrap().id(), "a");
     check_err(reader.put_task(Task::new("b")), ErrorKind::ReadOnly);
-}
-
-#[test]
-fn the_instance_id_is_the_origin_of_changes_on_the_journal_too() {
-    let dir = crate::util::scratch();
-    let store = Store::open(Options::new(dir.path())).unwrap();
-    let (tx, rx) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let _sub = store.subscribe(move |e| {
-        if let Event::TaskChanged(c) = e {
-            let _ = tx.lock().unwrap().send(c.origin.clone());
-        }
-    });
-    store.put_task(Task::new("a")).unwrap();
-    assert_eq!(rx.recv().unwrap(), store.instance_id());
 }

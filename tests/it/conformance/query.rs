@@ -272,50 +272,86 @@ pub fn ids_sort_in_byte_order(b: &Backend) {
     assert_eq!(listed, all, "list_tasks is in byte order too");
 }
 
-// Guards: times at the edges of what RFC 3339 and epoch milliseconds can
-// say (year 0, year 9999, before 1970, nanoseconds) select and order as
-// `TaskQuery::matches` and `order_key` define, whoever answers the query
-// (PostgreSQL's `timestamptz` has microseconds and its own year range).
-pub fn extreme_times_select_and_order_by_the_definition(b: &Backend) {
+// Guards: whoever answers a query (memory, or SQL, whose `timestamptz`
+// has microseconds and a year range of its own, and whose default
+// collation is not byte order) selects and orders as `TaskQuery::matches`
+// and `order_key` define: times to the nanosecond, in any offset, as epoch
+// milliseconds, at the edges of what RFC 3339 can say (year 0, year 9999
+// in an offset whose UTC instant is in year 10000), unreadable ones; ids
+// in byte order; every filter and page.
+pub fn queries_select_and_order_by_the_definition(b: &Backend) {
     let store = b.open();
     let times: Vec<serde_json::Value> = vec![
+        "2024-01-01T10:00:00.000Z".into(),
+        "2024-01-01T11:00:00.000+01:00".into(), // The same instant.
+        "2024-01-01T10:00:00.000000001Z".into(),
+        "2024-01-01T10:00:00.000000999Z".into(),
+        "1969-12-31T23:59:59.999999999Z".into(),
+        1_704_103_200_000_i64.into(), // Epoch milliseconds: 10:00 again.
         "0000-01-01T00:00:00Z".into(),
         "0001-01-01T00:00:00.000000001Z".into(),
-        "1969-12-31T23:59:59.999999999Z".into(),
-        "1970-01-01T00:00:00Z".into(),
-        "2026-12-01T00:00:00.000000500Z".into(),
-        "2026-12-01T00:00:00.000000501+00:00".into(),
         "9999-12-31T23:59:59.999999999Z".into(),
         "9999-12-31T23:59:59.999999999-23:59".into(),
         (-62_167_219_200_000_i64).into(),
         253_402_300_799_999_i64.into(),
         i64::MAX.into(),
-        i64::MIN.into(),
         1.5.into(),
+        "not a time".into(),
+        serde_json::Value::Null,
     ];
+    let statuses = ["pending", "in_progress", "completed"];
     let mut all = Vec::new();
-    for (i, at) in times.into_iter().enumerate() {
-        let t = task(&format!("t{i:02}"), "pending", None, Some(at));
+    for i in 0..64 {
+        // Ids whose byte order differs from a natural or locale order.
+        let id = format!("{}{i}", ["B", "a", "_", "Z", "é"][i % 5]);
+        let tool = (i % 4 != 3).then_some(["claude", "codex"][i % 2]);
+        let at = (i % 9 != 8).then(|| times[i % times.len()].clone());
+        let t = task(&id, statuses[i % 3], tool, at);
         store.put_task(t.clone()).unwrap();
         all.push(t);
     }
-    let at =
-        |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
-    let bounds = [
-        at("0000-01-01T00:00:00Z"),
-        at("1969-12-31T23:59:59.999999999Z"),
-        at("2026-12-01T00:00:00.000000500Z"),
-        at("9999-12-31T23:59:59.999999999Z"),
-    ];
-    let mut queries = vec![TaskQuery::new(), TaskQuery::new().limit(usize::MAX)];
-    for &t in &bounds {
-        queries.push(TaskQuery::new().updated_after(t));
-        queries.push(TaskQuery::new().updated_before(t));
-    }
-    for q in &queries {
+    for q in &definition_queries() {
         let mut want: Vec<&Task> = all.iter().filter(|t| q.matches(t)).collect();
         want.sort_by(|a, b| TaskQuery::order_key(a).cmp(&TaskQuery::order_key(b)));
-        let want: Vec<&str> = want.iter().map(|t| t.id()).collect();
+        let want: Vec<&str> = want
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|t| t.id())
+            .collect();
         assert_eq!(check(&store, q), want, "{}: {q:?}", b.name);
     }
+}
+
+/// Queries over every filter, with bounds at the edges of the times above.
+fn definition_queries() -> Vec<TaskQuery> {
+    let at =
+        |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    let mut queries = vec![
+        TaskQuery::new(),
+        TaskQuery::new().limit(usize::MAX),
+        TaskQuery::new()
+            .status(TaskStatus::Pending)
+            .status(TaskStatus::Completed),
+        TaskQuery::new().tool("claude"),
+        TaskQuery::new()
+            .updated_after(at("1969-01-01T00:00:00Z"))
+            .updated_before(at("2024-01-01T10:00:00.000000001Z"))
+            .tool("codex"),
+        TaskQuery::new().offset(5).limit(7),
+        TaskQuery::new().status(TaskStatus::InProgress).offset(100),
+        TaskQuery::new().limit(0),
+    ];
+    for bound in [
+        "0000-01-01T00:00:00Z",
+        "1969-12-31T23:59:59.999999999Z",
+        "2024-01-01T10:00:00Z",
+        "2024-01-01T10:00:00.000000999Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "9999-12-31T23:59:59.999999999-23:59",
+    ] {
+        queries.push(TaskQuery::new().updated_after(at(bound)));
+        queries.push(TaskQuery::new().updated_before(at(bound)));
+    }
+    queries
 }
