@@ -235,33 +235,6 @@ fn a_batch_with_an_undecodable_op_is_damage_as_a_whole() {
     check_tasks(&store, &["z".to_string()]);
 }
 
-#[test]
-fn versions_count_puts_in_and_out_of_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_crashy(dir.path());
-    assert_eq!(store.task_version("a").unwrap(), None);
-    store.put_task(task("a")).unwrap();
-    assert_eq!(store.task_version("a").unwrap(), Some(1));
-    store.put_task(task("a")).unwrap();
-    store
-        .transaction(|tx| {
-            tx.put_task(task("a"))
-                .put_task(task("a"))
-                .put_task(task("b"));
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(store.task_version("a").unwrap(), Some(4));
-    assert_eq!(store.task_version("b").unwrap(), Some(1));
-    store.delete_task("a").unwrap();
-    assert_eq!(store.task_version("a").unwrap(), None);
-    store.put_task(task("a")).unwrap();
-    assert_eq!(store.task_version("a").unwrap(), Some(1));
-    // Never a key in the task's JSON.
-    let json = serde_json::to_value(store.get_task("a").unwrap().unwrap()).unwrap();
-    assert!(json.get("version").is_none() && json.get("task_version").is_none());
-}
-
 // Versions survive put -> checkpoint -> more puts -> crash -> reopen: the
 // checkpoint keeps them in state.json's `task_versions`, replay counts on.
 #[test]

@@ -21,7 +21,7 @@ mod query;
 mod records;
 mod tasks;
 
-use statewal::{Options, Store};
+use statewal::{Options, Store, Task};
 use std::any::Any;
 
 /// A fresh, empty store on one engine, opened as many times as a
@@ -71,6 +71,11 @@ impl Backend {
         Store::open(f(self.options()))
             .unwrap_or_else(|e| panic!("open the {} store: {e}", self.name))
     }
+}
+
+/// The ids of `tasks`, in their order.
+pub fn ids<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Vec<String> {
+    tasks.into_iter().map(|t| t.id().to_string()).collect()
 }
 
 /// The journal engine in a temporary directory.

@@ -2,7 +2,7 @@
 //! input as on the journal backend"): invalid ids, oversized tasks and
 //! malformed JSON, through the library and through `serve --stdio`.
 
-use super::Backend;
+use super::{Backend, ids};
 use crate::util::{check_err, json_lines, run_with_stdin, without_statewal_env};
 use serde_json::{Value, json};
 use statewal::{ErrorKind, Store, Task};
@@ -135,13 +135,8 @@ pub fn oversized_input_is_too_large(b: &Backend) {
         store.put_session(json!({"id": "deep", "n": deep})),
         ErrorKind::InvalidInput,
     );
-    let ids: Vec<String> = store
-        .list_tasks()
-        .unwrap()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect();
-    assert_eq!(ids, ["fits"], "{}: nothing else was written", b.name);
+    let listed = ids(&store.list_tasks().unwrap());
+    assert_eq!(listed, ["fits"], "{}: nothing else was written", b.name);
     assert!(store.list_sessions().unwrap().is_empty());
     assert!(store.list_reports().unwrap().is_empty());
 }
@@ -247,11 +242,6 @@ pub fn the_cli_refuses_bad_input_alike(b: &Backend) {
         assert_eq!(answer["ok"], Value::Bool(kind.is_empty()), "{answer}");
     }
     let store = b.open();
-    let ids: Vec<String> = store
-        .list_tasks()
-        .unwrap()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect();
-    assert_eq!(ids, ["ok"], "{}", b.name);
+    let listed = ids(&store.list_tasks().unwrap());
+    assert_eq!(listed, ["ok"], "{}", b.name);
 }

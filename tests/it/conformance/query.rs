@@ -3,7 +3,7 @@
 //! `updated_at` matches no time bound and sorts after every task with one,
 //! ties go by id, and pages of one order never overlap or skip.
 
-use super::Backend;
+use super::{Backend, ids};
 use statewal::{Store, Task, TaskQuery, TaskStatus};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -28,7 +28,7 @@ fn check(store: &Store, query: &TaskQuery) -> Vec<String> {
     for t in &tasks {
         assert!(query.matches(t), "{} does not match {query:?}", t.id());
     }
-    tasks.iter().map(|t| t.id().to_string()).collect()
+    ids(&tasks)
 }
 
 // Guards: a task updated exactly at a bound is outside it, on both sides.
@@ -248,25 +248,20 @@ pub fn query_sees_new_writes_and_survives_a_reopen(b: &Backend) {
 // order (PostgreSQL's default collation would sort "a" before "B").
 pub fn ids_sort_in_byte_order(b: &Backend) {
     let store = b.open();
-    let ids = ["é", "a10", "B", "a9", "_", "Z", "a", "ab", "A"];
-    for id in ids {
+    let names = ["é", "a10", "B", "a9", "_", "Z", "a", "ab", "A"];
+    for id in names {
         store.put_task(task(id, "pending", None, None)).unwrap();
         let timed = format!("t-{id}");
         let at = Some("2026-12-01T00:00:00Z".into());
         store.put_task(task(&timed, "pending", None, at)).unwrap();
     }
-    let mut sorted: Vec<&str> = ids.to_vec();
+    let mut sorted: Vec<&str> = names.to_vec();
     sorted.sort();
     let timed: Vec<String> = sorted.iter().map(|id| format!("t-{id}")).collect();
     let untimed = sorted.iter().map(|id| id.to_string());
     let want: Vec<String> = timed.into_iter().chain(untimed).collect();
     assert_eq!(check(&store, &TaskQuery::new()), want);
-    let listed: Vec<String> = store
-        .list_tasks()
-        .unwrap()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect();
+    let listed = ids(&store.list_tasks().unwrap());
     let mut all = want.clone();
     all.sort();
     assert_eq!(listed, all, "list_tasks is in byte order too");
