@@ -44,6 +44,7 @@ mod progress;
 mod readback;
 mod scratch;
 mod serve;
+mod serve_events;
 mod values;
 
 use clap::{FromArgMatches, Parser, Subcommand};

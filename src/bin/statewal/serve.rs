@@ -19,6 +19,7 @@
 
 use crate::Cli;
 use crate::out::count;
+use crate::serve_events::EventStream;
 use serde_json::{Value, json};
 use signal_hook::consts::signal;
 use signal_hook::flag;
@@ -42,7 +43,18 @@ enum Answer<'a> {
     /// `stats`, computed when its turn comes, so it counts the syncs of
     /// every mutation answered before it.
     Stats { req: Value, store: &'a Store },
+    /// The answer to `subscribe`: once it is written, the subscription's
+    /// event lines may follow.
+    Subscribed {
+        line: Vec<u8>,
+        events: &'a EventStream,
+        generation: u64,
+    },
 }
+
+/// Standard output, shared by the answer writer and the event writer
+/// ([`EventStream::write_events`]); each writes whole lines under the lock.
+pub type Output = parking_lot::Mutex<std::io::BufWriter<std::io::Stdout>>;
 
 /// What the main loop waits for: a request line, the end of input, or a
 /// signal to shut down. One channel carries all three, so a signal is seen
@@ -173,8 +185,11 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
     std::thread::spawn(move || read_lines(in_tx, cap, &reader_budget));
     // Unbounded: every answer stands for a line the budget let in.
     let (tx, rx) = mpsc::channel::<(Answer<'_>, usize)>();
+    let out: Output = parking_lot::Mutex::new(std::io::BufWriter::new(std::io::stdout()));
+    let events = EventStream::new();
     let (write_result, why) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_answers(rx, &budget, &answer_budget));
+        let event_writer = scope.spawn(|| events.write_events(&out));
+        let writer = scope.spawn(|| write_answers(rx, &out, &budget, &answer_budget));
         let why = 'serve: loop {
             match in_rx.recv() {
                 Ok(Input::Lines(lines)) => {
@@ -185,7 +200,7 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
                                 budget.give(charge);
                                 continue;
                             }
-                            Line::Text(text) => handle(&store, &text),
+                            Line::Text(text) => handle(&store, &events, &text),
                             // The request's id is in the refused bytes: unknown.
                             Line::Refused(e) => Answer::Ready(error_answer(Value::Null, &e)),
                         };
@@ -209,10 +224,13 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
         };
         // The writer answers everything already sent before it returns.
         drop(tx);
-        (
-            writer.join().expect("the answer writer does not panic"),
-            why,
-        )
+        let written = writer.join().expect("the answer writer does not panic");
+        // Then the events queued so far go out, and no more are taken.
+        events.close();
+        event_writer
+            .join()
+            .expect("the event writer does not panic");
+        (written, why)
     });
     let stats = store.stats()?;
     // Checkpoint and release the lock.
@@ -373,10 +391,10 @@ fn encode(v: &Value) -> Vec<u8> {
 
 fn write_answers(
     rx: mpsc::Receiver<(Answer<'_>, usize)>,
+    out: &Output,
     budget: &Budget,
     answer_budget: &Budget,
 ) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut next = rx.recv().ok();
     // Bytes of answered lines not yet given back to the budget: given back
     // in one step when the queue runs dry, or every megabyte.
@@ -384,9 +402,19 @@ fn write_answers(
     while let Some((answer, charge)) = next {
         let line = match answer {
             Answer::Encoded(bytes) => {
-                out.write_all(&bytes)?;
-                out.write_all(b"\n")?;
+                write_line(out, &bytes)?;
                 answer_budget.give(bytes.len());
+                None
+            }
+            Answer::Subscribed {
+                line,
+                events,
+                generation,
+            } => {
+                write_line(out, &line)?;
+                // Flushed before any event line can follow it.
+                out.lock().flush()?;
+                events.release(generation);
                 None
             }
             Answer::Ready(v) => Some(v),
@@ -401,8 +429,7 @@ fn write_answers(
             }),
         };
         if let Some(line) = line {
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
+            write_line(out, &encode(&line))?;
         }
         answered += charge;
         if answered >= 1 << 20 {
@@ -413,16 +440,22 @@ fn write_answers(
         next = match rx.try_recv() {
             Ok(a) => Some(a),
             Err(_) => {
-                out.flush()?;
+                out.lock().flush()?;
                 budget.give(std::mem::take(&mut answered));
                 rx.recv().ok()
             }
         };
     }
-    out.flush()
+    out.lock().flush()
 }
 
-fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
+fn write_line(out: &Output, line: &[u8]) -> std::io::Result<()> {
+    let mut o = out.lock();
+    o.write_all(line)?;
+    o.write_all(b"\n")
+}
+
+fn handle<'a>(store: &'a Store, events: &'a EventStream, line: &str) -> Answer<'a> {
     // A repeated key is refused at every depth: `{"task": {"id": "a", "id": "b"}}`
     // has no one meaning.
     let request: Value = match statewal::__internal::json::parse_str(line) {
@@ -435,8 +468,10 @@ fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
         }
     };
     let req = request.get("req").cloned().unwrap_or(Value::Null);
-    if request.get("op").and_then(Value::as_str) == Some("stats") {
-        return Answer::Stats { req, store };
+    match request.get("op").and_then(Value::as_str) {
+        Some("stats") => return Answer::Stats { req, store },
+        Some("subscribe") => return subscribe(store, events, req),
+        _ => {}
     }
     match dispatch(store, &request) {
         Ok(Reply::Durable(pending)) => Answer::Durable { req, pending },
@@ -458,6 +493,23 @@ fn handle<'a>(store: &'a Store, line: &str) -> Answer<'a> {
             Answer::Ready(Value::Object(answer))
         }
         Err(e) => Answer::Ready(error_answer(req, &e)),
+    }
+}
+
+/// `subscribe`: `{"req", "ok": true, "seq", "origin"}`, `origin` being
+/// this server's instance id (the origin of its own changes); the
+/// `task_changed` lines follow it (`serve_events`).
+fn subscribe<'a>(store: &'a Store, events: &'a EventStream, req: Value) -> Answer<'a> {
+    let seq = match store.stats() {
+        Ok(s) => s.last_seq,
+        Err(e) => return Answer::Ready(error_answer(req, &e)),
+    };
+    let generation = events.subscribe(store);
+    let line = encode(&json!({"req": req, "ok": true, "seq": seq, "origin": store.instance_id()}));
+    Answer::Subscribed {
+        line,
+        events,
+        generation,
     }
 }
 
@@ -484,6 +536,22 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
         },
         "put_session" => Mutation::PutSession(field(r, "session")?.clone()),
         "delete_session" => Mutation::DeleteSession(str_field(r, "id")?),
+        "put_task_if" => {
+            // No default: a forgotten field must not mean "only if absent".
+            let expected = match field(r, "expected_version")? {
+                Value::Null => None,
+                v => Some(v.as_u64().ok_or_else(|| {
+                    bad("\"expected_version\" must be a non-negative integer or null".into())
+                })?),
+            };
+            let seq = store.put_task_if(task_field(r)?, expected)?;
+            let version = expected.map_or(1, |v| v + 1);
+            return Ok(now([("seq", json!(seq)), ("version", json!(version))]));
+        }
+        "task_version" => {
+            let version = store.task_version(&str_field(r, "id")?)?;
+            return Ok(now([("version", json!(version))]));
+        }
         "get_task" => {
             let id = str_field(r, "id")?;
             let task = store.get_task(&id)?.ok_or_else(|| {
