@@ -66,6 +66,8 @@ mod pg;
 #[cfg(feature = "postgres")]
 mod pg_engine;
 #[cfg(feature = "postgres")]
+mod pg_multi;
+#[cfg(feature = "postgres")]
 mod pg_store;
 mod read_only;
 mod readback;

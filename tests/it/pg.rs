@@ -93,6 +93,17 @@ fn server() -> Result<String, String> {
     {
         return Ok(url);
     }
+    let cluster = Cluster::start(&binaries()?)?;
+    let url = cluster.url.clone();
+    *RUNNING.lock().unwrap() = Some(cluster);
+    // Statics are never dropped: stop the server when the process exits.
+    // SAFETY: `stop_at_exit` is an `extern "C" fn()` that does not unwind.
+    unsafe { libc::atexit(stop_at_exit) };
+    Ok(url)
+}
+
+/// The directory of the PostgreSQL binaries, if they are there.
+fn binaries() -> Result<PathBuf, String> {
     let bin = PathBuf::from(
         std::env::var("STATEWAL_PG_BIN").unwrap_or_else(|_| PG_BIN_DEFAULT.to_string()),
     );
@@ -104,13 +115,59 @@ fn server() -> Result<String, String> {
             ));
         }
     }
-    let cluster = Cluster::start(&bin)?;
-    let url = cluster.url.clone();
-    *RUNNING.lock().unwrap() = Some(cluster);
-    // Statics are never dropped: stop the server when the process exits.
-    // SAFETY: `stop_at_exit` is an `extern "C" fn()` that does not unwind.
-    unsafe { libc::atexit(stop_at_exit) };
-    Ok(url)
+    Ok(bin)
+}
+
+/// A server of one test's own, which the test may stop and start again
+/// (the shared server must never go down under other tests). Stopped and
+/// removed when dropped.
+pub struct PrivateServer {
+    cluster: Option<Cluster>,
+    /// The admin URL; its `postgres` database is the test's to use.
+    pub url: String,
+}
+
+impl PrivateServer {
+    /// Stops the server now (fast shutdown: connections are cut).
+    pub fn stop(&self) {
+        self.cluster.as_ref().expect("running").halt();
+    }
+
+    /// Starts the stopped server again on the same port and directory.
+    pub fn start(&self) {
+        self.cluster
+            .as_ref()
+            .expect("a cluster")
+            .launch()
+            .unwrap_or_else(|e| panic!("restarting the private server: {e}"));
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Some(c) = self.cluster.take() {
+            c.stop();
+        }
+    }
+}
+
+/// A private server for a test that stops or restarts it, or `None` (with
+/// the reason printed) as [`database`] does. Its own `initdb`, so it costs
+/// a second or two: for the few tests that need it.
+pub fn private_server() -> Option<PrivateServer> {
+    match binaries().and_then(|bin| Cluster::start(&bin)) {
+        Ok(cluster) => Some(PrivateServer {
+            url: cluster.url.clone(),
+            cluster: Some(cluster),
+        }),
+        Err(why) if std::env::var("STATEWAL_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("PostgreSQL is required (STATEWAL_REQUIRE_POSTGRES=1): {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why} (set STATEWAL_REQUIRE_POSTGRES=1 to fail instead)");
+            None
+        }
+    }
 }
 
 static RUNNING: Mutex<Option<Cluster>> = Mutex::new(None);
@@ -127,6 +184,9 @@ extern "C" fn stop_at_exit() {
 struct Cluster {
     root: PathBuf,
     url: String,
+    bin: PathBuf,
+    port: u16,
+    as_root: bool,
 }
 
 impl Cluster {
@@ -139,18 +199,21 @@ impl Cluster {
                 .map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-        let cluster = Cluster {
-            root,
-            url: String::new(),
-        };
         // Owned by `postgres` when running as root: the server refuses to
         // run as root, and its directory must be its own.
         let as_root = unsafe { libc::geteuid() } == 0;
+        let port = free_port()?;
+        let cluster = Cluster {
+            root,
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin: bin.to_path_buf(),
+            port,
+            as_root,
+        };
         if as_root {
             chown_postgres(&cluster.root)?;
         }
         let data = cluster.root.join("data");
-        let log = cluster.root.join("server.log");
         let initdb = run_as(as_root, &bin.join("initdb"))
             .args(["-D", path_str(&data), "-U", "postgres", "--auth=trust"])
             .args(["-E", "UTF8", "--locale=C", "--no-sync"])
@@ -164,16 +227,28 @@ impl Cluster {
                 String::from_utf8_lossy(&initdb.stderr)
             ));
         }
-        let port = free_port()?;
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        if as_root {
+        cluster.launch()?;
+        watchdog(&cluster.root);
+        Ok(cluster)
+    }
+
+    /// Starts `postgres` on the cluster's directory and port, and waits
+    /// until it takes connections.
+    fn launch(&self) -> Result<(), String> {
+        let data = self.root.join("data");
+        let log = self.root.join("server.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("opening {}: {e}", log.display()))?;
+        if self.as_root {
             chown_postgres(&log)?;
         }
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
-        let mut child = run_as(as_root, &bin.join("postgres"))
-            .args(["-D", path_str(&data), "-p", &port.to_string()])
-            .args(["-k", path_str(&cluster.root)])
+        let mut child = run_as(self.as_root, &self.bin.join("postgres"))
+            .args(["-D", path_str(&data), "-p", &self.port.to_string()])
+            .args(["-k", path_str(&self.root)])
             .args(["-c", "listen_addresses=127.0.0.1"])
             // A test server: losing it to a power cut loses nothing that
             // matters, and fsync would make every test wait for the disk.
@@ -185,10 +260,9 @@ impl Cluster {
             .stderr(Stdio::from(err_file))
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         let started = Instant::now();
         loop {
-            if postgres::Client::connect(&url, postgres::NoTls).is_ok() {
+            if postgres::Client::connect(&self.url, postgres::NoTls).is_ok() {
                 break;
             }
             let gone = child.try_wait().ok().flatten().is_some();
@@ -201,12 +275,17 @@ impl Cluster {
         }
         // runuser waits for postgres; it is reaped by whoever outlives it.
         std::mem::forget(child);
-        watchdog(&cluster.root);
-        Ok(Cluster { url, ..cluster })
+        Ok(())
     }
 
     /// Fast shutdown (SIGINT to the postmaster), then the directory goes.
     fn stop(self) {
+        self.halt();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+
+    /// Fast shutdown (SIGINT to the postmaster), waiting until it is gone.
+    fn halt(&self) {
         let pid_file = self.root.join("data/postmaster.pid");
         let pid = std::fs::read_to_string(&pid_file)
             .ok()
@@ -219,7 +298,6 @@ impl Cluster {
             }
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 

@@ -21,8 +21,9 @@ pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 /// Connections the pool keeps at most: enough for 16 writers.
 const POOL_SIZE_MAX: u32 = 16;
 
-/// How long borrowing a connection may wait (for a free one, or for the
-/// server to accept a new one) before the operation fails.
+/// How long connecting, and borrowing a connection (a free one, or a new
+/// one the server accepts), may take before the operation fails, unless the
+/// URL's `connect_timeout` says otherwise.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a transaction PostgreSQL aborted for a deadlock or a
@@ -63,11 +64,18 @@ pub(crate) fn pool(config: Config, shown: &str) -> Result<Pool> {
             e,
         )
     })?;
+    // The URL's connect_timeout bounds the wait for the pool too: while the
+    // server is down, an operation fails after it rather than after a fixed
+    // 10 s the user cannot change.
+    let timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
     let manager = PostgresConnectionManager::new(config, NoTls);
     r2d2::Pool::builder()
         .max_size(POOL_SIZE_MAX)
         .min_idle(Some(1))
-        .connection_timeout(CONNECT_TIMEOUT)
+        .connection_timeout(timeout)
         // Check each connection as it is borrowed: after a server restart
         // the pool's old connections are dead, and a write must not be
         // the one that finds out.
@@ -94,7 +102,7 @@ pub(crate) fn in_transaction<T>(
 ) -> Result<T> {
     let mut attempt = 1;
     loop {
-        let mut conn = pool.get().map_err(|e| pool_error(what, e))?;
+        let mut conn = pool.get().map_err(|e| pool_error(pool, what, e))?;
         let mut tx = conn.transaction().map_err(|e| pg_error(what, e))?;
         let out = match body(&mut tx) {
             Ok(out) => out,
@@ -166,10 +174,14 @@ pub(crate) fn pg_error(what: &str, e: postgres::Error) -> Error {
 }
 
 /// The pool could not lend a connection in time.
-pub(crate) fn pool_error(what: &str, e: r2d2::Error) -> Error {
+pub(crate) fn pool_error(pool: &Pool, what: &str, e: r2d2::Error) -> Error {
     Error::with_source(
         ErrorKind::Io,
-        format!("PostgreSQL: no connection for {what} within {CONNECT_TIMEOUT:?}: {e}"),
+        format!(
+            "PostgreSQL: no connection for {what} within {:?} (the server is down or \
+             refuses connections; the URL's connect_timeout sets the wait): {e}",
+            pool.connection_timeout()
+        ),
         e,
     )
 }

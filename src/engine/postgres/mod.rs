@@ -148,7 +148,7 @@ impl PgEngine {
     }
 
     fn conn(&self, what: &str) -> Result<conn::Conn> {
-        self.pool.get().map_err(|e| pool_error(what, e))
+        self.pool.get().map_err(|e| pool_error(&self.pool, what, e))
     }
 
     /// Runs a writing transaction, counted once committed.

@@ -135,7 +135,7 @@ pub(crate) fn require(pool: &Pool, shown: &str) -> Result<()> {
     let q = |e| pg_error("reading the schema version", e);
     let mut c = pool
         .get()
-        .map_err(|e| super::conn::pool_error("reading the schema version", e))?;
+        .map_err(|e| super::conn::pool_error(pool, "reading the schema version", e))?;
     let exists: bool = c
         .query_one(
             "SELECT to_regclass('statewal_schema_versions') IS NOT NULL",
