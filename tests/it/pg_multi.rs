@@ -48,9 +48,17 @@ struct Instance {
 
 impl Instance {
     fn start(url: &str, name: &str) -> Instance {
+        Instance::start_gated(url, name, &[], None)
+    }
+
+    /// With a `gate`, nothing is read from the process's standard output
+    /// until the gate is opened (sent to or dropped): a client that does
+    /// not read.
+    fn start_gated(url: &str, name: &str, args: &[&str], gate: Option<Receiver<()>>) -> Instance {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
         without_statewal_env(&mut cmd);
         cmd.args(["--database", url, "serve", "--stdio"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -59,6 +67,9 @@ impl Instance {
         let (event_tx, events) = channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let at = Instant::now();
@@ -148,6 +159,16 @@ impl Instance {
     fn subscribe(&mut self) -> String {
         let answer = self.ok(json!({"op": "subscribe"}));
         answer["origin"].as_str().expect("an origin").to_string()
+    }
+
+    /// Sends `request` without waiting for its answer; its `req`.
+    fn send(&mut self, mut request: Value) -> u64 {
+        self.next_req += 1;
+        request["req"] = json!(self.next_req);
+        let stdin = self.stdin.as_mut().expect("running");
+        stdin.write_all(format!("{request}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        self.next_req
     }
 
     fn stderr(&self) -> String {
@@ -361,8 +382,10 @@ fn collect_events(
     let missing: Vec<_> = wanted.iter().filter(|k| !got.contains_key(*k)).collect();
     assert!(
         missing.is_empty(),
-        "{} acknowledged changes never reached the subscriber within {timeout:?}: {missing:?}",
-        missing.len()
+        "{} acknowledged changes never reached the subscriber within {timeout:?}, \
+         among them {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
     );
     got
 }
@@ -576,4 +599,73 @@ fn event_latency_1k() {
     let events = collect_events(&subscriber, &own, &acks, Duration::from_secs(60));
     let (p50, p99) = latency(&acks, &events);
     eprintln!("event latency across processes, 1000 puts: p50 {p50:.2} ms, p99 {p99:.2} ms");
+}
+
+/// The policy for a subscriber that does not read its events: the server
+/// queues at most `--max-event-bytes` of them (64 KiB here), then ends the subscription with a
+/// `subscription_ended` line (kind `too_large`) after the lines it kept,
+/// and keeps serving; subscribing again starts a new stream.
+#[test]
+fn a_subscriber_that_does_not_read_loses_its_subscription_not_the_server() {
+    let Some(db) = pg::database() else { return };
+    let (open_gate, gate) = channel();
+    let mut lazy = Instance::start_gated(
+        &db.url,
+        "lazy subscriber",
+        &["--max-event-bytes", "65536"],
+        Some(gate),
+    );
+    let subscribed = lazy.send(json!({"op": "subscribe"}));
+    // Its answer is not read; wait until the subscription is live (the
+    // answer is queued behind nothing, so a moment is plenty) by a round
+    // trip of another instance through the database.
+    std::thread::sleep(Duration::from_millis(500));
+    // About 220 bytes per event line: 1 500 changes are 330 kB, past the
+    // 64 KiB bound and the pipe's 64 KiB, made in one transaction.
+    let store = statewal::Store::open(
+        statewal::Options::new("/nonexistent-statewal-pg-dir").database(&db.url),
+    )
+    .unwrap();
+    let long = "x".repeat(100);
+    let t0 = Instant::now();
+    let changes = 1500;
+    store
+        .transaction(|tx| {
+            for i in 0..changes {
+                tx.put_task(statewal::Task::new(format!("{long}{i}")));
+            }
+            Ok(())
+        })
+        .unwrap();
+    eprintln!("written in {:?}", t0.elapsed());
+    // The listener hands them over within a poll or two.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(open_gate);
+    let (_, answer) = lazy.answers.recv_timeout(ANSWER_TIMEOUT).unwrap();
+    assert_eq!(answer["req"], json!(subscribed));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let mut delivered = 0;
+    let ended = loop {
+        let (_, e) = lazy
+            .events
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the subscription neither ended nor delivered everything");
+        match e["event"].as_str() {
+            Some("task_changed") => delivered += 1,
+            Some("subscription_ended") => break e,
+            _ => panic!("unexpected event line {e}"),
+        }
+        assert!(delivered < changes, "all {changes} events queued: no bound");
+    };
+    assert_eq!(ended["error"]["kind"], json!("too_large"), "{ended}");
+    eprintln!(
+        "delivered {delivered} of {changes} events, then: {ended} at {:?}",
+        t0.elapsed()
+    );
+    // The server still answers, and a new subscription streams again.
+    lazy.ok(json!({"op": "task_version", "id": format!("{long}0")}));
+    lazy.subscribe();
+    store.put_task(statewal::Task::new("after")).unwrap();
+    let (_, e) = lazy.events.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(e["id"], json!("after"), "{e}");
 }

@@ -332,6 +332,12 @@ pub enum Command {
         /// Default: 4 times the task size limit (64 MiB).
         #[arg(long, value_name = "N", value_parser = values::count("--max-line-bytes", 1, u64::MAX, "at least 1 byte"))]
         max_line_bytes: Option<u64>,
+        /// The most bytes of `subscribe`'s event lines the client may
+        /// leave unread; past it the subscription ends with a
+        /// `subscription_ended` line and the server keeps serving.
+        /// Default: 4194304 (4 MiB).
+        #[arg(long, value_name = "N", value_parser = values::count("--max-event-bytes", 1, u64::MAX, "at least 1 byte"))]
+        max_event_bytes: Option<u64>,
     },
     /// Compare statewal with direct file writes side by side (about a minute).
     Bench {
@@ -463,7 +469,17 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
     match &cli.command {
         Command::Demo { acks, keep } => demo::run(cli, *acks as usize, *keep),
         Command::DemoChild { run } => demo::child(cli, run),
-        Command::Serve { max_line_bytes, .. } => serve::run(cli, *max_line_bytes),
+        Command::Serve {
+            max_line_bytes,
+            max_event_bytes,
+            ..
+        } => serve::run(
+            cli,
+            *max_line_bytes,
+            max_event_bytes.map_or(serve_events::EVENT_BYTES_QUEUED, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+        ),
         Command::Bench {
             json,
             seconds,

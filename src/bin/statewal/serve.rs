@@ -165,7 +165,7 @@ impl Budget {
     }
 }
 
-pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
+pub fn run(cli: &Cli, max_line_bytes: Option<u64>, max_event_bytes: usize) -> Result<ExitCode> {
     // Listen before opening, so that a signal during a long recovery still
     // ends in a clean shutdown rather than the default action.
     let (in_tx, in_rx) = mpsc::sync_channel::<Input>(BATCHES_QUEUED);
@@ -186,7 +186,7 @@ pub fn run(cli: &Cli, max_line_bytes: Option<u64>) -> Result<ExitCode> {
     // Unbounded: every answer stands for a line the budget let in.
     let (tx, rx) = mpsc::channel::<(Answer<'_>, usize)>();
     let out: Output = parking_lot::Mutex::new(std::io::BufWriter::new(std::io::stdout()));
-    let events = EventStream::new();
+    let events = EventStream::new(max_event_bytes);
     let (write_result, why) = std::thread::scope(|scope| {
         let event_writer = scope.spawn(|| events.write_events(&out));
         let writer = scope.spawn(|| write_answers(rx, &out, &budget, &answer_budget));

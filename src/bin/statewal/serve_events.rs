@@ -9,7 +9,8 @@
 //! answer writer shares, so an event line never lands inside an answer.
 //!
 //! **Policy for a client that does not read.** The lines queued and not
-//! yet written are bounded by [`EVENT_BYTES_QUEUED`]. When a change would
+//! yet written are bounded by `--max-event-bytes` ([`EVENT_BYTES_QUEUED`]
+//! by default). When a change would
 //! go past it, the subscription ends: the lines already queued are still
 //! written, then one `{"event":"subscription_ended","error":{...}}` line
 //! (kind `too_large`), and later changes are not queued. Blocking instead
@@ -26,9 +27,12 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 
-/// Bytes of event lines queued and not yet written, at most (about 30,000
-/// changes). Past it the subscription ends (see the module doc).
+/// The default of `serve --max-event-bytes`: bytes of event lines queued
+/// and not yet written, at most (about 30,000 changes). Past it the
+/// subscription ends (see the module doc).
 pub const EVENT_BYTES_QUEUED: usize = 4 << 20;
+// `serve --help` states the default in bytes.
+const _: () = assert!(EVENT_BYTES_QUEUED == 4_194_304);
 
 /// The subscription of one `serve` process and the queue of its lines.
 pub struct EventStream {
@@ -37,6 +41,8 @@ pub struct EventStream {
 }
 
 struct Shared {
+    /// `--max-event-bytes`.
+    max: usize,
     queue: Mutex<Queue>,
     ready: Condvar,
 }
@@ -58,9 +64,10 @@ struct Queue {
 }
 
 impl EventStream {
-    pub fn new() -> EventStream {
+    pub fn new(max: usize) -> EventStream {
         EventStream {
             shared: Arc::new(Shared {
+                max,
                 queue: Mutex::default(),
                 ready: Condvar::new(),
             }),
@@ -159,11 +166,13 @@ impl Shared {
         if !q.open || q.generation != generation || q.closed {
             return;
         }
-        if q.bytes + line.len() > EVENT_BYTES_QUEUED {
+        if q.bytes + line.len() > self.max {
             q.open = false;
             let message = format!(
-                "the client left more than {EVENT_BYTES_QUEUED} bytes of events unread; \
-                 the subscription ended (subscribe again, then read back what changed)"
+                "the client left more than {} bytes of events unread (serve \
+                 --max-event-bytes); the subscription ended (subscribe again, then read \
+                 back what changed)",
+                self.max
             );
             let end = encode(&json!({
                 "event": "subscription_ended",
