@@ -104,6 +104,76 @@ fn serve_answers_in_order_and_survives_bad_lines() {
 }
 
 // Guards: an oversized task is refused with `too_large` and nothing is stored.
+// Guards: `put_task_if` checks the version (a refusal is `conflict`),
+// `task_version` reads it, and `subscribe` on the journal engine streams
+// a `task_changed` line for each committed change after its answer, in
+// order, with this server's own origin.
+#[test]
+fn serve_put_task_if_task_version_and_subscribe() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests: Vec<String> = [
+        json!({"req": 1, "op": "subscribe"}),
+        json!({"req": 2, "op": "put_task_if", "task": {"id": "a"}, "expected_version": null}),
+        json!({"req": 3, "op": "put_task_if", "task": {"id": "a"}, "expected_version": null}),
+        json!({"req": 4, "op": "put_task_if", "task": {"id": "a"}, "expected_version": 1}),
+        json!({"req": 5, "op": "task_version", "id": "a"}),
+        json!({"req": 6, "op": "delete_task", "id": "a"}),
+        json!({"req": 7, "op": "task_version", "id": "a"}),
+        json!({"req": 8, "op": "put_task_if", "task": {"id": "a"}}),
+        json!({"req": 9, "op": "put_task_if", "task": {"id": "a"}, "expected_version": -1}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    let lines = serve(dir.path(), &requests);
+    let (events, answers): (Vec<&Value>, Vec<&Value>) =
+        lines.iter().partition(|l| l.get("event").is_some());
+    let reqs: Vec<u64> = answers.iter().map(|a| a["req"].as_u64().unwrap()).collect();
+    assert_eq!(reqs, (1..=9).collect::<Vec<_>>(), "{lines:?}");
+    // Nothing comes before the subscribe answer.
+    assert_eq!(lines[0]["req"], json!(1), "{lines:?}");
+    let origin = answers[0]["origin"].as_str().unwrap();
+    assert_eq!(origin.len(), 32);
+    assert_eq!(answers[1]["version"], json!(1));
+    assert_eq!(
+        answers[2]["error"]["kind"],
+        json!("conflict"),
+        "{}",
+        answers[2]
+    );
+    assert_eq!(answers[3]["version"], json!(2));
+    assert_eq!(answers[4]["version"], json!(2));
+    assert_eq!(answers[6]["version"], json!(null));
+    for bad in [7, 8] {
+        assert_eq!(
+            answers[bad]["error"]["kind"],
+            json!("invalid_input"),
+            "{}",
+            answers[bad]
+        );
+    }
+    let seen: Vec<(&str, &str, Value)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["event"], json!("task_changed"), "{e}");
+            assert_eq!(e["origin"], json!(origin), "{e}");
+            (
+                e["id"].as_str().unwrap(),
+                e["kind"].as_str().unwrap(),
+                e["version"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", "put", json!(1)),
+            ("a", "put", json!(2)),
+            ("a", "delete", json!(null))
+        ]
+    );
+}
+
 #[test]
 fn serve_refuses_an_oversized_task() {
     let dir = tempfile::tempdir().unwrap();
