@@ -19,7 +19,9 @@
 //! of their rows is visible to it. The horizon never moves backwards, so
 //! each row is delivered once, none is skipped however late it commits.
 //! The price: one long-running writing transaction anywhere in the
-//! cluster holds delivery back until it ends.
+//! cluster holds delivery back until it ends. Its end wakes nobody, so a
+//! poll that sees committed rows past the horizon polls again soon
+//! ([`HELD_POLL_FIRST`], doubling), not after the full interval.
 //!
 //! **Order.** Within a poll the rows go out by id. A row's id is taken
 //! after its writer holds the task's row lock, and a later writer of the
@@ -47,6 +49,12 @@ pub(crate) const CHANNEL: &str = "statewal_changes";
 /// the horizon may have moved without one (a transaction elsewhere in the
 /// cluster ended), and a notification may have been lost.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The first wait before polling again when committed changes are held
+/// back by the horizon (an older transaction still running somewhere): it
+/// doubles up to [`POLL_INTERVAL`], since that transaction's end sends no
+/// notification.
+const HELD_POLL_FIRST: Duration = Duration::from_millis(2);
 
 /// How long a listener waits before connecting again after a failure.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
@@ -129,17 +137,30 @@ pub(crate) fn horizon(client: &mut impl postgres::GenericClient) -> Result<u64> 
     Ok(super::tasks::from_i64(row.get(0)))
 }
 
+/// What one poll of the outbox read.
+pub(crate) struct Poll {
+    /// The changes of the transactions that ended between the cursor and
+    /// the horizon, by id.
+    pub(crate) changes: Vec<Change>,
+    /// The horizon: the next cursor.
+    pub(crate) next: u64,
+    /// Whether committed changes at or past the horizon wait for an older
+    /// transaction to end.
+    pub(crate) held: bool,
+}
+
 /// The changes of the transactions that ended between `cursor` and the
-/// horizon now, by id, and that horizon, read in one statement so that
-/// both come from one snapshot.
+/// horizon now, by id, that horizon, and whether committed changes wait
+/// behind it, read in one statement so that all come from one snapshot.
 pub(crate) fn changes_since(
     client: &mut impl postgres::GenericClient,
     cursor: u64,
-) -> Result<(Vec<Change>, u64)> {
+) -> Result<Poll> {
     let rows = client
         .query(
-            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) \
-             SELECT h.x::text::bigint, c.id, c.task_id, c.kind, c.version, c.origin \
+            "WITH h AS (SELECT x, EXISTS (SELECT 1 FROM statewal_changes WHERE xid >= x) AS held \
+                        FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) s) \
+             SELECT h.x::text::bigint, h.held, c.id, c.task_id, c.kind, c.version, c.origin \
              FROM h LEFT JOIN statewal_changes c \
                ON c.xid >= $1::text::xid8 AND c.xid < h.x \
              ORDER BY c.id",
@@ -152,25 +173,30 @@ pub(crate) fn changes_since(
         .unwrap_or(cursor);
     // Never backwards, whatever the server says.
     let next = next.max(cursor);
+    let held = rows.first().is_some_and(|r| r.get::<_, bool>(1));
     let mut changes = Vec::with_capacity(rows.len());
     for r in &rows {
-        let Some(seq) = r.get::<_, Option<i64>>(1) else {
+        let Some(seq) = r.get::<_, Option<i64>>(2) else {
             continue; // The horizon's row when there is no change.
         };
-        let kind: String = r.get(3);
+        let kind: String = r.get(4);
         let Some(kind) = ChangeKind::parse(&kind) else {
             tracing::error!(kind, seq, "an outbox row of an unknown kind is skipped");
             continue;
         };
         changes.push(Change {
             seq: super::tasks::from_i64(seq),
-            task_id: r.get(2),
+            task_id: r.get(3),
             kind,
-            version: r.get::<_, Option<i64>>(4).map(super::tasks::from_i64),
-            origin: r.get(5),
+            version: r.get::<_, Option<i64>>(5).map(super::tasks::from_i64),
+            origin: r.get(6),
         });
     }
-    Ok((changes, next))
+    Ok(Poll {
+        changes,
+        next,
+        held,
+    })
 }
 
 /// A background thread that listens for the wake-up and delivers the
@@ -241,15 +267,29 @@ fn serve(client: &mut Client, cursor: &mut u64, sink: &Sink, stop: &AtomicBool) 
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .map_err(|e| pg_error("listening for changes", e))?;
+    let mut held_wait = HELD_POLL_FIRST;
     while !stop.load(Ordering::Relaxed) {
         // Listening first, then reading: a commit after the read still
         // wakes the wait below.
-        let (changes, next) = changes_since(client, *cursor)?;
-        if !changes.is_empty() {
-            sink(&changes);
+        let poll = changes_since(client, *cursor)?;
+        if !poll.changes.is_empty() {
+            sink(&poll.changes);
         }
-        *cursor = next;
-        let waited = client.notifications().timeout_iter(POLL_INTERVAL).next();
+        *cursor = poll.next;
+        // Changes held back by an older transaction go out when it ends,
+        // which nothing announces: poll again soon, then less often.
+        let wait = match poll.held {
+            true => {
+                let now = held_wait;
+                held_wait = (held_wait * 2).min(POLL_INTERVAL);
+                now
+            }
+            false => {
+                held_wait = HELD_POLL_FIRST;
+                POLL_INTERVAL
+            }
+        };
+        let waited = client.notifications().timeout_iter(wait).next();
         waited.map_err(|e| pg_error("waiting for changes", e))?;
         // Drain what else arrived: one poll covers them all.
         let mut notes = client.notifications();
