@@ -129,3 +129,40 @@ fn a_read_only_open_creates_nothing() {
     assert_eq!(reader.get_task("a").unwrap().unwrap().id(), "a");
     check_err(reader.put_task(Task::new("b")), ErrorKind::ReadOnly);
 }
+
+/// Regression: a subscriber added while the server was down used to be
+/// answered as if subscribed, and then hear nothing, ever: the listener
+/// read its starting point from the server, failed, and did not start.
+/// Now it starts from the horizon read at open and catches up once the
+/// server is back, so the change made after the outage reaches it.
+#[test]
+fn a_subscriber_added_during_an_outage_hears_the_changes_after_it() {
+    let Some(server) = crate::pg::private_server() else {
+        return;
+    };
+    let url = format!("{}?connect_timeout=2", server.url);
+    let open = || Store::open(Options::new("/nonexistent-statewal-pg-dir").database(&url));
+    let writer = open().expect("open the writer");
+    let listener = open().expect("open the subscriber");
+    server.stop();
+    let (tx, rx) = mpsc::channel();
+    let _subscription = listener.subscribe(move |e: &Event| {
+        if let Event::TaskChanged(c) = e {
+            let _ = tx.send((c.id.clone(), c.kind, c.version));
+        }
+    });
+    server.start();
+    // The pool hands out a fresh connection once the server is back; the
+    // first try may still meet a connection the stop cut.
+    let task = Task::from_json(br#"{"id":"after-outage","status":"pending"}"#).unwrap();
+    let mut tries = 0;
+    while let Err(e) = writer.put_task(task.clone()) {
+        tries += 1;
+        assert!(tries < 20, "the writer never got back: {e}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the change made after the outage never reached the subscriber");
+    assert_eq!(got, ("after-outage".to_string(), ChangeKind::Put, Some(1)));
+}

@@ -66,6 +66,11 @@ pub(crate) struct PgEngine {
     open_time: Duration,
     /// Whether this open created statewal's tables.
     created_storage: bool,
+    /// The outbox horizon when the store opened: where the listener
+    /// starts if the server cannot be asked when the first subscriber
+    /// comes, so a subscriber added during an outage hears every change
+    /// made since (some perhaps twice over) instead of none.
+    opened_horizon: u64,
 }
 
 impl PgEngine {
@@ -86,6 +91,11 @@ impl PgEngine {
         } else {
             schema::migrate(&pool).map_err(|e| e.context(format!("opening {shown}")))? == 0
         };
+        let opened_horizon = outbox::horizon(
+            &mut *pool
+                .get()
+                .map_err(|e| pool_error(&pool, "reading the outbox horizon", e))?,
+        )?;
         Ok(PgEngine {
             pool,
             config,
@@ -100,6 +110,7 @@ impl PgEngine {
             commits: AtomicU64::new(0),
             open_time: started.elapsed(),
             created_storage,
+            opened_horizon,
         })
     }
 
@@ -123,7 +134,22 @@ impl PgEngine {
     fn listen(&self) -> Result<()> {
         let mut listener = self.listener.lock();
         if listener.is_none() {
-            let cursor = outbox::horizon(&mut *self.conn("reading the outbox horizon")?)?;
+            // Start from now; unreachable now, start from the open instead
+            // of refusing: the listener's thread connects when it can and
+            // catches up, and an earlier start costs repeats, never gaps.
+            let now = self
+                .conn("reading the outbox horizon")
+                .and_then(|mut c| outbox::horizon(&mut *c));
+            let cursor = match now {
+                Ok(cursor) => cursor,
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "the outbox horizon cannot be read; change events start from the store's open"
+                    );
+                    self.opened_horizon
+                }
+            };
             let sinks = self.sinks.clone();
             let sink: outbox::Sink = Arc::new(move |changes| sinks.deliver(changes));
             *listener = Some(outbox::Listener::start(self.config.clone(), cursor, sink)?);
@@ -390,8 +416,9 @@ impl Engine for PgEngine {
                 }
             }) {
                 Ok(w) => *forwarding = Some(w),
-                // The listener reads its starting point from the database;
-                // unreachable now, it is tried again by the next subscribe.
+                // Only a thread that cannot be started ends here (an
+                // unreachable server does not: see `listen`); the next
+                // subscribe tries again.
                 Err(e) => tracing::error!(
                     error = %e,
                     "task changes cannot be delivered: the listener did not start"
