@@ -11,9 +11,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::services::{self, free_port, path_str};
 
 /// Where the binaries are looked for, unless `STATEWAL_PG_BIN` says.
 const PG_BIN_DEFAULT: &str = "/usr/lib/postgresql/15/bin";
@@ -44,16 +46,7 @@ impl Drop for TestDb {
 /// server can be had and `STATEWAL_REQUIRE_POSTGRES` is not `1`.
 pub fn database() -> Option<TestDb> {
     static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
-    let admin = match SERVER.get_or_init(server) {
-        Ok(url) => url.clone(),
-        Err(why) if std::env::var("STATEWAL_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
-            panic!("PostgreSQL is required (STATEWAL_REQUIRE_POSTGRES=1): {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why} (set STATEWAL_REQUIRE_POSTGRES=1 to fail instead)");
-            return None;
-        }
-    };
+    let admin = services::or_skip(SERVER.get_or_init(server), "STATEWAL_REQUIRE_POSTGRES")?;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "statewal_t{}_{}",
@@ -95,10 +88,7 @@ fn server() -> Result<String, String> {
     }
     let cluster = Cluster::start(&binaries()?)?;
     let url = cluster.url.clone();
-    *RUNNING.lock().unwrap() = Some(cluster);
-    // Statics are never dropped: stop the server when the process exits.
-    // SAFETY: `stop_at_exit` is an `extern "C" fn()` that does not unwind.
-    unsafe { libc::atexit(stop_at_exit) };
+    services::stop_at_exit(Box::new(move || cluster.stop()));
     Ok(url)
 }
 
@@ -170,16 +160,6 @@ pub fn private_server() -> Option<PrivateServer> {
     }
 }
 
-static RUNNING: Mutex<Option<Cluster>> = Mutex::new(None);
-
-extern "C" fn stop_at_exit() {
-    let _ = std::panic::catch_unwind(|| {
-        if let Some(c) = RUNNING.lock().ok().and_then(|mut r| r.take()) {
-            c.stop();
-        }
-    });
-}
-
 /// A server started by the tests, in a temporary directory of its own.
 struct Cluster {
     root: PathBuf,
@@ -191,14 +171,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(bin: &Path) -> Result<Cluster, String> {
-        let root = std::env::temp_dir().join(format!(
-            "statewal-pg-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        let root = services::temp_root("pg")?;
         // Owned by `postgres` when running as root: the server refuses to
         // run as root, and its directory must be its own.
         let as_root = unsafe { libc::geteuid() } == 0;
@@ -260,19 +233,9 @@ impl Cluster {
             .stderr(Stdio::from(err_file))
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
-        let started = Instant::now();
-        loop {
-            if postgres::Client::connect(&self.url, postgres::NoTls).is_ok() {
-                break;
-            }
-            let gone = child.try_wait().ok().flatten().is_some();
-            if gone || started.elapsed() > READY_TIMEOUT {
-                let _ = child.kill();
-                let logged = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("postgres did not start: {logged}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        services::wait_ready("postgres", &mut child, &log, READY_TIMEOUT, || {
+            postgres::Client::connect(&self.url, postgres::NoTls).is_ok()
+        })?;
         // runuser waits for postgres; it is reaped by whoever outlives it.
         std::mem::forget(child);
         Ok(())
@@ -291,34 +254,20 @@ impl Cluster {
             .ok()
             .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
         if let Some(pid) = pid {
-            unsafe { libc::kill(pid, libc::SIGINT) };
-            let until = Instant::now() + Duration::from_secs(10);
-            while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            services::terminate(pid, libc::SIGINT, Duration::from_secs(10));
         }
     }
 }
 
-/// A shell that outlives this process if it is killed (no atexit then):
-/// once the process is gone it stops the server and removes its directory.
+/// Killed, this process runs no `atexit`: a watchdog then stops the server
+/// and removes its directory.
 fn watchdog(root: &Path) {
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-         if [ -f {root}/data/postmaster.pid ]; then \
+    services::watchdog(&format!(
+        "if [ -f {root}/data/postmaster.pid ]; then \
            kill -INT $(head -n 1 {root}/data/postmaster.pid) 2>/dev/null; sleep 5; \
          fi; rm -rf {root}",
-        pid = std::process::id(),
         root = path_str(root),
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(std::mem::forget);
+    ));
 }
 
 fn run_as(as_root: bool, program: &Path) -> Command {
@@ -342,13 +291,4 @@ fn chown_postgres(path: &Path) -> Result<(), String> {
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
     std::os::unix::fs::chown(path, Some(uid), Some(gid))
         .map_err(|e| format!("chown postgres {}: {e}", path.display()))
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
 }
