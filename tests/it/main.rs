@@ -35,6 +35,10 @@ mod crash;
 #[cfg(feature = "sim")]
 mod crash_workloads;
 mod durability;
+#[cfg(feature = "replicate")]
+mod emulators;
+#[cfg(feature = "replicate")]
+mod emulators_smoke;
 mod events;
 mod fallback;
 mod fields;
@@ -77,6 +81,8 @@ mod restart;
 mod restore_crash;
 #[cfg(feature = "sim")]
 mod salvage_crash;
+#[cfg(any(feature = "postgres", feature = "replicate"))]
+mod services;
 #[cfg(feature = "sim")]
 mod snapshot;
 mod special_files;
