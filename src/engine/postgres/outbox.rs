@@ -36,6 +36,7 @@ use super::conn::pg_error;
 use crate::error::Result;
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::Type;
 use postgres::{Client, Config, NoTls, Transaction};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,12 +116,19 @@ pub(crate) fn record(
     origin: &str,
 ) -> Result<u64> {
     let version = version.map(super::tasks::to_i64);
+    // Sent with its types: one round trip, no separate prepare.
     let row = tx
-        .query_one(
+        .query_typed_one(
             "WITH c AS (INSERT INTO statewal_changes (task_id, kind, version, origin) \
                         VALUES ($1, $2, $3, $4) RETURNING id) \
              SELECT c.id FROM c, pg_notify($5, '') AS n",
-            &[&task_id, &kind.as_str(), &version, &origin, &CHANNEL],
+            &[
+                (&task_id, Type::TEXT),
+                (&kind.as_str(), Type::TEXT),
+                (&version, Type::INT8),
+                (&origin, Type::TEXT),
+                (&CHANNEL, Type::TEXT),
+            ],
         )
         .map_err(|e| pg_error(&format!("recording the change of task {task_id:?}"), e))?;
     Ok(super::tasks::from_i64(row.get(0)))

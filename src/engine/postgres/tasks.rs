@@ -1,8 +1,9 @@
 //! Tasks as rows: puts (plain and conditional), deletes, archiving, reads
 //! and [`TaskQuery`] translated to SQL.
 //!
-//! Every task write also writes its outbox row ([`super::outbox::record`])
-//! after it holds the task's row lock, in the same transaction.
+//! Every task write also writes its outbox row after it holds the task's
+//! row lock, in the same transaction: a put in its own statement, a delete
+//! through [`super::outbox::record`].
 //!
 //! **Invariant:** the `doc` column holds exactly the compact JSON the
 //! journal engine would journal for the task (the held task's bytes), and
@@ -156,59 +157,71 @@ pub(crate) enum Expect {
     Version(u64),
 }
 
-/// Writes `row`; returns its outbox id and new version, or `None` when
-/// `expect` did not hold (and then nothing was written).
+/// Writes `row` and its outbox row, and queues the wake-up, in one
+/// statement (one round trip); returns the outbox id and the new version,
+/// or `None` when `expect` did not hold (and then nothing was written).
+///
+/// The outbox row is inserted from the task write's `RETURNING`, so its id
+/// is taken after the task's row lock is held ([`super::outbox`]'s order
+/// rule). The statement is sent with its parameter types
+/// (`query_typed`): no separate prepare round trip, and no per-connection
+/// statement cache to keep (`docs/decisions.md`, "issue 12: round trips
+/// per put").
 pub(crate) fn put(
     tx: &mut Transaction<'_>,
     row: &Row,
     expect: Expect,
     origin: &str,
 ) -> Result<Option<(u64, u64)>> {
-    const COLS: &str = "status = excluded.status, tool = excluded.tool, \
-        updated_at = excluded.updated_at, updated_ns = excluded.updated_ns, \
-        created_at = excluded.created_at, doc = excluded.doc";
-    let insert = "INSERT INTO statewal_tasks AS t \
-        (id, doc, version, status, tool, updated_at, updated_ns, created_at) \
-        VALUES ($1, $2, 1, $3, $4, $5, $6, $7)";
-    let p: [&(dyn ToSql + Sync); 7] = [
-        &row.id,
-        &row.doc,
-        &row.status,
-        &row.tool,
-        &row.updated_at,
-        &row.updated_ns,
-        &row.created_at,
-    ];
-    let found = match expect {
-        Expect::Any => {
-            let sql = format!(
-                "{insert} ON CONFLICT (id) DO UPDATE SET version = t.version + 1, {COLS} \
-                 RETURNING version"
-            );
-            tx.query_opt(sql.as_str(), &p)
-        }
-        Expect::Absent => {
-            let sql = format!("{insert} ON CONFLICT (id) DO NOTHING RETURNING version");
-            tx.query_opt(sql.as_str(), &p)
-        }
-        Expect::Version(v) => {
-            let v = to_i64(v);
-            tx.query_opt(
-                "UPDATE statewal_tasks SET version = version + 1, status = $3, tool = $4, \
-                 updated_at = $5, updated_ns = $6, created_at = $7, doc = $2 \
-                 WHERE id = $1 AND version = $8 RETURNING version",
-                &[p[0], p[1], p[2], p[3], p[4], p[5], p[6], &v],
-            )
-        }
-    }
-    .map_err(|e| super::conn::pg_error(&format!("saving task {:?}", row.id), e))?;
-    let Some(found) = found else {
-        return Ok(None);
+    let write = match expect {
+        Expect::Any => format!("{PUT_INSERT} ON CONFLICT (id) DO UPDATE SET version = t.version + 1, {PUT_COLS}"),
+        Expect::Absent => format!("{PUT_INSERT} ON CONFLICT (id) DO NOTHING"),
+        Expect::Version(_) => format!(
+            "UPDATE statewal_tasks AS t SET version = t.version + 1, {PUT_SET} \
+             WHERE id = $1 AND version = $9"
+        ),
     };
-    let version = from_i64(found.get(0));
-    let seq = outbox::record(tx, &row.id, ChangeKind::Put, Some(version), origin)?;
-    Ok(Some((seq, version)))
+    let sql = format!(
+        "WITH w AS ({write} RETURNING t.version), \
+         c AS (INSERT INTO statewal_changes (task_id, kind, version, origin) \
+               SELECT $1, 'put', w.version, $8 FROM w RETURNING id, version) \
+         SELECT c.id, c.version FROM c, pg_notify('{}', '') AS n",
+        outbox::CHANNEL
+    );
+    let expected = match expect {
+        Expect::Version(v) => Some(to_i64(v)),
+        _ => None,
+    };
+    let p: [(&(dyn ToSql + Sync), Type); 9] = [
+        (&row.id, Type::TEXT),
+        (&row.doc, Type::TEXT),
+        (&row.status, Type::TEXT),
+        (&row.tool, Type::TEXT),
+        (&row.updated_at, Type::TIMESTAMPTZ),
+        (&row.updated_ns, Type::INT4),
+        (&row.created_at, Type::TIMESTAMPTZ),
+        (&origin, Type::TEXT),
+        (&expected, Type::INT8),
+    ];
+    let found = tx
+        .query_typed_opt(&sql, &p)
+        .map_err(|e| super::conn::pg_error(&format!("saving task {:?}", row.id), e))?;
+    Ok(found.map(|r| (from_i64(r.get(0)), from_i64(r.get(1)))))
 }
+
+/// The insert of a task put, `t` the table's alias.
+const PUT_INSERT: &str = "INSERT INTO statewal_tasks AS t \
+    (id, doc, version, status, tool, updated_at, updated_ns, created_at) \
+    VALUES ($1, $2, 1, $3, $4, $5, $6, $7)";
+
+/// What a put replaces, from the conflicting insert's row.
+const PUT_COLS: &str = "status = excluded.status, tool = excluded.tool, \
+    updated_at = excluded.updated_at, updated_ns = excluded.updated_ns, \
+    created_at = excluded.created_at, doc = excluded.doc";
+
+/// What a conditional put replaces, from the parameters.
+const PUT_SET: &str = "status = $3, tool = $4, updated_at = $5, updated_ns = $6, \
+    created_at = $7, doc = $2";
 
 /// Deletes task `id` (moving it to the archive table when `kind` is
 /// [`ChangeKind::Archive`]); its outbox id, or `None` if there is no such
