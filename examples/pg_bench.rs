@@ -31,15 +31,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = args.get(4).map_or(Ok(5), |s| s.parse())?;
 
     let mut admin = postgres::Client::connect(url, postgres::NoTls)?;
-    for setting in ["server_version", "synchronous_commit", "fsync", "wal_sync_method"] {
-        let v: String = admin
-            .query_one(&format!("SHOW {setting}"), &[])?
-            .get(0);
+    for setting in [
+        "server_version",
+        "synchronous_commit",
+        "fsync",
+        "wal_sync_method",
+    ] {
+        let v: String = admin.query_one(&format!("SHOW {setting}"), &[])?.get(0);
         println!("{setting} = {v}");
     }
     let store = Store::open(Options::new("unused").database(url.as_str()))?;
     let tasks: Vec<Vec<Task>> = (0..writers)
-        .map(|w| (0..IDS_PER_WRITER).map(|i| task(&format!("w{w}-{i}"))).collect())
+        .map(|w| {
+            (0..IDS_PER_WRITER)
+                .map(|i| task(&format!("w{w}-{i}")))
+                .collect()
+        })
         .collect();
 
     let mut rates = Vec::new();
@@ -100,7 +107,8 @@ fn measure(
 }
 
 fn task(id: &str) -> Task {
-    let head = format!(r#"{{"id":"{id}","status":"in_progress","tool":"CLAUDECODE","description":""#);
+    let head =
+        format!(r#"{{"id":"{id}","status":"in_progress","tool":"CLAUDECODE","description":""#);
     let pad = TASK_BYTES.saturating_sub(head.len() + 2);
     let json = format!("{head}{}\"}}", "x".repeat(pad));
     Task::from_json(json.as_bytes()).expect("the benchmark task parses")

@@ -41,6 +41,14 @@ pub enum Event {
     /// archived, sent once the write is durable under the store's sync
     /// policy (acknowledged), in commit order per task. See [`Change`].
     TaskChanged(Change),
+    /// `changes:missed` (statewal's own, PostgreSQL only): task changes
+    /// were pruned from the database's outbox before this instance read
+    /// them (they were older than [`crate::Options::changes_retention`]
+    /// while its delivery was held back, by a long transaction or a lost
+    /// connection). Some [`Event::TaskChanged`] will never arrive: reload
+    /// the tasks you follow. The changes after the gap are still
+    /// delivered, after this event.
+    ChangesMissed,
 }
 
 /// One committed change of one task, as [`Event::TaskChanged`] carries it.
@@ -102,6 +110,7 @@ impl Event {
             Event::AutosaveTriggered => "autosave:triggered",
             Event::Reconciled(_) => "state:reconciled",
             Event::TaskChanged(_) => "task:changed",
+            Event::ChangesMissed => "changes:missed",
         }
     }
 }

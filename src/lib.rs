@@ -222,7 +222,7 @@ pub mod __internal {
     #[cfg(feature = "postgres")]
     pub mod postgres {
         use crate::engine::postgres::PgEngine;
-        pub use crate::engine::postgres::{Change, ChangeKind};
+        pub use crate::engine::postgres::{Change, ChangeKind, Delivery};
 
         /// An open PostgreSQL engine with the hooks the tests need.
         pub struct Pg(PgEngine, Vec<crate::engine::postgres::Watch>);
@@ -244,14 +244,35 @@ pub mod __internal {
             }
 
             /// Calls `f` with each task change committed from now on, for
-            /// as long as this handle lives.
+            /// as long as this handle lives. For tests that never prune:
+            /// a [`Delivery::Missed`] is not passed on ([`Pg::watch_all`]
+            /// passes it).
             pub fn watch(
                 &mut self,
                 f: impl Fn(&[Change]) + Send + Sync + 'static,
             ) -> crate::Result<()> {
+                self.watch_all(move |d| {
+                    if let Delivery::Changes(changes) = d {
+                        f(changes)
+                    }
+                })
+            }
+
+            /// Calls `f` with each delivery from now on: changes, and
+            /// [`Delivery::Missed`] when some were pruned unread.
+            pub fn watch_all(
+                &mut self,
+                f: impl Fn(Delivery<'_>) + Send + Sync + 'static,
+            ) -> crate::Result<()> {
                 let w = self.0.watch(f)?;
                 self.1.push(w);
                 Ok(())
+            }
+
+            /// Deletes the outbox rows older than `retention` now; how
+            /// many went.
+            pub fn prune_changes(&self, retention: std::time::Duration) -> crate::Result<u64> {
+                self.0.prune_changes(retention)
             }
 
             /// A put that runs `before_commit` (given its outbox id) inside

@@ -185,6 +185,7 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) stamp_times: bool,
     pub(crate) database: Option<DatabaseUrl>,
+    pub(crate) changes_retention: Duration,
 }
 
 /// A database URL, which may hold a password: `Debug` shows it elided, so
@@ -241,6 +242,7 @@ impl Options {
             read_only: false,
             stamp_times: false,
             database: None,
+            changes_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 
@@ -382,6 +384,18 @@ impl Options {
     /// ```
     pub fn database(mut self, url: impl Into<String>) -> Options {
         self.database = Some(DatabaseUrl(url.into()));
+        self
+    }
+
+    /// On PostgreSQL, how long the outbox (`statewal_changes`) keeps each
+    /// task change before a writer prunes it; writers prune every few
+    /// minutes. A subscriber whose delivery is held back longer than this
+    /// (a long transaction, a lost connection) gets
+    /// [`crate::Event::ChangesMissed`] instead of silently going without
+    /// the pruned changes. Not used by the journal engine. Default: 24
+    /// hours.
+    pub fn changes_retention(mut self, retention: Duration) -> Options {
+        self.changes_retention = retention;
         self
     }
 

@@ -172,7 +172,7 @@ fn the_schema_is_versioned_and_opening_twice_migrates_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     let types: Vec<String> = c
         .query(
             "SELECT data_type FROM information_schema.columns \

@@ -166,3 +166,50 @@ fn a_subscriber_added_during_an_outage_hears_the_changes_after_it() {
         .expect("the change made after the outage never reached the subscriber");
     assert_eq!(got, ("after-outage".to_string(), ChangeKind::Put, Some(1)));
 }
+
+/// Pruning the outbox must never make a subscriber skip changes in
+/// silence. A listener held back (here by an open transaction that pins
+/// the horizon) while rows it had not read are pruned hears
+/// `Event::ChangesMissed`, then the changes after the gap; a prune of rows
+/// it had already delivered raises no such alarm.
+#[test]
+fn a_subscriber_behind_the_pruned_outbox_hears_that_it_missed_changes() {
+    let Some(db) = database() else { return };
+    let watcher = open(&db);
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let _sub = watcher.subscribe(move |e| {
+        let heard = match e {
+            Event::TaskChanged(c) => c.id.clone(),
+            Event::ChangesMissed => "<missed>".to_string(),
+            _ => return,
+        };
+        let _ = tx.lock().unwrap().send(heard);
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("an event within 20 s")
+    };
+    let writer = statewal::__internal::postgres::open(&db.url, &opts(&db)).unwrap();
+
+    writer.put_task(Task::new("seen")).unwrap();
+    assert_eq!(next(), "seen");
+    assert_eq!(writer.prune_changes(Duration::ZERO).unwrap(), 1);
+
+    // An open transaction with an id holds every listener's horizon below
+    // the puts that follow, so none of them is read before the prune.
+    let mut holder = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.query_one("SELECT pg_current_xact_id()", &[]).unwrap();
+    writer.put_task(Task::new("lost")).unwrap();
+    assert_eq!(writer.prune_changes(Duration::ZERO).unwrap(), 1);
+    writer.put_task(Task::new("after")).unwrap();
+    held.rollback().unwrap();
+
+    assert_eq!(next(), "<missed>", "the pruned change is reported missed");
+    assert_eq!(next(), "after");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(800)).is_err(),
+        "nothing else: one report per prune"
+    );
+}

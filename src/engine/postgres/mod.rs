@@ -22,7 +22,7 @@ mod records;
 mod schema;
 mod tasks;
 
-pub use outbox::{Change, ChangeKind};
+pub use outbox::{Change, ChangeKind, Delivery};
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
@@ -71,7 +71,15 @@ pub(crate) struct PgEngine {
     /// comes, so a subscriber added during an outage hears every change
     /// made since (some perhaps twice over) instead of none.
     opened_horizon: u64,
+    /// How long outbox rows are kept ([`Options::changes_retention`]).
+    changes_retention: Duration,
+    /// When this instance last pruned the outbox; `None` before the first.
+    pruned_at: Mutex<Option<Instant>>,
 }
+
+/// How often a writing instance prunes the outbox: after a commit, once
+/// this long has passed since its last prune (and after its first commit).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(300);
 
 impl PgEngine {
     /// Connects to the database `url` names and brings its schema up to
@@ -111,6 +119,8 @@ impl PgEngine {
             open_time: started.elapsed(),
             created_storage,
             opened_horizon,
+            changes_retention: opts.changes_retention,
+            pruned_at: Mutex::new(None),
         })
     }
 
@@ -120,9 +130,10 @@ impl PgEngine {
     }
 
     /// Calls `f` with every task change committed from now on, by any
-    /// instance, in commit order per task, until the returned guard is
-    /// dropped.
-    pub(crate) fn watch(&self, f: impl Fn(&[Change]) + Send + Sync + 'static) -> Result<Watch> {
+    /// instance, in commit order per task, and with [`Delivery::Missed`]
+    /// when changes were pruned before they were read, until the returned
+    /// guard is dropped.
+    pub(crate) fn watch(&self, f: impl Fn(Delivery<'_>) + Send + Sync + 'static) -> Result<Watch> {
         self.listen()?;
         Ok(Watch {
             id: self.sinks.add(Arc::new(f)),
@@ -151,7 +162,7 @@ impl PgEngine {
                 }
             };
             let sinks = self.sinks.clone();
-            let sink: outbox::Sink = Arc::new(move |changes| sinks.deliver(changes));
+            let sink: outbox::Sink = Arc::new(move |delivery| sinks.deliver(delivery));
             *listener = Some(outbox::Listener::start(self.config.clone(), cursor, sink)?);
         }
         Ok(())
@@ -191,7 +202,33 @@ impl PgEngine {
         }
         let out = in_transaction(&self.pool, what, body)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
+        self.maybe_prune();
         Ok(out)
+    }
+
+    /// Deletes the outbox rows older than `retention`; how many went.
+    /// Listeners that had not read them are told ([`Delivery::Missed`]).
+    pub(crate) fn prune_changes(&self, retention: Duration) -> Result<u64> {
+        outbox::prune(&mut *self.conn("pruning the outbox")?, retention)
+    }
+
+    /// Prunes the outbox if [`PRUNE_INTERVAL`] has passed since this
+    /// instance last did. A failure is logged, never returned: the write
+    /// that called it has committed.
+    fn maybe_prune(&self) {
+        // One writer prunes at a time; the others go on.
+        let Some(mut last) = self.pruned_at.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < PRUNE_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match self.prune_changes(self.changes_retention) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned the outbox"),
+            Err(e) => tracing::warn!(error = %e, "pruning the outbox failed; tried again later"),
+        }
     }
 
     /// Checks `task` as the journal engine does; its row.
@@ -407,10 +444,15 @@ impl Engine for PgEngine {
             // Every subscriber hears the changes of every instance, this
             // one's included, from the listener's thread, once committed.
             let subscribers = Arc::downgrade(&self.subscribers);
-            match self.watch(move |changes| {
+            match self.watch(move |delivery| {
                 if let Some(subs) = subscribers.upgrade() {
-                    for c in changes {
-                        subs.emit(Event::TaskChanged(event_change(c)));
+                    match delivery {
+                        Delivery::Missed => subs.emit(Event::ChangesMissed),
+                        Delivery::Changes(changes) => {
+                            for c in changes {
+                                subs.emit(Event::TaskChanged(event_change(c)));
+                            }
+                        }
                     }
                     subs.deliver();
                 }

@@ -28,9 +28,19 @@
 //! same task waits for that lock until the first commits, so for one task
 //! id order is commit order, across polls too.
 //!
+//! **Pruning.** Rows older than the retention
+//! ([`crate::Options::changes_retention`]) are deleted by writers from time
+//! to time ([`prune`]), and the highest `xid` deleted is kept in
+//! `statewal_changes_pruned`, in the same transaction. A listener reads it
+//! in the statement that reads its changes: if it is at or above the
+//! cursor, a row this listener had not delivered is gone, and the
+//! listener says so ([`Delivery::Missed`]) before delivering what is
+//! left, so a subscriber reloads instead of silently going without.
+//!
 //! **Invariant:** a change is delivered only after the transaction that
 //! wrote it committed, and the cursor advances only past transactions
-//! that had all ended.
+//! that had all ended; a change pruned before it was delivered is
+//! reported as missed, never skipped in silence.
 
 use super::conn::pg_error;
 use crate::error::Result;
@@ -103,8 +113,18 @@ pub struct Change {
     pub origin: String,
 }
 
-/// Where a listener hands the changes of each poll, in delivery order.
-pub(crate) type Sink = Arc<dyn Fn(&[Change]) + Send + Sync>;
+/// What a listener hands its sink.
+#[derive(Debug, Clone, Copy)]
+pub enum Delivery<'a> {
+    /// The changes of one poll, in delivery order.
+    Changes(&'a [Change]),
+    /// Changes this listener had not delivered were pruned from the outbox
+    /// (older than the retention): whoever follows the tasks must reload.
+    Missed,
+}
+
+/// Where a listener hands what it reads.
+pub(crate) type Sink = Arc<dyn Fn(Delivery<'_>) + Send + Sync>;
 
 /// Writes the outbox row of a task change in `tx` and queues the wake-up;
 /// returns the row's id.
@@ -145,6 +165,27 @@ pub(crate) fn horizon(client: &mut impl postgres::GenericClient) -> Result<u64> 
     Ok(super::tasks::from_i64(row.get(0)))
 }
 
+/// Deletes the outbox rows written more than `retention` ago and raises
+/// the pruned horizon to the highest `xid` deleted, in one statement (so
+/// one transaction); returns how many rows went.
+pub(crate) fn prune(
+    client: &mut impl postgres::GenericClient,
+    retention: std::time::Duration,
+) -> Result<u64> {
+    let row = client
+        .query_typed_one(
+            "WITH d AS (DELETE FROM statewal_changes \
+                        WHERE at < now() - $1 * interval '1 second' RETURNING xid), \
+                  u AS (UPDATE statewal_changes_pruned p \
+                        SET xid = greatest(p.xid, m.x), prunes = p.prunes + 1 \
+                        FROM (SELECT max(xid) AS x FROM d) m WHERE m.x IS NOT NULL) \
+             SELECT count(*) FROM d",
+            &[(&retention.as_secs_f64(), Type::FLOAT8)],
+        )
+        .map_err(|e| pg_error("pruning the outbox", e))?;
+    Ok(super::tasks::from_i64(row.get(0)))
+}
+
 /// What one poll of the outbox read.
 pub(crate) struct Poll {
     /// The changes of the transactions that ended between the cursor and
@@ -155,20 +196,48 @@ pub(crate) struct Poll {
     /// Whether committed changes at or past the horizon wait for an older
     /// transaction to end.
     pub(crate) held: bool,
+    /// The pruned horizon and the count of prunes so far.
+    pub(crate) pruned: Pruned,
+}
+
+/// The pruned horizon as a poll read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pruned {
+    /// The highest writer `xid` among the rows pruned so far.
+    xid: u64,
+    /// How many prunes deleted rows.
+    prunes: i64,
+}
+
+impl Pruned {
+    /// Whether a listener whose cursor was `cursor`, and which last
+    /// reported `reported`, missed changes it has not yet been told about:
+    /// a row at or past the cursor is gone, and a prune ran since the last
+    /// report (without one, nothing more can have gone). Never false when
+    /// a row past the cursor was pruned unreported; at worst true once for
+    /// a prune that deleted only rows already delivered.
+    pub(crate) fn missed(self, cursor: u64, reported: Option<Pruned>) -> bool {
+        self.xid >= cursor && reported.is_none_or(|r| r.prunes != self.prunes)
+    }
 }
 
 /// The changes of the transactions that ended between `cursor` and the
-/// horizon now, by id, that horizon, and whether committed changes wait
-/// behind it, read in one statement so that all come from one snapshot.
+/// horizon now, by id, that horizon, whether committed changes wait
+/// behind it, and the pruned horizon, read in one statement so that all
+/// come from one snapshot.
 pub(crate) fn changes_since(
     client: &mut impl postgres::GenericClient,
     cursor: u64,
 ) -> Result<Poll> {
     let rows = client
         .query(
-            "WITH h AS (SELECT x, EXISTS (SELECT 1 FROM statewal_changes WHERE xid >= x) AS held \
+            "WITH h AS (SELECT x, \
+                               EXISTS (SELECT 1 FROM statewal_changes WHERE xid >= x) AS held, \
+                               (SELECT p.xid FROM statewal_changes_pruned p) AS pruned, \
+                               (SELECT p.prunes FROM statewal_changes_pruned p) AS prunes \
                         FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) s) \
-             SELECT h.x::text::bigint, h.held, c.id, c.task_id, c.kind, c.version, c.origin \
+             SELECT h.x::text::bigint, h.held, h.pruned::text::bigint, h.prunes, \
+                    c.id, c.task_id, c.kind, c.version, c.origin \
              FROM h LEFT JOIN statewal_changes c \
                ON c.xid >= $1::text::xid8 AND c.xid < h.x \
              ORDER BY c.id",
@@ -179,31 +248,36 @@ pub(crate) fn changes_since(
         .first()
         .map(|r| super::tasks::from_i64(r.get(0)))
         .unwrap_or(cursor);
+    let pruned = rows.first().map_or(Pruned::default(), |r| Pruned {
+        xid: r.get::<_, Option<i64>>(2).map_or(0, super::tasks::from_i64),
+        prunes: r.get::<_, Option<i64>>(3).unwrap_or(0),
+    });
     // Never backwards, whatever the server says.
     let next = next.max(cursor);
     let held = rows.first().is_some_and(|r| r.get::<_, bool>(1));
     let mut changes = Vec::with_capacity(rows.len());
     for r in &rows {
-        let Some(seq) = r.get::<_, Option<i64>>(2) else {
+        let Some(seq) = r.get::<_, Option<i64>>(4) else {
             continue; // The horizon's row when there is no change.
         };
-        let kind: String = r.get(4);
+        let kind: String = r.get(6);
         let Some(kind) = ChangeKind::parse(&kind) else {
             tracing::error!(kind, seq, "an outbox row of an unknown kind is skipped");
             continue;
         };
         changes.push(Change {
             seq: super::tasks::from_i64(seq),
-            task_id: r.get(3),
+            task_id: r.get(5),
             kind,
-            version: r.get::<_, Option<i64>>(5).map(super::tasks::from_i64),
-            origin: r.get(6),
+            version: r.get::<_, Option<i64>>(7).map(super::tasks::from_i64),
+            origin: r.get(8),
         });
     }
     Ok(Poll {
         changes,
         next,
         held,
+        pruned,
     })
 }
 
@@ -253,6 +327,9 @@ impl Drop for Listener {
 }
 
 fn listen(config: &Config, mut cursor: u64, sink: &Sink, stop: &AtomicBool) {
+    // The pruned horizon last reported as missed, kept across connections
+    // with the cursor.
+    let mut reported = None;
     while !stop.load(Ordering::Relaxed) {
         let mut client = match config.connect(NoTls) {
             Ok(c) => c,
@@ -262,7 +339,7 @@ fn listen(config: &Config, mut cursor: u64, sink: &Sink, stop: &AtomicBool) {
                 continue;
             }
         };
-        if let Err(e) = serve(&mut client, &mut cursor, sink, stop) {
+        if let Err(e) = serve(&mut client, &mut cursor, &mut reported, sink, stop) {
             tracing::warn!(error = %e, cursor, "the statewal listener lost its connection; catching up after reconnecting");
             std::thread::sleep(RECONNECT_PAUSE);
         }
@@ -271,7 +348,13 @@ fn listen(config: &Config, mut cursor: u64, sink: &Sink, stop: &AtomicBool) {
 
 /// Listens on one connection until it fails or `stop` is set. The cursor
 /// survives the connection: the next one catches up from it.
-fn serve(client: &mut Client, cursor: &mut u64, sink: &Sink, stop: &AtomicBool) -> Result<()> {
+fn serve(
+    client: &mut Client,
+    cursor: &mut u64,
+    reported: &mut Option<Pruned>,
+    sink: &Sink,
+    stop: &AtomicBool,
+) -> Result<()> {
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .map_err(|e| pg_error("listening for changes", e))?;
@@ -280,8 +363,16 @@ fn serve(client: &mut Client, cursor: &mut u64, sink: &Sink, stop: &AtomicBool) 
         // Listening first, then reading: a commit after the read still
         // wakes the wait below.
         let poll = changes_since(client, *cursor)?;
+        if poll.pruned.missed(*cursor, *reported) {
+            *reported = Some(poll.pruned);
+            tracing::warn!(
+                cursor,
+                "task changes were pruned from the outbox before this instance read them"
+            );
+            sink(Delivery::Missed);
+        }
         if !poll.changes.is_empty() {
-            sink(&poll.changes);
+            sink(Delivery::Changes(&poll.changes));
         }
         *cursor = poll.next;
         // Changes held back by an older transaction go out when it ends,
@@ -329,10 +420,10 @@ impl Sinks {
         self.list.lock().retain(|(i, _)| *i != id);
     }
 
-    pub(crate) fn deliver(&self, changes: &[Change]) {
+    pub(crate) fn deliver(&self, delivery: Delivery<'_>) {
         let sinks: Vec<Sink> = self.list.lock().iter().map(|(_, s)| s.clone()).collect();
         for s in sinks {
-            s(changes);
+            s(delivery);
         }
     }
 }

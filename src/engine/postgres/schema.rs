@@ -14,7 +14,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Each migration: its number, a name for `statewal_schema_versions`, and
 /// its SQL. Numbers start at 1 and have no gaps.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "tasks, sessions, logs, reports, outbox", V1)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "tasks, sessions, logs, reports, outbox", V1),
+    (2, "outbox pruning horizon", V2),
+];
 
 /// The schema's version after every migration: the last number.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -86,6 +89,21 @@ CREATE TABLE statewal_changes (
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX statewal_changes_xid ON statewal_changes (xid);
+"#;
+
+/// Version 2: pruning the outbox. `statewal_changes_pruned` holds one row:
+/// the highest writer `xid` among the outbox rows pruned so far, which a
+/// listener compares with its cursor to learn that it missed changes, and
+/// how many prunes deleted rows (outbox.rs); the index on `at` finds the
+/// rows past their retention.
+const V2: &str = r#"
+CREATE TABLE statewal_changes_pruned (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    xid xid8 NOT NULL,
+    prunes bigint NOT NULL
+);
+INSERT INTO statewal_changes_pruned (xid, prunes) VALUES ('0', 0);
+CREATE INDEX statewal_changes_at ON statewal_changes (at);
 "#;
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]. Returns the version
@@ -188,7 +206,7 @@ mod tests {
             assert_eq!(*version as usize, i + 1);
         }
         assert!(
-            !V1.contains("jsonb"),
+            !V1.contains("jsonb") && !V2.contains("jsonb"),
             "documents are text (CONTRACTS section 2)"
         );
     }

@@ -174,7 +174,9 @@ pub(crate) fn put(
     origin: &str,
 ) -> Result<Option<(u64, u64)>> {
     let write = match expect {
-        Expect::Any => format!("{PUT_INSERT} ON CONFLICT (id) DO UPDATE SET version = t.version + 1, {PUT_COLS}"),
+        Expect::Any => format!(
+            "{PUT_INSERT} ON CONFLICT (id) DO UPDATE SET version = t.version + 1, {PUT_COLS}"
+        ),
         Expect::Absent => format!("{PUT_INSERT} ON CONFLICT (id) DO NOTHING"),
         Expect::Version(_) => format!(
             "UPDATE statewal_tasks AS t SET version = t.version + 1, {PUT_SET} \
