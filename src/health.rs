@@ -62,20 +62,8 @@ pub struct Health {
 /// problem; a damaged backup of statewal's own is a problem.
 pub fn health(dir: &Path) -> Health {
     let mut h = Health {
-        dir: dir.display().to_string(),
-        healthy: false,
         exists: dir.is_dir(),
-        writable: false,
-        free_bytes: None,
-        last_checkpoint: None,
-        backups: 0,
-        backups_valid: 0,
-        backups_leftover: 0,
-        journal_segments: 0,
-        journal_bytes: 0,
-        lock_holder_pid: None,
-        problems: Vec::new(),
-        warnings: Vec::new(),
+        ..Health::nothing_found(dir.display().to_string())
     };
     if !h.exists {
         h.problems
@@ -179,6 +167,30 @@ fn check_backup(fs: &dyn Fs, name: &str, h: &mut Health) {
             ));
         }
         Err(why) => h.problems.push(format!("backup {name} is invalid: {why}")),
+    }
+}
+
+impl Health {
+    /// A report on `dir` (a directory, or a database's URL) before anything
+    /// was looked at: every count 0, nothing found, not yet healthy. Each
+    /// engine's `health` starts from it, so a new field has one default.
+    pub(crate) fn nothing_found(dir: String) -> Health {
+        Health {
+            dir,
+            healthy: false,
+            exists: false,
+            writable: false,
+            free_bytes: None,
+            last_checkpoint: None,
+            backups: 0,
+            backups_valid: 0,
+            backups_leftover: 0,
+            journal_segments: 0,
+            journal_bytes: 0,
+            lock_holder_pid: None,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 }
 

@@ -176,6 +176,11 @@ pub fn verify(dir: &std::path::Path) -> Result<VerifyReport> {
 #[doc(hidden)]
 #[allow(missing_debug_implementations)] // Not API; the CLI and tests.
 pub mod __internal {
+    /// The last position in the store's change order, without the other
+    /// counts of `Store::stats`: for `serve --stdio`'s read answers.
+    pub fn last_seq(store: &crate::Store) -> crate::Result<u64> {
+        store.last_seq()
+    }
     /// `statewal clean --older-than`'s check that an age can be subtracted
     /// from now.
     pub use crate::archive::age_in_range;

@@ -875,6 +875,12 @@ impl Store {
         self.engine().stats()
     }
 
+    /// [`StoreStats::last_seq`] alone, without the counts (one query on
+    /// PostgreSQL instead of three): for `serve --stdio`'s answers.
+    pub(crate) fn last_seq(&self) -> Result<u64> {
+        self.engine().last_seq()
+    }
+
     /// Counters since open (checkpoints, saves that failed, journal syncs
     /// and their latency, load time) and the directory's size now.
     pub fn metrics(&self) -> Result<StoreMetrics> {

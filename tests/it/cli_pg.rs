@@ -67,7 +67,8 @@ fn the_available_commands_run_on_the_database() {
     let cwd = scratch();
     let url = with_password(&db);
     let (out, err) = pg(&url, cwd.path(), &["put-task", "-"], TASK_A, 0);
-    assert!(out.starts_with("stored task a (seq "), "{out}");
+    // Named by where the number comes from, as the journal's "(journal seq N)".
+    assert!(out.starts_with("stored task a (database seq "), "{out}");
     assert!(
         err.contains("created statewal's tables in postgres://postgres:***@"),
         "{err}"
@@ -246,6 +247,10 @@ fn serve_stdio_puts_and_gets_on_the_database() {
         "{out}"
     );
     assert!(answers[1]["seq"].as_u64().unwrap() > answers[0]["seq"].as_u64().unwrap());
+    // A read answers with the last position in the change order (read
+    // alone, without stats()'s count of the tasks).
+    assert_eq!(answers[2]["seq"], answers[1]["seq"], "{out}");
+    assert_eq!(answers[3]["seq"], answers[1]["seq"], "{out}");
     assert_eq!(answers[2]["task"]["id"], "a");
     assert_eq!(answers[3]["tasks"][0]["id"], "b");
     assert_eq!(answers[5]["error"]["kind"], "not_found");
@@ -255,4 +260,29 @@ fn serve_stdio_puts_and_gets_on_the_database() {
     // Another process sees what serve wrote.
     let (out, _) = pg(&db.url, cwd.path(), &["get-task", "b"], "", 0);
     assert!(out.contains("\"failed\""), "{out}");
+}
+
+/// The writers' --help says --sync applies to every global option; on
+/// PostgreSQL it means nothing, and the help must say so rather than let
+/// `--sync os-buffered` look like it trades durability for speed there.
+#[test]
+fn writers_help_says_sync_does_not_apply_on_postgres() {
+    let cwd = scratch();
+    for command in ["put-task", "delete-task", "serve"] {
+        let (help, _) = check(
+            run(cwd.path(), &[command, "--help"], "", &[]),
+            0,
+            &[command],
+        );
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            help.contains("PostgreSQL, where --sync does not apply"),
+            "{command}: {help}"
+        );
+    }
+    let (help, _) = check(run(cwd.path(), &["list", "--help"], "", &[]), 0, &["list"]);
+    assert!(
+        !help.contains("--sync does not apply"),
+        "a reader ignores --sync anyway"
+    );
 }

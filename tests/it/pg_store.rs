@@ -213,3 +213,16 @@ fn a_subscriber_behind_the_pruned_outbox_hears_that_it_missed_changes() {
         "nothing else: one report per prune"
     );
 }
+
+/// A URL that asks for TLS is refused with the reason, before any
+/// connection is tried (nothing listens on port 1: an attempt would be an
+/// `Io` error), never served over plaintext: the engine has no TLS.
+#[test]
+fn a_url_that_demands_tls_is_refused_not_downgraded() {
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let url = format!("postgres://me@127.0.0.1:1/app?sslmode={mode}");
+        let opened = Store::open(Options::new("/nonexistent-statewal-pg-dir").database(url));
+        let msg = check_err(opened.map(|_| ()), ErrorKind::InvalidInput);
+        assert!(msg.contains(&format!("TLS (sslmode={mode})")), "{msg}");
+    }
+}

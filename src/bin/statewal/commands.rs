@@ -113,11 +113,12 @@ pub fn open_writer(cli: &Cli) -> Result<Store> {
     Ok(store)
 }
 
-/// What a write's number is called in the output: the journal's sequence
-/// number, or a database's change order.
+/// What a write's number is called in the output, named by where it
+/// comes from as the journal's is: the journal's sequence number, or the
+/// position in the database's change order (its outbox row).
 fn seq_name(cli: &Cli) -> &'static str {
     match cli.database_url() {
-        Some(_) => "seq",
+        Some(_) => "database seq",
         None => "journal seq",
     }
 }

@@ -255,6 +255,10 @@ pub fn command() -> clap::Command {
 fn database_note(name: &str, uses: Uses) -> &'static str {
     if matches!(uses, Uses::Nothing | Uses::Demo | Uses::Copy) {
         ""
+    } else if ON_POSTGRES.contains(&name) && uses == Uses::StoreWrites {
+        "With --database (or DATABASE_URL, or a postgres:// URL as --dir) it runs on \
+         PostgreSQL, where --sync does not apply: a write returns once PostgreSQL committed \
+         it, as durable as the server's synchronous_commit makes it (docs/postgres.md)."
     } else if ON_POSTGRES.contains(&name) {
         "With --database (or DATABASE_URL, or a postgres:// URL as --dir) it runs on \
          PostgreSQL."

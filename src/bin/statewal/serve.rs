@@ -478,8 +478,10 @@ fn handle<'a>(store: &'a Store, events: &'a EventStream, line: &str) -> Answer<'
         Ok(Reply::Now(fields)) => {
             let seq = match fields.contains_key("seq") {
                 true => None,
-                false => match store.stats() {
-                    Ok(s) => Some(s.last_seq),
+                // The position alone: on PostgreSQL, stats() would also
+                // count the tasks (a scan) on every read.
+                false => match statewal::__internal::last_seq(store) {
+                    Ok(seq) => Some(seq),
                     Err(e) => return Answer::Ready(error_answer(req, &e)),
                 },
             };

@@ -34,6 +34,7 @@ const TX_ATTEMPTS_MAX: usize = 5;
 /// connection string), refused with [`ErrorKind::InvalidInput`] naming
 /// what is wrong. The error never repeats a password.
 pub(crate) fn parse_url(url: &str) -> Result<Config> {
+    refuse_tls(url)?;
     let mut config: Config = url.parse().map_err(|e| {
         Error::with_source(
             ErrorKind::InvalidInput,
@@ -51,6 +52,35 @@ pub(crate) fn parse_url(url: &str) -> Result<Config> {
 }
 
 pub(crate) use crate::options::redacted;
+
+/// The `sslmode` values that demand TLS.
+const TLS_MODES: [&str; 3] = ["require", "verify-ca", "verify-full"];
+
+/// Refuses a URL whose `sslmode` demands TLS: the engine connects without
+/// TLS (`NoTls`), and a URL that asks for an encrypted, perhaps verified,
+/// connection must never get a plaintext one, nor an obscure failure. See
+/// `docs/decisions.md`, "issue 12: TLS".
+fn refuse_tls(url: &str) -> Result<()> {
+    // `sslmode=X` in a URL's query (`?a=b&sslmode=X`) or a `key=value`
+    // string (`host=db sslmode = X` is not accepted by the parser anyway).
+    let mode = url
+        .split(['?', '&', ' '])
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.trim() == "sslmode")
+        .map(|(_, v)| v.trim().trim_matches('\''));
+    match mode {
+        Some(m) if TLS_MODES.contains(&m) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the database URL {} asks for TLS (sslmode={m}), which this statewal does \
+                 not support: it connects without TLS. Connect over a Unix socket, a \
+                 private network or a tunnel, and drop sslmode or set sslmode=disable",
+                redacted(url)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// A pool of connections to the database `config` names. It opens one
 /// connection now, so a server that cannot be reached fails here.
@@ -202,5 +232,33 @@ mod tests {
         let e = parse_url("postgres://me:secret@db:notaport/app").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(!e.to_string().contains("secret"), "{e}");
+        let e = parse_url("postgres://me:secret@db/app?sslmode=verify-full").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    /// A URL that demands TLS is refused before any connection is tried:
+    /// the engine has no TLS, and must not connect in plaintext instead.
+    #[test]
+    fn tls_modes_are_refused_and_the_others_pass() {
+        for url in [
+            "postgres://me@db/app?sslmode=require",
+            "postgres://me@db/app?application_name=x&sslmode=verify-ca",
+            "postgres://me@db/app?sslmode=verify-full",
+            "host=db user=me sslmode=require",
+            "host=db sslmode='verify-full' user=me",
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}");
+            assert!(e.to_string().contains("TLS"), "{url}: {e}");
+        }
+        for url in [
+            "postgres://me@db/app",
+            "postgres://me@db/app?sslmode=disable",
+            "postgres://me@db/app?sslmode=prefer",
+            "host=db user=me sslmode=disable",
+        ] {
+            parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 }

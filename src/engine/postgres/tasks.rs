@@ -253,7 +253,10 @@ pub(crate) fn delete(
 /// Task `id`'s version, `None` if there is none.
 pub(crate) fn version(client: &mut impl postgres::GenericClient, id: &str) -> Result<Option<u64>> {
     let row = client
-        .query_opt("SELECT version FROM statewal_tasks WHERE id = $1", &[&id])
+        .query_typed_opt(
+            "SELECT version FROM statewal_tasks WHERE id = $1",
+            &[(&id, Type::TEXT)],
+        )
         .map_err(|e| super::conn::pg_error(&format!("reading task {id:?}'s version"), e))?;
     Ok(row.map(|r| from_i64(r.get(0))))
 }
@@ -261,7 +264,10 @@ pub(crate) fn version(client: &mut impl postgres::GenericClient, id: &str) -> Re
 /// Task `id`, parsed from its document.
 pub(crate) fn get(client: &mut impl postgres::GenericClient, id: &str) -> Result<Option<Task>> {
     let row = client
-        .query_opt("SELECT doc FROM statewal_tasks WHERE id = $1", &[&id])
+        .query_typed_opt(
+            "SELECT doc FROM statewal_tasks WHERE id = $1",
+            &[(&id, Type::TEXT)],
+        )
         .map_err(|e| super::conn::pg_error(&format!("reading task {id:?}"), e))?;
     row.map(|r| parse_doc(r.get(0))).transpose()
 }
