@@ -669,3 +669,42 @@ fn a_subscriber_that_does_not_read_loses_its_subscription_not_the_server() {
     let (_, e) = lazy.events.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(e["id"], json!("after"), "{e}");
 }
+
+/// A `serve --stdio` subscriber whose unread changes were pruned from the
+/// outbox must be told (a `changes_missed` line before the changes after
+/// the gap), never left to skip them in silence: the stdio face of
+/// `Event::ChangesMissed`.
+#[test]
+fn a_stdio_subscriber_hears_that_pruned_changes_were_missed() {
+    let Some(db) = pg::database() else { return };
+    let mut subscriber = Instance::start(&db.url, "subscriber");
+    subscriber.subscribe();
+    let writer = statewal::__internal::postgres::open(
+        &db.url,
+        &statewal::Options::new("/nonexistent-statewal-pg-dir"),
+    )
+    .unwrap();
+    // An open transaction with an id holds the listener's horizon below
+    // the put, so the put is pruned before it is read.
+    let mut holder = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let mut held = holder.transaction().unwrap();
+    held.query_one("SELECT pg_current_xact_id()", &[]).unwrap();
+    writer.put_task(statewal::Task::new("lost")).unwrap();
+    assert_eq!(writer.prune_changes(Duration::ZERO).unwrap(), 1);
+    writer.put_task(statewal::Task::new("after")).unwrap();
+    held.rollback().unwrap();
+    let mut next = || {
+        let (_, line) = subscriber
+            .events
+            .recv_timeout(ANSWER_TIMEOUT)
+            .unwrap_or_else(|_| panic!("no event line; stderr: {}", subscriber.stderr()));
+        line
+    };
+    assert_eq!(next(), json!({"event": "changes_missed"}));
+    let after = next();
+    assert_eq!(
+        (&after["event"], &after["id"]),
+        (&json!("task_changed"), &json!("after")),
+        "{after}"
+    );
+}

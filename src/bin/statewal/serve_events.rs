@@ -1,5 +1,6 @@
 //! The event stream of `statewal serve --stdio`: the `subscribe` op and
-//! the unsolicited `task_changed` lines that follow it.
+//! the unsolicited `task_changed` (and, on PostgreSQL, `changes_missed`)
+//! lines that follow it.
 //!
 //! The store calls a subscriber on a thread of its own choosing (on the
 //! journal engine, the thread whose write committed, which in `serve` is
@@ -88,17 +89,21 @@ impl EventStream {
         };
         let shared = Arc::clone(&self.shared);
         let subscription = store.subscribe(move |event| {
-            if let Event::TaskChanged(c) = event {
-                let line = json!({
+            let line = match event {
+                Event::TaskChanged(c) => json!({
                     "event": "task_changed",
                     "id": c.id,
                     "kind": c.kind.as_str(),
                     "version": c.version,
                     "seq": c.seq,
                     "origin": c.origin,
-                });
-                shared.push(generation, encode(&line));
-            }
+                }),
+                // PostgreSQL pruned changes before they were read: the
+                // client must reload, so it is told, never left to skip.
+                Event::ChangesMissed => json!({"event": "changes_missed"}),
+                _ => return,
+            };
+            shared.push(generation, encode(&line));
         });
         // Replacing the guard ends the earlier subscription.
         *self.subscription.lock() = Some(subscription);
