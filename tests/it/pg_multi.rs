@@ -693,7 +693,7 @@ fn a_stdio_subscriber_hears_that_pruned_changes_were_missed() {
     assert_eq!(writer.prune_changes(Duration::ZERO).unwrap(), 1);
     writer.put_task(statewal::Task::new("after")).unwrap();
     held.rollback().unwrap();
-    let mut next = || {
+    let next = || {
         let (_, line) = subscriber
             .events
             .recv_timeout(ANSWER_TIMEOUT)
