@@ -226,3 +226,25 @@ fn a_url_that_demands_tls_is_refused_not_downgraded() {
         assert!(msg.contains(&format!("TLS (sslmode={mode})")), "{msg}");
     }
 }
+
+/// Writers prune the outbox by themselves (the first commit of an
+/// instance, then every few minutes): without it `statewal_changes` grew
+/// for ever. With a retention of zero, the rows of the first put are gone
+/// once it returns; with the default (24 hours), nothing is.
+#[test]
+fn writers_prune_the_outbox_past_its_retention() {
+    let Some(db) = database() else { return };
+    let outbox_rows = || -> i64 {
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        c.query_one("SELECT count(*) FROM statewal_changes", &[])
+            .unwrap()
+            .get(0)
+    };
+    let kept = open(&db);
+    kept.put_task(Task::new("a")).unwrap();
+    kept.put_task(Task::new("b")).unwrap();
+    assert_eq!(outbox_rows(), 2, "the default retention keeps them");
+    let pruning = Store::open(opts(&db).changes_retention(Duration::ZERO)).unwrap();
+    pruning.put_task(Task::new("c")).unwrap();
+    assert_eq!(outbox_rows(), 0, "the first commit pruned every older row");
+}
