@@ -248,3 +248,39 @@ fn writers_prune_the_outbox_past_its_retention() {
     pruning.put_task(Task::new("c")).unwrap();
     assert_eq!(outbox_rows(), 0, "the first commit pruned every older row");
 }
+
+/// Regression: a read-only instance on a schema-1 database (written by the
+/// previous statewal, not yet migrated by a writer of this one) polled the
+/// outbox with a query naming schema 2's pruning table, failed every poll,
+/// and delivered nothing. Schema 1 has never been pruned, so it now reads
+/// the outbox without that table. The change below is the outbox row a
+/// version-1 writer makes, written by hand so nothing migrates the schema.
+#[test]
+fn a_reader_on_a_schema_1_database_hears_changes() {
+    let Some(db) = database() else { return };
+    drop(open(&db));
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "DROP TABLE statewal_changes_pruned; DROP INDEX statewal_changes_at; \
+         DELETE FROM statewal_schema_versions WHERE version = 2",
+    )
+    .unwrap();
+    let reader = Store::open(opts(&db).read_only(true)).expect("a read-only open of schema 1");
+    let (tx, rx) = mpsc::channel();
+    let _subscription = reader.subscribe(move |e: &Event| {
+        if let Event::TaskChanged(ch) = e {
+            let _ = tx.send((ch.id.clone(), ch.version));
+        }
+    });
+    // Let the listener take its starting point before the change commits.
+    std::thread::sleep(Duration::from_millis(300));
+    c.batch_execute(
+        "INSERT INTO statewal_changes (task_id, kind, version, origin) \
+         VALUES ('from-v1', 'put', 1, 'an old writer'); NOTIFY statewal_changes",
+    )
+    .unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a schema-1 change never reached the reader");
+    assert_eq!(got, ("from-v1".to_string(), Some(1)));
+}

@@ -224,25 +224,33 @@ impl Pruned {
 /// The changes of the transactions that ended between `cursor` and the
 /// horizon now, by id, that horizon, whether committed changes wait
 /// behind it, and the pruned horizon, read in one statement so that all
-/// come from one snapshot.
+/// come from one snapshot. `pruning`: whether the database has schema 2's
+/// `statewal_changes_pruned`; a schema-1 database (a reader opened it
+/// before any writer of this version migrated it) has never been pruned.
 pub(crate) fn changes_since(
     client: &mut impl postgres::GenericClient,
     cursor: u64,
+    pruning: bool,
 ) -> Result<Poll> {
+    let pruned_columns = if pruning {
+        "(SELECT p.xid FROM statewal_changes_pruned p) AS pruned, \
+         (SELECT p.prunes FROM statewal_changes_pruned p) AS prunes"
+    } else {
+        "NULL::xid8 AS pruned, NULL::bigint AS prunes"
+    };
+    let sql = format!(
+        "WITH h AS (SELECT x, \
+                           EXISTS (SELECT 1 FROM statewal_changes WHERE xid >= x) AS held, \
+                           {pruned_columns} \
+                    FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) s) \
+         SELECT h.x::text::bigint, h.held, h.pruned::text::bigint, h.prunes, \
+                c.id, c.task_id, c.kind, c.version, c.origin \
+         FROM h LEFT JOIN statewal_changes c \
+           ON c.xid >= $1::text::xid8 AND c.xid < h.x \
+         ORDER BY c.id"
+    );
     let rows = client
-        .query(
-            "WITH h AS (SELECT x, \
-                               EXISTS (SELECT 1 FROM statewal_changes WHERE xid >= x) AS held, \
-                               (SELECT p.xid FROM statewal_changes_pruned p) AS pruned, \
-                               (SELECT p.prunes FROM statewal_changes_pruned p) AS prunes \
-                        FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) s) \
-             SELECT h.x::text::bigint, h.held, h.pruned::text::bigint, h.prunes, \
-                    c.id, c.task_id, c.kind, c.version, c.origin \
-             FROM h LEFT JOIN statewal_changes c \
-               ON c.xid >= $1::text::xid8 AND c.xid < h.x \
-             ORDER BY c.id",
-            &[&cursor.to_string()],
-        )
+        .query(&sql, &[&cursor.to_string()])
         .map_err(|e| pg_error("reading the outbox", e))?;
     let next = rows
         .first()
@@ -359,10 +367,21 @@ fn serve(
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .map_err(|e| pg_error("listening for changes", e))?;
     let mut held_wait = HELD_POLL_FIRST;
+    // Asked again each poll until a writer's migration adds the table.
+    let mut pruning = false;
     while !stop.load(Ordering::Relaxed) {
+        if !pruning {
+            pruning = client
+                .query_one(
+                    "SELECT to_regclass('statewal_changes_pruned') IS NOT NULL",
+                    &[],
+                )
+                .map_err(|e| pg_error("reading the schema", e))?
+                .get(0);
+        }
         // Listening first, then reading: a commit after the read still
         // wakes the wait below.
-        let poll = changes_since(client, *cursor)?;
+        let poll = changes_since(client, *cursor, pruning)?;
         if poll.pruned.missed(*cursor, *reported) {
             *reported = Some(poll.pruned);
             tracing::warn!(
