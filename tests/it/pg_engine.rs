@@ -203,3 +203,21 @@ fn an_unreachable_server_is_an_io_error_naming_it_without_the_password() {
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+// A password given as the URL's `password` query parameter (libpq's
+// `?password=`, which the client accepts) was not hidden: `redacted` only
+// elided the `user:password@` part, so the connection error, `health` and
+// every message naming the database repeated it in the clear.
+#[test]
+fn a_password_in_the_query_is_never_shown() {
+    for url in [
+        "postgres://me@127.0.0.1:1/nodb?password=hunter2&connect_timeout=1",
+        "postgres://me@127.0.0.1:1/nodb?connect_timeout=1&password=hunter2",
+        "postgresql://127.0.0.1:1/nodb?user=me&password=hunter2&connect_timeout=1",
+    ] {
+        let e = open(url, &pg_opts()).err().expect("nothing listens on port 1");
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
+    }
+}
