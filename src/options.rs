@@ -200,7 +200,8 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 /// `url` with its password, if any, replaced by `***`, for messages: a
-/// `scheme://user:password@host/...` URL or a `key=value` connection string.
+/// `scheme://user:password@host/...` URL (a `?password=` parameter too) or
+/// a `key=value` connection string.
 pub(crate) fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         // A `key=value` string: hide the value of `password`.
@@ -213,13 +214,27 @@ pub(crate) fn redacted(url: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ");
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    // A `password` query parameter (libpq's `?password=`) is hidden too.
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some(("password", _)) => "password=***",
+                    _ => kv,
+                })
+                .collect();
+            format!("{before}?{}", query.join("&"))
+        }
+        None => path.to_string(),
+    };
     match authority.rsplit_once('@') {
         Some((user, host)) if user.contains(':') => {
             let name = user.split(':').next().unwrap_or_default();
             format!("{scheme}://{name}:***@{host}{path}")
         }
-        _ => url.to_string(),
+        _ => format!("{scheme}://{authority}{path}"),
     }
 }
 

@@ -227,6 +227,14 @@ mod tests {
             "postgres://me:***@db:5432/app"
         );
         assert_eq!(redacted("postgres://me@db/app"), "postgres://me@db/app");
+        assert_eq!(
+            redacted("postgres://me@db/app?password=pw&connect_timeout=1"),
+            "postgres://me@db/app?password=***&connect_timeout=1"
+        );
+        assert_eq!(
+            redacted("postgres://db?user=me&password=pw"),
+            "postgres://db?user=me&password=***"
+        );
         assert_eq!(redacted("host=db user=me"), "host=db user=me");
         assert_eq!(redacted("host=db password=pw"), "host=db password=***");
         let e = parse_url("postgres://me:secret@db:notaport/app").unwrap_err();
