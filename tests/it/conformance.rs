@@ -159,6 +159,7 @@ conformance! {
         query::untimed_tasks_come_last_and_match_no_bound,
         query::ties_go_by_id,
         query::filters_combine,
+        query::a_nul_in_the_tool_is_kept_and_found,
         query::pages_never_overlap_or_skip,
         query::ids_sort_in_byte_order,
         query::queries_select_and_order_by_the_definition,

@@ -350,3 +350,34 @@ fn definition_queries() -> Vec<TaskQuery> {
     }
     queries
 }
+
+// A tool holding a NUL (`"tool":"a\u0000b"`, valid JSON the journal engine
+// keeps) failed the whole put on PostgreSQL with "invalid byte sequence"
+// (InvalidInput): the tool is copied into a `text` column, which cannot
+// hold NUL. So a task the journal engine takes, and `statewal copy` to
+// PostgreSQL, were refused; a query for such a tool failed the same way.
+// Tools with a backslash must still match exactly (the column's escape
+// must not confuse `a\0b` with `a<NUL>b`).
+pub fn a_nul_in_the_tool_is_kept_and_found(b: &Backend) {
+    let store = b.open();
+    for (id, tool) in [
+        ("t1", "a\0b"),
+        ("t2", "a\\0b"),
+        ("t3", "a\\\\0b"),
+        ("t4", "ab"),
+    ] {
+        store
+            .put_task(task(id, "pending", Some(tool), None))
+            .unwrap_or_else(|e| panic!("{}: put {tool:?}: {e}", b.name));
+        assert_eq!(store.get_task(id).unwrap().unwrap().tool(), Some(tool));
+    }
+    for (tool, want) in [
+        ("a\0b", "t1"),
+        ("a\\0b", "t2"),
+        ("a\\\\0b", "t3"),
+        ("ab", "t4"),
+    ] {
+        assert_eq!(check(&store, &TaskQuery::new().tool(tool)), [want], "{tool:?}");
+    }
+    assert!(check(&store, &TaskQuery::new().tool("a\0")).is_empty());
+}
