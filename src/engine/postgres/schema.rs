@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "tasks, sessions, logs, reports, outbox", V1),
     (2, "outbox pruning horizon", V2),
+    (3, "tool column escaped", V3),
 ];
 
 /// The schema's version after every migration: the last number.
@@ -104,6 +105,16 @@ CREATE TABLE statewal_changes_pruned (
 );
 INSERT INTO statewal_changes_pruned (xid, prunes) VALUES ('0', 0);
 CREATE INDEX statewal_changes_at ON statewal_changes (at);
+"#;
+
+/// Version 3: the `tool` column holds the tool escaped (a backslash
+/// doubled, a NUL as `\0`: `tasks::tool_column`), so a tool holding NUL,
+/// which `text` cannot, has a row too. Rows written before hold no NUL, so
+/// only their backslashes are doubled. `chr(92)` is a backslash, whatever
+/// `standard_conforming_strings` says.
+const V3: &str = r#"
+UPDATE statewal_tasks SET tool = replace(tool, chr(92), chr(92) || chr(92))
+WHERE strpos(tool, chr(92)) > 0;
 "#;
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]. Returns the version
@@ -206,7 +217,7 @@ mod tests {
             assert_eq!(*version as usize, i + 1);
         }
         assert!(
-            !V1.contains("jsonb") && !V2.contains("jsonb"),
+            !V1.contains("jsonb") && !V2.contains("jsonb") && !V3.contains("jsonb"),
             "documents are text (CONTRACTS section 2)"
         );
     }

@@ -57,7 +57,7 @@ impl Row {
             id: task.id().to_string(),
             doc: String::new(),
             status: task.status().as_str(),
-            tool: task.tool().map(str::to_string),
+            tool: task.tool().map(tool_column),
             updated_at,
             updated_ns,
             created_at,
@@ -144,6 +144,18 @@ fn check_range(task: &Task, what: &str, t: OffsetDateTime) -> Result<OffsetDateT
         ));
     }
     Ok(t)
+}
+
+/// A tool as the `tool` column holds it: a backslash doubled and a NUL
+/// as `\0`, since `text` cannot hold NUL and a tool may (any JSON string
+/// is one). The mapping is one to one, and the column is only compared
+/// for equality with a tool mapped the same way, so `list --tool` matches
+/// exactly (schema 3 rewrote the rows written before).
+pub(crate) fn tool_column(tool: &str) -> String {
+    if !tool.contains(['\\', '\0']) {
+        return tool.to_string();
+    }
+    tool.replace('\\', "\\\\").replace('\0', "\\0")
 }
 
 /// How a put treats the version it finds.
@@ -281,6 +293,7 @@ pub(crate) fn query(client: &mut impl postgres::GenericClient, q: &TaskQuery) ->
     let (before, before_ns) = (bounds[1].map(|b| PgTime::of(b.0)), bounds[1].map(|b| b.1));
     let limit = q.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+    let tool = q.tool.as_deref().map(tool_column);
     // Each filter is off when its parameter is NULL, so one statement
     // serves every query. A bound compares (updated_at, updated_ns) as a
     // pair: exact to the nanosecond, as `matches` is.
@@ -294,7 +307,7 @@ pub(crate) fn query(client: &mut impl postgres::GenericClient, q: &TaskQuery) ->
              ORDER BY (updated_at IS NULL), updated_at, updated_ns, id \
              LIMIT $7 OFFSET $8",
             &[
-                &statuses, &q.tool, &after, &after_ns, &before, &before_ns, &limit, &offset,
+                &statuses, &tool, &after, &after_ns, &before, &before_ns, &limit, &offset,
             ],
         )
         .map_err(|e| super::conn::pg_error("listing tasks", e))?;
