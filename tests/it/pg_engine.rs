@@ -274,3 +274,40 @@ fn a_tool_written_before_schema_3_is_still_found() {
         .unwrap();
     assert_eq!(found.len(), 1, "the old row is found after migrating");
 }
+
+// A writing open ran `CREATE TABLE IF NOT EXISTS statewal_schema_versions`
+// every time, even on an up-to-date schema, and PostgreSQL checks the
+// CREATE privilege on the schema before it sees the table exists. So an
+// application role granted only reads and writes on statewal's tables
+// (migrations run by the owner, the usual least-privilege setup, and
+// PostgreSQL 15's default for `public`) could not open the store to
+// write at all: "permission denied for schema public".
+#[test]
+fn a_role_without_create_opens_an_up_to_date_schema_to_write() {
+    let Some(db) = database() else { return };
+    engine(&db).put_task(Task::new("a")).unwrap();
+    let role = format!("statewal_app_{}", std::process::id());
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))
+    .unwrap();
+    let url = db.url.replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names user postgres: {}", db.url);
+    let app = open(&url, &pg_opts()).unwrap_or_else(|e| panic!("open as {role}: {e}"));
+    app.put_task(Task::new("b")).unwrap();
+    assert!(app.get_task("a").unwrap().is_some());
+    drop(app);
+    drop(c);
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    // The role owns nothing; dropping the database first frees it.
+    let _ = c.batch_execute(&format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role};
+         REVOKE ALL ON SCHEMA public FROM {role}"
+    ));
+}
