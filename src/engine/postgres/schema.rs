@@ -120,6 +120,14 @@ WHERE strpos(tool, chr(92)) > 0;
 /// Brings the database's schema to [`SCHEMA_VERSION`]. Returns the version
 /// it found (0 for a database statewal never used).
 pub(crate) fn migrate(pool: &Pool) -> Result<i32> {
+    // An up-to-date schema is left alone without the lock or any CREATE:
+    // PostgreSQL checks the CREATE privilege on the schema before it sees
+    // that a table exists, and an application's role may have none.
+    match applied(pool)? {
+        Some(found) if found == SCHEMA_VERSION => return Ok(found),
+        Some(found) if found > SCHEMA_VERSION => return Err(newer(found)),
+        _ => {}
+    }
     in_transaction(pool, "migrating the schema", |tx| {
         let q = |e| pg_error("migrating the schema", e);
         // Held to the end of the transaction: one migrator at a time.
@@ -156,11 +164,9 @@ pub(crate) fn migrate(pool: &Pool) -> Result<i32> {
     })
 }
 
-/// Fails with [`ErrorKind::NotFound`] ("no statewal store in ...") unless
-/// the database holds statewal's tables, and refuses a schema newer than
-/// this statewal knows; creates nothing. For read-only opens: a read must
-/// never create tables in a database that is not statewal's.
-pub(crate) fn require(pool: &Pool, shown: &str) -> Result<()> {
+/// The highest migration applied, or `None` when the database has no
+/// `statewal_schema_versions`. Creates nothing.
+fn applied(pool: &Pool) -> Result<Option<i32>> {
     let q = |e| pg_error("reading the schema version", e);
     let mut c = pool
         .get()
@@ -172,16 +178,25 @@ pub(crate) fn require(pool: &Pool, shown: &str) -> Result<()> {
         )
         .map_err(q)?
         .get(0);
-    let found: i32 = if exists {
-        c.query_one(
+    if !exists {
+        return Ok(None);
+    }
+    let found: i32 = c
+        .query_one(
             "SELECT coalesce(max(version), 0) FROM statewal_schema_versions",
             &[],
         )
         .map_err(q)?
-        .get(0)
-    } else {
-        0
-    };
+        .get(0);
+    Ok(Some(found))
+}
+
+/// Fails with [`ErrorKind::NotFound`] ("no statewal store in ...") unless
+/// the database holds statewal's tables, and refuses a schema newer than
+/// this statewal knows; creates nothing. For read-only opens: a read must
+/// never create tables in a database that is not statewal's.
+pub(crate) fn require(pool: &Pool, shown: &str) -> Result<()> {
+    let found = applied(pool)?.unwrap_or(0);
     if found == 0 {
         return Err(Error::new(
             ErrorKind::NotFound,
