@@ -215,7 +215,9 @@ fn a_password_in_the_query_is_never_shown() {
         "postgres://me@127.0.0.1:1/nodb?connect_timeout=1&password=hunter2",
         "postgresql://127.0.0.1:1/nodb?user=me&password=hunter2&connect_timeout=1",
     ] {
-        let e = open(url, &pg_opts()).err().expect("nothing listens on port 1");
+        let e = open(url, &pg_opts())
+            .err()
+            .expect("nothing listens on port 1");
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");
         assert!(e.to_string().contains("127.0.0.1"), "{e}");
         assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
@@ -231,8 +233,8 @@ fn a_password_in_the_query_is_never_shown() {
 #[test]
 fn the_documented_drop_table_leaves_a_database_statewal_can_use_again() {
     let Some(db) = database() else { return };
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/postgres.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/postgres.md")).unwrap();
     let start = doc.find("`DROP TABLE").expect("the doc gives a DROP TABLE") + 1;
     let drop_sql = &doc[start..start + doc[start..].find('`').unwrap()];
     let drop_sql = drop_sql.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -377,7 +377,11 @@ pub fn a_nul_in_the_tool_is_kept_and_found(b: &Backend) {
         ("a\\\\0b", "t3"),
         ("ab", "t4"),
     ] {
-        assert_eq!(check(&store, &TaskQuery::new().tool(tool)), [want], "{tool:?}");
+        assert_eq!(
+            check(&store, &TaskQuery::new().tool(tool)),
+            [want],
+            "{tool:?}"
+        );
     }
     assert!(check(&store, &TaskQuery::new().tool("a\0")).is_empty());
 }
