@@ -286,3 +286,46 @@ fn writers_help_says_sync_does_not_apply_on_postgres() {
         "a reader ignores --sync anyway"
     );
 }
+
+// libpq's `PGSSLMODE=require` (or `verify-ca`, `verify-full`) in the
+// environment demands TLS for every connection that does not say
+// otherwise, and users of psql rely on it; statewal's client reads no PG*
+// variable and has no TLS, so it connected in plaintext without a word.
+// As with `?sslmode=require` in the URL, it must refuse instead
+// (`docs/decisions.md`, "issue 12: TLS"). Nothing listens on port 1: a
+// connection attempt would be a "cannot connect" error instead.
+#[test]
+fn pgsslmode_demanding_tls_is_refused_not_ignored() {
+    let dir = scratch();
+    for mode in ["require", "verify-full"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
+        without_statewal_env(&mut cmd);
+        cmd.arg("--dir")
+            .arg(dir.path())
+            .args(["--database", "postgres://me@127.0.0.1:1/app", "get-task", "t1"])
+            .env("PGSSLMODE", mode);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("PGSSLMODE={mode}")) && stderr.contains("TLS"),
+            "{mode}: {stderr}"
+        );
+    }
+    // sslmode=disable in the URL says otherwise: no refusal (it tries, and
+    // cannot connect).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
+    without_statewal_env(&mut cmd);
+    cmd.arg("--dir")
+        .arg(dir.path())
+        .args([
+            "--database",
+            "postgres://me@127.0.0.1:1/app?sslmode=disable&connect_timeout=1",
+            "get-task",
+            "t1",
+        ])
+        .env("PGSSLMODE", "require");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("PGSSLMODE"), "{stderr}");
+}
