@@ -56,7 +56,8 @@ pub(crate) use crate::options::redacted;
 /// The `sslmode` values that demand TLS.
 const TLS_MODES: [&str; 3] = ["require", "verify-ca", "verify-full"];
 
-/// Refuses a URL whose `sslmode` demands TLS: the engine connects without
+/// Refuses a URL whose `sslmode` (or, where it names none, libpq's
+/// `PGSSLMODE` in the environment) demands TLS: the engine connects without
 /// TLS (`NoTls`), and a URL that asks for an encrypted, perhaps verified,
 /// connection must never get a plaintext one, nor an obscure failure. See
 /// `docs/decisions.md`, "issue 12: TLS".
@@ -68,6 +69,24 @@ fn refuse_tls(url: &str) -> Result<()> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| k.trim() == "sslmode")
         .map(|(_, v)| v.trim().trim_matches('\''));
+    // libpq's PGSSLMODE applies where the URL names no sslmode; the
+    // client does not read it, so a demand for TLS there is refused too.
+    let env_mode = std::env::var("PGSSLMODE").ok();
+    if mode.is_none()
+        && let Some(m) = env_mode.as_deref().map(str::trim)
+        && TLS_MODES.contains(&m)
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the environment's PGSSLMODE={m} asks for TLS to {}, which this statewal \
+                 does not support: it connects without TLS. Connect over a Unix socket, a \
+                 private network or a tunnel, and unset PGSSLMODE or put sslmode=disable \
+                 in the URL",
+                redacted(url)
+            ),
+        ));
+    }
     match mode {
         Some(m) if TLS_MODES.contains(&m) => Err(Error::new(
             ErrorKind::InvalidInput,
