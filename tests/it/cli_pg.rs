@@ -302,7 +302,12 @@ fn pgsslmode_demanding_tls_is_refused_not_ignored() {
         without_statewal_env(&mut cmd);
         cmd.arg("--dir")
             .arg(dir.path())
-            .args(["--database", "postgres://me@127.0.0.1:1/app", "get-task", "t1"])
+            .args([
+                "--database",
+                "postgres://me@127.0.0.1:1/app",
+                "get-task",
+                "t1",
+            ])
             .env("PGSSLMODE", mode);
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
