@@ -313,3 +313,21 @@ fn a_role_without_create_opens_an_up_to_date_schema_to_write() {
          REVOKE ALL ON SCHEMA public FROM {role}"
     ));
 }
+
+// In a `key=value` connection string a quoted password may hold spaces
+// (`password='my secret'`, as libpq and the client read it); `redacted`
+// cut the string at every space, hid `password='my` and showed the rest
+// of the password in every message naming the database.
+#[test]
+fn a_quoted_password_with_spaces_is_never_shown() {
+    let e = open(
+        "host=127.0.0.1 port=1 user=me password='hunter two\\' x' connect_timeout=1",
+        &pg_opts(),
+    )
+    .err()
+    .expect("nothing listens on port 1");
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("127.0.0.1"), "{e}");
+    assert!(!e.to_string().contains("two"), "{e}");
+    assert!(!e.to_string().contains(" x'"), "{e}");
+}
