@@ -205,14 +205,7 @@ impl std::fmt::Debug for DatabaseUrl {
 pub(crate) fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         // A `key=value` string: hide the value of `password`.
-        return url
-            .split(' ')
-            .map(|kv| match kv.split_once('=') {
-                Some(("password", _)) => "password=***",
-                _ => kv,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        return redacted_key_values(url);
     };
     let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
     // A `password` query parameter (libpq's `?password=`) is hidden too.
@@ -235,6 +228,55 @@ pub(crate) fn redacted(url: &str) -> String {
             format!("{scheme}://{name}:***@{host}{path}")
         }
         _ => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+/// A `key=value` connection string with the value of `password` replaced
+/// by `***`. A value may be quoted (`'a b'`, `\'` inside), as the client
+/// reads it, so a password with spaces is hidden whole.
+fn redacted_key_values(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let start = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        if rest.is_empty() {
+            return out;
+        }
+        // The key, up to `=` or a space.
+        let key_len = rest.find(['=', ' ']).unwrap_or(rest.len());
+        let key = &rest[..key_len];
+        out.push_str(key);
+        rest = &rest[key_len..];
+        let spaces = rest.len() - rest.trim_start().len();
+        if !rest[spaces..].starts_with('=') {
+            continue;
+        }
+        let eq = spaces + 1;
+        let after = rest[eq..].len() - rest[eq..].trim_start().len();
+        out.push_str(&rest[..eq + after]);
+        rest = &rest[eq + after..];
+        // The value: quoted to its closing quote, else to a space.
+        let value_len = if rest.starts_with('\'') {
+            let mut escaped = false;
+            rest.char_indices()
+                .skip(1)
+                .find(|&(_, c)| {
+                    let end = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end
+                })
+                .map_or(rest.len(), |(i, _)| i + 1)
+        } else {
+            rest.find(' ').unwrap_or(rest.len())
+        };
+        out.push_str(if key == "password" {
+            "***"
+        } else {
+            &rest[..value_len]
+        });
+        rest = &rest[value_len..];
     }
 }
 

@@ -256,6 +256,11 @@ mod tests {
         );
         assert_eq!(redacted("host=db user=me"), "host=db user=me");
         assert_eq!(redacted("host=db password=pw"), "host=db password=***");
+        assert_eq!(
+            redacted("host=db password = 'a b\\' c' user=me"),
+            "host=db password = *** user=me"
+        );
+        assert_eq!(redacted("host  =db   x"), "host  =db   x");
         let e = parse_url("postgres://me:secret@db:notaport/app").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(!e.to_string().contains("secret"), "{e}");
