@@ -297,21 +297,22 @@ fn writers_help_says_sync_does_not_apply_on_postgres() {
 #[test]
 fn pgsslmode_demanding_tls_is_refused_not_ignored() {
     let dir = scratch();
-    for mode in ["require", "verify-full"] {
+    let get_task = |url: &str, mode: &str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
         without_statewal_env(&mut cmd);
         cmd.arg("--dir")
             .arg(dir.path())
-            .args([
-                "--database",
-                "postgres://me@127.0.0.1:1/app",
-                "get-task",
-                "t1",
-            ])
+            .args(["--database", url, "get-task", "t1"])
             .env("PGSSLMODE", mode);
         let out = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{stderr}");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for mode in ["require", "verify-full"] {
+        let (ok, stderr) = get_task("postgres://me@127.0.0.1:1/app", mode);
+        assert!(!ok, "{stderr}");
         assert!(
             stderr.contains(&format!("PGSSLMODE={mode}")) && stderr.contains("TLS"),
             "{mode}: {stderr}"
@@ -319,18 +320,9 @@ fn pgsslmode_demanding_tls_is_refused_not_ignored() {
     }
     // sslmode=disable in the URL says otherwise: no refusal (it tries, and
     // cannot connect).
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_statewal"));
-    without_statewal_env(&mut cmd);
-    cmd.arg("--dir")
-        .arg(dir.path())
-        .args([
-            "--database",
-            "postgres://me@127.0.0.1:1/app?sslmode=disable&connect_timeout=1",
-            "get-task",
-            "t1",
-        ])
-        .env("PGSSLMODE", "require");
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = get_task(
+        "postgres://me@127.0.0.1:1/app?sslmode=disable&connect_timeout=1",
+        "require",
+    );
     assert!(!stderr.contains("PGSSLMODE"), "{stderr}");
 }
