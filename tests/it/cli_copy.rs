@@ -5,7 +5,9 @@
 //! of both sides; a destination that holds anything refused untouched; a
 //! source never written; a verification that fails when the copy differs.
 
-use crate::util::{copy_dir, crash_opts, opts, run_statewal, scratch};
+#[cfg(feature = "postgres")]
+use crate::util::copy_dir;
+use crate::util::{crash_opts, opts, run_statewal, scratch};
 use serde_json::{Value, json};
 use statewal::report::StoreDigest;
 use statewal::{CopyOptions, ErrorKind, Options, Store, Task};
@@ -138,6 +140,7 @@ fn read_only(dir: &Path) -> Store {
 
 /// The JSON digest `--json` prints for one side, as a [`StoreDigest`]'s
 /// counts, for comparing with the library's.
+#[cfg(feature = "postgres")]
 fn counts(side: &Value) -> [u64; 4] {
     ["tasks", "sessions", "logs", "reports"].map(|k| side[k]["count"].as_u64().unwrap())
 }
