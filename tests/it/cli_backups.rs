@@ -1,5 +1,6 @@
 //! `statewal backups` and `statewal restore` through the real binary.
 
+use crate::util::expect_exit;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -10,15 +11,7 @@ fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
 
 /// Runs and checks the exit code; returns stdout and stderr.
 fn check(dir: &Path, args: &[&str], stdin: &str, code: i32) -> (String, String) {
-    let out = run(dir, args, stdin);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "statewal {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
+    expect_exit(run(dir, args, stdin), code, args)
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {

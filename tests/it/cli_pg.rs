@@ -5,7 +5,9 @@
 //! write does and says where on stderr, the password elided.
 
 use crate::pg::{TestDb, database};
-use crate::util::{json_lines, json_object, run_with_stdin, scratch, without_statewal_env};
+use crate::util::{
+    expect_exit, json_lines, json_object, run_with_stdin, scratch, without_statewal_env,
+};
 use std::process::{Command, Output};
 
 /// `statewal ARGS` with `stdin` and `env`, run in a scratch working
@@ -19,25 +21,12 @@ fn run(cwd: &std::path::Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) 
     run_with_stdin(cmd, stdin)
 }
 
-/// Checks the exit code; returns (stdout, stderr).
-#[track_caller]
-fn check(out: Output, code: i32, args: &[&str]) -> (String, String) {
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "statewal {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
-}
-
 /// `statewal --database URL ARGS`, checked for `code`.
 #[track_caller]
 fn pg(db: &str, cwd: &std::path::Path, args: &[&str], stdin: &str, code: i32) -> (String, String) {
     let mut all = vec!["--database", db];
     all.extend_from_slice(args);
-    check(run(cwd, &all, stdin, &[]), code, &all)
+    expect_exit(run(cwd, &all, stdin, &[]), code, &all)
 }
 
 /// The test database's URL with a password in it: the server trusts local
@@ -165,9 +154,9 @@ fn a_url_in_dir_and_database_url_name_the_database() {
     let Some(db) = database() else { return };
     let cwd = scratch();
     let args = ["--dir", db.url.as_str(), "put-task"];
-    check(run(cwd.path(), &args, TASK_A, &[]), 0, &args);
+    expect_exit(run(cwd.path(), &args, TASK_A, &[]), 0, &args);
     let env = [("DATABASE_URL", db.url.as_str())];
-    let (out, _) = check(
+    let (out, _) = expect_exit(
         run(cwd.path(), &["get-task", "a"], "", &env),
         0,
         &["get-task"],
@@ -175,11 +164,11 @@ fn a_url_in_dir_and_database_url_name_the_database() {
     assert!(out.contains("\"claude\""), "{out}");
     let alt = db.url.replacen("postgres://", "postgresql://", 1);
     let args = ["--dir", alt.as_str(), "list", "--json"];
-    let (out, _) = check(run(cwd.path(), &args, "", &[]), 0, &args);
+    let (out, _) = expect_exit(run(cwd.path(), &args, "", &[]), 0, &args);
     assert_eq!(json_lines(out.as_bytes()).len(), 1);
     // STATE_PATH is --dir's variable: a URL there is a database too.
     let env = [("STATE_PATH", db.url.as_str())];
-    check(run(cwd.path(), &["show", "a"], "", &env), 0, &["show"]);
+    expect_exit(run(cwd.path(), &["show", "a"], "", &env), 0, &["show"]);
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
 }
 
@@ -199,19 +188,19 @@ fn reads_on_a_database_without_statewal_create_nothing() {
         &["metrics"][..],
         &["--read-only", "list"][..],
     ] {
-        let (_, err) = check(run(cwd.path(), args, "", &env), 2, args);
+        let (_, err) = expect_exit(run(cwd.path(), args, "", &env), 2, args);
         assert!(
             err.contains("no statewal store in postgres://postgres:***@"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("sekrit"), "{err}");
     }
-    let (out, _) = check(run(cwd.path(), &["health"], "", &env), 1, &["health"]);
+    let (out, _) = expect_exit(run(cwd.path(), &["health"], "", &env), 1, &["health"]);
     assert!(out.contains("no statewal store"), "{out}");
     assert_eq!(statewal_tables(&db), 0, "a read created tables");
     // A writer refused with --read-only creates nothing either.
     let args = ["--read-only", "put-task"];
-    check(run(cwd.path(), &args, TASK_A, &env), 2, &args);
+    expect_exit(run(cwd.path(), &args, TASK_A, &env), 2, &args);
     assert_eq!(statewal_tables(&db), 0);
 }
 
@@ -269,7 +258,7 @@ fn serve_stdio_puts_and_gets_on_the_database() {
 fn writers_help_says_sync_does_not_apply_on_postgres() {
     let cwd = scratch();
     for command in ["put-task", "delete-task", "serve"] {
-        let (help, _) = check(
+        let (help, _) = expect_exit(
             run(cwd.path(), &[command, "--help"], "", &[]),
             0,
             &[command],
@@ -280,7 +269,7 @@ fn writers_help_says_sync_does_not_apply_on_postgres() {
             "{command}: {help}"
         );
     }
-    let (help, _) = check(run(cwd.path(), &["list", "--help"], "", &[]), 0, &["list"]);
+    let (help, _) = expect_exit(run(cwd.path(), &["list", "--help"], "", &[]), 0, &["list"]);
     assert!(
         !help.contains("--sync does not apply"),
         "a reader ignores --sync anyway"

@@ -267,15 +267,21 @@ pub fn without_statewal_env(cmd: &mut std::process::Command) {
 /// its stdout.
 #[track_caller]
 pub fn check_statewal(dir: &Path, args: &[&str], stdin: &str, code: i32) -> String {
-    let out = run_statewal(dir, args, stdin, &[]);
+    expect_exit(run_statewal(dir, args, stdin, &[]), code, args).0
+}
+
+/// Checks that `statewal args...` exited with `code`, showing its output
+/// if not; returns its stdout and stderr.
+#[track_caller]
+pub fn expect_exit(out: std::process::Output, code: i32, args: &[&str]) -> (String, String) {
     let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         out.status.code(),
         Some(code),
-        "statewal {args:?}\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "statewal {args:?}\nstdout: {stdout}\nstderr: {stderr}"
     );
-    stdout
+    (stdout, stderr)
 }
 
 /// Runs `statewal --dir DIR args...` with `stdin` and extra environment, and
