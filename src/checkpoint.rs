@@ -94,6 +94,19 @@ pub(crate) struct CheckpointCtx {
     /// The last failure to write each derived file, for `health`; shared
     /// with the store, which reads it without taking this context's lock.
     pub derived: Arc<crate::derived::DerivedFailures>,
+    /// Something outside the checkpoint that still reads old segments (a
+    /// replica that has not shipped them), consulted before removing any.
+    pub retention_gate: Option<Arc<dyn RetentionGate>>,
+}
+
+/// A say in when covered journal segments may be removed, for a reader of
+/// the segments that the checkpoint knows nothing about. The checkpoint
+/// removes a covered segment only if its id is below both its own bound
+/// and [`RetentionGate::keep_from`].
+pub(crate) trait RetentionGate: Send + Sync + std::fmt::Debug {
+    /// Segments with this id or a greater one must stay; `u64::MAX`: no
+    /// constraint.
+    fn keep_from(&self) -> u64;
 }
 
 /// The state as of one journal position, taken under the ordering lock.
@@ -158,7 +171,11 @@ pub(crate) fn write(
     ctx.covered_seq = Some(snap.seq);
 
     prune_backups(fs, ctx, backups_kept)?;
-    let segments_removed = remove_segments(fs, ctx.removable_below)?;
+    let keep_from = ctx
+        .retention_gate
+        .as_ref()
+        .map_or(u64::MAX, |g| g.keep_from());
+    let segments_removed = remove_segments(fs, ctx.removable_below.min(keep_from))?;
     ctx.state_boundary = new_segment;
     // Only now that state.json is durable (neither is ever the only copy of
     // anything), and last. Best effort: a failure is a warning, never the

@@ -80,6 +80,8 @@ mod query;
 mod readback;
 mod reconcile;
 mod recovery;
+#[cfg(feature = "replicate")]
+pub mod replica;
 mod session;
 #[cfg(feature = "sim")]
 pub mod sim;

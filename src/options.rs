@@ -186,6 +186,27 @@ pub struct Options {
     pub(crate) stamp_times: bool,
     pub(crate) database: Option<DatabaseUrl>,
     pub(crate) changes_retention: Duration,
+    pub(crate) replica: Option<ReplicaTarget>,
+    pub(crate) replicate_interval: Duration,
+    pub(crate) replica_backlog_bytes_max: u64,
+}
+
+/// Where a replica ships, and the settings given for its bucket: `Debug`
+/// shows the setting names only, since they may hold keys.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ReplicaTarget {
+    pub(crate) url: String,
+    pub(crate) settings: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ReplicaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.settings.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ReplicaTarget")
+            .field("url", &redacted(&self.url))
+            .field("settings", &names)
+            .finish()
+    }
 }
 
 /// A database URL, which may hold a password: `Debug` shows it elided, so
@@ -300,6 +321,9 @@ impl Options {
             stamp_times: false,
             database: None,
             changes_retention: Duration::from_secs(24 * 60 * 60),
+            replica: None,
+            replicate_interval: Duration::from_secs(1),
+            replica_backlog_bytes_max: 1024 * 1024 * 1024,
         }
     }
 
@@ -454,6 +478,66 @@ impl Options {
     pub fn changes_retention(mut self, retention: Duration) -> Options {
         self.changes_retention = retention;
         self
+    }
+
+    /// Ships the journal's sealed segments, the synced part of the active
+    /// one and each checkpoint's `state.json` to object storage at `url`
+    /// (`s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// or `file:///path`), from a thread of the store's own: a slow or
+    /// failing bucket never blocks or fails a local write. Credentials and
+    /// endpoints come from the usual environment variables (`AWS_*`,
+    /// `AZURE_*`, `GOOGLE_*`) and [`Options::replica_setting`]. The layout
+    /// in the bucket and what it survives are in `docs/replication.md`;
+    /// [`crate::replica::restore`] rebuilds a directory from it. Needs the
+    /// cargo feature `replicate`: without it, opening the store fails with
+    /// [`crate::ErrorKind::Unsupported`]. Not used by the PostgreSQL
+    /// engine, which refuses it. Default: no replica.
+    pub fn replicate_to(mut self, url: impl Into<String>) -> Options {
+        let settings = self.replica.take().map(|r| r.settings).unwrap_or_default();
+        self.replica = Some(ReplicaTarget {
+            url: url.into(),
+            settings,
+        });
+        self
+    }
+
+    /// One setting for the replica's bucket, as `object_store` names it
+    /// (`aws_endpoint`, `aws_allow_http`, `azure_storage_account_name`,
+    /// ...); it takes precedence over the environment. Has an effect only
+    /// with [`Options::replicate_to`]. Default: none.
+    pub fn replica_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Options {
+        let replica = self.replica.get_or_insert_with(|| ReplicaTarget {
+            url: String::new(),
+            settings: Vec::new(),
+        });
+        replica.settings.push((key.into(), value.into()));
+        self
+    }
+
+    /// How often the replica ships the synced part of the active segment
+    /// (sealed segments and checkpoints are shipped on the same tick).
+    /// Default: 1 second.
+    pub fn replicate_interval(mut self, every: Duration) -> Options {
+        self.replicate_interval = every;
+        self
+    }
+
+    /// How many bytes of sealed segments the replica has not shipped yet
+    /// may keep a checkpoint from removing them. Past it, the checkpoint
+    /// removes them all the same (the local disk comes first), the replica
+    /// reports the gap loudly and starts a new generation from the next
+    /// checkpoint (`docs/replication.md`, "Disk budget"). Default: 1 GiB.
+    pub fn replica_backlog_bytes_max(mut self, bytes: u64) -> Options {
+        self.replica_backlog_bytes_max = bytes;
+        self
+    }
+
+    /// The replica URL set by [`Options::replicate_to`], if any.
+    pub fn replica_url(&self) -> Option<&str> {
+        self.replica
+            .as_ref()
+            .map(|r| r.url.as_str())
+            .filter(|u| !u.is_empty())
     }
 
     /// The database URL set by [`Options::database`], if any.

@@ -237,6 +237,17 @@ impl Store {
     #[cfg(feature = "postgres")]
     fn open_database(opts: Options, subscriber: Option<Subscriber>) -> Result<Store> {
         let url = opts.database_url().expect("called with a database");
+        if let Some(replica) = opts.replica_url() {
+            // PostgreSQL has its own replication and backups; a journal
+            // replica of a database would be a silent difference.
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "replication to {replica} ships the journal engine's segments; the \
+                     PostgreSQL engine has none (use PostgreSQL's own replication)"
+                ),
+            ));
+        }
         let engine = crate::engine::postgres::PgEngine::open(url, &opts)?;
         let subscription = subscriber.map(|f| engine.subscribe(f));
         Ok(Store {
@@ -347,6 +358,15 @@ impl Store {
     /// which recovers nothing when it opens.
     pub fn recovery_report(&self) -> Result<&RecoveryReport> {
         Ok(self.journal_only("the recovery report")?.recovery_report())
+    }
+
+    /// What the replica ([`Options::replicate_to`]) has shipped: the
+    /// generation, the shipped position, bytes, errors, the backlog and the
+    /// time of the last success. `None` when the store has no replica.
+    /// Journal engine only ([`ErrorKind::Unsupported`] elsewhere).
+    #[cfg(feature = "replicate")]
+    pub fn replica_status(&self) -> Result<Option<crate::replica::ReplicaStatus>> {
+        Ok(self.journal_only("replication")?.replica_status())
     }
 
     /// Journals a mutation without waiting for it to be durable; call

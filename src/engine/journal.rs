@@ -107,6 +107,10 @@ pub(crate) struct JournalEngine {
     /// thread; empty once shut down.
     workers: Vec<JoinHandle<()>>,
     report: RecoveryReport,
+    /// The replica shipping this store, if `Options::replicate_to` asked
+    /// for one; stopped after the last checkpoint, so that it ships it.
+    #[cfg(feature = "replicate")]
+    replica: Option<crate::replica::shipper::Replica>,
 }
 
 struct Shared {
@@ -166,6 +170,15 @@ impl JournalEngine {
         fs: Arc<dyn Fs>,
         subscriber: Option<Subscriber>,
     ) -> Result<JournalEngine> {
+        #[cfg(not(feature = "replicate"))]
+        if let Some(url) = opts.replica_url() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "replication to {url} needs statewal built with the cargo feature `replicate`"
+                ),
+            ));
+        }
         let (fs, lock, mut rec, prepared) = if opts.read_only {
             open_read_only(&opts, fs)?
         } else {
@@ -210,6 +223,7 @@ impl JournalEngine {
             // A reader never writes it; an owner rebuilds one it could not use.
             snapshot_due: !opts.read_only && rec.report.snapshot.wants_rebuild(),
             derived: Default::default(),
+            retention_gate: None,
         };
         let report = rec.report;
         // The checkpoint's copies were kept for the plan only: the held
@@ -240,6 +254,8 @@ impl JournalEngine {
             shared,
             workers: Vec::new(),
             report,
+            #[cfg(feature = "replicate")]
+            replica: None,
         };
         let mut checkpointed = false;
         if !store.shared.opts.read_only {
@@ -278,12 +294,51 @@ impl JournalEngine {
         if store.shared.opts.read_only {
             return Ok(store); // Nothing to save or sync.
         }
+        #[cfg(feature = "replicate")]
+        store.attach_replica()?;
         store.spawn("statewal-autosave", |s| s.checkpointer())?;
         if let SyncPolicy::SyncEveryInterval(every) = store.shared.opts.sync_policy {
             let every = every.max(Duration::from_millis(1));
             store.spawn("statewal-sync", move |s| s.syncer(every))?;
         }
         Ok(store)
+    }
+
+    /// Starts the replica `Options::replicate_to` asks for, and hands its
+    /// retention gate to the checkpoint. Before the auto-save thread, so
+    /// that no checkpoint removes a segment the replica has not seen.
+    #[cfg(feature = "replicate")]
+    fn attach_replica(&mut self) -> Result<()> {
+        let Some(target) = self.shared.opts.replica.clone() else {
+            return Ok(());
+        };
+        let bucket = crate::replica::runtime::Bucket::open(&target.url, &target.settings)?;
+        let store_id = self.shared.ckpt.lock().store_id.clone();
+        let replica = crate::replica::shipper::Replica::start(
+            bucket,
+            self.shared.fs.clone(),
+            Arc::new(ReplicaView(self.shared.clone())),
+            store_id,
+            self.shared.opts.replicate_interval,
+            self.shared.opts.replica_backlog_bytes_max,
+        )?;
+        self.shared.ckpt.lock().retention_gate = Some(replica.gate());
+        self.replica = Some(replica);
+        Ok(())
+    }
+
+    /// What the replica has shipped, if the store has one.
+    #[cfg(feature = "replicate")]
+    pub(crate) fn replica_status(&self) -> Option<crate::replica::ReplicaStatus> {
+        self.replica.as_ref().map(|r| r.status())
+    }
+
+    /// Stops the replica after a last tick (it ships the last checkpoint).
+    fn stop_replica(&mut self) {
+        #[cfg(feature = "replicate")]
+        if let Some(mut r) = self.replica.take() {
+            r.stop();
+        }
     }
 
     fn spawn(&mut self, name: &str, body: impl FnOnce(&Shared) + Send + 'static) -> Result<()> {
@@ -625,8 +680,11 @@ impl Engine for JournalEngine {
         self.stop_worker();
         // Drop does not checkpoint again: the worker is gone, which it checks.
         if self.shared.opts.checkpoint_on_drop && !self.shared.opts.read_only {
-            self.shared.checkpoint()?;
+            let done = self.shared.checkpoint();
+            self.stop_replica();
+            done?;
         }
+        self.stop_replica();
         Ok(())
     }
 }
@@ -643,6 +701,22 @@ impl Drop for JournalEngine {
         {
             tracing::error!(error = %e, "checkpoint on drop failed; the journal still holds every acknowledged write");
         }
+        self.stop_replica();
+    }
+}
+
+/// The journal as the replica sees it: where its synced bytes end.
+#[cfg(feature = "replicate")]
+struct ReplicaView(Arc<Shared>);
+
+#[cfg(feature = "replicate")]
+impl crate::replica::shipper::JournalView for ReplicaView {
+    fn synced_end(&self) -> crate::journal::SyncedEnd {
+        self.0.journal.synced_end()
+    }
+
+    fn active_segment(&self) -> u64 {
+        self.0.journal.active_segment_id()
     }
 }
 

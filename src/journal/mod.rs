@@ -112,8 +112,21 @@ pub struct Journal {
     store_id: Id128,
     /// The boot id of this machine, if known: in every segment header and marker.
     boot_id: Option<Id128>,
+    /// Where the synced records end: see [`Journal::synced_end`].
+    synced_end: Mutex<SyncedEnd>,
     /// Counters.
     pub stats: JournalStats,
+}
+
+/// The end of the records a sync has made durable: every byte of segment
+/// `segment` below `end` is on stable storage and never changes again
+/// (what a reader outside the write path, such as a replica, may copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncedEnd {
+    /// The segment id.
+    pub segment: u64,
+    /// The byte offset just past the last synced record (0: none yet).
+    pub end: u64,
 }
 
 impl Journal {
@@ -148,8 +161,17 @@ impl Journal {
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             store_id,
             boot_id,
+            synced_end: Mutex::new(SyncedEnd::default()),
             stats: JournalStats::default(),
         }
+    }
+
+    /// The end of the synced records in the newest segment that has any:
+    /// bytes below `end` in that segment are durable and final. Segments before
+    /// it are sealed (synced whole at their rotation); a segment after it
+    /// has no synced record yet.
+    pub fn synced_end(&self) -> SyncedEnd {
+        *self.synced_end.lock()
     }
 
     /// Appends a record and runs `apply(seq)` while still holding the lock
@@ -386,6 +408,13 @@ impl Journal {
             // survive power loss.
             let started = std::time::Instant::now();
             file.sync_data()?;
+            // Published only after the sync returned: a reader copying
+            // these bytes copies what survives power loss, and nothing
+            // after them (the marker below is not synced).
+            *self.synced_end.lock() = SyncedEnd {
+                segment: active.header.id,
+                end: active.len,
+            };
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.stats.sync_nanos.fetch_add(nanos, Ordering::Relaxed);
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);

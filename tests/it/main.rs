@@ -75,6 +75,8 @@ mod pg_multi;
 mod pg_store;
 mod read_only;
 mod readback;
+#[cfg(feature = "replicate")]
+mod replica;
 #[cfg(feature = "sim")]
 mod restart;
 #[cfg(feature = "sim")]

@@ -1,0 +1,239 @@
+//! Rebuilding a state directory from a replica: the newest checkpoint at
+//! or before the target, then the segment objects after it in order, each
+//! checked against the CRC in its name, cut after the target record. The
+//! directory it writes is an ordinary one: `Store::open` recovers it as it
+//! would after a clean shutdown.
+
+use super::layout::{self, Checkpoint, Generation, Inventory};
+use super::runtime::Bucket;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self, Fs, RealFs};
+use crate::journal::reader::{Piece, scan_segment};
+use crate::journal::{JOURNAL_DIR, segment_name};
+use std::path::Path;
+
+/// How far a restore goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreTarget {
+    /// Every record shipped.
+    Latest,
+    /// Every record up to and including this sequence number.
+    Seq(u64),
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The generation restored from.
+    pub generation: String,
+    /// The `journal_seq` of the checkpoint restored, if one was.
+    pub checkpoint_seq: Option<u64>,
+    /// The last record the directory holds (the checkpoint's when no
+    /// record follows it).
+    pub last_seq: u64,
+    /// Segment files written.
+    pub segments: usize,
+    /// Objects read.
+    pub objects: usize,
+    /// The object a restore stopped before, and why: a corrupt object, or
+    /// one that does not join the one before. Every record before it is
+    /// restored.
+    pub stopped_at: Option<String>,
+    /// Checkpoint objects skipped as corrupt, with why.
+    pub skipped_checkpoints: Vec<String>,
+}
+
+/// Rebuilds the store shipped to `url` in `dir`, which must not hold a
+/// store, up to `target`. `settings` are the bucket's, as for
+/// [`crate::Options::replica_setting`].
+pub fn restore_with(
+    url: &str,
+    settings: &[(String, String)],
+    dir: &Path,
+    target: RestoreTarget,
+) -> Result<RestoreReport> {
+    let bucket = Bucket::open(url, settings)?;
+    let names = bucket.list()?;
+    let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+    let Some((generation, g)) = inv.newest() else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("replica {url} holds no generation to restore"),
+        ));
+    };
+    let fs = RealFs::new(dir)?;
+    if crate::layout::holds_store(&fs)? {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} already holds a store; restore into a new directory",
+                dir.display()
+            ),
+        ));
+    }
+    let upto = match target {
+        RestoreTarget::Latest => u64::MAX,
+        RestoreTarget::Seq(s) => s,
+    };
+    let mut report = RestoreReport {
+        generation: generation.to_string(),
+        checkpoint_seq: None,
+        last_seq: 0,
+        segments: 0,
+        objects: 0,
+        stopped_at: None,
+        skipped_checkpoints: Vec::new(),
+    };
+    let base = fetch_checkpoint(&bucket, g, upto, &mut report)?;
+    fs.create_dir(JOURNAL_DIR)?;
+    if let Some((seq, bytes)) = &base {
+        report.checkpoint_seq = Some(*seq);
+        report.last_seq = *seq;
+        fs::write_atomic(&fs, "", crate::layout::STATE_FILE, bytes)?;
+    }
+    let base_seq = base.as_ref().map_or(0, |(s, _)| *s);
+    for &segment in g.segments.keys() {
+        let (bytes, stop) = fetch_segment(&bucket, g, segment, &mut report)?;
+        let kept = keep_records(&bytes, base_seq, upto, report.last_seq);
+        let Some((len, last)) = kept.map_err(|e| corrupt_segment(segment, &e))? else {
+            if stop {
+                break;
+            }
+            continue;
+        };
+        fs::write_atomic(&fs, JOURNAL_DIR, &segment_name(segment), &bytes[..len])?;
+        report.segments += 1;
+        report.last_seq = last;
+        if stop || last >= upto {
+            break;
+        }
+    }
+    // Sync the journal directory so the segments' names survive power loss.
+    fs.sync_dir(JOURNAL_DIR)?;
+    Ok(report)
+}
+
+/// The newest checkpoint at or before `upto` whose bytes match the CRC in
+/// its name and parse; corrupt ones are skipped and named in the report.
+fn fetch_checkpoint(
+    bucket: &Bucket,
+    g: &Generation,
+    upto: u64,
+    report: &mut RestoreReport,
+) -> Result<Option<(u64, Vec<u8>)>> {
+    let candidates: Vec<&Checkpoint> = g.checkpoints.iter().filter(|c| c.seq <= upto).collect();
+    for c in candidates.into_iter().rev() {
+        report.objects += 1;
+        let bytes = bucket.get(&c.name)?.unwrap_or_default();
+        let why = if crc32fast::hash(&bytes) != c.crc {
+            "its CRC-32 does not match its name"
+        } else {
+            match crate::layout::parse_state(&bytes) {
+                Ok(s) if s.journal_seq == c.seq => return Ok(Some((c.seq, bytes))),
+                Ok(_) => "its journal_seq does not match its name",
+                Err(_) => "it does not parse as state.json",
+            }
+        };
+        tracing::warn!(object = %c.name, why, "restore: skipping a corrupt checkpoint");
+        report
+            .skipped_checkpoints
+            .push(format!("{}: {why}", c.name));
+    }
+    Ok(None)
+}
+
+/// The joined bytes of `segment` from offset 0, and whether the restore
+/// must stop after them (an object was corrupt or did not join).
+fn fetch_segment(
+    bucket: &Bucket,
+    g: &Generation,
+    segment: u64,
+    report: &mut RestoreReport,
+) -> Result<(Vec<u8>, bool)> {
+    let (joined, gap) = g.joined(segment);
+    let mut bytes = Vec::new();
+    for r in joined {
+        report.objects += 1;
+        let got = bucket.get(&r.name)?.unwrap_or_default();
+        if got.len() as u64 != r.end - r.start || crc32fast::hash(&got) != r.crc {
+            report.stopped_at = Some(format!(
+                "{}: its bytes do not match the length and CRC-32 in its name",
+                r.name
+            ));
+            return Ok((bytes, true));
+        }
+        bytes.extend_from_slice(&got);
+    }
+    if let Some(r) = gap {
+        report.stopped_at = Some(format!(
+            "{}: it does not start where the object before it ends ({})",
+            r.name,
+            joined.last().map_or(0, |j| j.end)
+        ));
+        return Ok((bytes, true));
+    }
+    Ok((bytes, false))
+}
+
+/// Of a segment's bytes, the length to keep and its last record: records
+/// through `upto`. `None` when it holds no record after `base` (nothing to
+/// write). An error when its records do not follow `prev` (the last
+/// record already restored).
+fn keep_records(
+    bytes: &[u8],
+    base: u64,
+    upto: u64,
+    prev: u64,
+) -> std::result::Result<Option<(usize, u64)>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let scan = scan_segment(bytes);
+    let header = scan.header.clone()?;
+    let mut end = header.len();
+    let mut last = None;
+    for piece in &scan.pieces {
+        match piece {
+            Piece::Record { offset, record } => {
+                if record.seq > upto {
+                    break;
+                }
+                end = *offset as usize
+                    + crate::journal::record::RECORD_HEADER_LEN
+                    + record.payload.len();
+                last = Some(record.seq);
+            }
+            Piece::Marker { offset, .. } => {
+                end = *offset as usize + crate::journal::record::MARKER_FRAME_LEN;
+            }
+            Piece::Damaged { offset, reason, .. } => {
+                return Err(format!("damaged at byte {offset}: {reason}"));
+            }
+        }
+    }
+    match last {
+        Some(last) if last > base => {
+            if header.first_seq > prev + 1 {
+                return Err(format!(
+                    "starts at record {} but the records before end at {prev}",
+                    header.first_seq
+                ));
+            }
+            Ok(Some((end, last)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn corrupt_segment(segment: u64, why: &str) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "replica segment {} ({}) cannot be restored: {why}",
+            segment,
+            layout::SEGMENTS
+        ),
+    )
+}

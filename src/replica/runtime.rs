@@ -1,0 +1,222 @@
+//! The bucket, behind a synchronous handle: `object_store` is async, so
+//! its futures run on a current-thread tokio runtime that lives on a
+//! thread of this module's own, and each call reaches it over a channel
+//! and waits for its answer on another. `block_on` runs only on that
+//! thread, which never runs a caller's runtime, so a caller inside its
+//! own tokio runtime cannot deadlock or panic it.
+//!
+//! **Invariant:** no `async` leaves this file.
+
+use crate::error::{Error, ErrorKind, Result};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+type Job = Box<dyn FnOnce(Arc<dyn ObjectStore>) -> BoxFuture<'static, ()> + Send>;
+
+/// What a create-only put found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The object was written.
+    Created,
+    /// An object of that name was already there; nothing was written.
+    Exists,
+}
+
+/// A bucket (and prefix) reached through the runtime thread.
+pub struct Bucket {
+    url: String,
+    prefix: Path,
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket").field("url", &self.url).finish()
+    }
+}
+
+/// Settings the replica gives every bucket unless told otherwise: a dead
+/// bucket fails a request in seconds rather than minutes, and the shipper
+/// retries on its next tick instead (`docs/replication.md`).
+const DEFAULT_SETTINGS: [(&str, &str); 2] = [("timeout", "30s"), ("connect_timeout", "5s")];
+
+impl Bucket {
+    /// Opens `url` with `settings` (over the process environment's
+    /// `AWS_*`, `AZURE_*` and `GOOGLE_*` variables) and starts its thread.
+    pub fn open(url: &str, settings: &[(String, String)]) -> Result<Bucket> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("replica URL {url:?} does not parse: {e}"),
+            )
+        })?;
+        let mut all: Vec<(String, String)> = DEFAULT_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.extend(std::env::vars().filter_map(|(k, v)| {
+            let known = ["AWS_", "AZURE_", "GOOGLE_"]
+                .iter()
+                .any(|p| k.starts_with(p));
+            known.then(|| (k.to_ascii_lowercase(), v))
+        }));
+        all.extend(settings.iter().cloned());
+        let (store, prefix) = object_store::parse_url_opts(&parsed, all).map_err(|e| {
+            Error::with_source(
+                ErrorKind::InvalidInput,
+                format!("cannot use replica URL {url}: {e}"),
+                e,
+            )
+        })?;
+        let store: Arc<dyn ObjectStore> = Arc::from(store);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::with_source(ErrorKind::Io, "cannot start the replica's runtime", e)
+            })?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("statewal-replica-io".into())
+            .spawn(move || {
+                // The runtime is driven only here, one job at a time, until
+                // every sender is gone.
+                for job in queue {
+                    runtime.block_on(job(store.clone()));
+                }
+            })
+            .map_err(|e| {
+                Error::with_source(ErrorKind::Io, "cannot start the replica's I/O thread", e)
+            })?;
+        Ok(Bucket {
+            url: url.to_string(),
+            prefix,
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// The URL it was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` on the runtime thread and waits for its result.
+    fn call<T, F>(&self, what: String, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn ObjectStore>) -> BoxFuture<'static, object_store::Result<T>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |store| {
+            let fut = f(store);
+            Box::pin(async move {
+                let _ = tx.send(fut.await);
+            })
+        });
+        let gone = || Error::new(ErrorKind::Internal, "the replica's I/O thread is gone");
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
+        match rx.recv().map_err(|_| gone())? {
+            Ok(v) => Ok(v),
+            Err(e) => Err(bucket_error(&self.url, &what, e)),
+        }
+    }
+
+    fn path(&self, name: &str) -> Path {
+        let full = match self.prefix.as_ref() {
+            "" => name.to_string(),
+            p => format!("{p}/{name}"),
+        };
+        Path::from(full)
+    }
+
+    /// Writes `bytes` as `name` unless an object of that name exists.
+    pub fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<Put> {
+        let path = self.path(name);
+        let what = format!("put {name}");
+        self.call(what, move |store| {
+            Box::pin(async move {
+                let mode = PutMode::Create.into();
+                match store.put_opts(&path, PutPayload::from(bytes), mode).await {
+                    Ok(_) => Ok(Put::Created),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::Exists),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+    }
+
+    /// The bytes of `name`; `None` if there is no such object.
+    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(name);
+        self.call(format!("get {name}"), move |store| {
+            Box::pin(async move {
+                match store.get(&path).await {
+                    Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+    }
+
+    /// Every object name under the prefix (relative to it), with its size.
+    pub fn list(&self) -> Result<Vec<(String, u64)>> {
+        let prefix = self.prefix.clone();
+        self.call("list".into(), move |store| {
+            Box::pin(async move {
+                let mut out = Vec::new();
+                let under = (!prefix.as_ref().is_empty()).then_some(&prefix);
+                let mut stream = store.list(under);
+                while let Some(meta) = stream.next().await {
+                    let meta = meta?;
+                    let full = meta.location.as_ref();
+                    let rel = match prefix.as_ref() {
+                        "" => full,
+                        p => full
+                            .strip_prefix(p)
+                            .and_then(|r| r.strip_prefix('/'))
+                            .unwrap_or(full),
+                    };
+                    out.push((rel.to_string(), meta.size));
+                }
+                out.sort();
+                Ok(out)
+            })
+        })
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once the job under way
+        // (if any) is done.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bucket_error(url: &str, what: &str, e: object_store::Error) -> Error {
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
+            ErrorKind::Unsupported
+        }
+        _ => ErrorKind::Io,
+    };
+    Error::with_source(kind, format!("replica {url}: {what} failed: {e}"), e)
+}

@@ -1,0 +1,506 @@
+//! The shipper: a thread of the store's own that copies what the journal
+//! has already synced into the bucket, on a tick (`replicate_interval`).
+//! It reads segment files and `state.json` through the store's `Fs`, never
+//! takes a lock of the write path, and waits on the bucket only on its own
+//! thread: a slow or dead bucket delays shipping, never a put.
+//!
+//! Each tick: claim the prefix and pick the generation (once), ship the
+//! current `state.json` if it changed, then each local segment from where
+//! the generation's objects end: a sealed segment to the end of its last
+//! valid frame, the active one to the journal's synced end. What it has
+//! shipped whole is what the retention gate lets the checkpoint remove.
+
+use super::layout::{self, Inventory};
+use super::runtime::{Bucket, Put};
+use crate::checkpoint::RetentionGate;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self, FileStat, Fs};
+use crate::journal::{JOURNAL_DIR, SyncedEnd, parse_segment_name};
+use parking_lot::{Condvar, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+/// What the shipper needs to know of the journal, without importing it:
+/// the engine implements it over its journal.
+pub(crate) trait JournalView: Send + Sync {
+    /// Where the synced records end.
+    fn synced_end(&self) -> SyncedEnd;
+    /// The id of the segment records are being written to.
+    fn active_segment(&self) -> u64;
+}
+
+/// What a replica has done, for health, metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaStatus {
+    /// The generation being shipped to, once chosen.
+    pub generation: Option<String>,
+    /// The newest segment shipped to, and where its shipped bytes end.
+    pub shipped_segment: u64,
+    /// Where the shipped bytes of `shipped_segment` end.
+    pub shipped_end: u64,
+    /// The `journal_seq` of the newest checkpoint shipped.
+    pub checkpoint_seq: Option<u64>,
+    /// Objects written.
+    pub objects_shipped: u64,
+    /// Bytes written.
+    pub bytes_shipped: u64,
+    /// Ticks that failed.
+    pub errors: u64,
+    /// The last failure, if the last tick failed.
+    pub last_error: Option<String>,
+    /// When a tick last shipped everything it found.
+    pub last_success: Option<SystemTime>,
+    /// Bytes of sealed segments not shipped yet.
+    pub backlog_bytes: u64,
+    /// Times the disk budget let a checkpoint remove unshipped segments.
+    pub budget_overruns: u64,
+}
+
+/// The part shared between the shipper thread, the store and the
+/// checkpoint (as its retention gate).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Segments with this id or a greater one are not shipped whole.
+    keep_from: AtomicU64,
+    backlog_bytes: AtomicU64,
+    backlog_bytes_max: u64,
+    /// Set when the budget let segments go unshipped: the generation has a
+    /// hole, and the next tick starts a new one.
+    overrun: AtomicBool,
+    status: Mutex<ReplicaStatus>,
+    /// (stop, kick)
+    flags: Mutex<(bool, bool)>,
+    wake: Condvar,
+}
+
+impl RetentionGate for Shared {
+    fn keep_from(&self) -> u64 {
+        let keep = self.keep_from.load(Ordering::Acquire);
+        let backlog = self.backlog_bytes.load(Ordering::Acquire);
+        if backlog <= self.backlog_bytes_max {
+            return keep;
+        }
+        // The local disk comes first: past the budget, covered segments go
+        // whether shipped or not, and the replica says so loudly.
+        tracing::error!(
+            backlog_bytes = backlog,
+            budget = self.backlog_bytes_max,
+            "replica backlog past its budget: removing unshipped journal segments; \
+             the replica starts a new generation from the next checkpoint"
+        );
+        self.overrun.store(true, Ordering::Release);
+        self.status.lock().budget_overruns += 1;
+        u64::MAX
+    }
+}
+
+/// A running replica: the shipper thread and its shared state.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Replica {
+    /// Starts shipping the store in `fs` (whose identity is `store_id`,
+    /// 32 hex digits) to `bucket`.
+    pub(crate) fn start(
+        bucket: Bucket,
+        fs: Arc<dyn Fs>,
+        journal: Arc<dyn JournalView>,
+        store_id: String,
+        interval: Duration,
+        backlog_bytes_max: u64,
+    ) -> Result<Replica> {
+        let shared = Arc::new(Shared {
+            // Nothing is known to be shipped until the first tick says so.
+            keep_from: AtomicU64::new(0),
+            backlog_bytes: AtomicU64::new(0),
+            backlog_bytes_max,
+            overrun: AtomicBool::new(false),
+            status: Mutex::default(),
+            flags: Mutex::default(),
+            wake: Condvar::new(),
+        });
+        let mut shipper = Shipper {
+            bucket,
+            fs,
+            journal,
+            store_id,
+            shared: shared.clone(),
+            generation: None,
+            shipped: BTreeMap::new(),
+            sealed_end: BTreeMap::new(),
+            checkpoint_stat: None,
+        };
+        // The claim is checked before the open returns, so that a second
+        // store on the prefix is an error its caller sees; any other
+        // failure (the bucket unreachable) only delays shipping.
+        match shipper.claim() {
+            Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "replica: cannot reach the bucket yet; retrying"),
+            Ok(()) => {}
+        }
+        let thread = std::thread::Builder::new()
+            .name("statewal-replica".into())
+            .spawn(move || shipper.run(interval))
+            .map_err(|e| Error::with_source(ErrorKind::Io, "cannot start the replica thread", e))?;
+        Ok(Replica {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The gate the checkpoint consults before removing segments.
+    pub(crate) fn gate(&self) -> Arc<dyn RetentionGate> {
+        self.shared.clone()
+    }
+
+    /// What has been shipped.
+    pub(crate) fn status(&self) -> ReplicaStatus {
+        let mut s = self.shared.status.lock().clone();
+        s.backlog_bytes = self.shared.backlog_bytes.load(Ordering::Acquire);
+        s
+    }
+
+    /// Ships what there is once more, then stops the thread.
+    pub(crate) fn stop(&mut self) {
+        *self.shared.flags.lock() = (true, true);
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Shipper {
+    bucket: Bucket,
+    fs: Arc<dyn Fs>,
+    journal: Arc<dyn JournalView>,
+    store_id: String,
+    shared: Arc<Shared>,
+    /// The generation shipped to, once chosen.
+    generation: Option<String>,
+    /// Per segment: where the generation's joined objects end.
+    shipped: BTreeMap<u64, u64>,
+    /// Per sealed segment: where its last valid frame ends.
+    sealed_end: BTreeMap<u64, u64>,
+    /// The stat of the `state.json` last shipped.
+    checkpoint_stat: Option<FileStat>,
+}
+
+impl Shipper {
+    fn run(&mut self, interval: Duration) {
+        loop {
+            let stop = {
+                let mut f = self.shared.flags.lock();
+                if !f.1 {
+                    self.shared.wake.wait_for(&mut f, interval);
+                }
+                f.1 = false;
+                f.0
+            };
+            match self.tick() {
+                Ok(()) => {
+                    let mut s = self.shared.status.lock();
+                    s.last_error = None;
+                    s.last_success = Some(SystemTime::now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "replica: shipping failed; retrying on the next tick");
+                    let mut s = self.shared.status.lock();
+                    s.errors += 1;
+                    s.last_error = Some(e.to_string());
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Writes the claim, or checks that the one there is this store's.
+    fn claim(&self) -> Result<()> {
+        let body = format!(
+            "{{\"statewal_replica\":{},\"store_id\":\"{}\"}}\n",
+            layout::CLAIM_VERSION,
+            self.store_id
+        );
+        if self.bucket.put_new(layout::CLAIM, body.into_bytes())? == Put::Created {
+            return Ok(());
+        }
+        let bytes = self.bucket.get(layout::CLAIM)?.unwrap_or_default();
+        let owner = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("store_id")?.as_str().map(str::to_string));
+        match owner {
+            Some(id) if id == self.store_id => Ok(()),
+            other => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "replica {} belongs to another store ({}; this store is {}): \
+                     give each store a prefix of its own",
+                    self.bucket.url(),
+                    other.as_deref().unwrap_or("its claim does not parse"),
+                    self.store_id
+                ),
+            )),
+        }
+    }
+
+    fn tick(&mut self) -> Result<()> {
+        // The backlog is the local disk's business: it is counted even
+        // while the bucket cannot be reached.
+        let active = self.journal.active_segment();
+        let ids = self.local_segments()?;
+        for &id in ids.iter().filter(|&&id| id < active) {
+            self.sealed_end_of(id)?;
+        }
+        self.publish_backlog(&ids, active);
+        if self.generation.is_none() {
+            self.claim()?;
+            self.choose_generation()?;
+        }
+        if self.shared.overrun.swap(false, Ordering::AcqRel) {
+            self.new_generation();
+        }
+        self.ship_checkpoint()?;
+        self.ship_segments()
+    }
+
+    /// Resumes the bucket's newest generation if the local journal
+    /// continues it, else begins a new one.
+    fn choose_generation(&mut self) -> Result<()> {
+        let names = self.bucket.list()?;
+        let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+        if let Some((id, g)) = inv.newest()
+            && self.continues(g)?
+        {
+            self.shipped = g.segments.keys().map(|&s| (s, g.shipped_end(s))).collect();
+            tracing::info!(
+                generation = id,
+                "replica: resuming the generation in the bucket"
+            );
+            self.shared.status.lock().generation = Some(id.to_string());
+            self.generation = Some(id.to_string());
+            return Ok(());
+        }
+        self.new_generation();
+        Ok(())
+    }
+
+    /// Whether the local journal holds, byte for byte, the end of what
+    /// generation `g` shipped last: its newest segment's last joined
+    /// object.
+    fn continues(&self, g: &layout::Generation) -> Result<bool> {
+        let Some((&segment, _)) = g.segments.iter().next_back() else {
+            return Ok(false);
+        };
+        let (joined, gap) = g.joined(segment);
+        let Some(last) = joined.last() else {
+            return Ok(false);
+        };
+        if gap.is_some() {
+            return Ok(false);
+        }
+        let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(segment));
+        let bytes = self.fs.read_at(&rel, last.start, last.end - last.start)?;
+        Ok(bytes.is_some_and(|b| {
+            b.len() as u64 == last.end - last.start && crc32fast::hash(&b) == last.crc
+        }))
+    }
+
+    fn new_generation(&mut self) {
+        let id = layout::generation_id(unix_ms(), random_u32());
+        tracing::info!(generation = %id, "replica: beginning a new generation");
+        self.shipped.clear();
+        self.checkpoint_stat = None;
+        self.shared.status.lock().generation = Some(id.clone());
+        self.generation = Some(id);
+    }
+
+    /// Ships `state.json` if it changed since it was last shipped.
+    fn ship_checkpoint(&mut self) -> Result<()> {
+        let Some(stat) = self.fs.stat(crate::layout::STATE_FILE)? else {
+            return Ok(());
+        };
+        if self.checkpoint_stat == Some(stat) {
+            return Ok(());
+        }
+        let Some(bytes) = self.fs.read_unmapped(crate::layout::STATE_FILE)? else {
+            return Ok(());
+        };
+        // Read again after: a checkpoint that replaced the file meanwhile
+        // is shipped on the next tick.
+        let state = match crate::layout::parse_state(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // A file being replaced, or damaged: the journal still
+                // holds its records, and the next checkpoint writes anew.
+                tracing::warn!(reason = %e, "replica: state.json does not parse; not shipped");
+                return Ok(());
+            }
+        };
+        let generation = self.generation.as_deref().expect("chosen before shipping");
+        let crc = crc32fast::hash(&bytes);
+        let name = layout::checkpoint_object(generation, state.journal_seq, crc);
+        self.put(&name, bytes)?;
+        self.checkpoint_stat = Some(stat);
+        self.shared.status.lock().checkpoint_seq = Some(state.journal_seq);
+        Ok(())
+    }
+
+    fn ship_segments(&mut self) -> Result<()> {
+        let synced = self.journal.synced_end();
+        let active = self.journal.active_segment();
+        let ids = self.local_segments()?;
+        for &id in &ids {
+            let end = if id < active {
+                self.sealed_end_of(id)?
+            } else if id == synced.segment {
+                synced.end
+            } else {
+                continue; // The active segment, nothing synced in it yet.
+            };
+            let from = self.shipped.get(&id).copied().unwrap_or(0);
+            if end > from {
+                self.ship_range(id, from, end)?;
+            } else if end < from {
+                // The local segment is shorter than what was shipped of it
+                // (cut by a salvage): the generation no longer describes
+                // this journal.
+                tracing::warn!(
+                    segment = id,
+                    "replica: local journal diverged; new generation"
+                );
+                self.new_generation();
+                return Ok(());
+            }
+            self.publish_backlog(&ids, active);
+        }
+        Ok(())
+    }
+
+    /// The ids of the local segments, ascending; forgets the ones gone.
+    fn local_segments(&mut self) -> Result<Vec<u64>> {
+        let mut ids: Vec<u64> = self
+            .fs
+            .list(JOURNAL_DIR)?
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .collect();
+        ids.sort_unstable();
+        self.sealed_end
+            .retain(|id, _| ids.binary_search(id).is_ok());
+        Ok(ids)
+    }
+
+    /// Where the frames of sealed segment `id` end: the end of its last
+    /// record or marker before any damage (zeros written ahead included).
+    fn sealed_end_of(&mut self, id: u64) -> Result<u64> {
+        if let Some(&end) = self.sealed_end.get(&id) {
+            return Ok(end);
+        }
+        let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(id));
+        let bytes = self.fs.read_unmapped(&rel)?.unwrap_or_default();
+        let end = frames_end(&bytes);
+        self.sealed_end.insert(id, end);
+        Ok(end)
+    }
+
+    fn ship_range(&mut self, id: u64, from: u64, end: u64) -> Result<()> {
+        let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(id));
+        let Some(bytes) = self.fs.read_at(&rel, from, end - from)? else {
+            return Ok(()); // Removed meanwhile: the next tick sees it gone.
+        };
+        if bytes.len() as u64 != end - from {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("{rel} is shorter than its synced end {end}"),
+            ));
+        }
+        let generation = self.generation.as_deref().expect("chosen before shipping");
+        let name = layout::segment_object(generation, id, from, end, crc32fast::hash(&bytes));
+        self.put(&name, bytes)?;
+        self.shipped.insert(id, end);
+        let mut s = self.shared.status.lock();
+        s.shipped_segment = id;
+        s.shipped_end = end;
+        Ok(())
+    }
+
+    /// A create-only put; an object already there under the same name holds
+    /// the same bytes (the name carries the range and its CRC), so it
+    /// counts as shipped.
+    fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let len = bytes.len() as u64;
+        if self.bucket.put_new(name, bytes)? == Put::Created {
+            let mut s = self.shared.status.lock();
+            s.objects_shipped += 1;
+            s.bytes_shipped += len;
+        }
+        Ok(())
+    }
+
+    /// Tells the gate which segments are shipped whole, and how many
+    /// bytes of sealed ones are not.
+    fn publish_backlog(&self, ids: &[u64], active: u64) {
+        let mut keep_from = active;
+        let mut backlog = 0;
+        for &id in ids.iter().filter(|&&id| id < active) {
+            let shipped = self.shipped.get(&id).copied().unwrap_or(0);
+            match self.sealed_end.get(&id) {
+                Some(&end) if shipped >= end => {}
+                end => {
+                    keep_from = keep_from.min(id);
+                    backlog += end.map_or(1, |e| e - shipped);
+                }
+            }
+        }
+        self.shared.keep_from.store(keep_from, Ordering::Release);
+        self.shared.backlog_bytes.store(backlog, Ordering::Release);
+    }
+}
+
+/// Where the valid frames of a segment's bytes end: after the last record
+/// or marker that comes before any damage.
+pub(crate) fn frames_end(bytes: &[u8]) -> u64 {
+    use crate::journal::reader::{Piece, scan_segment};
+    use crate::journal::record::{MARKER_FRAME_LEN, RECORD_HEADER_LEN};
+    let scan = scan_segment(bytes);
+    let Ok(header) = &scan.header else {
+        return 0;
+    };
+    let mut end = header.len() as u64;
+    for piece in &scan.pieces {
+        end = match piece {
+            Piece::Record { offset, record } => {
+                offset + (RECORD_HEADER_LEN + record.payload.len()) as u64
+            }
+            Piece::Marker { offset, .. } => offset + MARKER_FRAME_LEN as u64,
+            Piece::Damaged { .. } => break,
+        };
+    }
+    end
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn random_u32() -> u32 {
+    let id = crate::journal::new_store_id();
+    u32::from_le_bytes([id[0], id[1], id[2], id[3]])
+}
