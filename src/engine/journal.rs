@@ -317,7 +317,7 @@ impl JournalEngine {
         let replica = crate::replica::shipper::Replica::start(
             bucket,
             self.shared.fs.clone(),
-            Arc::new(ReplicaView(self.shared.clone())),
+            Arc::new(ReplicaView(Arc::downgrade(&self.shared))),
             store_id,
             self.shared.opts.replicate_interval,
             self.shared.opts.replica_backlog_bytes_max,
@@ -705,18 +705,20 @@ impl Drop for JournalEngine {
     }
 }
 
-/// The journal as the replica sees it: where its synced bytes end.
+/// The journal as the replica sees it: where its synced bytes end. Weak:
+/// a replica whose last tick outlives the store (a bucket that does not
+/// answer at close) must not keep the store, and its directory lock, alive.
 #[cfg(feature = "replicate")]
-struct ReplicaView(Arc<Shared>);
+struct ReplicaView(std::sync::Weak<Shared>);
 
 #[cfg(feature = "replicate")]
 impl crate::replica::shipper::JournalView for ReplicaView {
-    fn synced_end(&self) -> crate::journal::SyncedEnd {
-        self.0.journal.synced_end()
+    fn synced_end(&self) -> Option<crate::journal::SyncedEnd> {
+        Some(self.0.upgrade()?.journal.synced_end())
     }
 
-    fn active_segment(&self) -> u64 {
-        self.0.journal.active_segment_id()
+    fn active_segment(&self) -> Option<u64> {
+        Some(self.0.upgrade()?.journal.active_segment_id())
     }
 }
 

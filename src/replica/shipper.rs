@@ -20,17 +20,24 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 /// What the shipper needs to know of the journal, without importing it:
 /// the engine implements it over its journal.
 pub(crate) trait JournalView: Send + Sync {
-    /// Where the synced records end.
-    fn synced_end(&self) -> SyncedEnd;
-    /// The id of the segment records are being written to.
-    fn active_segment(&self) -> u64;
+    /// Where the synced records end; `None` once the store is gone.
+    fn synced_end(&self) -> Option<SyncedEnd>;
+    /// The id of the segment records are being written to; `None` once
+    /// the store is gone.
+    fn active_segment(&self) -> Option<u64>;
 }
+
+/// How long closing a store waits for the replica's last tick. Past it,
+/// the thread is left to finish (or fail) on its own: a bucket that does
+/// not answer never holds a close for object_store's minutes of retries.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// What a replica has done, for health, metrics and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +110,8 @@ impl RetentionGate for Shared {
 pub(crate) struct Replica {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Closed by the thread when it returns.
+    finished: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Replica {
@@ -145,13 +154,18 @@ impl Replica {
             Err(e) => tracing::warn!(error = %e, "replica: cannot reach the bucket yet; retrying"),
             Ok(()) => {}
         }
+        let (done, finished) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("statewal-replica".into())
-            .spawn(move || shipper.run(interval))
+            .spawn(move || {
+                shipper.run(interval);
+                drop(done);
+            })
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot start the replica thread", e))?;
         Ok(Replica {
             shared,
             thread: Some(thread),
+            finished: Mutex::new(finished),
         })
     }
 
@@ -167,12 +181,24 @@ impl Replica {
         s
     }
 
-    /// Ships what there is once more, then stops the thread.
+    /// Ships what there is once more, then stops the thread; waits for
+    /// that at most [`STOP_WAIT`].
     pub(crate) fn stop(&mut self) {
         *self.shared.flags.lock() = (true, true);
         self.shared.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(t) = self.thread.take() else {
+            return;
+        };
+        match self.finished.lock().recv_timeout(STOP_WAIT) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    "replica: the last shipment did not finish within {STOP_WAIT:?}; \
+                     closing without waiting (the next open resumes from the bucket)"
+                );
+            }
+            _ => {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -261,7 +287,9 @@ impl Shipper {
     fn tick(&mut self) -> Result<()> {
         // The backlog is the local disk's business: it is counted even
         // while the bucket cannot be reached.
-        let active = self.journal.active_segment();
+        let Some(active) = self.journal.active_segment() else {
+            return Ok(()); // The store is gone.
+        };
         let ids = self.local_segments()?;
         for &id in ids.iter().filter(|&&id| id < active) {
             self.sealed_end_of(id)?;
@@ -361,8 +389,11 @@ impl Shipper {
     }
 
     fn ship_segments(&mut self) -> Result<()> {
-        let synced = self.journal.synced_end();
-        let active = self.journal.active_segment();
+        let (Some(synced), Some(active)) =
+            (self.journal.synced_end(), self.journal.active_segment())
+        else {
+            return Ok(());
+        };
         let ids = self.local_segments()?;
         for &id in &ids {
             let end = if id < active {

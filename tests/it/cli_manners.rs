@@ -192,11 +192,34 @@ fn global_flags_before_or_after_and_unbuilt_ones_refused_or_ignored() {
         .unwrap();
     assert!(String::from_utf8_lossy(&by_env.stdout).contains("1 task"));
 
-    for (flag, value) in [
-        ("--replicate", "file:///tmp/r"),
-        ("--key-file", "/nonexistent/key"),
-        ("--key-command", "cat key"),
-    ] {
+    // With replication built, a writer ships to --replicate: the bucket
+    // gets the claim. Without it, it refuses --replicate like the others.
+    #[cfg(feature = "replicate")]
+    {
+        let bucket = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/r", bucket.path().display());
+        check(
+            d,
+            &["put-task", "--replicate", &url, "-"],
+            r#"{"id":"r"}"#,
+            0,
+        );
+        assert!(bucket.path().join("r/statewal-replica.json").is_file());
+        check(d, &["delete-task", "r"], "", 0);
+    }
+    let refused: &[(&str, &str)] = if cfg!(feature = "replicate") {
+        &[
+            ("--key-file", "/nonexistent/key"),
+            ("--key-command", "cat key"),
+        ]
+    } else {
+        &[
+            ("--replicate", "file:///tmp/r"),
+            ("--key-file", "/nonexistent/key"),
+            ("--key-command", "cat key"),
+        ]
+    };
+    for &(flag, value) in refused {
         // A writer refuses every one: it would need it.
         let out = run_statewal(d, &["put-task", flag, value, "-"], r#"{"id":"z"}"#, &[]);
         assert_eq!(out.status.code(), Some(2), "put-task {flag}");

@@ -273,6 +273,12 @@ fn database_note(name: &str, uses: Uses) -> &'static str {
 /// ignores"), and the ones for features not built yet that it refuses.
 fn flag_note(uses: Uses) -> &'static str {
     match uses {
+        Uses::StoreWrites if cfg!(feature = "replicate") => {
+            "This command uses every global option; with --replicate (or STATEWAL_REPLICATE) \
+             it ships what it writes to that bucket (docs/replication.md). --key-file, \
+             --key-command (and STATEWAL_KEY) are for features not built yet: it refuses them \
+             (exit 2) rather than write without them."
+        }
         Uses::StoreWrites => {
             "This command uses every global option. --replicate, --key-file, --key-command \
              (and STATEWAL_KEY) are for features not built yet: it refuses them (exit 2) rather \
@@ -338,7 +344,11 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
     let opens = writes || uses == Uses::StoreReads;
     let given = [
         (
-            cli.replicate.is_some() && writes,
+            // Built (feature `replicate`) for the commands that write
+            // through a store; `migrate` and `copy` write files directly.
+            cli.replicate.is_some()
+                && writes
+                && !(cfg!(feature = "replicate") && uses == Uses::StoreWrites),
             "--replicate (STATEWAL_REPLICATE)",
             "replication (issue 11)",
         ),

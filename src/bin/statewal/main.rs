@@ -419,6 +419,12 @@ impl Cli {
         let opts = Options::new(&self.dir)
             .sync_policy(self.sync)
             .read_only(self.read_only);
+        // A store opened read-only ships nothing, so a reader ignores it.
+        #[cfg(feature = "replicate")]
+        let opts = match &self.replicate {
+            Some(url) => opts.replicate_to(url),
+            None => opts,
+        };
         match self.database_url() {
             Some(url) => opts.database(url),
             None => opts,
