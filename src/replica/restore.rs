@@ -57,7 +57,11 @@ pub fn restore_with(
     let bucket = Bucket::open(url, settings)?;
     let names = bucket.list()?;
     let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
-    let Some((generation, g)) = inv.newest() else {
+    let upto = match target {
+        RestoreTarget::Latest => u64::MAX,
+        RestoreTarget::Seq(s) => s,
+    };
+    let Some((generation, g)) = choose_generation(&inv, upto) else {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!("replica {url} holds no generation to restore"),
@@ -73,10 +77,6 @@ pub fn restore_with(
             ),
         ));
     }
-    let upto = match target {
-        RestoreTarget::Latest => u64::MAX,
-        RestoreTarget::Seq(s) => s,
-    };
     let mut report = RestoreReport {
         generation: generation.to_string(),
         checkpoint_seq: None,
@@ -113,6 +113,22 @@ pub fn restore_with(
     // Sync the journal directory so the segments' names survive power loss.
     fs.sync_dir(JOURNAL_DIR)?;
     Ok(report)
+}
+
+/// The generation that holds record `upto` (the newest for the latest
+/// record): the newest with a checkpoint at or before it (a generation
+/// after the first begins with a checkpoint, and holds nothing before
+/// it), else the oldest, which begins with the store's first record.
+fn choose_generation(inv: &Inventory, upto: u64) -> Option<(&str, &Generation)> {
+    if upto == u64::MAX {
+        return inv.newest();
+    }
+    inv.generations
+        .iter()
+        .rev()
+        .find(|(_, g)| g.checkpoints.first().is_some_and(|c| c.seq <= upto))
+        .or_else(|| inv.generations.iter().next())
+        .map(|(id, g)| (id.as_str(), g))
 }
 
 /// The newest checkpoint at or before `upto` whose bytes match the CRC in

@@ -362,3 +362,87 @@ fn unshipped_segments_are_kept_within_the_budget() {
     assert!(segments(&over) < 5, "past the budget, covered segments go");
     assert!(status.budget_overruns > 0, "{status:?}");
 }
+
+/// A directory restored to an earlier point and opened with the same
+/// replica does not continue the generation it came from (its journal
+/// stops short of what was shipped): it begins a new one, the latest
+/// restore follows it, and a restore to a point before its checkpoint
+/// still reads the old generation.
+#[test]
+fn a_restored_store_begins_a_new_generation() {
+    let tmp = scratch();
+    let bucket = file_bucket(tmp.path());
+    let first = tmp.path().join("first");
+    let store = Store::open(replicated(&first, &bucket)).unwrap();
+    let mut at = BTreeMap::new();
+    for i in 0..60 {
+        let seq = store.put_task(task(&format!("t{i}"))).unwrap();
+        if i == 20 {
+            store.checkpoint().unwrap();
+        }
+        at.insert(seq, tasks_of(&store));
+    }
+    drop(store);
+    let (&seq10, _) = at.iter().nth(10).unwrap();
+    let (&seq30, _) = at.iter().nth(30).unwrap();
+    // Back to record 30, then a different history from there.
+    let second = tmp.path().join("second");
+    restore(&bucket, &second, RestoreTarget::Seq(seq30));
+    let store = Store::open(replicated(&second, &bucket)).unwrap();
+    put_all(&store, &ids("new", 5));
+    let held = tasks_of(&store);
+    drop(store);
+    let names = objects(bucket.root.as_ref().unwrap());
+    let generations: std::collections::BTreeSet<String> =
+        segment_ranges(&names).into_iter().map(|r| r.0).collect();
+    assert_eq!(generations.len(), 2, "{names:#?}");
+    let latest = tmp.path().join("latest");
+    restore(&bucket, &latest, RestoreTarget::Latest);
+    assert_eq!(restored_tasks(&latest), held);
+    let early = tmp.path().join("early");
+    let report = restore(&bucket, &early, RestoreTarget::Seq(seq10));
+    assert_eq!(report.generation, *generations.first().unwrap());
+    assert_eq!(restored_tasks(&early), at[&seq10]);
+}
+
+/// A bucket that cannot be reached delays shipping, never a write: puts
+/// are acknowledged meanwhile, the failures are counted, and once the
+/// bucket is back the replica catches up with everything.
+#[test]
+fn shipping_catches_up_after_the_bucket_comes_back() {
+    let tmp = scratch();
+    // The bucket's parent is a regular file: every request fails.
+    let root = tmp.path().join("bucket");
+    std::fs::write(&root, b"").unwrap();
+    let bucket = Bucket {
+        url: format!("file://{}/replica", root.display()),
+        settings: Vec::new(),
+        root: Some(root.join("replica")),
+    };
+    let store = Store::open(replicated(&tmp.path().join("store"), &bucket)).unwrap();
+    put_all(&store, &ids("down", 30));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = store.replica_status().unwrap().unwrap();
+    assert!(
+        status.errors > 0 && status.last_error.is_some(),
+        "{status:?}"
+    );
+    assert_eq!(status.objects_shipped, 0, "{status:?}");
+    // The bucket comes back.
+    std::fs::remove_file(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    put_all(&store, &ids("up", 10));
+    let held = tasks_of(&store);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for attempt in 0.. {
+        let to = tmp.path().join(format!("restored{attempt}"));
+        if replica::restore_with(&bucket.url, &[], &to, RestoreTarget::Latest).is_ok()
+            && restored_tasks(&to) == held
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shipping never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(store);
+}
