@@ -258,6 +258,12 @@ impl JournalEngine {
             replica: None,
         };
         let mut checkpointed = false;
+        // Before the open's own checkpoints (a merge, recovered damage), so
+        // that none removes a segment the replica has not shipped.
+        #[cfg(feature = "replicate")]
+        if !store.shared.opts.read_only {
+            store.attach_replica()?;
+        }
         if !store.shared.opts.read_only {
             let done = reconcile::apply_owner(&store, plan, &prepared, segments_read_below)?;
             store.report.decisions = done.decisions;
@@ -294,8 +300,6 @@ impl JournalEngine {
         if store.shared.opts.read_only {
             return Ok(store); // Nothing to save or sync.
         }
-        #[cfg(feature = "replicate")]
-        store.attach_replica()?;
         store.spawn("statewal-autosave", |s| s.checkpointer())?;
         if let SyncPolicy::SyncEveryInterval(every) = store.shared.opts.sync_policy {
             let every = every.max(Duration::from_millis(1));
@@ -305,8 +309,7 @@ impl JournalEngine {
     }
 
     /// Starts the replica `Options::replicate_to` asks for, and hands its
-    /// retention gate to the checkpoint. Before the auto-save thread, so
-    /// that no checkpoint removes a segment the replica has not seen.
+    /// retention gate to the checkpoint.
     #[cfg(feature = "replicate")]
     fn attach_replica(&mut self) -> Result<()> {
         let Some(target) = self.shared.opts.replica.clone() else {
@@ -679,13 +682,13 @@ impl Engine for JournalEngine {
     fn shutdown(&mut self) -> Result<()> {
         self.stop_worker();
         // Drop does not checkpoint again: the worker is gone, which it checks.
-        if self.shared.opts.checkpoint_on_drop && !self.shared.opts.read_only {
-            let done = self.shared.checkpoint();
-            self.stop_replica();
-            done?;
-        }
+        let done = match self.shared.opts.checkpoint_on_drop && !self.shared.opts.read_only {
+            true => self.shared.checkpoint().map(drop),
+            false => Ok(()),
+        };
+        // After the last checkpoint, so that the replica ships it.
         self.stop_replica();
-        Ok(())
+        done
     }
 }
 
