@@ -333,7 +333,8 @@ impl JournalEngine {
     /// What the replica has shipped, if the store has one.
     #[cfg(feature = "replicate")]
     pub(crate) fn replica_status(&self) -> Option<crate::replica::ReplicaStatus> {
-        self.replica.as_ref().map(|r| r.status())
+        let last = self.shared.journal.last_seq();
+        self.replica.as_ref().map(|r| r.status(last))
     }
 
     /// Stops the replica after a last tick (it ships the last checkpoint).

@@ -49,6 +49,12 @@ pub struct ReplicaStatus {
     pub shipped_segment: u64,
     /// Where the shipped bytes of `shipped_segment` end.
     pub shipped_end: u64,
+    /// The last record shipped in a segment object (0: none yet).
+    pub shipped_seq: u64,
+    /// Records the store has journaled that the bucket does not hold yet
+    /// (in a segment object or under a checkpoint object): the lag in
+    /// records.
+    pub lag_records: u64,
     /// The `journal_seq` of the newest checkpoint shipped.
     pub checkpoint_seq: Option<u64>,
     /// Objects written.
@@ -144,6 +150,7 @@ impl Replica {
             generation: None,
             shipped: BTreeMap::new(),
             sealed_end: BTreeMap::new(),
+            salts: BTreeMap::new(),
             checkpoint_stat: None,
         };
         // The claim is checked before the open returns, so that a second
@@ -174,10 +181,13 @@ impl Replica {
         self.shared.clone()
     }
 
-    /// What has been shipped.
-    pub(crate) fn status(&self) -> ReplicaStatus {
+    /// What has been shipped, for a store whose last journaled record
+    /// is `last_seq`.
+    pub(crate) fn status(&self, last_seq: u64) -> ReplicaStatus {
         let mut s = self.shared.status.lock().clone();
         s.backlog_bytes = self.shared.backlog_bytes.load(Ordering::Acquire);
+        let shipped = s.shipped_seq.max(s.checkpoint_seq.unwrap_or(0));
+        s.lag_records = last_seq.saturating_sub(shipped);
         s
     }
 
@@ -221,6 +231,8 @@ struct Shipper {
     shipped: BTreeMap<u64, u64>,
     /// Per sealed segment: where its last valid frame ends.
     sealed_end: BTreeMap<u64, u64>,
+    /// Per segment: the salt of its record checksums, from its header.
+    salts: BTreeMap<u64, u64>,
     /// The stat of the `state.json` last shipped.
     checkpoint_stat: Option<FileStat>,
 }
@@ -433,6 +445,7 @@ impl Shipper {
         ids.sort_unstable();
         self.sealed_end
             .retain(|id, _| ids.binary_search(id).is_ok());
+        self.salts.retain(|id, _| ids.binary_search(id).is_ok());
         Ok(ids)
     }
 
@@ -462,12 +475,49 @@ impl Shipper {
         }
         let generation = self.generation.as_deref().expect("chosen before shipping");
         let name = layout::segment_object(generation, id, from, end, crc32fast::hash(&bytes));
+        let last = self.last_seq_in(id, from, &bytes)?;
         self.put(&name, bytes)?;
         self.shipped.insert(id, end);
         let mut s = self.shared.status.lock();
         s.shipped_segment = id;
         s.shipped_end = end;
+        s.shipped_seq = s.shipped_seq.max(last.unwrap_or(0));
         Ok(())
+    }
+
+    /// The sequence number of the last record in `bytes`, which start at
+    /// offset `from` of segment `id`, at a frame (a marker's frame carries
+    /// a number no greater than the record before it).
+    fn last_seq_in(&mut self, id: u64, from: u64, bytes: &[u8]) -> Result<Option<u64>> {
+        use crate::journal::record::{Decoded, SEGMENT_HEADER_LEN, SegmentHeader, decode_record};
+        let mut pos = 0;
+        let salt = match self.salts.get(&id) {
+            Some(&salt) => salt,
+            None => {
+                let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(id));
+                let head = match from {
+                    0 => bytes.to_vec(),
+                    _ => self
+                        .fs
+                        .read_at(&rel, 0, SEGMENT_HEADER_LEN as u64)?
+                        .unwrap_or_default(),
+                };
+                let Ok(header) = SegmentHeader::decode(&head) else {
+                    return Ok(None);
+                };
+                self.salts.insert(id, header.salt);
+                header.salt
+            }
+        };
+        if from == 0 {
+            pos = SegmentHeader::decode(bytes).map_or(bytes.len(), |h| h.len());
+        }
+        let mut last = None;
+        while let Decoded::Record(r, len) = decode_record(&bytes[pos.min(bytes.len())..], salt) {
+            last = last.max(Some(r.seq));
+            pos += len;
+        }
+        Ok(last)
     }
 
     /// A create-only put; an object already there under the same name holds

@@ -133,6 +133,7 @@ fn active_segment_is_shipped_while_open() {
     let bucket = file_bucket(tmp.path());
     let store = Store::open(replicated(&tmp.path().join("store"), &bucket)).unwrap();
     put_all(&store, &ids("t", 30));
+    let last_seq = store.put_task(task("last")).unwrap();
     let held = tasks_of(&store);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut attempt = 0;
@@ -156,6 +157,8 @@ fn active_segment_is_shipped_while_open() {
         status.objects_shipped > 0 && status.last_error.is_none(),
         "{status:?}"
     );
+    assert_eq!(status.shipped_seq, last_seq, "{status:?}");
+    assert_eq!(status.lag_records, 0, "{status:?}");
 }
 
 /// A restore at a sequence number holds exactly the records up to it,
@@ -428,6 +431,7 @@ fn shipping_catches_up_after_the_bucket_comes_back() {
         "{status:?}"
     );
     assert_eq!(status.objects_shipped, 0, "{status:?}");
+    assert_eq!(status.lag_records, 30, "{status:?}");
     // The bucket comes back.
     std::fs::remove_file(&root).unwrap();
     std::fs::create_dir(&root).unwrap();
