@@ -160,6 +160,12 @@ impl JournalEngine {
     /// Opens (creating if needed) the state directory in `opts` on the real
     /// filesystem; `subscriber` also sees `state:loaded`.
     pub(crate) fn open(opts: Options, subscriber: Option<Subscriber>) -> Result<JournalEngine> {
+        // Before the directory is made: a mistyped replica URL leaves
+        // nothing behind.
+        #[cfg(feature = "replicate")]
+        if let Some(url) = opts.replica_url() {
+            crate::replica::runtime::check_url(url)?;
+        }
         let fs = real_fs(&opts)?;
         JournalEngine::open_on(opts, fs, subscriber)
     }
@@ -179,6 +185,16 @@ impl JournalEngine {
                 ),
             ));
         }
+        // The replica's URL is checked before anything is written: a typo
+        // must not leave a new directory behind.
+        #[cfg(feature = "replicate")]
+        let bucket = match &opts.replica {
+            // Settings without a URL (`replica_setting` alone) ship nowhere.
+            Some(t) if !opts.read_only && !t.url.is_empty() => {
+                Some(crate::replica::runtime::Bucket::open(&t.url, &t.settings)?)
+            }
+            _ => None,
+        };
         let (fs, lock, mut rec, prepared) = if opts.read_only {
             open_read_only(&opts, fs)?
         } else {
@@ -261,8 +277,8 @@ impl JournalEngine {
         // Before the open's own checkpoints (a merge, recovered damage), so
         // that none removes a segment the replica has not shipped.
         #[cfg(feature = "replicate")]
-        if !store.shared.opts.read_only {
-            store.attach_replica()?;
+        if let Some(bucket) = bucket {
+            store.attach_replica(bucket)?;
         }
         if !store.shared.opts.read_only {
             let done = reconcile::apply_owner(&store, plan, &prepared, segments_read_below)?;
@@ -311,11 +327,7 @@ impl JournalEngine {
     /// Starts the replica `Options::replicate_to` asks for, and hands its
     /// retention gate to the checkpoint.
     #[cfg(feature = "replicate")]
-    fn attach_replica(&mut self) -> Result<()> {
-        let Some(target) = self.shared.opts.replica.clone() else {
-            return Ok(());
-        };
-        let bucket = crate::replica::runtime::Bucket::open(&target.url, &target.settings)?;
+    fn attach_replica(&mut self, bucket: crate::replica::runtime::Bucket) -> Result<()> {
         let store_id = self.shared.ckpt.lock().store_id.clone();
         let replica = crate::replica::shipper::Replica::start(
             bucket,

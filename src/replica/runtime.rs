@@ -50,12 +50,7 @@ impl Bucket {
     /// Opens `url` with `settings` (over the process environment's
     /// `AWS_*`, `AZURE_*` and `GOOGLE_*` variables) and starts its thread.
     pub fn open(url: &str, settings: &[(String, String)]) -> Result<Bucket> {
-        let parsed = url::Url::parse(url).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("replica URL {url:?} does not parse: {e}"),
-            )
-        })?;
+        let parsed = check_url(url)?;
         let mut all: Vec<(String, String)> = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -67,14 +62,13 @@ impl Bucket {
             known.then(|| (k.to_ascii_lowercase(), v))
         }));
         all.extend(settings.iter().cloned());
-        let (store, prefix) = object_store::parse_url_opts(&parsed, all).map_err(|e| {
+        let (store, prefix) = build_store(&parsed, all).map_err(|e| {
             Error::with_source(
                 ErrorKind::InvalidInput,
                 format!("cannot use replica URL {url}: {e}"),
                 e,
             )
         })?;
-        let store: Arc<dyn ObjectStore> = Arc::from(store);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -208,6 +202,79 @@ impl Drop for Bucket {
             let _ = t.join();
         }
     }
+}
+
+/// `url` parsed, if it names one of the replica's four backends; nothing
+/// is reached or started.
+pub fn check_url(url: &str) -> Result<url::Url> {
+    use object_store::ObjectStoreScheme as Scheme;
+    let invalid = |why: String| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("cannot use replica URL {url:?}: {why}"),
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    match Scheme::parse(&parsed)
+        .map_err(|e| invalid(e.to_string()))?
+        .0
+    {
+        Scheme::Local | Scheme::AmazonS3 | Scheme::GoogleCloudStorage | Scheme::MicrosoftAzure => {
+            Ok(parsed)
+        }
+        _ => Err(invalid("use s3://, gs://, az:// or file://".into())),
+    }
+}
+
+/// How often, and for how long, one request is retried before the tick
+/// fails (object_store's default is 10 retries within 3 minutes): the
+/// shipper retries the whole tick at its next interval anyway, and a close
+/// waits for its last tick.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+        ..Default::default()
+    }
+}
+
+/// `object_store::parse_url_opts`, with the replica's retry settings
+/// (which that function has no option for). Only the four schemes the
+/// replica documents are taken.
+fn build_store(
+    url: &url::Url,
+    options: Vec<(String, String)>,
+) -> object_store::Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::ObjectStoreScheme as Scheme;
+    let (scheme, path) = Scheme::parse(url)?;
+    let prefix = Path::parse(path)?;
+    macro_rules! built {
+        ($builder:ty) => {{
+            let builder = options.into_iter().fold(
+                <$builder>::new().with_url(url.to_string()),
+                |b, (key, value)| match key.to_ascii_lowercase().parse() {
+                    Ok(k) => b.with_config(k, value),
+                    Err(_) => b,
+                },
+            );
+            Arc::new(builder.with_retry(retry()).build()?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let store = match scheme {
+        Scheme::Local => Arc::new(object_store::local::LocalFileSystem::new()) as _,
+        Scheme::AmazonS3 => built!(object_store::aws::AmazonS3Builder),
+        Scheme::GoogleCloudStorage => built!(object_store::gcp::GoogleCloudStorageBuilder),
+        Scheme::MicrosoftAzure => built!(object_store::azure::MicrosoftAzureBuilder),
+        other => {
+            return Err(object_store::Error::NotSupported {
+                source: format!(
+                    "{other:?} is not a replica backend: use s3://, gs://, az:// or file://"
+                )
+                .into(),
+            });
+        }
+    };
+    Ok((store, prefix))
 }
 
 fn bucket_error(url: &str, what: &str, e: object_store::Error) -> Error {

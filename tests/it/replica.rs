@@ -520,3 +520,18 @@ fn kill_9_while_shipping_then_restart_converges() {
     let restored: std::collections::BTreeSet<String> = restored_tasks(&to).into_keys().collect();
     assert_eq!(restored, acked);
 }
+
+/// A URL that is not one of the four backends is refused at open, with
+/// the URL in the message, before anything is written.
+#[test]
+fn other_schemes_are_refused() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    for url in ["memory:///r", "http://127.0.0.1:1/r", "not a url"] {
+        let opts = Options::new(&dir).replicate_to(url);
+        let e = Store::open(opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+        assert!(e.to_string().contains("replica URL"), "{url}: {e}");
+        assert!(!dir.exists(), "{url}: the directory was created");
+    }
+}
