@@ -248,19 +248,26 @@ impl Shipper {
                 f.1 = false;
                 f.0
             };
-            match self.tick() {
+            let result = self.tick();
+            let mut s = self.shared.status.lock();
+            match result {
                 Ok(()) => {
-                    let mut s = self.shared.status.lock();
-                    s.last_error = None;
+                    if s.last_error.take().is_some() {
+                        tracing::info!("replica: shipping again");
+                    }
                     s.last_success = Some(SystemTime::now());
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "replica: shipping failed; retrying on the next tick");
-                    let mut s = self.shared.status.lock();
+                    let message = e.to_string();
+                    // Once per cause, not once a second while a bucket is down.
+                    if s.last_error.as_deref() != Some(message.as_str()) {
+                        tracing::warn!(error = %e, "replica: shipping failed; retrying every tick");
+                    }
                     s.errors += 1;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(message);
                 }
             }
+            drop(s);
             if stop {
                 return;
             }
