@@ -47,3 +47,57 @@ pub fn restore_with(
 ) -> Result<RestoreReport> {
     restore::restore_with(url, settings, dir.as_ref(), target)
 }
+
+/// One generation in a bucket, as [`inspect`] reads it from a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GenerationInfo {
+    /// Its id (24 hex digits; sorts by the time it began).
+    pub id: String,
+    /// The `journal_seq` of each checkpoint object, ascending.
+    pub checkpoints: Vec<u64>,
+    /// Each segment: its id, where its joined objects end, how many
+    /// objects it has, and the first object that does not join, if any.
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// One segment of a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The segment id.
+    pub id: u64,
+    /// Where the objects that join from byte 0 end.
+    pub shipped_end: u64,
+    /// Objects of this segment.
+    pub objects: usize,
+    /// The first object that does not start where the one before ends.
+    pub gap_at: Option<String>,
+}
+
+/// What the bucket at `url` holds, generation by generation (oldest
+/// first), from one listing: nothing is downloaded or checked. Names under
+/// the prefix that statewal does not write are left out.
+pub fn inspect(url: &str, settings: &[(String, String)]) -> Result<Vec<GenerationInfo>> {
+    let bucket = runtime::Bucket::open(url, settings)?;
+    let names = bucket.list()?;
+    let inv = layout::Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+    Ok(inv
+        .generations
+        .iter()
+        .map(|(id, g)| GenerationInfo {
+            id: id.clone(),
+            checkpoints: g.checkpoints.iter().map(|c| c.seq).collect(),
+            segments: g
+                .segments
+                .iter()
+                .map(|(&seg, ranges)| SegmentInfo {
+                    id: seg,
+                    shipped_end: g.shipped_end(seg),
+                    objects: ranges.len(),
+                    gap_at: g.joined(seg).1.map(|r| r.name.clone()),
+                })
+                .collect(),
+        })
+        .collect())
+}

@@ -93,6 +93,20 @@ fn round_trip(bucket: &Bucket) {
     assert!(report.stopped_at.is_none(), "{report:?}");
     assert!(report.checkpoint_seq.is_some(), "{report:?}");
     assert_eq!(restored_tasks(&to), held, "task by task");
+    // What the bucket holds, from its listing: one generation, the close's
+    // checkpoint (the earlier ones may have been replaced before a tick
+    // saw them), and the three segments, each joined.
+    let generations = replica::inspect(&bucket.url, &bucket.settings).unwrap();
+    assert_eq!(generations.len(), 1, "{generations:?}");
+    let g = &generations[0];
+    assert_eq!(g.id, report.generation);
+    assert_eq!(g.checkpoints.last().copied(), report.checkpoint_seq);
+    assert!(g.segments.len() >= 3, "{g:?}");
+    assert!(
+        g.segments
+            .iter()
+            .all(|s| s.gap_at.is_none() && s.shipped_end > 0)
+    );
 }
 
 #[test]
