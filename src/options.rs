@@ -488,7 +488,7 @@ impl Options {
     /// endpoints come from the usual environment variables (`AWS_*`,
     /// `AZURE_*`, `GOOGLE_*`) and [`Options::replica_setting`]. The layout
     /// in the bucket and what it survives are in `docs/replication.md`;
-    /// [`crate::replica::restore`] rebuilds a directory from it. Needs the
+    /// `statewal::replica::restore` rebuilds a directory from it. Needs the
     /// cargo feature `replicate`: without it, opening the store fails with
     /// [`crate::ErrorKind::Unsupported`]. Not used by the PostgreSQL
     /// engine, which refuses it. Default: no replica.

@@ -13,7 +13,7 @@
 //!
 //! **Invariant:** the journal modules (`src/journal/`, `checkpoint.rs`,
 //! `recovery.rs`) never import this one; the journal engine attaches it,
-//! and the checkpoint sees it only as a [`crate::checkpoint::RetentionGate`].
+//! and the checkpoint sees it only as a `RetentionGate` (`src/checkpoint.rs`).
 
 pub(crate) mod layout;
 mod restore;
