@@ -161,9 +161,9 @@ impl JournalEngine {
     /// filesystem; `subscriber` also sees `state:loaded`.
     pub(crate) fn open(opts: Options, subscriber: Option<Subscriber>) -> Result<JournalEngine> {
         // Before the directory is made: a mistyped replica URL leaves
-        // nothing behind.
+        // nothing behind. A reader ships nothing, so it ignores the URL.
         #[cfg(feature = "replicate")]
-        if let Some(url) = opts.replica_url() {
+        if let Some(url) = opts.replica_url().filter(|_| !opts.read_only) {
             crate::replica::runtime::check_url(url)?;
         }
         let fs = real_fs(&opts)?;

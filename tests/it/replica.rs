@@ -548,4 +548,8 @@ fn other_schemes_are_refused() {
         assert!(e.to_string().contains("replica URL"), "{url}: {e}");
         assert!(!dir.exists(), "{url}: the directory was created");
     }
+    // A reader ships nothing: it ignores even a URL that would not do.
+    drop(Store::open(Options::new(&dir)).unwrap());
+    let reader = Options::new(&dir).read_only(true).replicate_to("not a url");
+    drop(Store::open(reader).unwrap());
 }
