@@ -49,6 +49,28 @@ pub enum Event {
     /// the tasks you follow. The changes after the gap are still
     /// delivered, after this event.
     ChangesMissed,
+    /// `replica:gap` (statewal's own, feature `replicate`): the replica's
+    /// disk budget (`Options::replica_backlog_bytes_max`) was exceeded, so
+    /// a checkpoint removed journal segments the replica had not shipped.
+    /// The bucket lacks their records: point-in-time restore has a gap,
+    /// and the replica begins a new generation at its next tick
+    /// (`docs/replication.md`, "Disk budget for unshipped segments").
+    /// Sent by the checkpoint that removed them, before its `state:saved`.
+    ReplicaGap {
+        /// Bytes of sealed segments not shipped when the budget was found
+        /// exceeded.
+        backlog_bytes: u64,
+        /// The budget.
+        backlog_bytes_max: u64,
+    },
+    /// `replica:failing` (statewal's own, feature `replicate`): a shipping
+    /// tick failed after one that succeeded (or the first tick failed),
+    /// with the error, said for a person. Sent once per run of failures,
+    /// from the replica's thread; local writes go on regardless.
+    ReplicaFailing(String),
+    /// `replica:recovered` (statewal's own, feature `replicate`): a tick
+    /// shipped everything it found after a `replica:failing`.
+    ReplicaRecovered,
 }
 
 /// One committed change of one task, as [`Event::TaskChanged`] carries it.
@@ -111,6 +133,9 @@ impl Event {
             Event::Reconciled(_) => "state:reconciled",
             Event::TaskChanged(_) => "task:changed",
             Event::ChangesMissed => "changes:missed",
+            Event::ReplicaGap { .. } => "replica:gap",
+            Event::ReplicaFailing(_) => "replica:failing",
+            Event::ReplicaRecovered => "replica:recovered",
         }
     }
 }
@@ -189,6 +214,14 @@ struct Queue {
     delivered: u64,
     /// The thread delivering now, if one is.
     deliverer: Option<ThreadId>,
+}
+
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscribers")
+            .field("count", &self.count.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Subscribers {

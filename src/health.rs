@@ -14,8 +14,9 @@ use std::path::Path;
 /// problem: one default-sized journal (`checkpoint_journal_bytes`) must fit.
 pub const HEALTH_FREE_BYTES_MIN: u64 = 64 * 1024 * 1024;
 
-/// What [`health`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What [`health`] found. (`PartialEq` only: [`Health::replica`] holds a
+/// lag in fractional seconds.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Health {
     /// The state directory, as given.
@@ -52,6 +53,14 @@ pub struct Health {
     /// said for a person: the unusable backups statewal did not write (the
     /// original server leaves empty and cut-short ones behind).
     pub warnings: Vec<String>,
+    /// The replica of an open store that ships to a bucket
+    /// ([`crate::Store::health`] of a store opened with
+    /// `Options::replicate_to`): its lag, what it shipped, its errors. A
+    /// replica whose last tick failed, or that went past its disk budget
+    /// and has not shipped since, is a problem; an overrun it has
+    /// recovered from is a warning. `None` from [`health`], which opens no
+    /// store, and for a store that ships nowhere.
+    pub replica: Option<crate::metrics::ReplicaMetrics>,
 }
 
 /// Checks the state directory `dir` without opening a store: existence and
@@ -190,8 +199,44 @@ impl Health {
             lock_holder_pid: None,
             problems: Vec::new(),
             warnings: Vec::new(),
+            replica: None,
         }
     }
+}
+
+/// What a replica's figures make a problem (shipping failing now; past
+/// the disk budget and not yet shipping the new generation) and a warning
+/// (budget overruns since open it has recovered from), each naming the
+/// replica's URL.
+pub(crate) fn replica_findings(r: &crate::metrics::ReplicaMetrics) -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    if let Some(e) = r.last_error.as_deref().filter(|_| r.failing) {
+        problems.push(format!(
+            "replica {} is failing ({} failed ticks since open, {} records not shipped; last success {}): {e}",
+            r.url,
+            r.errors,
+            r.lag_records,
+            r.last_success.as_deref().unwrap_or("none since open"),
+        ));
+    }
+    let overrun = format!(
+        "replica {} went past its disk budget of {} bytes of unshipped journal {} since open: \
+         checkpoints removed segments it had not shipped, so point-in-time restore has a gap",
+        r.url,
+        r.backlog_bytes_max,
+        match r.budget_overruns {
+            1 => "once".to_string(),
+            n => format!("{n} times"),
+        }
+    );
+    if r.past_budget {
+        problems.push(format!(
+            "{overrun}; a new generation begins at the next tick that succeeds"
+        ));
+    } else if r.budget_overruns > 0 {
+        warnings.push(overrun);
+    }
+    (problems, warnings)
 }
 
 /// `h` with `problems` added (each unless one already names the same

@@ -130,7 +130,7 @@ pub mod report {
     pub use crate::copy::{CopyReport, KindDigest, StoreDigest};
     pub use crate::health::Health;
     pub use crate::layout::Skipped;
-    pub use crate::metrics::StoreMetrics;
+    pub use crate::metrics::{ReplicaMetrics, StoreMetrics};
     pub use crate::migrate::{MigrationReport, RollbackReport};
     pub use crate::reconcile::{Action, Decision, Merged};
     pub use crate::recovery::{Damage, LoadedFrom, RecoveryReport};

@@ -44,6 +44,59 @@ pub struct StoreMetrics {
     pub files: BTreeMap<String, u64>,
     /// Tasks in the store.
     pub tasks: u64,
+    /// The replica shipping this store (`Options::replicate_to`), if it has
+    /// one. Always present in the type, with or without the cargo feature
+    /// `replicate`: `None` when the store ships nowhere, which is always
+    /// the case without the feature, on PostgreSQL and in a read-only open.
+    pub replica: Option<ReplicaMetrics>,
+}
+
+/// What a store's replica has shipped since the store was opened, and how
+/// far behind the bucket is (`docs/replication.md`, "Lag and
+/// observability"). Part of [`StoreMetrics`] and of
+/// [`crate::report::Health`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ReplicaMetrics {
+    /// The replica's URL, as given to `Options::replicate_to`.
+    pub url: String,
+    /// The generation being shipped to, once the first tick chose one.
+    pub generation: Option<String>,
+    /// The last record the bucket holds in a segment object (0: none yet).
+    pub shipped_seq: u64,
+    /// The `journal_seq` of the newest checkpoint shipped since open.
+    pub checkpoint_seq: Option<u64>,
+    /// Records journaled that the bucket does not hold yet: the lag in
+    /// records.
+    pub lag_records: u64,
+    /// The lag in seconds: 0 when `lag_records` is 0, else the seconds
+    /// since the last tick that shipped everything it found (the records
+    /// the bucket lacks were synced after it, give or take the sync
+    /// interval). `None` while no tick has succeeded since open.
+    pub lag_seconds: Option<f64>,
+    /// Objects uploaded since open.
+    pub objects_shipped: u64,
+    /// Bytes uploaded since open.
+    pub bytes_shipped: u64,
+    /// Ticks that failed since open.
+    pub errors: u64,
+    /// True when the last tick failed; `last_error` then says why.
+    pub failing: bool,
+    /// The error of the last tick, if it failed.
+    pub last_error: Option<String>,
+    /// When a tick last shipped everything it found (RFC 3339, UTC).
+    pub last_success: Option<String>,
+    /// Bytes of sealed journal segments not shipped yet.
+    pub backlog_bytes: u64,
+    /// `Options::replica_backlog_bytes_max`: past it, checkpoints remove
+    /// unshipped segments and the replica starts a new generation.
+    pub backlog_bytes_max: u64,
+    /// Times since open that the budget let a checkpoint remove segments
+    /// the replica had not shipped (each a gap in point-in-time restore).
+    pub budget_overruns: u64,
+    /// True from a budget overrun until a tick has shipped the new
+    /// generation's base: the bucket cannot yet restore past the gap.
+    pub past_budget: bool,
 }
 
 #[cfg(feature = "metrics")]
@@ -70,6 +123,22 @@ impl StoreMetrics {
         gauge!("statewal_tasks").set(self.tasks as f64);
         for (dir, n) in &self.files {
             gauge!("statewal_files", "dir" => dir.clone()).set(*n as f64);
+        }
+        if let Some(r) = &self.replica {
+            gauge!("statewal_replica_lag_records").set(r.lag_records as f64);
+            if let Some(s) = r.lag_seconds {
+                gauge!("statewal_replica_lag_seconds").set(s);
+            }
+            gauge!("statewal_replica_shipped_seq").set(r.shipped_seq as f64);
+            counter!("statewal_replica_objects_shipped_total").absolute(r.objects_shipped);
+            counter!("statewal_replica_bytes_shipped_total").absolute(r.bytes_shipped);
+            counter!("statewal_replica_errors_total").absolute(r.errors);
+            gauge!("statewal_replica_failing").set(f64::from(u8::from(r.failing)));
+            if let Some(t) = r.last_success_unix_seconds() {
+                gauge!("statewal_replica_last_success_timestamp_seconds").set(t);
+            }
+            gauge!("statewal_replica_backlog_bytes").set(r.backlog_bytes as f64);
+            counter!("statewal_replica_budget_overruns_total").absolute(r.budget_overruns);
         }
     }
 }
@@ -159,7 +228,19 @@ impl StoreMetrics {
             files: BTreeMap::new(),
             tasks: 0,
             superseded_journal_bytes: 0,
+            replica: None,
         }
+    }
+}
+
+impl ReplicaMetrics {
+    /// `last_success` as seconds since the Unix epoch, as Prometheus's
+    /// `_timestamp_seconds` gauges take it.
+    pub fn last_success_unix_seconds(&self) -> Option<f64> {
+        let t = self.last_success.as_deref()?;
+        let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        Some(t.unix_timestamp_nanos() as f64 / 1e9)
     }
 }
 

@@ -334,6 +334,7 @@ impl JournalEngine {
             self.shared.fs.clone(),
             Arc::new(ReplicaView(Arc::downgrade(&self.shared))),
             store_id,
+            self.shared.subscribers.clone(),
             self.shared.opts.replicate_interval,
             self.shared.opts.replica_backlog_bytes_max,
         )?;
@@ -347,6 +348,15 @@ impl JournalEngine {
     pub(crate) fn replica_status(&self) -> Option<crate::replica::ReplicaStatus> {
         let last = self.shared.journal.last_seq();
         self.replica.as_ref().map(|r| r.status(last))
+    }
+
+    /// The replica's figures for metrics and health, if the store has one.
+    fn replica_metrics(&self) -> Option<crate::metrics::ReplicaMetrics> {
+        #[cfg(feature = "replicate")]
+        if let Some(r) = &self.replica {
+            return Some(r.metrics(self.shared.journal.last_seq()));
+        }
+        None
     }
 
     /// Stops the replica after a last tick (it ships the last checkpoint).
@@ -680,6 +690,7 @@ impl Engine for JournalEngine {
         m.fsyncs = j.syncs.load(Ordering::Relaxed);
         m.fsync_total_seconds = metrics::seconds(j.sync_nanos.load(Ordering::Relaxed));
         m.tasks = self.shared.state.read().tasks.len() as u64;
+        m.replica = self.replica_metrics();
         metrics::collect(&*self.shared.fs, &self.shared.ckpt_counters, m)
     }
 
@@ -689,7 +700,17 @@ impl Engine for JournalEngine {
     /// not write (`crate::derived`).
     fn health(&self) -> Health {
         let derived = self.shared.ckpt_derived.problems();
-        crate::health::with_problems(crate::health(&self.shared.opts.dir), derived)
+        let mut h = crate::health(&self.shared.opts.dir);
+        if let Some(r) = self.replica_metrics() {
+            // Pushed as they are: `with_problems` drops a problem whose
+            // first word another one names, and both of these begin
+            // "replica".
+            let (problems, warnings) = crate::health::replica_findings(&r);
+            h.problems.extend(problems);
+            h.warnings.extend(warnings);
+            h.replica = Some(r);
+        }
+        crate::health::with_problems(h, derived)
     }
 
     fn shutdown(&mut self) -> Result<()> {

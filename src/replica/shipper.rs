@@ -14,6 +14,8 @@ use super::layout::{self, Inventory};
 use super::runtime::{Bucket, Put};
 use crate::checkpoint::RetentionGate;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Subscribers};
+use crate::metrics::ReplicaMetrics;
 use crate::fs::{self, FileStat, Fs};
 use crate::journal::{JOURNAL_DIR, SyncedEnd, parse_segment_name};
 use parking_lot::{Condvar, Mutex};
@@ -71,6 +73,9 @@ pub struct ReplicaStatus {
     pub backlog_bytes: u64,
     /// Times the disk budget let a checkpoint remove unshipped segments.
     pub budget_overruns: u64,
+    /// True from a budget overrun until a tick that began after it has
+    /// shipped everything it found (the new generation's base included).
+    pub past_budget: bool,
 }
 
 /// The part shared between the shipper thread, the store and the
@@ -85,6 +90,8 @@ pub(crate) struct Shared {
     /// hole, and the next tick starts a new one.
     overrun: AtomicBool,
     status: Mutex<ReplicaStatus>,
+    /// The store's subscribers, for the replica's events.
+    subscribers: Arc<Subscribers>,
     /// (stop, kick)
     flags: Mutex<(bool, bool)>,
     wake: Condvar,
@@ -106,7 +113,17 @@ impl RetentionGate for Shared {
              the replica starts a new generation from the next checkpoint"
         );
         self.overrun.store(true, Ordering::Release);
-        self.status.lock().budget_overruns += 1;
+        {
+            let mut s = self.status.lock();
+            s.budget_overruns += 1;
+            s.past_budget = true;
+        }
+        // Queued only: the checkpoint calling this holds the store's locks,
+        // and delivers once it has released them.
+        self.subscribers.emit(Event::ReplicaGap {
+            backlog_bytes: backlog,
+            backlog_bytes_max: self.backlog_bytes_max,
+        });
         u64::MAX
     }
 }
@@ -115,6 +132,7 @@ impl RetentionGate for Shared {
 #[derive(Debug)]
 pub(crate) struct Replica {
     shared: Arc<Shared>,
+    url: String,
     thread: Option<JoinHandle<()>>,
     /// Closed by the thread when it returns.
     finished: Mutex<mpsc::Receiver<()>>,
@@ -128,6 +146,7 @@ impl Replica {
         fs: Arc<dyn Fs>,
         journal: Arc<dyn JournalView>,
         store_id: String,
+        subscribers: Arc<Subscribers>,
         interval: Duration,
         backlog_bytes_max: u64,
     ) -> Result<Replica> {
@@ -138,9 +157,11 @@ impl Replica {
             backlog_bytes_max,
             overrun: AtomicBool::new(false),
             status: Mutex::default(),
+            subscribers,
             flags: Mutex::default(),
             wake: Condvar::new(),
         });
+        let url = bucket.url().to_string();
         let mut shipper = Shipper {
             bucket,
             fs,
@@ -171,6 +192,7 @@ impl Replica {
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot start the replica thread", e))?;
         Ok(Replica {
             shared,
+            url,
             thread: Some(thread),
             finished: Mutex::new(finished),
         })
@@ -189,6 +211,34 @@ impl Replica {
         let shipped = s.shipped_seq.max(s.checkpoint_seq.unwrap_or(0));
         s.lag_records = last_seq.saturating_sub(shipped);
         s
+    }
+
+    /// [`Replica::status`] as the store's metrics and health show it.
+    pub(crate) fn metrics(&self, last_seq: u64) -> ReplicaMetrics {
+        let s = self.status(last_seq);
+        let lag_seconds = match (s.lag_records, s.last_success) {
+            (0, _) => Some(0.0),
+            (_, Some(t)) => Some(t.elapsed().map_or(0.0, |d| d.as_secs_f64())),
+            (_, None) => None,
+        };
+        ReplicaMetrics {
+            url: self.url.clone(),
+            generation: s.generation,
+            shipped_seq: s.shipped_seq,
+            checkpoint_seq: s.checkpoint_seq,
+            lag_records: s.lag_records,
+            lag_seconds,
+            objects_shipped: s.objects_shipped,
+            bytes_shipped: s.bytes_shipped,
+            errors: s.errors,
+            failing: s.last_error.is_some(),
+            last_error: s.last_error,
+            last_success: s.last_success.map(rfc3339),
+            backlog_bytes: s.backlog_bytes,
+            backlog_bytes_max: self.shared.backlog_bytes_max,
+            budget_overruns: s.budget_overruns,
+            past_budget: s.past_budget,
+        }
     }
 
     /// Ships what there is once more, then stops the thread; waits for
@@ -248,26 +298,41 @@ impl Shipper {
                 f.1 = false;
                 f.0
             };
+            // An overrun after this point is not resolved by this tick.
+            let overruns_before = self.shared.status.lock().budget_overruns;
             let result = self.tick();
             let mut s = self.shared.status.lock();
-            match result {
+            let event = match result {
                 Ok(()) => {
-                    if s.last_error.take().is_some() {
+                    let recovered = s.last_error.take().is_some();
+                    if recovered {
                         tracing::info!("replica: shipping again");
                     }
                     s.last_success = Some(SystemTime::now());
+                    if s.budget_overruns == overruns_before {
+                        s.past_budget = false;
+                    }
+                    recovered.then_some(Event::ReplicaRecovered)
                 }
                 Err(e) => {
                     let message = e.to_string();
+                    let started = s.last_error.is_none();
                     // Once per cause, not once a second while a bucket is down.
                     if s.last_error.as_deref() != Some(message.as_str()) {
                         tracing::warn!(error = %e, "replica: shipping failed; retrying every tick");
                     }
                     s.errors += 1;
-                    s.last_error = Some(message);
+                    s.last_error = Some(message.clone());
+                    started.then_some(Event::ReplicaFailing(message))
                 }
-            }
+            };
             drop(s);
+            // This thread holds none of the store's locks: it delivers its
+            // own events (and any a checkpoint left queued).
+            if let Some(event) = event {
+                self.shared.subscribers.emit(event);
+            }
+            self.shared.subscribers.deliver();
             if stop {
                 return;
             }
@@ -580,6 +645,12 @@ pub(crate) fn frames_end(bytes: &[u8]) -> u64 {
         };
     }
     end
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn unix_ms() -> u64 {

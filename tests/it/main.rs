@@ -77,6 +77,8 @@ mod read_only;
 mod readback;
 #[cfg(feature = "replicate")]
 mod replica;
+#[cfg(feature = "replicate")]
+mod replica_observe;
 #[cfg(feature = "sim")]
 mod restart;
 #[cfg(feature = "sim")]

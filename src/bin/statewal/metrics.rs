@@ -4,7 +4,7 @@
 use crate::Cli;
 use crate::commands::open_readonly;
 use statewal::Result;
-use statewal::report::StoreMetrics;
+use statewal::report::{ReplicaMetrics, StoreMetrics};
 use std::fmt::Write;
 use std::process::ExitCode;
 
@@ -98,6 +98,9 @@ pub fn prometheus(m: &StoreMetrics) -> String {
         m.superseded_journal_bytes as f64,
     );
     family("tasks", "gauge", "Tasks in the store.", m.tasks as f64);
+    if let Some(r) = &m.replica {
+        replica_families(&mut family, r);
+    }
     let _ = writeln!(out, "# HELP statewal_files Files per layout directory.");
     let _ = writeln!(out, "# TYPE statewal_files gauge");
     for (dir, n) in &m.files {
@@ -108,6 +111,75 @@ pub fn prometheus(m: &StoreMetrics) -> String {
         );
     }
     out
+}
+
+/// The replica's families (`--replicate`), present only when the store
+/// ships to a bucket.
+fn replica_families(family: &mut impl FnMut(&str, &str, &str, f64), r: &ReplicaMetrics) {
+    family(
+        "replica_lag_records",
+        "gauge",
+        "Records journaled that the replica's bucket does not hold yet.",
+        r.lag_records as f64,
+    );
+    if let Some(s) = r.lag_seconds {
+        family(
+            "replica_lag_seconds",
+            "gauge",
+            "0 when the bucket holds every record, else seconds since the last tick that shipped everything it found.",
+            s,
+        );
+    }
+    family(
+        "replica_shipped_seq",
+        "gauge",
+        "The last journal record the bucket holds.",
+        r.shipped_seq as f64,
+    );
+    family(
+        "replica_objects_shipped_total",
+        "counter",
+        "Objects uploaded to the bucket since open.",
+        r.objects_shipped as f64,
+    );
+    family(
+        "replica_bytes_shipped_total",
+        "counter",
+        "Bytes uploaded to the bucket since open.",
+        r.bytes_shipped as f64,
+    );
+    family(
+        "replica_errors_total",
+        "counter",
+        "Shipping ticks that failed since open.",
+        r.errors as f64,
+    );
+    family(
+        "replica_failing",
+        "gauge",
+        "1 when the last shipping tick failed, else 0.",
+        f64::from(u8::from(r.failing)),
+    );
+    if let Some(t) = r.last_success_unix_seconds() {
+        family(
+            "replica_last_success_timestamp_seconds",
+            "gauge",
+            "When a tick last shipped everything it found (Unix time).",
+            t,
+        );
+    }
+    family(
+        "replica_backlog_bytes",
+        "gauge",
+        "Bytes of sealed journal segments not shipped yet.",
+        r.backlog_bytes as f64,
+    );
+    family(
+        "replica_budget_overruns_total",
+        "counter",
+        "Times since open that the disk budget let a checkpoint remove unshipped segments.",
+        r.budget_overruns as f64,
+    );
 }
 
 /// A `# HELP` text in the text format: backslash and line feed escaped.

@@ -617,12 +617,29 @@ fn dispatch<'a>(store: &'a Store, r: &Value) -> Result<Reply<'a>> {
                 ("tasks", json!(s.tasks_total)),
             ]));
         }
+        // The live store's, replica included (`--replicate`): what a
+        // separate `statewal health` or `metrics` process cannot see.
+        "health" => {
+            let h = serde_json::to_value(store.health()).map_err(internal_json)?;
+            return Ok(now([("health", h)]));
+        }
+        "metrics" => {
+            let m = serde_json::to_value(store.metrics()?).map_err(internal_json)?;
+            return Ok(now([("metrics", m)]));
+        }
         other => return Err(bad(format!("unknown op {other:?}"))),
     };
     if store.options().database_url().is_some() {
         return Ok(now([("seq", json!(apply_now(store, mutation)?))]));
     }
     Ok(Reply::Durable(store.submit(mutation)?))
+}
+
+fn internal_json(e: serde_json::Error) -> statewal::Error {
+    statewal::Error::new(
+        statewal::ErrorKind::Internal,
+        format!("cannot encode the answer as JSON: {e}"),
+    )
 }
 
 /// A mutation through the calls every engine offers, returning once it is

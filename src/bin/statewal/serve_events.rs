@@ -101,6 +101,20 @@ impl EventStream {
                 // PostgreSQL pruned changes before they were read: the
                 // client must reload, so it is told, never left to skip.
                 Event::ChangesMissed => json!({"event": "changes_missed"}),
+                // The replica (--replicate): loud, since the bucket's copy
+                // is what a lost machine is restored from.
+                Event::ReplicaGap {
+                    backlog_bytes,
+                    backlog_bytes_max,
+                } => json!({
+                    "event": "replica_gap",
+                    "backlog_bytes": backlog_bytes,
+                    "backlog_bytes_max": backlog_bytes_max,
+                }),
+                Event::ReplicaFailing(error) => {
+                    json!({"event": "replica_failing", "error": error})
+                }
+                Event::ReplicaRecovered => json!({"event": "replica_recovered"}),
                 _ => return,
             };
             shared.push(generation, encode(&line));
