@@ -228,6 +228,44 @@ mod tests {
         store.shutdown().unwrap();
     }
 
+    /// A store that ships to a bucket shows its replica's families, each
+    /// with its HELP and TYPE.
+    #[cfg(feature = "replicate")]
+    #[test]
+    fn a_replica_adds_its_families() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/bucket", tmp.path().display());
+        std::fs::create_dir(tmp.path().join("bucket")).unwrap();
+        let opts = Options::new(tmp.path().join("store"))
+            .replicate_to(&url)
+            .replicate_interval(std::time::Duration::from_millis(10));
+        let store = Store::open(opts).unwrap();
+        store.put_task(statewal::Task::new("a")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let text = loop {
+            let text = prometheus(&store.metrics().unwrap());
+            if text.contains("statewal_replica_lag_records 0\n") {
+                break text;
+            }
+            assert!(std::time::Instant::now() < deadline, "{text}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        for family in [
+            "replica_lag_seconds",
+            "replica_bytes_shipped_total",
+            "replica_errors_total",
+            "replica_failing",
+            "replica_last_success_timestamp_seconds",
+            "replica_backlog_bytes",
+            "replica_budget_overruns_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE statewal_{family} ")), "{family}: {text}");
+        }
+        assert!(!text.contains("statewal_replica_bytes_shipped_total 0\n"), "{text}");
+        let plain = Store::open(Options::new(tmp.path().join("plain"))).unwrap();
+        assert!(!prometheus(&plain.metrics().unwrap()).contains("replica"));
+    }
+
     #[test]
     fn help_texts_are_escaped() {
         assert_eq!(escape_help("a\\b\nc \"d\""), "a\\\\b\\nc \"d\"");
