@@ -41,6 +41,19 @@ pub(crate) trait JournalView: Send + Sync {
 /// not answer never holds a close for object_store's minutes of retries.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
+/// The most bytes of a segment one object holds, unless a single frame is
+/// larger (a record may be up to 64 MiB): a longer range is shipped as
+/// several objects, each ending at a frame. A sealed segment grows to four
+/// times `checkpoint_journal_bytes` before a deferred checkpoint must run
+/// (256 MiB by default, more if that is raised), and the shipper holds one
+/// object in memory at a time; 8 MiB pieces keep that small, and keep every
+/// put a single request well under each backend's single-put limit (5 GiB
+/// on S3), so no multipart upload is needed (`docs/decisions.md`).
+pub(crate) const OBJECT_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// How much of a segment is read at a time while walking its frames.
+const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
+
 /// What a replica has done, for health, metrics and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -489,7 +502,7 @@ impl Shipper {
             };
             let from = self.shipped.get(&id).copied().unwrap_or(0);
             if end > from {
-                self.ship_range(id, from, end)?;
+                self.ship_pieces(id, from, end)?;
             } else if end < from {
                 // The local segment is shorter than what was shipped of it
                 // (cut by a salvage): the generation no longer describes
@@ -527,11 +540,87 @@ impl Shipper {
         if let Some(&end) = self.sealed_end.get(&id) {
             return Ok(end);
         }
-        let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(id));
-        let bytes = self.fs.read_unmapped(&rel)?.unwrap_or_default();
-        let end = frames_end(&bytes);
+        let end = self.walk_frames(id, 0, u64::MAX, u64::MAX)?;
         self.sealed_end.insert(id, end);
         Ok(end)
+    }
+
+    /// Ships bytes `from..end` of segment `id` (both at frames) as objects
+    /// of at most [`OBJECT_BYTES_MAX`] each, unless one frame is larger.
+    fn ship_pieces(&mut self, id: u64, from: u64, end: u64) -> Result<()> {
+        let mut at = from;
+        while at < end {
+            let cut = match end - at <= OBJECT_BYTES_MAX {
+                true => end,
+                false => self.walk_frames(id, at, end, OBJECT_BYTES_MAX)?,
+            };
+            // No whole frame found from `at` (the file changed under us):
+            // the rest in one object, as the range was decided.
+            let cut = if cut > at { cut } else { end };
+            self.ship_range(id, at, cut)?;
+            at = cut;
+        }
+        Ok(())
+    }
+
+    /// The salt of segment `id`'s record checksums and where its records
+    /// start, from its header; `None` if it has no valid header.
+    fn header_of(&mut self, id: u64) -> Result<Option<(u64, u64)>> {
+        use crate::journal::record::{SEGMENT_HEADER_LEN, SegmentHeader};
+        let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(id));
+        let head = self
+            .fs
+            .read_at(&rel, 0, SEGMENT_HEADER_LEN as u64)?
+            .unwrap_or_default();
+        let Ok(header) = SegmentHeader::decode(&head) else {
+            return Ok(None);
+        };
+        self.salts.insert(id, header.salt);
+        Ok(Some((header.salt, header.len() as u64)))
+    }
+
+    /// Walks the frames of segment `id` from `from` (0: past its header;
+    /// else the start of a frame), reading [`SCAN_CHUNK_BYTES`] (or one
+    /// frame) at a time, never the whole file. Returns the end of the last
+    /// whole valid frame before damage, the file's end or `limit`, and
+    /// before the first frame that would end more than `span_max` past
+    /// `from` (one frame at least).
+    fn walk_frames(&mut self, id: u64, from: u64, limit: u64, span_max: u64) -> Result<u64> {
+        use crate::journal::record::{Decoded, decode_record};
+        let Some((salt, header_len)) = self.header_of(id)? else {
+            return Ok(0);
+        };
+        let rel = fs::join(JOURNAL_DIR, &crate::journal::segment_name(id));
+        let first = from.max(header_len);
+        let mut pos = first; // The file offset of `buf[at]`.
+        let mut buf = Vec::new();
+        let mut at = 0;
+        let mut eof = false;
+        loop {
+            match decode_record(&buf[at..], salt) {
+                Decoded::Record(_, len) => {
+                    let next = pos + len as u64;
+                    if next > limit || (pos > first && next - from > span_max) {
+                        return Ok(pos);
+                    }
+                    at += len;
+                    pos = next;
+                }
+                Decoded::Incomplete if !eof => {
+                    buf.drain(..at);
+                    at = 0;
+                    let at_file = pos + buf.len() as u64;
+                    let more = self
+                        .fs
+                        .read_at(&rel, at_file, SCAN_CHUNK_BYTES)?
+                        .unwrap_or_default();
+                    eof = (more.len() as u64) < SCAN_CHUNK_BYTES;
+                    buf.extend_from_slice(&more);
+                }
+                // Damage, zeros written ahead, or the file's end.
+                _ => return Ok(pos),
+            }
+        }
     }
 
     fn ship_range(&mut self, id: u64, from: u64, end: u64) -> Result<()> {
@@ -623,28 +712,6 @@ impl Shipper {
         self.shared.keep_from.store(keep_from, Ordering::Release);
         self.shared.backlog_bytes.store(backlog, Ordering::Release);
     }
-}
-
-/// Where the valid frames of a segment's bytes end: after the last record
-/// or marker that comes before any damage.
-pub(crate) fn frames_end(bytes: &[u8]) -> u64 {
-    use crate::journal::reader::{Piece, scan_segment};
-    use crate::journal::record::{MARKER_FRAME_LEN, RECORD_HEADER_LEN};
-    let scan = scan_segment(bytes);
-    let Ok(header) = &scan.header else {
-        return 0;
-    };
-    let mut end = header.len() as u64;
-    for piece in &scan.pieces {
-        end = match piece {
-            Piece::Record { offset, record } => {
-                offset + (RECORD_HEADER_LEN + record.payload.len()) as u64
-            }
-            Piece::Marker { offset, .. } => offset + MARKER_FRAME_LEN as u64,
-            Piece::Damaged { .. } => break,
-        };
-    }
-    end
 }
 
 fn rfc3339(t: SystemTime) -> String {

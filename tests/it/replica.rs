@@ -553,3 +553,47 @@ fn other_schemes_are_refused() {
     let reader = Options::new(&dir).read_only(true).replicate_to("not a url");
     drop(Store::open(reader).unwrap());
 }
+
+/// A range of a segment longer than 8 MiB goes up as several objects of
+/// at most 8 MiB each, each ending at a frame (the shipper holds one
+/// object in memory at a time, and every put stays one request); they join
+/// and restore as one.
+#[test]
+fn a_long_range_is_shipped_in_pieces() {
+    let tmp = scratch();
+    let bucket = file_bucket(tmp.path());
+    let dir = tmp.path().join("store");
+    // No tick before the close: the whole segment is one range then.
+    let opts = replicated(&dir, &bucket)
+        .replicate_interval(Duration::from_secs(3600))
+        .sync_policy(statewal::SyncPolicy::OsBuffered);
+    let store = Store::open(opts).unwrap();
+    for i in 0..2500 {
+        let mut t = task(&format!("t{i}"));
+        t.set_description("x".repeat(4096));
+        store.put_task(t).unwrap();
+    }
+    let held = tasks_of(&store);
+    drop(store);
+    let root = bucket.root.as_ref().unwrap();
+    let names = objects(root);
+    let ranges = segment_ranges(&names);
+    let first = &ranges[0].1;
+    let pieces: Vec<(u64, u64)> = ranges
+        .iter()
+        .filter(|r| &r.1 == first)
+        .map(|r| (r.2, r.3))
+        .collect();
+    assert!(pieces.len() > 1, "{names:#?}");
+    let mut at = 0;
+    for (start, end) in pieces {
+        assert_eq!(start, at, "{names:#?}");
+        assert!(end - start <= 8 * 1024 * 1024, "{names:#?}");
+        at = end;
+    }
+    assert!(at > 8 * 1024 * 1024, "{names:#?}");
+    let to = tmp.path().join("restored");
+    let report = restore(&bucket, &to, RestoreTarget::Latest);
+    assert!(report.stopped_at.is_none(), "{report:?}");
+    assert_eq!(restored_tasks(&to), held);
+}
