@@ -757,6 +757,13 @@ impl crate::replica::shipper::JournalView for ReplicaView {
     fn active_segment(&self) -> Option<u64> {
         Some(self.0.upgrade()?.journal.active_segment_id())
     }
+
+    fn checkpoint(&self) -> Option<(u32, u64)> {
+        let shared = self.0.upgrade()?;
+        // Never waits for a checkpoint under way: the shipper parses instead.
+        let ctx = shared.ckpt.try_lock()?;
+        Some((ctx.state_crc?, ctx.covered_seq?))
+    }
 }
 
 impl Shared {
