@@ -238,8 +238,8 @@ impl ReplicaMetrics {
     /// `_timestamp_seconds` gauges take it.
     pub fn last_success_unix_seconds(&self) -> Option<f64> {
         let t = self.last_success.as_deref()?;
-        let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .ok()?;
+        let t =
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
         Some(t.unix_timestamp_nanos() as f64 / 1e9)
     }
 }

@@ -82,10 +82,16 @@ fn metrics_and_health_show_what_was_shipped() {
     assert_eq!(r.shipped_seq, last, "{r:?}");
     assert_eq!(r.lag_seconds, Some(0.0), "{r:?}");
     assert!(r.objects_shipped > 0 && r.bytes_shipped > 0, "{r:?}");
-    assert!(!r.failing && r.last_error.is_none() && r.errors == 0, "{r:?}");
+    assert!(
+        !r.failing && r.last_error.is_none() && r.errors == 0,
+        "{r:?}"
+    );
     assert!(r.last_success.is_some() && r.generation.is_some(), "{r:?}");
     let h = store.health();
-    assert_eq!(h.replica.as_ref().map(|r| r.url.as_str()), Some(url.as_str()));
+    assert_eq!(
+        h.replica.as_ref().map(|r| r.url.as_str()),
+        Some(url.as_str())
+    );
     assert!(
         !h.problems.iter().any(|p| p.contains("replica")),
         "{:?}",
@@ -143,10 +149,9 @@ fn an_unreachable_bucket_degrades_health_until_it_is_back() {
 fn past_a_zero_budget_the_gap_is_an_event_and_a_problem() {
     let tmp = scratch();
     let down = Down::new(tmp.path());
-    let store = Store::open(
-        opts(&tmp.path().join("store"), &down.url).replica_backlog_bytes_max(0),
-    )
-    .unwrap();
+    let store =
+        Store::open(opts(&tmp.path().join("store"), &down.url).replica_backlog_bytes_max(0))
+            .unwrap();
     let (events, _sub) = recorded(&store);
     for round in 0..3 {
         put_all(&store, &ids(&format!("r{round}-"), 5));
@@ -257,7 +262,10 @@ fn serve_shows_the_replica_in_health_metrics_and_events() {
     // The recovery event comes from the replica's thread, between answers,
     // maybe after the answer that saw the recovery.
     while !events.iter().any(|e| e["event"] == "replica_recovered") {
-        assert!(Instant::now() < deadline, "no replica_recovered: {events:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no replica_recovered: {events:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
         ask(json!({"op": "stats"}), &mut events);
     }
@@ -266,7 +274,11 @@ fn serve_shows_the_replica_in_health_metrics_and_events() {
         .filter_map(|e| e["event"].as_str())
         .filter(|e| e.starts_with("replica_"))
         .collect();
-    assert_eq!(names, ["replica_failing", "replica_recovered"], "{events:?}");
+    assert_eq!(
+        names,
+        ["replica_failing", "replica_recovered"],
+        "{events:?}"
+    );
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }

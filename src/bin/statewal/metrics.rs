@@ -259,9 +259,15 @@ mod tests {
             "replica_backlog_bytes",
             "replica_budget_overruns_total",
         ] {
-            assert!(text.contains(&format!("# TYPE statewal_{family} ")), "{family}: {text}");
+            assert!(
+                text.contains(&format!("# TYPE statewal_{family} ")),
+                "{family}: {text}"
+            );
         }
-        assert!(!text.contains("statewal_replica_bytes_shipped_total 0\n"), "{text}");
+        assert!(
+            !text.contains("statewal_replica_bytes_shipped_total 0\n"),
+            "{text}"
+        );
         let plain = Store::open(Options::new(tmp.path().join("plain"))).unwrap();
         assert!(!prometheus(&plain.metrics().unwrap()).contains("replica"));
     }
