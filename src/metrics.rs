@@ -327,4 +327,41 @@ mod tests {
         assert_eq!(seen["statewal_superseded_journal_bytes{}"], 512.0);
         assert_eq!(seen.len(), 13, "{seen:?}");
     }
+
+    #[test]
+    fn publish_hands_the_replica_figures_to_the_recorder() {
+        let mut m = StoreMetrics::empty();
+        m.replica = Some(ReplicaMetrics {
+            url: "file:///b".into(),
+            generation: None,
+            shipped_seq: 9,
+            checkpoint_seq: None,
+            lag_records: 4,
+            lag_seconds: Some(1.5),
+            objects_shipped: 2,
+            bytes_shipped: 300,
+            errors: 1,
+            failing: true,
+            last_error: Some("down".into()),
+            last_success: Some("1970-01-01T00:00:10Z".into()),
+            backlog_bytes: 77,
+            backlog_bytes_max: 100,
+            budget_overruns: 3,
+            past_budget: false,
+        });
+        let capture = Capture::default();
+        ::metrics::with_local_recorder(&capture, || m.publish());
+        let seen = capture.0.lock().unwrap();
+        assert_eq!(seen["statewal_replica_lag_records{}"], 4.0);
+        assert_eq!(seen["statewal_replica_lag_seconds{}"], 1.5);
+        assert_eq!(seen["statewal_replica_bytes_shipped_total{}"], 300.0);
+        assert_eq!(seen["statewal_replica_errors_total{}"], 1.0);
+        assert_eq!(seen["statewal_replica_failing{}"], 1.0);
+        assert_eq!(
+            seen["statewal_replica_last_success_timestamp_seconds{}"],
+            10.0
+        );
+        assert_eq!(seen["statewal_replica_budget_overruns_total{}"], 3.0);
+        assert_eq!(seen.len(), 12 + 10, "{seen:?}");
+    }
 }
