@@ -78,6 +78,8 @@ mod readback;
 #[cfg(feature = "replicate")]
 mod replica;
 #[cfg(feature = "replicate")]
+mod replica_hostile;
+#[cfg(feature = "replicate")]
 mod replica_observe;
 #[cfg(feature = "sim")]
 mod restart;
