@@ -64,7 +64,7 @@ pub fn restore_with(
     let Some((generation, g)) = choose_generation(&inv, upto) else {
         return Err(Error::new(
             ErrorKind::NotFound,
-            format!("replica {url} holds no generation to restore"),
+            format!("replica {} holds no generation to restore", bucket.url()),
         ));
     };
     let fs = RealFs::new(dir)?;

@@ -29,6 +29,7 @@ pub enum Put {
 
 /// A bucket (and prefix) reached through the runtime thread.
 pub struct Bucket {
+    /// The URL as messages show it: credentials in it hidden.
     url: String,
     prefix: Path,
     jobs: Option<mpsc::Sender<Job>>,
@@ -51,6 +52,8 @@ impl Bucket {
     /// `AWS_*`, `AZURE_*` and `GOOGLE_*` variables) and starts its thread.
     pub fn open(url: &str, settings: &[(String, String)]) -> Result<Bucket> {
         let parsed = check_url(url)?;
+        // Every message names the URL, and a URL may hold a secret.
+        let shown = crate::options::redacted(url);
         let mut all: Vec<(String, String)> = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -65,7 +68,10 @@ impl Bucket {
         let (store, prefix) = build_store(&parsed, all).map_err(|e| {
             Error::with_source(
                 ErrorKind::InvalidInput,
-                format!("cannot use replica URL {url}: {e}"),
+                format!(
+                    "cannot use replica URL {shown}: {}",
+                    hide_password(url, &e.to_string())
+                ),
                 e,
             )
         })?;
@@ -89,14 +95,14 @@ impl Bucket {
                 Error::with_source(ErrorKind::Io, "cannot start the replica's I/O thread", e)
             })?;
         Ok(Bucket {
-            url: url.to_string(),
+            url: shown,
             prefix,
             jobs: Some(jobs),
             thread: Some(thread),
         })
     }
 
-    /// The URL it was opened with.
+    /// The URL it was opened with, credentials hidden.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -211,7 +217,11 @@ pub fn check_url(url: &str) -> Result<url::Url> {
     let invalid = |why: String| {
         Error::new(
             ErrorKind::InvalidInput,
-            format!("cannot use replica URL {url:?}: {why}"),
+            format!(
+                "cannot use replica URL {:?}: {}",
+                crate::options::redacted(url),
+                hide_password(url, &why)
+            ),
         )
     };
     let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
@@ -275,6 +285,19 @@ fn build_store(
         }
     };
     Ok((store, prefix))
+}
+
+/// `message` (object_store's, which may quote the URL) with the URL's
+/// password, if it has one, hidden.
+fn hide_password(url: &str, message: &str) -> String {
+    match url::Url::parse(url)
+        .ok()
+        .as_ref()
+        .and_then(|u| u.password())
+    {
+        Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
+        _ => message.to_string(),
+    }
 }
 
 fn bucket_error(url: &str, what: &str, e: object_store::Error) -> Error {
