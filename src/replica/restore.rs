@@ -86,27 +86,41 @@ pub fn restore_with(
         stopped_at: None,
         skipped_checkpoints: Vec::new(),
     };
-    let base = fetch_checkpoint(&bucket, g, upto, &mut report)?;
+    // The store every object must belong to: the claim's, else the
+    // checkpoint's, else the first segment's.
+    let mut store_id = claimed_store(&bucket)?;
+    let base = fetch_checkpoint(&bucket, g, upto, store_id.as_deref(), &mut report)?;
     fs.create_dir(JOURNAL_DIR)?;
-    if let Some((seq, bytes)) = &base {
+    if let Some((seq, bytes, id)) = &base {
         report.checkpoint_seq = Some(*seq);
         report.last_seq = *seq;
+        store_id = store_id.or_else(|| id.clone());
         fs::write_atomic(&fs, "", crate::layout::STATE_FILE, bytes)?;
     }
-    let base_seq = base.as_ref().map_or(0, |(s, _)| *s);
+    let base_seq = base.as_ref().map_or(0, |(s, _, _)| *s);
     for &segment in g.segments.keys() {
         let (bytes, stop) = fetch_segment(&bucket, g, segment, &mut report)?;
-        let kept = keep_records(&bytes, base_seq, upto, report.last_seq);
-        let Some((len, last)) = kept.map_err(|e| corrupt_segment(segment, &e))? else {
-            if stop {
-                break;
-            }
-            continue;
+        let expect = Expect {
+            segment,
+            base: base_seq,
+            upto,
+            prev: report.last_seq,
         };
-        fs::write_atomic(&fs, JOURNAL_DIR, &segment_name(segment), &bytes[..len])?;
-        report.segments += 1;
-        report.last_seq = last;
-        if stop || last >= upto {
+        let kept = keep_records(&bytes, &expect, &mut store_id);
+        if let Some(last) = kept.last {
+            fs::write_atomic(&fs, JOURNAL_DIR, &segment_name(segment), &bytes[..kept.len])?;
+            report.segments += 1;
+            report.last_seq = last;
+        }
+        if let Some((offset, why)) = kept.refused {
+            // What comes after a refused frame cannot be placed: stop here,
+            // naming the object that holds it.
+            let name = object_at(g, segment, offset);
+            tracing::warn!(object = %name, why, "restore: stopping before an object");
+            report.stopped_at = Some(format!("{name}: {why}"));
+            break;
+        }
+        if stop || kept.last.is_some_and(|l| l >= upto) {
             break;
         }
     }
@@ -137,8 +151,9 @@ fn fetch_checkpoint(
     bucket: &Bucket,
     g: &Generation,
     upto: u64,
+    store_id: Option<&str>,
     report: &mut RestoreReport,
-) -> Result<Option<(u64, Vec<u8>)>> {
+) -> Result<Option<(u64, Vec<u8>, Option<String>)>> {
     let candidates: Vec<&Checkpoint> = g.checkpoints.iter().filter(|c| c.seq <= upto).collect();
     for c in candidates.into_iter().rev() {
         report.objects += 1;
@@ -147,8 +162,15 @@ fn fetch_checkpoint(
             "its CRC-32 does not match its name"
         } else {
             match crate::layout::parse_state(&bytes) {
-                Ok(s) if s.journal_seq == c.seq => return Ok(Some((c.seq, bytes))),
-                Ok(_) => "its journal_seq does not match its name",
+                Ok(s) if s.journal_seq != c.seq => "its journal_seq does not match its name",
+                Ok(s)
+                    if store_id.is_some()
+                        && s.store_id.is_some()
+                        && s.store_id.as_deref() != store_id =>
+                {
+                    "it belongs to another store than the replica's claim names"
+                }
+                Ok(s) => return Ok(Some((c.seq, bytes, s.store_id))),
                 Err(_) => "it does not parse as state.json",
             }
         };
@@ -193,63 +215,126 @@ fn fetch_segment(
     Ok((bytes, false))
 }
 
-/// Of a segment's bytes, the length to keep and its last record: records
-/// through `upto`. `None` when it holds no record after `base` (nothing to
-/// write). An error when its records do not follow `prev` (the last
-/// record already restored).
-fn keep_records(
-    bytes: &[u8],
+/// What a segment's bytes must be: segment `segment`, following record
+/// `prev` (the last one restored), of which records after `base` (the
+/// checkpoint's) and through `upto` are kept.
+struct Expect {
+    segment: u64,
     base: u64,
     upto: u64,
     prev: u64,
-) -> std::result::Result<Option<(usize, u64)>, String> {
+}
+
+/// Of a segment's bytes, what to keep.
+#[derive(Debug, Default)]
+struct Kept {
+    /// The length to write.
+    len: usize,
+    /// The last record kept; `None` when no record after the checkpoint is
+    /// (nothing to write).
+    last: Option<u64>,
+    /// The offset of the first frame that cannot be restored, and why:
+    /// the restore stops there.
+    refused: Option<(u64, String)>,
+}
+
+/// Of a segment's bytes, the records through `expect.upto`, up to the
+/// first thing that cannot be restored: a header that is not this
+/// segment's or not this store's (`store_id`, set from the first segment
+/// when nothing named it before), a first record that does not follow
+/// the last one restored (a segment missing), or damage.
+fn keep_records(bytes: &[u8], expect: &Expect, store_id: &mut Option<String>) -> Kept {
+    let refuse = |offset: u64, why: String| Kept {
+        refused: Some((offset, why)),
+        ..Kept::default()
+    };
     if bytes.is_empty() {
-        return Ok(None);
+        return Kept::default();
     }
     let scan = scan_segment(bytes);
-    let header = scan.header.clone()?;
-    let mut end = header.len();
+    let header = match &scan.header {
+        Ok(h) => h.clone(),
+        Err(e) => return refuse(0, format!("its segment header does not decode: {e}")),
+    };
+    if header.id != expect.segment {
+        return refuse(
+            0,
+            format!("it holds segment {}, not {}", header.id, expect.segment),
+        );
+    }
+    if let Some(id) = header.store_id.as_ref().map(crate::journal::record::id_hex) {
+        match store_id {
+            Some(ours) if *ours != id => {
+                return refuse(
+                    0,
+                    format!("it belongs to another store (id {id}; the replica's is {ours})"),
+                );
+            }
+            Some(_) => {}
+            None => *store_id = Some(id),
+        }
+    }
+    let mut kept = Kept {
+        len: header.len(),
+        ..Kept::default()
+    };
     let mut last = None;
     for piece in &scan.pieces {
         match piece {
             Piece::Record { offset, record } => {
-                if record.seq > upto {
+                if record.seq > expect.upto {
                     break;
                 }
-                end = *offset as usize
+                kept.len = *offset as usize
                     + crate::journal::record::RECORD_HEADER_LEN
                     + record.payload.len();
                 last = Some(record.seq);
             }
             Piece::Marker { offset, .. } => {
-                end = *offset as usize + crate::journal::record::MARKER_FRAME_LEN;
+                kept.len = *offset as usize + crate::journal::record::MARKER_FRAME_LEN;
             }
             Piece::Damaged { offset, reason, .. } => {
-                return Err(format!("damaged at byte {offset}: {reason}"));
+                kept.refused = Some((*offset, format!("damaged at byte {offset}: {reason}")));
+                break;
             }
         }
     }
     match last {
-        Some(last) if last > base => {
-            if header.first_seq > prev + 1 {
-                return Err(format!(
-                    "starts at record {} but the records before end at {prev}",
-                    header.first_seq
-                ));
+        Some(last) if last > expect.base => {
+            if header.first_seq > expect.prev + 1 {
+                return refuse(
+                    0,
+                    format!(
+                        "it starts at record {} but the records before it end at {} \
+                         (a segment is missing)",
+                        header.first_seq, expect.prev
+                    ),
+                );
             }
-            Ok(Some((end, last)))
+            kept.last = Some(last);
         }
-        _ => Ok(None),
+        _ => {}
     }
+    kept
 }
 
-fn corrupt_segment(segment: u64, why: &str) -> Error {
-    Error::new(
-        ErrorKind::Corrupt,
-        format!(
-            "replica segment {} ({}) cannot be restored: {why}",
-            segment,
-            layout::SEGMENTS
-        ),
-    )
+/// The name of the object of `segment` that holds byte `offset` (its
+/// first object for 0; its last when none does).
+fn object_at(g: &Generation, segment: u64, offset: u64) -> String {
+    let (joined, _) = g.joined(segment);
+    joined
+        .iter()
+        .find(|r| r.start <= offset && offset < r.end)
+        .or(joined.last())
+        .map_or_else(|| format!("segment {segment}"), |r| r.name.clone())
+}
+
+/// The store id the replica's claim names, if it has a claim that says.
+fn claimed_store(bucket: &Bucket) -> Result<Option<String>> {
+    let Some(bytes) = bucket.get(layout::CLAIM)? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("store_id")?.as_str().map(str::to_string)))
 }
