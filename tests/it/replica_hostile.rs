@@ -250,3 +250,29 @@ fn a_segment_of_another_store_stops_the_restore() {
         assert_eq!(restored, want);
     }
 }
+
+/// A store that lives shorter than one shipping interval (every CLI
+/// command run with `--replicate`) ships its journal at close, after its
+/// last checkpoint: that checkpoint saw a gate that had not looked yet and
+/// kept every segment. Once shipped, the segments the checkpoint covered
+/// go like they do without a replica. (They piled up instead, one per
+/// open, and each close read them all again: 20 opens left 20 segments.)
+#[test]
+fn short_lived_stores_do_not_pile_up_shipped_segments() {
+    let tmp = scratch();
+    let (url, _) = file_bucket(tmp.path());
+    let dir = tmp.path().join("store");
+    for i in 0..20 {
+        // The default interval, as the CLI ships: no tick before the close.
+        let opts = replicated(&dir, &url).replicate_interval(Duration::from_secs(1));
+        let store = Store::open(opts).unwrap();
+        store.put_task(task(&format!("t{i}"))).unwrap();
+        drop(store);
+    }
+    let local = crate::util::segments(&dir).len();
+    assert!(local <= 3, "{local} segments kept locally");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let to = tmp.path().join("restored");
+    replica::restore(&url, &to, RestoreTarget::Latest).unwrap();
+    assert_eq!(restored_tasks(&to).len(), 20);
+}
