@@ -527,6 +527,16 @@ fn backup_kind(fs: &dyn Fs, name: &str) -> Result<BackupKind> {
     })
 }
 
+/// Removes the covered segments that the retention gate held back at the
+/// last checkpoint and has let go since (a replica that shipped them after
+/// it, as at a close): the checkpoint's own bound, the gate read anew.
+pub(crate) fn remove_released_segments(fs: &dyn Fs, ctx: &CheckpointCtx) -> Result<usize> {
+    let Some(gate) = &ctx.retention_gate else {
+        return Ok(0);
+    };
+    remove_segments(fs, ctx.removable_below.min(gate.keep_from()))
+}
+
 fn remove_segments(fs: &dyn Fs, below: u64) -> Result<usize> {
     let mut n = 0;
     for name in fs.list(crate::journal::JOURNAL_DIR)? {

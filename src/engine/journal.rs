@@ -359,11 +359,21 @@ impl JournalEngine {
         None
     }
 
-    /// Stops the replica after a last tick (it ships the last checkpoint).
+    /// Stops the replica after a last tick (it ships the last checkpoint),
+    /// then removes the covered segments that tick shipped: a store that
+    /// closes before the replica's first tick kept them all at its last
+    /// checkpoint, and would keep them for ever.
     fn stop_replica(&mut self) {
         #[cfg(feature = "replicate")]
         if let Some(mut r) = self.replica.take() {
             r.stop();
+            let ctx = self.shared.ckpt.lock();
+            match crate::checkpoint::remove_released_segments(&*self.shared.fs, &ctx) {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "removing shipped journal segments at close failed; the next checkpoint does")
+                }
+            }
         }
     }
 
