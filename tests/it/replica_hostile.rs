@@ -276,3 +276,28 @@ fn short_lived_stores_do_not_pile_up_shipped_segments() {
     replica::restore(&url, &to, RestoreTarget::Latest).unwrap();
     assert_eq!(restored_tasks(&to).len(), 20);
 }
+
+/// A bucket that accepts connections and never answers holds neither the
+/// open, nor the writes, nor the close for long: the open goes on without
+/// the claim's answer (the shipper checks it before its first upload),
+/// and the close waits for the last tick at most its documented 10 s.
+/// (The open waited for the claim's request to time out: 30 s.)
+#[test]
+fn a_hanging_bucket_holds_no_open_and_no_close_for_long() {
+    let tmp = scratch();
+    let hang = HangingBucket::start();
+    let started = Instant::now();
+    let store = Store::open(hang.options(&tmp.path().join("store"))).unwrap();
+    let open = started.elapsed();
+    assert!(open < Duration::from_secs(8), "the open took {open:?}");
+    let started = Instant::now();
+    put_all(&store, &ids("a", 20));
+    let puts = started.elapsed();
+    assert!(puts < Duration::from_secs(5), "20 puts took {puts:?}");
+    let started = Instant::now();
+    drop(store);
+    let close = started.elapsed();
+    assert!(close < Duration::from_secs(15), "the close took {close:?}");
+    // The directory is free again: the replica left no lock behind.
+    drop(Store::open(Options::new(tmp.path().join("store")).checkpoint_interval(None)).unwrap());
+}
