@@ -59,6 +59,12 @@ pub(crate) const OBJECT_BYTES_MAX: u64 = 8 * 1024 * 1024;
 /// How much of a segment is read at a time while walking its frames.
 const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
 
+/// How long an open waits for the bucket's answer to the claim. Past it,
+/// the open goes on and the shipper checks the claim before its first
+/// upload: a bucket that hangs never holds an open for a request's
+/// timeout.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+
 /// What a replica has done, for health, metrics and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -194,26 +200,39 @@ impl Replica {
         };
         // The claim is checked before the open returns, so that a second
         // store on the prefix is an error its caller sees; any other
-        // failure (the bucket unreachable) only delays shipping.
-        match shipper.claim() {
-            Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
-            Err(e) => tracing::warn!(error = %e, "replica: cannot reach the bucket yet; retrying"),
-            Ok(()) => {}
-        }
+        // failure (the bucket unreachable), or no answer within
+        // CLAIM_WAIT (a bucket that hangs), only delays shipping: the
+        // shipper checks the claim again before its first upload.
+        let (claimed, claim) = mpsc::sync_channel::<Result<()>>(1);
         let (done, finished) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("statewal-replica".into())
             .spawn(move || {
+                let _ = claimed.send(shipper.claim());
                 shipper.run(interval);
                 drop(done);
             })
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot start the replica thread", e))?;
-        Ok(Replica {
+        let replica = Replica {
             shared,
             url,
             thread: Some(thread),
             finished: Mutex::new(finished),
-        })
+        };
+        match claim.recv_timeout(CLAIM_WAIT) {
+            // Dropping the replica stops its thread (after one more tick,
+            // whose claim fails the same way).
+            Ok(Err(e)) if e.kind() == ErrorKind::Conflict => return Err(e),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "replica: cannot reach the bucket yet; retrying")
+            }
+            Err(_) => tracing::warn!(
+                "replica: the bucket did not answer within {CLAIM_WAIT:?}; \
+                 opening without waiting (shipping checks the claim first)"
+            ),
+            Ok(Ok(())) => {}
+        }
+        Ok(replica)
     }
 
     /// The gate the checkpoint consults before removing segments.
