@@ -301,3 +301,76 @@ fn a_hanging_bucket_holds_no_open_and_no_close_for_long() {
     // The directory is free again: the replica left no lock behind.
     drop(Store::open(Options::new(tmp.path().join("store")).checkpoint_interval(None)).unwrap());
 }
+
+/// Where the last record of a segment file ends (its trailing sync marker,
+/// unsynced when written, left out).
+fn last_record_end(segment: &Path) -> u64 {
+    crate::util::record_spans(segment).last().unwrap().1
+}
+
+/// A put the shipper saw fail may have landed all the same (a request
+/// that timed out after the bucket stored it). The shipper puts that range
+/// again under the same name, which create-only finds there, never a
+/// longer range from the same start: two objects of one segment starting
+/// at one offset do not join, and the restore stopped there, losing every
+/// record after it. Modelled on `file://`: the segment's directory in the
+/// bucket is a regular file while the puts fail, and the first failed
+/// range is put in place by hand, as if its request had landed late.
+#[test]
+fn a_put_that_failed_but_landed_leaves_no_overlap() {
+    let tmp = scratch();
+    let (url, root) = file_bucket(tmp.path());
+    let dir = tmp.path().join("store");
+    let store = Store::open(replicated(&dir, &url).checkpoint_on_drop(false)).unwrap();
+    put_all(&store, &ids("a", 10));
+    let shipped = |store: &Store| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = store.replica_status().unwrap().unwrap();
+            if s.lag_records == 0 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never shipped: {s:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let status = shipped(&store);
+    let generation = status.generation.clone().unwrap();
+    let seg = status.shipped_segment;
+    let from = status.shipped_end;
+    let seg_dir = root.join(format!("generations/{generation}/segments/{seg:020}"));
+    let aside = seg_dir.with_extension("aside");
+    std::fs::rename(&seg_dir, &aside).unwrap();
+    std::fs::write(&seg_dir, b"").unwrap();
+    // One record: its range fails to ship.
+    let errors = status.errors;
+    store.put_task(task("b0")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.replica_status().unwrap().unwrap().errors == errors {
+        assert!(Instant::now() < deadline, "no tick failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ... but landed: bytes from..end of the local segment, as the shipper
+    // names them.
+    let local = dir.join(format!("journal/{seg:020}.wal"));
+    let end = last_record_end(&local);
+    let bytes = std::fs::read(&local).unwrap()[from as usize..end as usize].to_vec();
+    let crc = crc32fast::hash(&bytes);
+    std::fs::write(
+        aside.join(format!("{from:020}-{end:020}-{crc:08x}.wal")),
+        bytes,
+    )
+    .unwrap();
+    // More records while the bucket still fails, then it comes back.
+    put_all(&store, &ids("b", 10)[1..]);
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::remove_file(&seg_dir).unwrap();
+    std::fs::rename(&aside, &seg_dir).unwrap();
+    shipped(&store);
+    let held = tasks_of(&store);
+    drop(store);
+    let to = tmp.path().join("restored");
+    let report = replica::restore(&url, &to, RestoreTarget::Latest).unwrap();
+    assert!(report.stopped_at.is_none(), "{report:?}");
+    assert_eq!(restored_tasks(&to), held);
+}
