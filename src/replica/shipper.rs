@@ -197,6 +197,7 @@ impl Replica {
             sealed_end: BTreeMap::new(),
             salts: BTreeMap::new(),
             checkpoint_stat: None,
+            pending: None,
         };
         // The claim is checked before the open returns, so that a second
         // store on the prefix is an error its caller sees; any other
@@ -322,6 +323,11 @@ struct Shipper {
     salts: BTreeMap<u64, u64>,
     /// The stat of the `state.json` last shipped.
     checkpoint_stat: Option<FileStat>,
+    /// The range (segment, start, end) whose put failed last: it may have
+    /// landed all the same (an answer lost, a request that timed out after
+    /// the bucket stored it), so it is put again as it was, never as a
+    /// longer range from the same start, which would overlap it.
+    pending: Option<(u64, u64, u64)>,
 }
 
 impl Shipper {
@@ -474,6 +480,7 @@ impl Shipper {
         tracing::info!(generation = %id, "replica: beginning a new generation");
         self.shipped.clear();
         self.checkpoint_stat = None;
+        self.pending = None;
         self.shared.status.lock().generation = Some(id.clone());
         self.generation = Some(id);
     }
@@ -543,7 +550,14 @@ impl Shipper {
             } else {
                 continue; // The active segment, nothing synced in it yet.
             };
-            let from = self.shipped.get(&id).copied().unwrap_or(0);
+            let mut from = self.shipped.get(&id).copied().unwrap_or(0);
+            if let Some((_, _, retry)) = self
+                .pending
+                .filter(|&(s, start, e)| s == id && start == from && e <= end)
+            {
+                self.ship_range(id, from, retry)?;
+                from = retry;
+            }
             if end > from {
                 self.ship_pieces(id, from, end)?;
             } else if end < from {
@@ -680,7 +694,9 @@ impl Shipper {
         let generation = self.generation.as_deref().expect("chosen before shipping");
         let name = layout::segment_object(generation, id, from, end, crc32fast::hash(&bytes));
         let last = self.last_seq_in(id, from, &bytes)?;
+        self.pending = Some((id, from, end));
         self.put(&name, bytes)?;
+        self.pending = None;
         self.shipped.insert(id, end);
         let mut s = self.shared.status.lock();
         s.shipped_segment = id;
