@@ -438,7 +438,13 @@ fn shipping_catches_up_after_the_bucket_comes_back() {
     };
     let store = Store::open(replicated(&tmp.path().join("store"), &bucket)).unwrap();
     put_all(&store, &ids("down", 30));
-    std::thread::sleep(Duration::from_millis(100));
+    // Until a tick has failed: a fixed sleep was too short on a loaded
+    // machine (seen: no tick within 100 ms while five builds ran).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.replica_status().unwrap().unwrap().errors == 0 {
+        assert!(Instant::now() < deadline, "no tick failed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let status = store.replica_status().unwrap().unwrap();
     assert!(
         status.errors > 0 && status.last_error.is_some(),
