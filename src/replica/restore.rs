@@ -145,6 +145,10 @@ fn choose_generation(inv: &Inventory, upto: u64) -> Option<(&str, &Generation)> 
         .map(|(id, g)| (id.as_str(), g))
 }
 
+/// A checkpoint to restore: its `journal_seq`, its bytes and the store id
+/// it names.
+type Base = (u64, Vec<u8>, Option<String>);
+
 /// The newest checkpoint at or before `upto` whose bytes match the CRC in
 /// its name and parse; corrupt ones are skipped and named in the report.
 fn fetch_checkpoint(
@@ -153,7 +157,7 @@ fn fetch_checkpoint(
     upto: u64,
     store_id: Option<&str>,
     report: &mut RestoreReport,
-) -> Result<Option<(u64, Vec<u8>, Option<String>)>> {
+) -> Result<Option<Base>> {
     let candidates: Vec<&Checkpoint> = g.checkpoints.iter().filter(|c| c.seq <= upto).collect();
     for c in candidates.into_iter().rev() {
         report.objects += 1;
@@ -253,7 +257,7 @@ fn keep_records(bytes: &[u8], expect: &Expect, store_id: &mut Option<String>) ->
     }
     let scan = scan_segment(bytes);
     let header = match &scan.header {
-        Ok(h) => h.clone(),
+        Ok(h) => *h,
         Err(e) => return refuse(0, format!("its segment header does not decode: {e}")),
     };
     if header.id != expect.segment {
