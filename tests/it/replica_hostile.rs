@@ -421,3 +421,69 @@ fn a_caller_inside_a_tokio_runtime_can_replicate_and_restore() {
     });
     assert_eq!(restored_tasks(&to), held);
 }
+
+/// A request still in flight when its process died may land after the
+/// next run shipped past it: then two objects of a segment start at one
+/// offset, the later run's ending further. Both hold the same bytes of
+/// the same file, so the restore takes the longer and leaves the other
+/// out. (It stopped at the pair, and lost every record after it.)
+#[test]
+fn a_late_shorter_object_from_the_same_start_does_not_stop_the_restore() {
+    let tmp = scratch();
+    let (url, root) = file_bucket(tmp.path());
+    let dir = tmp.path().join("store");
+    let store = Store::open(replicated(&dir, &url).checkpoint_on_drop(false)).unwrap();
+    let shipped = |store: &Store| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.replica_status().unwrap().unwrap().lag_records > 0 {
+            assert!(Instant::now() < deadline, "never shipped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    put_all(&store, &ids("a", 5));
+    shipped(&store);
+    put_all(&store, &ids("b", 10));
+    shipped(&store);
+    put_all(&store, &ids("c", 5));
+    shipped(&store);
+    let held = tasks_of(&store);
+    drop(store);
+    // The second object of segment 1, and a record end inside it.
+    let names = objects(&root);
+    let second = names
+        .iter()
+        .filter(|n| n.contains(&format!("/segments/{:020}/", 1)))
+        .nth(1)
+        .unwrap();
+    let file = second.rsplit('/').next().unwrap();
+    let start: u64 = file[..20].parse().unwrap();
+    let end: u64 = file[21..41].parse().unwrap();
+    let local = dir.join(format!("journal/{:020}.wal", 1));
+    let cut = crate::util::record_spans(&local)
+        .into_iter()
+        .map(|(_, e)| e)
+        .find(|&e| e > start && e < end)
+        .expect("a record ends inside the object");
+    let bytes = std::fs::read(root.join(second)).unwrap()[..(cut - start) as usize].to_vec();
+    let crc = crc32fast::hash(&bytes);
+    let late = format!(
+        "{}/{start:020}-{cut:020}-{crc:08x}.wal",
+        second.rsplit_once('/').unwrap().0
+    );
+    std::fs::write(root.join(&late), bytes).unwrap();
+    let to = tmp.path().join("restored");
+    let report = replica::restore(&url, &to, RestoreTarget::Latest).unwrap();
+    assert!(report.stopped_at.is_none(), "{report:?}");
+    assert_eq!(restored_tasks(&to), held);
+    // A restart resumes the generation past both.
+    let store = Store::open(replicated(&dir, &url)).unwrap();
+    put_all(&store, &ids("d", 3));
+    let held = tasks_of(&store);
+    drop(store);
+    let generations = replica::inspect(&url, &[]).unwrap();
+    assert_eq!(generations.len(), 1, "{generations:?}");
+    let to = tmp.path().join("restored-again");
+    let report = replica::restore(&url, &to, RestoreTarget::Latest).unwrap();
+    assert!(report.stopped_at.is_none(), "{report:?}");
+    assert_eq!(restored_tasks(&to), held);
+}
