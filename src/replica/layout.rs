@@ -230,17 +230,34 @@ impl Generation {
     /// The ranges of `segment` that join up from byte 0, and the first
     /// range that does not (a gap or an overlap), if any. What follows a
     /// break cannot be placed, so a shipper resumes, and a restore stops,
-    /// at the end of the joined ranges.
-    pub fn joined(&self, segment: u64) -> (&[Range], Option<&Range>) {
+    /// at the end of the joined ranges. Of several ranges from one start,
+    /// the longest joins and the others are left out: objects of one
+    /// generation are bytes of one file at their offsets, so a shorter one
+    /// holds what the longer does (a put whose request landed after the
+    /// next run shipped past it). The same range twice with different
+    /// bytes is a break: two histories.
+    pub fn joined(&self, segment: u64) -> (Vec<&Range>, Option<&Range>) {
         let ranges = self.segments.get(&segment).map_or(&[][..], |r| &r[..]);
+        let mut joined = Vec::new();
         let mut end = 0;
         for (i, r) in ranges.iter().enumerate() {
-            if r.start != end {
-                return (&ranges[..i], Some(r));
+            if r.end <= end {
+                continue; // Inside what has joined already.
             }
+            if r.start != end {
+                return (joined, Some(r));
+            }
+            // Ranges sort by start, then end: a longer one follows.
+            if let Some(next) = ranges.get(i + 1).filter(|n| n.start == r.start) {
+                if next.end == r.end {
+                    return (joined, Some(next));
+                }
+                continue;
+            }
+            joined.push(r);
             end = r.end;
         }
-        (ranges, None)
+        (joined, None)
     }
 
     /// Where the joined ranges of `segment` end (0: none).
@@ -340,5 +357,27 @@ mod tests {
         assert_eq!(g.shipped_end(4), 80);
         assert_eq!(g.shipped_end(5), 0);
         assert_eq!(g.checkpoints[0].seq, 9);
+    }
+
+    #[test]
+    fn the_longest_of_ranges_from_one_start_joins() {
+        let names = [
+            segment_object(G, 3, 0, 100, 1),
+            segment_object(G, 3, 100, 150, 2),
+            segment_object(G, 3, 100, 250, 3),
+            segment_object(G, 3, 250, 300, 4),
+            // The same range twice, with different bytes: a break.
+            segment_object(G, 4, 0, 80, 5),
+            segment_object(G, 4, 0, 80, 6),
+        ];
+        let inv = Inventory::of(names.iter().map(|s| s.as_str()));
+        let (_, g) = inv.newest().unwrap();
+        let (joined, gap) = g.joined(3);
+        let ends: Vec<u64> = joined.iter().map(|r| r.end).collect();
+        assert_eq!(ends, [100, 250, 300]);
+        assert!(gap.is_none());
+        let (joined, gap) = g.joined(4);
+        assert!(joined.is_empty());
+        assert_eq!(gap.map(|r| r.crc), Some(6));
     }
 }

@@ -196,7 +196,7 @@ fn fetch_segment(
 ) -> Result<(Vec<u8>, bool)> {
     let (joined, gap) = g.joined(segment);
     let mut bytes = Vec::new();
-    for r in joined {
+    for r in &joined {
         report.objects += 1;
         let got = bucket.get(&r.name)?.unwrap_or_default();
         if got.len() as u64 != r.end - r.start || crc32fast::hash(&got) != r.crc {
