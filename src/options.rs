@@ -189,6 +189,54 @@ pub struct Options {
     pub(crate) replica: Option<ReplicaTarget>,
     pub(crate) replicate_interval: Duration,
     pub(crate) replica_backlog_bytes_max: u64,
+    pub(crate) replica_retention: Option<Duration>,
+}
+
+/// The replica's retention window unless told otherwise: 7 days.
+pub(crate) const DEFAULT_REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The environment variable that sets the replica's retention window when
+/// [`Options::replica_retention`] does not.
+const RETENTION_VAR: &str = "STATEWAL_REPLICA_RETENTION";
+
+/// A retention window as `STATEWAL_REPLICA_RETENTION` takes it: one or
+/// more of a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`7d`,
+/// `1d12h`, `90m`), more than zero; or `forever`, which keeps everything
+/// (`Duration::MAX`).
+pub(crate) fn parse_retention(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "forever" {
+        return Ok(Duration::MAX);
+    }
+    let usage = "write a number and a unit (s, m, h, d or w), such as 7d or 36h, or forever";
+    let mut total: u64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(format!("it is empty; {usage}"));
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, after) = rest.split_at(digits);
+        let unit = after.chars().next();
+        let secs: u64 = match unit {
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86_400,
+            Some('w') => 7 * 86_400,
+            _ => return Err(usage.to_string()),
+        };
+        let n: u64 = number.parse().map_err(|_| usage.to_string())?;
+        total = n
+            .checked_mul(secs)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| "it is too long; use forever to keep everything".to_string())?;
+        rest = &after[1..];
+    }
+    if total == 0 {
+        return Err("it must be more than zero (forever keeps everything)".into());
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// Where a replica ships, and the settings given for its bucket: `Debug`
@@ -324,6 +372,7 @@ impl Options {
             replica: None,
             replicate_interval: Duration::from_secs(1),
             replica_backlog_bytes_max: 1024 * 1024 * 1024,
+            replica_retention: None,
         }
     }
 
@@ -530,6 +579,39 @@ impl Options {
     pub fn replica_backlog_bytes_max(mut self, bytes: u64) -> Options {
         self.replica_backlog_bytes_max = bytes;
         self
+    }
+
+    /// How long the replica keeps what it shipped: a restore to any moment
+    /// this far back keeps working; older generations, checkpoints and
+    /// segments are deleted from the bucket, once an hour (once per window
+    /// if it is shorter), by the store that ships there
+    /// (`docs/replication.md`, "Retention in the bucket"). `Duration::MAX`
+    /// keeps everything. Set here, it wins over the environment variable
+    /// `STATEWAL_REPLICA_RETENTION` (one or more of a whole number and a
+    /// unit `s`, `m`, `h`, `d` or `w`, such as `7d` or `1d12h`; or
+    /// `forever`), which a store opened with a replica reads, and refuses
+    /// at open, naming it, when it does not parse. Default: 7 days.
+    pub fn replica_retention(mut self, window: Duration) -> Options {
+        self.replica_retention = Some(window);
+        self
+    }
+
+    /// The replica's retention window: [`Options::replica_retention`], else
+    /// `STATEWAL_REPLICA_RETENTION`, else 7 days. A variable that does not
+    /// parse is an error naming it.
+    pub(crate) fn replica_retention_window(&self) -> crate::error::Result<Duration> {
+        if let Some(w) = self.replica_retention {
+            return Ok(w);
+        }
+        match std::env::var(RETENTION_VAR) {
+            Ok(v) => parse_retention(&v).map_err(|why| {
+                crate::error::Error::new(
+                    crate::error::ErrorKind::InvalidInput,
+                    format!("{RETENTION_VAR}={v:?} is not a retention window: {why}"),
+                )
+            }),
+            Err(_) => Ok(DEFAULT_REPLICA_RETENTION),
+        }
     }
 
     /// The replica URL set by [`Options::replicate_to`], if any.

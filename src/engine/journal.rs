@@ -165,6 +165,7 @@ impl JournalEngine {
         #[cfg(feature = "replicate")]
         if let Some(url) = opts.replica_url().filter(|_| !opts.read_only) {
             crate::replica::runtime::check_url(url)?;
+            opts.replica_retention_window()?;
         }
         let fs = real_fs(&opts)?;
         JournalEngine::open_on(opts, fs, subscriber)
@@ -337,6 +338,7 @@ impl JournalEngine {
             self.shared.subscribers.clone(),
             self.shared.opts.replicate_interval,
             self.shared.opts.replica_backlog_bytes_max,
+            self.shared.opts.replica_retention_window()?,
         )?;
         self.shared.ckpt.lock().retention_gate = Some(replica.gate());
         self.replica = Some(replica);

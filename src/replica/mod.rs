@@ -10,16 +10,19 @@
 //! - `shipper`: the thread that ships, and the retention gate it gives the
 //!   checkpoint.
 //! - `restore`: rebuilding a directory.
+//! - `prune`: retention in the bucket.
 //!
 //! **Invariant:** the journal modules (`src/journal/`, `checkpoint.rs`,
 //! `recovery.rs`) never import this one; the journal engine attaches it,
 //! and the checkpoint sees it only as a `RetentionGate` (`src/checkpoint.rs`).
 
 pub(crate) mod layout;
+pub(crate) mod prune;
 mod restore;
 pub(crate) mod runtime;
 pub(crate) mod shipper;
 
+pub use prune::PruneReport;
 pub use restore::{RestoreReport, RestoreTarget};
 pub use shipper::ReplicaStatus;
 
@@ -46,6 +49,31 @@ pub fn restore_with(
     target: RestoreTarget,
 ) -> Result<RestoreReport> {
     restore::restore_with(url, settings, dir.as_ref(), target)
+}
+
+/// Deletes from the bucket at `url` what is older than `retention` as of
+/// `now`, as a replicated store does on its own once an hour
+/// ([`crate::Options::replica_retention`]): whole generations that ended
+/// before the window, and inside a generation the checkpoints and
+/// segments older than its newest checkpoint that is itself older than
+/// the window. A restore to any moment inside the window keeps working,
+/// and so it does after a prune stopped at any point (a crash, or
+/// `max_deletes` objects deleted). Times are the bucket's `last_modified`.
+pub fn prune(
+    url: &str,
+    settings: &[(String, String)],
+    retention: std::time::Duration,
+    now: std::time::SystemTime,
+    max_deletes: usize,
+) -> Result<PruneReport> {
+    let bucket = runtime::Bucket::open(url, settings)?;
+    prune::run(
+        &bucket,
+        retention,
+        now,
+        max_deletes,
+        &mut prune::HeaderCache::new(),
+    )
 }
 
 /// One generation in a bucket, as [`inspect`] reads it from a listing.

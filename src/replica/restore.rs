@@ -100,6 +100,9 @@ pub fn restore_with(
     let base_seq = base.as_ref().map_or(0, |(s, _, _)| *s);
     for &segment in g.segments.keys() {
         let (bytes, stop) = fetch_segment(&bucket, g, segment, &mut report)?;
+        if base.is_none() && report.segments == 0 {
+            older_than_kept(bucket.url(), generation, g, &bytes, upto)?;
+        }
         let expect = Expect {
             segment,
             base: base_seq,
@@ -341,4 +344,34 @@ fn claimed_store(bucket: &Bucket) -> Result<Option<String>> {
     Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v.get("store_id")?.as_str().map(str::to_string)))
+}
+
+/// With no checkpoint at or before the target, a restore replays from the
+/// generation's first segment, which must then begin at the store's first
+/// record. One that begins later lost its start (retention pruned it, or
+/// the generation began from a checkpoint after the target): an error
+/// rather than a store that silently lacks the records before.
+fn older_than_kept(
+    url: &str,
+    generation: &str,
+    g: &Generation,
+    first_segment: &[u8],
+    upto: u64,
+) -> Result<()> {
+    use crate::journal::record::SegmentHeader;
+    let Ok(header) = SegmentHeader::decode(first_segment) else {
+        return Ok(()); // Said by the scan, with the object's name.
+    };
+    if header.first_seq <= 1 {
+        return Ok(());
+    }
+    let oldest = g.checkpoints.first().map_or(header.first_seq, |c| c.seq);
+    Err(Error::new(
+        ErrorKind::NotFound,
+        format!(
+            "replica {url} no longer holds record {upto} (generation {generation} \
+             restores from record {oldest} on; older records were pruned by its \
+             retention window or were never shipped)"
+        ),
+    ))
 }

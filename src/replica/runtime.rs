@@ -15,6 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 type Job = Box<dyn FnOnce(Arc<dyn ObjectStore>) -> BoxFuture<'static, ()> + Send>;
 
@@ -194,6 +195,84 @@ impl Bucket {
                 }
                 out.sort();
                 Ok(out)
+            })
+        })
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its name, relative to the prefix.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When the bucket says it was written (its clock, not ours).
+    pub modified: SystemTime,
+}
+
+impl Bucket {
+    /// Every object under the prefix with its size and the time the bucket
+    /// gives it, ordered by name.
+    pub fn list_meta(&self) -> Result<Vec<Listed>> {
+        let prefix = self.prefix.clone();
+        self.call("list".into(), move |store| {
+            Box::pin(async move {
+                let mut out = Vec::new();
+                let under = (!prefix.as_ref().is_empty()).then_some(&prefix);
+                let mut stream = store.list(under);
+                while let Some(meta) = stream.next().await {
+                    let meta = meta?;
+                    let full = meta.location.as_ref();
+                    let rel = match prefix.as_ref() {
+                        "" => full,
+                        p => full
+                            .strip_prefix(p)
+                            .and_then(|r| r.strip_prefix('/'))
+                            .unwrap_or(full),
+                    };
+                    let ms = meta.last_modified.timestamp_millis();
+                    let modified = match u64::try_from(ms) {
+                        Ok(ms) => SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+                        // Before 1970: older than any window.
+                        Err(_) => SystemTime::UNIX_EPOCH,
+                    };
+                    out.push(Listed {
+                        name: rel.to_string(),
+                        size: meta.size,
+                        modified,
+                    });
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            })
+        })
+    }
+
+    /// Bytes `range` of `name`; `None` if there is no such object.
+    pub fn get_range(&self, name: &str, range: std::ops::Range<u64>) -> Result<Option<Vec<u8>>> {
+        let path = self.path(name);
+        self.call(format!("get {name}"), move |store| {
+            Box::pin(async move {
+                match store.get_range(&path, range).await {
+                    Ok(bytes) => Ok(Some(bytes.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        })
+    }
+
+    /// Deletes `name`; an object already gone counts as deleted (a retry
+    /// after a lost answer, or a prune that ran twice).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name);
+        self.call(format!("delete {name}"), move |store| {
+            Box::pin(async move {
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
             })
         })
     }

@@ -11,6 +11,7 @@
 //! shipped whole is what the retention gate lets the checkpoint remove.
 
 use super::layout::{self, Inventory};
+use super::prune::{self, HeaderCache};
 use super::runtime::{Bucket, Put};
 use crate::checkpoint::RetentionGate;
 use crate::error::{Error, ErrorKind, Result};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What the shipper needs to know of the journal, without importing it:
 /// the engine implements it over its journal.
@@ -100,6 +101,8 @@ pub struct ReplicaStatus {
     /// True from a budget overrun until a tick that began after it has
     /// shipped everything it found (the new generation's base included).
     pub past_budget: bool,
+    /// Objects deleted from the bucket as older than the retention window.
+    pub objects_pruned: u64,
 }
 
 /// The part shared between the shipper thread, the store and the
@@ -173,6 +176,7 @@ impl Replica {
         subscribers: Arc<Subscribers>,
         interval: Duration,
         backlog_bytes_max: u64,
+        retention: Duration,
     ) -> Result<Replica> {
         let shared = Arc::new(Shared {
             // Nothing is known to be shipped until the first tick says so.
@@ -198,6 +202,10 @@ impl Replica {
             salts: BTreeMap::new(),
             checkpoint_stat: None,
             pending: None,
+            floor: 0,
+            retention,
+            last_prune: None,
+            headers: HeaderCache::new(),
         };
         // The claim is checked before the open returns, so that a second
         // store on the prefix is an error its caller sees; any other
@@ -328,6 +336,15 @@ struct Shipper {
     /// the bucket stored it), so it is put again as it was, never as a
     /// longer range from the same start, which would overlap it.
     pending: Option<(u64, u64, u64)>,
+    /// Local segments below this id were shipped, and the generation's
+    /// objects of them pruned from the bucket: they are not shipped again.
+    floor: u64,
+    /// The bucket's retention window.
+    retention: Duration,
+    /// When the shipper last pruned the bucket.
+    last_prune: Option<Instant>,
+    /// Segment headers read by the prune.
+    headers: HeaderCache,
 }
 
 impl Shipper {
@@ -344,6 +361,9 @@ impl Shipper {
             // An overrun after this point is not resolved by this tick.
             let overruns_before = self.shared.status.lock().budget_overruns;
             let result = self.tick();
+            if result.is_ok() {
+                self.prune_if_due();
+            }
             let mut s = self.shared.status.lock();
             let event = match result {
                 Ok(()) => {
@@ -379,6 +399,30 @@ impl Shipper {
             if stop {
                 return;
             }
+        }
+    }
+
+    /// Deletes what is older than the retention window from the bucket, at
+    /// most once per [`prune::interval`]; the first time after the first
+    /// tick that shipped. A failure is logged and tried again next time:
+    /// the bucket keeps more than it must meanwhile, never less.
+    fn prune_if_due(&mut self) {
+        let every = prune::interval(self.retention);
+        if self.last_prune.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        let now = SystemTime::now();
+        match prune::run(&self.bucket, self.retention, now, usize::MAX, &mut self.headers) {
+            Ok(report) if !report.deleted.is_empty() => {
+                tracing::info!(
+                    deleted = report.deleted.len(),
+                    "replica: pruned objects older than the retention window"
+                );
+                self.shared.status.lock().objects_pruned += report.deleted.len() as u64;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "replica: pruning the bucket failed; retrying later"),
         }
     }
 
@@ -442,6 +486,9 @@ impl Shipper {
             && self.continues(g)?
         {
             self.shipped = g.segments.keys().map(|&s| (s, g.shipped_end(s))).collect();
+            // A generation ships every local segment from its first, so a
+            // local segment below its lowest one was shipped and pruned.
+            self.floor = g.segments.keys().next().copied().unwrap_or(0);
             tracing::info!(
                 generation = id,
                 "replica: resuming the generation in the bucket"
@@ -479,6 +526,7 @@ impl Shipper {
         let id = layout::generation_id(unix_ms(), random_u32());
         tracing::info!(generation = %id, "replica: beginning a new generation");
         self.shipped.clear();
+        self.floor = 0;
         self.checkpoint_stat = None;
         self.pending = None;
         self.shared.status.lock().generation = Some(id.clone());
@@ -542,7 +590,8 @@ impl Shipper {
             return Ok(());
         };
         let ids = self.local_segments()?;
-        for &id in &ids {
+        let floor = self.floor;
+        for &id in ids.iter().filter(|&&id| id >= floor) {
             let end = if id < active {
                 self.sealed_end_of(id)?
             } else if id == synced.segment {
@@ -758,7 +807,7 @@ impl Shipper {
     fn publish_backlog(&self, ids: &[u64], active: u64) {
         let mut keep_from = active;
         let mut backlog = 0;
-        for &id in ids.iter().filter(|&&id| id < active) {
+        for &id in ids.iter().filter(|&&id| id < active && id >= self.floor) {
             let shipped = self.shipped.get(&id).copied().unwrap_or(0);
             match self.sealed_end.get(&id) {
                 Some(&end) if shipped >= end => {}

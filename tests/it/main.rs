@@ -81,6 +81,8 @@ mod replica;
 mod replica_hostile;
 #[cfg(feature = "replicate")]
 mod replica_observe;
+#[cfg(feature = "replicate")]
+mod replica_retention;
 #[cfg(feature = "sim")]
 mod restart;
 #[cfg(feature = "sim")]

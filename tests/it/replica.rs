@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A bucket on the local filesystem, and the settings to reach it (none).
-struct Bucket {
-    url: String,
-    settings: Vec<(String, String)>,
+pub(crate) struct Bucket {
+    pub(crate) url: String,
+    pub(crate) settings: Vec<(String, String)>,
     /// The directory behind a `file://` URL (None for an emulator).
-    root: Option<PathBuf>,
+    pub(crate) root: Option<PathBuf>,
 }
 
-fn file_bucket(dir: &Path) -> Bucket {
+pub(crate) fn file_bucket(dir: &Path) -> Bucket {
     let root = dir.join("bucket");
     std::fs::create_dir_all(&root).unwrap();
     Bucket {
@@ -29,7 +29,7 @@ fn file_bucket(dir: &Path) -> Bucket {
     }
 }
 
-fn replicated(dir: &Path, bucket: &Bucket) -> Options {
+pub(crate) fn replicated(dir: &Path, bucket: &Bucket) -> Options {
     let mut opts = Options::new(dir)
         .checkpoint_interval(None)
         .replicate_to(&bucket.url)
@@ -41,7 +41,7 @@ fn replicated(dir: &Path, bucket: &Bucket) -> Options {
 }
 
 /// Each task's JSON, by id.
-fn tasks_of(store: &Store) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn tasks_of(store: &Store) -> BTreeMap<String, Vec<u8>> {
     store
         .list_tasks()
         .unwrap()
@@ -50,12 +50,12 @@ fn tasks_of(store: &Store) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn restore(bucket: &Bucket, to: &Path, target: RestoreTarget) -> replica::RestoreReport {
+pub(crate) fn restore(bucket: &Bucket, to: &Path, target: RestoreTarget) -> replica::RestoreReport {
     replica::restore_with(&bucket.url, &bucket.settings, to, target).expect("restore")
 }
 
 /// Opens the restored directory and returns its tasks.
-fn restored_tasks(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn restored_tasks(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let store = Store::open(Options::new(dir).checkpoint_interval(None)).expect("open restored");
     tasks_of(&store)
 }
@@ -215,7 +215,7 @@ fn restore_at_sequence() {
 }
 
 /// The object names under a `file://` bucket, relative to it.
-fn objects(root: &Path) -> Vec<String> {
+pub(crate) fn objects(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -233,7 +233,7 @@ fn objects(root: &Path) -> Vec<String> {
 }
 
 /// Segment objects of a listing: (generation, segment, start, end).
-fn segment_ranges(names: &[String]) -> Vec<(String, String, u64, u64)> {
+pub(crate) fn segment_ranges(names: &[String]) -> Vec<(String, String, u64, u64)> {
     names
         .iter()
         .filter_map(|n| {
