@@ -254,6 +254,7 @@ pub fn without_statewal_env(cmd: &mut std::process::Command) {
         "STATE_PATH",
         "DATABASE_URL",
         "STATEWAL_REPLICATE",
+        "STATEWAL_REPLICA_RETENTION",
         "STATEWAL_KEY_FILE",
         "STATEWAL_KEY",
         "RUST_LOG",
