@@ -19,6 +19,8 @@ pub const GENERATIONS: &str = "generations";
 pub const SEGMENTS: &str = "segments";
 /// Inside a generation: the checkpoints' `state.json` files.
 pub const CHECKPOINTS: &str = "checkpoints";
+/// Beside the claim: one object per open that shipped to the prefix.
+pub const EPOCHS: &str = "epochs";
 /// The version written into the claim.
 pub const CLAIM_VERSION: u32 = 1;
 
@@ -57,6 +59,14 @@ pub fn checkpoint_object(generation: &str, seq: u64, crc: u32) -> String {
     format!("{GENERATIONS}/{generation}/{CHECKPOINTS}/{seq:020}-{crc:08x}.json")
 }
 
+/// The name of the object an open writes, create-only, before it ships to
+/// the prefix as its `epoch`-th shipper (1, 2, ...). An open that finds
+/// the epoch after its own stops shipping: another open of the same store
+/// (a restart, or a second live copy) ships there now.
+pub fn epoch_object(epoch: u64) -> String {
+    format!("{EPOCHS}/{epoch:020}.json")
+}
+
 /// What an object name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
@@ -69,6 +79,8 @@ pub enum Object {
         /// The range.
         range: Range,
     },
+    /// An open's epoch.
+    Epoch(u64),
     /// A checkpoint.
     Checkpoint {
         /// The generation id.
@@ -109,6 +121,9 @@ pub struct Checkpoint {
 pub fn parse(name: &str) -> Option<Object> {
     if name == CLAIM {
         return Some(Object::Claim);
+    }
+    if let Some(file) = name.strip_prefix(EPOCHS).and_then(|r| r.strip_prefix('/')) {
+        return Some(Object::Epoch(number(file.strip_suffix(".json")?)?));
     }
     let rest = name.strip_prefix(GENERATIONS)?.strip_prefix('/')?;
     let (generation, rest) = rest.split_once('/')?;
@@ -166,6 +181,8 @@ fn crc(s: &str) -> Option<u32> {
 pub struct Inventory {
     /// Whether the claim exists.
     pub claimed: bool,
+    /// The epochs of the opens that shipped, ascending.
+    pub epochs: Vec<u64>,
     /// Each generation, oldest first.
     pub generations: BTreeMap<String, Generation>,
     /// Names under the prefix that statewal does not write.
@@ -205,6 +222,7 @@ impl Inventory {
                     .or_default()
                     .checkpoints
                     .push(checkpoint),
+                Some(Object::Epoch(epoch)) => inv.epochs.push(epoch),
                 None => inv.unknown.push(name.to_string()),
             }
         }
@@ -214,6 +232,7 @@ impl Inventory {
                 ranges.sort();
             }
         }
+        inv.epochs.sort_unstable();
         inv
     }
 
@@ -291,6 +310,9 @@ mod tests {
         };
         let generation = G.to_string();
         assert_eq!(parse(&seg), Some(Object::Segment { generation, range }));
+        let epoch = epoch_object(3);
+        assert_eq!(epoch, "epochs/00000000000000000003.json");
+        assert_eq!(parse(&epoch), Some(Object::Epoch(3)));
         let ck = checkpoint_object(G, 12, 0x0000_00ff);
         assert_eq!(
             ck,

@@ -20,7 +20,8 @@
 //! Deletes come oldest first: whole generations, then the segments below
 //! the base (each segment's objects from its last to its first, so what a
 //! crash leaves of one still joins from byte 0), then the checkpoints
-//! before the base. A crash between two deletes leaves a bucket that every
+//! before the base; last, the opens' epoch objects older than the window
+//! but the newest. A crash between two deletes leaves a bucket that every
 //! restore inside the window reads, and the next prune finishes the work.
 
 use super::layout::{self, Inventory, Range};
@@ -128,6 +129,17 @@ pub(crate) fn plan(
             due.extend(covered(g, cutoff, &when, &mut first_seq)?);
         }
     }
+    // The opens' epochs older than the window, except the newest: the next
+    // open takes the one after it, and a live shipper looks only for the
+    // one after its own.
+    let newest = inv.epochs.last().copied();
+    due.extend(
+        inv.epochs
+            .iter()
+            .filter(|&&e| Some(e) != newest)
+            .map(|&e| layout::epoch_object(e))
+            .filter(|name| when(name) < cutoff),
+    );
     Ok(due)
 }
 

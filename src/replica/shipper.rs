@@ -206,6 +206,12 @@ impl Replica {
             retention,
             last_prune: None,
             headers: HeaderCache::new(),
+            open_id: crate::journal::new_store_id()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            epoch: None,
+            superseded: None,
         };
         // The claim is checked before the open returns, so that a second
         // store on the prefix is an error its caller sees; any other
@@ -345,6 +351,13 @@ struct Shipper {
     last_prune: Option<Instant>,
     /// Segment headers read by the prune.
     headers: HeaderCache,
+    /// This open's random id, in its epoch objects.
+    open_id: String,
+    /// This open's epoch, once written.
+    epoch: Option<u64>,
+    /// Set when another open of the store ships to the prefix: the
+    /// error every tick reports from then on.
+    superseded: Option<String>,
 }
 
 impl Shipper {
@@ -466,6 +479,9 @@ impl Shipper {
             self.sealed_end_of(id)?;
         }
         self.publish_backlog(&ids, active);
+        if let Some(message) = &self.superseded {
+            return Err(Error::new(ErrorKind::Conflict, message.clone()));
+        }
         if self.generation.is_none() {
             self.claim()?;
             self.choose_generation()?;
@@ -473,31 +489,90 @@ impl Shipper {
         if self.shared.overrun.swap(false, Ordering::AcqRel) {
             self.new_generation();
         }
+        self.check_epoch()?;
         self.ship_checkpoint()?;
         self.ship_segments()
     }
 
-    /// Resumes the bucket's newest generation if the local journal
-    /// continues it, else begins a new one.
+    /// Takes the prefix over (a new epoch), then resumes the bucket's
+    /// newest generation if the local journal continues it, else begins a
+    /// new one. A resumed generation is read again after the epoch is
+    /// written: a copy of this store that shipped to it meanwhile is seen,
+    /// and one still shipping finds the new epoch and stops.
     fn choose_generation(&mut self) -> Result<()> {
         let names = self.bucket.list()?;
         let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
         if let Some((id, g)) = inv.newest()
             && self.continues(g)?
         {
-            self.shipped = g.segments.keys().map(|&s| (s, g.shipped_end(s))).collect();
-            // A generation ships every local segment from its first, so a
-            // local segment below its lowest one was shipped and pruned.
-            self.floor = g.segments.keys().next().copied().unwrap_or(0);
-            tracing::info!(
-                generation = id,
-                "replica: resuming the generation in the bucket"
-            );
-            self.shared.status.lock().generation = Some(id.to_string());
-            self.generation = Some(id.to_string());
-            return Ok(());
+            let id = id.to_string();
+            self.take_epoch(inv.epochs.last().map_or(1, |e| e + 1))?;
+            let names = self.bucket.list()?;
+            let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+            if let Some(g) = inv.generations.get(&id)
+                && self.continues(g)?
+            {
+                self.shipped = g.segments.keys().map(|&s| (s, g.shipped_end(s))).collect();
+                // A generation ships every local segment from its first, so
+                // a local segment below its lowest one was shipped and
+                // pruned.
+                self.floor = g.segments.keys().next().copied().unwrap_or(0);
+                tracing::info!(
+                    generation = %id,
+                    "replica: resuming the generation in the bucket"
+                );
+                self.shared.status.lock().generation = Some(id.clone());
+                self.generation = Some(id);
+                return Ok(());
+            }
+        }
+        if self.epoch.is_none() {
+            self.take_epoch(inv.epochs.last().map_or(1, |e| e + 1))?;
         }
         self.new_generation();
+        Ok(())
+    }
+
+    /// Writes this open's epoch `epoch`, create-only, before it ships
+    /// anything. Found there already: another open took the same epoch at
+    /// the same moment, and this one stops.
+    fn take_epoch(&mut self, epoch: u64) -> Result<()> {
+        let body = format!(
+            "{{\"store_id\":\"{}\",\"open_id\":\"{}\"}}\n",
+            self.store_id, self.open_id
+        );
+        let name = layout::epoch_object(epoch);
+        if self.bucket.put_new(&name, body.into_bytes())? == Put::Exists {
+            return Err(self.supersede(epoch));
+        }
+        self.epoch = Some(epoch);
+        Ok(())
+    }
+
+    /// Fails, now and at every later tick, because another open of this
+    /// store ships to the prefix as its `epoch`-th shipper.
+    fn supersede(&mut self, epoch: u64) -> Error {
+        let message = format!(
+            "replica {}: another open of this store (epoch {epoch}) ships there too; \
+             this one stopped shipping. Two live copies of \
+             one store (the original and a restored or copied directory) must not share a \
+             prefix: close one, or give it a prefix of its own",
+            self.bucket.url()
+        );
+        tracing::error!("{message}");
+        self.superseded = Some(message.clone());
+        Error::new(ErrorKind::Conflict, message)
+    }
+
+    /// Whether another open of this store ships to the prefix since this
+    /// one began: the epoch after this one's exists.
+    fn check_epoch(&mut self) -> Result<()> {
+        let Some(epoch) = self.epoch else {
+            return Ok(());
+        };
+        if self.bucket.get_range(&layout::epoch_object(epoch + 1), 0..1)?.is_some() {
+            return Err(self.supersede(epoch + 1));
+        }
         Ok(())
     }
 

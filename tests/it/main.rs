@@ -83,6 +83,8 @@ mod replica_hostile;
 mod replica_observe;
 #[cfg(feature = "replicate")]
 mod replica_retention;
+#[cfg(feature = "replicate")]
+mod replica_copies;
 #[cfg(feature = "sim")]
 mod restart;
 #[cfg(feature = "sim")]

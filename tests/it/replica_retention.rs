@@ -251,17 +251,15 @@ fn the_live_replica_prunes_behind_the_window() {
     let held = tasks_of(&store);
     let root = bucket.root.as_ref().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last_checkpoint_only = Vec::new();
-    loop {
+    let last_checkpoint_only = loop {
         let names = objects(root);
         let checkpoints: Vec<&String> = names.iter().filter(|n| n.contains("/checkpoints/")).collect();
         if checkpoints.len() == 1 && checkpoints[0].contains(&format!("/{:020}-", 15)) {
-            last_checkpoint_only = names.clone();
-            break;
+            break names;
         }
         assert!(Instant::now() < deadline, "the replica never pruned: {names:#?}");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     assert!(store.replica_status().unwrap().unwrap().objects_pruned > 0);
     drop(store);
     let lowest = |names: &[String]| {
