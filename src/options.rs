@@ -192,13 +192,16 @@ pub struct Options {
     pub(crate) replica_retention: Option<Duration>,
 }
 
+#[cfg(feature = "replicate")]
 /// The replica's retention window unless told otherwise: 7 days.
 pub(crate) const DEFAULT_REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+#[cfg(feature = "replicate")]
 /// The environment variable that sets the replica's retention window when
 /// [`Options::replica_retention`] does not.
 const RETENTION_VAR: &str = "STATEWAL_REPLICA_RETENTION";
 
+#[cfg(feature = "replicate")]
 /// A retention window as `STATEWAL_REPLICA_RETENTION` takes it: one or
 /// more of a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`7d`,
 /// `1d12h`, `90m`), more than zero; or `forever`, which keeps everything
@@ -596,6 +599,7 @@ impl Options {
         self
     }
 
+    #[cfg(feature = "replicate")]
     /// The replica's retention window: [`Options::replica_retention`], else
     /// `STATEWAL_REPLICA_RETENTION`, else 7 days. A variable that does not
     /// parse is an error naming it.

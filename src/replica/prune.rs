@@ -98,7 +98,12 @@ pub(crate) fn plan(
         .iter()
         .map(|l| (l.name.as_str(), l.modified))
         .collect();
-    let when = |name: &str| modified.get(name).copied().unwrap_or(SystemTime::UNIX_EPOCH);
+    let when = |name: &str| {
+        modified
+            .get(name)
+            .copied()
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
     let span = |g: &layout::Generation| {
         let times = names_of(g).into_iter().map(|n| when(&n));
         times.fold(None, |acc: Option<(SystemTime, SystemTime)>, t| {

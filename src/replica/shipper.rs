@@ -426,7 +426,13 @@ impl Shipper {
         }
         self.last_prune = Some(Instant::now());
         let now = SystemTime::now();
-        match prune::run(&self.bucket, self.retention, now, usize::MAX, &mut self.headers) {
+        match prune::run(
+            &self.bucket,
+            self.retention,
+            now,
+            usize::MAX,
+            &mut self.headers,
+        ) {
             Ok(report) if !report.deleted.is_empty() => {
                 tracing::info!(
                     deleted = report.deleted.len(),
@@ -435,7 +441,9 @@ impl Shipper {
                 self.shared.status.lock().objects_pruned += report.deleted.len() as u64;
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "replica: pruning the bucket failed; retrying later"),
+            Err(e) => {
+                tracing::warn!(error = %e, "replica: pruning the bucket failed; retrying later")
+            }
         }
     }
 
@@ -570,7 +578,11 @@ impl Shipper {
         let Some(epoch) = self.epoch else {
             return Ok(());
         };
-        if self.bucket.get_range(&layout::epoch_object(epoch + 1), 0..1)?.is_some() {
+        if self
+            .bucket
+            .get_range(&layout::epoch_object(epoch + 1), 0..1)?
+            .is_some()
+        {
             return Err(self.supersede(epoch + 1));
         }
         Ok(())

@@ -78,13 +78,13 @@ mod readback;
 #[cfg(feature = "replicate")]
 mod replica;
 #[cfg(feature = "replicate")]
+mod replica_copies;
+#[cfg(feature = "replicate")]
 mod replica_hostile;
 #[cfg(feature = "replicate")]
 mod replica_observe;
 #[cfg(feature = "replicate")]
 mod replica_retention;
-#[cfg(feature = "replicate")]
-mod replica_copies;
 #[cfg(feature = "sim")]
 mod restart;
 #[cfg(feature = "sim")]

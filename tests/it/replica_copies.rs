@@ -5,7 +5,9 @@
 //! shipping with a clear error instead of interleaving its ranges with the
 //! other's.
 
-use crate::replica::{file_bucket, objects, replicated, restore, restored_tasks, segment_ranges, tasks_of};
+use crate::replica::{
+    file_bucket, objects, replicated, restore, restored_tasks, segment_ranges, tasks_of,
+};
 use crate::util::{ids, put_all, scratch};
 use statewal::Store;
 use statewal::replica::{self, RestoreTarget};
@@ -44,7 +46,13 @@ fn two_live_copies_of_one_store_are_caught() {
     let first = Store::open(replicated(&original, &bucket)).unwrap();
     // The first copy resumed the generation before the second opens.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while first.replica_status().unwrap().unwrap().generation.is_none() {
+    while first
+        .replica_status()
+        .unwrap()
+        .unwrap()
+        .generation
+        .is_none()
+    {
         assert!(Instant::now() < deadline, "the first copy never began");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -60,7 +68,10 @@ fn two_live_copies_of_one_store_are_caught() {
         if s.last_error.is_some() {
             break s;
         }
-        assert!(Instant::now() < deadline, "the first copy never noticed: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the first copy never noticed: {s:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let error = status.last_error.unwrap();
@@ -77,7 +88,10 @@ fn two_live_copies_of_one_store_are_caught() {
     let names = objects(bucket.root.as_ref().unwrap());
     let mut by_segment: BTreeMap<(String, String), Vec<(u64, u64)>> = BTreeMap::new();
     for (generation, seg, start, end) in segment_ranges(&names) {
-        by_segment.entry((generation, seg)).or_default().push((start, end));
+        by_segment
+            .entry((generation, seg))
+            .or_default()
+            .push((start, end));
     }
     for (seg, mut spans) in by_segment {
         spans.sort();

@@ -100,7 +100,8 @@ fn history(tmp: &Path) -> History {
         second_from: 3,
     };
     let first = tmp.join("first");
-    let store = Store::open(replicated(&first, &h.bucket).replica_retention(Duration::MAX)).unwrap();
+    let store =
+        Store::open(replicated(&first, &h.bucket).replica_retention(Duration::MAX)).unwrap();
     for r in 0..3 {
         round(&store, &mut h, r);
     }
@@ -117,7 +118,10 @@ fn history(tmp: &Path) -> History {
     // (docs/replication.md, "What is shipped when").
     let deadline = Instant::now() + Duration::from_secs(20);
     while checkpoints(&h).values().nth(1).is_none_or(|c| c.is_empty()) {
-        assert!(Instant::now() < deadline, "the second generation never began");
+        assert!(
+            Instant::now() < deadline,
+            "the second generation never began"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     for r in 3..6 {
@@ -183,7 +187,11 @@ fn restores_inside_the_window_survive_a_prune() {
         if gone_whole {
             assert!(after.contains_key(newest), "{after:?}");
         }
-        let kept = if r >= h.second_from { newest } else { before.keys().next().unwrap() };
+        let kept = if r >= h.second_from {
+            newest
+        } else {
+            before.keys().next().unwrap()
+        };
         assert_eq!(after[kept].first(), Some(&base), "round {r}: {after:?}");
         // The records before the window are gone with it: a restore to the
         // first one fails rather than give something else.
@@ -253,11 +261,17 @@ fn the_live_replica_prunes_behind_the_window() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let last_checkpoint_only = loop {
         let names = objects(root);
-        let checkpoints: Vec<&String> = names.iter().filter(|n| n.contains("/checkpoints/")).collect();
+        let checkpoints: Vec<&String> = names
+            .iter()
+            .filter(|n| n.contains("/checkpoints/"))
+            .collect();
         if checkpoints.len() == 1 && checkpoints[0].contains(&format!("/{:020}-", 15)) {
             break names;
         }
-        assert!(Instant::now() < deadline, "the replica never pruned: {names:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "the replica never pruned: {names:#?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(store.replica_status().unwrap().unwrap().objects_pruned > 0);
@@ -290,7 +304,11 @@ fn the_live_replica_prunes_behind_the_window() {
         .map(|r| r.0)
         .collect();
     assert_eq!(generations.len(), 1, "{names:#?}");
-    assert_eq!(lowest(&names), pruned_below, "a pruned segment was shipped again: {names:#?}");
+    assert_eq!(
+        lowest(&names),
+        pruned_below,
+        "a pruned segment was shipped again: {names:#?}"
+    );
     assert_ne!(held, held_after);
     let to = tmp.path().join("restored");
     restore(&bucket, &to, RestoreTarget::Latest);
