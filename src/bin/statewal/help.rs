@@ -488,6 +488,12 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "As --replicate (not built yet: a command that writes the store refuses it).",
     ),
     (
+        "STATEWAL_REPLICA_RETENTION",
+        "How long the replica keeps what it shipped, such as 7d, 36h or forever (default \
+         7d); older objects are pruned from the bucket. A value that does not parse stops \
+         the command (exit 2).",
+    ),
+    (
         "DATABASE_URL",
         "As --database (not built yet: a command that opens a store refuses it).",
     ),
