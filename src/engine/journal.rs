@@ -336,9 +336,11 @@ impl JournalEngine {
             Arc::new(ReplicaView(Arc::downgrade(&self.shared))),
             store_id,
             self.shared.subscribers.clone(),
-            self.shared.opts.replicate_interval,
-            self.shared.opts.replica_backlog_bytes_max,
-            self.shared.opts.replica_retention_window()?,
+            crate::replica::shipper::Pace {
+                interval: self.shared.opts.replicate_interval,
+                backlog_bytes_max: self.shared.opts.replica_backlog_bytes_max,
+                retention: self.shared.opts.replica_retention_window()?,
+            },
         )?;
         self.shared.ckpt.lock().retention_gate = Some(replica.gate());
         self.replica = Some(replica);

@@ -165,6 +165,17 @@ pub(crate) struct Replica {
     finished: Mutex<mpsc::Receiver<()>>,
 }
 
+/// How a replica paces itself, from `Options`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// `replicate_interval`.
+    pub(crate) interval: Duration,
+    /// `replica_backlog_bytes_max`.
+    pub(crate) backlog_bytes_max: u64,
+    /// The retention window in the bucket.
+    pub(crate) retention: Duration,
+}
+
 impl Replica {
     /// Starts shipping the store in `fs` (whose identity is `store_id`,
     /// 32 hex digits) to `bucket`.
@@ -174,10 +185,13 @@ impl Replica {
         journal: Arc<dyn JournalView>,
         store_id: String,
         subscribers: Arc<Subscribers>,
-        interval: Duration,
-        backlog_bytes_max: u64,
-        retention: Duration,
+        pace: Pace,
     ) -> Result<Replica> {
+        let Pace {
+            interval,
+            backlog_bytes_max,
+            retention,
+        } = pace;
         let shared = Arc::new(Shared {
             // Nothing is known to be shipped until the first tick says so.
             keep_from: AtomicU64::new(0),
