@@ -388,9 +388,7 @@ impl Shipper {
             // An overrun after this point is not resolved by this tick.
             let overruns_before = self.shared.status.lock().budget_overruns;
             let result = self.tick();
-            if result.is_ok() {
-                self.prune_if_due();
-            }
+            let shipped = result.is_ok();
             let mut s = self.shared.status.lock();
             let event = match result {
                 Ok(()) => {
@@ -425,6 +423,11 @@ impl Shipper {
             self.shared.subscribers.deliver();
             if stop {
                 return;
+            }
+            // After the tick's outcome is published, and never on the last
+            // tick: a close does not wait for a prune.
+            if shipped {
+                self.prune_if_due();
             }
         }
     }
