@@ -6,7 +6,7 @@
 //! other's.
 
 use crate::replica::{
-    file_bucket, objects, replicated, restore, restored_tasks, segment_ranges, tasks_of,
+    Bucket, file_bucket, objects, replicated, restore, restored_tasks, segment_ranges, tasks_of,
 };
 use crate::util::{ids, put_all, scratch};
 use statewal::Store;
@@ -36,12 +36,34 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn two_live_copies_of_one_store_are_caught() {
     let tmp = scratch();
-    let bucket = file_bucket(tmp.path());
-    let original = tmp.path().join("original");
+    two_live_copies(tmp.path(), &file_bucket(tmp.path()));
+}
+
+/// The same against S3 (moto) and Azure (Azurite): the epochs rely on
+/// their create-only put (`If-None-Match: *`) and on a GET of a missing
+/// object.
+#[test]
+fn two_live_copies_are_caught_on_s3_and_azure() {
+    for e in [crate::emulators::s3(), crate::emulators::azure()]
+        .into_iter()
+        .flatten()
+    {
+        let tmp = scratch();
+        let bucket = Bucket {
+            url: e.url,
+            settings: e.options,
+            root: None,
+        };
+        two_live_copies(tmp.path(), &bucket);
+    }
+}
+
+fn two_live_copies(tmp: &Path, bucket: &Bucket) {
+    let original = tmp.join("original");
     let store = Store::open(replicated(&original, &bucket)).unwrap();
     put_all(&store, &ids("before", 10));
     drop(store);
-    let copy = tmp.path().join("copy");
+    let copy = tmp.join("copy");
     copy_dir(&original, &copy);
     let first = Store::open(replicated(&original, &bucket)).unwrap();
     // The first copy resumed the generation before the second opens.
@@ -85,7 +107,10 @@ fn two_live_copies_of_one_store_are_caught() {
     // The second copy began a generation of its own (the first had shipped
     // past the copied journal) or resumed the first one's; either way no
     // generation interleaves the two copies' ranges.
-    let names = objects(bucket.root.as_ref().unwrap());
+    let names = match &bucket.root {
+        Some(root) => objects(root),
+        None => Vec::new(), // inspect below checks the joins
+    };
     let mut by_segment: BTreeMap<(String, String), Vec<(u64, u64)>> = BTreeMap::new();
     for (generation, seg, start, end) in segment_ranges(&names) {
         by_segment
@@ -101,10 +126,10 @@ fn two_live_copies_of_one_store_are_caught() {
             at = end;
         }
     }
-    for g in replica::inspect(&bucket.url, &[]).unwrap() {
+    for g in replica::inspect(&bucket.url, &bucket.settings).unwrap() {
         assert!(g.segments.iter().all(|s| s.gap_at.is_none()), "{g:?}");
     }
-    let to = tmp.path().join("restored");
+    let to = tmp.join("restored");
     let report = restore(&bucket, &to, RestoreTarget::Latest);
     assert!(report.stopped_at.is_none(), "{report:?}");
     assert_eq!(restored_tasks(&to), held, "one history: the second copy's");

@@ -340,3 +340,59 @@ fn a_bad_retention_variable_is_refused_naming_it() {
         crate::util::expect_exit(out, 0, &args);
     }
 }
+
+/// Pruning against S3 (moto) and Azure (Azurite): their `last_modified`
+/// (whole seconds on some), ranged GETs of segment headers and deletes.
+/// The rounds are more than a second apart.
+#[test]
+fn a_prune_on_s3_and_azure_keeps_the_window() {
+    for e in [crate::emulators::s3(), crate::emulators::azure()]
+        .into_iter()
+        .flatten()
+    {
+        let tmp = scratch();
+        let bucket = Bucket {
+            url: e.url,
+            settings: e.options,
+            root: None,
+        };
+        let dir = tmp.path().join("store");
+        let opts = replicated(&dir, &bucket).replica_retention(Duration::MAX);
+        let store = Store::open(opts).unwrap();
+        let mut states = Vec::new();
+        let mut write = |store: &Store, tag: &str| {
+            for i in 0..5 {
+                let seq = store.put_task(task(&format!("{tag}{i}"))).unwrap();
+                states.push((seq, tasks_of(store)));
+            }
+        };
+        write(&store, "a");
+        store.checkpoint().unwrap();
+        write(&store, "b");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.replica_status().unwrap().unwrap().lag_records > 0 {
+            assert!(Instant::now() < deadline, "never shipped");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        let cutoff = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(1100));
+        write(&store, "c");
+        drop(store);
+        let report = replica::prune(&bucket.url, &bucket.settings, WINDOW, cutoff + WINDOW, 100)
+            .expect("prune");
+        assert!(
+            report.deleted.iter().any(|n| n.contains("/segments/")),
+            "{} {report:?}",
+            bucket.url
+        );
+        // The window begins after record 10: the checkpoint at 5 and the
+        // segments after it are what a restore to 10 and on needs.
+        for (seq, want) in states.iter().filter(|(seq, _)| *seq >= 10) {
+            let to = tmp.path().join(format!("at{seq}"));
+            let r = restore(&bucket, &to, RestoreTarget::Seq(*seq));
+            assert_eq!(r.last_seq, *seq, "{r:?}");
+            assert_eq!(&restored_tasks(&to), want, "{} at {seq}", bucket.url);
+        }
+    }
+}
