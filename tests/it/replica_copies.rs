@@ -60,12 +60,12 @@ fn two_live_copies_are_caught_on_s3_and_azure() {
 
 fn two_live_copies(tmp: &Path, bucket: &Bucket) {
     let original = tmp.join("original");
-    let store = Store::open(replicated(&original, &bucket)).unwrap();
+    let store = Store::open(replicated(&original, bucket)).unwrap();
     put_all(&store, &ids("before", 10));
     drop(store);
     let copy = tmp.join("copy");
     copy_dir(&original, &copy);
-    let first = Store::open(replicated(&original, &bucket)).unwrap();
+    let first = Store::open(replicated(&original, bucket)).unwrap();
     // The first copy resumed the generation before the second opens.
     let deadline = Instant::now() + Duration::from_secs(20);
     while first
@@ -78,7 +78,7 @@ fn two_live_copies(tmp: &Path, bucket: &Bucket) {
         assert!(Instant::now() < deadline, "the first copy never began");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let second = Store::open(replicated(&copy, &bucket)).unwrap();
+    let second = Store::open(replicated(&copy, bucket)).unwrap();
     for round in 0..10 {
         put_all(&first, &ids(&format!("first{round}-"), 3));
         put_all(&second, &ids(&format!("second{round}-"), 3));
@@ -130,7 +130,7 @@ fn two_live_copies(tmp: &Path, bucket: &Bucket) {
         assert!(g.segments.iter().all(|s| s.gap_at.is_none()), "{g:?}");
     }
     let to = tmp.join("restored");
-    let report = restore(&bucket, &to, RestoreTarget::Latest);
+    let report = restore(bucket, &to, RestoreTarget::Latest);
     assert!(report.stopped_at.is_none(), "{report:?}");
     assert_eq!(restored_tasks(&to), held, "one history: the second copy's");
 }
