@@ -37,6 +37,14 @@ pub fn generation_id(unix_ms: u64, random: u32) -> String {
     format!("{unix_ms:016x}{random:08x}")
 }
 
+/// When the generation `id` began (Unix milliseconds), from its first 16
+/// hex digits; `None` if it is not a generation id.
+pub fn generation_unix_ms(id: &str) -> Option<u64> {
+    is_generation_id(id)
+        .then(|| u64::from_str_radix(&id[..16], 16).ok())
+        .flatten()
+}
+
 /// Whether `s` is a generation id.
 pub fn is_generation_id(s: &str) -> bool {
     s.len() == GENERATION_ID_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -295,6 +303,8 @@ mod tests {
     fn names_round_trip() {
         assert!(is_generation_id(G));
         assert_eq!(generation_id(0x18c2f6a10ab, 0x1234abcd), G);
+        assert_eq!(generation_unix_ms(G), Some(0x18c2f6a10ab));
+        assert_eq!(generation_unix_ms("notes"), None);
         let seg = segment_object(G, 7, 48, 4096, 0xdeadbeef);
         assert_eq!(
             seg,

@@ -87,6 +87,9 @@ pub struct GenerationInfo {
     /// Each segment: its id, where its joined objects end, how many
     /// objects it has, and the first object that does not join, if any.
     pub segments: Vec<SegmentInfo>,
+    /// The newest last-modified time of its objects (Unix milliseconds,
+    /// the bucket's clock); 0 when it has none.
+    pub last_modified_ms: u64,
 }
 
 /// One segment of a generation.
@@ -101,6 +104,9 @@ pub struct SegmentInfo {
     pub objects: usize,
     /// The first object that does not start where the one before ends.
     pub gap_at: Option<String>,
+    /// The newest last-modified time of its objects (Unix milliseconds,
+    /// the bucket's clock).
+    pub last_modified_ms: u64,
 }
 
 /// What the bucket at `url` holds, generation by generation (oldest
@@ -108,15 +114,21 @@ pub struct SegmentInfo {
 /// the prefix that statewal does not write are left out.
 pub fn inspect(url: &str, settings: &[(String, String)]) -> Result<Vec<GenerationInfo>> {
     let bucket = runtime::Bucket::open(url, settings)?;
-    let names = bucket.list()?;
-    let inv = layout::Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+    let listed = bucket.list_modified()?;
+    let modified: std::collections::HashMap<&str, u64> =
+        listed.iter().map(|(n, _, m)| (n.as_str(), *m)).collect();
+    let newest = |names: &mut dyn Iterator<Item = &str>| {
+        names
+            .filter_map(|n| modified.get(n).copied())
+            .max()
+            .unwrap_or(0)
+    };
+    let inv = layout::Inventory::of(listed.iter().map(|(n, ..)| n.as_str()));
     Ok(inv
         .generations
         .iter()
-        .map(|(id, g)| GenerationInfo {
-            id: id.clone(),
-            checkpoints: g.checkpoints.iter().map(|c| c.seq).collect(),
-            segments: g
+        .map(|(id, g)| {
+            let segments: Vec<SegmentInfo> = g
                 .segments
                 .iter()
                 .map(|(&seg, ranges)| SegmentInfo {
@@ -124,8 +136,19 @@ pub fn inspect(url: &str, settings: &[(String, String)]) -> Result<Vec<Generatio
                     shipped_end: g.shipped_end(seg),
                     objects: ranges.len(),
                     gap_at: g.joined(seg).1.map(|r| r.name.clone()),
+                    last_modified_ms: newest(&mut ranges.iter().map(|r| r.name.as_str())),
                 })
-                .collect(),
+                .collect();
+            let checkpoints = newest(&mut g.checkpoints.iter().map(|c| c.name.as_str()));
+            GenerationInfo {
+                id: id.clone(),
+                checkpoints: g.checkpoints.iter().map(|c| c.seq).collect(),
+                last_modified_ms: segments
+                    .iter()
+                    .map(|s| s.last_modified_ms)
+                    .fold(checkpoints, u64::max),
+                segments,
+            }
         })
         .collect())
 }

@@ -9,6 +9,7 @@ use super::runtime::Bucket;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, RealFs};
 use crate::journal::reader::{Piece, scan_segment};
+use crate::journal::record::SegmentHeader;
 use crate::journal::{JOURNAL_DIR, segment_name};
 use std::path::Path;
 
@@ -20,10 +21,16 @@ pub enum RestoreTarget {
     Latest,
     /// Every record up to and including this sequence number.
     Seq(u64),
+    /// The records written at or before this wall-clock time, placed by
+    /// the record time of format v2: the sync markers' clock
+    /// (`docs/replication.md`, "Restore"). A time before the replica's
+    /// first record time is refused (`ErrorKind::NotFound`); a time after
+    /// its last one restores through the last record that has a time.
+    Time(time::OffsetDateTime),
 }
 
 /// What a restore wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RestoreReport {
     /// The generation restored from.
@@ -33,6 +40,9 @@ pub struct RestoreReport {
     /// The last record the directory holds (the checkpoint's when no
     /// record follows it).
     pub last_seq: u64,
+    /// Records of the journal restored after the checkpoint (the ones
+    /// the directory replays when it opens).
+    pub records: u64,
     /// Segment files written.
     pub segments: usize,
     /// Objects read.
@@ -43,6 +53,14 @@ pub struct RestoreReport {
     pub stopped_at: Option<String>,
     /// Checkpoint objects skipped as corrupt, with why.
     pub skipped_checkpoints: Vec<String>,
+    /// Segment objects that were corrupt or did not join, with why, but
+    /// held only records the restored checkpoint already covers (the next
+    /// segment follows on from it), so the restore went past them.
+    pub skipped_objects: Vec<String>,
+    /// For [`RestoreTarget::Time`]: the record time (Unix milliseconds) of
+    /// the sync marker the time was placed at, whose records the restore
+    /// ends with; `None` for the other targets.
+    pub record_time_ms: Option<u64>,
 }
 
 /// Rebuilds the store shipped to `url` in `dir`, which must not hold a
@@ -54,37 +72,40 @@ pub fn restore_with(
     dir: &Path,
     target: RestoreTarget,
 ) -> Result<RestoreReport> {
-    let bucket = Bucket::open(url, settings)?;
-    let names = bucket.list()?;
-    let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
-    let upto = match target {
-        RestoreTarget::Latest => u64::MAX,
-        RestoreTarget::Seq(s) => s,
-    };
-    let Some((generation, g)) = choose_generation(&inv, upto) else {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!("replica {} holds no generation to restore", bucket.url()),
-        ));
-    };
-    let fs = RealFs::new(dir)?;
-    if crate::layout::holds_store(&fs)? {
+    // Refuse a directory that holds a store before the bucket is reached,
+    // and without creating anything.
+    if crate::layout::is_store(dir)? {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
-                "{} already holds a store; restore into a new directory",
+                "{} already holds a store; restore into a new directory (nothing was written)",
                 dir.display()
             ),
         ));
     }
+    let bucket = Bucket::open(url, settings)?;
+    let names = bucket.list()?;
+    let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+    let (generation, g, upto, record_time_ms) = match target {
+        RestoreTarget::Latest => {
+            let newest = inv.newest().ok_or_else(|| no_generation(url))?;
+            (newest.0, newest.1, u64::MAX, None)
+        }
+        RestoreTarget::Seq(s) => {
+            let (id, g) = choose_generation(&inv, s).ok_or_else(|| no_generation(url))?;
+            (id, g, s, None)
+        }
+        RestoreTarget::Time(t) => {
+            let placed = seq_at_time(&bucket, &inv, t)?;
+            let g = &inv.generations[placed.generation];
+            (placed.generation, g, placed.seq, placed.record_time_ms)
+        }
+    };
+    let fs = RealFs::new(dir)?;
     let mut report = RestoreReport {
         generation: generation.to_string(),
-        checkpoint_seq: None,
-        last_seq: 0,
-        segments: 0,
-        objects: 0,
-        stopped_at: None,
-        skipped_checkpoints: Vec::new(),
+        record_time_ms,
+        ..RestoreReport::default()
     };
     // The store every object must belong to: the claim's, else the
     // checkpoint's, else the first segment's.
@@ -96,12 +117,47 @@ pub fn restore_with(
         report.last_seq = *seq;
         store_id = store_id.or_else(|| id.clone());
         fs::write_atomic(&fs, "", crate::layout::STATE_FILE, bytes)?;
+        write_task_files(&fs, bytes)?;
     }
     let base_seq = base.as_ref().map_or(0, |(s, _, _)| *s);
+    // A corrupt or non-joining object in a segment whose intact part held
+    // nothing past the checkpoint: whether the records it cut off were
+    // needed is known at the next segment.
+    let mut passed: Option<String> = None;
     for &segment in g.segments.keys() {
+        if report.last_seq >= upto {
+            break;
+        }
         let (bytes, stop) = fetch_segment(&bucket, g, segment, &mut report)?;
         if base.is_none() && report.segments == 0 {
             older_than_kept(bucket.url(), generation, g, &bytes, upto)?;
+        }
+        let cut_here = if stop { report.stopped_at.take() } else { None };
+        let first = SegmentHeader::decode(&bytes).map(|h| h.first_seq);
+        if let Some(cut) = passed.take() {
+            // A segment cut short held no record past what is restored
+            // only if this one starts right after it.
+            if first.as_ref().is_ok_and(|&f| f <= report.last_seq + 1) {
+                report.skipped_objects.push(cut);
+            } else {
+                report.stopped_at = Some(cut);
+                break;
+            }
+        }
+        // A segment that starts past the next record needed: the ones
+        // between are missing from the bucket, so a record on the way to
+        // the target cannot be restored (even when every record of this
+        // one is past the target).
+        if let Ok(f) = first
+            && f > report.last_seq + 1
+        {
+            report.stopped_at = Some(format!(
+                "{}: its first record is {f}, but the records before it end at {} \
+                 (the segment holding the next record is missing)",
+                object_at(g, segment, 0),
+                report.last_seq
+            ));
+            break;
         }
         let expect = Expect {
             segment,
@@ -113,6 +169,7 @@ pub fn restore_with(
         if let Some(last) = kept.last {
             fs::write_atomic(&fs, JOURNAL_DIR, &segment_name(segment), &bytes[..kept.len])?;
             report.segments += 1;
+            report.records += kept.records;
             report.last_seq = last;
         }
         if let Some((offset, why)) = kept.refused {
@@ -123,13 +180,52 @@ pub fn restore_with(
             report.stopped_at = Some(format!("{name}: {why}"));
             break;
         }
-        if stop || kept.last.is_some_and(|l| l >= upto) {
+        if let Some(cut) = cut_here {
+            if kept.last.is_some() {
+                report.stopped_at = Some(cut);
+                break;
+            }
+            // Nothing of it was needed so far; the next segment says
+            // whether what was cut off was.
+            passed = Some(cut);
+            continue;
+        }
+        if kept.last.is_some_and(|l| l >= upto) {
             break;
+        }
+    }
+    if let Some(cut) = passed {
+        match report.last_seq >= upto {
+            true => report.skipped_objects.push(cut),
+            false => report.stopped_at = Some(cut),
         }
     }
     // Sync the journal directory so the segments' names survive power loss.
     fs.sync_dir(JOURNAL_DIR)?;
     Ok(report)
+}
+
+/// Writes `tasks/<id>.json` for each task of the restored `state.json`, as
+/// its checkpoint wrote them (task files are not shipped). Without them,
+/// the first open would take every task's file as removed by hand, and say
+/// so once per task; with them, it finds each file equal to the
+/// checkpoint's copy. Their stats are not vouched for (no stats file), so
+/// that open reads them once.
+fn write_task_files(fs: &RealFs, state: &[u8]) -> Result<()> {
+    let state = crate::layout::parse_state(state)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, format!("restored state.json: {e}")))?;
+    let files: Vec<(String, Option<Vec<u8>>)> = state
+        .tasks
+        .iter()
+        .map(|task| {
+            let mut out = Vec::new();
+            crate::task_json::write_pretty(&mut out, &task.to_json(), 0);
+            out.push(b'\n');
+            (crate::layout::task_file(task.id()), Some(out))
+        })
+        .collect();
+    fs.create_dir(crate::layout::TASKS_DIR)?;
+    fs::write_atomic_batch(fs, crate::layout::TASKS_DIR, &files)
 }
 
 /// The generation that holds record `upto` (the newest for the latest
@@ -222,6 +318,103 @@ fn fetch_segment(
     Ok((bytes, false))
 }
 
+/// Where a wall-clock time falls in a replica.
+struct Placed<'a> {
+    generation: &'a str,
+    seq: u64,
+    record_time_ms: Option<u64>,
+}
+
+/// The generation and the last record written at or before `t`, by the
+/// sync markers alone: a marker's time is after every record it says was
+/// synced, so the records through the `synced_through` of the last marker
+/// at or before `t` were all written by then (records between two markers
+/// are placed at the later one). The generation is the newest begun at or
+/// before `t` that has such a marker (the oldest whatever its start, since
+/// its first segments hold records written before its first tick): a
+/// generation begun later may hold copies of older history (a restored
+/// directory's journal), but not what the store held at `t`. A checkpoint
+/// object carries no time, so it never places `t` by itself. Reads each
+/// segment until the first marker after `t`.
+fn seq_at_time<'a>(
+    bucket: &Bucket,
+    inv: &'a Inventory,
+    t: time::OffsetDateTime,
+) -> Result<Placed<'a>> {
+    let t_ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    let oldest = inv.generations.keys().next();
+    let mut first_time: Option<u64> = None;
+    for (id, g) in inv.generations.iter().rev() {
+        let began = layout::generation_unix_ms(id).map_or(i128::MAX, i128::from);
+        if began > t_ms && Some(id) != oldest {
+            continue;
+        }
+        let mut best: Option<(u64, u64)> = None;
+        'segments: for &segment in g.segments.keys() {
+            // Read as the restore reads it; what it counts is not reported.
+            let mut scratch = RestoreReport::default();
+            let (bytes, stop) = fetch_segment(bucket, g, segment, &mut scratch)?;
+            for piece in scan_segment(&bytes).pieces {
+                match piece {
+                    Piece::Marker { marker, .. } => {
+                        first_time =
+                            Some(first_time.map_or(marker.unix_ms, |f| f.min(marker.unix_ms)));
+                        if i128::from(marker.unix_ms) > t_ms {
+                            break 'segments;
+                        }
+                        if best.is_none_or(|(s, _)| marker.synced_through >= s) {
+                            best = Some((marker.synced_through, marker.unix_ms));
+                        }
+                    }
+                    Piece::Damaged { .. } => break 'segments,
+                    Piece::Record { .. } => {}
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        let placed = best.map(|(seq, ms)| (seq, Some(ms)));
+        if let Some((seq, record_time_ms)) = placed.filter(|(seq, _)| *seq > 0) {
+            return Ok(Placed {
+                generation: id,
+                seq,
+                record_time_ms,
+            });
+        }
+    }
+    let asked = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string());
+    Err(Error::new(
+        ErrorKind::NotFound,
+        match first_time.and_then(rfc3339_of_ms) {
+            Some(first) => format!(
+                "{asked} is before the first record time in the replica ({first}); \
+                 restore to {first} or later"
+            ),
+            None => format!(
+                "{asked} cannot be placed: the replica holds no record time (sync marker) \
+                 at or before it"
+            ),
+        },
+    ))
+}
+
+/// `ms` (Unix milliseconds) as RFC 3339 in UTC.
+fn rfc3339_of_ms(ms: u64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+fn no_generation(url: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("replica {url} holds no generation to restore"),
+    )
+}
+
 /// What a segment's bytes must be: segment `segment`, following record
 /// `prev` (the last one restored), of which records after `base` (the
 /// checkpoint's) and through `upto` are kept.
@@ -240,6 +433,8 @@ struct Kept {
     /// The last record kept; `None` when no record after the checkpoint is
     /// (nothing to write).
     last: Option<u64>,
+    /// Records kept after the checkpoint.
+    records: u64,
     /// The offset of the first frame that cannot be restored, and why:
     /// the restore stops there.
     refused: Option<(u64, String)>,
@@ -296,6 +491,7 @@ fn keep_records(bytes: &[u8], expect: &Expect, store_id: &mut Option<String>) ->
                     + crate::journal::record::RECORD_HEADER_LEN
                     + record.payload.len();
                 last = Some(record.seq);
+                kept.records += u64::from(record.seq > expect.base);
             }
             Piece::Marker { offset, .. } => {
                 kept.len = *offset as usize + crate::journal::record::MARKER_FRAME_LEN;

@@ -175,6 +175,16 @@ impl Bucket {
 
     /// Every object name under the prefix (relative to it), with its size.
     pub fn list(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_modified()?
+            .into_iter()
+            .map(|(name, size, _)| (name, size))
+            .collect())
+    }
+
+    /// [`Bucket::list`], with each object's last-modified time (Unix
+    /// milliseconds, the bucket's clock).
+    pub fn list_modified(&self) -> Result<Vec<(String, u64, u64)>> {
         let prefix = self.prefix.clone();
         self.call("list".into(), move |store| {
             Box::pin(async move {
@@ -191,7 +201,8 @@ impl Bucket {
                             .and_then(|r| r.strip_prefix('/'))
                             .unwrap_or(full),
                     };
-                    out.push((rel.to_string(), meta.size));
+                    let modified_ms = u64::try_from(meta.last_modified.timestamp_millis());
+                    out.push((rel.to_string(), meta.size, modified_ms.unwrap_or(0)));
                 }
                 out.sort();
                 Ok(out)
