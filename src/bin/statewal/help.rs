@@ -38,6 +38,12 @@ enum Uses {
     /// names, so it ignores `--dir` and `--database`; it uses the others
     /// as a command that writes does.
     Copy,
+    /// `restore-from`: writes the new directory `--to` names from a
+    /// replica, syncing every file, so it ignores `--dir`, `--database`,
+    /// `--sync`, `--read-only` and `--replicate`; it would use the key.
+    RestoreFrom,
+    /// `replica status`: reads a bucket's listing, no store at all.
+    Replica,
 }
 
 /// The commands that run on PostgreSQL (`--database`, `DATABASE_URL`, or a
@@ -207,6 +213,22 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
   statewal copy --from ./state --to ./state-copy --json | jq .destination.tasks",
     ),
     (
+        "restore-from",
+        Uses::RestoreFrom,
+        "  statewal restore-from s3://backups/app --to ./state-restored
+  statewal restore-from s3://backups/app --to ./state-restored --at 1200
+  statewal restore-from s3://backups/app --to ./state-restored --at 2026-12-02T10:00:00Z
+  statewal restore-from file:///mnt/replica/app --to ./state-restored --json
+  AWS_ENDPOINT=http://127.0.0.1:9000 AWS_ALLOW_HTTP=true \\
+    statewal restore-from s3://backups/app --to ./state-restored   # an S3-compatible service",
+    ),
+    (
+        "replica status",
+        Uses::Replica,
+        "  statewal replica status s3://backups/app
+  statewal replica status file:///mnt/replica/app --json | jq -c 'select(.kind == \"summary\")'",
+    ),
+    (
         "bench",
         Uses::Nothing,
         "  statewal bench
@@ -244,7 +266,13 @@ pub fn command() -> clap::Command {
             db => format!("{} {db}", flag_note(uses)),
         };
         let text = format!("Examples:\n{examples}\n\n{notes}");
-        cmd = cmd.mut_subcommand(name, |sub| sub.after_help(text));
+        cmd = match name.split_once(' ') {
+            // A command of a group (`replica status`).
+            Some((group, sub)) => {
+                cmd.mut_subcommand(group, |g| g.mut_subcommand(sub, |c| c.after_help(text)))
+            }
+            None => cmd.mut_subcommand(name, |sub| sub.after_help(text)),
+        };
     }
     cmd
 }
@@ -253,7 +281,10 @@ pub fn command() -> clap::Command {
 /// PostgreSQL, or refuses a database. Commands that open no store of the
 /// user's say it among the flags they ignore.
 fn database_note(name: &str, uses: Uses) -> &'static str {
-    if matches!(uses, Uses::Nothing | Uses::Demo | Uses::Copy) {
+    if matches!(
+        uses,
+        Uses::Nothing | Uses::Demo | Uses::Copy | Uses::RestoreFrom | Uses::Replica
+    ) {
         ""
     } else if ON_POSTGRES.contains(&name) && uses == Uses::StoreWrites {
         "With --database (or DATABASE_URL, or a postgres:// URL as --dir) it runs on \
@@ -306,6 +337,24 @@ fn flag_note(uses: Uses) -> &'static str {
             "This command ignores --dir (and STATE_PATH), --sync, --read-only, --replicate, \
              --database, --key-file, --key-command and STATEWAL_KEY: it opens no store."
         }
+        Uses::RestoreFrom => {
+            "This command ignores --dir (and STATE_PATH), --sync, --read-only, --replicate and \
+             --database (and DATABASE_URL): it writes only the new state directory --to names, \
+             from the replica URL names, and syncs every file it writes. Credentials and \
+             endpoints come from the environment, as for --replicate (AWS_*, AZURE_*, \
+             GOOGLE_*; AWS_ENDPOINT and AWS_ALLOW_HTTP for an S3-compatible service). \
+             --key-file, --key-command (and STATEWAL_KEY) are for features not built yet: it \
+             refuses them (exit 2) rather than write without them. Exit 1 when a corrupt or \
+             missing object stopped it before the target (it names the object; every record \
+             before it is restored)."
+        }
+        Uses::Replica => {
+            "This command ignores --dir (and STATE_PATH), --sync, --read-only, --replicate, \
+             --database, --key-file, --key-command and STATEWAL_KEY: it opens no store, and \
+             reads one listing of the bucket URL names (no object is downloaded). Credentials \
+             and endpoints come from the environment, as for --replicate (AWS_*, AZURE_*, \
+             GOOGLE_*)."
+        }
         Uses::Copy => {
             "This command ignores --dir (and STATE_PATH) and --database (and DATABASE_URL): \
              --from and --to name its two stores, each a state directory or a postgres:// URL, \
@@ -337,11 +386,15 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
         | Command::Serve { .. } => Uses::StoreWrites,
         Command::Migrate { .. } => Uses::Migrates,
         Command::Copy { .. } => Uses::Copy,
+        Command::RestoreFrom { .. } => Uses::RestoreFrom,
+        Command::Replica { .. } => Uses::Replica,
         _ => Uses::StoreReads,
     };
     let key_env = std::env::var_os("STATEWAL_KEY").is_some();
     let writes = matches!(uses, Uses::StoreWrites | Uses::Migrates | Uses::Copy);
     let opens = writes || uses == Uses::StoreReads;
+    // `restore-from` writes a store but opens none: only the key matters.
+    let keyed = opens || uses == Uses::RestoreFrom;
     let given = [
         (
             // Built (feature `replicate`) for the commands that write
@@ -353,17 +406,17 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
             "replication (issue 11)",
         ),
         (
-            cli.key_file.is_some() && opens,
+            cli.key_file.is_some() && keyed,
             "--key-file (STATEWAL_KEY_FILE)",
             "encryption at rest (issue 13)",
         ),
         (
-            cli.key_command.is_some() && opens,
+            cli.key_command.is_some() && keyed,
             "--key-command",
             "encryption at rest (issue 13)",
         ),
         (
-            key_env && opens,
+            key_env && keyed,
             "STATEWAL_KEY",
             "encryption at rest (issue 13)",
         ),
@@ -485,7 +538,13 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "STATEWAL_REPLICATE",
-        "As --replicate (not built yet: a command that writes the store refuses it).",
+        "As --replicate (with the replicate feature; without it, a command that writes the \
+         store refuses it).",
+    ),
+    (
+        "AWS_*, AZURE_*, GOOGLE_*",
+        "A replica's credentials and endpoint, as each service's tools read them \
+         (AWS_ENDPOINT and AWS_ALLOW_HTTP=true for an S3-compatible service).",
     ),
     (
         "STATEWAL_REPLICA_RETENTION",
@@ -536,7 +595,8 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     (
         "1",
         "verify found damage, health found the directory unhealthy, or demo lost an \
-         acknowledged write; serve got a second SIGINT or SIGTERM during its shutdown.",
+         acknowledged write; serve got a second SIGINT or SIGTERM during its shutdown; \
+         restore-from stopped before its target at a corrupt or missing object.",
     ),
     (
         "2",

@@ -42,6 +42,7 @@ mod migrate;
 mod out;
 mod progress;
 mod readback;
+mod replica;
 mod scratch;
 mod serve;
 mod serve_events;
@@ -79,8 +80,9 @@ pub struct Cli {
     /// `completions`, `man`) never write the store and ignore it.
     #[arg(long, global = true, help_heading = "Global options")]
     pub read_only: bool,
-    /// Ship sealed journal segments to this URL as the store is written.
-    /// Not built yet (issue 11): a command that writes the store refuses it.
+    /// Ship the journal and checkpoints to this replica (s3://, gs://, az:// or file://)
+    /// as the store is written; `restore-from` rebuilds a directory from it. Without
+    /// the `replicate` feature, a command that writes the store refuses it.
     #[arg(
         long,
         global = true,
@@ -373,6 +375,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild a state directory from a replica in object storage (what
+    /// --replicate shipped), to its newest record or to the one --at names.
+    RestoreFrom {
+        /// The replica: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path.
+        url: String,
+        /// The directory to rebuild: missing or empty; one that holds a store is refused.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Stop after this record: a sequence number, or an RFC 3339 time placed by the
+        /// record time of the journal's sync markers (default: every record shipped).
+        #[arg(long, value_name = "SEQ|RFC3339", value_parser = replica::parse_at)]
+        at: Option<replica::At>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a replica in object storage holds.
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Replica {
+        #[command(subcommand)]
+        command: ReplicaCommand,
+    },
     /// Print a shell completion script for statewal, generated from its
     /// argument definitions.
     Completions {
@@ -395,6 +419,20 @@ pub enum Command {
         /// A prefix for the task ids of this run.
         #[arg(long)]
         run: String,
+    },
+}
+
+/// The `replica` commands.
+#[derive(Subcommand, Debug)]
+pub enum ReplicaCommand {
+    /// List a replica's generations, checkpoints and segments, its newest
+    /// position and its lag, from one listing of the bucket.
+    Status {
+        /// The replica: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path.
+        url: String,
+        /// Print JSON Lines: a line per generation, one per segment, then a summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -530,6 +568,10 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
             json,
         } => clean::run(cli, *older_than, status, *dry_run, *json),
         Command::Copy { from, to, json } => copy::run(cli, from, to, *json),
+        Command::RestoreFrom { url, to, at, json } => replica::restore_from(url, to, *at, *json),
+        Command::Replica {
+            command: ReplicaCommand::Status { url, json },
+        } => replica::status(url, *json),
         Command::Completions { shell } => help::completions(*shell),
         Command::Man { command } => help::man(command.as_deref()),
         _ => commands::run(cli),
