@@ -16,6 +16,33 @@ pub fn commands_in_help(help: &str) -> Vec<String> {
         .collect()
 }
 
+/// The commands `statewal --help` lists, each group (`replica`) replaced
+/// by its commands (`replica status`), `help` left out.
+pub fn leaf_commands(help: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in commands_in_help(help) {
+        let sub = commands_in_help(&help_of(&[&name, "--help"]));
+        match sub.is_empty() {
+            true => out.push(name),
+            false => out.extend(sub.into_iter().map(|s| format!("{name} {s}"))),
+        }
+    }
+    out
+}
+
+/// The name of the command a README usage cell documents: its first words
+/// that are lowercase, up to an argument, a flag or a bracket (`replica
+/// status URL` is `replica status`).
+fn command_name(cell: &str) -> String {
+    let words: Vec<&str> = cell
+        .split_whitespace()
+        .take_while(|w| {
+            w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+        })
+        .collect();
+    words.join(" ")
+}
+
 /// The lines of a `--help` section, from its heading to the blank line.
 fn section<'a>(help: &'a str, heading: &str) -> Vec<&'a str> {
     help.lines()
@@ -54,9 +81,11 @@ fn flags_written(text: &str) -> BTreeSet<String> {
     flags
 }
 
-fn help_of(args: &[&str]) -> String {
+/// `statewal ARGS` (a command of a group written as one argument,
+/// `replica status`, split into its words).
+pub fn help_of(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_statewal"))
-        .args(args)
+        .args(args.iter().flat_map(|a| a.split(' ')))
         .env_remove("STATE_PATH")
         .output()
         .unwrap();
@@ -83,7 +112,7 @@ fn table_rows(reference: &str) -> Vec<(String, BTreeSet<String>)> {
     let mut rows: Vec<(String, BTreeSet<String>)> = Vec::new();
     for line in reference.lines().filter(|l| l.starts_with("| `")) {
         let cell = line[3..].split('`').next().unwrap();
-        let name = cell.split_whitespace().next().unwrap().to_string();
+        let name = command_name(cell);
         let flags = flags_written(cell);
         match rows.iter_mut().find(|(n, _)| *n == name) {
             Some((_, all)) => all.extend(flags),
@@ -125,7 +154,7 @@ fn the_readme_reference_matches_help() {
     // The same commands.
     let table = table_rows(&reference);
     let in_table: BTreeSet<&str> = table.iter().map(|(n, _)| n.as_str()).collect();
-    let in_help = commands_in_help(&top);
+    let in_help = leaf_commands(&top);
     let in_help: BTreeSet<&str> = in_help.iter().map(String::as_str).collect();
     assert_eq!(in_table, in_help, "commands: README table vs --help");
 
@@ -170,7 +199,7 @@ fn row_texts(reference: &str) -> Vec<(String, String, String)> {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     for line in reference.lines().filter(|l| l.starts_with("| `")) {
         let cell = line[3..].split('`').next().unwrap();
-        let name = cell.split_whitespace().next().unwrap().to_string();
+        let name = command_name(cell);
         match rows.iter_mut().find(|(n, ..)| *n == name) {
             Some((.., all)) => all.push_str(line),
             None => rows.push((name, cell.to_string(), line.to_string())),
@@ -267,7 +296,10 @@ fn the_readme_reference_has_each_commands_arguments_and_defaults() {
         let help = help_of(&[name, "--help"]);
         let usage = usage_of(&help, name);
         let usage: Vec<&str> = usage.iter().map(String::as_str).collect();
-        let cell_words: Vec<&str> = cell.split_whitespace().skip(1).collect();
+        let cell_words: Vec<&str> = cell
+            .split_whitespace()
+            .skip(name.split(' ').count())
+            .collect();
         assert_eq!(
             positionals(&cell_words),
             positionals(&usage),
@@ -395,6 +427,12 @@ fn the_readme_json_schemas_match_each_commands_output() {
     let scratch = tempfile::tempdir().unwrap();
     let bench_dir = scratch.path().join("bench");
     let copy_dir = scratch.path().join("copy");
+    // A replica of the populated store, for `replica status` and
+    // `restore-from`.
+    let bucket = format!("file://{}/bucket/r", scratch.path().display());
+    std::fs::create_dir_all(scratch.path().join("bucket")).unwrap();
+    check(d, &["--replicate", &bucket, "checkpoint"], "", 0);
+    let restored = scratch.path().join("restored");
     let newest =
         crate::util::json_lines(check(d, &["backups", "--json"], "", 0).as_bytes())[0]["name"]
             .as_str()
@@ -432,6 +470,12 @@ fn the_readme_json_schemas_match_each_commands_output() {
             ],
             "",
         ),
+        ("replica status", vec!["replica", "status", &bucket], ""),
+        (
+            "restore-from",
+            vec!["restore-from", &bucket, "--to", restored.to_str().unwrap()],
+            "",
+        ),
         (
             "bench",
             vec![
@@ -464,7 +508,10 @@ fn the_readme_json_schemas_match_each_commands_output() {
             let own: BTreeSet<String> = v.as_object().unwrap().keys().cloned().collect();
             let missing: Vec<&String> = top.difference(&own).collect();
             // dump-journal's sync markers and damaged spans have keys of their own.
-            if command != "dump-journal" || v["kind"] != "sync_marker" {
+            // replica status's generation and summary lines too.
+            let own_keys = (command == "dump-journal" && v["kind"] == "sync_marker")
+                || (command == "replica status" && v["kind"] != "segment");
+            if !own_keys {
                 assert!(
                     missing.is_empty(),
                     "`{}` lacks keys README's `--json` item documents: {missing:?}\n{line}",

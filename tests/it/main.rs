@@ -27,6 +27,8 @@ mod cli_pg;
 mod cli_progress;
 mod cli_read_only;
 mod cli_reference;
+#[cfg(feature = "replicate")]
+mod cli_replica;
 mod cli_signals;
 mod conformance;
 mod corruption;
