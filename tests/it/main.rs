@@ -81,6 +81,7 @@ mod readback;
 mod replica;
 #[cfg(feature = "replicate")]
 mod replica_copies;
+mod replica_gcs;
 #[cfg(feature = "replicate")]
 mod replica_hostile;
 #[cfg(feature = "replicate")]
