@@ -284,3 +284,24 @@ fn a_reader_on_a_schema_1_database_hears_changes() {
         .expect("a schema-1 change never reached the reader");
     assert_eq!(got, ("from-v1".to_string(), Some(1)));
 }
+
+/// PostgreSQL has replication of its own, and the journal replica ships
+/// segments this engine does not have: a replica URL beside a database is
+/// refused at open (`Unsupported`, naming both), before a table is made or
+/// anything is shipped, never ignored in silence.
+#[cfg(feature = "replicate")]
+#[test]
+fn a_replica_url_is_refused() {
+    let Some(db) = database() else { return };
+    let bucket = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/r", bucket.path().display());
+    let message = check_err(
+        Store::open(opts(&db).replicate_to(&url)),
+        ErrorKind::Unsupported,
+    );
+    assert!(message.contains(&url), "{message}");
+    assert!(message.contains("PostgreSQL"), "{message}");
+    assert!(!has_tables(&db), "the refused open made tables");
+    let shipped = std::fs::read_dir(bucket.path()).unwrap().count();
+    assert_eq!(shipped, 0, "the refused open shipped something");
+}
