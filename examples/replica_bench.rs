@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! cargo build --release --features replicate --example replica_bench
-//! replica_bench lag      URL [SECONDS] [RATE] [WRITERS]
-//! replica_bench restore  URL [RECORDS] [RUNS]
+//! replica_bench lag      URL [SECONDS] [RATE] [WRITERS] [TICK_MS]
+//! replica_bench restore  URL [RECORDS] [RUNS] [journal]
 //! replica_bench overhead URL [SLICES] [SLICE_SECONDS]
 //! ```
 //!
@@ -18,17 +18,20 @@
 //!   the oldest record the bucket does not hold yet. A record's ship delay
 //!   is the time from its put returning to the first sample that finds it
 //!   shipped. The first 2 s (the first tick's claim and listing) are left
-//!   out.
+//!   out. TICK_MS is `Options::replicate_interval` (default 1000).
 //! - `restore`: puts RECORDS tasks (default 100,000, ids all distinct,
 //!   `OsBuffered` for a fast fill), closes (which ships the rest), then
 //!   restores RUNS times (default 3) into fresh directories and opens each:
-//!   the median restore and open times.
+//!   the median restore and open times. The close's checkpoint covers every
+//!   record, so the restore fetches one `state.json`; with `journal`, the
+//!   store never checkpoints, so it fetches the segments and the open
+//!   replays every record.
 //! - `overhead`: 1 writer, `SyncBeforeAck` and default options, puts as
 //!   fast as it can in SLICES slices (default 20) of SLICE_SECONDS
 //!   (default 2), alternately with the replica on and off (two
 //!   directories, each store opened and closed around its slice so no
-//!   shipper runs in an off slice): the median puts/s of each, and the
-//!   ratio.
+//!   shipper runs in an off slice): the median puts/s of each, their
+//!   ratio, and the median of each adjacent pair's ratio.
 //!
 //! Not a timed assertion: a probe, like `pg_bench.rs`, kept in the
 //! repository and not packaged.
@@ -60,12 +63,14 @@ fn main() -> Res<()> {
             Duration::from_secs_f64(arg(2, 20.0)?),
             arg(3, 1000.0)?,
             arg(4, 4.0)? as usize,
+            Duration::from_millis(arg(5, 1000.0)? as u64),
         ),
         (Some("restore"), Some(url)) => restore(
             &fresh(url),
             scratch.path(),
             arg(2, 100_000.0)? as usize,
             arg(3, 3.0)? as usize,
+            args.get(4).is_some_and(|m| m == "journal"),
         ),
         (Some("overhead"), Some(url)) => overhead(
             &fresh(url),
@@ -80,8 +85,11 @@ fn main() -> Res<()> {
     }
 }
 
-fn lag(url: &str, dir: &Path, dur: Duration, rate: f64, writers: usize) -> Res<()> {
-    let store = Store::open(Options::new(dir.join("lag")).replicate_to(url))?;
+fn lag(url: &str, dir: &Path, dur: Duration, rate: f64, writers: usize, tick: Duration) -> Res<()> {
+    let opts = Options::new(dir.join("lag"))
+        .replicate_to(url)
+        .replicate_interval(tick);
+    let store = Store::open(opts)?;
     let put_at = Mutex::new(BTreeMap::<u64, Instant>::new());
     let done = AtomicBool::new(false);
     let t0 = Instant::now();
@@ -128,7 +136,7 @@ fn lag(url: &str, dir: &Path, dur: Duration, rate: f64, writers: usize) -> Res<(
             .map(|h| h.join().expect("a writer panicked"))
             .sum::<statewal::Result<u64>>()?;
         println!(
-            "{url}: {puts} puts in {:.1} s ({:.0}/s, {writers} writers), {} samples",
+            "{url}: {puts} puts in {:.1} s ({:.0}/s, {writers} writers), tick {tick:?}, {} samples",
             dur.as_secs_f64(),
             puts as f64 / dur.as_secs_f64(),
             lag_records.len()
@@ -141,11 +149,20 @@ fn lag(url: &str, dir: &Path, dur: Duration, rate: f64, writers: usize) -> Res<(
     Ok(())
 }
 
-fn restore(url: &str, dir: &Path, records: usize, runs: usize) -> Res<()> {
+fn restore(url: &str, dir: &Path, records: usize, runs: usize, journal: bool) -> Res<()> {
     let t = Instant::now();
-    let opts = Options::new(dir.join("source"))
+    let mut opts = Options::new(dir.join("source"))
         .sync_policy(SyncPolicy::OsBuffered)
         .replicate_to(url);
+    if journal {
+        // Every record stays in the journal: the restore fetches segments
+        // and the open replays them all.
+        opts = opts
+            .sync_policy(SyncPolicy::SyncEveryInterval(Duration::from_millis(10)))
+            .checkpoint_interval(None)
+            .checkpoint_journal_bytes(u64::MAX)
+            .checkpoint_on_drop(false);
+    }
     let store = Store::open(opts)?;
     for i in 0..records {
         store.put_task(task(&format!("t{i}")))?;
@@ -207,7 +224,12 @@ fn overhead(url: &str, dir: &Path, slices: usize, each: Duration) -> Res<()> {
         );
         if replicated { &mut on } else { &mut off }.push(rate);
     }
+    // Adjacent slices share the machine's conditions (other load, the
+    // disk's mood): the median of each pair's ratio is the steadier figure.
+    let mut pairs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b).collect();
+    let pair = median_f(&mut pairs);
     let (on, off) = (median_f(&mut on), median_f(&mut off));
+    println!("median of the {} pairs' on/off: {pair:.3}", pairs.len());
     println!(
         "{url}: median on {on:.0} puts/s, off {off:.0} puts/s: on/off {:.3} ({:+.1}%)",
         on / off,

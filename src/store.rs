@@ -1075,3 +1075,22 @@ mod tests {
         assert_eq!(store.shutdown().unwrap_err().kind(), ErrorKind::Io);
     }
 }
+
+/// Runs only in a build without `replicate` (`cargo test --lib`): the
+/// suite is built with every feature, where this refusal cannot happen.
+#[cfg(all(test, not(feature = "replicate")))]
+mod without_replicate {
+    use super::*;
+
+    /// A lean build must refuse a replica URL, not ignore it: ignoring it
+    /// would let a user believe the store is backed up when nothing ships.
+    #[test]
+    fn replicate_to_is_unsupported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = Options::new(tmp.path().join("store")).replicate_to("file:///tmp/replica");
+        let e = Store::open(opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert!(e.to_string().contains("file:///tmp/replica"), "{e}");
+        assert!(e.to_string().contains("`replicate`"), "{e}");
+    }
+}
