@@ -370,6 +370,14 @@ impl JournalEngine {
     fn stop_replica(&mut self) {
         #[cfg(feature = "replicate")]
         if let Some(mut r) = self.replica.take() {
+            // The last tick ships only synced bytes: without a last
+            // checkpoint, under `SyncEveryInterval` or `OsBuffered`, the
+            // records after the last sync would stay local until the next
+            // open. A poisoned journal syncs nothing; the tick ships what
+            // was synced before.
+            if let Err(e) = self.shared.journal.sync_all_appended() {
+                tracing::debug!(error = %e, "replica: no sync before the last tick");
+            }
             r.stop();
             let ctx = self.shared.ckpt.lock();
             match crate::checkpoint::remove_released_segments(&*self.shared.fs, &ctx) {

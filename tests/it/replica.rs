@@ -6,7 +6,7 @@
 
 use crate::util::{ids, put_all, scratch, task};
 use statewal::replica::{self, RestoreTarget};
-use statewal::{ErrorKind, Options, Store};
+use statewal::{ErrorKind, Options, Store, SyncPolicy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -602,4 +602,32 @@ fn a_long_range_is_shipped_in_pieces() {
     let report = restore(&bucket, &to, RestoreTarget::Latest);
     assert!(report.stopped_at.is_none(), "{report:?}");
     assert_eq!(restored_tasks(&to), held);
+}
+
+/// A clean close ships every record, whatever the sync policy, even
+/// without a last checkpoint. The close's last tick ships only synced
+/// bytes, and the close used to sync nothing before it: under
+/// `SyncEveryInterval` or `OsBuffered` with `checkpoint_on_drop(false)`,
+/// the records after the last sync stayed local until the next open
+/// (found by `examples/replica_bench.rs`'s journal-only restore).
+#[test]
+fn a_close_ships_every_record_without_a_last_checkpoint() {
+    let policies = [
+        SyncPolicy::SyncEveryInterval(Duration::from_secs(3600)),
+        SyncPolicy::OsBuffered,
+    ];
+    for policy in policies {
+        let tmp = scratch();
+        let bucket = file_bucket(tmp.path());
+        let opts = replicated(&tmp.path().join("store"), &bucket)
+            .sync_policy(policy)
+            .checkpoint_on_drop(false);
+        let store = Store::open(opts).unwrap();
+        put_all(&store, &ids("c", 30));
+        let last = store.stats().unwrap().last_seq;
+        drop(store);
+        let to = tmp.path().join("restored");
+        let report = replica::restore(&bucket.url, &to, RestoreTarget::Latest).unwrap();
+        assert_eq!(report.last_seq, last, "{policy:?}: {report:?}");
+    }
 }
