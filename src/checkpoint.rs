@@ -530,6 +530,8 @@ fn backup_kind(fs: &dyn Fs, name: &str) -> Result<BackupKind> {
 /// Removes the covered segments that the retention gate held back at the
 /// last checkpoint and has let go since (a replica that shipped them after
 /// it, as at a close): the checkpoint's own bound, the gate read anew.
+/// Only a replica releases segments after a checkpoint.
+#[cfg(feature = "replicate")]
 pub(crate) fn remove_released_segments(fs: &dyn Fs, ctx: &CheckpointCtx) -> Result<usize> {
     let Some(gate) = &ctx.retention_gate else {
         return Ok(0);
