@@ -81,6 +81,7 @@ mod readback;
 mod replica;
 #[cfg(feature = "replicate")]
 mod replica_copies;
+#[cfg(feature = "replicate")]
 mod replica_gcs;
 #[cfg(feature = "replicate")]
 mod replica_hostile;
