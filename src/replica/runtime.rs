@@ -185,29 +185,15 @@ impl Bucket {
     /// [`Bucket::list`], with each object's last-modified time (Unix
     /// milliseconds, the bucket's clock).
     pub fn list_modified(&self) -> Result<Vec<(String, u64, u64)>> {
-        let prefix = self.prefix.clone();
-        self.call("list".into(), move |store| {
-            Box::pin(async move {
-                let mut out = Vec::new();
-                let under = (!prefix.as_ref().is_empty()).then_some(&prefix);
-                let mut stream = store.list(under);
-                while let Some(meta) = stream.next().await {
-                    let meta = meta?;
-                    let full = meta.location.as_ref();
-                    let rel = match prefix.as_ref() {
-                        "" => full,
-                        p => full
-                            .strip_prefix(p)
-                            .and_then(|r| r.strip_prefix('/'))
-                            .unwrap_or(full),
-                    };
-                    let modified_ms = u64::try_from(meta.last_modified.timestamp_millis());
-                    out.push((rel.to_string(), meta.size, modified_ms.unwrap_or(0)));
-                }
-                out.sort();
-                Ok(out)
+        Ok(self
+            .list_meta()?
+            .into_iter()
+            .map(|o| {
+                let ms = o.modified.duration_since(SystemTime::UNIX_EPOCH);
+                let ms = ms.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                (o.name, o.size, ms)
             })
-        })
+            .collect())
     }
 }
 
