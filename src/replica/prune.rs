@@ -74,7 +74,11 @@ pub(crate) fn run(
 /// The `first_seq` in the header of the segment whose first object is
 /// `r`; `None` when it cannot be read (then nothing at or after it is
 /// judged covered).
-fn first_seq(bucket: &Bucket, r: &Range, headers: &mut HeaderCache) -> Result<Option<u64>> {
+pub(crate) fn first_seq(
+    bucket: &Bucket,
+    r: &Range,
+    headers: &mut HeaderCache,
+) -> Result<Option<u64>> {
     if let Some(&known) = headers.get(&r.name) {
         return Ok(known);
     }

@@ -92,7 +92,7 @@ pub fn restore_with(
             (newest.0, newest.1, u64::MAX, None)
         }
         RestoreTarget::Seq(s) => {
-            let (id, g) = choose_generation(&inv, s).ok_or_else(|| no_generation(url))?;
+            let (id, g) = choose_generation(&bucket, &inv, s)?.ok_or_else(|| no_generation(url))?;
             (id, g, s, None)
         }
         RestoreTarget::Time(t) => {
@@ -229,19 +229,36 @@ fn write_task_files(fs: &RealFs, state: &[u8]) -> Result<()> {
 }
 
 /// The generation that holds record `upto` (the newest for the latest
-/// record): the newest with a checkpoint at or before it (a generation
-/// after the first begins with a checkpoint, and holds nothing before
-/// it), else the oldest, which begins with the store's first record.
-fn choose_generation(inv: &Inventory, upto: u64) -> Option<(&str, &Generation)> {
+/// record): the newest with a checkpoint at or before it, or whose journal
+/// begins with the store's first record (a generation begins with the
+/// checkpoint its first segments continue, or with record 1, and holds
+/// nothing before); else the oldest, whose restore then says what it
+/// lacks.
+fn choose_generation<'a>(
+    bucket: &Bucket,
+    inv: &'a Inventory,
+    upto: u64,
+) -> Result<Option<(&'a str, &'a Generation)>> {
     if upto == u64::MAX {
-        return inv.newest();
+        return Ok(inv.newest());
     }
-    inv.generations
+    let mut headers = super::prune::HeaderCache::new();
+    for (id, g) in inv.generations.iter().rev() {
+        if g.checkpoints.first().is_some_and(|c| c.seq <= upto) {
+            return Ok(Some((id.as_str(), g)));
+        }
+        let first = g.segments.values().next().and_then(|r| r.first());
+        if let Some(r) = first.filter(|r| r.start == 0)
+            && super::prune::first_seq(bucket, r, &mut headers)?.is_some_and(|s| s <= 1)
+        {
+            return Ok(Some((id.as_str(), g)));
+        }
+    }
+    Ok(inv
+        .generations
         .iter()
-        .rev()
-        .find(|(_, g)| g.checkpoints.first().is_some_and(|c| c.seq <= upto))
-        .or_else(|| inv.generations.iter().next())
-        .map(|(id, g)| (id.as_str(), g))
+        .next()
+        .map(|(id, g)| (id.as_str(), g)))
 }
 
 /// A checkpoint to restore: its `journal_seq`, its bytes and the store id

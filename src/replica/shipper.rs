@@ -204,6 +204,13 @@ impl Replica {
             wake: Condvar::new(),
         });
         let url = bucket.url().to_string();
+        // Read before the open's own checkpoints can replace it: the state
+        // the local journal's oldest segments continue.
+        // The store's own record of its journal_seq is read now too, while
+        // it still describes this file.
+        let base = fs
+            .read_unmapped(crate::layout::STATE_FILE)?
+            .map(|bytes| (bytes, journal.checkpoint()));
         let mut shipper = Shipper {
             bucket,
             fs,
@@ -215,6 +222,7 @@ impl Replica {
             sealed_end: BTreeMap::new(),
             salts: BTreeMap::new(),
             checkpoint_stat: None,
+            base,
             pending: None,
             floor: 0,
             retention,
@@ -351,6 +359,17 @@ struct Shipper {
     salts: BTreeMap<u64, u64>,
     /// The stat of the `state.json` last shipped.
     checkpoint_stat: Option<FileStat>,
+    /// The `state.json` the store opened with, read before its open's own
+    /// checkpoints ran, until the first tick has shipped it. A generation
+    /// begun at the first tick ships every local segment, some of them
+    /// older than the `state.json` of that moment, which checkpoints may
+    /// have replaced since the open (between the open and the first tick,
+    /// or while the bucket could not be reached): this is the checkpoint
+    /// those segments continue, without which a restore to a record
+    /// between it and the next shipped checkpoint has no base.
+    /// With it, the store's (CRC-32, journal_seq) of the `state.json` it
+    /// loaded, as at the open.
+    base: Option<(Vec<u8>, Option<(u32, u64)>)>,
     /// The range (segment, start, end) whose put failed last: it may have
     /// landed all the same (an answer lost, a request that timed out after
     /// the bucket stored it), so it is put again as it was, never as a
@@ -512,6 +531,9 @@ impl Shipper {
             self.choose_generation()?;
         }
         if self.shared.overrun.swap(false, Ordering::AcqRel) {
+            // Segments after the opening checkpoint are gone unshipped: the
+            // new generation begins at the current one.
+            self.base = None;
             self.new_generation();
         }
         self.check_epoch()?;
@@ -631,14 +653,24 @@ impl Shipper {
         tracing::info!(generation = %id, "replica: beginning a new generation");
         self.shipped.clear();
         self.floor = 0;
+        // Nothing of the new generation is shipped: every local segment is
+        // kept until a tick says otherwise (not the old generation's bound).
+        self.shared.keep_from.store(0, Ordering::Release);
         self.checkpoint_stat = None;
         self.pending = None;
         self.shared.status.lock().generation = Some(id.clone());
         self.generation = Some(id);
     }
 
-    /// Ships `state.json` if it changed since it was last shipped.
+    /// Ships the opening `state.json` if not yet done, then `state.json` if
+    /// it changed since it was last shipped.
     fn ship_checkpoint(&mut self) -> Result<()> {
+        if let Some((bytes, known)) = &self.base {
+            // Once per open; an object already there (a resumed generation)
+            // counts as shipped.
+            self.ship_state(bytes.clone(), *known)?;
+            self.base = None;
+        }
         let Some(stat) = self.fs.stat(crate::layout::STATE_FILE)? else {
             return Ok(());
         };
@@ -650,26 +682,33 @@ impl Shipper {
         };
         // Read again after: a checkpoint that replaced the file meanwhile
         // is shipped on the next tick.
+        if let Some(journal_seq) = self.ship_state(bytes, self.journal.checkpoint())? {
+            self.shared.status.lock().checkpoint_seq = Some(journal_seq);
+        }
+        self.checkpoint_stat = Some(stat);
+        Ok(())
+    }
+
+    /// Puts the bytes of a `state.json` as a checkpoint object of the
+    /// generation; returns its `journal_seq` (`None` if it does not parse:
+    /// not shipped). `store` is the store's (CRC-32, journal_seq) of the
+    /// `state.json` it last wrote or loaded.
+    fn ship_state(&mut self, bytes: Vec<u8>, store: Option<(u32, u64)>) -> Result<Option<u64>> {
         let crc = crc32fast::hash(&bytes);
         // The bytes the store itself wrote: their journal_seq is known, and
         // parsing them (about 1 s for 100k tasks) is not needed.
-        let known = self
-            .journal
-            .checkpoint()
-            .and_then(|(c, seq)| (c == crc).then_some(seq));
+        let known = store.and_then(|(c, seq)| (c == crc).then_some(seq));
         let journal_seq = match known {
             Some(seq) => Some(seq),
             None => self.parsed_journal_seq(&bytes)?,
         };
         let Some(journal_seq) = journal_seq else {
-            return Ok(());
+            return Ok(None);
         };
         let generation = self.generation.as_deref().expect("chosen before shipping");
         let name = layout::checkpoint_object(generation, journal_seq, crc);
         self.put(&name, bytes)?;
-        self.checkpoint_stat = Some(stat);
-        self.shared.status.lock().checkpoint_seq = Some(journal_seq);
-        Ok(())
+        Ok(Some(journal_seq))
     }
 
     /// The `journal_seq` of a `state.json` the store did not vouch for;

@@ -422,6 +422,74 @@ fn a_restored_store_begins_a_new_generation() {
     assert_eq!(restored_tasks(&early), at[&seq10]);
 }
 
+/// A restored store whose checkpoints replace its opening `state.json`
+/// before the shipper's first tick: the new generation still begins with
+/// that `state.json`, so a restore to a record of the new history before
+/// the next shipped checkpoint reads the new history, not the old one.
+#[test]
+fn a_new_generation_ships_the_checkpoint_it_began_from() {
+    restore_into_the_new_history(true);
+}
+
+/// As above, from a restore that needed no checkpoint (the bucket's
+/// journal begins with the store's first record): the new generation has
+/// no checkpoint before the target, but its journal begins at record 1.
+#[test]
+fn a_new_generation_from_the_first_record_holds_its_history() {
+    restore_into_the_new_history(false);
+}
+
+fn restore_into_the_new_history(checkpointed: bool) {
+    let tmp = scratch();
+    let bucket = file_bucket(tmp.path());
+    let first = tmp.path().join("first");
+    let mut seqs = Vec::new();
+    for half in 0..2 {
+        // Closed after record 21 when `checkpointed`: its close ships a
+        // checkpoint of it (the ticks are too far apart to ship another).
+        let opts = replicated(&first, &bucket).replicate_interval(Duration::from_secs(3600));
+        let store = Store::open(opts.checkpoint_on_drop(checkpointed)).unwrap();
+        for i in half * 21..(half + 1) * 21 {
+            seqs.push(store.put_task(task(&format!("t{i}"))).unwrap());
+        }
+        drop(store);
+    }
+    let second = tmp.path().join("second");
+    let restored = restore(&bucket, &second, RestoreTarget::Seq(seqs[20]));
+    assert_eq!(
+        restored.checkpoint_seq.is_some(),
+        checkpointed,
+        "{restored:?}"
+    );
+    // No tick before the close: the checkpoints below replace the
+    // restored state first.
+    let store =
+        Store::open(replicated(&second, &bucket).replicate_interval(Duration::from_secs(3600)))
+            .unwrap();
+    let mut at = BTreeMap::new();
+    for i in 0..10 {
+        // The old history's ids, with other contents.
+        let mut t = task(&format!("t{}", 21 + i));
+        t.set_description("second history");
+        let seq = store.put_task(t).unwrap();
+        at.insert(seq, tasks_of(&store));
+        if i == 4 || i == 8 {
+            store.checkpoint().unwrap();
+        }
+    }
+    drop(store);
+    let names = objects(bucket.root.as_ref().unwrap());
+    let (&mid, want) = at.iter().nth(2).unwrap();
+    let to = tmp.path().join("mid");
+    let report = restore(&bucket, &to, RestoreTarget::Seq(mid));
+    assert_eq!(
+        report.checkpoint_seq, restored.checkpoint_seq,
+        "the new generation begins with the restored state: {names:#?}"
+    );
+    assert_ne!(report.generation, restored.generation);
+    assert_eq!(&restored_tasks(&to), want, "{report:?}");
+}
+
 /// A bucket that cannot be reached delays shipping, never a write: puts
 /// are acknowledged meanwhile, the failures are counted, and once the
 /// bucket is back the replica catches up with everything.
