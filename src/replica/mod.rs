@@ -51,6 +51,19 @@ pub fn restore_with(
     restore::restore_with(url, settings, dir.as_ref(), target)
 }
 
+/// [`restore_with`] into the root of `fs`, which must be empty, such as a
+/// [`crate::sim::SimFs`] (feature `sim`): what a crash test of a restore
+/// needs. The restore's files are durable on `fs` when it returns.
+#[cfg(feature = "sim")]
+pub fn restore_to_fs(
+    url: &str,
+    settings: &[(String, String)],
+    fs: std::sync::Arc<dyn crate::fs::Fs>,
+    target: RestoreTarget,
+) -> Result<RestoreReport> {
+    restore::restore_to_fs(url, settings, fs, target)
+}
+
 /// Deletes from the bucket at `url` what is older than `retention` as of
 /// `now`, as a replicated store does on its own once an hour
 /// ([`crate::Options::replica_retention`]): whole generations that ended

@@ -12,6 +12,7 @@ use crate::journal::reader::{Piece, scan_segment};
 use crate::journal::record::SegmentHeader;
 use crate::journal::{JOURNAL_DIR, segment_name};
 use std::path::Path;
+use std::sync::Arc;
 
 /// How far a restore goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,37 @@ pub fn restore_with(
             ),
         ));
     }
+    restore_on(url, settings, target, &|| {
+        RealFs::new(dir).map(|fs| Arc::new(fs) as Arc<dyn Fs>)
+    })
+}
+
+/// [`restore_with`] into the root of `fs`, which must be empty: for
+/// crash tests on a simulated filesystem.
+#[cfg(feature = "sim")]
+pub fn restore_to_fs(
+    url: &str,
+    settings: &[(String, String)],
+    fs: Arc<dyn Fs>,
+    target: RestoreTarget,
+) -> Result<RestoreReport> {
+    if !fs.list("")?.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the filesystem to restore into is not empty (nothing was written)",
+        ));
+    }
+    restore_on(url, settings, target, &|| Ok(fs.clone()))
+}
+
+/// Restores into the filesystem `open_fs` makes, once the bucket has said
+/// what to restore.
+fn restore_on(
+    url: &str,
+    settings: &[(String, String)],
+    target: RestoreTarget,
+    open_fs: &dyn Fn() -> Result<Arc<dyn Fs>>,
+) -> Result<RestoreReport> {
     let bucket = Bucket::open(url, settings)?;
     let names = bucket.list()?;
     let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
@@ -101,7 +133,8 @@ pub fn restore_with(
             (placed.generation, g, placed.seq, placed.record_time_ms)
         }
     };
-    let fs = RealFs::new(dir)?;
+    let fs = open_fs()?;
+    let fs = &*fs;
     let mut report = RestoreReport {
         generation: generation.to_string(),
         record_time_ms,
@@ -116,8 +149,8 @@ pub fn restore_with(
         report.checkpoint_seq = Some(*seq);
         report.last_seq = *seq;
         store_id = store_id.or_else(|| id.clone());
-        fs::write_atomic(&fs, "", crate::layout::STATE_FILE, bytes)?;
-        write_task_files(&fs, bytes)?;
+        fs::write_atomic(fs, "", crate::layout::STATE_FILE, bytes)?;
+        write_task_files(fs, bytes)?;
     }
     let base_seq = base.as_ref().map_or(0, |(s, _, _)| *s);
     // A corrupt or non-joining object in a segment whose intact part held
@@ -167,7 +200,7 @@ pub fn restore_with(
         };
         let kept = keep_records(&bytes, &expect, &mut store_id);
         if let Some(last) = kept.last {
-            fs::write_atomic(&fs, JOURNAL_DIR, &segment_name(segment), &bytes[..kept.len])?;
+            fs::write_atomic(fs, JOURNAL_DIR, &segment_name(segment), &bytes[..kept.len])?;
             report.segments += 1;
             report.records += kept.records;
             report.last_seq = last;
@@ -200,8 +233,12 @@ pub fn restore_with(
             false => report.stopped_at = Some(cut),
         }
     }
-    // Sync the journal directory so the segments' names survive power loss.
+    // Sync the journal directory so the segments' names survive power
+    // loss (each segment's write synced it, but there may be none), then
+    // the store's own, so the names `journal/` and `tasks/` do: without a
+    // checkpoint, nothing else syncs it.
     fs.sync_dir(JOURNAL_DIR)?;
+    fs.sync_dir("")?;
     Ok(report)
 }
 
@@ -211,7 +248,7 @@ pub fn restore_with(
 /// so once per task; with them, it finds each file equal to the
 /// checkpoint's copy. Their stats are not vouched for (no stats file), so
 /// that open reads them once.
-fn write_task_files(fs: &RealFs, state: &[u8]) -> Result<()> {
+fn write_task_files(fs: &dyn Fs, state: &[u8]) -> Result<()> {
     let state = crate::layout::parse_state(state)
         .map_err(|e| Error::new(ErrorKind::Corrupt, format!("restored state.json: {e}")))?;
     let files: Vec<(String, Option<Vec<u8>>)> = state

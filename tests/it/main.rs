@@ -81,6 +81,8 @@ mod readback;
 mod replica;
 #[cfg(feature = "replicate")]
 mod replica_copies;
+#[cfg(all(feature = "replicate", feature = "sim"))]
+mod replica_crash;
 #[cfg(feature = "replicate")]
 mod replica_gcs;
 #[cfg(feature = "replicate")]
