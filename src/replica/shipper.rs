@@ -343,6 +343,10 @@ impl Drop for Replica {
     }
 }
 
+/// The CRC-32 and `journal_seq` of a `state.json` the store wrote or
+/// loaded.
+type Vouched = (u32, u64);
+
 struct Shipper {
     bucket: Bucket,
     fs: Arc<dyn Fs>,
@@ -369,7 +373,7 @@ struct Shipper {
     /// between it and the next shipped checkpoint has no base.
     /// With it, the store's (CRC-32, journal_seq) of the `state.json` it
     /// loaded, as at the open.
-    base: Option<(Vec<u8>, Option<(u32, u64)>)>,
+    base: Option<(Vec<u8>, Option<Vouched>)>,
     /// The range (segment, start, end) whose put failed last: it may have
     /// landed all the same (an answer lost, a request that timed out after
     /// the bucket stored it), so it is put again as it was, never as a
@@ -693,7 +697,7 @@ impl Shipper {
     /// generation; returns its `journal_seq` (`None` if it does not parse:
     /// not shipped). `store` is the store's (CRC-32, journal_seq) of the
     /// `state.json` it last wrote or loaded.
-    fn ship_state(&mut self, bytes: Vec<u8>, store: Option<(u32, u64)>) -> Result<Option<u64>> {
+    fn ship_state(&mut self, bytes: Vec<u8>, store: Option<Vouched>) -> Result<Option<u64>> {
         let crc = crc32fast::hash(&bytes);
         // The bytes the store itself wrote: their journal_seq is known, and
         // parsing them (about 1 s for 100k tasks) is not needed.
