@@ -36,7 +36,7 @@ fn shipped_history(
         let store = Store::open(opts).unwrap();
         for i in half * 21..(half + 1) * 21 {
             let mut t = task(&format!("t{}", i % 30));
-            t.set_description(&format!("put {i}"));
+            t.set_description(format!("put {i}"));
             let seq = store.put_task(t).unwrap();
             at.insert(seq, tasks_of(&store));
             seqs.push(seq);
