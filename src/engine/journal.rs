@@ -156,19 +156,49 @@ const SIZE_CHECKPOINT_SPACING: u32 = 3;
 /// ... unless the journal grows to this many times its threshold.
 const SIZE_CHECKPOINT_HARD_FACTOR: u64 = 4;
 
+/// The bucket `Options::replicate_to` names, opened (its settings
+/// checked) before anything is written; `None` without one, and for a
+/// reader, which ships nothing.
+#[cfg(feature = "replicate")]
+type ReplicaBucket = Option<crate::replica::runtime::Bucket>;
+#[cfg(not(feature = "replicate"))]
+type ReplicaBucket = ();
+
+#[cfg(feature = "replicate")]
+fn replica_bucket(opts: &Options) -> Result<ReplicaBucket> {
+    match &opts.replica {
+        // Settings without a URL (`replica_setting` alone) ship nowhere.
+        Some(t) if !opts.read_only && !t.url.is_empty() => {
+            opts.replica_retention_window()?;
+            Ok(Some(crate::replica::runtime::Bucket::open(
+                &t.url,
+                &t.settings,
+            )?))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "replicate"))]
+fn replica_bucket(opts: &Options) -> Result<ReplicaBucket> {
+    match opts.replica_url() {
+        Some(url) => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("replication to {url} needs statewal built with the cargo feature `replicate`"),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl JournalEngine {
     /// Opens (creating if needed) the state directory in `opts` on the real
     /// filesystem; `subscriber` also sees `state:loaded`.
     pub(crate) fn open(opts: Options, subscriber: Option<Subscriber>) -> Result<JournalEngine> {
-        // Before the directory is made: a mistyped replica URL leaves
-        // nothing behind. A reader ships nothing, so it ignores the URL.
-        #[cfg(feature = "replicate")]
-        if let Some(url) = opts.replica_url().filter(|_| !opts.read_only) {
-            crate::replica::runtime::check_url(url)?;
-            opts.replica_retention_window()?;
-        }
+        // Before the directory is made: a mistyped replica URL or a bad
+        // setting (a missing credentials file) leaves nothing behind.
+        let bucket = replica_bucket(&opts)?;
         let fs = real_fs(&opts)?;
-        JournalEngine::open_on(opts, fs, subscriber)
+        JournalEngine::open_with_bucket(opts, fs, subscriber, bucket)
     }
 
     /// The open on any [`Fs`]: recovery, reconciliation, the workers.
@@ -177,25 +207,16 @@ impl JournalEngine {
         fs: Arc<dyn Fs>,
         subscriber: Option<Subscriber>,
     ) -> Result<JournalEngine> {
-        #[cfg(not(feature = "replicate"))]
-        if let Some(url) = opts.replica_url() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "replication to {url} needs statewal built with the cargo feature `replicate`"
-                ),
-            ));
-        }
-        // The replica's URL is checked before anything is written: a typo
-        // must not leave a new directory behind.
-        #[cfg(feature = "replicate")]
-        let bucket = match &opts.replica {
-            // Settings without a URL (`replica_setting` alone) ship nowhere.
-            Some(t) if !opts.read_only && !t.url.is_empty() => {
-                Some(crate::replica::runtime::Bucket::open(&t.url, &t.settings)?)
-            }
-            _ => None,
-        };
+        let bucket = replica_bucket(&opts)?;
+        JournalEngine::open_with_bucket(opts, fs, subscriber, bucket)
+    }
+
+    fn open_with_bucket(
+        opts: Options,
+        fs: Arc<dyn Fs>,
+        subscriber: Option<Subscriber>,
+        #[cfg_attr(not(feature = "replicate"), allow(unused_variables))] bucket: ReplicaBucket,
+    ) -> Result<JournalEngine> {
         let (fs, lock, mut rec, prepared) = if opts.read_only {
             open_read_only(&opts, fs)?
         } else {

@@ -6,10 +6,13 @@
 
 use super::layout::{self, Checkpoint, Generation, Inventory};
 use super::runtime::Bucket;
+use super::shipper::OBJECT_BYTES_MAX;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, RealFs};
 use crate::journal::reader::{Piece, scan_segment};
-use crate::journal::record::SegmentHeader;
+use crate::journal::record::{
+    RECORD_HEADER_LEN, RECORD_PAYLOAD_MAX, SEGMENT_HEADER_LEN, SegmentHeader,
+};
 use crate::journal::{JOURNAL_DIR, segment_name};
 use std::path::Path;
 use std::sync::Arc;
@@ -118,6 +121,7 @@ fn restore_on(
     let bucket = Bucket::open(url, settings)?;
     let names = bucket.list()?;
     let inv = Inventory::of(names.iter().map(|(n, _)| n.as_str()));
+    let listed: Listed = names.iter().map(|(n, size)| (n.as_str(), *size)).collect();
     let (generation, g, upto, record_time_ms) = match target {
         RestoreTarget::Latest => {
             let newest = inv.newest().ok_or_else(|| no_generation(url))?;
@@ -128,7 +132,7 @@ fn restore_on(
             (id, g, s, None)
         }
         RestoreTarget::Time(t) => {
-            let placed = seq_at_time(&bucket, &inv, t)?;
+            let placed = seq_at_time(&bucket, &inv, &listed, t)?;
             let g = &inv.generations[placed.generation];
             (placed.generation, g, placed.seq, placed.record_time_ms)
         }
@@ -161,7 +165,7 @@ fn restore_on(
         if report.last_seq >= upto {
             break;
         }
-        let (bytes, stop) = fetch_segment(&bucket, g, segment, &mut report)?;
+        let (bytes, stop) = fetch_segment(&bucket, g, &listed, segment, &mut report)?;
         if base.is_none() && report.segments == 0 {
             older_than_kept(bucket.url(), generation, g, &bytes, upto)?;
         }
@@ -298,6 +302,20 @@ fn choose_generation<'a>(
         .map(|(id, g)| (id.as_str(), g)))
 }
 
+/// The size of each object in the listing a restore works from.
+type Listed<'a> = std::collections::HashMap<&'a str, u64>;
+
+/// The most a segment object can hold: [`OBJECT_BYTES_MAX`], or one frame
+/// of the largest record with its segment's header.
+const SEGMENT_OBJECT_BYTES_MAX: u64 = {
+    let frame = (RECORD_HEADER_LEN + SEGMENT_HEADER_LEN) as u64 + RECORD_PAYLOAD_MAX as u64;
+    if frame > OBJECT_BYTES_MAX {
+        frame
+    } else {
+        OBJECT_BYTES_MAX
+    }
+};
+
 /// A checkpoint to restore: its `journal_seq`, its bytes and the store id
 /// it names.
 type Base = (u64, Vec<u8>, Option<String>);
@@ -344,6 +362,7 @@ fn fetch_checkpoint(
 fn fetch_segment(
     bucket: &Bucket,
     g: &Generation,
+    listed: &Listed,
     segment: u64,
     report: &mut RestoreReport,
 ) -> Result<(Vec<u8>, bool)> {
@@ -351,7 +370,20 @@ fn fetch_segment(
     let mut bytes = Vec::new();
     for r in &joined {
         report.objects += 1;
-        let got = bucket.get(&r.name)?.unwrap_or_default();
+        // Checked before the read: a planted object is never read past the
+        // size its name gives, nor one whose name claims more than the
+        // shipper ever puts in one object.
+        let len = r.end - r.start;
+        let size = listed.get(r.name.as_str()).copied().unwrap_or(0);
+        if size != len || len > SEGMENT_OBJECT_BYTES_MAX {
+            report.stopped_at = Some(format!(
+                "{}: the bucket lists it as {size} bytes; its name says {len} \
+                 (at most {SEGMENT_OBJECT_BYTES_MAX})",
+                r.name
+            ));
+            return Ok((bytes, true));
+        }
+        let got = bucket.get_range(&r.name, 0..len)?.unwrap_or_default();
         if got.len() as u64 != r.end - r.start || crc32fast::hash(&got) != r.crc {
             report.stopped_at = Some(format!(
                 "{}: its bytes do not match the length and CRC-32 in its name",
@@ -393,6 +425,7 @@ struct Placed<'a> {
 fn seq_at_time<'a>(
     bucket: &Bucket,
     inv: &'a Inventory,
+    listed: &Listed,
     t: time::OffsetDateTime,
 ) -> Result<Placed<'a>> {
     let t_ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
@@ -407,7 +440,7 @@ fn seq_at_time<'a>(
         'segments: for &segment in g.segments.keys() {
             // Read as the restore reads it; what it counts is not reported.
             let mut scratch = RestoreReport::default();
-            let (bytes, stop) = fetch_segment(bucket, g, segment, &mut scratch)?;
+            let (bytes, stop) = fetch_segment(bucket, g, listed, segment, &mut scratch)?;
             for piece in scan_segment(&bytes).pieces {
                 match piece {
                     Piece::Marker { marker, .. } => {

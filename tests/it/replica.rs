@@ -312,34 +312,45 @@ fn second_store_on_a_prefix_is_refused() {
 /// so the records after the checkpoint are only in the segment objects.
 #[test]
 fn corrupt_object_stops_the_restore() {
-    let tmp = scratch();
-    let bucket = file_bucket(tmp.path());
-    let dir = tmp.path().join("store");
-    let store = Store::open(replicated(&dir, &bucket).checkpoint_on_drop(false)).unwrap();
-    put_all(&store, &ids("a", 20));
-    store.checkpoint().unwrap();
-    let before = tasks_of(&store);
-    put_all(&store, &ids("b", 20));
-    drop(store);
-    let root = bucket.root.as_ref().unwrap();
-    let names = objects(root);
-    // The segment after the checkpoint: its first object.
-    let ranges = segment_ranges(&names);
-    let last_segment = ranges.iter().map(|r| r.1.clone()).max().unwrap();
-    let victim = names
-        .iter()
-        .find(|n| n.contains(&format!("/segments/{last_segment}/")))
-        .unwrap();
-    let path = root.join(victim);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes.len() - 3;
-    bytes[at] ^= 0x10;
-    std::fs::write(&path, bytes).unwrap();
-    let to = tmp.path().join("restored");
-    let report = restore(&bucket, &to, RestoreTarget::Latest);
-    let stopped = report.stopped_at.clone().expect("the restore stopped");
-    assert!(stopped.contains(victim.as_str()), "{stopped}");
-    assert_eq!(restored_tasks(&to), before);
+    // A flipped bit, and an object longer than its name says (read no
+    // further than the name's range: refused from the listing).
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 2] = [
+        ("flipped", |b| {
+            let at = b.len() - 3;
+            b[at] ^= 0x10;
+        }),
+        ("grown", |b| b.extend_from_slice(&[0u8; 4096])),
+    ];
+    for (how, damage) in damages {
+        let tmp = scratch();
+        let bucket = file_bucket(tmp.path());
+        let dir = tmp.path().join("store");
+        let store = Store::open(replicated(&dir, &bucket).checkpoint_on_drop(false)).unwrap();
+        put_all(&store, &ids("a", 20));
+        store.checkpoint().unwrap();
+        let before = tasks_of(&store);
+        put_all(&store, &ids("b", 20));
+        drop(store);
+        let root = bucket.root.as_ref().unwrap();
+        let names = objects(root);
+        // The segment after the checkpoint: its first object.
+        let ranges = segment_ranges(&names);
+        let last_segment = ranges.iter().map(|r| r.1.clone()).max().unwrap();
+        let victim = names
+            .iter()
+            .find(|n| n.contains(&format!("/segments/{last_segment}/")))
+            .unwrap();
+        let path = root.join(victim);
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+        let to = tmp.path().join("restored");
+        let report = restore(&bucket, &to, RestoreTarget::Latest);
+        let stopped = report.stopped_at.clone().expect("the restore stopped");
+        assert!(stopped.contains(victim.as_str()), "{how}: {stopped}");
+        assert_eq!(restored_tasks(&to), before, "{how}");
+    }
 }
 
 /// The checkpoint keeps the segments the replica has not shipped (here:
@@ -383,8 +394,9 @@ fn unshipped_segments_are_kept_within_the_budget() {
 /// A directory restored to an earlier point and opened with the same
 /// replica does not continue the generation it came from (its journal
 /// stops short of what was shipped): it begins a new one, the latest
-/// restore follows it, and a restore to a point before its checkpoint
-/// still reads the old generation.
+/// restore follows it, a record both histories share restores as it was,
+/// and a restore to a time before the new history began still reads the
+/// old generation, past the point where the two part.
 #[test]
 fn a_restored_store_begins_a_new_generation() {
     let tmp = scratch();
@@ -400,6 +412,8 @@ fn a_restored_store_begins_a_new_generation() {
         at.insert(seq, tasks_of(&store));
     }
     drop(store);
+    let ended = time::OffsetDateTime::now_utc();
+    std::thread::sleep(Duration::from_millis(20));
     let (&seq10, _) = at.iter().nth(10).unwrap();
     let (&seq30, _) = at.iter().nth(30).unwrap();
     // Back to record 30, then a different history from there.
@@ -417,9 +431,13 @@ fn a_restored_store_begins_a_new_generation() {
     restore(&bucket, &latest, RestoreTarget::Latest);
     assert_eq!(restored_tasks(&latest), held);
     let early = tmp.path().join("early");
-    let report = restore(&bucket, &early, RestoreTarget::Seq(seq10));
-    assert_eq!(report.generation, *generations.first().unwrap());
+    restore(&bucket, &early, RestoreTarget::Seq(seq10));
     assert_eq!(restored_tasks(&early), at[&seq10]);
+    let old = tmp.path().join("old");
+    let report = restore(&bucket, &old, RestoreTarget::Time(ended));
+    assert_eq!(report.generation, *generations.first().unwrap());
+    assert!(report.last_seq > seq30, "{report:?}");
+    assert_eq!(restored_tasks(&old), at[&report.last_seq]);
 }
 
 /// A restored store whose checkpoints replace its opening `state.json`

@@ -105,11 +105,25 @@ fn serve(stream: std::net::TcpStream, objects: &Objects) {
             }
         }
         ("GET", false) => match objects.get(&object) {
-            Some(bytes) => (
-                "200 OK",
-                "ETag: \"1\"\r\nLast-Modified: Wed, 02 Dec 2026 00:00:00 GMT\r\n".into(),
-                bytes.clone(),
-            ),
+            Some(bytes) => {
+                let meta = "ETag: \"1\"\r\nLast-Modified: Wed, 02 Dec 2026 00:00:00 GMT\r\n";
+                // `Range: bytes=a-b` (inclusive), as a restore asks for a
+                // segment object's bytes.
+                let range = headers
+                    .get("range")
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+                match range {
+                    Some((a, b)) if a <= b && b < bytes.len() => (
+                        "206 Partial Content",
+                        format!("{meta}Content-Range: bytes {a}-{b}/{}\r\n", bytes.len()),
+                        bytes[a..=b].to_vec(),
+                    ),
+                    Some(_) => ("416 Range Not Satisfiable", String::new(), Vec::new()),
+                    None => ("200 OK", meta.into(), bytes.clone()),
+                }
+            }
             None => ("404 Not Found", String::new(), Vec::new()),
         },
         ("GET", true) => ("200 OK", String::new(), listing(&objects, query)),
@@ -250,7 +264,8 @@ fn the_cli_takes_gcs_settings_from_the_environment() {
 
 /// A service account file that is not there, or a key that does not
 /// parse, is refused at open with an error that names the replica URL
-/// and what was wrong, from the library and from the CLI; no panic.
+/// and what was wrong, from the library and from the CLI; no panic, and
+/// no directory left behind.
 #[test]
 fn a_bad_service_account_is_a_clear_error() {
     let tmp = scratch();
@@ -270,6 +285,10 @@ fn a_bad_service_account_is_a_clear_error() {
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{key}: {message}");
         assert!(message.contains(&url), "{key}: {message}");
         assert!(message.contains(named), "{key}: {message}");
+        assert!(
+            !tmp.path().join("store").exists(),
+            "{key}: a directory was made"
+        );
     }
     let dir = tmp.path().join("cli");
     let env = [("GOOGLE_SERVICE_ACCOUNT", missing)];
@@ -283,6 +302,7 @@ fn a_bad_service_account_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(missing), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!dir.exists(), "the CLI made {}", dir.display());
 }
 
 /// A `gs://` URL without a bucket is refused at open, before anything is
