@@ -29,6 +29,15 @@ pub(crate) fn file_bucket(dir: &Path) -> Bucket {
     }
 }
 
+/// A bucket on an emulator (`crate::emulators`), when it is there.
+pub(crate) fn emulated(e: Option<crate::emulators::Endpoint>) -> Option<Bucket> {
+    e.map(|e| Bucket {
+        url: e.url,
+        settings: e.options,
+        root: None,
+    })
+}
+
 pub(crate) fn replicated(dir: &Path, bucket: &Bucket) -> Options {
     let mut opts = Options::new(dir)
         .checkpoint_interval(None)
@@ -117,23 +126,15 @@ fn round_trip_file() {
 
 #[test]
 fn round_trip_s3() {
-    if let Some(e) = crate::emulators::s3() {
-        round_trip(&Bucket {
-            url: e.url,
-            settings: e.options,
-            root: None,
-        });
+    if let Some(bucket) = emulated(crate::emulators::s3()) {
+        round_trip(&bucket);
     }
 }
 
 #[test]
 fn round_trip_azure() {
-    if let Some(e) = crate::emulators::azure() {
-        round_trip(&Bucket {
-            url: e.url,
-            settings: e.options,
-            root: None,
-        });
+    if let Some(bucket) = emulated(crate::emulators::azure()) {
+        round_trip(&bucket);
     }
 }
 
@@ -233,6 +234,25 @@ pub(crate) fn objects(root: &Path) -> Vec<String> {
 }
 
 /// Segment objects of a listing: (generation, segment, start, end).
+/// Asserts that each segment's objects in `names` join end to start from
+/// byte 0, with no overlap and no gap; returns how many segments there are.
+pub(crate) fn assert_joined(names: &[String]) -> usize {
+    let mut by_segment: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for (_, seg, start, end) in segment_ranges(names) {
+        by_segment.entry(seg).or_default().push((start, end));
+    }
+    let segments = by_segment.len();
+    for (seg, mut spans) in by_segment {
+        spans.sort();
+        let mut at = 0;
+        for (start, end) in spans {
+            assert_eq!(start, at, "segment {seg} does not join: {names:#?}");
+            at = end;
+        }
+    }
+    segments
+}
+
 pub(crate) fn segment_ranges(names: &[String]) -> Vec<(String, String, u64, u64)> {
     names
         .iter()
@@ -273,19 +293,7 @@ fn restart_resumes_without_duplicates() {
     let generations: std::collections::BTreeSet<&str> =
         ranges.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(generations.len(), 1, "{names:#?}");
-    let mut by_segment: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
-    for (_, seg, start, end) in &ranges {
-        by_segment.entry(seg).or_default().push((*start, *end));
-    }
-    assert!(by_segment.len() >= 3, "a segment per open: {names:#?}");
-    for (seg, mut spans) in by_segment {
-        spans.sort();
-        let mut at = 0;
-        for (start, end) in spans {
-            assert_eq!(start, at, "segment {seg} does not join: {names:#?}");
-            at = end;
-        }
-    }
+    assert!(assert_joined(&names) >= 3, "a segment per open: {names:#?}");
     std::fs::remove_dir_all(&dir).unwrap();
     let to = tmp.path().join("restored");
     restore(&bucket, &to, RestoreTarget::Latest);
@@ -607,18 +615,7 @@ fn kill_9_while_shipping_then_restart_converges() {
     let generations: std::collections::BTreeSet<&str> =
         ranges.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(generations.len(), 1, "{names:#?}");
-    let mut by_segment: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
-    for (_, seg, start, end) in &ranges {
-        by_segment.entry(seg).or_default().push((*start, *end));
-    }
-    for (seg, mut spans) in by_segment {
-        spans.sort();
-        let mut at = 0;
-        for (start, end) in spans {
-            assert_eq!(start, at, "segment {seg} does not join: {names:#?}");
-            at = end;
-        }
-    }
+    assert_joined(&names);
     std::fs::remove_dir_all(&dir).unwrap();
     let to = tmp.path().join("restored");
     let report = restore(&bucket, &to, RestoreTarget::Latest);

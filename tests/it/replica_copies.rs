@@ -44,16 +44,11 @@ fn two_live_copies_of_one_store_are_caught() {
 /// object.
 #[test]
 fn two_live_copies_are_caught_on_s3_and_azure() {
-    for e in [crate::emulators::s3(), crate::emulators::azure()]
+    for bucket in [crate::emulators::s3(), crate::emulators::azure()]
         .into_iter()
-        .flatten()
+        .filter_map(crate::replica::emulated)
     {
         let tmp = scratch();
-        let bucket = Bucket {
-            url: e.url,
-            settings: e.options,
-            root: None,
-        };
         two_live_copies(tmp.path(), &bucket);
     }
 }

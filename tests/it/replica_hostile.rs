@@ -4,61 +4,27 @@
 //! caller's tokio runtime. Each test names the promise of
 //! `docs/replication.md` it holds the code to.
 
+use crate::replica::{objects, restored_tasks, tasks_of};
 use crate::util::{ids, put_all, scratch, task};
 use statewal::replica::{self, RestoreTarget};
 use statewal::{Options, Store};
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A `file://` bucket under `dir`: its URL and the directory behind it.
 fn file_bucket(dir: &Path) -> (String, PathBuf) {
-    let root = dir.join("bucket");
-    std::fs::create_dir_all(&root).unwrap();
-    (
-        format!("file://{}/replica", root.display()),
-        root.join("replica"),
-    )
+    let b = crate::replica::file_bucket(dir);
+    (b.url, b.root.expect("a file:// bucket has a root"))
 }
 
 fn replicated(dir: &Path, url: &str) -> Options {
-    Options::new(dir)
-        .checkpoint_interval(None)
-        .replicate_to(url)
-        .replicate_interval(Duration::from_millis(20))
-}
-
-fn tasks_of(store: &Store) -> BTreeMap<String, Vec<u8>> {
-    store
-        .list_tasks()
-        .unwrap()
-        .into_iter()
-        .map(|t| (t.id().to_string(), t.to_json()))
-        .collect()
-}
-
-fn restored_tasks(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let store = Store::open(Options::new(dir).checkpoint_interval(None)).expect("open restored");
-    tasks_of(&store)
-}
-
-/// Every file under `root`, relative to it, sorted.
-fn objects(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
+    let bucket = crate::replica::Bucket {
+        url: url.to_string(),
+        settings: Vec::new(),
+        root: None,
+    };
+    crate::replica::replicated(dir, &bucket)
 }
 
 /// A TCP listener on 127.0.0.1 that accepts connections and never answers:
