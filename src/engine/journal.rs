@@ -161,8 +161,9 @@ const SIZE_CHECKPOINT_HARD_FACTOR: u64 = 4;
 /// reader, which ships nothing.
 #[cfg(feature = "replicate")]
 type ReplicaBucket = Option<crate::replica::runtime::Bucket>;
+/// Without the feature there is never a bucket.
 #[cfg(not(feature = "replicate"))]
-type ReplicaBucket = ();
+type ReplicaBucket = Option<std::convert::Infallible>;
 
 #[cfg(feature = "replicate")]
 fn replica_bucket(opts: &Options) -> Result<ReplicaBucket> {
@@ -186,7 +187,7 @@ fn replica_bucket(opts: &Options) -> Result<ReplicaBucket> {
             ErrorKind::Unsupported,
             format!("replication to {url} needs statewal built with the cargo feature `replicate`"),
         )),
-        None => Ok(()),
+        None => Ok(None),
     }
 }
 
