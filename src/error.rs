@@ -142,7 +142,7 @@ impl Error {
 
     /// An error of `kind` caused by `source` (a database client's error,
     /// say), which [`std::error::Error::source`] returns.
-    #[cfg(any(feature = "postgres", feature = "replicate"))]
+    #[cfg(any(feature = "postgres", feature = "replicate", feature = "encryption"))]
     pub(crate) fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,

@@ -59,6 +59,8 @@ mod archive;
 mod backup;
 mod checkpoint;
 mod copy;
+#[cfg(feature = "encryption")]
+pub mod crypto;
 mod derived;
 mod engine;
 mod error;

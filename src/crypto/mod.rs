@@ -1,0 +1,255 @@
+//! Encryption at rest (feature `encryption`, issue 13): the store's key,
+//! where it comes from, and the authenticated cipher that seals journal
+//! records and layout files with it.
+//!
+//! This module is the only one that sees key bytes (ARCHITECTURE.md). The
+//! rest of the crate holds a [`Key`] (whose `Debug` shows its id, never its
+//! bytes) and asks a [`FileKey`] to seal and open.
+//!
+//! The construction (`docs/encryption.md`, "The cipher"): each file (a
+//! journal segment, a layout file) gets a random 128-bit salt, from which
+//! HKDF-SHA256 derives the file's own 256-bit subkey; each message sealed
+//! under it gets a random nonce (24 bytes for XChaCha20-Poly1305, 12 for
+//! AES-256-GCM). No nonce is derived from a sequence number, an offset or
+//! a segment id, which a crash can make repeat.
+
+mod key;
+
+pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};
+
+use crate::error::{Error, ErrorKind, Result};
+use zeroize::Zeroizing;
+
+/// The authenticated ciphers a store can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Algorithm {
+    /// XChaCha20-Poly1305 with random 192-bit nonces: the default.
+    #[default]
+    XChaCha20Poly1305,
+    /// AES-256-GCM with random 96-bit nonces under a per-file subkey, for
+    /// users who need a FIPS-approved algorithm. The algorithm is approved;
+    /// the RustCrypto implementation is not a FIPS-validated module.
+    Aes256Gcm,
+}
+
+impl Algorithm {
+    /// Both, in code order.
+    pub const ALL: [Algorithm; 2] = [Algorithm::XChaCha20Poly1305, Algorithm::Aes256Gcm];
+
+    /// Its code in a segment header or file envelope (0 means "not
+    /// encrypted").
+    pub fn code(self) -> u8 {
+        match self {
+            Algorithm::XChaCha20Poly1305 => 1,
+            Algorithm::Aes256Gcm => 2,
+        }
+    }
+
+    /// The algorithm of `code`; `None` for 0 and for codes this build
+    /// does not know.
+    pub fn from_code(code: u8) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.code() == code)
+    }
+
+    /// Its name in options, messages and `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::XChaCha20Poly1305 => "xchacha20poly1305",
+            Algorithm::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+
+    /// The nonce length in bytes.
+    pub fn nonce_len(self) -> usize {
+        match self {
+            Algorithm::XChaCha20Poly1305 => 24,
+            Algorithm::Aes256Gcm => 12,
+        }
+    }
+
+    /// What sealing adds to a message: the nonce and the 16-byte tag.
+    pub fn overhead(self) -> usize {
+        self.nonce_len() + TAG_LEN
+    }
+}
+
+impl std::str::FromStr for Algorithm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Algorithm> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("unknown cipher {s:?}: expected xchacha20poly1305 or aes-256-gcm"),
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Poly1305 and GHASH tag length.
+pub const TAG_LEN: usize = 16;
+/// The length of a file's salt.
+pub const SALT_LEN: usize = 16;
+
+/// What a file's subkey is for; part of the HKDF info, so that a segment's
+/// subkey and a layout file's never coincide even under one salt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
+pub(crate) enum Purpose {
+    /// A journal segment's records.
+    Segment,
+    /// A whole layout file (`state.json`, `tasks/<id>.json`, ...).
+    File,
+}
+
+#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::Segment => b"segment",
+            Purpose::File => b"file",
+        }
+    }
+}
+
+/// One file's subkey: what seals and opens its messages.
+#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
+pub(crate) struct FileKey {
+    algorithm: Algorithm,
+    key_id: KeyId,
+    salt: [u8; SALT_LEN],
+    subkey: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for FileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileKey")
+            .field("algorithm", &self.algorithm)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
+impl FileKey {
+    /// The subkey of a new file: a fresh random salt.
+    pub(crate) fn new(key: &Key, algorithm: Algorithm, purpose: Purpose) -> Result<FileKey> {
+        let mut salt = [0u8; SALT_LEN];
+        fill_random(&mut salt)?;
+        Ok(FileKey::with_salt(key, algorithm, purpose, salt))
+    }
+
+    /// The subkey of an existing file, from the salt in its header.
+    pub(crate) fn with_salt(
+        key: &Key,
+        algorithm: Algorithm,
+        purpose: Purpose,
+        salt: [u8; SALT_LEN],
+    ) -> FileKey {
+        let mut info = Vec::with_capacity(48);
+        info.extend_from_slice(b"statewal v2 ");
+        info.extend_from_slice(purpose.label());
+        info.push(b' ');
+        info.extend_from_slice(algorithm.as_str().as_bytes());
+        let subkey = key.derive(&salt, &info);
+        FileKey {
+            algorithm,
+            key_id: key.id(),
+            salt,
+            subkey,
+        }
+    }
+
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub(crate) fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub(crate) fn salt(&self) -> [u8; SALT_LEN] {
+        self.salt
+    }
+
+    /// Seals `msg`, bound to `aad`: a fresh random nonce, then the
+    /// ciphertext and its tag.
+    pub(crate) fn seal(&self, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let n = self.algorithm.nonce_len();
+        let mut out = vec![0u8; n];
+        fill_random(&mut out)?;
+        let sealed = match self.algorithm {
+            Algorithm::XChaCha20Poly1305 => {
+                aead_seal::<chacha20poly1305::XChaCha20Poly1305>(&self.subkey, &out, msg, aad)
+            }
+            Algorithm::Aes256Gcm => aead_seal::<aes_gcm::Aes256Gcm>(&self.subkey, &out, msg, aad),
+        }?;
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens what [`FileKey::seal`] made with the same `aad`; `None` when
+    /// it does not authenticate (altered, or sealed under another key or
+    /// for another place).
+    pub(crate) fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        let n = self.algorithm.nonce_len();
+        if sealed.len() < n + TAG_LEN {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(n);
+        match self.algorithm {
+            Algorithm::XChaCha20Poly1305 => {
+                aead_open::<chacha20poly1305::XChaCha20Poly1305>(&self.subkey, nonce, body, aad)
+            }
+            Algorithm::Aes256Gcm => aead_open::<aes_gcm::Aes256Gcm>(&self.subkey, nonce, body, aad),
+        }
+    }
+}
+
+#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
+fn aead_seal<C>(key: &[u8; 32], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>>
+where
+    C: aes_gcm::aead::AeadInOut + aes_gcm::aead::KeyInit,
+{
+    use aes_gcm::aead::{Aead, Payload};
+    let cipher = C::new_from_slice(key).expect("a 256-bit key");
+    let nonce = aes_gcm::aead::Nonce::<C>::try_from(nonce).expect("the cipher's nonce length");
+    cipher.encrypt(&nonce, Payload { msg, aad }).map_err(|_| {
+        Error::new(
+            ErrorKind::TooLarge,
+            format!("a message of {} bytes is too large to seal", msg.len()),
+        )
+    })
+}
+
+#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
+fn aead_open<C>(key: &[u8; 32], nonce: &[u8], body: &[u8], aad: &[u8]) -> Option<Vec<u8>>
+where
+    C: aes_gcm::aead::AeadInOut + aes_gcm::aead::KeyInit,
+{
+    use aes_gcm::aead::{Aead, Payload};
+    let cipher = C::new_from_slice(key).expect("a 256-bit key");
+    let nonce = aes_gcm::aead::Nonce::<C>::try_from(nonce).ok()?;
+    cipher.decrypt(&nonce, Payload { msg: body, aad }).ok()
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("the operating system's random number generator failed: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;
