@@ -49,6 +49,10 @@ pub enum ErrorKind {
     /// into this error, so that a background thread survives it. The
     /// journal still holds every acknowledged write.
     Internal,
+    /// An encryption key is needed and none was given, or the key given is
+    /// not the one the data was sealed with; the message names the key id
+    /// needed. Never a verdict on the data: it may well be intact.
+    Key,
 }
 
 impl ErrorKind {
@@ -68,11 +72,12 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "internal",
+            ErrorKind::Key => "key",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::Io,
         ErrorKind::StorageFull,
         ErrorKind::Corrupt,
@@ -86,6 +91,7 @@ impl ErrorKind {
         ErrorKind::Conflict,
         ErrorKind::Unsupported,
         ErrorKind::Internal,
+        ErrorKind::Key,
     ];
 }
 

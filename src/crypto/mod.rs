@@ -13,6 +13,9 @@
 //! AES-256-GCM). No nonce is derived from a sequence number, an offset or
 //! a segment id, which a crash can make repeat.
 
+// Until the store opens through it (issue 13, next step).
+#[allow(dead_code)]
+pub mod fs;
 mod key;
 
 pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};
