@@ -531,12 +531,28 @@ fn check_header(buf: &[u8]) {
         first_seq: record::u64_at(buf, 32),
         store_id: id16(record::SEG_STORE_ID_OFFSET),
         boot_id: id16(record::SEG_BOOT_ID_OFFSET),
+        // A cipher code with a nonzero key id; any other cipher header
+        // re-encodes as zeros.
+        cipher: (version == record::FORMAT_VERSION
+            && buf[record::SEG_CIPHER_ALG_OFFSET] != 0
+            && record::u32_at(buf, record::SEG_CIPHER_KEY_ID_OFFSET) != 0)
+            .then(|| record::SegmentCipher {
+                code: buf[record::SEG_CIPHER_ALG_OFFSET],
+                key_id: record::u32_at(buf, record::SEG_CIPHER_KEY_ID_OFFSET),
+                salt: buf[record::SEG_CIPHER_SALT_OFFSET..record::SEG_CIPHER_SALT_OFFSET + 16]
+                    .try_into()
+                    .expect("16 bytes"),
+            }),
     };
+    // An unknown cipher code does not decode, whatever the rest.
+    let known_cipher = version != record::FORMAT_VERSION
+        || buf[record::SEG_CIPHER_ALG_OFFSET] <= record::CIPHER_CODE_MAX;
     let reencoded = fields.encode();
     // The reserved bytes after the CRC are outside it but must be zero, and
-    // the cipher header must be zero, so a header is valid exactly when it
-    // re-encodes to all of its bytes.
-    let same = reencoded[..] == buf[..header_len];
+    // an unencrypted segment's cipher header must be zero, so a header is
+    // valid exactly when its cipher code is known and it re-encodes to all
+    // of its bytes.
+    let same = known_cipher && reencoded[..] == buf[..header_len];
     match decoded {
         Ok(h) => {
             assert_eq!(h, fields, "decoded fields are the bytes' fields");

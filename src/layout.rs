@@ -560,6 +560,24 @@ pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
     .with_path(name)
 }
 
+/// The first 8 bytes of a file sealed by an encrypted store
+/// (`docs/encryption.md`, "Layout files"), known to every build so that
+/// one without the `encryption` feature says a store is encrypted rather
+/// than corrupt.
+pub(crate) const SEALED_MAGIC: [u8; 8] = *b"SWSEALED";
+
+/// The key id (`docs/encryption.md`) `state.json` is sealed with, if it is
+/// sealed; `None` for a plain or missing one.
+pub(crate) fn sealed_state(fs: &dyn Fs) -> Result<Option<u32>> {
+    let head = fs.read_at(STATE_FILE, 0, 16)?.unwrap_or_default();
+    if head.len() < 16 || head[..8] != SEALED_MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(u32::from_le_bytes(
+        head[12..16].try_into().expect("4 bytes"),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

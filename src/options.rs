@@ -190,6 +190,11 @@ pub struct Options {
     pub(crate) replicate_interval: Duration,
     pub(crate) replica_backlog_bytes_max: u64,
     pub(crate) replica_retention: Option<Duration>,
+    /// `Debug` shows the key's id only.
+    #[cfg(feature = "encryption")]
+    pub(crate) encryption_key: Option<crate::crypto::Key>,
+    #[cfg(feature = "encryption")]
+    pub(crate) cipher: crate::crypto::Algorithm,
 }
 
 #[cfg(feature = "replicate")]
@@ -376,6 +381,10 @@ impl Options {
             replicate_interval: Duration::from_secs(1),
             replica_backlog_bytes_max: 1024 * 1024 * 1024,
             replica_retention: None,
+            #[cfg(feature = "encryption")]
+            encryption_key: None,
+            #[cfg(feature = "encryption")]
+            cipher: crate::crypto::Algorithm::XChaCha20Poly1305,
         }
     }
 
@@ -529,6 +538,29 @@ impl Options {
     /// hours.
     pub fn changes_retention(mut self, retention: Duration) -> Options {
         self.changes_retention = retention;
+        self
+    }
+
+    /// Encrypts the store with `key` (feature `encryption`,
+    /// `docs/encryption.md`): every journal record and every layout file is
+    /// sealed with an authenticated cipher, and can be read only with this
+    /// key. A new store is created encrypted; an existing one must have
+    /// been encrypted with this key (a plain one is refused: `statewal
+    /// encrypt` converts it). Opening an encrypted store without it fails
+    /// with [`crate::ErrorKind::Key`], naming the key id needed. Default:
+    /// not encrypted.
+    #[cfg(feature = "encryption")]
+    pub fn encryption_key(mut self, key: crate::crypto::Key) -> Options {
+        self.encryption_key = Some(key);
+        self
+    }
+
+    /// The cipher new files are sealed with, for [`Options::encryption_key`]:
+    /// XChaCha20-Poly1305 (the default) or AES-256-GCM. Files already sealed
+    /// are read whichever sealed them.
+    #[cfg(feature = "encryption")]
+    pub fn cipher(mut self, algorithm: crate::crypto::Algorithm) -> Options {
+        self.cipher = algorithm;
         self
     }
 

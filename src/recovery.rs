@@ -10,13 +10,16 @@ use crate::fs::{self, Fs, OpenMode};
 use crate::journal::op::Op;
 use crate::journal::reader::{Piece, SegmentScan, mark_durable, scan_segment};
 use crate::journal::record::{Id128, SegmentHeader, id_hex, parse_id_hex};
-use crate::journal::{JOURNAL_DIR, new_store_id, parse_segment_name, segment_name};
+use crate::journal::{
+    JOURNAL_DIR, RecordSeal, Sealing, new_store_id, parse_segment_name, segment_name,
+};
 use crate::layout::{self, STATE_FILE, Skipped};
 use crate::options::RecoveryMode;
 use crate::snapshot::SnapshotUse;
 use crate::state::State;
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where the starting state of a recovery came from.
@@ -184,6 +187,9 @@ pub(crate) struct BaseRule {
     /// The foreign view (its name, tasks, sessions), taken as the base at
     /// the journal's first record when no sealed checkpoint loads.
     pub foreign: Option<(String, Vec<crate::model::Task>, Vec<serde_json::Value>)>,
+    /// What opens the records of encrypted segments, when the store is
+    /// given a key. Without one, an encrypted segment is a key error.
+    pub sealing: Option<Arc<dyn Sealing>>,
 }
 
 /// Recovers the state in `fs`, as the process that holds its lock.
@@ -362,7 +368,10 @@ fn recover_once(
         .map(|(_, _, b)| scan_segment(b))
         .collect();
     mark_durable(&mut scans, last_segment_same_boot(fs, &headers));
-    let (mut decoded, ranges) = decode_all(&scans, ckpt_seq.unwrap_or(0));
+    let floor = ckpt_seq.unwrap_or(0);
+    let names: Vec<&str> = segs[first..].iter().map(|(_, n, _)| n.as_str()).collect();
+    let seals = segment_seals(&names, &scans, rule.sealing.as_deref(), floor)?;
+    let (mut decoded, ranges) = decode_all(&scans, &seals, floor);
     // A replay that puts more than a few tasks for each one loaded applies
     // them to a hash index, ordered once at the end (`State::begin_replay`);
     // a few records over a large checkpoint are cheaper applied in place.
@@ -539,17 +548,23 @@ pub(crate) fn foreign_segment(
 /// copied).
 fn decode_all(
     scans: &[SegmentScan<'_>],
+    seals: &[Option<Arc<dyn RecordSeal>>],
     floor: u64,
 ) -> (Vec<Option<DecodeResult>>, Vec<Range<usize>>) {
-    let mut jobs: Vec<(u8, &[u8])> = Vec::new();
+    let mut jobs: Vec<Job<'_>> = Vec::new();
     let mut ranges = Vec::with_capacity(scans.len());
-    for scan in scans {
+    for (scan, seal) in scans.iter().zip(seals) {
         let start = jobs.len();
         for piece in &scan.pieces {
             if let Piece::Record { record, .. } = piece
                 && record.seq > floor
             {
-                jobs.push((record.kind, record.payload));
+                jobs.push(Job {
+                    kind: record.kind,
+                    seq: record.seq,
+                    payload: record.payload,
+                    seal: seal.as_deref(),
+                });
             }
         }
         ranges.push(start..jobs.len());
@@ -566,11 +581,80 @@ fn decode_all(
     (out, ranges)
 }
 
+/// One record to decode: its payload, opened first when its segment is
+/// encrypted.
+struct Job<'a> {
+    kind: u8,
+    seq: u64,
+    payload: &'a [u8],
+    seal: Option<&'a dyn RecordSeal>,
+}
+
+/// What opens each scanned segment's records: `None` for a plain one. An
+/// encrypted segment without a key, or under a key not given, is a key
+/// error; a plain segment holding records past the checkpoint, in a store
+/// opened with a key, is refused (records planted in clear, or a plain
+/// store opened with a key: `statewal encrypt` converts one).
+fn segment_seals(
+    names: &[&str],
+    scans: &[SegmentScan<'_>],
+    sealing: Option<&dyn Sealing>,
+    floor: u64,
+) -> Result<Vec<Option<Arc<dyn RecordSeal>>>> {
+    let mut seals = Vec::with_capacity(scans.len());
+    for (name, scan) in names.iter().zip(scans) {
+        let Ok(header) = &scan.header else {
+            seals.push(None);
+            continue;
+        };
+        let past_floor = || {
+            scan.pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Record { record, .. } if record.seq > floor))
+        };
+        seals.push(match (&header.cipher, sealing) {
+            (Some(c), Some(s)) => Some(s.segment(c, name)?),
+            (Some(c), None) if past_floor() => {
+                return Err(Error::new(
+                    ErrorKind::Key,
+                    format!(
+                        "{name} is encrypted with key id {:08x}: a key is needed to read it \
+                         (--key-file, --key-command or STATEWAL_KEY)",
+                        c.key_id
+                    ),
+                ));
+            }
+            (None, Some(_)) if past_floor() => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "{name} is not encrypted, in a store opened with a key: its records \
+                         were not written by this encrypted store (a plain store is \
+                         converted by `statewal encrypt`)"
+                    ),
+                ));
+            }
+            _ => None,
+        });
+    }
+    Ok(seals)
+}
+
 type DecodeResult = Result<Decoded, String>;
 
-fn decode_into(jobs: &[(u8, &[u8])], out: &mut [Option<DecodeResult>]) {
-    for ((kind, payload), slot) in jobs.iter().zip(out) {
-        *slot = Some(decode(*kind, payload));
+fn decode_into(jobs: &[Job<'_>], out: &mut [Option<DecodeResult>]) {
+    for (job, slot) in jobs.iter().zip(out) {
+        *slot = Some(match job.seal {
+            None => decode(job.kind, job.payload),
+            Some(seal) => match seal.open(job.seq, job.kind, job.payload) {
+                Some(plain) => decode(job.kind, &plain),
+                None => Err(
+                    "its sealed payload does not authenticate: it was altered after \
+                             it was written"
+                        .into(),
+                ),
+            },
+        });
     }
 }
 
@@ -605,7 +689,7 @@ const DECODE_CHUNK_MIN: usize = 1024;
 
 /// Decodes `jobs` on all cores (up to 8) into `out`, each thread a
 /// contiguous part.
-fn decode_parallel(jobs: &[(u8, &[u8])], out: &mut [Option<DecodeResult>]) {
+fn decode_parallel(jobs: &[Job<'_>], out: &mut [Option<DecodeResult>]) {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);

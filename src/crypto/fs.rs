@@ -10,7 +10,7 @@ use crate::fs::{Bytes, FileStat, Fs, FsFile, FsMap, Listing, OpenMode};
 use std::sync::Arc;
 
 /// The first 8 bytes of a sealed file.
-pub const MAGIC: [u8; 8] = *b"SWSEALED";
+pub const MAGIC: [u8; 8] = crate::layout::SEALED_MAGIC;
 /// The envelope version this build writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
 /// The envelope header's length; the sealed body follows.
@@ -186,11 +186,13 @@ pub(crate) struct SealedFs {
 }
 
 impl SealedFs {
+    #[cfg(test)]
     pub(crate) fn new(inner: Arc<dyn Fs>, keys: Keys) -> SealedFs {
-        SealedFs {
-            inner,
-            keys: Arc::new(keys),
-        }
+        SealedFs::with_keys(inner, Arc::new(keys))
+    }
+
+    pub(crate) fn with_keys(inner: Arc<dyn Fs>, keys: Arc<Keys>) -> SealedFs {
+        SealedFs { inner, keys }
     }
 
     /// The plain bytes of a sealed file's raw bytes. A file without the
@@ -296,11 +298,23 @@ impl Fs for SealedFs {
         self.inner.is_dir(rel)
     }
 
+    /// A sealed file's plain length, from its header and size without
+    /// opening it; any other file's own length (what `metrics` counts).
     fn file_len(&self, rel: &str) -> Result<Option<u64>> {
+        let Some(raw) = self.inner.file_len(rel)? else {
+            return Ok(None);
+        };
         if !sealed_path(rel) {
-            return self.inner.file_len(rel);
+            return Ok(Some(raw));
         }
-        Ok(self.read_unmapped(rel)?.map(|p| p.len() as u64))
+        let head = self.inner.read_at(rel, 0, 10)?.unwrap_or_default();
+        let algorithm = (head.len() == 10 && is_sealed(&head))
+            .then(|| Algorithm::from_code(head[9]))
+            .flatten();
+        Ok(Some(match algorithm {
+            Some(a) => raw.saturating_sub((HEADER_LEN + a.overhead()) as u64),
+            None => raw,
+        }))
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 //!
 //! This module is the only one that sees key bytes (ARCHITECTURE.md). The
 //! rest of the crate holds a [`Key`] (whose `Debug` shows its id, never its
-//! bytes) and asks a [`FileKey`] to seal and open.
+//! bytes) and asks a `FileKey` (one file's subkey) to seal and open.
 //!
 //! The construction (`docs/encryption.md`, "The cipher"): each file (a
 //! journal segment, a layout file) gets a random 128-bit salt, from which
@@ -13,9 +13,8 @@
 //! AES-256-GCM). No nonce is derived from a sequence number, an offset or
 //! a segment id, which a crash can make repeat.
 
-// Until the store opens through it (issue 13, next step).
-#[allow(dead_code)]
 pub mod fs;
+pub(crate) mod journal;
 mod key;
 
 pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};

@@ -21,8 +21,8 @@ use crate::events::{Change, ChangeKind, Event, Subscriber, Subscribers, Subscrip
 use crate::fs::{Fs, ReadOnlyFs, RealFs};
 use crate::health::Health;
 use crate::id::validate_id;
-use crate::journal::Journal;
 use crate::journal::op::{HeldTask, Op};
+use crate::journal::{Journal, Sealing};
 use crate::layout;
 use crate::metrics::{self, CheckpointCounters, StoreMetrics};
 use crate::model::{PersistedState, Task};
@@ -218,10 +218,11 @@ impl JournalEngine {
         subscriber: Option<Subscriber>,
         #[cfg_attr(not(feature = "replicate"), allow(unused_variables))] bucket: ReplicaBucket,
     ) -> Result<JournalEngine> {
+        let (fs, sealing) = seal_fs(&opts, fs)?;
         let (fs, lock, mut rec, prepared) = if opts.read_only {
-            open_read_only(&opts, fs)?
+            open_read_only(&opts, fs, sealing.clone())?
         } else {
-            open_owner(&opts, fs)?
+            open_owner(&opts, fs, sealing.clone())?
         };
         // What the original server's files and hand edits of tasks/ ask for
         // (crate::reconcile): a reader applies it in memory only.
@@ -244,7 +245,8 @@ impl JournalEngine {
             rec.next_segment_id,
             opts.journal_preallocate_bytes,
             rec.store_id,
-        );
+            sealing,
+        )?;
         let ctx = CheckpointCtx {
             state_boundary: rec.first_needed_segment,
             removable_below: rec.purge_segments_below,
@@ -1343,8 +1345,77 @@ fn real_fs(opts: &Options) -> Result<Arc<dyn Fs>> {
     }
 }
 
+/// What [`seal_fs`] gives.
+type SealedOpen = (Arc<dyn Fs>, Option<Arc<dyn Sealing>>);
+
+/// The filesystem the store works through, and the journal's sealing: in
+/// an encrypted store (`Options::encryption_key`), the sealed layer over
+/// `fs` and the record sealing. Says clearly when the key and the store
+/// disagree: a plain store given a key, an encrypted one given none or
+/// another (`docs/encryption.md`).
+fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
+    let sealed_by = layout::sealed_state(&*fs)?;
+    #[cfg(feature = "encryption")]
+    if let Some(key) = &opts.encryption_key {
+        use crate::crypto::fs::{Keys, SealedFs, wrong_key};
+        if let Some(url) = opts.replica_url() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "an encrypted store cannot replicate yet (to {}): the replica of an \
+                     encrypted store is not built (docs/encryption.md, Status)",
+                    crate::options::redacted(url)
+                ),
+            ));
+        }
+        let keys = Keys::new(key.clone(), Vec::new(), opts.cipher);
+        match sealed_by {
+            None if fs.file_len(layout::STATE_FILE)?.is_some() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} is not encrypted, and a key was given: `statewal encrypt` \
+                         converts a plain store (nothing was changed)",
+                        opts.dir.display()
+                    ),
+                ));
+            }
+            Some(id) if !keys.all.iter().any(|k| k.id().0 == id) => {
+                let shown = fs.describe(layout::STATE_FILE);
+                return Err(wrong_key(&shown, crate::crypto::KeyId(id), &keys.all));
+            }
+            _ => {}
+        }
+        let keys = Arc::new(keys);
+        let sealing: Arc<dyn Sealing> =
+            Arc::new(crate::crypto::journal::JournalSealing::new(keys.clone()));
+        return Ok((Arc::new(SealedFs::with_keys(fs, keys)), Some(sealing)));
+    }
+    if let Some(id) = sealed_by {
+        return Err(Error::new(
+            ErrorKind::Key,
+            format!(
+                "{} is encrypted with key id {id:08x}: a key is needed to open it \
+                 (--key-file, --key-command or STATEWAL_KEY{})",
+                opts.dir.display(),
+                match cfg!(feature = "encryption") {
+                    true => "",
+                    false =>
+                        "; this build has no encryption: build statewal with the \
+                              cargo feature `encryption`",
+                }
+            ),
+        ));
+    }
+    Ok((fs, None))
+}
+
 /// The lock holder's open: lock, create the layout, migrate, recover.
-fn open_owner(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
+fn open_owner(
+    opts: &Options,
+    fs: Arc<dyn Fs>,
+    sealing: Option<Arc<dyn Sealing>>,
+) -> Result<Opened> {
     let lock = fs.lock()?;
     for dir in layout::DIRS {
         fs.create_dir(dir)?;
@@ -1357,19 +1428,25 @@ fn open_owner(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
     // would take it for a corrupt file, or, over statewal's history, keep it
     // for the merge; see docs/decisions.md, "Store::open migrates", and
     // crate::reconcile.
-    let prepared = reconcile::prepare_owner(&*fs)?;
+    let mut prepared = reconcile::prepare_owner(&*fs)?;
+    prepared.rule.sealing = sealing;
     let rec = recovery::recover(&*fs, opts.recovery_mode, &prepared.rule)?;
     Ok((fs, lock, rec, prepared))
 }
 
 /// A reader's open: no lock, nothing created, written or synced; every
 /// write the store might still attempt is refused by [`ReadOnlyFs`].
-fn open_read_only(opts: &Options, fs: Arc<dyn Fs>) -> Result<Opened> {
+fn open_read_only(
+    opts: &Options,
+    fs: Arc<dyn Fs>,
+    sealing: Option<Arc<dyn Sealing>>,
+) -> Result<Opened> {
     let fs: Arc<dyn Fs> = Arc::new(ReadOnlyFs::new(fs));
     if !layout::holds_store(&*fs)? {
         return Err(layout::no_store(&opts.dir));
     }
-    let prepared = reconcile::prepare_reader(&*fs)?;
+    let mut prepared = reconcile::prepare_reader(&*fs)?;
+    prepared.rule.sealing = sealing;
     let rec = recovery::recover_read_only(&*fs, opts.recovery_mode, &prepared.rule)?;
     Ok((fs, Box::new(()), rec, prepared))
 }

@@ -19,7 +19,9 @@ pub mod record;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs, FsFile, FsMap, OpenMode};
 use parking_lot::{Condvar, Mutex};
-use record::{Id128, Marker, RecordKind, SegmentHeader, encode_marker, encode_record};
+use record::{
+    Id128, Marker, RecordKind, SegmentCipher, SegmentHeader, encode_marker, encode_record,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -97,6 +99,31 @@ struct Inner {
     /// The last record of the flush that failed and poisoned the journal.
     failed_through: u64,
     salt: u64,
+    /// Seals the payloads of the records going to the active segment, in
+    /// an encrypted store; changes with `salt` at a rotation.
+    seal: Option<Arc<dyn RecordSeal>>,
+}
+
+/// Seals the record payloads of the segments a journal writes, and opens
+/// those of the segments recovery reads: encryption at rest, implemented
+/// by `crate::crypto` (feature `encryption`). The journal knows only this
+/// trait, and never a key.
+pub trait Sealing: Send + Sync {
+    /// A new segment's cipher header, and what seals its records.
+    fn new_segment(&self) -> Result<(SegmentCipher, Arc<dyn RecordSeal>)>;
+    /// What opens the records of an existing segment with cipher header
+    /// `cipher`; an [`crate::ErrorKind::Key`] error, naming the key id,
+    /// when the keys given cannot. `shown` names the segment.
+    fn segment(&self, cipher: &SegmentCipher, shown: &str) -> Result<Arc<dyn RecordSeal>>;
+}
+
+/// Seals and opens the record payloads of one segment. A record is bound
+/// to its sequence number and kind: moved or renumbered, it does not open.
+pub trait RecordSeal: Send + Sync {
+    /// The sealed payload of record `seq` of `kind`.
+    fn seal(&self, seq: u64, kind: u8, payload: &[u8]) -> Result<Vec<u8>>;
+    /// The plain payload; `None` when it does not authenticate.
+    fn open(&self, seq: u64, kind: u8, sealed: &[u8]) -> Option<Vec<u8>>;
 }
 
 /// The journal writer.
@@ -112,6 +139,8 @@ pub struct Journal {
     store_id: Id128,
     /// The boot id of this machine, if known: in every segment header and marker.
     boot_id: Option<Id128>,
+    /// Encryption of the records, if the store is encrypted.
+    sealing: Option<Arc<dyn Sealing>>,
     /// Where the synced records end: see [`Journal::synced_end`].
     synced_end: Mutex<SyncedEnd>,
     /// Counters.
@@ -140,10 +169,17 @@ impl Journal {
         next_segment_id: u64,
         preallocate_bytes: u64,
         store_id: Id128,
-    ) -> Journal {
+        sealing: Option<Arc<dyn Sealing>>,
+    ) -> Result<Journal> {
         let boot_id = fs.boot_id();
-        let header = segment_header(next_segment_id, next_seq, store_id, boot_id);
-        Journal {
+        let (header, seal) = segment_header(
+            next_segment_id,
+            next_seq,
+            store_id,
+            boot_id,
+            sealing.as_deref(),
+        )?;
+        Ok(Journal {
             fs,
             inner: Mutex::new(Inner {
                 buf: Vec::new(),
@@ -154,6 +190,7 @@ impl Journal {
                 poisoned: None,
                 failed_through: 0,
                 salt: header.salt,
+                seal,
             }),
             flushed: Condvar::new(),
             active: Mutex::new(Active::new(header)),
@@ -161,9 +198,10 @@ impl Journal {
             next_segment_id: AtomicU64::new(next_segment_id + 1),
             store_id,
             boot_id,
+            sealing,
             synced_end: Mutex::new(SyncedEnd::default()),
             stats: JournalStats::default(),
-        }
+        })
     }
 
     /// The end of the synced records in the newest segment that has any:
@@ -204,6 +242,12 @@ impl Journal {
         }
         let checked = check()?;
         let seq = g.next_seq;
+        // Sealed under the lock: the sequence number is bound into it.
+        let sealed = match &g.seal {
+            Some(seal) => Some(seal_payload(seal.as_ref(), seq, kind, payload)?),
+            None => None,
+        };
+        let payload = sealed.as_deref().unwrap_or(payload);
         g.next_seq += 1;
         let salt = g.salt;
         let before = g.buf.len();
@@ -323,8 +367,23 @@ impl Journal {
         let snap = snapshot(last);
         g.flushing = true;
         let buf = std::mem::take(&mut g.buf);
-        let next = segment_header(new_id, last + 1, self.store_id, self.boot_id);
+        let (next, seal) = match segment_header(
+            new_id,
+            last + 1,
+            self.store_id,
+            self.boot_id,
+            self.sealing.as_deref(),
+        ) {
+            Ok(made) => made,
+            Err(e) => {
+                g.buf = buf;
+                g.flushing = false;
+                self.flushed.notify_all();
+                return Err(e);
+            }
+        };
         g.salt = next.salt;
+        g.seal = seal;
         self.stats.bytes_since_rotation.store(0, Ordering::Relaxed);
         drop(g);
         let leader = LeaderGuard::new(self, last);
@@ -529,17 +588,49 @@ impl Journal {
     }
 }
 
-/// The header of a new segment: the current format, a fresh salt.
+/// The header of a new segment: the current format, a fresh salt, and in
+/// an encrypted store its cipher header with what seals its records.
 fn segment_header(
     id: u64,
     first_seq: u64,
     store_id: Id128,
     boot_id: Option<Id128>,
-) -> SegmentHeader {
+    sealing: Option<&dyn Sealing>,
+) -> Result<(SegmentHeader, Option<Arc<dyn RecordSeal>>)> {
     let mut h = SegmentHeader::new(id, new_salt(), first_seq);
     h.store_id = Some(store_id);
     h.boot_id = boot_id;
-    h
+    let seal = match sealing {
+        Some(s) => {
+            let (cipher, seal) = s.new_segment()?;
+            h.cipher = Some(cipher);
+            Some(seal)
+        }
+        None => None,
+    };
+    Ok((h, seal))
+}
+
+/// `payload` sealed as record `seq` of `kind`, refused if sealing takes it
+/// past the largest payload a record may hold.
+fn seal_payload(
+    seal: &dyn RecordSeal,
+    seq: u64,
+    kind: RecordKind,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let sealed = seal.seal(seq, kind as u8, payload)?;
+    if sealed.len() > record::RECORD_PAYLOAD_MAX as usize {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "a record of {} bytes is over the limit of {} once sealed",
+                payload.len(),
+                record::RECORD_PAYLOAD_MAX
+            ),
+        ));
+    }
+    Ok(sealed)
 }
 
 /// The wall clock in unix milliseconds (0 before 1970).

@@ -188,7 +188,26 @@ pub struct SegmentHeader {
     pub store_id: Option<Id128>,
     /// The boot id of the machine that created the segment, if known.
     pub boot_id: Option<Id128>,
+    /// How the segment's record payloads are sealed; `None` when they are
+    /// not (always in version 1).
+    pub cipher: Option<SegmentCipher>,
 }
+
+/// The cipher header of an encrypted segment (`docs/encryption.md`): which
+/// cipher, which key, and the salt of the segment's subkey. The codec only
+/// carries these bytes; `crate::crypto` gives them meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCipher {
+    /// The cipher's code, never 0 (1 = XChaCha20-Poly1305, 2 = AES-256-GCM).
+    pub code: u8,
+    /// The id of the key that sealed the records.
+    pub key_id: u32,
+    /// The salt of the segment's subkey.
+    pub salt: [u8; 16],
+}
+
+/// The cipher codes a segment header may hold (0 is "not encrypted").
+pub const CIPHER_CODE_MAX: u8 = 2;
 
 impl SegmentHeader {
     /// A version-2 header with no store id and no boot id.
@@ -200,6 +219,7 @@ impl SegmentHeader {
             first_seq,
             store_id: None,
             boot_id: None,
+            cipher: None,
         }
     }
 
@@ -221,7 +241,7 @@ impl SegmentHeader {
             "unknown segment version reached the codec"
         );
         assert!(
-            !v1 || (self.store_id.is_none() && self.boot_id.is_none()),
+            !v1 || (self.store_id.is_none() && self.boot_id.is_none() && self.cipher.is_none()),
             "a version-1 header has no ids"
         );
         let len = self.len();
@@ -241,7 +261,13 @@ impl SegmentHeader {
                 .copy_from_slice(&self.store_id.unwrap_or_default());
             b[SEG_BOOT_ID_OFFSET..SEG_BOOT_ID_OFFSET + 16]
                 .copy_from_slice(&self.boot_id.unwrap_or_default());
-            // The cipher header stays zero: not encrypted.
+            // Zero when not encrypted.
+            if let Some(c) = &self.cipher {
+                b[SEG_CIPHER_ALG_OFFSET] = c.code;
+                b[SEG_CIPHER_KEY_ID_OFFSET..SEG_CIPHER_KEY_ID_OFFSET + 4]
+                    .copy_from_slice(&c.key_id.to_le_bytes());
+                b[SEG_CIPHER_SALT_OFFSET..SEG_CIPHER_SALT_OFFSET + 16].copy_from_slice(&c.salt);
+            }
             SEG_CRC_OFFSET
         };
         let crc = crc32fast::hash(&b[..crc_at]);
@@ -294,21 +320,39 @@ impl SegmentHeader {
             first_seq: u64_at(b, SEG_FIRST_SEQ_OFFSET),
             store_id: None,
             boot_id: None,
+            cipher: None,
         };
         if version == FORMAT_VERSION {
-            let alg = b[SEG_CIPHER_ALG_OFFSET];
-            if alg != 0 {
+            let code = b[SEG_CIPHER_ALG_OFFSET];
+            if code > CIPHER_CODE_MAX {
                 return Err(format!(
-                    "encrypted segment (cipher {alg}, key id {}): a key is needed to read it, \
-                     and this build reads only unencrypted segments",
+                    "unknown cipher code {code} (key id {}): this build knows codes 1 to \
+                     {CIPHER_CODE_MAX}",
                     u32_at(b, SEG_CIPHER_KEY_ID_OFFSET)
                 ));
             }
-            if b[SEG_CIPHER_ALG_OFFSET + 1..SEG_CRC_OFFSET]
-                .iter()
-                .any(|&x| x != 0)
-            {
-                return Err("cipher header bytes of an unencrypted segment are not zero".into());
+            if b[SEG_CIPHER_ALG_OFFSET + 1..SEG_CIPHER_KEY_ID_OFFSET] != [0; 3] {
+                return Err("reserved cipher header bytes are not zero".into());
+            }
+            if code == 0 {
+                if b[SEG_CIPHER_ALG_OFFSET + 1..SEG_CRC_OFFSET]
+                    .iter()
+                    .any(|&x| x != 0)
+                {
+                    return Err("cipher header bytes of an unencrypted segment are not zero".into());
+                }
+            } else {
+                let key_id = u32_at(b, SEG_CIPHER_KEY_ID_OFFSET);
+                if key_id == 0 {
+                    return Err(format!("encrypted segment (cipher {code}) with key id 0"));
+                }
+                h.cipher = Some(SegmentCipher {
+                    code,
+                    key_id,
+                    salt: b[SEG_CIPHER_SALT_OFFSET..SEG_CIPHER_SALT_OFFSET + 16]
+                        .try_into()
+                        .expect("16 bytes"),
+                });
             }
             h.store_id = id_at(b, SEG_STORE_ID_OFFSET);
             h.boot_id = id_at(b, SEG_BOOT_ID_OFFSET);
@@ -556,16 +600,39 @@ mod tests {
     }
 
     #[test]
-    fn an_encrypted_segment_asks_for_a_key() {
-        let mut b = SegmentHeader::new(1, 2, 3).encode();
-        b[SEG_CIPHER_ALG_OFFSET] = 1;
-        let crc = crc32fast::hash(&b[..SEG_CRC_OFFSET]);
-        b[SEG_CRC_OFFSET..SEG_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
-        let err = SegmentHeader::decode(&b).unwrap_err();
-        assert!(
-            err.contains("encrypted segment") && err.contains("a key is needed"),
-            "{err}"
-        );
+    fn a_cipher_header_round_trips_and_bad_ones_are_refused() {
+        let mut h = SegmentHeader::new(1, 2, 3);
+        h.cipher = Some(SegmentCipher {
+            code: 2,
+            key_id: 0xdead_beef,
+            salt: [9; 16],
+        });
+        assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        let reseal = |b: &mut Vec<u8>| {
+            let crc = crc32fast::hash(&b[..SEG_CRC_OFFSET]);
+            b[SEG_CRC_OFFSET..SEG_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        };
+        let cases: [(usize, u8, &str); 4] = [
+            (SEG_CIPHER_ALG_OFFSET, 3, "unknown cipher code 3"),
+            (SEG_CIPHER_ALG_OFFSET + 1, 1, "reserved cipher header bytes"),
+            (
+                SEG_CIPHER_ALG_OFFSET,
+                0,
+                "of an unencrypted segment are not zero",
+            ),
+            (SEG_CIPHER_KEY_ID_OFFSET, 0, ""),
+        ];
+        for (at, value, why) in cases {
+            let mut b = h.encode();
+            b[at] = value;
+            if at == SEG_CIPHER_KEY_ID_OFFSET {
+                b[at..at + 4].copy_from_slice(&[0; 4]);
+            }
+            reseal(&mut b);
+            let err = SegmentHeader::decode(&b).unwrap_err();
+            let why = if why.is_empty() { "key id 0" } else { why };
+            assert!(err.contains(why), "{at}: {err}");
+        }
     }
 
     #[test]

@@ -94,6 +94,7 @@ fn prepare(fs: &dyn Fs, survey: &Survey) -> Result<Prepared> {
         rule: BaseRule {
             history: survey.history,
             foreign: None,
+            sealing: None,
         },
         view: None,
         backup: None,

@@ -172,7 +172,7 @@ fn uses(command: &str) -> BTreeSet<&'static str> {
     let all = BTreeSet::from(GLOBALS);
     let reads = BTreeSet::from(["--dir", "--database", "--key-file", "--key-command"]);
     match command {
-        "bench" | "completions" | "man" => BTreeSet::new(),
+        "bench" | "completions" | "man" | "keygen" => BTreeSet::new(),
         "demo" => BTreeSet::from(["--dir", "--sync"]),
         "migrate" => all.into_iter().filter(|f| *f != "--sync").collect(),
         // --from and --to name its stores.

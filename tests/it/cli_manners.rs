@@ -207,19 +207,29 @@ fn global_flags_before_or_after_and_unbuilt_ones_refused_or_ignored() {
         assert!(bucket.path().join("r/statewal-replica.json").is_file());
         check(d, &["delete-task", "r"], "", 0);
     }
-    let refused: &[(&str, &str)] = if cfg!(feature = "replicate") {
-        &[
-            ("--key-file", "/nonexistent/key"),
-            ("--key-command", "cat key"),
-        ]
-    } else {
-        &[
-            ("--replicate", "file:///tmp/r"),
-            ("--key-file", "/nonexistent/key"),
-            ("--key-command", "cat key"),
-        ]
-    };
-    for &(flag, value) in refused {
+    // With encryption built (issue 13), a writer takes the key flags: a
+    // key file that is not there is an error naming it (exit 2).
+    #[cfg(feature = "encryption")]
+    {
+        let out = run_statewal(
+            d,
+            &["put-task", "--key-file", "/nonexistent/key", "-"],
+            "{}",
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/nonexistent/key"), "{err}");
+    }
+    let mut refused: Vec<(&str, &str)> = Vec::new();
+    if !cfg!(feature = "replicate") {
+        refused.push(("--replicate", "file:///tmp/r"));
+    }
+    if !cfg!(feature = "encryption") {
+        refused.push(("--key-file", "/nonexistent/key"));
+        refused.push(("--key-command", "cat key"));
+    }
+    for &(flag, value) in &refused {
         // A writer refuses every one: it would need it.
         let out = run_statewal(d, &["put-task", flag, value, "-"], r#"{"id":"z"}"#, &[]);
         assert_eq!(out.status.code(), Some(2), "put-task {flag}");

@@ -92,6 +92,31 @@ pub fn journal() -> Option<Backend> {
     })
 }
 
+/// The journal engine with encryption at rest (feature `encryption`): a
+/// fresh key in a 0600 file beside the store, given to the CLI as
+/// `--key-file`.
+#[cfg(feature = "encryption")]
+pub fn encrypted() -> Option<Backend> {
+    let dir = crate::util::scratch();
+    let key_file = dir.path().join("key");
+    let key = statewal::crypto::Key::generate_file(&key_file).expect("keygen");
+    let store = dir.path().join("store");
+    Some(Backend {
+        name: "encrypted",
+        opts: Options::new(&store).encryption_key(key),
+        cli_args: vec![
+            "--dir".into(),
+            store.display().to_string(),
+            "--key-file".into(),
+            key_file.display().to_string(),
+        ],
+        offers_journal_operations: true,
+        failed_writes_take_positions: false,
+        shared_by_instances: false,
+        _keep: Box::new(dir),
+    })
+}
+
 /// The PostgreSQL engine on a fresh database of the test server
 /// (`pg.rs`); `None` where there is none (the reason is printed).
 #[cfg(feature = "postgres")]
@@ -137,6 +162,8 @@ macro_rules! conformance {
 conformance! {
     engines {
         journal;
+        #[cfg(feature = "encryption")]
+        encrypted;
         #[cfg(feature = "postgres")]
         postgres;
     }

@@ -223,6 +223,13 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
     statewal restore-from s3://backups/app --to ./state-restored   # an S3-compatible service",
     ),
     (
+        "keygen",
+        Uses::Nothing,
+        "  statewal keygen ~/.config/statewal/key
+  statewal --key-file ~/.config/statewal/key --dir ./state put-task - < task.json
+  statewal keygen ./key --json | jq -r .key_id",
+    ),
+    (
         "replica status",
         Uses::Replica,
         "  statewal replica status s3://backups/app
@@ -262,7 +269,7 @@ pub fn command() -> clap::Command {
     let mut cmd = Cli::command().after_help(TOP_EXAMPLES);
     for &(name, uses, examples) in COMMANDS {
         let notes = match database_note(name, uses) {
-            "" => flag_note(uses).to_string(),
+            "" => flag_note(uses),
             db => format!("{} {db}", flag_note(uses)),
         };
         let text = format!("Examples:\n{examples}\n\n{notes}");
@@ -302,7 +309,31 @@ fn database_note(name: &str, uses: Uses) -> &'static str {
 /// What a command's `--help` says about the global flags: the ones it
 /// ignores (every one, by name, in one sentence that starts "This command
 /// ignores"), and the ones for features not built yet that it refuses.
-fn flag_note(uses: Uses) -> &'static str {
+fn flag_note(uses: Uses) -> String {
+    // With the `encryption` feature, the commands that open a store take
+    // the key; the others still refuse it.
+    const KEY_USED: &str = "--key-file, --key-command or STATEWAL_KEY give the key of an \
+                            encrypted store (docs/encryption.md).";
+    let keys = cfg!(feature = "encryption");
+    match uses {
+        Uses::StoreWrites if cfg!(feature = "replicate") && keys => format!(
+            "This command uses every global option; with --replicate (or STATEWAL_REPLICATE) \
+             it ships what it writes to that bucket (docs/replication.md). {KEY_USED}"
+        ),
+        Uses::StoreWrites if keys => format!(
+            "This command uses every global option. {KEY_USED} --replicate is for a feature \
+             not built yet: it refuses it (exit 2) rather than write without it."
+        ),
+        Uses::StoreReads if keys => format!(
+            "This command ignores --sync, --read-only and --replicate: it writes nothing (it \
+             opens the store read-only, or reads its files without opening it). {KEY_USED}"
+        ),
+        other => flag_note_plain(other).to_string(),
+    }
+}
+
+/// [`flag_note`] where no key is taken.
+fn flag_note_plain(uses: Uses) -> &'static str {
     match uses {
         Uses::StoreWrites if cfg!(feature = "replicate") => {
             "This command uses every global option; with --replicate (or STATEWAL_REPLICATE) \
@@ -366,16 +397,15 @@ fn flag_note(uses: Uses) -> &'static str {
     }
 }
 
-/// Fails when a flag for a feature not built yet is given to a command
-/// that would use it, or a database to a command not available on
-/// PostgreSQL; a command with no use for either goes on.
-pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
-    let uses = match &cli.command {
+/// What the command `cli` runs does with a store.
+fn uses_of(cli: &Cli) -> Uses {
+    match &cli.command {
         Command::Demo { .. } => Uses::Demo,
         Command::DemoChild { .. }
         | Command::Bench { .. }
         | Command::BenchRss
         | Command::Completions { .. }
+        | Command::Keygen { .. }
         | Command::Man { .. } => Uses::Nothing,
         Command::PutTask { .. }
         | Command::DeleteTask { .. }
@@ -389,12 +419,45 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
         Command::RestoreFrom { .. } => Uses::RestoreFrom,
         Command::Replica { .. } => Uses::Replica,
         _ => Uses::StoreReads,
+    }
+}
+
+/// Whether a command takes the key when encryption is built: the ones
+/// that open a store through the library.
+fn key_used(uses: Uses) -> bool {
+    matches!(uses, Uses::StoreWrites | Uses::StoreReads)
+}
+
+/// The key, for a command that uses one (`key_used`), from `--key-file`
+/// (or `STATEWAL_KEY_FILE`), else `--key-command`, else `STATEWAL_KEY`;
+/// `None` when none is given.
+#[cfg(feature = "encryption")]
+pub fn load_key(cli: &Cli) -> Result<Option<statewal::crypto::Key>> {
+    use statewal::crypto::KeySource;
+    if !key_used(uses_of(cli)) {
+        return Ok(None);
+    }
+    let source = match (&cli.key_file, &cli.key_command) {
+        (Some(path), _) => KeySource::File(path.clone()),
+        (None, Some(cmd)) => KeySource::Command(cmd.clone()),
+        (None, None) if std::env::var_os(statewal::crypto::KEY_ENV).is_some() => KeySource::Env,
+        (None, None) => return Ok(None),
     };
+    source.load().map(Some)
+}
+
+/// Fails when a flag for a feature not built yet is given to a command
+/// that would use it, or a database to a command not available on
+/// PostgreSQL; a command with no use for either goes on.
+pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
+    let uses = uses_of(cli);
     let key_env = std::env::var_os("STATEWAL_KEY").is_some();
     let writes = matches!(uses, Uses::StoreWrites | Uses::Migrates | Uses::Copy);
     let opens = writes || uses == Uses::StoreReads;
     // `restore-from` writes a store but opens none: only the key matters.
     let keyed = opens || uses == Uses::RestoreFrom;
+    // Built (feature `encryption`) for the commands that open a store.
+    let keyed = keyed && !(cfg!(feature = "encryption") && key_used(uses));
     let given = [
         (
             // Built (feature `replicate`) for the commands that write
@@ -556,13 +619,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "DATABASE_URL",
         "As --database (not built yet: a command that opens a store refuses it).",
     ),
-    (
-        "STATEWAL_KEY_FILE",
-        "As --key-file (not built yet: a command that opens a store refuses it).",
-    ),
+    ("STATEWAL_KEY_FILE", "As --key-file."),
     (
         "STATEWAL_KEY",
-        "The encryption key itself (not built yet: a command that opens a store refuses it).",
+        "The encryption key itself, one line of base64 (docs/encryption.md); --key-file and \
+         --key-command take precedence. Needs the feature `encryption`.",
     ),
     (
         "RUST_LOG",

@@ -104,9 +104,11 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub database: Option<String>,
-    /// Read the encryption key from this file (the key may also come from
-    /// STATEWAL_KEY). Not built yet (issue 13): a command that opens a store
-    /// refuses it.
+    /// Read the encryption key of an encrypted store from this file, which
+    /// only its owner may read (mode 0600); the key may also come from
+    /// --key-command or STATEWAL_KEY (docs/encryption.md). Needs statewal
+    /// built with the feature `encryption`; without it, a command that
+    /// opens a store refuses it.
     #[arg(
         long,
         global = true,
@@ -115,8 +117,10 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub key_file: Option<PathBuf>,
-    /// Run this command through `sh -c` for the encryption key. Not built yet
-    /// (issue 13): a command that opens a store refuses it.
+    /// Run this command through `sh -c` for the encryption key: its
+    /// standard output is the key (docs/encryption.md). Needs statewal
+    /// built with the feature `encryption`; without it, a command that
+    /// opens a store refuses it.
     #[arg(
         long,
         global = true,
@@ -126,6 +130,11 @@ pub struct Cli {
     pub key_command: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+    /// The key loaded from --key-file, --key-command or STATEWAL_KEY, for
+    /// a command that opens a store.
+    #[cfg(feature = "encryption")]
+    #[arg(skip)]
+    pub key: Option<statewal::crypto::Key>,
     /// Whether `--dir` was given on the command line (not by `STATE_PATH` or
     /// the default), for `demo`.
     #[arg(skip)]
@@ -375,6 +384,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new random encryption key to a file created with mode 0600
+    /// (docs/encryption.md). An existing file is never replaced.
+    Keygen {
+        /// The key file to create.
+        path: PathBuf,
+        /// Print the path and the key's id as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild a state directory from a replica in object storage (what
     /// --replicate shipped), to its newest record or to the one --at names.
     RestoreFrom {
@@ -463,6 +481,11 @@ impl Cli {
             Some(url) => opts.replicate_to(url),
             None => opts,
         };
+        #[cfg(feature = "encryption")]
+        let opts = match &self.key {
+            Some(key) => opts.encryption_key(key.clone()),
+            None => opts,
+        };
         match self.database_url() {
             Some(url) => opts.database(url),
             None => opts,
@@ -496,7 +519,14 @@ fn main() -> ExitCode {
     cli.database_on_command_line = on_command_line(&matches, "database");
     cli.command_name = matches.subcommand_name().unwrap_or_default().to_string();
     init_tracing();
-    let result = help::refuse_unbuilt(&cli).and_then(|()| dispatch(&cli));
+    let result = (|| {
+        help::refuse_unbuilt(&cli)?;
+        #[cfg(feature = "encryption")]
+        {
+            cli.key = help::load_key(&cli)?;
+        }
+        dispatch(&cli)
+    })();
     match result {
         Ok(code) => code,
         // The reader of our output went away (`statewal list | head -1`):
@@ -569,6 +599,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
         } => clean::run(cli, *older_than, status, *dry_run, *json),
         Command::Copy { from, to, json } => copy::run(cli, from, to, *json),
         Command::RestoreFrom { url, to, at, json } => replica::restore_from(url, to, *at, *json),
+        Command::Keygen { path, json } => keygen(path, *json),
         Command::Replica {
             command: ReplicaCommand::Status { url, json },
         } => replica::status(url, *json),
@@ -631,4 +662,34 @@ fn debug_enables_persistence(value: &str) -> bool {
     let patterns = value.split([',', ' ']).filter(|p| !p.is_empty());
     let (excluded, included): (Vec<&str>, Vec<&str>) = patterns.partition(|p| p.starts_with('-'));
     included.iter().any(|p| covers(p)) && !excluded.iter().any(|p| covers(&p[1..]))
+}
+
+/// `statewal keygen PATH`.
+fn keygen(path: &std::path::Path, json: bool) -> statewal::Result<ExitCode> {
+    #[cfg(feature = "encryption")]
+    {
+        let key = statewal::crypto::Key::generate_file(path)?;
+        if json {
+            outln!(
+                "{}",
+                serde_json::json!({"path": path.display().to_string(), "key_id": key.id().to_string()})
+            );
+        } else {
+            outln!(
+                "wrote a new key to {} (key id {}); keep a copy somewhere safe: a store \
+                 encrypted with it cannot be read without it",
+                path.display(),
+                key.id()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    #[cfg(not(feature = "encryption"))]
+    {
+        let _ = (path, json);
+        Err(statewal::Error::new(
+            statewal::ErrorKind::InvalidInput,
+            "keygen needs statewal built with the cargo feature `encryption`; nothing was written",
+        ))
+    }
 }

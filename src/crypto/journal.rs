@@ -1,0 +1,70 @@
+//! The journal's record sealing ([`crate::journal::Sealing`]): each
+//! segment gets its own subkey (a fresh salt in its header), and each
+//! record's payload is sealed under it, bound to the record's sequence
+//! number and kind.
+
+use super::fs::{Keys, wrong_key};
+use super::{Algorithm, FileKey, KeyId, Purpose};
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::record::SegmentCipher;
+use crate::journal::{RecordSeal, Sealing};
+use std::sync::Arc;
+
+/// The sealing of an encrypted store's journal.
+pub(crate) struct JournalSealing {
+    keys: Arc<Keys>,
+}
+
+impl JournalSealing {
+    pub(crate) fn new(keys: Arc<Keys>) -> JournalSealing {
+        JournalSealing { keys }
+    }
+}
+
+impl Sealing for JournalSealing {
+    fn new_segment(&self) -> Result<(SegmentCipher, Arc<dyn RecordSeal>)> {
+        let fk = FileKey::new(&self.keys.current, self.keys.algorithm, Purpose::Segment)?;
+        let cipher = SegmentCipher {
+            code: fk.algorithm().code(),
+            key_id: fk.key_id().0,
+            salt: fk.salt(),
+        };
+        Ok((cipher, Arc::new(SegmentSeal(fk))))
+    }
+
+    fn segment(&self, cipher: &SegmentCipher, shown: &str) -> Result<Arc<dyn RecordSeal>> {
+        let Some(algorithm) = Algorithm::from_code(cipher.code) else {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("{shown}: unknown cipher code {}", cipher.code),
+            ));
+        };
+        let needed = KeyId(cipher.key_id);
+        let Some(key) = self.keys.all.iter().find(|k| k.id() == needed) else {
+            return Err(wrong_key(shown, needed, &self.keys.all));
+        };
+        let fk = FileKey::with_salt(key, algorithm, Purpose::Segment, cipher.salt);
+        Ok(Arc::new(SegmentSeal(fk)))
+    }
+}
+
+/// One segment's subkey.
+struct SegmentSeal(FileKey);
+
+/// The associated data of record `seq` of `kind`.
+fn aad(seq: u64, kind: u8) -> [u8; 9] {
+    let mut a = [0u8; 9];
+    a[..8].copy_from_slice(&seq.to_le_bytes());
+    a[8] = kind;
+    a
+}
+
+impl RecordSeal for SegmentSeal {
+    fn seal(&self, seq: u64, kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
+        self.0.seal(payload, &aad(seq, kind))
+    }
+
+    fn open(&self, seq: u64, kind: u8, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.0.open(sealed, &aad(seq, kind))
+    }
+}
