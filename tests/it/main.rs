@@ -37,10 +37,12 @@ mod crash;
 #[cfg(feature = "sim")]
 mod crash_workloads;
 mod durability;
-#[cfg(feature = "replicate")]
 mod emulators;
 #[cfg(feature = "replicate")]
 mod emulators_smoke;
+#[cfg(feature = "replicate")]
+#[cfg(feature = "encryption")]
+mod encryption;
 mod events;
 mod fallback;
 mod fields;

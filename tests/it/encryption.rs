@@ -1,0 +1,264 @@
+//! Encryption at rest (issue 13, feature `encryption`): nothing readable
+//! without the key, every change detected, and a wrong, missing or
+//! exposed key told apart from damage. The conformance suite runs on an
+//! encrypted store too (`conformance::encrypted`).
+
+use crate::util::{run_statewal, scratch, segments};
+use serde_json::json;
+use statewal::__internal::journal::record::{
+    REC_KIND_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET, RECORD_HEADER_LEN, RecordKind,
+    SegmentHeader, encode_record,
+};
+use statewal::crypto::{Algorithm, Key};
+use statewal::{ErrorKind, Options, RecoveryMode, Store, Task};
+use std::path::{Path, PathBuf};
+
+const SECRET: &str = "rm -rf the-secret-prompt-4417";
+
+fn keyed(dir: &Path, key: &Key) -> Options {
+    Options::new(dir)
+        .checkpoint_interval(None)
+        .encryption_key(key.clone())
+}
+
+/// A store holding `SECRET` in a task, a session, a log and a report,
+/// checkpointed twice (so a backup holds it too), with more records after.
+fn populated(dir: &Path, key: &Key, cipher: Algorithm) {
+    let store = Store::open(keyed(dir, key).cipher(cipher)).unwrap();
+    let mut t = Task::new("t1");
+    t.set_description(SECRET);
+    store.put_task(t).unwrap();
+    store
+        .put_session(json!({"id": "s1", "note": SECRET}))
+        .unwrap();
+    store.append_log("s1", &format!("{SECRET}\n")).unwrap();
+    store.save_report("r1", json!({"text": SECRET})).unwrap();
+    store.checkpoint().unwrap();
+    let mut t = Task::new("t2");
+    t.set_description(SECRET);
+    store.put_task(t).unwrap();
+    store.checkpoint().unwrap();
+    let mut t = Task::new("t3");
+    t.set_description(SECRET);
+    store.put_task(t).unwrap();
+    store.archive_task("t2").unwrap();
+    drop(store);
+}
+
+/// Every file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn nothing_in_the_directory_reads_in_clear() {
+    for cipher in Algorithm::ALL {
+        let tmp = scratch();
+        let dir = tmp.path().join("store");
+        let key = Key::generate().unwrap();
+        populated(&dir, &key, cipher);
+        let all = files(&dir);
+        assert!(all.len() >= 8, "{all:#?}");
+        for f in &all {
+            let bytes = std::fs::read(f).unwrap();
+            let hit = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+            assert!(!hit, "{cipher}: {} holds the secret in clear", f.display());
+        }
+        // And with the key everything is there.
+        let store = Store::open(keyed(&dir, &key)).unwrap();
+        let t1 = store.get_task("t1").unwrap().unwrap();
+        assert_eq!(t1.description(), Some(SECRET));
+        assert!(store.get_task("t3").unwrap().is_some());
+        assert_eq!(
+            store.get_session("s1").unwrap().unwrap().to_value()["note"],
+            SECRET
+        );
+        let log = store.read_log("session_s1.log", ..).unwrap();
+        assert!(String::from_utf8_lossy(&log).contains(SECRET));
+        assert_eq!(store.get_report("r1").unwrap().unwrap()["text"], SECRET);
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_key_is_a_key_error_naming_the_id() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key = Key::generate().unwrap();
+    populated(&dir, &key, Algorithm::default());
+    let id = key.id().to_string();
+    let e = Store::open(Options::new(&dir)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    assert!(e.to_string().contains(&id), "{e}");
+    let other = Key::generate().unwrap();
+    let e = Store::open(keyed(&dir, &other)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    let m = e.to_string();
+    assert!(
+        m.contains(&id) && m.contains(&other.id().to_string()),
+        "{m}"
+    );
+    // Read-only alike.
+    let e = Store::open(Options::new(&dir).read_only(true)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    // Nothing was changed by the refusals: the key still opens it all.
+    let store = Store::open(keyed(&dir, &key)).unwrap();
+    assert_eq!(store.list_tasks().unwrap().len(), 2);
+}
+
+#[test]
+fn a_plain_store_given_a_key_is_refused_untouched() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let store = Store::open(Options::new(&dir)).unwrap();
+    store.put_task(Task::new("a")).unwrap();
+    drop(store);
+    let before = crate::util::tree(&dir);
+    let e = Store::open(keyed(&dir, &Key::generate().unwrap())).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("statewal encrypt"), "{e}");
+    assert_eq!(crate::util::tree(&dir), before);
+    assert!(
+        Store::open(Options::new(&dir))
+            .unwrap()
+            .get_task("a")
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Every bit of every sealed record payload flipped, with the frame's
+/// checksum made valid again (what an attacker who knows the format would
+/// do): the tag catches each one, and the open fails naming the record.
+#[test]
+fn a_forged_record_does_not_authenticate() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key = Key::generate().unwrap();
+    let store = Store::open(keyed(&dir, &key).checkpoint_on_drop(false)).unwrap();
+    store.put_task(Task::new("a")).unwrap();
+    store.put_task(Task::new("b")).unwrap();
+    drop(store);
+    let seg = segments(&dir).pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let header = SegmentHeader::decode(&bytes).unwrap();
+    assert!(header.cipher.is_some());
+    let spans = crate::util::record_spans(&seg);
+    assert_eq!(spans.len(), 2);
+    let (start, end) = (spans[0].0 as usize, spans[0].1 as usize);
+    let frame = &bytes[start..end];
+    let le = |at: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&frame[at..at + n]);
+        u64::from_le_bytes(b)
+    };
+    let seq = le(REC_SEQ_OFFSET, 8);
+    let synced = seq - le(REC_SYNCED_DISTANCE_OFFSET, 4);
+    assert_eq!(frame[REC_KIND_OFFSET], RecordKind::PutTask as u8);
+    let payload = &frame[RECORD_HEADER_LEN..];
+    let mut opened = 0;
+    for bit in 0..payload.len() * 8 {
+        let mut forged = payload.to_vec();
+        forged[bit / 8] ^= 1 << (bit % 8);
+        let mut out = bytes[..start].to_vec();
+        encode_record(
+            &mut out,
+            header.salt,
+            seq,
+            synced,
+            RecordKind::PutTask,
+            &forged,
+        );
+        out.extend_from_slice(&bytes[end..]);
+        std::fs::write(&seg, &out).unwrap();
+        let opts = keyed(&dir, &key)
+            .recovery_mode(RecoveryMode::Strict)
+            .read_only(true);
+        match Store::open(opts) {
+            Ok(_) => opened += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "bit {bit}: {e}");
+                assert!(
+                    e.to_string().contains("does not authenticate"),
+                    "bit {bit}: {e}"
+                );
+            }
+        }
+    }
+    assert_eq!(opened, 0, "forged records opened");
+    std::fs::write(&seg, &bytes).unwrap();
+    assert_eq!(
+        Store::open(keyed(&dir, &key))
+            .unwrap()
+            .list_tasks()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn the_cli_needs_the_key_and_refuses_an_exposed_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key_file = tmp.path().join("key");
+    let k = key_file.to_str().unwrap();
+    let out = run_statewal(tmp.path(), &["keygen", k, "--json"], "", &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = made["key_id"].as_str().unwrap().to_string();
+    let task = format!("{{\"id\":\"t\",\"description\":\"{SECRET}\"}}");
+    let out = run_statewal(&dir, &["--key-file", k, "put-task", "-"], &task, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run_statewal(&dir, &["--key-file", k, "get-task", "t"], "", &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(SECRET),
+        "{out:?}"
+    );
+    // The key from the environment, and from a command.
+    let line = std::fs::read_to_string(&key_file).unwrap();
+    let env = [("STATEWAL_KEY", line.trim())];
+    let out = run_statewal(&dir, &["list"], "", &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let cmd = format!("cat {k}");
+    let out = run_statewal(&dir, &["--key-command", &cmd, "list"], "", &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Without it: exit 2, naming the key id, never "corrupt".
+    let out = run_statewal(&dir, &["list"], "", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&id) && !err.contains("corrupt"), "{err}");
+    // A key file others can read is refused, naming its mode.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_statewal(&dir, &["--key-file", k, "list"], "", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("0644"), "{err}");
+    // keygen never replaces a key.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run_statewal(tmp.path(), &["keygen", k], "", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), line);
+}
+
+#[test]
+fn no_key_bytes_in_debug_output() {
+    let key = Key::generate().unwrap();
+    let line = key.to_line();
+    let opts = keyed(Path::new("/tmp/x"), &key);
+    let shown = format!("{opts:?} {key:?}");
+    assert!(!shown.contains(line.trim()), "{shown}");
+    assert!(shown.contains(&key.id().to_string()), "{shown}");
+}
