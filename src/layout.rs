@@ -566,6 +566,47 @@ pub fn corrupt_state(fs: &dyn Fs, name: &str, why: &str) -> Error {
 /// than corrupt.
 pub(crate) const SEALED_MAGIC: [u8; 8] = *b"SWSEALED";
 
+/// The length of a sealed file's envelope header.
+pub(crate) const SEALED_HEADER_LEN: usize = 36;
+/// The envelope version this build writes and reads.
+pub(crate) const SEALED_VERSION: u8 = 1;
+
+/// CRC-32 of a sealed file's first 32 bytes and of its body: what
+/// `verify` checks without the key.
+pub(crate) fn sealed_checksum(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..32]);
+    h.update(&bytes[SEALED_HEADER_LEN..]);
+    h.finalize()
+}
+
+/// Checks a sealed file's envelope without the key: its version, cipher
+/// code, reserved bytes and checksum. Returns the cipher code and key id.
+pub(crate) fn check_sealed(bytes: &[u8]) -> std::result::Result<(u8, u32), String> {
+    if bytes.len() < SEALED_HEADER_LEN || bytes[..8] != SEALED_MAGIC {
+        return Err(format!(
+            "not a sealed file ({} bytes, without the {SEALED_HEADER_LEN}-byte envelope header)",
+            bytes.len()
+        ));
+    }
+    if bytes[8] != SEALED_VERSION {
+        return Err(format!("unknown envelope version {}", bytes[8]));
+    }
+    let code = bytes[9];
+    if code == 0 || code > crate::journal::record::CIPHER_CODE_MAX {
+        return Err(format!("unknown cipher code {code}"));
+    }
+    if bytes[10..12] != [0, 0] {
+        return Err("reserved envelope bytes are not zero".into());
+    }
+    let stored = u32::from_le_bytes(bytes[32..36].try_into().expect("4 bytes"));
+    if stored != sealed_checksum(bytes) {
+        return Err("envelope checksum mismatch".into());
+    }
+    let key_id = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    Ok((code, key_id))
+}
+
 /// The key id (`docs/encryption.md`) `state.json` is sealed with, if it is
 /// sealed; `None` for a plain or missing one.
 pub(crate) fn sealed_state(fs: &dyn Fs) -> Result<Option<u32>> {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 /// The first 8 bytes of a sealed file.
 pub const MAGIC: [u8; 8] = crate::layout::SEALED_MAGIC;
 /// The envelope version this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+pub const ENVELOPE_VERSION: u8 = crate::layout::SEALED_VERSION;
 /// The envelope header's length; the sealed body follows.
-pub const HEADER_LEN: usize = 36;
+pub const HEADER_LEN: usize = crate::layout::SEALED_HEADER_LEN;
 /// The bytes the associated data and the checksum's first part cover.
 const AAD_LEN: usize = 32;
 
@@ -45,44 +45,23 @@ pub fn inspect(bytes: &[u8]) -> Option<std::result::Result<Envelope, String>> {
 }
 
 fn check_envelope(bytes: &[u8]) -> std::result::Result<Envelope, String> {
-    if bytes.len() < HEADER_LEN {
-        return Err(format!(
-            "sealed file of {} bytes is shorter than its {HEADER_LEN}-byte header",
-            bytes.len()
-        ));
-    }
-    if bytes[8] != ENVELOPE_VERSION {
-        return Err(format!("unknown envelope version {}", bytes[8]));
-    }
-    let algorithm = Algorithm::from_code(bytes[9])
-        .ok_or_else(|| format!("unknown cipher code {}", bytes[9]))?;
-    if bytes[10..12] != [0, 0] {
-        return Err("reserved envelope bytes are not zero".into());
-    }
-    let stored = u32::from_le_bytes(bytes[32..36].try_into().expect("4 bytes"));
-    if stored != checksum(bytes) {
-        return Err("envelope checksum mismatch".into());
-    }
+    let (code, key_id) = crate::layout::check_sealed(bytes)?;
+    let algorithm =
+        Algorithm::from_code(code).ok_or_else(|| format!("unknown cipher code {code}"))?;
     if bytes.len() < HEADER_LEN + algorithm.overhead() {
         return Err("sealed body shorter than its nonce and tag".into());
     }
-    let key_id = KeyId(u32::from_le_bytes(
-        bytes[12..16].try_into().expect("4 bytes"),
-    ));
     let salt: [u8; SALT_LEN] = bytes[16..32].try_into().expect("16 bytes");
     Ok(Envelope {
         algorithm,
-        key_id,
+        key_id: KeyId(key_id),
         salt,
     })
 }
 
 /// CRC-32 of the header's first 32 bytes and of the body.
 fn checksum(bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&bytes[..AAD_LEN]);
-    h.update(&bytes[HEADER_LEN..]);
-    h.finalize()
+    crate::layout::sealed_checksum(bytes)
 }
 
 /// Seals a whole file's bytes under `key` with a fresh salt and nonce.

@@ -41,6 +41,7 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
     mark_durable(&mut scans, same_boot);
     let (mut records, mut markers, mut damaged) = (0, 0, 0);
     for ((segment, _), scan) in files.iter().zip(&scans) {
+        let sealed = scan.header.as_ref().is_ok_and(|h| h.cipher.is_some());
         if let Err(why) = &scan.header {
             damaged += 1;
             let line = json!({"segment": segment, "offset": 0, "kind": "bad_header",
@@ -54,7 +55,7 @@ pub fn dump_journal(dir: &Path, json: bool) -> Result<ExitCode> {
             let line = match piece {
                 Piece::Record { .. } => {
                     records += 1;
-                    record_line(segment, piece)
+                    record_line(segment, piece, sealed)
                 }
                 Piece::Marker { offset, marker } => {
                     markers += 1;
@@ -90,7 +91,7 @@ fn emit(json: bool, line: &Value, text: impl FnOnce() -> String) -> statewal::Re
 }
 
 /// A valid record as a JSON object and a text line.
-fn record_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
+fn record_line(segment: &str, piece: &Piece<'_>, sealed: bool) -> (Value, String) {
     let Piece::Record { offset, record } = piece else {
         unreachable!("called for records only")
     };
@@ -98,19 +99,30 @@ fn record_line(segment: &str, piece: &Piece<'_>) -> (Value, String) {
     let size = RECORD_HEADER_LEN + record.payload.len();
     // The checksum passed (or the reader would not call it a record); a
     // payload that does not decode is still worth saying.
-    let (id, problem) = match Op::decode(record.kind, record.payload) {
+    // A sealed payload (an encrypted store) is checked by its checksum
+    // only: what it holds needs the key.
+    let decoded = match sealed {
+        true => Ok(None),
+        false => Op::decode(record.kind, record.payload).map(Some),
+    };
+    let (id, problem) = match decoded {
+        Ok(None) => (None, None),
         // A batch has no id of its own; its ops each have one.
-        Ok(op) if op.id().is_empty() => (None, None),
-        Ok(op) => (Some(op.id().to_string()), None),
+        Ok(Some(op)) if op.id().is_empty() => (None, None),
+        Ok(Some(op)) => (Some(op.id().to_string()), None),
         Err(why) => (None, Some(why)),
     };
     let value = json!({"segment": segment, "offset": offset, "seq": record.seq, "kind": kind,
-        "id": id, "size_bytes": size, "checksum_ok": true, "payload_error": problem});
+        "id": id, "size_bytes": size, "checksum_ok": true, "payload_error": problem,
+        "sealed": sealed});
     let mut text = format!(
         "{segment}  offset={offset}  seq={}  {kind}  id={}  size={size}  checksum=ok",
         record.seq,
         id.as_deref().unwrap_or("-")
     );
+    if sealed {
+        text.push_str("  sealed");
+    }
     if let Some(why) = problem {
         text.push_str(&format!("  PAYLOAD ERROR: {why}"));
     }
