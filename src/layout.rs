@@ -32,6 +32,10 @@ pub const REPORTS_DIR: &str = "reports";
 pub const ARCHIVE_DIR: &str = "archive";
 /// The lock file, held with `File::try_lock` while a store is open.
 pub const LOCK_FILE: &str = ".statewal.lock";
+/// Present while `statewal encrypt` or `decrypt` converts the store
+/// (`docs/encryption.md`): which way, and the key id. Known to every build,
+/// so that one without the `encryption` feature refuses such a store.
+pub const CONVERT_MARKER: &str = ".statewal.converting";
 /// Every directory the store creates.
 pub const DIRS: [&str; 6] = [
     TASKS_DIR,
@@ -607,16 +611,69 @@ pub(crate) fn check_sealed(bytes: &[u8]) -> std::result::Result<(u8, u32), Strin
     Ok((code, key_id))
 }
 
-/// The key id (`docs/encryption.md`) `state.json` is sealed with, if it is
-/// sealed; `None` for a plain or missing one.
-pub(crate) fn sealed_state(fs: &dyn Fs) -> Result<Option<u32>> {
-    let head = fs.read_at(STATE_FILE, 0, 16)?.unwrap_or_default();
-    if head.len() < 16 || head[..8] != SEALED_MAGIC {
-        return Ok(None);
+/// Whether a store is encrypted, as its files say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sealing {
+    /// Nothing says: no state file and no journal segment (a new store).
+    New,
+    /// Plain.
+    Plain,
+    /// Encrypted, with this key id (the newest file that says).
+    Sealed(u32),
+}
+
+/// Whether the store in `fs` is encrypted: what `state.json` says, else
+/// the newest backup (a checkpoint cut between renaming `state.json` to a
+/// backup and writing the new one leaves none), else the newest journal
+/// segment's header.
+pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
+    let mut files = vec![STATE_FILE.to_string()];
+    let mut backups = list_backups(fs)?;
+    backups.reverse();
+    files.extend(backups);
+    for name in files {
+        let head = fs.read_at(&name, 0, 16)?.unwrap_or_default();
+        if head.is_empty() {
+            continue;
+        }
+        if head.len() == 16 && head[..8] == SEALED_MAGIC {
+            return Ok(Sealing::Sealed(u32::from_le_bytes(
+                head[12..16].try_into().expect("4 bytes"),
+            )));
+        }
+        return Ok(Sealing::Plain);
     }
-    Ok(Some(u32::from_le_bytes(
-        head[12..16].try_into().expect("4 bytes"),
-    )))
+    let mut ids: Vec<u64> = fs
+        .list(crate::journal::JOURNAL_DIR)?
+        .iter()
+        .filter_map(|n| crate::journal::parse_segment_name(n))
+        .collect();
+    ids.sort_unstable();
+    for id in ids.into_iter().rev() {
+        let rel = crate::fs::join(
+            crate::journal::JOURNAL_DIR,
+            &crate::journal::segment_name(id),
+        );
+        let head = fs
+            .read_at(&rel, 0, crate::journal::record::SEGMENT_HEADER_LEN as u64)?
+            .unwrap_or_default();
+        if let Ok(h) = crate::journal::record::SegmentHeader::decode(&head) {
+            return Ok(match h.cipher {
+                Some(c) => Sealing::Sealed(c.key_id),
+                None => Sealing::Plain,
+            });
+        }
+    }
+    Ok(Sealing::New)
+}
+
+/// The key id the store is sealed with, if it is encrypted
+/// ([`store_sealing`]).
+pub(crate) fn sealed_state(fs: &dyn Fs) -> Result<Option<u32>> {
+    Ok(match store_sealing(fs)? {
+        Sealing::Sealed(id) => Some(id),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

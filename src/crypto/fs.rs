@@ -242,6 +242,21 @@ impl Fs for SealedFs {
             return self.inner.read_unmapped(rel);
         }
         match self.inner.read_unmapped(rel)? {
+            // A derived file (a cache) is written without a sync: power
+            // loss may tear it, which its reader would find and rebuild it
+            // from the store. Torn here means it does not open, so it reads
+            // as missing, with the same effect; any other file's failure
+            // to open is an error.
+            Some(raw) if crate::derived::DERIVED_FILES.contains(&rel) => {
+                match self.open_bytes(rel, &raw) {
+                    Ok(plain) => Ok(Some(plain)),
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        tracing::debug!(file = rel, error = %e, "a derived file does not open; rebuilt");
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Some(raw) => self.open_bytes(rel, &raw).map(Some),
             None => Ok(None),
         }

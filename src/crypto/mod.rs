@@ -13,10 +13,15 @@
 //! AES-256-GCM). No nonce is derived from a sequence number, an offset or
 //! a segment id, which a crash can make repeat.
 
+mod convert;
 pub mod fs;
 pub(crate) mod journal;
 mod key;
 
+#[cfg(feature = "sim")]
+pub use convert::convert_with_fs;
+pub(crate) use convert::finish_at_open;
+pub use convert::{ConvertReport, decrypt, encrypt};
 pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};
 
 use crate::error::{Error, ErrorKind, Result};

@@ -1354,9 +1354,44 @@ type SealedOpen = (Arc<dyn Fs>, Option<Arc<dyn Sealing>>);
 /// disagree: a plain store given a key, an encrypted one given none or
 /// another (`docs/encryption.md`).
 fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
-    let sealed_by = layout::sealed_state(&*fs)?;
+    // An interrupted `encrypt` or `decrypt` is finished first, with its
+    // key (`crate::crypto::convert`); `Some(false)`: the store is plain now.
     #[cfg(feature = "encryption")]
-    if let Some(key) = &opts.encryption_key {
+    let converted = match opts.read_only {
+        false => crate::crypto::finish_at_open(&*fs, opts.encryption_key.as_ref(), &opts.dir)?,
+        true => None,
+    };
+    if fs.file_len(layout::CONVERT_MARKER)?.is_some() {
+        #[cfg(feature = "encryption")]
+        let finished = converted.is_some();
+        #[cfg(not(feature = "encryption"))]
+        let finished = false;
+        if !finished {
+            return Err(Error::new(
+                ErrorKind::Key,
+                format!(
+                    "{} is being converted by `statewal encrypt` or `decrypt`, which stopped \
+                     before it finished: open it for writing with the key named in {} to \
+                     finish{}",
+                    opts.dir.display(),
+                    layout::CONVERT_MARKER,
+                    match cfg!(feature = "encryption") {
+                        true => "",
+                        false => " (with statewal built with the cargo feature `encryption`)",
+                    }
+                ),
+            ));
+        }
+    }
+    let sealing = layout::store_sealing(&*fs)?;
+    let sealed_by = match sealing {
+        layout::Sealing::Sealed(id) => Some(id),
+        _ => None,
+    };
+    #[cfg(feature = "encryption")]
+    if let Some(key) = &opts.encryption_key
+        && converted != Some(false)
+    {
         use crate::crypto::fs::{Keys, SealedFs, wrong_key};
         if let Some(url) = opts.replica_url() {
             return Err(Error::new(
@@ -1370,7 +1405,7 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
         }
         let keys = Keys::new(key.clone(), Vec::new(), opts.cipher);
         match sealed_by {
-            None if fs.file_len(layout::STATE_FILE)?.is_some() => {
+            None if sealing == layout::Sealing::Plain => {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
                     format!(

@@ -43,6 +43,8 @@ mod emulators_smoke;
 #[cfg(feature = "replicate")]
 #[cfg(feature = "encryption")]
 mod encryption;
+#[cfg(all(feature = "encryption", feature = "sim"))]
+mod encryption_crash;
 mod events;
 mod fallback;
 mod fields;

@@ -1,0 +1,326 @@
+//! `statewal encrypt` and `statewal decrypt`: converting a store in place,
+//! crash-safely (`docs/encryption.md`, "Converting a store").
+//!
+//! A conversion first checkpoints the store in its old form, so that
+//! `state.json` covers every journal record. It then writes a marker,
+//! `.statewal.converting`, synced, naming the target and the key. From
+//! then on every file is converted one at a time by temp file and rename,
+//! and the journal's segments (all covered by the checkpoint) are removed;
+//! the marker goes last. Power loss anywhere leaves either the old store
+//! (no marker yet) or a marker, and any open given the marker's key
+//! finishes the conversion before it loads anything. Each step is
+//! idempotent: a file already converted is left as it is.
+
+use super::Key;
+use super::fs::{Keys, is_sealed, open_file, seal_file};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self, Fs};
+use crate::journal::JOURNAL_DIR;
+use crate::journal::reader::{Piece, scan_segment};
+use crate::journal::record::SegmentHeader;
+use crate::layout::{self, CONVERT_MARKER};
+use crate::{Options, Store};
+use std::sync::Arc;
+
+/// What a conversion did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ConvertReport {
+    /// `"encrypted"` or `"plain"`: what the store is now.
+    pub to: String,
+    /// The id of the key, as 8 hex digits.
+    pub key_id: String,
+    /// Layout files converted.
+    pub files: usize,
+    /// Journal segments removed (every record in them was in the
+    /// checkpoint taken first).
+    pub segments_removed: usize,
+    /// Whether it finished a conversion an earlier run left unfinished.
+    pub resumed: bool,
+}
+
+/// The marker's content: where the conversion goes, and with which key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Marker {
+    /// `"encrypted"` or `"plain"`.
+    pub(crate) to: String,
+    /// The key id, 8 hex digits.
+    pub(crate) key_id: String,
+}
+
+impl Marker {
+    fn encrypting(&self) -> bool {
+        self.to == "encrypted"
+    }
+}
+
+/// Reads the marker, if there is one; one that does not parse is damage.
+pub(crate) fn read_marker(fs: &dyn Fs) -> Result<Option<Marker>> {
+    let Some(bytes) = fs.read_unmapped(CONVERT_MARKER)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("{}: does not parse: {e}", fs.describe(CONVERT_MARKER)),
+        )
+    })
+}
+
+/// Encrypts the plain store `opts` names with `opts`' key and cipher.
+pub fn encrypt(opts: Options) -> Result<ConvertReport> {
+    let fs: Arc<dyn Fs> = Arc::new(fs::RealFs::existing(opts.dir.clone())?);
+    convert(opts, fs, true)
+}
+
+/// Decrypts the encrypted store `opts` names, which `opts`' key opens.
+pub fn decrypt(opts: Options) -> Result<ConvertReport> {
+    let fs: Arc<dyn Fs> = Arc::new(fs::RealFs::existing(opts.dir.clone())?);
+    convert(opts, fs, false)
+}
+
+/// [`encrypt`] or [`decrypt`] on any filesystem, such as a
+/// [`crate::sim::SimFs`] (feature `sim`).
+#[cfg(feature = "sim")]
+pub fn convert_with_fs(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertReport> {
+    convert(opts, fs, encrypt)
+}
+
+fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertReport> {
+    let Some(key) = opts.encryption_key.clone() else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a key is needed (--key-file, --key-command or STATEWAL_KEY); nothing was done",
+        ));
+    };
+    if opts.database_url().is_some() || opts.read_only {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "encrypt and decrypt convert a state directory, opened for writing",
+        ));
+    }
+    if !layout::holds_store(&*fs)? {
+        return Err(layout::no_store(&opts.dir));
+    }
+    let keys = Keys::new(key.clone(), Vec::new(), opts.cipher);
+    let target = Marker {
+        to: if encrypt { "encrypted" } else { "plain" }.into(),
+        key_id: key.id().to_string(),
+    };
+    let resumed = match read_marker(&*fs)? {
+        Some(m) if m == target => true,
+        Some(m) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} is being converted to {} with key id {}, not to {} with key id {}: \
+                     finish that first (nothing was done)",
+                    opts.dir.display(),
+                    m.to,
+                    m.key_id,
+                    target.to,
+                    target.key_id
+                ),
+            ));
+        }
+        None => {
+            begin(&opts, &fs, encrypt)?;
+            false
+        }
+    };
+    let _lock = fs.lock()?;
+    if !resumed {
+        let body = serde_json::to_vec(&target).expect("a marker serializes");
+        // Synced before any file is converted: from here on, an open
+        // finishes the conversion rather than finding a mix.
+        fs::write_atomic(&*fs, "", CONVERT_MARKER, &body)?;
+    }
+    let mut report = finish(&*fs, &keys, &target)?;
+    report.resumed = resumed;
+    Ok(report)
+}
+
+/// Checks the store is in the old form, and checkpoints it there so
+/// `state.json` covers every record.
+fn begin(opts: &Options, fs: &Arc<dyn Fs>, encrypt: bool) -> Result<()> {
+    let sealed = layout::sealed_state(&**fs)?.is_some();
+    if sealed == encrypt {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is already {}: nothing was done",
+                opts.dir.display(),
+                if encrypt { "encrypted" } else { "plain" }
+            ),
+        ));
+    }
+    let superseded = fs
+        .list_dirs(JOURNAL_DIR)?
+        .into_iter()
+        .any(|d| d.starts_with(crate::reconcile::SUPERSEDED_PREFIX));
+    if superseded {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} keeps journal segments set aside by a merge (journal/superseded-*): they \
+                 would stay {}; move them out of the store first (nothing was done)",
+                opts.dir.display(),
+                if encrypt { "in clear" } else { "encrypted" }
+            ),
+        ));
+    }
+    let mut old = opts.clone().checkpoint_interval(None);
+    if encrypt {
+        old.encryption_key = None;
+    }
+    let store = Store::open_on(old, fs.clone(), None)?;
+    store.checkpoint()?;
+    // Closed (its lock released) before the conversion takes the lock.
+    drop(store);
+    Ok(())
+}
+
+/// Converts every file not yet converted, removes the journal's old
+/// segments, then the marker. Idempotent.
+pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<ConvertReport> {
+    let encrypting = marker.encrypting();
+    let covered = covered_seq(fs, keys)?;
+    let mut report = ConvertReport {
+        to: marker.to.clone(),
+        key_id: marker.key_id.clone(),
+        ..ConvertReport::default()
+    };
+    for dir in std::iter::once("").chain(layout::DIRS) {
+        if dir == JOURNAL_DIR {
+            continue;
+        }
+        for name in fs.list(dir)? {
+            // Not the lock, the marker or a temp file; caches (dot files)
+            // are converted like the rest.
+            if name == layout::LOCK_FILE || name == CONVERT_MARKER || name.ends_with(".tmp") {
+                continue;
+            }
+            let rel = fs::join(dir, &name);
+            let Some(raw) = fs.read_unmapped(&rel)? else {
+                continue;
+            };
+            if is_sealed(&raw) == encrypting {
+                continue; // Done before.
+            }
+            let new = match encrypting {
+                true => seal_file(&keys.current, keys.algorithm, &raw)?,
+                false => match open_file(&keys.all, &raw, &fs.describe(&rel)) {
+                    Ok(plain) => plain,
+                    // A cache torn by power loss (written unsynced): gone,
+                    // and rebuilt by the next checkpoint.
+                    Err(e)
+                        if e.kind() == ErrorKind::Corrupt
+                            && crate::derived::DERIVED_FILES.contains(&rel.as_str()) =>
+                    {
+                        fs.remove(&rel)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            fs::write_atomic(fs, dir, &name, &new)?;
+            report.files += 1;
+        }
+    }
+    for name in fs.list(JOURNAL_DIR)? {
+        if crate::journal::parse_segment_name(&name).is_none() {
+            continue;
+        }
+        let rel = fs::join(JOURNAL_DIR, &name);
+        let Some(bytes) = fs.read_unmapped(&rel)? else {
+            continue;
+        };
+        if let Some(last) = records_past(&bytes, covered) {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{} holds record {last}, past the checkpoint's {covered}: the conversion \
+                     cannot drop it (open the store in its old form and checkpoint)",
+                    fs.describe(&rel)
+                ),
+            ));
+        }
+        fs.remove(&rel)?;
+        report.segments_removed += 1;
+    }
+    fs.sync_dir(JOURNAL_DIR)?;
+    fs.remove(CONVERT_MARKER)?;
+    fs.sync_dir("")?;
+    Ok(report)
+}
+
+/// The `journal_seq` of `state.json`, plain or sealed.
+fn covered_seq(fs: &dyn Fs, keys: &Keys) -> Result<u64> {
+    let shown = fs.describe(layout::STATE_FILE);
+    let Some(raw) = fs.read_unmapped(layout::STATE_FILE)? else {
+        return Ok(0);
+    };
+    let plain = match is_sealed(&raw) {
+        true => open_file(&keys.all, &raw, &shown)?,
+        false => raw,
+    };
+    layout::parse_state(&plain)
+        .map(|s| s.journal_seq)
+        .map_err(|why| Error::new(ErrorKind::Corrupt, format!("{shown}: {why}")))
+}
+
+/// The highest record past `covered` in a segment's bytes, if any.
+fn records_past(bytes: &[u8], covered: u64) -> Option<u64> {
+    if SegmentHeader::decode(bytes).is_err() {
+        return None; // Damage only: nothing recovery would replay.
+    }
+    scan_segment(bytes)
+        .pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Record { record, .. } if record.seq > covered => Some(record.seq),
+            _ => None,
+        })
+        .max()
+}
+
+/// What an open does on finding the marker: finish with the marker's key,
+/// or say which key finishes it. Returns whether the store is now sealed.
+pub(crate) fn finish_at_open(
+    fs: &dyn Fs,
+    key: Option<&Key>,
+    dir: &std::path::Path,
+) -> Result<Option<bool>> {
+    let Some(marker) = read_marker(fs)? else {
+        return Ok(None);
+    };
+    match key.filter(|k| k.id().to_string() == marker.key_id) {
+        Some(k) => {
+            let keys = Keys::new(k.clone(), Vec::new(), Default::default());
+            let encrypting = marker.encrypting();
+            finish(fs, &keys, &marker)?;
+            tracing::info!(to = %marker.to, "finished an interrupted conversion");
+            Ok(Some(encrypting))
+        }
+        None => Err(interrupted(dir, &marker)),
+    }
+}
+
+/// The error for an open that finds a conversion it cannot finish.
+pub(crate) fn interrupted(dir: &std::path::Path, marker: &Marker) -> Error {
+    Error::new(
+        ErrorKind::Key,
+        format!(
+            "{} was being converted to {} with key id {} when it stopped: open it with that \
+             key to finish (statewal {})",
+            dir.display(),
+            marker.to,
+            marker.key_id,
+            if marker.to == "encrypted" {
+                "encrypt"
+            } else {
+                "decrypt"
+            }
+        ),
+    )
+}
