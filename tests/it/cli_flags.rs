@@ -180,9 +180,8 @@ fn uses(command: &str) -> BTreeSet<&'static str> {
             .into_iter()
             .filter(|f| *f != "--dir" && *f != "--database")
             .collect(),
-        "put-task" | "delete-task" | "restore" | "clean" | "checkpoint" | "recover" | "serve" => {
-            all
-        }
+        "put-task" | "delete-task" | "restore" | "clean" | "checkpoint" | "recover" | "serve"
+        | "encrypt" | "decrypt" => all,
         "list" | "get-task" | "show" | "metrics" | "get-report" | "list-reports" | "list-logs"
         | "read-log" | "get-session" | "health" | "verify" | "dump-journal" | "backups" => reads,
         // It writes the new directory --to names from a bucket, syncing

@@ -480,6 +480,10 @@ fn the_readme_json_schemas_match_each_commands_output() {
         ),
         #[cfg(feature = "encryption")]
         ("keygen", vec!["keygen", &key_file], ""),
+        #[cfg(feature = "encryption")]
+        ("encrypt", vec!["--key-file", &key_file, "encrypt"], ""),
+        #[cfg(feature = "encryption")]
+        ("decrypt", vec!["--key-file", &key_file, "decrypt"], ""),
         (
             "bench",
             vec![
@@ -496,7 +500,8 @@ fn the_readme_json_schemas_match_each_commands_output() {
     ];
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     if !cfg!(feature = "encryption") {
-        seen.insert("keygen"); // Not built: it prints nothing but its refusal.
+        // Not built: they print nothing but their refusal.
+        seen.extend(["keygen", "encrypt", "decrypt"]);
     }
     for (command, mut args, stdin) in runs {
         args.push("--json");

@@ -223,6 +223,18 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
     statewal restore-from s3://backups/app --to ./state-restored   # an S3-compatible service",
     ),
     (
+        "encrypt",
+        Uses::StoreWrites,
+        "  statewal --key-file ~/.config/statewal/key --dir ./state encrypt
+  statewal --key-command 'pass show statewal' --dir ./state encrypt --cipher aes-256-gcm --json",
+    ),
+    (
+        "decrypt",
+        Uses::StoreWrites,
+        "  statewal --key-file ~/.config/statewal/key --dir ./state decrypt
+  STATEWAL_KEY=\"$(cat key)\" statewal --dir ./state decrypt --json",
+    ),
+    (
         "keygen",
         Uses::Nothing,
         "  statewal keygen ~/.config/statewal/key
@@ -413,6 +425,8 @@ fn uses_of(cli: &Cli) -> Uses {
         | Command::Clean { .. }
         | Command::Checkpoint { .. }
         | Command::Recover { .. }
+        | Command::Encrypt { .. }
+        | Command::Decrypt { .. }
         | Command::Serve { .. } => Uses::StoreWrites,
         Command::Migrate { .. } => Uses::Migrates,
         Command::Copy { .. } => Uses::Copy,
