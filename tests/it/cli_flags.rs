@@ -183,7 +183,8 @@ fn uses(command: &str) -> BTreeSet<&'static str> {
         "put-task" | "delete-task" | "restore" | "clean" | "checkpoint" | "recover" | "serve"
         | "encrypt" | "decrypt" => all,
         "list" | "get-task" | "show" | "metrics" | "get-report" | "list-reports" | "list-logs"
-        | "read-log" | "get-session" | "health" | "verify" | "dump-journal" | "backups" => reads,
+        | "read-log" | "get-session" | "health" | "verify" | "dump-journal" | "backups"
+        | "export" => reads,
         // It writes the new directory --to names from a bucket, syncing
         // every file, and would need the key; it opens no store.
         "restore-from" => BTreeSet::from(["--key-file", "--key-command"]),

@@ -429,6 +429,7 @@ fn the_readme_json_schemas_match_each_commands_output() {
     #[cfg(feature = "encryption")]
     let key_file = scratch.path().join("key").display().to_string();
     let copy_dir = scratch.path().join("copy");
+    let export_dir = scratch.path().join("export").display().to_string();
     // A replica of the populated store, for `replica status` and
     // `restore-from`.
     let bucket = format!("file://{}/bucket/r", scratch.path().display());
@@ -473,6 +474,7 @@ fn the_readme_json_schemas_match_each_commands_output() {
             "",
         ),
         ("replica status", vec!["replica", "status", &bucket], ""),
+        ("export", vec!["export", "--to", &export_dir], ""),
         (
             "restore-from",
             vec!["restore-from", &bucket, "--to", restored.to_str().unwrap()],

@@ -310,3 +310,35 @@ fn verify_and_dump_journal_check_integrity_without_the_key() {
     let report = statewal::verify(&dir).unwrap();
     assert!(!report.is_clean(), "{report:?}");
 }
+
+/// `export` writes an encrypted store out in clear, every file plain JSON
+/// again, and says a key is needed without one.
+#[test]
+fn export_writes_a_plain_copy() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key_file = tmp.path().join("key");
+    let key = Key::generate_file(&key_file).unwrap();
+    populated(&dir, &key, Algorithm::default());
+    let to = tmp.path().join("plain");
+    let out = run_statewal(&dir, &["export", "--to", to.to_str().unwrap()], "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a key is needed"));
+    assert!(!to.exists());
+    let k = key_file.to_str().unwrap();
+    let out = run_statewal(
+        &dir,
+        &["--key-file", k, "export", "--to", to.to_str().unwrap()],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let state = std::fs::read(to.join("state.json")).unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&state).is_ok());
+    assert!(state.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+    let plain = Store::open(Options::new(&to)).unwrap();
+    assert_eq!(
+        plain.get_task("t1").unwrap().unwrap().description(),
+        Some(SECRET)
+    );
+}

@@ -37,6 +37,31 @@ pub fn run(cli: &Cli, from: &str, to: &str, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `statewal export --to DIR`: the store `--dir` names (an encrypted one
+/// with its key) copied into a new, plain state directory: every file of
+/// its layout human-readable JSON again (`docs/encryption.md`). The same
+/// copy and verification as `copy`, with the source opened read-only
+/// through the global options.
+pub fn export(cli: &Cli, to: &Path, json: bool) -> Result<ExitCode> {
+    let to_name = to.display().to_string();
+    check_names(&cli.dir.display().to_string(), &to_name)?;
+    let source = Store::open(cli.options().read_only(true))?;
+    check_destination_dir(&to_name)?;
+    check_destination_empty(&to_name)?;
+    let destination = Store::open(Options::new(to).sync_policy(cli.sync))
+        .map_err(|e| e.context(format!("opening the destination {to_name}")))?;
+    let report = statewal::copy(&source, &destination)?;
+    destination.shutdown()?;
+    drop(source);
+    let from = cli.dir.display().to_string();
+    if json {
+        json_line(&report_json(&from, &to_name, &report))?;
+    } else {
+        print_report(&from, &to_name, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The options of one side: a database, or a directory with `--sync`.
 fn options(cli: &Cli, side: &str) -> Options {
     if is_database_url(side) {

@@ -229,6 +229,12 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
   statewal --key-command 'pass show statewal' --dir ./state encrypt --cipher aes-256-gcm --json",
     ),
     (
+        "export",
+        Uses::StoreReads,
+        "  statewal --key-file ~/.config/statewal/key --dir ./state export --to ./state-plain
+  statewal --dir ./state export --to /mnt/usb/state-copy --json | jq .verified",
+    ),
+    (
         "decrypt",
         Uses::StoreWrites,
         "  statewal --key-file ~/.config/statewal/key --dir ./state decrypt

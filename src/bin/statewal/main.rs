@@ -396,6 +396,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the store into a new state directory whose every file is plain,
+    /// human-readable JSON: an encrypted store (read with its key) exported
+    /// in clear, verified as `copy` verifies.
+    Export {
+        /// The directory to write: missing or empty.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Print the counts and checksums of both sides as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decrypt an encrypted store in place with its key: every file written
     /// plain again. Crash-safe: a store cut halfway opens with the key, which
     /// finishes it.
@@ -622,6 +633,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
         Command::Keygen { path, json } => keygen(path, *json),
         Command::Encrypt { cipher, json } => convert(cli, Some(cipher), *json),
         Command::Decrypt { json } => convert(cli, None, *json),
+        Command::Export { to, json } => copy::export(cli, to, *json),
         Command::Replica {
             command: ReplicaCommand::Status { url, json },
         } => replica::status(url, *json),
