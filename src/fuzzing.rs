@@ -531,10 +531,10 @@ fn check_header(buf: &[u8]) {
         first_seq: record::u64_at(buf, 32),
         store_id: id16(record::SEG_STORE_ID_OFFSET),
         boot_id: id16(record::SEG_BOOT_ID_OFFSET),
-        // A cipher code with a nonzero key id; any other cipher header
-        // re-encodes as zeros.
+        // A known cipher code with a nonzero key id; any other cipher
+        // header re-encodes as zeros.
         cipher: (version == record::FORMAT_VERSION
-            && buf[record::SEG_CIPHER_ALG_OFFSET] != 0
+            && (1..=record::CIPHER_CODE_MAX).contains(&buf[record::SEG_CIPHER_ALG_OFFSET])
             && record::u32_at(buf, record::SEG_CIPHER_KEY_ID_OFFSET) != 0)
             .then(|| record::SegmentCipher {
                 code: buf[record::SEG_CIPHER_ALG_OFFSET],
