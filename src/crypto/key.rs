@@ -114,7 +114,6 @@ impl Key {
     }
 
     /// HKDF-SHA256 of the key with `salt` and `info`: a 256-bit subkey.
-    #[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
     pub(crate) fn derive(&self, salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
         let mut out = Zeroizing::new([0u8; 32]);
         hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), self.bytes.as_ref())

@@ -25,7 +25,6 @@ pub use convert::{ConvertReport, decrypt, encrypt};
 pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};
 
 use crate::error::{Error, ErrorKind, Result};
-use zeroize::Zeroizing;
 
 /// The authenticated ciphers a store can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -109,7 +108,6 @@ pub const SALT_LEN: usize = 16;
 /// What a file's subkey is for; part of the HKDF info, so that a segment's
 /// subkey and a layout file's never coincide even under one salt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
 pub(crate) enum Purpose {
     /// A journal segment's records.
     Segment,
@@ -117,7 +115,6 @@ pub(crate) enum Purpose {
     File,
 }
 
-#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
 impl Purpose {
     fn label(self) -> &'static [u8] {
         match self {
@@ -127,13 +124,20 @@ impl Purpose {
     }
 }
 
+/// A cipher keyed with one file's subkey, its key schedule made once.
+enum Aead {
+    XChaCha(Box<chacha20poly1305::XChaCha20Poly1305>),
+    Aes(Box<aes_gcm::Aes256Gcm>),
+}
+
 /// One file's subkey: what seals and opens its messages.
-#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
 pub(crate) struct FileKey {
     algorithm: Algorithm,
     key_id: KeyId,
     salt: [u8; SALT_LEN],
-    subkey: Zeroizing<[u8; 32]>,
+    aead: Aead,
+    /// The next nonce of [`FileKey::seal_next`].
+    counter: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for FileKey {
@@ -145,7 +149,6 @@ impl std::fmt::Debug for FileKey {
     }
 }
 
-#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
 impl FileKey {
     /// The subkey of a new file: a fresh random salt.
     pub(crate) fn new(key: &Key, algorithm: Algorithm, purpose: Purpose) -> Result<FileKey> {
@@ -161,17 +164,28 @@ impl FileKey {
         purpose: Purpose,
         salt: [u8; SALT_LEN],
     ) -> FileKey {
+        use aes_gcm::aead::KeyInit;
         let mut info = Vec::with_capacity(48);
         info.extend_from_slice(b"statewal v2 ");
         info.extend_from_slice(purpose.label());
         info.push(b' ');
         info.extend_from_slice(algorithm.as_str().as_bytes());
         let subkey = key.derive(&salt, &info);
+        let aead = match algorithm {
+            Algorithm::XChaCha20Poly1305 => Aead::XChaCha(Box::new(
+                chacha20poly1305::XChaCha20Poly1305::new_from_slice(subkey.as_ref())
+                    .expect("a 256-bit key"),
+            )),
+            Algorithm::Aes256Gcm => Aead::Aes(Box::new(
+                aes_gcm::Aes256Gcm::new_from_slice(subkey.as_ref()).expect("a 256-bit key"),
+            )),
+        };
         FileKey {
             algorithm,
             key_id: key.id(),
             salt,
-            subkey,
+            aead,
+            counter: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -187,65 +201,87 @@ impl FileKey {
         self.salt
     }
 
-    /// Seals `msg`, bound to `aad`: a fresh random nonce, then the
-    /// ciphertext and its tag.
+    /// Seals `msg`, bound to `aad`, under a fresh random nonce: the nonce,
+    /// then the ciphertext and its tag. For a file sealed whole (one
+    /// message per subkey).
     pub(crate) fn seal(&self, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        let n = self.algorithm.nonce_len();
-        let mut out = vec![0u8; n];
-        fill_random(&mut out)?;
-        let sealed = match self.algorithm {
-            Algorithm::XChaCha20Poly1305 => {
-                aead_seal::<chacha20poly1305::XChaCha20Poly1305>(&self.subkey, &out, msg, aad)
-            }
-            Algorithm::Aes256Gcm => aead_seal::<aes_gcm::Aes256Gcm>(&self.subkey, &out, msg, aad),
-        }?;
-        out.extend_from_slice(&sealed);
+        let mut nonce = [0u8; 24];
+        let nonce = &mut nonce[..self.algorithm.nonce_len()];
+        fill_random(nonce)?;
+        self.seal_with(nonce, msg, aad)
+    }
+
+    /// Seals `msg` under the next nonce of this subkey's counter (0, 1, 2,
+    /// ... as little-endian bytes): for the records of one segment, whose
+    /// subkey is new (a fresh salt) whenever a segment file is made, so a
+    /// counter held in memory never repeats under it, power loss included
+    /// (`docs/encryption.md`). No system call per record.
+    pub(crate) fn seal_next(&self, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut nonce = [0u8; 24];
+        nonce[..8].copy_from_slice(&n.to_le_bytes());
+        self.seal_with(&nonce[..self.algorithm.nonce_len()], msg, aad)
+    }
+
+    fn seal_with(&self, nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        use aes_gcm::aead::AeadInOut;
+        let mut out = Vec::with_capacity(nonce.len() + msg.len() + TAG_LEN);
+        out.extend_from_slice(nonce);
+        out.extend_from_slice(msg);
+        let (nonce, body) = out.split_at_mut(nonce.len());
+        let tag = match &self.aead {
+            Aead::XChaCha(c) => c
+                .encrypt_inout_detached(
+                    &nonce_of::<chacha20poly1305::XChaCha20Poly1305>(nonce),
+                    aad,
+                    body.into(),
+                )
+                .map(|t| t.to_vec()),
+            Aead::Aes(c) => c
+                .encrypt_inout_detached(&nonce_of::<aes_gcm::Aes256Gcm>(nonce), aad, body.into())
+                .map(|t| t.to_vec()),
+        }
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::TooLarge,
+                format!("a message of {} bytes is too large to seal", msg.len()),
+            )
+        })?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
-    /// Opens what [`FileKey::seal`] made with the same `aad`; `None` when
-    /// it does not authenticate (altered, or sealed under another key or
-    /// for another place).
+    /// Opens what [`FileKey::seal`] or [`FileKey::seal_next`] made with the
+    /// same `aad`; `None` when it does not authenticate (altered, or sealed
+    /// under another key or for another place).
     pub(crate) fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        use aes_gcm::aead::Aead as _;
+        use aes_gcm::aead::Payload;
         let n = self.algorithm.nonce_len();
         if sealed.len() < n + TAG_LEN {
             return None;
         }
         let (nonce, body) = sealed.split_at(n);
-        match self.algorithm {
-            Algorithm::XChaCha20Poly1305 => {
-                aead_open::<chacha20poly1305::XChaCha20Poly1305>(&self.subkey, nonce, body, aad)
-            }
-            Algorithm::Aes256Gcm => aead_open::<aes_gcm::Aes256Gcm>(&self.subkey, nonce, body, aad),
+        let payload = Payload { msg: body, aad };
+        match &self.aead {
+            Aead::XChaCha(c) => c
+                .decrypt(
+                    &nonce_of::<chacha20poly1305::XChaCha20Poly1305>(nonce),
+                    payload,
+                )
+                .ok(),
+            Aead::Aes(c) => c
+                .decrypt(&nonce_of::<aes_gcm::Aes256Gcm>(nonce), payload)
+                .ok(),
         }
     }
 }
 
-#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
-fn aead_seal<C>(key: &[u8; 32], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>>
-where
-    C: aes_gcm::aead::AeadInOut + aes_gcm::aead::KeyInit,
-{
-    use aes_gcm::aead::{Aead, Payload};
-    let cipher = C::new_from_slice(key).expect("a 256-bit key");
-    let nonce = aes_gcm::aead::Nonce::<C>::try_from(nonce).expect("the cipher's nonce length");
-    cipher.encrypt(&nonce, Payload { msg, aad }).map_err(|_| {
-        Error::new(
-            ErrorKind::TooLarge,
-            format!("a message of {} bytes is too large to seal", msg.len()),
-        )
-    })
-}
-
-#[allow(dead_code)] // Until the journal and the sealed filesystem use it (issue 13).
-fn aead_open<C>(key: &[u8; 32], nonce: &[u8], body: &[u8], aad: &[u8]) -> Option<Vec<u8>>
-where
-    C: aes_gcm::aead::AeadInOut + aes_gcm::aead::KeyInit,
-{
-    use aes_gcm::aead::{Aead, Payload};
-    let cipher = C::new_from_slice(key).expect("a 256-bit key");
-    let nonce = aes_gcm::aead::Nonce::<C>::try_from(nonce).ok()?;
-    cipher.decrypt(&nonce, Payload { msg: body, aad }).ok()
+/// `bytes` as cipher `C`'s nonce (their length is the cipher's).
+fn nonce_of<C: aes_gcm::aead::AeadCore>(bytes: &[u8]) -> aes_gcm::aead::Nonce<C> {
+    aes_gcm::aead::Nonce::<C>::try_from(bytes).expect("the cipher's nonce length")
 }
 
 /// Fills `buf` from the operating system's CSPRNG.

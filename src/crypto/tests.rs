@@ -161,3 +161,26 @@ fn a_key_command_prints_the_key() {
     let slow = Key::from_command_within("sleep 30", Duration::from_millis(100)).unwrap_err();
     assert!(slow.to_string().contains("was killed"), "{slow}");
 }
+
+#[test]
+fn record_nonces_count_up_under_a_fresh_subkey() {
+    let k = key();
+    for alg in Algorithm::ALL {
+        let fk = FileKey::new(&k, alg, Purpose::Segment).unwrap();
+        let n = alg.nonce_len();
+        let a = fk.seal_next(b"one", b"1").unwrap();
+        let b = fk.seal_next(b"two", b"2").unwrap();
+        assert_eq!(a[..8], 0u64.to_le_bytes(), "{alg}");
+        assert_eq!(b[..8], 1u64.to_le_bytes(), "{alg}");
+        assert!(a[8..n].iter().chain(&b[8..n]).all(|&x| x == 0), "{alg}");
+        assert_eq!(fk.open(&a, b"1").as_deref(), Some(&b"one"[..]));
+        assert_eq!(fk.open(&b, b"2").as_deref(), Some(&b"two"[..]));
+        // The next segment's subkey is another: the same counter value
+        // seals under another key.
+        let next = FileKey::new(&k, alg, Purpose::Segment).unwrap();
+        let c = next.seal_next(b"one", b"1").unwrap();
+        assert_eq!(c[..n], a[..n]);
+        assert_ne!(c, a, "{alg}: same nonce and message under one key");
+        assert_eq!(fk.open(&c, b"1"), None, "{alg}");
+    }
+}
