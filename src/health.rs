@@ -111,6 +111,19 @@ pub fn health(dir: &Path) -> Health {
 
 /// `state.json`, backups and the journal.
 fn check_files(fs: &dyn Fs, h: &mut Health) {
+    if let Ok(Some(marker)) = fs.read_unmapped(layout::CONVERT_MARKER) {
+        h.problems.push(format!(
+            "an encrypt, decrypt or key change stopped before it finished ({}: {}): the \
+             store opens only with the key it names, which finishes it",
+            layout::CONVERT_MARKER,
+            String::from_utf8_lossy(&marker).trim()
+        ));
+    }
+    match layout::sealed_state(fs) {
+        Ok(Some(key_id)) => return check_sealed_files(fs, key_id, h),
+        Ok(None) => {}
+        Err(e) => h.problems.push(e.to_string()),
+    }
     // An unversioned state.json (the original server's) that migrates is
     // what an open migrates and loads.
     match layout::read_state_file_any_version(fs, STATE_FILE) {
@@ -139,6 +152,44 @@ fn check_files(fs: &dyn Fs, h: &mut Health) {
                 match fs.file_len(&crate::fs::join(JOURNAL_DIR, name)) {
                     Ok(len) => h.journal_bytes += len.unwrap_or(0),
                     Err(e) => h.problems.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => h.problems.push(e.to_string()),
+    }
+}
+
+/// An encrypted store's state file and backups, without the key: their
+/// envelopes and checksums (`docs/encryption.md`), and the journal's size.
+fn check_sealed_files(fs: &dyn Fs, key_id: u32, h: &mut Health) {
+    h.warnings.push(format!(
+        "the store is encrypted (key id {key_id:08x}): health read no file's content, only \
+         checksums; the last checkpoint's time needs the key"
+    ));
+    let mut names = vec![STATE_FILE.to_string()];
+    match layout::list_backups(fs) {
+        Ok(backups) => {
+            h.backups = backups.len();
+            names.extend(backups);
+        }
+        Err(e) => h.problems.push(e.to_string()),
+    }
+    for (i, name) in names.iter().enumerate() {
+        match fs.read(name) {
+            Ok(Some(bytes)) => match layout::check_sealed(&bytes) {
+                Ok(_) => h.backups_valid += usize::from(i > 0),
+                Err(why) => h.problems.push(format!("{name} is unusable: {why}")),
+            },
+            Ok(None) => {}
+            Err(e) => h.problems.push(e.to_string()),
+        }
+    }
+    match fs.list(JOURNAL_DIR) {
+        Ok(names) => {
+            for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+                h.journal_segments += 1;
+                if let Ok(Some(len)) = fs.file_len(&crate::fs::join(JOURNAL_DIR, name)) {
+                    h.journal_bytes += len;
                 }
             }
         }

@@ -342,3 +342,38 @@ fn export_writes_a_plain_copy() {
         Some(SECRET)
     );
 }
+
+/// `health` without the key: an intact encrypted store is healthy (with a
+/// warning that says what was not read); a damaged state file is a
+/// problem; an interrupted conversion is a problem naming its key.
+#[test]
+fn health_without_the_key() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key = Key::generate().unwrap();
+    populated(&dir, &key, Algorithm::default());
+    let h = statewal::health(&dir);
+    assert!(h.healthy, "{h:?}");
+    assert!(h.backups_valid >= 1 && h.journal_segments >= 1, "{h:?}");
+    assert!(
+        h.warnings.iter().any(|w| w.contains(&key.id().to_string())),
+        "{h:?}"
+    );
+    crate::util::flip_bit(&dir.join("state.json"), 50, 1);
+    let h = statewal::health(&dir);
+    assert!(
+        !h.healthy && h.problems.iter().any(|p| p.contains("state.json")),
+        "{h:?}"
+    );
+    crate::util::flip_bit(&dir.join("state.json"), 50, 1);
+    std::fs::write(
+        dir.join(".statewal.converting"),
+        format!("{{\"to\":\"plain\",\"key_id\":\"{}\"}}", key.id()),
+    )
+    .unwrap();
+    let h = statewal::health(&dir);
+    assert!(
+        !h.healthy && h.problems.iter().any(|p| p.contains("stopped")),
+        "{h:?}"
+    );
+}
