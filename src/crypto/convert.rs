@@ -11,8 +11,8 @@
 //! finishes the conversion before it loads anything. Each step is
 //! idempotent: a file already converted is left as it is.
 
-use super::Key;
 use super::fs::{Keys, is_sealed, open_file, seal_file};
+use super::{Key, KeyId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs};
 use crate::journal::JOURNAL_DIR;
@@ -42,7 +42,8 @@ pub struct ConvertReport {
 /// The marker's content: where the conversion goes, and with which key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Marker {
-    /// `"encrypted"` or `"plain"`.
+    /// `"encrypted"`, `"plain"`, or `"rekey"` (to the key `key_id` names,
+    /// from the one kept in the keyring file meanwhile).
     pub(crate) to: String,
     /// The key id, 8 hex digits.
     pub(crate) key_id: String,
@@ -50,9 +51,21 @@ pub(crate) struct Marker {
 
 impl Marker {
     fn encrypting(&self) -> bool {
-        self.to == "encrypted"
+        self.to != "plain"
+    }
+
+    fn command(&self) -> &'static str {
+        match self.to.as_str() {
+            "encrypted" => "encrypt",
+            "plain" => "decrypt",
+            _ => "rekey",
+        }
     }
 }
+
+/// During a key change, the old key, sealed under the new one: what lets
+/// an open given only the new key finish the change.
+pub(crate) const KEYRING: &str = ".statewal-keyring";
 
 /// Reads the marker, if there is one; one that does not parse is damage.
 pub(crate) fn read_marker(fs: &dyn Fs) -> Result<Option<Marker>> {
@@ -77,6 +90,103 @@ pub fn encrypt(opts: Options) -> Result<ConvertReport> {
 pub fn decrypt(opts: Options) -> Result<ConvertReport> {
     let fs: Arc<dyn Fs> = Arc::new(fs::RealFs::existing(opts.dir.clone())?);
     convert(opts, fs, false)
+}
+
+/// Changes the key of the encrypted store `opts` names (whose key
+/// `opts` holds) to `new_key`: a checkpoint under the old key, then every
+/// file sealed again under the new one and the old segments removed.
+/// Until it has finished, the old key is kept in the store sealed under
+/// the new one, so an open with the new key finishes an interrupted change
+/// (`health` says one is under way).
+pub fn rekey(opts: Options, new_key: Key) -> Result<ConvertReport> {
+    let fs: Arc<dyn Fs> = Arc::new(fs::RealFs::existing(opts.dir.clone())?);
+    rekey_on(opts, fs, new_key)
+}
+
+/// [`rekey`] on any filesystem, such as a [`crate::sim::SimFs`].
+#[cfg(feature = "sim")]
+pub fn rekey_with_fs(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertReport> {
+    rekey_on(opts, fs, new_key)
+}
+
+fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertReport> {
+    let Some(old_key) = opts.encryption_key.clone() else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the store's current key is needed (--key-file, --key-command or STATEWAL_KEY); \
+             nothing was done",
+        ));
+    };
+    if old_key.id() == new_key.id() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the new key is the key the store has; nothing was done",
+        ));
+    }
+    let target = Marker {
+        to: "rekey".into(),
+        key_id: new_key.id().to_string(),
+    };
+    let resumed = match read_marker(&*fs)? {
+        Some(m) if m == target => true,
+        Some(m) => return Err(other_conversion(&opts.dir, &m, &target)),
+        None => {
+            match layout::sealed_state(&*fs)? {
+                Some(id) if id == old_key.id().0 => {}
+                Some(id) => {
+                    return Err(super::fs::wrong_key(
+                        &opts.dir.display().to_string(),
+                        KeyId(id),
+                        std::slice::from_ref(&old_key),
+                    ));
+                }
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "{} is not encrypted: `statewal encrypt` encrypts it (nothing was \
+                             done)",
+                            opts.dir.display()
+                        ),
+                    ));
+                }
+            }
+            refuse_superseded(&opts, &*fs, true)?;
+            let store = Store::open_on(opts.clone().checkpoint_interval(None), fs.clone(), None)?;
+            store.checkpoint()?;
+            drop(store);
+            false
+        }
+    };
+    let _lock = fs.lock()?;
+    if !resumed {
+        // The old key first, sealed under the new one, then the marker: a
+        // marker never exists without the key that finishes it.
+        let ring = seal_file(&new_key, opts.cipher, old_key.to_line().as_bytes())?;
+        fs::write_atomic(&*fs, "", KEYRING, &ring)?;
+        let body = serde_json::to_vec(&target).expect("a marker serializes");
+        fs::write_atomic(&*fs, "", CONVERT_MARKER, &body)?;
+    }
+    let keys = Keys::new(new_key, vec![old_key], opts.cipher);
+    let mut report = finish(&*fs, &keys, &target)?;
+    report.resumed = resumed;
+    Ok(report)
+}
+
+/// The error for a conversion asked while another is unfinished.
+fn other_conversion(dir: &std::path::Path, m: &Marker, target: &Marker) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{} is being converted ({} to key id {}), not {} to key id {}: finish that first \
+             (nothing was done)",
+            dir.display(),
+            m.command(),
+            m.key_id,
+            target.command(),
+            target.key_id
+        ),
+    )
 }
 
 /// [`encrypt`] or [`decrypt`] on any filesystem, such as a
@@ -109,20 +219,7 @@ fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertRepor
     };
     let resumed = match read_marker(&*fs)? {
         Some(m) if m == target => true,
-        Some(m) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{} is being converted to {} with key id {}, not to {} with key id {}: \
-                     finish that first (nothing was done)",
-                    opts.dir.display(),
-                    m.to,
-                    m.key_id,
-                    target.to,
-                    target.key_id
-                ),
-            ));
-        }
+        Some(m) => return Err(other_conversion(&opts.dir, &m, &target)),
         None => {
             begin(&opts, &fs, encrypt)?;
             false
@@ -154,6 +251,21 @@ fn begin(opts: &Options, fs: &Arc<dyn Fs>, encrypt: bool) -> Result<()> {
             ),
         ));
     }
+    refuse_superseded(opts, &**fs, encrypt)?;
+    let mut old = opts.clone().checkpoint_interval(None);
+    if encrypt {
+        old.encryption_key = None;
+    }
+    let store = Store::open_on(old, fs.clone(), None)?;
+    store.checkpoint()?;
+    // Closed (its lock released) before the conversion takes the lock.
+    drop(store);
+    Ok(())
+}
+
+/// Refuses a store with journal segments a merge set aside: a conversion
+/// would leave them in their old form.
+fn refuse_superseded(opts: &Options, fs: &dyn Fs, sealing: bool) -> Result<()> {
     let superseded = fs
         .list_dirs(JOURNAL_DIR)?
         .into_iter()
@@ -165,18 +277,10 @@ fn begin(opts: &Options, fs: &Arc<dyn Fs>, encrypt: bool) -> Result<()> {
                 "{} keeps journal segments set aside by a merge (journal/superseded-*): they \
                  would stay {}; move them out of the store first (nothing was done)",
                 opts.dir.display(),
-                if encrypt { "in clear" } else { "encrypted" }
+                if sealing { "as they are" } else { "encrypted" }
             ),
         ));
     }
-    let mut old = opts.clone().checkpoint_interval(None);
-    if encrypt {
-        old.encryption_key = None;
-    }
-    let store = Store::open_on(old, fs.clone(), None)?;
-    store.checkpoint()?;
-    // Closed (its lock released) before the conversion takes the lock.
-    drop(store);
     Ok(())
 }
 
@@ -197,31 +301,46 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
         for name in fs.list(dir)? {
             // Not the lock, the marker or a temp file; caches (dot files)
             // are converted like the rest.
-            if name == layout::LOCK_FILE || name == CONVERT_MARKER || name.ends_with(".tmp") {
+            if [layout::LOCK_FILE, CONVERT_MARKER, KEYRING].contains(&name.as_str())
+                || name.ends_with(".tmp")
+            {
                 continue;
             }
             let rel = fs::join(dir, &name);
             let Some(raw) = fs.read_unmapped(&rel)? else {
                 continue;
             };
-            if is_sealed(&raw) == encrypting {
-                continue; // Done before.
+            let done = match marker.to.as_str() {
+                // Sealed under the new key already.
+                "rekey" => {
+                    !is_sealed(&raw)
+                        || raw.get(12..16) == Some(&keys.current.id().0.to_le_bytes()[..])
+                }
+                _ => is_sealed(&raw) == encrypting,
+            };
+            if done {
+                continue;
             }
+            let opened = match is_sealed(&raw) {
+                true => open_file(&keys.all, &raw, &fs.describe(&rel)),
+                false => Ok(raw),
+            };
+            let plain = match opened {
+                Ok(plain) => plain,
+                // A cache torn by power loss (written unsynced): gone, and
+                // rebuilt by the next checkpoint.
+                Err(e)
+                    if e.kind() == ErrorKind::Corrupt
+                        && crate::derived::DERIVED_FILES.contains(&rel.as_str()) =>
+                {
+                    fs.remove(&rel)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let new = match encrypting {
-                true => seal_file(&keys.current, keys.algorithm, &raw)?,
-                false => match open_file(&keys.all, &raw, &fs.describe(&rel)) {
-                    Ok(plain) => plain,
-                    // A cache torn by power loss (written unsynced): gone,
-                    // and rebuilt by the next checkpoint.
-                    Err(e)
-                        if e.kind() == ErrorKind::Corrupt
-                            && crate::derived::DERIVED_FILES.contains(&rel.as_str()) =>
-                    {
-                        fs.remove(&rel)?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                },
+                true => seal_file(&keys.current, keys.algorithm, &plain)?,
+                false => plain,
             };
             fs::write_atomic(fs, dir, &name, &new)?;
             report.files += 1;
@@ -249,7 +368,11 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
         report.segments_removed += 1;
     }
     fs.sync_dir(JOURNAL_DIR)?;
+    // The marker goes before the old key: a marker never stays without
+    // the key that finishes it.
     fs.remove(CONVERT_MARKER)?;
+    fs.sync_dir("")?;
+    fs.remove(KEYRING)?;
     fs.sync_dir("")?;
     Ok(report)
 }
@@ -296,7 +419,21 @@ pub(crate) fn finish_at_open(
     };
     match key.filter(|k| k.id().to_string() == marker.key_id) {
         Some(k) => {
-            let keys = Keys::new(k.clone(), Vec::new(), Default::default());
+            let mut older = Vec::new();
+            if marker.to == "rekey" {
+                let shown = fs.describe(KEYRING);
+                let ring = fs.read_unmapped(KEYRING)?.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("{shown} is missing: the old key is lost"),
+                    )
+                })?;
+                let line =
+                    zeroize::Zeroizing::new(open_file(std::slice::from_ref(k), &ring, &shown)?);
+                let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&line).into_owned());
+                older.push(Key::parse(&text, &shown)?);
+            }
+            let keys = Keys::new(k.clone(), older, Default::default());
             let encrypting = marker.encrypting();
             finish(fs, &keys, &marker)?;
             tracing::info!(to = %marker.to, "finished an interrupted conversion");

@@ -18,10 +18,10 @@ pub mod fs;
 pub(crate) mod journal;
 mod key;
 
-#[cfg(feature = "sim")]
-pub use convert::convert_with_fs;
 pub(crate) use convert::finish_at_open;
-pub use convert::{ConvertReport, decrypt, encrypt};
+pub use convert::{ConvertReport, decrypt, encrypt, rekey};
+#[cfg(feature = "sim")]
+pub use convert::{convert_with_fs, rekey_with_fs};
 pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};
 
 use crate::error::{Error, ErrorKind, Result};

@@ -181,7 +181,7 @@ fn uses(command: &str) -> BTreeSet<&'static str> {
             .filter(|f| *f != "--dir" && *f != "--database")
             .collect(),
         "put-task" | "delete-task" | "restore" | "clean" | "checkpoint" | "recover" | "serve"
-        | "encrypt" | "decrypt" => all,
+        | "encrypt" | "decrypt" | "rekey" => all,
         "list" | "get-task" | "show" | "metrics" | "get-report" | "list-reports" | "list-logs"
         | "read-log" | "get-session" | "health" | "verify" | "dump-journal" | "backups"
         | "export" => reads,

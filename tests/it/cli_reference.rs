@@ -428,6 +428,12 @@ fn the_readme_json_schemas_match_each_commands_output() {
     let bench_dir = scratch.path().join("bench");
     #[cfg(feature = "encryption")]
     let key_file = scratch.path().join("key").display().to_string();
+    #[cfg(feature = "encryption")]
+    let key_file2 = {
+        let path = scratch.path().join("key2");
+        statewal::crypto::Key::generate_file(&path).unwrap();
+        path.display().to_string()
+    };
     let copy_dir = scratch.path().join("copy");
     let export_dir = scratch.path().join("export").display().to_string();
     // A replica of the populated store, for `replica status` and
@@ -485,7 +491,19 @@ fn the_readme_json_schemas_match_each_commands_output() {
         #[cfg(feature = "encryption")]
         ("encrypt", vec!["--key-file", &key_file, "encrypt"], ""),
         #[cfg(feature = "encryption")]
-        ("decrypt", vec!["--key-file", &key_file, "decrypt"], ""),
+        (
+            "rekey",
+            vec![
+                "--key-file",
+                &key_file,
+                "rekey",
+                "--new-key-file",
+                &key_file2,
+            ],
+            "",
+        ),
+        #[cfg(feature = "encryption")]
+        ("decrypt", vec!["--key-file", &key_file2, "decrypt"], ""),
         (
             "bench",
             vec![
@@ -503,7 +521,7 @@ fn the_readme_json_schemas_match_each_commands_output() {
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     if !cfg!(feature = "encryption") {
         // Not built: they print nothing but their refusal.
-        seen.extend(["keygen", "encrypt", "decrypt"]);
+        seen.extend(["keygen", "encrypt", "decrypt", "rekey"]);
     }
     for (command, mut args, stdin) in runs {
         args.push("--json");

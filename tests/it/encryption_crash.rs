@@ -187,3 +187,68 @@ fn encrypt_cut_anywhere_leaves_a_store_that_opens() {
 fn decrypt_cut_anywhere_leaves_a_store_that_opens() {
     sweep(false);
 }
+
+/// Opens an encrypted store with the first of `keys` it takes; returns its
+/// view and the id of the key `state.json` is sealed with afterwards.
+fn open_with_any(fs: SimFs, keys: &[&Key]) -> (View, String) {
+    let mut errors = Vec::new();
+    for key in keys {
+        match Store::open_with_fs(
+            opts().encryption_key((*key).clone()),
+            Arc::new(fs.clone()),
+            None,
+        ) {
+            Ok(store) => {
+                let head = fs.read_unmapped("state.json").unwrap().unwrap_or_default();
+                let id = u32::from_le_bytes(head[12..16].try_into().unwrap());
+                return (view(&store), format!("{id:08x}"));
+            }
+            Err(e) if e.kind() == ErrorKind::Key => errors.push(e.to_string()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no key opens it: {errors:#?}");
+}
+
+/// `rekey` cut by power loss at every operation: the store opens with the
+/// old key (not begun) or the new one (finished, or finished by that
+/// open), and holds what it held.
+#[test]
+fn rekey_cut_anywhere_leaves_a_store_that_opens() {
+    let old = Key::generate().unwrap();
+    let new = Key::generate().unwrap();
+    let base = SimFs::new(12);
+    let before = fill(&base, Some(&old));
+    let keyed = opts().encryption_key(old.clone());
+    let probe = base.fork();
+    let report =
+        statewal::crypto::rekey_with_fs(keyed.clone(), Arc::new(probe.clone()), new.clone())
+            .unwrap();
+    assert!(report.files >= 5, "{report:?}");
+    let ops = probe.ops();
+    let lost = probe.crash_with(|_| Outcome::Lost);
+    assert!(
+        lost.read_unmapped(".statewal.converting")
+            .unwrap()
+            .is_none()
+    );
+    assert!(lost.read_unmapped(".statewal-keyring").unwrap().is_none());
+    // The old key no longer opens it.
+    let e = Store::open_with_fs(keyed.clone(), Arc::new(lost.fork()), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    assert_eq!(
+        open_with_any(lost, &[&new]),
+        (before.clone(), new.id().to_string())
+    );
+    let mut moved = 0;
+    for n in 0..ops {
+        let sim = base.fork();
+        sim.crash_after_ops(n);
+        let _ = statewal::crypto::rekey_with_fs(keyed.clone(), Arc::new(sim.clone()), new.clone());
+        let after = sim.crash();
+        let (seen, id) = open_with_any(after, &[&new, &old]);
+        assert_eq!(seen, before, "power loss at op {n} of {ops}");
+        moved += usize::from(id == new.id().to_string());
+    }
+    assert!(moved > 0 && moved < ops as usize, "{moved} of {ops}");
+}

@@ -229,6 +229,13 @@ const COMMANDS: &[(&str, Uses, &str)] = &[
   statewal --key-command 'pass show statewal' --dir ./state encrypt --cipher aes-256-gcm --json",
     ),
     (
+        "rekey",
+        Uses::StoreWrites,
+        "  statewal keygen ~/.config/statewal/key-2027
+  statewal --key-file ~/.config/statewal/key --dir ./state rekey --new-key-file ~/.config/statewal/key-2027
+  statewal --key-command 'pass show statewal' --dir ./state rekey --new-key-file ./new-key --json",
+    ),
+    (
         "export",
         Uses::StoreReads,
         "  statewal --key-file ~/.config/statewal/key --dir ./state export --to ./state-plain
@@ -433,6 +440,7 @@ fn uses_of(cli: &Cli) -> Uses {
         | Command::Recover { .. }
         | Command::Encrypt { .. }
         | Command::Decrypt { .. }
+        | Command::Rekey { .. }
         | Command::Serve { .. } => Uses::StoreWrites,
         Command::Migrate { .. } => Uses::Migrates,
         Command::Copy { .. } => Uses::Copy,

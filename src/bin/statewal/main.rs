@@ -396,6 +396,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change an encrypted store's key: the current key from --key-file,
+    /// --key-command or STATEWAL_KEY, the new one from --new-key-file. Every
+    /// file is sealed again under the new key; crash-safe: a change cut
+    /// halfway opens with the new key, which finishes it.
+    Rekey {
+        /// The new key's file (mode 0600; statewal keygen makes one).
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy the store into a new state directory whose every file is plain,
     /// human-readable JSON: an encrypted store (read with its key) exported
     /// in clear, verified as `copy` verifies.
@@ -634,6 +646,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
         Command::Encrypt { cipher, json } => convert(cli, Some(cipher), *json),
         Command::Decrypt { json } => convert(cli, None, *json),
         Command::Export { to, json } => copy::export(cli, to, *json),
+        Command::Rekey { new_key_file, json } => rekey(cli, new_key_file, *json),
         Command::Replica {
             command: ReplicaCommand::Status { url, json },
         } => replica::status(url, *json),
@@ -773,6 +786,48 @@ fn convert(cli: &Cli, cipher: Option<&String>, json: bool) -> statewal::Result<E
             statewal::ErrorKind::InvalidInput,
             "encrypt and decrypt need statewal built with the cargo feature `encryption`; \
              nothing was done",
+        ))
+    }
+}
+
+/// `statewal rekey --new-key-file PATH`.
+fn rekey(cli: &Cli, new_key_file: &std::path::Path, json: bool) -> statewal::Result<ExitCode> {
+    #[cfg(feature = "encryption")]
+    {
+        if cli.key.is_none() {
+            return Err(statewal::Error::new(
+                statewal::ErrorKind::InvalidInput,
+                "the store's current key is needed: --key-file PATH, --key-command CMD or \
+                 STATEWAL_KEY; nothing was done",
+            ));
+        }
+        let new_key = statewal::crypto::Key::from_file(new_key_file)?;
+        let report = statewal::crypto::rekey(cli.options(), new_key)?;
+        if json {
+            out::json_line(&report)?;
+        } else {
+            outln!(
+                "{} is encrypted with key id {} now: {} files sealed again, {} journal segments \
+                 removed{}; the old key no longer opens it",
+                cli.dir.display(),
+                report.key_id,
+                report.files,
+                report.segments_removed,
+                if report.resumed {
+                    ", finishing an interrupted run"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    #[cfg(not(feature = "encryption"))]
+    {
+        let _ = (cli, new_key_file, json);
+        Err(statewal::Error::new(
+            statewal::ErrorKind::InvalidInput,
+            "rekey needs statewal built with the cargo feature `encryption`; nothing was done",
         ))
     }
 }
