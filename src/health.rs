@@ -112,11 +112,14 @@ pub fn health(dir: &Path) -> Health {
 /// `state.json`, backups and the journal.
 fn check_files(fs: &dyn Fs, h: &mut Health) {
     if let Ok(Some(marker)) = fs.read_unmapped(layout::CONVERT_MARKER) {
+        let key = match layout::check_sealed(&marker) {
+            Ok((_, id)) => format!("key id {id:08x}"),
+            Err(why) => format!("a marker that is not valid: {why}"),
+        };
         h.problems.push(format!(
-            "an encrypt, decrypt or key change stopped before it finished ({}: {}): the \
-             store opens only with the key it names, which finishes it",
-            layout::CONVERT_MARKER,
-            String::from_utf8_lossy(&marker).trim()
+            "an encrypt, decrypt or key change stopped before it finished ({}, {key}): the \
+             store opens only for writing with that key, which finishes it",
+            layout::CONVERT_MARKER
         ));
     }
     match layout::sealed_state(fs) {

@@ -618,8 +618,9 @@ pub(crate) enum Sealing {
     New,
     /// Plain.
     Plain,
-    /// Encrypted, with this key id (the newest file that says).
-    Sealed(u32),
+    /// Encrypted, with this key id and cipher code (the newest file that
+    /// says).
+    Sealed(u32, u8),
 }
 
 /// Whether the store in `fs` is encrypted: what `state.json` says, else
@@ -643,9 +644,10 @@ pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
             continue;
         }
         if head.len() == 16 && head[..8] == SEALED_MAGIC {
-            return Ok(Sealing::Sealed(u32::from_le_bytes(
-                head[12..16].try_into().expect("4 bytes"),
-            )));
+            return Ok(Sealing::Sealed(
+                u32::from_le_bytes(head[12..16].try_into().expect("4 bytes")),
+                head[9],
+            ));
         }
         return Ok(Sealing::Plain);
     }
@@ -665,7 +667,7 @@ pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
             .unwrap_or_default();
         if let Ok(h) = crate::journal::record::SegmentHeader::decode(&head) {
             return Ok(match h.cipher {
-                Some(c) => Sealing::Sealed(c.key_id),
+                Some(c) => Sealing::Sealed(c.key_id, c.code),
                 None => Sealing::Plain,
             });
         }
@@ -677,7 +679,7 @@ pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
 /// ([`store_sealing`]).
 pub(crate) fn sealed_state(fs: &dyn Fs) -> Result<Option<u32>> {
     Ok(match store_sealing(fs)? {
-        Sealing::Sealed(id) => Some(id),
+        Sealing::Sealed(id, _) => Some(id),
         _ => None,
     })
 }

@@ -193,8 +193,10 @@ pub struct Options {
     /// `Debug` shows the key's id only.
     #[cfg(feature = "encryption")]
     pub(crate) encryption_key: Option<crate::crypto::Key>,
+    /// `None`: the store's own (the cipher of its newest sealed file), or
+    /// the default for a new one.
     #[cfg(feature = "encryption")]
-    pub(crate) cipher: crate::crypto::Algorithm,
+    pub(crate) cipher: Option<crate::crypto::Algorithm>,
 }
 
 #[cfg(feature = "replicate")]
@@ -384,7 +386,7 @@ impl Options {
             #[cfg(feature = "encryption")]
             encryption_key: None,
             #[cfg(feature = "encryption")]
-            cipher: crate::crypto::Algorithm::XChaCha20Poly1305,
+            cipher: None,
         }
     }
 
@@ -556,11 +558,13 @@ impl Options {
     }
 
     /// The cipher new files are sealed with, for [`Options::encryption_key`]:
-    /// XChaCha20-Poly1305 (the default) or AES-256-GCM. Files already sealed
-    /// are read whichever sealed them.
+    /// XChaCha20-Poly1305 or AES-256-GCM. Files already sealed are read
+    /// whichever sealed them. Default: the cipher the store already uses
+    /// (that of its newest sealed file), and XChaCha20-Poly1305 for a new
+    /// store.
     #[cfg(feature = "encryption")]
     pub fn cipher(mut self, algorithm: crate::crypto::Algorithm) -> Options {
-        self.cipher = algorithm;
+        self.cipher = Some(algorithm);
         self
     }
 

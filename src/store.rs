@@ -237,6 +237,20 @@ impl Store {
     #[cfg(feature = "postgres")]
     fn open_database(opts: Options, subscriber: Option<Subscriber>) -> Result<Store> {
         let url = opts.database_url().expect("called with a database");
+        // Encryption seals the journal engine's files; a database given a
+        // key would store in clear what the caller asked to have sealed.
+        #[cfg(feature = "encryption")]
+        if let Some(key) = &opts.encryption_key {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "encryption at rest (key id {}) seals the journal engine's files; the \
+                     PostgreSQL engine stores in clear (use PostgreSQL's own encryption), so a \
+                     key and a database together are refused",
+                    key.id()
+                ),
+            ));
+        }
         if let Some(replica) = opts.replica_url() {
             // PostgreSQL has its own replication and backups; a journal
             // replica of a database would be a silent difference.

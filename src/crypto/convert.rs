@@ -47,6 +47,8 @@ pub(crate) struct Marker {
     pub(crate) to: String,
     /// The key id, 8 hex digits.
     pub(crate) key_id: String,
+    /// The cipher new files are sealed with.
+    pub(crate) cipher: String,
 }
 
 impl Marker {
@@ -54,12 +56,13 @@ impl Marker {
         self.to != "plain"
     }
 
-    fn command(&self) -> &'static str {
+    fn command(&self) -> String {
         match self.to.as_str() {
-            "encrypted" => "encrypt",
-            "plain" => "decrypt",
-            _ => "rekey",
+            "encrypted" => "`statewal encrypt`",
+            "plain" => "`statewal decrypt`",
+            _ => "`statewal rekey`",
         }
+        .to_string()
     }
 }
 
@@ -67,17 +70,81 @@ impl Marker {
 /// an open given only the new key finish the change.
 pub(crate) const KEYRING: &str = ".statewal-keyring";
 
-/// Reads the marker, if there is one; one that does not parse is damage.
-pub(crate) fn read_marker(fs: &dyn Fs) -> Result<Option<Marker>> {
-    let Some(bytes) = fs.read_unmapped(CONVERT_MARKER)? else {
+/// The key id the marker is sealed with, if there is a marker. The marker
+/// is sealed under the key it names, so only that key's holder can have
+/// written it: a marker planted by someone without the key (to make an
+/// open decrypt the store, or seal planted files) never authenticates.
+pub(crate) fn marker_key(fs: &dyn Fs) -> Result<Option<KeyId>> {
+    let Some(raw) = fs.read_unmapped(CONVERT_MARKER)? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        Error::new(
+    match layout::check_sealed(&raw) {
+        Ok((_, id)) => Ok(Some(KeyId(id))),
+        Err(why) => Err(Error::new(
             ErrorKind::Corrupt,
-            format!("{}: does not parse: {e}", fs.describe(CONVERT_MARKER)),
-        )
+            format!("{}: {why}", fs.describe(CONVERT_MARKER)),
+        )),
+    }
+}
+
+/// The marker, opened with `key` (whose id it names).
+fn open_marker(fs: &dyn Fs, key: &Key) -> Result<Marker> {
+    let shown = fs.describe(CONVERT_MARKER);
+    let raw = fs
+        .read_unmapped(CONVERT_MARKER)?
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{shown} vanished")))?;
+    let plain = open_file(std::slice::from_ref(key), &raw, &shown)?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, format!("{shown}: does not parse: {e}")))
+}
+
+/// Writes the marker sealed under `key` (the one it names), synced.
+fn write_marker(fs: &dyn Fs, key: &Key, marker: &Marker) -> Result<()> {
+    let body = serde_json::to_vec(marker).expect("a marker serializes");
+    let sealed = seal_file(key, parse_cipher(&marker.cipher), &body)?;
+    fs::write_atomic(fs, "", CONVERT_MARKER, &sealed)
+}
+
+fn parse_cipher(name: &str) -> super::Algorithm {
+    name.parse().unwrap_or_default()
+}
+
+/// The marker that is there, if any: opened when `key` is the one it
+/// names, else only its key id is known.
+fn existing_marker(fs: &dyn Fs, key: &Key) -> Result<Option<std::result::Result<Marker, KeyId>>> {
+    Ok(match marker_key(fs)? {
+        None => None,
+        Some(id) if id == key.id() => Some(Ok(open_marker(fs, key)?)),
+        Some(id) => Some(Err(id)),
     })
+}
+
+/// Refuses, before anything is written, a journal holding records past
+/// the checkpoint `state.json` holds: a conversion removes the segments,
+/// and would lose them.
+fn check_covered(fs: &dyn Fs, keys: &Keys) -> Result<()> {
+    let covered = covered_seq(fs, keys)?;
+    for name in fs.list(JOURNAL_DIR)? {
+        if crate::journal::parse_segment_name(&name).is_none() {
+            continue;
+        }
+        let rel = fs::join(JOURNAL_DIR, &name);
+        let Some(bytes) = fs.read_unmapped(&rel)? else {
+            continue;
+        };
+        if let Some(last) = records_past(&bytes, covered) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} holds record {last}, past the checkpoint's {covered}: another process \
+                     wrote to the store during the conversion's checkpoint; run it again \
+                     (nothing was converted)",
+                    fs.describe(&rel)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Encrypts the plain store `opts` names with `opts`' key and cipher.
@@ -123,13 +190,19 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertRepor
             "the new key is the key the store has; nothing was done",
         ));
     }
+    let cipher = opts.cipher.unwrap_or(match layout::store_sealing(&*fs)? {
+        layout::Sealing::Sealed(_, code) => super::Algorithm::from_code(code).unwrap_or_default(),
+        _ => Default::default(),
+    });
     let target = Marker {
         to: "rekey".into(),
         key_id: new_key.id().to_string(),
+        cipher: cipher.to_string(),
     };
-    let resumed = match read_marker(&*fs)? {
-        Some(m) if m == target => true,
-        Some(m) => return Err(other_conversion(&opts.dir, &m, &target)),
+    let resumed = match existing_marker(&*fs, &new_key)? {
+        Some(Ok(m)) if m.to == target.to => true,
+        Some(Ok(m)) => return Err(other_conversion(&opts.dir, &m.command(), &m.key_id)),
+        Some(Err(id)) => return Err(other_conversion(&opts.dir, "a conversion", &id.to_string())),
         None => {
             match layout::sealed_state(&*fs)? {
                 Some(id) if id == old_key.id().0 => {}
@@ -160,31 +233,27 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertRepor
     };
     let _lock = fs.lock()?;
     if !resumed {
+        check_covered(&*fs, &Keys::new(old_key.clone(), Vec::new(), cipher))?;
         // The old key first, sealed under the new one, then the marker: a
         // marker never exists without the key that finishes it.
-        let ring = seal_file(&new_key, opts.cipher, old_key.to_line().as_bytes())?;
+        let ring = seal_file(&new_key, cipher, old_key.to_line().as_bytes())?;
         fs::write_atomic(&*fs, "", KEYRING, &ring)?;
-        let body = serde_json::to_vec(&target).expect("a marker serializes");
-        fs::write_atomic(&*fs, "", CONVERT_MARKER, &body)?;
+        write_marker(&*fs, &new_key, &target)?;
     }
-    let keys = Keys::new(new_key, vec![old_key], opts.cipher);
+    let keys = Keys::new(new_key, vec![old_key], cipher);
     let mut report = finish(&*fs, &keys, &target)?;
     report.resumed = resumed;
     Ok(report)
 }
 
 /// The error for a conversion asked while another is unfinished.
-fn other_conversion(dir: &std::path::Path, m: &Marker, target: &Marker) -> Error {
+fn other_conversion(dir: &std::path::Path, what: &str, key_id: &str) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
         format!(
-            "{} is being converted ({} to key id {}), not {} to key id {}: finish that first \
-             (nothing was done)",
-            dir.display(),
-            m.command(),
-            m.key_id,
-            target.command(),
-            target.key_id
+            "{} is in the middle of {what} to key id {key_id}: finish that first, by opening \
+             the store with that key (nothing was done)",
+            dir.display()
         ),
     )
 }
@@ -212,14 +281,17 @@ fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertRepor
     if !layout::holds_store(&*fs)? {
         return Err(layout::no_store(&opts.dir));
     }
-    let keys = Keys::new(key.clone(), Vec::new(), opts.cipher);
+    let cipher = opts.cipher.unwrap_or_default();
+    let keys = Keys::new(key.clone(), Vec::new(), cipher);
     let target = Marker {
         to: if encrypt { "encrypted" } else { "plain" }.into(),
         key_id: key.id().to_string(),
+        cipher: cipher.to_string(),
     };
-    let resumed = match read_marker(&*fs)? {
-        Some(m) if m == target => true,
-        Some(m) => return Err(other_conversion(&opts.dir, &m, &target)),
+    let resumed = match existing_marker(&*fs, &key)? {
+        Some(Ok(m)) if m.to == target.to => true,
+        Some(Ok(m)) => return Err(other_conversion(&opts.dir, &m.command(), &m.key_id)),
+        Some(Err(id)) => return Err(other_conversion(&opts.dir, "a conversion", &id.to_string())),
         None => {
             begin(&opts, &fs, encrypt)?;
             false
@@ -227,11 +299,12 @@ fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertRepor
     };
     let _lock = fs.lock()?;
     if !resumed {
-        let body = serde_json::to_vec(&target).expect("a marker serializes");
+        check_covered(&*fs, &keys)?;
         // Synced before any file is converted: from here on, an open
         // finishes the conversion rather than finding a mix.
-        fs::write_atomic(&*fs, "", CONVERT_MARKER, &body)?;
+        write_marker(&*fs, &key, &target)?;
     }
+    let keys = Keys::new(key, Vec::new(), parse_cipher(&target.cipher));
     let mut report = finish(&*fs, &keys, &target)?;
     report.resumed = resumed;
     Ok(report)
@@ -288,6 +361,9 @@ fn refuse_superseded(opts: &Options, fs: &dyn Fs, sealing: bool) -> Result<()> {
 /// segments, then the marker. Idempotent.
 pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<ConvertReport> {
     let encrypting = marker.encrypting();
+    // Before anything is converted: a record the checkpoint lacks stops
+    // the conversion with the store as it was.
+    check_covered(fs, keys)?;
     let covered = covered_seq(fs, keys)?;
     let mut report = ConvertReport {
         to: marker.to.clone(),
@@ -301,27 +377,35 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
         for name in fs.list(dir)? {
             // Not the lock, the marker or a temp file; caches (dot files)
             // are converted like the rest.
-            if [layout::LOCK_FILE, CONVERT_MARKER, KEYRING].contains(&name.as_str())
-                || name.ends_with(".tmp")
-            {
+            if [layout::LOCK_FILE, CONVERT_MARKER, KEYRING].contains(&name.as_str()) {
                 continue;
             }
             let rel = fs::join(dir, &name);
+            if name.ends_with(".tmp") {
+                // A crash's leftover, never needed: it would keep its
+                // content in its old form.
+                fs.remove(&rel)?;
+                continue;
+            }
             let Some(raw) = fs.read_unmapped(&rel)? else {
                 continue;
             };
+            // Sealed means it opens: plain content that merely begins with
+            // the magic (log text from outside) is still plain.
+            let opens = is_sealed(&raw) && open_file(&keys.all, &raw, "").is_ok();
             let done = match marker.to.as_str() {
                 // Sealed under the new key already.
                 "rekey" => {
                     !is_sealed(&raw)
                         || raw.get(12..16) == Some(&keys.current.id().0.to_le_bytes()[..])
                 }
-                _ => is_sealed(&raw) == encrypting,
+                "encrypted" => opens,
+                _ => !is_sealed(&raw),
             };
             if done {
                 continue;
             }
-            let opened = match is_sealed(&raw) {
+            let opened = match is_sealed(&raw) && (marker.to != "encrypted" || opens) {
                 true => open_file(&keys.all, &raw, &fs.describe(&rel)),
                 false => Ok(raw),
             };
@@ -354,14 +438,12 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
         let Some(bytes) = fs.read_unmapped(&rel)? else {
             continue;
         };
-        if let Some(last) = records_past(&bytes, covered) {
+        if records_past(&bytes, covered).is_some() {
+            // Checked before anything was converted; written since only by
+            // a process that ignored the lock.
             return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "{} holds record {last}, past the checkpoint's {covered}: the conversion \
-                     cannot drop it (open the store in its old form and checkpoint)",
-                    fs.describe(&rel)
-                ),
+                ErrorKind::Conflict,
+                format!("{} changed during the conversion", fs.describe(&rel)),
             ));
         }
         fs.remove(&rel)?;
@@ -408,56 +490,48 @@ fn records_past(bytes: &[u8], covered: u64) -> Option<u64> {
 }
 
 /// What an open does on finding the marker: finish with the marker's key,
-/// or say which key finishes it. Returns whether the store is now sealed.
+/// or say which key finishes it. Returns whether the store is now sealed,
+/// and its cipher. The caller holds the store's lock.
 pub(crate) fn finish_at_open(
     fs: &dyn Fs,
     key: Option<&Key>,
     dir: &std::path::Path,
-) -> Result<Option<bool>> {
-    let Some(marker) = read_marker(fs)? else {
+) -> Result<Option<(bool, super::Algorithm)>> {
+    let Some(id) = marker_key(fs)? else {
         return Ok(None);
     };
-    match key.filter(|k| k.id().to_string() == marker.key_id) {
-        Some(k) => {
-            let mut older = Vec::new();
-            if marker.to == "rekey" {
-                let shown = fs.describe(KEYRING);
-                let ring = fs.read_unmapped(KEYRING)?.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::NotFound,
-                        format!("{shown} is missing: the old key is lost"),
-                    )
-                })?;
-                let line =
-                    zeroize::Zeroizing::new(open_file(std::slice::from_ref(k), &ring, &shown)?);
-                let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&line).into_owned());
-                older.push(Key::parse(&text, &shown)?);
-            }
-            let keys = Keys::new(k.clone(), older, Default::default());
-            let encrypting = marker.encrypting();
-            finish(fs, &keys, &marker)?;
-            tracing::info!(to = %marker.to, "finished an interrupted conversion");
-            Ok(Some(encrypting))
-        }
-        None => Err(interrupted(dir, &marker)),
+    let Some(k) = key.filter(|k| k.id() == id) else {
+        return Err(interrupted(dir, id));
+    };
+    let marker = open_marker(fs, k)?;
+    let mut older = Vec::new();
+    if marker.to == "rekey" {
+        let shown = fs.describe(KEYRING);
+        let ring = fs.read_unmapped(KEYRING)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{shown} is missing: the old key is lost"),
+            )
+        })?;
+        let line = zeroize::Zeroizing::new(open_file(std::slice::from_ref(k), &ring, &shown)?);
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&line).into_owned());
+        older.push(Key::parse(&text, &shown)?);
     }
+    let cipher = parse_cipher(&marker.cipher);
+    let keys = Keys::new(k.clone(), older, cipher);
+    finish(fs, &keys, &marker)?;
+    tracing::warn!(conversion = %marker.command(), "finished an interrupted conversion");
+    Ok(Some((marker.encrypting(), cipher)))
 }
 
 /// The error for an open that finds a conversion it cannot finish.
-pub(crate) fn interrupted(dir: &std::path::Path, marker: &Marker) -> Error {
+pub(crate) fn interrupted(dir: &std::path::Path, id: KeyId) -> Error {
     Error::new(
         ErrorKind::Key,
         format!(
-            "{} was being converted to {} with key id {} when it stopped: open it with that \
-             key to finish (statewal {})",
-            dir.display(),
-            marker.to,
-            marker.key_id,
-            if marker.to == "encrypted" {
-                "encrypt"
-            } else {
-                "decrypt"
-            }
+            "{} was being converted (statewal encrypt, decrypt or rekey, to key id {id}) when \
+             it stopped: open it for writing with that key to finish",
+            dir.display()
         ),
     )
 }

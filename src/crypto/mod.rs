@@ -8,10 +8,11 @@
 //!
 //! The construction (`docs/encryption.md`, "The cipher"): each file (a
 //! journal segment, a layout file) gets a random 128-bit salt, from which
-//! HKDF-SHA256 derives the file's own 256-bit subkey; each message sealed
-//! under it gets a random nonce (24 bytes for XChaCha20-Poly1305, 12 for
-//! AES-256-GCM). No nonce is derived from a sequence number, an offset or
-//! a segment id, which a crash can make repeat.
+//! HKDF-SHA256 derives the file's own 256-bit subkey. A layout file is one
+//! message under a random nonce; a segment's records are sealed under a
+//! counter held by the journal that made the segment (its subkey is new
+//! with the file). No nonce is derived from a sequence number, an offset
+//! or a segment id, which a crash can make repeat.
 
 mod convert;
 pub mod fs;

@@ -1354,11 +1354,15 @@ type SealedOpen = (Arc<dyn Fs>, Option<Arc<dyn Sealing>>);
 /// disagree: a plain store given a key, an encrypted one given none or
 /// another (`docs/encryption.md`).
 fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
-    // An interrupted `encrypt` or `decrypt` is finished first, with its
-    // key (`crate::crypto::convert`); `Some(false)`: the store is plain now.
+    // An interrupted `encrypt`, `decrypt` or `rekey` is finished first,
+    // with its key and under the store's lock (`crate::crypto::convert`);
+    // `Some((false, _))`: the store is plain now.
     #[cfg(feature = "encryption")]
-    let converted = match opts.read_only {
-        false => crate::crypto::finish_at_open(&*fs, opts.encryption_key.as_ref(), &opts.dir)?,
+    let converted = match opts.read_only || fs.file_len(layout::CONVERT_MARKER)?.is_none() {
+        false => {
+            let _lock = fs.lock()?;
+            crate::crypto::finish_at_open(&*fs, opts.encryption_key.as_ref(), &opts.dir)?
+        }
         true => None,
     };
     if fs.file_len(layout::CONVERT_MARKER)?.is_some() {
@@ -1385,12 +1389,12 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
     }
     let sealing = layout::store_sealing(&*fs)?;
     let sealed_by = match sealing {
-        layout::Sealing::Sealed(id) => Some(id),
+        layout::Sealing::Sealed(id, _) => Some(id),
         _ => None,
     };
     #[cfg(feature = "encryption")]
     if let Some(key) = &opts.encryption_key
-        && converted != Some(false)
+        && !matches!(converted, Some((false, _)))
     {
         use crate::crypto::fs::{Keys, SealedFs, wrong_key};
         if let Some(url) = opts.replica_url() {
@@ -1403,7 +1407,18 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
                 ),
             ));
         }
-        let keys = Keys::new(key.clone(), Vec::new(), opts.cipher);
+        // The store's own cipher unless one was asked for: an AES-256-GCM
+        // store stays one.
+        let cipher = opts
+            .cipher
+            .or(converted.map(|c| c.1))
+            .unwrap_or(match sealing {
+                layout::Sealing::Sealed(_, code) => {
+                    crate::crypto::Algorithm::from_code(code).unwrap_or_default()
+                }
+                _ => Default::default(),
+            });
+        let keys = Keys::new(key.clone(), Vec::new(), cipher);
         match sealed_by {
             None if sealing == layout::Sealing::Plain => {
                 return Err(Error::new(
@@ -1425,6 +1440,12 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
         let sealing: Arc<dyn Sealing> =
             Arc::new(crate::crypto::journal::JournalSealing::new(keys.clone()));
         return Ok((Arc::new(SealedFs::with_keys(fs, keys)), Some(sealing)));
+    }
+    #[cfg(feature = "encryption")]
+    if matches!(converted, Some((false, _))) {
+        tracing::warn!(
+            "the store was decrypted by an interrupted `statewal decrypt`: it is plain now"
+        );
     }
     if let Some(id) = sealed_by {
         return Err(Error::new(

@@ -366,14 +366,28 @@ fn health_without_the_key() {
         "{h:?}"
     );
     crate::util::flip_bit(&dir.join("state.json"), 50, 1);
-    std::fs::write(
-        dir.join(".statewal.converting"),
-        format!("{{\"to\":\"plain\",\"key_id\":\"{}\"}}", key.id()),
-    )
-    .unwrap();
+    // A marker as a conversion writes it is sealed; a planted plain one is
+    // reported all the same, and an open refuses it as damage.
+    std::fs::write(dir.join(".statewal.converting"), "{\"to\":\"plain\"}").unwrap();
     let h = statewal::health(&dir);
     assert!(
         !h.healthy && h.problems.iter().any(|p| p.contains("stopped")),
         "{h:?}"
     );
+    let e = Store::open(keyed(&dir, &key)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+}
+
+/// A key with a database is refused, not ignored: PostgreSQL would store
+/// in clear what the caller asked to have sealed.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_key_with_a_database_is_refused() {
+    let key = Key::generate().unwrap();
+    let opts = Options::new("/nonexistent")
+        .database("postgres://127.0.0.1:1/nowhere")
+        .encryption_key(key.clone());
+    let e = Store::open(opts).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains(&key.id().to_string()), "{e}");
 }
