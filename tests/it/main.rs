@@ -37,10 +37,10 @@ mod crash;
 #[cfg(feature = "sim")]
 mod crash_workloads;
 mod durability;
+#[cfg(feature = "replicate")]
 mod emulators;
 #[cfg(feature = "replicate")]
 mod emulators_smoke;
-#[cfg(feature = "replicate")]
 #[cfg(feature = "encryption")]
 mod encryption;
 #[cfg(all(feature = "encryption", feature = "sim"))]
