@@ -262,6 +262,17 @@ impl Fs for SealedFs {
         }
     }
 
+    fn read_raw(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_unmapped(rel)
+    }
+
+    fn unseal<'a>(&self, rel: &str, raw: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+        match sealed_path(rel) {
+            true => self.open_bytes(rel, raw).map(std::borrow::Cow::Owned),
+            false => Ok(std::borrow::Cow::Borrowed(raw)),
+        }
+    }
+
     fn read_at(&self, rel: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
         if !sealed_path(rel) {
             return self.inner.read_at(rel, offset, len);

@@ -1397,16 +1397,6 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
         && !matches!(converted, Some((false, _)))
     {
         use crate::crypto::fs::{Keys, SealedFs, wrong_key};
-        if let Some(url) = opts.replica_url() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "an encrypted store cannot replicate yet (to {}): the replica of an \
-                     encrypted store is not built (docs/encryption.md, Status)",
-                    crate::options::redacted(url)
-                ),
-            ));
-        }
         // The store's own cipher unless one was asked for: an AES-256-GCM
         // store stays one.
         let cipher = opts

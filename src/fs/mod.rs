@@ -215,6 +215,19 @@ pub trait Fs: Send + Sync + 'static {
     fn read_unmapped(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.read(rel)?.map(|b| b.to_vec()))
     }
+    /// The bytes of a file as they are on disk, [`Fs::read_unmapped`]'s
+    /// bytes except under a sealing layer (an encrypted store), which gives
+    /// the sealed bytes: what a replica ships. Default: `read_unmapped`.
+    fn read_raw(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        self.read_unmapped(rel)
+    }
+    /// The plain bytes of `raw`, bytes of file `rel` as [`Fs::read_raw`]
+    /// gave them: the same bytes except under a sealing layer, which opens
+    /// them (an error if they do not authenticate). Default: `raw`.
+    fn unseal<'a>(&self, rel: &str, raw: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+        let _ = rel;
+        Ok(std::borrow::Cow::Borrowed(raw))
+    }
     /// Reads at most `len` bytes of a regular file from byte `offset`, with
     /// plain reads as [`Fs::read_unmapped`] does; fewer at the end of the
     /// file, none from past it. `Ok(None)` if it does not exist. For reading

@@ -61,6 +61,14 @@ impl Fs for ReadOnlyFs {
         self.inner.read_at(rel, offset, len)
     }
 
+    fn read_raw(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_raw(rel)
+    }
+
+    fn unseal<'a>(&self, rel: &str, raw: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+        self.inner.unseal(rel, raw)
+    }
+
     fn is_dir(&self, rel: &str) -> Result<bool> {
         self.inner.is_dir(rel)
     }

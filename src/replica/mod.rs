@@ -37,7 +37,7 @@ use std::path::Path;
 /// too. A corrupt object stops the restore before it, and the report names
 /// it. The directory then opens with [`crate::Store::open`].
 pub fn restore(url: &str, dir: impl AsRef<Path>, target: RestoreTarget) -> Result<RestoreReport> {
-    restore::restore_with(url, &[], dir.as_ref(), target)
+    restore::restore_with(url, &[], dir.as_ref(), target, Default::default())
 }
 
 /// [`restore`] with settings for the bucket (`aws_endpoint`, ...), as
@@ -48,7 +48,24 @@ pub fn restore_with(
     dir: impl AsRef<Path>,
     target: RestoreTarget,
 ) -> Result<RestoreReport> {
-    restore::restore_with(url, settings, dir.as_ref(), target)
+    restore::restore_with(url, settings, dir.as_ref(), target, Default::default())
+}
+
+/// [`restore_with`] from the replica of an encrypted store (features
+/// `replicate` and `encryption`): its checkpoints are opened with `key`,
+/// and the restored store is encrypted under it. A replica sealed under
+/// another key, or a plain one, is refused ([`crate::ErrorKind::Key`],
+/// [`crate::ErrorKind::InvalidInput`]) before the directory is made.
+#[cfg(feature = "encryption")]
+pub fn restore_encrypted(
+    url: &str,
+    settings: &[(String, String)],
+    dir: impl AsRef<Path>,
+    target: RestoreTarget,
+    key: crate::crypto::Key,
+) -> Result<RestoreReport> {
+    let key = restore::Unseal::with_key(key);
+    restore::restore_with(url, settings, dir.as_ref(), target, key)
 }
 
 /// [`restore_with`] into the root of `fs`, which must be empty, such as a

@@ -75,6 +75,7 @@ pub fn restore_with(
     settings: &[(String, String)],
     dir: &Path,
     target: RestoreTarget,
+    key: Unseal,
 ) -> Result<RestoreReport> {
     // Refuse a directory that holds a store before the bucket is reached,
     // and without creating anything.
@@ -87,7 +88,7 @@ pub fn restore_with(
             ),
         ));
     }
-    restore_on(url, settings, target, &|| {
+    restore_on(url, settings, target, &key, &|| {
         RealFs::new(dir).map(|fs| Arc::new(fs) as Arc<dyn Fs>)
     })
 }
@@ -107,7 +108,13 @@ pub fn restore_to_fs(
             "the filesystem to restore into is not empty (nothing was written)",
         ));
     }
-    restore_on(url, settings, target, &|| Ok(fs.clone()))
+    restore_on(
+        url,
+        settings,
+        target,
+        &Unseal::default(),
+        &|| Ok(fs.clone()),
+    )
 }
 
 /// Restores into the filesystem `open_fs` makes, once the bucket has said
@@ -116,6 +123,7 @@ fn restore_on(
     url: &str,
     settings: &[(String, String)],
     target: RestoreTarget,
+    key: &Unseal,
     open_fs: &dyn Fn() -> Result<Arc<dyn Fs>>,
 ) -> Result<RestoreReport> {
     let bucket = Bucket::open(url, settings)?;
@@ -137,8 +145,6 @@ fn restore_on(
             (placed.generation, g, placed.seq, placed.record_time_ms)
         }
     };
-    let fs = open_fs()?;
-    let fs = &*fs;
     let mut report = RestoreReport {
         generation: generation.to_string(),
         record_time_ms,
@@ -147,7 +153,11 @@ fn restore_on(
     // The store every object must belong to: the claim's, else the
     // checkpoint's, else the first segment's.
     let mut store_id = claimed_store(&bucket)?;
-    let base = fetch_checkpoint(&bucket, g, upto, store_id.as_deref(), &mut report)?;
+    // Fetched (and opened, in an encrypted replica) before anything is
+    // written: a missing or wrong key leaves nothing behind.
+    let base = fetch_checkpoint(&bucket, g, upto, store_id.as_deref(), &mut report, key)?;
+    let fs = key.target(open_fs()?)?;
+    let fs = &*fs;
     fs.create_dir(JOURNAL_DIR)?;
     if let Some((seq, bytes, id)) = &base {
         report.checkpoint_seq = Some(*seq);
@@ -203,6 +213,11 @@ fn restore_on(
             prev: report.last_seq,
         };
         let kept = keep_records(&bytes, &expect, &mut store_id);
+        if kept.last.is_some()
+            && let Ok(header) = SegmentHeader::decode(&bytes)
+        {
+            key.check_segment(&object_at(g, segment, 0), header.cipher.as_ref())?;
+        }
         if let Some(last) = kept.last {
             fs::write_atomic(fs, JOURNAL_DIR, &segment_name(segment), &bytes[..kept.len])?;
             report.segments += 1;
@@ -328,15 +343,19 @@ fn fetch_checkpoint(
     upto: u64,
     store_id: Option<&str>,
     report: &mut RestoreReport,
+    key: &Unseal,
 ) -> Result<Option<Base>> {
     let candidates: Vec<&Checkpoint> = g.checkpoints.iter().filter(|c| c.seq <= upto).collect();
     for c in candidates.into_iter().rev() {
         report.objects += 1;
-        let bytes = bucket.get(&c.name)?.unwrap_or_default();
-        let why = if crc32fast::hash(&bytes) != c.crc {
-            "its CRC-32 does not match its name"
-        } else {
-            match crate::layout::parse_state(&bytes) {
+        let raw = bucket.get(&c.name)?.unwrap_or_default();
+        let bytes = match crc32fast::hash(&raw) == c.crc {
+            true => key.checkpoint(&c.name, raw)?,
+            false => Err("its CRC-32 does not match its name"),
+        };
+        let why = match bytes {
+            Err(why) => why,
+            Ok(bytes) => match crate::layout::parse_state(&bytes) {
                 Ok(s) if s.journal_seq != c.seq => "its journal_seq does not match its name",
                 Ok(s)
                     if store_id.is_some()
@@ -347,7 +366,7 @@ fn fetch_checkpoint(
                 }
                 Ok(s) => return Ok(Some((c.seq, bytes, s.store_id))),
                 Err(_) => "it does not parse as state.json",
-            }
+            },
         };
         tracing::warn!(object = %c.name, why, "restore: skipping a corrupt checkpoint");
         report
@@ -657,4 +676,133 @@ fn older_than_kept(
              retention window or were never shipped)"
         ),
     ))
+}
+
+/// The key a restore opens an encrypted replica with, if one was given
+/// (`docs/encryption.md`, "Replicas"). Checkpoint objects are opened
+/// with it and the restored files sealed again under it; segment objects
+/// are copied as they are, their records sealed already. A replica and a
+/// key that do not match are refused before anything of theirs is
+/// written: a sealed replica without the key (or with another), and a
+/// plain one with a key (it would restore a plain store that the key
+/// then refuses to open).
+#[derive(Default)]
+pub(crate) struct Unseal {
+    #[cfg(feature = "encryption")]
+    key: Option<crate::crypto::Key>,
+    /// The cipher of the checkpoint restored, for the files sealed again.
+    #[cfg(feature = "encryption")]
+    cipher: std::sync::Mutex<Option<crate::crypto::Algorithm>>,
+}
+
+impl Unseal {
+    /// Opens with `key`.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn with_key(key: crate::crypto::Key) -> Unseal {
+        Unseal {
+            key: Some(key),
+            cipher: Default::default(),
+        }
+    }
+
+    /// The plain bytes of checkpoint object `name` (its CRC checked), or
+    /// why it is skipped as corrupt; an error when the key and it disagree.
+    fn checkpoint(
+        &self,
+        name: &str,
+        raw: Vec<u8>,
+    ) -> Result<std::result::Result<Vec<u8>, &'static str>> {
+        #[cfg(feature = "encryption")]
+        {
+            use crate::crypto::fs::{inspect, open_file, wrong_key};
+            match (inspect(&raw), &self.key) {
+                (None, None) => Ok(Ok(raw)),
+                (None, Some(_)) => Err(plain_with_key(name)),
+                (Some(Err(_)), _) => Ok(Err("its encryption envelope is damaged")),
+                (Some(Ok(env)), None) => Err(wrong_key(name, env.key_id, &[])),
+                (Some(Ok(env)), Some(key)) => {
+                    match open_file(std::slice::from_ref(key), &raw, name) {
+                        Ok(plain) => {
+                            *self.cipher.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(env.algorithm);
+                            Ok(Ok(plain))
+                        }
+                        Err(e) if e.kind() == ErrorKind::Key => Err(e),
+                        Err(_) => Ok(Err("it does not authenticate under the key")),
+                    }
+                }
+            }
+        }
+        #[cfg(not(feature = "encryption"))]
+        match raw.starts_with(&crate::layout::SEALED_MAGIC) {
+            true => Err(unbuilt(name)),
+            false => Ok(Ok(raw)),
+        }
+    }
+
+    /// Refuses segment object `name`, whose header's cipher is `cipher`,
+    /// when the key does not open it (or a key was given and it is plain).
+    fn check_segment(
+        &self,
+        name: &str,
+        cipher: Option<&crate::journal::record::SegmentCipher>,
+    ) -> Result<()> {
+        #[cfg(feature = "encryption")]
+        match (cipher, &self.key) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(plain_with_key(name)),
+            (Some(c), key) => match key.as_ref().is_some_and(|k| k.id().0 == c.key_id) {
+                true => Ok(()),
+                false => Err(crate::crypto::fs::wrong_key(
+                    name,
+                    crate::crypto::KeyId(c.key_id),
+                    key.as_slice(),
+                )),
+            },
+        }
+        #[cfg(not(feature = "encryption"))]
+        match cipher {
+            Some(_) => Err(unbuilt(name)),
+            None => Ok(()),
+        }
+    }
+
+    /// The filesystem the restore writes through: `fs`, sealed under the
+    /// key if one was given.
+    fn target(&self, fs: Arc<dyn Fs>) -> Result<Arc<dyn Fs>> {
+        #[cfg(feature = "encryption")]
+        if let Some(key) = &self.key {
+            use crate::crypto::fs::{Keys, SealedFs};
+            let cipher = self
+                .cipher
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_default();
+            let keys = Keys::new(key.clone(), Vec::new(), cipher);
+            return Ok(Arc::new(SealedFs::with_keys(fs, Arc::new(keys))));
+        }
+        Ok(fs)
+    }
+}
+
+#[cfg(feature = "encryption")]
+fn plain_with_key(name: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{name} is not encrypted, and a key was given: restore this replica without a \
+             key, then `statewal encrypt` the store"
+        ),
+    )
+}
+
+#[cfg(not(feature = "encryption"))]
+fn unbuilt(name: &str) -> Error {
+    Error::new(
+        ErrorKind::Key,
+        format!(
+            "{name} is encrypted: restoring it needs its key and statewal built with the cargo \
+             feature `encryption`"
+        ),
+    )
 }

@@ -208,8 +208,9 @@ impl Replica {
         // the local journal's oldest segments continue.
         // The store's own record of its journal_seq is read now too, while
         // it still describes this file.
+        // Its bytes as they are on disk: sealed in an encrypted store.
         let base = fs
-            .read_unmapped(crate::layout::STATE_FILE)?
+            .read_raw(crate::layout::STATE_FILE)?
             .map(|bytes| (bytes, journal.checkpoint()));
         let mut shipper = Shipper {
             bucket,
@@ -681,7 +682,7 @@ impl Shipper {
         if self.checkpoint_stat == Some(stat) {
             return Ok(());
         }
-        let Some(bytes) = self.fs.read_unmapped(crate::layout::STATE_FILE)? else {
+        let Some(bytes) = self.fs.read_raw(crate::layout::STATE_FILE)? else {
             return Ok(());
         };
         // Read again after: a checkpoint that replaced the file meanwhile
@@ -693,19 +694,34 @@ impl Shipper {
         Ok(())
     }
 
-    /// Puts the bytes of a `state.json` as a checkpoint object of the
-    /// generation; returns its `journal_seq` (`None` if it does not parse:
-    /// not shipped). `store` is the store's (CRC-32, journal_seq) of the
-    /// `state.json` it last wrote or loaded.
+    /// Puts the bytes of a `state.json` (as they are on disk: sealed in an
+    /// encrypted store, and shipped so) as a checkpoint object of the
+    /// generation; returns its `journal_seq` (`None` if it does not open
+    /// or parse: not shipped). `store` is the store's (CRC-32, journal_seq)
+    /// of the plain `state.json` it last wrote or loaded.
     fn ship_state(&mut self, bytes: Vec<u8>, store: Option<Vouched>) -> Result<Option<u64>> {
         let crc = crc32fast::hash(&bytes);
+        let plain = match self.fs.unseal(crate::layout::STATE_FILE, &bytes) {
+            Ok(plain) => plain,
+            Err(e) => {
+                // Replaced meanwhile by a file this store did not seal:
+                // its open says so; the next checkpoint writes anew.
+                tracing::warn!(reason = %e, "replica: state.json does not open; not shipped");
+                return Ok(None);
+            }
+        };
+        let plain_crc = match &plain {
+            std::borrow::Cow::Borrowed(_) => crc,
+            std::borrow::Cow::Owned(p) => crc32fast::hash(p),
+        };
         // The bytes the store itself wrote: their journal_seq is known, and
         // parsing them (about 1 s for 100k tasks) is not needed.
-        let known = store.and_then(|(c, seq)| (c == crc).then_some(seq));
+        let known = store.and_then(|(c, seq)| (c == plain_crc).then_some(seq));
         let journal_seq = match known {
             Some(seq) => Some(seq),
-            None => self.parsed_journal_seq(&bytes)?,
+            None => self.parsed_journal_seq(&plain)?,
         };
+        drop(plain);
         let Some(journal_seq) = journal_seq else {
             return Ok(None);
         };

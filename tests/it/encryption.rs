@@ -3,7 +3,7 @@
 //! exposed key told apart from damage. The conformance suite runs on an
 //! encrypted store too (`conformance::encrypted`).
 
-use crate::util::{run_statewal, scratch, segments};
+use crate::util::{files_under, run_statewal, scratch, segments};
 use serde_json::json;
 use statewal::__internal::journal::record::{
     REC_KIND_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET, RECORD_HEADER_LEN, RecordKind,
@@ -11,11 +11,11 @@ use statewal::__internal::journal::record::{
 };
 use statewal::crypto::{Algorithm, Key};
 use statewal::{ErrorKind, Options, RecoveryMode, Store, Task};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const SECRET: &str = "rm -rf the-secret-prompt-4417";
+pub(crate) const SECRET: &str = "rm -rf the-secret-prompt-4417";
 
-fn keyed(dir: &Path, key: &Key) -> Options {
+pub(crate) fn keyed(dir: &Path, key: &Key) -> Options {
     Options::new(dir)
         .checkpoint_interval(None)
         .encryption_key(key.clone())
@@ -24,7 +24,12 @@ fn keyed(dir: &Path, key: &Key) -> Options {
 /// A store holding `SECRET` in a task, a session, a log and a report,
 /// checkpointed twice (so a backup holds it too), with more records after.
 fn populated(dir: &Path, key: &Key, cipher: Algorithm) {
-    let store = Store::open(keyed(dir, key).cipher(cipher)).unwrap();
+    populate(keyed(dir, key).cipher(cipher));
+}
+
+/// What [`populated`] writes, through a store opened with `opts`.
+pub(crate) fn populate(opts: Options) {
+    let store = Store::open(opts).unwrap();
     let mut t = Task::new("t1");
     t.set_description(SECRET);
     store.put_task(t).unwrap();
@@ -45,23 +50,6 @@ fn populated(dir: &Path, key: &Key, cipher: Algorithm) {
     drop(store);
 }
 
-/// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn nothing_in_the_directory_reads_in_clear() {
     for cipher in Algorithm::ALL {
@@ -69,7 +57,7 @@ fn nothing_in_the_directory_reads_in_clear() {
         let dir = tmp.path().join("store");
         let key = Key::generate().unwrap();
         populated(&dir, &key, cipher);
-        let all = files(&dir);
+        let all = files_under(&dir);
         assert!(all.len() >= 8, "{all:#?}");
         for f in &all {
             let bytes = std::fs::read(f).unwrap();

@@ -399,8 +399,9 @@ fn flag_note_plain(uses: Uses) -> &'static str {
              from the replica URL names, and syncs every file it writes. Credentials and \
              endpoints come from the environment, as for --replicate (AWS_*, AZURE_*, \
              GOOGLE_*; AWS_ENDPOINT and AWS_ALLOW_HTTP for an S3-compatible service). \
-             --key-file, --key-command (and STATEWAL_KEY) are for features not built yet: it \
-             refuses them (exit 2) rather than write without them. Exit 1 when a corrupt or \
+             The replica of an encrypted store needs its key (--key-file, --key-command or \
+             STATEWAL_KEY): the restored store is encrypted under it; a plain replica given a \
+             key is refused (exit 2). Exit 1 when a corrupt or \
              missing object stopped it before the target (it names the object; every record \
              before it is restored)."
         }
@@ -453,7 +454,10 @@ fn uses_of(cli: &Cli) -> Uses {
 /// Whether a command takes the key when encryption is built: the ones
 /// that open a store through the library.
 fn key_used(uses: Uses) -> bool {
-    matches!(uses, Uses::StoreWrites | Uses::StoreReads)
+    matches!(
+        uses,
+        Uses::StoreWrites | Uses::StoreReads | Uses::RestoreFrom
+    )
 }
 
 /// The key, for a command that uses one (`key_used`), from `--key-file`

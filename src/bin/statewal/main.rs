@@ -641,7 +641,9 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
             json,
         } => clean::run(cli, *older_than, status, *dry_run, *json),
         Command::Copy { from, to, json } => copy::run(cli, from, to, *json),
-        Command::RestoreFrom { url, to, at, json } => replica::restore_from(url, to, *at, *json),
+        Command::RestoreFrom { url, to, at, json } => {
+            replica::restore_from(cli, url, to, *at, *json)
+        }
         Command::Keygen { path, json } => keygen(path, *json),
         Command::Encrypt { cipher, json } => convert(cli, Some(cipher), *json),
         Command::Decrypt { json } => convert(cli, None, *json),

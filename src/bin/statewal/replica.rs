@@ -3,6 +3,7 @@
 //! and endpoints come from the environment as for `--replicate`
 //! (`AWS_*`, `AZURE_*`, `GOOGLE_*`: `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...).
 
+use crate::Cli;
 use statewal::Result;
 #[cfg(not(feature = "replicate"))]
 use statewal::{Error, ErrorKind};
@@ -58,7 +59,7 @@ fn unbuilt(command: &str) -> Error {
 /// it restored what was asked, 1 when a corrupt or missing object stopped
 /// it short (the directory holds every record before it), 2 on an error.
 #[cfg(not(feature = "replicate"))]
-pub fn restore_from(_: &str, _: &Path, _: Option<At>, _: bool) -> Result<ExitCode> {
+pub fn restore_from(_: &Cli, _: &str, _: &Path, _: Option<At>, _: bool) -> Result<ExitCode> {
     Err(unbuilt("restore-from"))
 }
 
@@ -72,7 +73,13 @@ pub fn status(_: &str, _: bool) -> Result<ExitCode> {
 /// it restored what was asked, 1 when a corrupt or missing object stopped
 /// it short (the directory holds every record before it), 2 on an error.
 #[cfg(feature = "replicate")]
-pub fn restore_from(url: &str, to: &Path, at: Option<At>, json: bool) -> Result<ExitCode> {
+pub fn restore_from(
+    cli: &Cli,
+    url: &str,
+    to: &Path,
+    at: Option<At>,
+    json: bool,
+) -> Result<ExitCode> {
     use statewal::replica::{self, RestoreTarget};
     let target = match at {
         None => RestoreTarget::Latest,
@@ -87,7 +94,16 @@ pub fn restore_from(url: &str, to: &Path, at: Option<At>, json: bool) -> Result<
     let new_journal = !to.join("journal").exists();
     let new_tasks = !to.join("tasks").exists();
     let progress = crate::progress::Progress::spinner(format!("restoring from {url}"));
-    let result = replica::restore(url, to, target);
+    #[cfg(feature = "encryption")]
+    let result = match &cli.key {
+        Some(key) => replica::restore_encrypted(url, &[], to, target, key.clone()),
+        None => replica::restore(url, to, target),
+    };
+    #[cfg(not(feature = "encryption"))]
+    let result = {
+        let _ = cli;
+        replica::restore(url, to, target)
+    };
     drop(progress);
     if result.is_err() {
         if !existed {
