@@ -259,9 +259,31 @@ fn list(fs: &dyn Fs) -> Result<Vec<BackupInfo>> {
             sessions: None,
             journal_seq: None,
         };
-        match fs.read(&info.name)? {
+        let read = match fs.read(&info.name) {
+            // A sealed backup that does not open (altered, or another
+            // key's): listed as invalid, saying why; the others still are.
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Key) => {
+                info.size_bytes = fs.file_len(&info.name)?.unwrap_or(0);
+                info.problem = Some(e.to_string());
+                out.push(info);
+                continue;
+            }
+            read => read?,
+        };
+        match read {
             // Pruned by a concurrent checkpoint since the listing.
             None => continue,
+            // Sealed, read without the key: only its envelope is checked.
+            Some(bytes) if bytes.starts_with(&layout::SEALED_MAGIC) => {
+                info.size_bytes = bytes.len() as u64;
+                info.problem = Some(match layout::check_sealed(&bytes) {
+                    Ok((_, key_id)) => format!(
+                        "encrypted with key id {key_id:08x}: give the key to check what it \
+                         holds (its envelope and checksum are intact)"
+                    ),
+                    Err(why) => why,
+                });
+            }
             Some(bytes) => {
                 info.size_bytes = bytes.len() as u64;
                 match layout::parse_state_any_version(&bytes) {

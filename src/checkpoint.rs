@@ -358,6 +358,12 @@ fn backup_state(fs: &dyn Fs, ctx: &mut CheckpointCtx) -> Result<bool> {
             tracing::warn!(error = %e, "state.json is not a regular file; not keeping it as a backup");
             return Ok(false);
         }
+        // In an encrypted store, one that does not open: damaged, as a
+        // plain one that does not parse.
+        Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => {
+            tracing::warn!(error = %e, "state.json is corrupt; not keeping it as a backup");
+            return Ok(false);
+        }
         Err(e) => return Err(e),
     };
     let recoverable =

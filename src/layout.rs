@@ -112,6 +112,13 @@ pub fn is_archive_file_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Whether `name` (in the store's root) is a backup of `state.json`:
+/// `state.backup.<stamp>.json` with a stamp statewal or the original
+/// server writes, or `state.pre-migration.backup.json`.
+pub(crate) fn is_backup_name(name: &str) -> bool {
+    stamp_in(name).is_some() || name == crate::migrate::PRE_MIGRATION_BACKUP
+}
+
 /// The backup files, newest first: ordered by the instant their stamp
 /// denotes, whichever of the two formats it is in (see [`backup_stamp`]).
 pub fn list_backups(fs: &dyn Fs) -> Result<Vec<String>> {
@@ -649,7 +656,13 @@ pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
                 head[9],
             ));
         }
-        return Ok(Sealing::Plain);
+        // Plain only if it looks like the JSON object a plain state.json
+        // is: a damaged file (cut inside the envelope's header, or
+        // garbage) says nothing, and the next one is asked.
+        let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&head);
+        if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return Ok(Sealing::Plain);
+        }
     }
     let mut ids: Vec<u64> = fs
         .list(crate::journal::JOURNAL_DIR)?

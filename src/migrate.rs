@@ -190,6 +190,7 @@ pub struct RollbackReport {
 /// the decisions are computed and nothing is written).
 pub fn migrate(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
     let fs = RealFs::existing(dir)?;
+    refuse_encrypted(&fs, dir)?;
     let survey = crate::reconcile::survey::survey(&fs)?;
     if survey.needs_merge() {
         drop(fs);
@@ -207,6 +208,23 @@ pub fn migrate(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
         return merge_by_opening(dir, false);
     }
     migrate_surveyed(&fs, false, &survey)
+}
+
+/// An encrypted store is written in the current format, and was never
+/// the original server's: there is nothing to migrate or roll back, and
+/// its sealed files must not be read as damaged JSON.
+fn refuse_encrypted(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    match layout::sealed_state(fs)? {
+        Some(id) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is encrypted (key id {id:08x}): it is written in the current format, so \
+                 there is nothing to migrate or roll back (nothing was done)",
+                dir.display()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The merge of [`migrate`]: an owner's open runs it; a read-only open
@@ -246,6 +264,7 @@ fn merge_by_opening(dir: &Path, dry_run: bool) -> Result<MigrationReport> {
 /// journaled since the migration are kept where they are newer.
 pub fn rollback(dir: &Path) -> Result<RollbackReport> {
     let fs = RealFs::existing(dir)?;
+    refuse_encrypted(&fs, dir)?;
     let _lock = fs.lock()?;
     let Some((_, name)) = pre_migration_backups(&fs)?.pop() else {
         return Err(Error::new(

@@ -1010,7 +1010,11 @@ fn load_checkpoint(
     let state_json = match fs.read(STATE_FILE) {
         Ok(None) => Err("missing".to_string()),
         Ok(Some(bytes)) => Ok(bytes),
-        Err(e) if e.kind() == ErrorKind::InvalidInput => Err(e.to_string()),
+        // Corrupt: in an encrypted store, a file that does not open; the
+        // damage a plain file's parse finds.
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Corrupt) => {
+            Err(e.to_string())
+        }
         Err(e) => return Err(e),
     };
     let state_json = state_json.map(|bytes| {
@@ -1177,7 +1181,9 @@ fn read_candidate(
     let bytes = match fs.read(name) {
         Ok(None) => return Ok(Err("missing".into())),
         Ok(Some(bytes)) => bytes,
-        Err(e) if e.kind() == ErrorKind::InvalidInput => return Ok(Err(e.to_string())),
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Corrupt) => {
+            return Ok(Err(e.to_string()));
+        }
         Err(e) => return Err(e),
     };
     Ok(candidate_of(&bytes, crc32fast::hash(&bytes), history))

@@ -11,7 +11,7 @@
 //! finishes the conversion before it loads anything. Each step is
 //! idempotent: a file already converted is left as it is.
 
-use super::fs::{Keys, is_sealed, open_file, seal_file};
+use super::fs::{Keys, bound_name, is_sealed, open_file, seal_file};
 use super::{Key, KeyId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fs::{self, Fs};
@@ -93,7 +93,7 @@ fn open_marker(fs: &dyn Fs, key: &Key) -> Result<Marker> {
     let raw = fs
         .read_unmapped(CONVERT_MARKER)?
         .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{shown} vanished")))?;
-    let plain = open_file(std::slice::from_ref(key), &raw, &shown)?;
+    let plain = open_file(std::slice::from_ref(key), &raw, CONVERT_MARKER, &shown)?;
     serde_json::from_slice(&plain)
         .map_err(|e| Error::new(ErrorKind::Corrupt, format!("{shown}: does not parse: {e}")))
 }
@@ -101,7 +101,7 @@ fn open_marker(fs: &dyn Fs, key: &Key) -> Result<Marker> {
 /// Writes the marker sealed under `key` (the one it names), synced.
 fn write_marker(fs: &dyn Fs, key: &Key, marker: &Marker) -> Result<()> {
     let body = serde_json::to_vec(marker).expect("a marker serializes");
-    let sealed = seal_file(key, parse_cipher(&marker.cipher), &body)?;
+    let sealed = seal_file(key, parse_cipher(&marker.cipher), &body, CONVERT_MARKER)?;
     fs::write_atomic(fs, "", CONVERT_MARKER, &sealed)
 }
 
@@ -236,7 +236,7 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertRepor
         check_covered(&*fs, &Keys::new(old_key.clone(), Vec::new(), cipher))?;
         // The old key first, sealed under the new one, then the marker: a
         // marker never exists without the key that finishes it.
-        let ring = seal_file(&new_key, cipher, old_key.to_line().as_bytes())?;
+        let ring = seal_file(&new_key, cipher, old_key.to_line().as_bytes(), KEYRING)?;
         fs::write_atomic(&*fs, "", KEYRING, &ring)?;
         write_marker(&*fs, &new_key, &target)?;
     }
@@ -392,7 +392,8 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
             };
             // Sealed means it opens: plain content that merely begins with
             // the magic (log text from outside) is still plain.
-            let opens = is_sealed(&raw) && open_file(&keys.all, &raw, "").is_ok();
+            let bound = bound_name(&rel);
+            let opens = is_sealed(&raw) && open_file(&keys.all, &raw, &bound, "").is_ok();
             let done = match marker.to.as_str() {
                 // Sealed under the new key already.
                 "rekey" => {
@@ -406,7 +407,7 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
                 continue;
             }
             let opened = match is_sealed(&raw) && (marker.to != "encrypted" || opens) {
-                true => open_file(&keys.all, &raw, &fs.describe(&rel)),
+                true => open_file(&keys.all, &raw, &bound, &fs.describe(&rel)),
                 false => Ok(raw),
             };
             let plain = match opened {
@@ -423,7 +424,7 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
                 Err(e) => return Err(e),
             };
             let new = match encrypting {
-                true => seal_file(&keys.current, keys.algorithm, &plain)?,
+                true => seal_file(&keys.current, keys.algorithm, &plain, &bound)?,
                 false => plain,
             };
             fs::write_atomic(fs, dir, &name, &new)?;
@@ -466,7 +467,7 @@ fn covered_seq(fs: &dyn Fs, keys: &Keys) -> Result<u64> {
         return Ok(0);
     };
     let plain = match is_sealed(&raw) {
-        true => open_file(&keys.all, &raw, &shown)?,
+        true => open_file(&keys.all, &raw, layout::STATE_FILE, &shown)?,
         false => raw,
     };
     layout::parse_state(&plain)
@@ -513,7 +514,8 @@ pub(crate) fn finish_at_open(
                 format!("{shown} is missing: the old key is lost"),
             )
         })?;
-        let line = zeroize::Zeroizing::new(open_file(std::slice::from_ref(k), &ring, &shown)?);
+        let line =
+            zeroize::Zeroizing::new(open_file(std::slice::from_ref(k), &ring, KEYRING, &shown)?);
         let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&line).into_owned());
         older.push(Key::parse(&text, &shown)?);
     }

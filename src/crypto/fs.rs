@@ -64,8 +64,50 @@ fn checksum(bytes: &[u8]) -> u32 {
     crate::layout::sealed_checksum(bytes)
 }
 
-/// Seals a whole file's bytes under `key` with a fresh salt and nonce.
-pub(crate) fn seal_file(key: &Key, algorithm: Algorithm, plain: &[u8]) -> Result<Vec<u8>> {
+/// The name a layout file's seal binds (its associated data): the path
+/// of the file in the store, relative to its root, as the store reads it.
+/// A temp file (`.X.tmp`, `.X.sealed.tmp`) binds the name it is renamed
+/// to, a backup of `state.json` (`state.backup.<stamp>.json`) binds
+/// `state.json` (checkpoints rename one into the other), and a file set
+/// aside as `X.edited-<ms>` binds `X`. So an authentic file moved under
+/// another name of the store does not open (docs/encryption.md).
+pub(crate) fn bound_name(rel: &str) -> String {
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let name = name
+        .strip_prefix('.')
+        .and_then(|n| {
+            n.strip_suffix(".sealed.tmp")
+                .or_else(|| n.strip_suffix(".tmp"))
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or(name);
+    let name = match name.rsplit_once(".edited-") {
+        Some((base, ms)) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    };
+    if dir.is_empty() && crate::layout::is_backup_name(name) {
+        return crate::layout::STATE_FILE.to_string();
+    }
+    crate::fs::join(dir, name)
+}
+
+/// The associated data of a sealed file: its header's first 32 bytes,
+/// then the name it binds.
+fn file_aad(header: &[u8], bound: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_LEN + bound.len());
+    aad.extend_from_slice(&header[..AAD_LEN]);
+    aad.extend_from_slice(bound.as_bytes());
+    aad
+}
+
+/// Seals a whole file's bytes under `key` with a fresh salt and nonce,
+/// bound to `bound` (a [`bound_name`]).
+pub(crate) fn seal_file(
+    key: &Key,
+    algorithm: Algorithm,
+    plain: &[u8],
+    bound: &str,
+) -> Result<Vec<u8>> {
     let fk = FileKey::new(key, algorithm, Purpose::File)?;
     let mut out = Vec::with_capacity(HEADER_LEN + algorithm.overhead() + plain.len());
     out.extend_from_slice(&MAGIC);
@@ -73,31 +115,32 @@ pub(crate) fn seal_file(key: &Key, algorithm: Algorithm, plain: &[u8]) -> Result
     out.extend_from_slice(&key.id().0.to_le_bytes());
     out.extend_from_slice(&fk.salt());
     out.extend_from_slice(&[0; 4]);
-    let sealed = fk.seal(plain, &out[..AAD_LEN])?;
+    let sealed = fk.seal(plain, &file_aad(&out, bound))?;
     out.extend_from_slice(&sealed);
     let crc = checksum(&out);
     out[32..36].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
-/// Opens a sealed file with whichever of `keys` sealed it. `shown` names
-/// the file in errors. A file sealed by a key not among them is
-/// [`ErrorKind::Key`], naming the key id it needs; one that does not
-/// authenticate under its own key is [`ErrorKind::Corrupt`].
-pub(crate) fn open_file(keys: &[Key], bytes: &[u8], shown: &str) -> Result<Vec<u8>> {
+/// Opens a sealed file, bound to `bound`, with whichever of `keys` sealed
+/// it. `shown` names the file in errors. A file sealed by a key not among
+/// them is [`ErrorKind::Key`], naming the key id it needs; one that does
+/// not authenticate under its own key (altered, or sealed under another
+/// name) is [`ErrorKind::Corrupt`].
+pub(crate) fn open_file(keys: &[Key], bytes: &[u8], bound: &str, shown: &str) -> Result<Vec<u8>> {
     let env = check_envelope(bytes)
         .map_err(|why| Error::new(ErrorKind::Corrupt, format!("{shown}: {why}")))?;
     let Some(key) = keys.iter().find(|k| k.id() == env.key_id) else {
         return Err(wrong_key(shown, env.key_id, keys));
     };
     let fk = FileKey::with_salt(key, env.algorithm, Purpose::File, env.salt);
-    fk.open(&bytes[HEADER_LEN..], &bytes[..AAD_LEN])
+    fk.open(&bytes[HEADER_LEN..], &file_aad(bytes, bound))
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Corrupt,
                 format!(
-                    "{shown}: does not authenticate under key {}: it was altered after it \
-                     was sealed",
+                    "{shown}: does not authenticate under key {} as {bound}: it was altered \
+                     after it was sealed, or moved from another name",
                     env.key_id
                 ),
             )
@@ -188,7 +231,36 @@ impl SealedFs {
                 ),
             ));
         }
-        open_file(&self.keys.all, raw, &shown)
+        open_file(&self.keys.all, raw, &bound_name(rel), &shown)
+    }
+}
+
+/// The largest sealed file read whole for a part of it: a sealed file
+/// authenticates only whole, so a caller that bounds its read (a task file
+/// at most twice a record, so that a planted file the size of a disk is
+/// never read whole) gets [`ErrorKind::TooLarge`] past this instead.
+const PARTIAL_READ_WHOLE_MAX: u64 = 256 << 20;
+
+impl SealedFs {
+    /// Refuses a read of `len` bytes at `offset` of sealed file `rel` that
+    /// would read more than [`PARTIAL_READ_WHOLE_MAX`] bytes beyond it.
+    fn check_part(&self, rel: &str, offset: u64, len: u64) -> Result<()> {
+        let asked = offset
+            .saturating_add(len)
+            .saturating_add((HEADER_LEN + Algorithm::XChaCha20Poly1305.overhead()) as u64);
+        match self.inner.file_len(rel)? {
+            Some(raw) if raw > asked && raw > PARTIAL_READ_WHOLE_MAX => Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} is a sealed file of {raw} bytes: a sealed file is read whole to \
+                     authenticate it, and a read of part of one is refused past \
+                     {PARTIAL_READ_WHOLE_MAX} bytes",
+                    self.inner.describe(rel)
+                ),
+            )
+            .with_path(rel)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -277,6 +349,7 @@ impl Fs for SealedFs {
         if !sealed_path(rel) {
             return self.inner.read_at(rel, offset, len);
         }
+        self.check_part(rel, offset, len)?;
         Ok(self
             .read_unmapped(rel)?
             .map(|plain| slice(plain, offset, len)))
@@ -291,6 +364,7 @@ impl Fs for SealedFs {
         if !sealed_path(rel) {
             return self.inner.read_at_stat(rel, offset, len);
         }
+        self.check_part(rel, offset, len)?;
         // The stat first, as the inner one takes it: a write after it shows
         // in a later stat, never in bytes it vouches for.
         let stat = self.inner.stat(rel)?;
@@ -406,7 +480,12 @@ struct SealedFile {
 
 impl SealedFile {
     fn sealed(&self) -> Result<Vec<u8>> {
-        seal_file(&self.keys.current, self.keys.algorithm, &self.plain)
+        seal_file(
+            &self.keys.current,
+            self.keys.algorithm,
+            &self.plain,
+            &bound_name(&self.rel),
+        )
     }
 
     /// Writes the sealed bytes over the new file's whole content.

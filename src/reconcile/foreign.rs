@@ -70,7 +70,14 @@ pub(crate) fn read_task_file(fs: &dyn Fs, name: String) -> Result<Option<TaskFil
             parse_task_file(&bytes, &name)
         }
         Ok(None) => return Ok(None), // Removed since the listing.
-        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::TooLarge) => {
+        // Corrupt: in an encrypted store, a file that does not open (put
+        // there in clear, altered, or moved from another name).
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::Corrupt
+            ) =>
+        {
             Err(e.to_string())
         }
         Err(e) => return Err(e),

@@ -249,6 +249,12 @@ impl TaskFiles {
                     "was replaced by something that is not a regular file while the store was \
                      open ({e})"
                 ))),
+                // In an encrypted store: a file that does not open (put
+                // there in clear, altered, or moved from another name), or
+                // one too large to read whole.
+                ErrorKind::Corrupt | ErrorKind::TooLarge => {
+                    Ok(Some(format!("changed while the store was open ({e})")))
+                }
                 _ => Err(e),
             }
         };

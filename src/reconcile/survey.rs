@@ -134,7 +134,9 @@ pub(crate) fn survey(fs: &dyn Fs) -> Result<Survey> {
 fn read(fs: &dyn Fs, name: &str) -> Result<Option<crate::fs::Bytes>> {
     match fs.read(name) {
         Ok(b) => Ok(b),
-        Err(e) if e.kind() == ErrorKind::InvalidInput => {
+        // Not a regular file; or, in an encrypted store, one that does not
+        // open: either way nothing of it is read.
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Corrupt) => {
             Ok(Some(crate::fs::Bytes::Owned(Vec::new())))
         }
         Err(e) => Err(e),

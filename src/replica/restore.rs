@@ -721,7 +721,12 @@ impl Unseal {
                 (Some(Err(_)), _) => Ok(Err("its encryption envelope is damaged")),
                 (Some(Ok(env)), None) => Err(wrong_key(name, env.key_id, &[])),
                 (Some(Ok(env)), Some(key)) => {
-                    match open_file(std::slice::from_ref(key), &raw, name) {
+                    match open_file(
+                        std::slice::from_ref(key),
+                        &raw,
+                        crate::layout::STATE_FILE,
+                        name,
+                    ) {
                         Ok(plain) => {
                             *self.cipher.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some(env.algorithm);

@@ -379,3 +379,111 @@ fn a_key_with_a_database_is_refused() {
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.to_string().contains(&key.id().to_string()), "{e}");
 }
+
+/// A `state.json` cut short (inside its envelope's header) or overwritten
+/// says nothing about whether the store is encrypted: the store is still
+/// told to be encrypted by its backups and segments, opens with its key
+/// from them, and loses nothing; without the key it is a key error.
+#[test]
+fn a_damaged_state_json_does_not_make_the_store_plain() {
+    for damage in [&b"SWSEAL"[..], &b"\x00\x01garbage"[..]] {
+        let tmp = scratch();
+        let dir = tmp.path().join("store");
+        let key = Key::generate().unwrap();
+        populated(&dir, &key, Algorithm::default());
+        let held: Vec<String> = {
+            let store = Store::open(keyed(&dir, &key)).unwrap();
+            store
+                .list_tasks()
+                .unwrap()
+                .iter()
+                .map(|t| t.id().to_string())
+                .collect()
+        };
+        std::fs::write(dir.join("state.json"), damage).unwrap();
+        let e = Store::open(Options::new(&dir).checkpoint_interval(None)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+        let store = Store::open(keyed(&dir, &key)).unwrap();
+        let ids: Vec<String> = store
+            .list_tasks()
+            .unwrap()
+            .iter()
+            .map(|t| t.id().to_string())
+            .collect();
+        assert_eq!(ids, held);
+    }
+}
+
+/// Files planted in `tasks/` of an encrypted store (one in clear, one
+/// sealed under another name, one the size of a disk) are reported as
+/// problems and never read whole; the store opens with what it holds.
+#[test]
+fn planted_task_files_in_an_encrypted_store() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key = Key::generate().unwrap();
+    populated(&dir, &key, Algorithm::default());
+    let tasks = dir.join("tasks");
+    std::fs::write(
+        tasks.join("evil.json"),
+        br#"{"id":"evil","description":"x"}"#,
+    )
+    .unwrap();
+    std::fs::copy(tasks.join("t1.json"), tasks.join("t9.json")).unwrap();
+    let big = std::fs::File::create(tasks.join("big.json")).unwrap();
+    big.set_len(300 << 20).unwrap();
+    drop(big);
+    let store = Store::open(keyed(&dir, &key)).unwrap();
+    let ids: Vec<String> = store
+        .list_tasks()
+        .unwrap()
+        .iter()
+        .map(|t| t.id().to_string())
+        .collect();
+    assert_eq!(ids, ["t1", "t3"]);
+}
+
+/// `backups` lists an encrypted store's backups: with the key each is
+/// opened and checked; without it, each envelope is, and the listing says
+/// the key is needed to check more. `migrate` and `copy`, which take no
+/// key, say why instead of reading sealed files as damaged JSON.
+#[test]
+fn backups_migrate_and_copy_on_an_encrypted_store() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let key_file = tmp.path().join("key");
+    let key = Key::generate_file(&key_file).unwrap();
+    populated(&dir, &key, Algorithm::default());
+    let k = key_file.to_str().unwrap();
+    let listed = |args: &[&str]| {
+        let out = run_statewal(&dir, args, "", &[]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        crate::util::json_lines(&out.stdout)
+    };
+    let keyed = listed(&["--key-file", k, "backups", "--json"]);
+    assert!(!keyed.is_empty());
+    assert!(keyed.iter().all(|b| b["valid"] == true), "{keyed:#?}");
+    let bare = listed(&["backups", "--json"]);
+    assert_eq!(bare.len(), keyed.len());
+    for b in &bare {
+        assert_eq!(b["valid"], false);
+        let why = b["problem"].as_str().unwrap();
+        assert!(
+            why.contains("give the key") && why.contains(&key.id().to_string()),
+            "{why}"
+        );
+    }
+    for (args, says) in [
+        (&["migrate"][..], "is encrypted"),
+        (&["--key-file", k, "migrate"][..], "takes no key"),
+        (
+            &["--key-file", k, "copy", "--from", ".", "--to", "../c"][..],
+            "statewal export",
+        ),
+    ] {
+        let out = run_statewal(&dir, args, "", &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

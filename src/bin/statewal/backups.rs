@@ -5,12 +5,21 @@ use crate::health::human_bytes;
 use crate::out::{count, json_line};
 use statewal::report::BackupInfo;
 use statewal::{Result, Store};
-use std::path::Path;
 use std::process::ExitCode;
 
 /// Lists the backups of `dir`, newest first, without opening the store.
-pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
+pub fn list(cli: &Cli, json: bool) -> Result<ExitCode> {
+    let dir = &cli.dir;
     crate::commands::require_store(dir)?;
+    // With the key, each sealed backup is opened and checked whole, through
+    // a reader (which takes no lock); without it, an encrypted store's
+    // backups are listed with their envelopes checked only.
+    #[cfg(feature = "encryption")]
+    let backups = match cli.key.is_some() {
+        true => Store::open(cli.options().read_only(true))?.backups()?,
+        false => statewal::backups(dir)?,
+    };
+    #[cfg(not(feature = "encryption"))]
     let backups = statewal::backups(dir)?;
     if json {
         // JSON Lines: one backup per line.

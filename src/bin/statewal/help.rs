@@ -353,6 +353,26 @@ fn flag_note(uses: Uses) -> String {
             "This command ignores --sync, --read-only and --replicate: it writes nothing (it \
              opens the store read-only, or reads its files without opening it). {KEY_USED}"
         ),
+        Uses::RestoreFrom if keys => flag_note_plain(uses).replace(
+            "--key-file, --key-command (and STATEWAL_KEY) are for features not built yet: it \
+             refuses them (exit 2) rather than write without them.",
+            "The replica of an encrypted store needs its key (--key-file, --key-command or \
+             STATEWAL_KEY), and the restored store is encrypted under it; without it, or given \
+             a key for a plain replica, it refuses (exit 2) before writing anything.",
+        ),
+        Uses::Migrates if keys => "This command ignores --sync: it syncs everything it writes, \
+             as sync-before-ack does, whatever the policy. It refuses --key-file, --key-command \
+             (and STATEWAL_KEY): an encrypted store is in the current format already (exit 2). \
+             It refuses --replicate too (exit 2): it writes the files directly."
+            .to_string(),
+        Uses::Copy if keys => flag_note_plain(uses).replace(
+            "and refuses \
+             --replicate, --key-file, --key-command (and STATEWAL_KEY), which are for \
+             features not built yet (exit 2).",
+            "and refuses --replicate (exit 2). It refuses --key-file, --key-command (and \
+             STATEWAL_KEY) too (exit 2): `statewal export` copies an encrypted store into a \
+             plain one.",
+        ),
         other => flag_note_plain(other).to_string(),
     }
 }
@@ -399,9 +419,8 @@ fn flag_note_plain(uses: Uses) -> &'static str {
              from the replica URL names, and syncs every file it writes. Credentials and \
              endpoints come from the environment, as for --replicate (AWS_*, AZURE_*, \
              GOOGLE_*; AWS_ENDPOINT and AWS_ALLOW_HTTP for an S3-compatible service). \
-             The replica of an encrypted store needs its key (--key-file, --key-command or \
-             STATEWAL_KEY): the restored store is encrypted under it; a plain replica given a \
-             key is refused (exit 2). Exit 1 when a corrupt or \
+             --key-file, --key-command (and STATEWAL_KEY) are for features not built yet: it \
+             refuses them (exit 2) rather than write without them. Exit 1 when a corrupt or \
              missing object stopped it before the target (it names the object; every record \
              before it is restored)."
         }
@@ -516,6 +535,23 @@ pub fn refuse_unbuilt(cli: &Cli) -> Result<()> {
             "encryption at rest (issue 13)",
         ),
     ];
+    let key_given = cli.key_file.is_some() || cli.key_command.is_some() || key_env;
+    if cfg!(feature = "encryption") && key_given && matches!(uses, Uses::Migrates | Uses::Copy) {
+        let why = match uses {
+            Uses::Migrates => {
+                "`migrate` takes no key: an encrypted store is written in the current format \
+                 already (migrate a store before `statewal encrypt`)"
+            }
+            _ => {
+                "`copy` takes no key: `statewal export --to DIR` copies an encrypted store into \
+                 a plain one, and `statewal encrypt` encrypts a copy"
+            }
+        };
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{why}; nothing was done"),
+        ));
+    }
     if opens && uses != Uses::Copy && cli.database_url().is_some() {
         let name = cli.command_name.as_str();
         if !ON_POSTGRES.contains(&name) {

@@ -632,7 +632,7 @@ fn dispatch(cli: &Cli) -> statewal::Result<ExitCode> {
             json,
         } => readback::read_log(cli, file_name, *offset, *length, *json),
         Command::GetSession { id, json } => readback::get_session(cli, id, *json),
-        Command::Backups { json } => backups::list(&cli.dir, *json),
+        Command::Backups { json } => backups::list(cli, *json),
         Command::Restore { backup, json } => backups::restore(cli, backup, *json),
         Command::Clean {
             older_than,

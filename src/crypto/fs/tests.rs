@@ -111,7 +111,7 @@ fn another_key_or_none_is_a_key_error_naming_the_id() {
         "{m}"
     );
     let raw = sim.read_unmapped("state.json").unwrap().unwrap();
-    let none = open_file(&[], &raw, "state.json").unwrap_err();
+    let none = open_file(&[], &raw, "state.json", "state.json").unwrap_err();
     assert_eq!(none.kind(), ErrorKind::Key);
     assert!(none.to_string().contains("a key is needed"), "{none}");
     // An older key still opens what it sealed.
@@ -128,11 +128,11 @@ fn another_key_or_none_is_a_key_error_naming_the_id() {
 fn every_flipped_bit_of_a_sealed_file_is_detected() {
     let key = Key::generate().unwrap();
     for alg in Algorithm::ALL {
-        let raw = seal_file(&key, alg, b"{\"tasks\":[]}").unwrap();
+        let raw = seal_file(&key, alg, b"{\"tasks\":[]}", "f").unwrap();
         for i in 0..raw.len() * 8 {
             let mut bad = raw.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            let e = open_file(std::slice::from_ref(&key), &bad, "f").unwrap_err();
+            let e = open_file(std::slice::from_ref(&key), &bad, "f", "f").unwrap_err();
             // A flip in the key id is the one place a flip names a key: it
             // is caught by the checksum first.
             assert_eq!(e.kind(), ErrorKind::Corrupt, "{alg}: bit {i}: {e}");
@@ -150,7 +150,7 @@ fn every_flipped_bit_of_a_sealed_file_is_detected() {
         let crc = checksum(&forged);
         forged[32..36].copy_from_slice(&crc.to_le_bytes());
         assert!(inspect(&forged).unwrap().is_ok());
-        let e = open_file(std::slice::from_ref(&key), &forged, "f").unwrap_err();
+        let e = open_file(std::slice::from_ref(&key), &forged, "f", "f").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
         assert!(e.to_string().contains("does not authenticate"), "{e}");
     }
@@ -168,4 +168,53 @@ fn a_plain_file_in_an_encrypted_store_is_refused() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
     assert!(e.to_string().contains("not encrypted"), "{e}");
+}
+
+/// A sealed file binds its name: moved under another name of the store,
+/// it does not open; under its temp name, its backup name or its
+/// set-aside name, it binds the name the store gives it.
+#[test]
+fn a_sealed_file_binds_its_name() {
+    let sim = SimFs::new(6);
+    let key = Key::generate().unwrap();
+    let fs = sealed(&sim, &key, Algorithm::default());
+    fs.create_dir("sessions").unwrap();
+    crate::fs::write_atomic(&fs, "sessions", "a.json", b"{\"id\":\"a\"}").unwrap();
+    crate::fs::write_atomic(&fs, "sessions", "b.json", b"{\"id\":\"b\"}").unwrap();
+    assert_eq!(
+        fs.read_unmapped("sessions/a.json").unwrap().unwrap(),
+        b"{\"id\":\"a\"}"
+    );
+    // Swapped underneath: each is authentic, under the other's name.
+    let a = sim.read_unmapped("sessions/a.json").unwrap().unwrap();
+    let b = sim.read_unmapped("sessions/b.json").unwrap().unwrap();
+    crate::fs::write_atomic(&sim, "sessions", "a.json", &b).unwrap();
+    crate::fs::write_atomic(&sim, "sessions", "b.json", &a).unwrap();
+    for rel in ["sessions/a.json", "sessions/b.json"] {
+        let e = fs.read_unmapped(rel).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{rel}: {e}");
+        assert!(e.to_string().contains("moved from another name"), "{e}");
+    }
+    // A checkpoint's rename of state.json to a backup keeps it readable.
+    crate::fs::write_atomic(&fs, "", "state.json", b"{}").unwrap();
+    let backup = crate::layout::new_backup_name(&[]);
+    fs.rename("state.json", &backup).unwrap();
+    assert_eq!(fs.read_unmapped(&backup).unwrap().unwrap(), b"{}");
+    // The names each file binds.
+    for (rel, bound) in [
+        ("tasks/.t1.json.tmp", "tasks/t1.json"),
+        ("tasks/.t1.json.sealed.tmp", "tasks/t1.json"),
+        ("tasks/t1.json.edited-1764000000000", "tasks/t1.json"),
+        ("tasks/t1.json.edited-x", "tasks/t1.json.edited-x"),
+        (backup.as_str(), "state.json"),
+        ("..statewal.converting.tmp", ".statewal.converting"),
+        (
+            "sessions/state.backup.1.json",
+            "sessions/state.backup.1.json",
+        ),
+        ("logs/s1.log", "logs/s1.log"),
+        (".tmp", ".tmp"),
+    ] {
+        assert_eq!(bound_name(rel), bound, "{rel}");
+    }
 }
