@@ -122,7 +122,7 @@ fn existing_marker(fs: &dyn Fs, key: &Key) -> Result<Option<std::result::Result<
 /// Refuses, before anything is written, a journal holding records past
 /// the checkpoint `state.json` holds: a conversion removes the segments,
 /// and would lose them.
-fn check_covered(fs: &dyn Fs, keys: &Keys) -> Result<()> {
+fn check_covered(fs: &dyn Fs, keys: &Keys) -> Result<u64> {
     let covered = covered_seq(fs, keys)?;
     for name in fs.list(JOURNAL_DIR)? {
         if crate::journal::parse_segment_name(&name).is_none() {
@@ -144,7 +144,7 @@ fn check_covered(fs: &dyn Fs, keys: &Keys) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    Ok(covered)
 }
 
 /// Encrypts the plain store `opts` names with `opts`' key and cipher.
@@ -199,51 +199,96 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertRepor
         key_id: new_key.id().to_string(),
         cipher: cipher.to_string(),
     };
-    let resumed = match existing_marker(&*fs, &new_key)? {
-        Some(Ok(m)) if m.to == target.to => true,
-        Some(Ok(m)) => return Err(other_conversion(&opts.dir, &m.command(), &m.key_id)),
-        Some(Err(id)) => return Err(other_conversion(&opts.dir, "a conversion", &id.to_string())),
-        None => {
-            match layout::sealed_state(&*fs)? {
-                Some(id) if id == old_key.id().0 => {}
-                Some(id) => {
-                    return Err(super::fs::wrong_key(
-                        &opts.dir.display().to_string(),
-                        KeyId(id),
-                        std::slice::from_ref(&old_key),
-                    ));
-                }
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!(
-                            "{} is not encrypted: `statewal encrypt` encrypts it (nothing was \
-                             done)",
-                            opts.dir.display()
-                        ),
-                    ));
-                }
+    let old_keys = Keys::new(old_key.clone(), Vec::new(), cipher);
+    let keys = Keys::new(new_key.clone(), vec![old_key.clone()], cipher);
+    let begin = || {
+        match layout::sealed_state(&*fs)? {
+            Some(id) if id == old_key.id().0 => {}
+            Some(id) => {
+                return Err(super::fs::wrong_key(
+                    &opts.dir.display().to_string(),
+                    KeyId(id),
+                    std::slice::from_ref(&old_key),
+                ));
             }
-            refuse_superseded(&opts, &*fs, true)?;
-            let store = Store::open_on(opts.clone().checkpoint_interval(None), fs.clone(), None)?;
-            store.checkpoint()?;
-            drop(store);
-            false
+            None => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} is not encrypted: `statewal encrypt` encrypts it (nothing was done)",
+                        opts.dir.display()
+                    ),
+                ));
+            }
         }
+        refuse_superseded(&opts, &*fs, true)?;
+        let store = Store::open_on(opts.clone().checkpoint_interval(None), fs.clone(), None)?;
+        store.checkpoint()?;
+        drop(store);
+        Ok(())
     };
-    let _lock = fs.lock()?;
-    if !resumed {
-        check_covered(&*fs, &Keys::new(old_key.clone(), Vec::new(), cipher))?;
-        // The old key first, sealed under the new one, then the marker: a
-        // marker never exists without the key that finishes it.
+    // The old key first, sealed under the new one, then the marker: a
+    // marker never exists without the key that finishes it.
+    let keyring = || {
         let ring = seal_file(&new_key, cipher, old_key.to_line().as_bytes(), KEYRING)?;
-        fs::write_atomic(&*fs, "", KEYRING, &ring)?;
-        write_marker(&*fs, &new_key, &target)?;
+        fs::write_atomic(&*fs, "", KEYRING, &ring)
+    };
+    let run = Run {
+        opts: &opts,
+        fs: &*fs,
+        marker_key: &new_key,
+        target,
+        old_keys,
+        keys,
+    };
+    run.go(begin, keyring)
+}
+
+/// What `encrypt`, `decrypt` and `rekey` share: resume a conversion to
+/// `target` that is under way, or begin one (checks, and a checkpoint in
+/// the old form); then, under the store's lock, check that the checkpoint
+/// covers every record, prepare (`rekey`'s keyring), write the marker,
+/// and finish.
+struct Run<'a> {
+    opts: &'a Options,
+    fs: &'a dyn Fs,
+    /// The key the marker is sealed under: the one it names.
+    marker_key: &'a Key,
+    target: Marker,
+    /// What the store is sealed with before the conversion.
+    old_keys: Keys,
+    /// What the conversion reads and writes with.
+    keys: Keys,
+}
+
+impl Run<'_> {
+    fn go(
+        self,
+        begin: impl FnOnce() -> Result<()>,
+        prepare: impl FnOnce() -> Result<()>,
+    ) -> Result<ConvertReport> {
+        let dir = &self.opts.dir;
+        let resumed = match existing_marker(self.fs, self.marker_key)? {
+            Some(Ok(m)) if m.to == self.target.to => true,
+            Some(Ok(m)) => return Err(other_conversion(dir, &m.command(), &m.key_id)),
+            Some(Err(id)) => return Err(other_conversion(dir, "a conversion", &id.to_string())),
+            None => {
+                begin()?;
+                false
+            }
+        };
+        let _lock = self.fs.lock()?;
+        if !resumed {
+            check_covered(self.fs, &self.old_keys)?;
+            prepare()?;
+            // Synced before any file is converted: from here on, an open
+            // finishes the conversion rather than finding a mix.
+            write_marker(self.fs, self.marker_key, &self.target)?;
+        }
+        let mut report = finish(self.fs, &self.keys, &self.target)?;
+        report.resumed = resumed;
+        Ok(report)
     }
-    let keys = Keys::new(new_key, vec![old_key], cipher);
-    let mut report = finish(&*fs, &keys, &target)?;
-    report.resumed = resumed;
-    Ok(report)
 }
 
 /// The error for a conversion asked while another is unfinished.
@@ -288,26 +333,15 @@ fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertRepor
         key_id: key.id().to_string(),
         cipher: cipher.to_string(),
     };
-    let resumed = match existing_marker(&*fs, &key)? {
-        Some(Ok(m)) if m.to == target.to => true,
-        Some(Ok(m)) => return Err(other_conversion(&opts.dir, &m.command(), &m.key_id)),
-        Some(Err(id)) => return Err(other_conversion(&opts.dir, "a conversion", &id.to_string())),
-        None => {
-            begin(&opts, &fs, encrypt)?;
-            false
-        }
+    let run = Run {
+        opts: &opts,
+        fs: &*fs,
+        marker_key: &key,
+        target,
+        old_keys: keys,
+        keys: Keys::new(key.clone(), Vec::new(), cipher),
     };
-    let _lock = fs.lock()?;
-    if !resumed {
-        check_covered(&*fs, &keys)?;
-        // Synced before any file is converted: from here on, an open
-        // finishes the conversion rather than finding a mix.
-        write_marker(&*fs, &key, &target)?;
-    }
-    let keys = Keys::new(key, Vec::new(), parse_cipher(&target.cipher));
-    let mut report = finish(&*fs, &keys, &target)?;
-    report.resumed = resumed;
-    Ok(report)
+    run.go(|| begin(&opts, &fs, encrypt), || Ok(()))
 }
 
 /// Checks the store is in the old form, and checkpoints it there so
@@ -363,8 +397,7 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
     let encrypting = marker.encrypting();
     // Before anything is converted: a record the checkpoint lacks stops
     // the conversion with the store as it was.
-    check_covered(fs, keys)?;
-    let covered = covered_seq(fs, keys)?;
+    let covered = check_covered(fs, keys)?;
     let mut report = ConvertReport {
         to: marker.to.clone(),
         key_id: marker.key_id.clone(),
@@ -390,25 +423,31 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
             let Some(raw) = fs.read_unmapped(&rel)? else {
                 continue;
             };
-            // Sealed means it opens: plain content that merely begins with
-            // the magic (log text from outside) is still plain.
             let bound = bound_name(&rel);
-            let opens = is_sealed(&raw) && open_file(&keys.all, &raw, &bound, "").is_ok();
-            let done = match marker.to.as_str() {
+            let sealed = is_sealed(&raw);
+            let open = || open_file(&keys.all, &raw, &bound, &fs.describe(&rel));
+            // Each file is opened once: to tell whether it is done
+            // (encrypting), or to convert it (the others).
+            let (done, opened) = match marker.to.as_str() {
                 // Sealed under the new key already.
-                "rekey" => {
-                    !is_sealed(&raw)
-                        || raw.get(12..16) == Some(&keys.current.id().0.to_le_bytes()[..])
-                }
-                "encrypted" => opens,
-                _ => !is_sealed(&raw),
+                "rekey" => (
+                    !sealed || raw.get(12..16) == Some(&keys.current.id().0.to_le_bytes()[..]),
+                    None,
+                ),
+                // Sealed means it opens: plain content that merely begins
+                // with the magic (log text from outside) is still plain.
+                "encrypted" => match sealed.then(open) {
+                    Some(Ok(_)) => (true, None),
+                    _ => (false, Some(Ok(raw.clone()))),
+                },
+                _ => (!sealed, None),
             };
             if done {
                 continue;
             }
-            let opened = match is_sealed(&raw) && (marker.to != "encrypted" || opens) {
-                true => open_file(&keys.all, &raw, &bound, &fs.describe(&rel)),
-                false => Ok(raw),
+            let opened = match opened {
+                Some(plain) => plain,
+                None => open(),
             };
             let plain = match opened {
                 Ok(plain) => plain,

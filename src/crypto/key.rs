@@ -90,20 +90,29 @@ impl Key {
         if line.contains(['\n', '\r']) {
             return Err(bad("is more than one line"));
         }
-        let mut decoded = Zeroizing::new(Vec::with_capacity(33));
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(line, &mut decoded)
+        // Decoded into a buffer that never moves, so that no copy of the
+        // key is left behind unzeroized; a key's line is 44 characters.
+        if line.len() > 64 {
+            return Err(bad(&format!("is {} bytes long, not 44", line.len())));
+        }
+        let mut decoded = Zeroizing::new([0u8; 48]);
+        let n = base64::engine::general_purpose::STANDARD
+            .decode_slice(line, decoded.as_mut())
             .map_err(|_| bad("is not base64"))?;
-        let bytes: [u8; 32] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad(&format!("decodes to {} bytes, not 32", decoded.len())))?;
-        Ok(Key::from_bytes(Zeroizing::new(bytes)))
+        if n != 32 {
+            return Err(bad(&format!("decodes to {n} bytes, not 32")));
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&decoded[..32]);
+        Ok(Key::from_bytes(bytes))
     }
 
     /// The key's text: what [`Key::parse`] reads, with a newline.
     pub fn to_line(&self) -> Zeroizing<String> {
-        let mut s = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(*self.bytes));
+        // Room for the newline from the start: no reallocation leaves a
+        // copy of the text behind.
+        let mut s = Zeroizing::new(String::with_capacity(45));
+        base64::engine::general_purpose::STANDARD.encode_string(self.bytes.as_ref(), &mut s);
         s.push('\n');
         s
     }
@@ -158,10 +167,24 @@ impl Key {
                 ),
             ));
         }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| Error::io("read the key file", path, e))?,
-        );
-        Key::parse(&text, &format!("the key file {}", path.display()))
+        // Into a buffer large enough from the start (the file is at most
+        // 1024 bytes, checked above; the read stops past that), so that no
+        // reallocation leaves a copy of the key behind.
+        use std::io::Read;
+        let mut raw = Zeroizing::new(Vec::with_capacity(1026));
+        std::fs::File::open(path)
+            .and_then(|f| f.take(1025).read_to_end(&mut raw))
+            .map_err(|e| Error::io("read the key file", path, e))?;
+        let text = std::str::from_utf8(&raw).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the key file {} is not text: a key is one line of base64",
+                    path.display()
+                ),
+            )
+        })?;
+        Key::parse(text, &format!("the key file {}", path.display()))
     }
 
     /// Runs `command` through `sh -c` and reads the key from its standard
@@ -188,7 +211,9 @@ impl Key {
         // Read on a thread of its own, so that the timeout below also
         // covers a command that never closes its output.
         let reader = std::thread::spawn(move || {
-            let mut out = Zeroizing::new(Vec::new());
+            // Never reallocated (the read stops at 4096 bytes): no copy
+            // of the key is left behind.
+            let mut out = Zeroizing::new(Vec::with_capacity(4097));
             let _ = (&mut stdout).take(4096).read_to_end(&mut out);
             out
         });
@@ -216,13 +241,13 @@ impl Key {
                 format!("{shown} failed ({status}); its error output is above"),
             ));
         }
-        let text = Zeroizing::new(String::from_utf8(out.to_vec()).map_err(|_| {
+        let text = std::str::from_utf8(&out).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("the output of {shown} is not text: a key is one line of base64"),
             )
-        })?);
-        Key::parse(&text, &format!("the output of {shown}"))
+        })?;
+        Key::parse(text, &format!("the output of {shown}"))
     }
 
     /// Writes a new random key to `path`, created with mode 0600; an

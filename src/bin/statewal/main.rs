@@ -762,24 +762,7 @@ fn convert(cli: &Cli, cipher: Option<&String>, json: bool) -> statewal::Result<E
             }
             None => statewal::crypto::decrypt(opts)?,
         };
-        if json {
-            out::json_line(&report)?;
-        } else {
-            outln!(
-                "{} is {} now (key id {}): {} files converted, {} journal segments removed{}",
-                cli.dir.display(),
-                report.to,
-                report.key_id,
-                report.files,
-                report.segments_removed,
-                if report.resumed {
-                    ", finishing an interrupted run"
-                } else {
-                    ""
-                }
-            );
-        }
-        Ok(ExitCode::SUCCESS)
+        print_converted(cli, &report, json, "")
     }
     #[cfg(not(feature = "encryption"))]
     {
@@ -790,6 +773,35 @@ fn convert(cli: &Cli, cipher: Option<&String>, json: bool) -> statewal::Result<E
              nothing was done",
         ))
     }
+}
+
+/// What `encrypt`, `decrypt` and `rekey` did, as one JSON object or one
+/// line ending with `then`.
+#[cfg(feature = "encryption")]
+fn print_converted(
+    cli: &Cli,
+    report: &statewal::crypto::ConvertReport,
+    json: bool,
+    then: &str,
+) -> statewal::Result<ExitCode> {
+    if json {
+        out::json_line(report)?;
+    } else {
+        outln!(
+            "{} is {} now (key id {}): {} files converted, {} journal segments removed{}{then}",
+            cli.dir.display(),
+            report.to,
+            report.key_id,
+            report.files,
+            report.segments_removed,
+            if report.resumed {
+                ", finishing an interrupted run"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `statewal rekey --new-key-file PATH`.
@@ -805,24 +817,7 @@ fn rekey(cli: &Cli, new_key_file: &std::path::Path, json: bool) -> statewal::Res
         }
         let new_key = statewal::crypto::Key::from_file(new_key_file)?;
         let report = statewal::crypto::rekey(cli.options(), new_key)?;
-        if json {
-            out::json_line(&report)?;
-        } else {
-            outln!(
-                "{} is encrypted with key id {} now: {} files sealed again, {} journal segments \
-                 removed{}; the old key no longer opens it",
-                cli.dir.display(),
-                report.key_id,
-                report.files,
-                report.segments_removed,
-                if report.resumed {
-                    ", finishing an interrupted run"
-                } else {
-                    ""
-                }
-            );
-        }
-        Ok(ExitCode::SUCCESS)
+        print_converted(cli, &report, json, "; the old key no longer opens it")
     }
     #[cfg(not(feature = "encryption"))]
     {
