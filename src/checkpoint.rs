@@ -97,6 +97,17 @@ pub(crate) struct CheckpointCtx {
     /// Something outside the checkpoint that still reads old segments (a
     /// replica that has not shipped them), consulted before removing any.
     pub retention_gate: Option<Arc<dyn RetentionGate>>,
+    /// Work that follows every checkpoint, under this context's lock (so
+    /// no checkpoint writes a layout file meanwhile): a key change's
+    /// sealing again of files under the old key (`crate::crypto`).
+    pub after: Option<Arc<dyn AfterCheckpoint>>,
+}
+
+/// Work that follows every successful checkpoint, with the checkpoint's
+/// lock held, on the store's filesystem. A failure is logged; the next
+/// checkpoint tries again.
+pub(crate) trait AfterCheckpoint: Send + Sync + std::fmt::Debug {
+    fn after(&self, fs: &dyn Fs) -> Result<()>;
 }
 
 /// A say in when covered journal segments may be removed, for a reader of

@@ -117,10 +117,13 @@ fn check_files(fs: &dyn Fs, h: &mut Health) {
             Err(why) => format!("a marker that is not valid: {why}"),
         };
         h.problems.push(format!(
-            "an encrypt, decrypt or key change stopped before it finished ({}, {key}): the \
+            "an encrypt or decrypt stopped before it finished ({}, {key}): the \
              store opens only for writing with that key, which finishes it",
             layout::CONVERT_MARKER
         ));
+    }
+    if let Ok(Some(ring)) = fs.read_unmapped(layout::KEYRING) {
+        key_change(fs, &ring, h);
     }
     match layout::sealed_state(fs) {
         Ok(Some(key_id)) => return check_sealed_files(fs, key_id, h),
@@ -164,6 +167,40 @@ fn check_files(fs: &dyn Fs, h: &mut Health) {
 
 /// An encrypted store's state file and backups, without the key: their
 /// envelopes and checksums (`docs/encryption.md`), and the journal's size.
+/// A key change under way (`statewal rekey`): what is still sealed under
+/// the old key, which the store keeps until nothing is. Read from the
+/// envelopes' and segment headers' key ids alone: no key is needed.
+fn key_change(fs: &dyn Fs, ring: &[u8], h: &mut Health) {
+    let new_id = match layout::check_sealed(ring) {
+        Ok((_, id)) => id,
+        Err(why) => {
+            h.problems.push(format!("{}: {why}", layout::KEYRING));
+            return;
+        }
+    };
+    let files = layout::sealable_files(fs).map(|files| {
+        files
+            .iter()
+            .filter(|(dir, name)| {
+                layout::file_key_id(fs, &crate::fs::join(dir, name))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|id| id != new_id)
+            })
+            .count()
+    });
+    match (files, layout::segments_sealed_otherwise(fs, new_id)) {
+        (Ok(files), Ok(segments)) => h.warnings.push(format!(
+            "a key change to key id {new_id:08x} is under way (statewal rekey): {files} files \
+             and {segments} journal segments are still sealed under the old key, which the \
+             store keeps in {} (sealed under the new one) until checkpoints have sealed the \
+             files again and removed the segments; it opens only with the new key",
+            layout::KEYRING
+        )),
+        (Err(e), _) | (_, Err(e)) => h.problems.push(e.to_string()),
+    }
+}
+
 fn check_sealed_files(fs: &dyn Fs, key_id: u32, h: &mut Health) {
     h.warnings.push(format!(
         "the store is encrypted (key id {key_id:08x}): health read no file's content, only \

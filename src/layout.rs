@@ -36,6 +36,9 @@ pub const LOCK_FILE: &str = ".statewal.lock";
 /// (`docs/encryption.md`): which way, and the key id. Known to every build,
 /// so that one without the `encryption` feature refuses such a store.
 pub const CONVERT_MARKER: &str = ".statewal.converting";
+/// Present while `statewal rekey` changes the key (`docs/encryption.md`):
+/// the old key, sealed under the new one.
+pub const KEYRING: &str = ".statewal-keyring";
 /// Every directory the store creates.
 pub const DIRS: [&str; 6] = [
     TASKS_DIR,
@@ -115,6 +118,7 @@ pub fn is_archive_file_name(name: &str) -> bool {
 /// Whether `name` (in the store's root) is a backup of `state.json`:
 /// `state.backup.<stamp>.json` with a stamp statewal or the original
 /// server writes, or `state.pre-migration.backup.json`.
+#[cfg(feature = "encryption")]
 pub(crate) fn is_backup_name(name: &str) -> bool {
     stamp_in(name).is_some() || name == crate::migrate::PRE_MIGRATION_BACKUP
 }
@@ -686,6 +690,54 @@ pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
         }
     }
     Ok(Sealing::New)
+}
+
+/// The layout files a key seals, as (directory, name): every file of the
+/// root and of [`DIRS`] but the journal, the lock, the conversion marker,
+/// the keyring and temp files.
+pub(crate) fn sealable_files(fs: &dyn Fs) -> Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    for dir in std::iter::once("").chain(DIRS) {
+        if dir == crate::journal::JOURNAL_DIR {
+            continue;
+        }
+        for name in fs.list(dir)? {
+            if ![LOCK_FILE, CONVERT_MARKER, KEYRING].contains(&name.as_str())
+                && !name.ends_with(".tmp")
+            {
+                out.push((dir, name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key id in the envelope of layout file `rel`, from its header alone;
+/// `None` when it is not sealed (or gone).
+pub(crate) fn file_key_id(fs: &dyn Fs, rel: &str) -> Result<Option<u32>> {
+    let head = fs.read_at(rel, 0, 16)?.unwrap_or_default();
+    Ok((head.len() == 16 && head[..8] == SEALED_MAGIC)
+        .then(|| u32::from_le_bytes(head[12..16].try_into().expect("4 bytes"))))
+}
+
+/// How many journal segments are sealed under a key other than `id`.
+pub(crate) fn segments_sealed_otherwise(fs: &dyn Fs, id: u32) -> Result<usize> {
+    let mut n = 0;
+    for name in fs.list(crate::journal::JOURNAL_DIR)? {
+        if crate::journal::parse_segment_name(&name).is_none() {
+            continue;
+        }
+        let rel = crate::fs::join(crate::journal::JOURNAL_DIR, &name);
+        let head = fs
+            .read_at(&rel, 0, crate::journal::record::SEGMENT_HEADER_LEN as u64)?
+            .unwrap_or_default();
+        let other = crate::journal::record::SegmentHeader::decode(&head)
+            .ok()
+            .and_then(|h| h.cipher)
+            .is_some_and(|c| c.key_id != id);
+        n += usize::from(other);
+    }
+    Ok(n)
 }
 
 /// The key id the store is sealed with, if it is encrypted

@@ -42,8 +42,7 @@ pub struct ConvertReport {
 /// The marker's content: where the conversion goes, and with which key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Marker {
-    /// `"encrypted"`, `"plain"`, or `"rekey"` (to the key `key_id` names,
-    /// from the one kept in the keyring file meanwhile).
+    /// `"encrypted"` or `"plain"`.
     pub(crate) to: String,
     /// The key id, 8 hex digits.
     pub(crate) key_id: String,
@@ -59,16 +58,11 @@ impl Marker {
     fn command(&self) -> String {
         match self.to.as_str() {
             "encrypted" => "`statewal encrypt`",
-            "plain" => "`statewal decrypt`",
-            _ => "`statewal rekey`",
+            _ => "`statewal decrypt`",
         }
         .to_string()
     }
 }
-
-/// During a key change, the old key, sealed under the new one: what lets
-/// an open given only the new key finish the change.
-pub(crate) const KEYRING: &str = ".statewal-keyring";
 
 /// The key id the marker is sealed with, if there is a marker. The marker
 /// is sealed under the key it names, so only that key's holder can have
@@ -159,96 +153,10 @@ pub fn decrypt(opts: Options) -> Result<ConvertReport> {
     convert(opts, fs, false)
 }
 
-/// Changes the key of the encrypted store `opts` names (whose key
-/// `opts` holds) to `new_key`: a checkpoint under the old key, then every
-/// file sealed again under the new one and the old segments removed.
-/// Until it has finished, the old key is kept in the store sealed under
-/// the new one, so an open with the new key finishes an interrupted change
-/// (`health` says one is under way).
-pub fn rekey(opts: Options, new_key: Key) -> Result<ConvertReport> {
-    let fs: Arc<dyn Fs> = Arc::new(fs::RealFs::existing(opts.dir.clone())?);
-    rekey_on(opts, fs, new_key)
-}
-
-/// [`rekey`] on any filesystem, such as a [`crate::sim::SimFs`].
-#[cfg(feature = "sim")]
-pub fn rekey_with_fs(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertReport> {
-    rekey_on(opts, fs, new_key)
-}
-
-fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<ConvertReport> {
-    let Some(old_key) = opts.encryption_key.clone() else {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "the store's current key is needed (--key-file, --key-command or STATEWAL_KEY); \
-             nothing was done",
-        ));
-    };
-    if old_key.id() == new_key.id() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "the new key is the key the store has; nothing was done",
-        ));
-    }
-    let cipher = opts.cipher.unwrap_or(match layout::store_sealing(&*fs)? {
-        layout::Sealing::Sealed(_, code) => super::Algorithm::from_code(code).unwrap_or_default(),
-        _ => Default::default(),
-    });
-    let target = Marker {
-        to: "rekey".into(),
-        key_id: new_key.id().to_string(),
-        cipher: cipher.to_string(),
-    };
-    let old_keys = Keys::new(old_key.clone(), Vec::new(), cipher);
-    let keys = Keys::new(new_key.clone(), vec![old_key.clone()], cipher);
-    let begin = || {
-        match layout::sealed_state(&*fs)? {
-            Some(id) if id == old_key.id().0 => {}
-            Some(id) => {
-                return Err(super::fs::wrong_key(
-                    &opts.dir.display().to_string(),
-                    KeyId(id),
-                    std::slice::from_ref(&old_key),
-                ));
-            }
-            None => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{} is not encrypted: `statewal encrypt` encrypts it (nothing was done)",
-                        opts.dir.display()
-                    ),
-                ));
-            }
-        }
-        refuse_superseded(&opts, &*fs, true)?;
-        let store = Store::open_on(opts.clone().checkpoint_interval(None), fs.clone(), None)?;
-        store.checkpoint()?;
-        drop(store);
-        Ok(())
-    };
-    // The old key first, sealed under the new one, then the marker: a
-    // marker never exists without the key that finishes it.
-    let keyring = || {
-        let ring = seal_file(&new_key, cipher, old_key.to_line().as_bytes(), KEYRING)?;
-        fs::write_atomic(&*fs, "", KEYRING, &ring)
-    };
-    let run = Run {
-        opts: &opts,
-        fs: &*fs,
-        marker_key: &new_key,
-        target,
-        old_keys,
-        keys,
-    };
-    run.go(begin, keyring)
-}
-
-/// What `encrypt`, `decrypt` and `rekey` share: resume a conversion to
+/// What `encrypt` and `decrypt` share: resume a conversion to
 /// `target` that is under way, or begin one (checks, and a checkpoint in
 /// the old form); then, under the store's lock, check that the checkpoint
-/// covers every record, prepare (`rekey`'s keyring), write the marker,
-/// and finish.
+/// covers every record, write the marker, and finish.
 struct Run<'a> {
     opts: &'a Options,
     fs: &'a dyn Fs,
@@ -262,11 +170,7 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn go(
-        self,
-        begin: impl FnOnce() -> Result<()>,
-        prepare: impl FnOnce() -> Result<()>,
-    ) -> Result<ConvertReport> {
+    fn go(self, begin: impl FnOnce() -> Result<()>) -> Result<ConvertReport> {
         let dir = &self.opts.dir;
         let resumed = match existing_marker(self.fs, self.marker_key)? {
             Some(Ok(m)) if m.to == self.target.to => true,
@@ -280,7 +184,6 @@ impl Run<'_> {
         let _lock = self.fs.lock()?;
         if !resumed {
             check_covered(self.fs, &self.old_keys)?;
-            prepare()?;
             // Synced before any file is converted: from here on, an open
             // finishes the conversion rather than finding a mix.
             write_marker(self.fs, self.marker_key, &self.target)?;
@@ -326,6 +229,16 @@ fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertRepor
     if !layout::holds_store(&*fs)? {
         return Err(layout::no_store(&opts.dir));
     }
+    if let Some(id) = super::rotate::keyring_key(&*fs)? {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is changing its key to key id {id} (statewal rekey): that change finishes \
+                 first, at the checkpoints of a store opened with that key (nothing was done)",
+                opts.dir.display()
+            ),
+        ));
+    }
     let cipher = opts.cipher.unwrap_or_default();
     let keys = Keys::new(key.clone(), Vec::new(), cipher);
     let target = Marker {
@@ -341,7 +254,7 @@ fn convert(opts: Options, fs: Arc<dyn Fs>, encrypt: bool) -> Result<ConvertRepor
         old_keys: keys,
         keys: Keys::new(key.clone(), Vec::new(), cipher),
     };
-    run.go(|| begin(&opts, &fs, encrypt), || Ok(()))
+    run.go(|| begin(&opts, &fs, encrypt))
 }
 
 /// Checks the store is in the old form, and checkpoints it there so
@@ -372,7 +285,7 @@ fn begin(opts: &Options, fs: &Arc<dyn Fs>, encrypt: bool) -> Result<()> {
 
 /// Refuses a store with journal segments a merge set aside: a conversion
 /// would leave them in their old form.
-fn refuse_superseded(opts: &Options, fs: &dyn Fs, sealing: bool) -> Result<()> {
+pub(crate) fn refuse_superseded(opts: &Options, fs: &dyn Fs, sealing: bool) -> Result<()> {
     let superseded = fs
         .list_dirs(JOURNAL_DIR)?
         .into_iter()
@@ -410,7 +323,7 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
         for name in fs.list(dir)? {
             // Not the lock, the marker or a temp file; caches (dot files)
             // are converted like the rest.
-            if [layout::LOCK_FILE, CONVERT_MARKER, KEYRING].contains(&name.as_str()) {
+            if [layout::LOCK_FILE, CONVERT_MARKER].contains(&name.as_str()) {
                 continue;
             }
             let rel = fs::join(dir, &name);
@@ -429,11 +342,6 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
             // Each file is opened once: to tell whether it is done
             // (encrypting), or to convert it (the others).
             let (done, opened) = match marker.to.as_str() {
-                // Sealed under the new key already.
-                "rekey" => (
-                    !sealed || raw.get(12..16) == Some(&keys.current.id().0.to_le_bytes()[..]),
-                    None,
-                ),
                 // Sealed means it opens: plain content that merely begins
                 // with the magic (log text from outside) is still plain.
                 "encrypted" => match sealed.then(open) {
@@ -490,11 +398,7 @@ pub(crate) fn finish(fs: &dyn Fs, keys: &Keys, marker: &Marker) -> Result<Conver
         report.segments_removed += 1;
     }
     fs.sync_dir(JOURNAL_DIR)?;
-    // The marker goes before the old key: a marker never stays without
-    // the key that finishes it.
     fs.remove(CONVERT_MARKER)?;
-    fs.sync_dir("")?;
-    fs.remove(KEYRING)?;
     fs.sync_dir("")?;
     Ok(report)
 }
@@ -544,22 +448,8 @@ pub(crate) fn finish_at_open(
         return Err(interrupted(dir, id));
     };
     let marker = open_marker(fs, k)?;
-    let mut older = Vec::new();
-    if marker.to == "rekey" {
-        let shown = fs.describe(KEYRING);
-        let ring = fs.read_unmapped(KEYRING)?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("{shown} is missing: the old key is lost"),
-            )
-        })?;
-        let line =
-            zeroize::Zeroizing::new(open_file(std::slice::from_ref(k), &ring, KEYRING, &shown)?);
-        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&line).into_owned());
-        older.push(Key::parse(&text, &shown)?);
-    }
     let cipher = parse_cipher(&marker.cipher);
-    let keys = Keys::new(k.clone(), older, cipher);
+    let keys = Keys::new(k.clone(), Vec::new(), cipher);
     finish(fs, &keys, &marker)?;
     tracing::warn!(conversion = %marker.command(), "finished an interrupted conversion");
     Ok(Some((marker.encrypting(), cipher)))
@@ -570,7 +460,7 @@ pub(crate) fn interrupted(dir: &std::path::Path, id: KeyId) -> Error {
     Error::new(
         ErrorKind::Key,
         format!(
-            "{} was being converted (statewal encrypt, decrypt or rekey, to key id {id}) when \
+            "{} was being converted (statewal encrypt or decrypt, to key id {id}) when \
              it stopped: open it for writing with that key to finish",
             dir.display()
         ),

@@ -18,12 +18,16 @@ mod convert;
 pub mod fs;
 pub(crate) mod journal;
 mod key;
+pub(crate) mod rotate;
 
-pub(crate) use convert::finish_at_open;
-pub use convert::{ConvertReport, decrypt, encrypt, rekey};
 #[cfg(feature = "sim")]
-pub use convert::{convert_with_fs, rekey_with_fs};
+pub use convert::convert_with_fs;
+pub(crate) use convert::finish_at_open;
+pub use convert::{ConvertReport, decrypt, encrypt};
 pub use key::{KEY_ENV, KEY_FILE_ENV, Key, KeyId, KeySource};
+#[cfg(feature = "sim")]
+pub use rotate::rekey_with_fs;
+pub use rotate::{RekeyReport, rekey};
 
 use crate::error::{Error, ErrorKind, Result};
 

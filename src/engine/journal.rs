@@ -218,7 +218,11 @@ impl JournalEngine {
         subscriber: Option<Subscriber>,
         #[cfg_attr(not(feature = "replicate"), allow(unused_variables))] bucket: ReplicaBucket,
     ) -> Result<JournalEngine> {
-        let (fs, sealing) = seal_fs(&opts, fs)?;
+        let SealedOpen {
+            fs,
+            sealing,
+            after_checkpoint,
+        } = seal_fs(&opts, fs)?;
         let (fs, lock, mut rec, prepared) = if opts.read_only {
             open_read_only(&opts, fs, sealing.clone())?
         } else {
@@ -265,6 +269,7 @@ impl JournalEngine {
             snapshot_due: !opts.read_only && rec.report.snapshot.wants_rebuild(),
             derived: Default::default(),
             retention_gate: None,
+            after: after_checkpoint,
         };
         let report = rec.report;
         // The checkpoint's copies were kept for the plan only: the held
@@ -1051,6 +1056,14 @@ impl Shared {
     /// with the checkpoint's lock released.
     fn checkpoint(&self) -> Result<CheckpointStats> {
         let result = self.checkpoint_locked();
+        if result.is_ok() {
+            let ctx = self.ckpt.lock();
+            if let Some(after) = ctx.after.clone()
+                && let Err(e) = after.after(&*self.fs)
+            {
+                tracing::warn!(error = %e, "after the checkpoint; the next one tries again");
+            }
+        }
         self.subscribers.deliver();
         result
     }
@@ -1346,7 +1359,14 @@ fn real_fs(opts: &Options) -> Result<Arc<dyn Fs>> {
 }
 
 /// What [`seal_fs`] gives.
-type SealedOpen = (Arc<dyn Fs>, Option<Arc<dyn Sealing>>);
+struct SealedOpen {
+    /// The filesystem the store works through.
+    fs: Arc<dyn Fs>,
+    /// The journal's record sealing.
+    sealing: Option<Arc<dyn Sealing>>,
+    /// A key change's work after each checkpoint.
+    after_checkpoint: Option<Arc<dyn crate::checkpoint::AfterCheckpoint>>,
+}
 
 /// The filesystem the store works through, and the journal's sealing: in
 /// an encrypted store (`Options::encryption_key`), the sealed layer over
@@ -1408,7 +1428,11 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
                 }
                 _ => Default::default(),
             });
-        let keys = Keys::new(key.clone(), Vec::new(), cipher);
+        // During a key change (statewal rekey), the old key too, from the
+        // keyring that only the new one opens.
+        let older = crate::crypto::rotate::keys_at_open(&*fs, key, &opts.dir)?;
+        let rotating = !older.is_empty();
+        let keys = Keys::new(key.clone(), older, cipher);
         match sealed_by {
             None if sealing == layout::Sealing::Plain => {
                 return Err(Error::new(
@@ -1429,7 +1453,15 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
         let keys = Arc::new(keys);
         let sealing: Arc<dyn Sealing> =
             Arc::new(crate::crypto::journal::JournalSealing::new(keys.clone()));
-        return Ok((Arc::new(SealedFs::with_keys(fs, keys)), Some(sealing)));
+        let after_checkpoint = (rotating && !opts.read_only).then(|| {
+            Arc::new(crate::crypto::rotate::Rotation::new(fs.clone(), key.id()))
+                as Arc<dyn crate::checkpoint::AfterCheckpoint>
+        });
+        return Ok(SealedOpen {
+            fs: Arc::new(SealedFs::with_keys(fs, keys)),
+            sealing: Some(sealing),
+            after_checkpoint,
+        });
     }
     #[cfg(feature = "encryption")]
     if matches!(converted, Some((false, _))) {
@@ -1453,7 +1485,11 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
             ),
         ));
     }
-    Ok((fs, None))
+    Ok(SealedOpen {
+        fs,
+        sealing: None,
+        after_checkpoint: None,
+    })
 }
 
 /// The lock holder's open: lock, create the layout, migrate, recover.

@@ -487,3 +487,44 @@ fn backups_migrate_and_copy_on_an_encrypted_store() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `statewal rekey`: the store opens only with the new key from then on,
+/// and `health` says a change is under way while the old key is kept.
+#[test]
+fn rekey_from_the_cli() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let (k1, k2) = (tmp.path().join("k1"), tmp.path().join("k2"));
+    let old = Key::generate_file(&k1).unwrap();
+    let new = Key::generate_file(&k2).unwrap();
+    populated(&dir, &old, Algorithm::default());
+    let (k1, k2) = (k1.to_str().unwrap(), k2.to_str().unwrap());
+    let out = run_statewal(
+        &dir,
+        &["--key-file", k1, "rekey", "--new-key-file", k2, "--json"],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["key_id"], new.id().to_string());
+    assert_eq!(report["old_key_id"], old.id().to_string());
+    assert!(report["files"].as_u64().unwrap() >= 8, "{report}");
+    let out = run_statewal(&dir, &["--key-file", k1, "list"], "", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&new.id().to_string()), "{err}");
+    let out = run_statewal(&dir, &["--key-file", k2, "get-task", "t1"], "", &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(SECRET),
+        "{out:?}"
+    );
+    let out = run_statewal(&dir, &["health", "--json"], "", &[]);
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warned = health["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("key change"));
+    assert_eq!(warned, report["finished"] == false, "{health}");
+}

@@ -210,9 +210,36 @@ fn open_with_any(fs: SimFs, keys: &[&Key]) -> (View, String) {
     panic!("no key opens it: {errors:#?}");
 }
 
+/// The key id each sealed layout file and each segment is sealed with.
+fn key_ids(fs: &SimFs) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in [
+        "", "tasks", "sessions", "logs", "reports", "archive", "journal",
+    ] {
+        for name in fs.list(dir).unwrap() {
+            let rel = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            let head = fs.read_unmapped(&rel).unwrap().unwrap_or_default();
+            let id = if head.starts_with(b"SWSEALED") {
+                u32::from_le_bytes(head[12..16].try_into().unwrap())
+            } else if dir == "journal" && head.len() >= 80 {
+                u32::from_le_bytes(head[76..80].try_into().unwrap())
+            } else {
+                continue;
+            };
+            out.push((rel, format!("{id:08x}")));
+        }
+    }
+    out
+}
+
 /// `rekey` cut by power loss at every operation: the store opens with the
-/// old key (not begun) or the new one (finished, or finished by that
-/// open), and holds what it held.
+/// old key (the change not begun) or only the new one (begun: the old key
+/// is kept in the keyring), and holds what it held; a `rekey` run again
+/// goes on with the change it began.
 #[test]
 fn rekey_cut_anywhere_leaves_a_store_that_opens() {
     let old = Key::generate().unwrap();
@@ -227,15 +254,16 @@ fn rekey_cut_anywhere_leaves_a_store_that_opens() {
     assert!(report.files >= 5, "{report:?}");
     let ops = probe.ops();
     let lost = probe.crash_with(|_| Outcome::Lost);
-    assert!(
-        lost.read_unmapped(".statewal.converting")
-            .unwrap()
-            .is_none()
-    );
-    assert!(lost.read_unmapped(".statewal-keyring").unwrap().is_none());
+    // Every layout file is under the new key once it returns.
+    for (rel, id) in key_ids(&lost) {
+        if !rel.starts_with("journal/") {
+            assert_eq!(id, new.id().to_string(), "{rel}");
+        }
+    }
     // The old key no longer opens it.
     let e = Store::open_with_fs(keyed.clone(), Arc::new(lost.fork()), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    assert!(e.to_string().contains(&new.id().to_string()), "{e}");
     assert_eq!(
         open_with_any(lost, &[&new]),
         (before.clone(), new.id().to_string())
@@ -246,9 +274,58 @@ fn rekey_cut_anywhere_leaves_a_store_that_opens() {
         sim.crash_after_ops(n);
         let _ = statewal::crypto::rekey_with_fs(keyed.clone(), Arc::new(sim.clone()), new.clone());
         let after = sim.crash();
-        let (seen, id) = open_with_any(after, &[&new, &old]);
+        let begun = after.read_unmapped(".statewal-keyring").unwrap().is_some();
+        let (seen, _) = open_with_any(after.fork(), &[&new, &old]);
         assert_eq!(seen, before, "power loss at op {n} of {ops}");
-        moved += usize::from(id == new.id().to_string());
+        moved += usize::from(begun);
+        // Run again (with the old key, as the first run was), it goes on
+        // with the change, or begins it.
+        let again =
+            statewal::crypto::rekey_with_fs(keyed.clone(), Arc::new(after.clone()), new.clone())
+                .unwrap_or_else(|e| panic!("op {n}: {e}"));
+        assert_eq!(again.resumed, begun, "op {n}");
+        assert_eq!(open_with_any(after, &[&new]).0, before, "op {n}");
     }
     assert!(moved > 0 && moved < ops as usize, "{moved} of {ops}");
+}
+
+/// A key change finishes at the checkpoints that follow it: new writes
+/// are sealed under the new key at once, the segments under the old one go
+/// once no backup needs them, and then the keyring goes and `health` stops
+/// reporting the change.
+#[test]
+fn a_key_change_finishes_at_the_following_checkpoints() {
+    let old = Key::generate().unwrap();
+    let new = Key::generate().unwrap();
+    let sim = SimFs::new(13);
+    let before = fill(&sim, Some(&old));
+    let keyed = opts().encryption_key(old.clone());
+    let report =
+        statewal::crypto::rekey_with_fs(keyed, Arc::new(sim.clone()), new.clone()).unwrap();
+    assert!(!report.finished && report.segments_left > 0, "{report:?}");
+    assert!(sim.read_unmapped(".statewal-keyring").unwrap().is_some());
+    let o = opts().encryption_key(new.clone()).backups_kept(2);
+    let store = Store::open_with_fs(o.clone(), Arc::new(sim.clone()), None).unwrap();
+    assert_eq!(view(&store).0, before.0);
+    for i in 0..5 {
+        store.put_task(Task::new(format!("n{i}"))).unwrap();
+        store.checkpoint().unwrap();
+        // What the store writes is under the new key from the start.
+        let newest = key_ids(&sim)
+            .into_iter()
+            .rfind(|(rel, _)| rel.starts_with("journal/"))
+            .unwrap();
+        assert_eq!(newest.1, new.id().to_string(), "{newest:?}");
+    }
+    drop(store);
+    assert!(
+        sim.read_unmapped(".statewal-keyring").unwrap().is_none(),
+        "{:#?}",
+        key_ids(&sim)
+    );
+    for (rel, id) in key_ids(&sim) {
+        assert_eq!(id, new.id().to_string(), "{rel}");
+    }
+    let store = Store::open_with_fs(o, Arc::new(sim.clone()), None).unwrap();
+    assert_eq!(store.list_tasks().unwrap().len(), before.0.len() + 5);
 }

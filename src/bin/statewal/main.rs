@@ -762,7 +762,7 @@ fn convert(cli: &Cli, cipher: Option<&String>, json: bool) -> statewal::Result<E
             }
             None => statewal::crypto::decrypt(opts)?,
         };
-        print_converted(cli, &report, json, "")
+        print_converted(cli, &report, json)
     }
     #[cfg(not(feature = "encryption"))]
     {
@@ -775,20 +775,18 @@ fn convert(cli: &Cli, cipher: Option<&String>, json: bool) -> statewal::Result<E
     }
 }
 
-/// What `encrypt`, `decrypt` and `rekey` did, as one JSON object or one
-/// line ending with `then`.
+/// What `encrypt` and `decrypt` did, as one JSON object or one line.
 #[cfg(feature = "encryption")]
 fn print_converted(
     cli: &Cli,
     report: &statewal::crypto::ConvertReport,
     json: bool,
-    then: &str,
 ) -> statewal::Result<ExitCode> {
     if json {
         out::json_line(report)?;
     } else {
         outln!(
-            "{} is {} now (key id {}): {} files converted, {} journal segments removed{}{then}",
+            "{} is {} now (key id {}): {} files converted, {} journal segments removed{}",
             cli.dir.display(),
             report.to,
             report.key_id,
@@ -817,7 +815,33 @@ fn rekey(cli: &Cli, new_key_file: &std::path::Path, json: bool) -> statewal::Res
         }
         let new_key = statewal::crypto::Key::from_file(new_key_file)?;
         let report = statewal::crypto::rekey(cli.options(), new_key)?;
-        print_converted(cli, &report, json, "; the old key no longer opens it")
+        if json {
+            out::json_line(&report)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rest = match report.finished {
+            true => "the change is finished".to_string(),
+            false => format!(
+                "{} journal segments are still sealed under key id {}, which the store keeps \
+                 (sealed under the new key) until checkpoints remove them; statewal health \
+                 reports the change until then",
+                report.segments_left, report.old_key_id
+            ),
+        };
+        outln!(
+            "{} is encrypted with key id {} now, and opens only with it: {} files sealed again \
+             from key id {}{}; {rest}",
+            cli.dir.display(),
+            report.key_id,
+            report.files,
+            report.old_key_id,
+            if report.resumed {
+                ", going on with a change begun earlier"
+            } else {
+                ""
+            }
+        );
+        Ok(ExitCode::SUCCESS)
     }
     #[cfg(not(feature = "encryption"))]
     {
