@@ -92,3 +92,62 @@ fn format_v2_fixture_opens_with_its_store_id() {
         state["store_id"].as_str().unwrap()
     );
 }
+
+/// The encrypted store of format v2 (`tests/fixtures/format-v2-encrypted/`)
+/// opens with its key, as written, and never without it.
+#[cfg(feature = "encryption")]
+#[test]
+fn format_v2_encrypted_fixture_opens_with_its_key() {
+    use statewal::ErrorKind;
+    use statewal::crypto::Key;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let text = std::fs::read_to_string(root.join("format-v2-encrypted.key")).unwrap();
+    let key = Key::parse(&text, "the fixture's key").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root.join("format-v2-encrypted"), tmp.path());
+    let dir = tmp.path();
+    // Not part of the store: in an encrypted one, verify names every
+    // layout file that is not sealed.
+    std::fs::remove_file(dir.join("README.md")).unwrap();
+    for f in files_under(dir) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"secret"),
+            "{} holds a title in clear",
+            f.display()
+        );
+    }
+    let report = verify(&RealFs::existing(dir).unwrap()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    let e = Store::open(opts(dir)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Key, "{e}");
+    assert!(e.to_string().contains(&key.id().to_string()), "{e}");
+    let store = Store::open(opts(dir).encryption_key(key.clone())).unwrap();
+    let rec = store.recovery_report().unwrap().clone();
+    assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+    assert_eq!(
+        (rec.checkpoint_seq, rec.records_replayed, rec.last_seq),
+        (3, 5, 8)
+    );
+    let tasks = store.list_tasks().unwrap();
+    let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id(), t.status())).collect();
+    assert_eq!(
+        got,
+        [
+            ("task-1", TaskStatus::Pending),
+            ("task-2", TaskStatus::Completed),
+            ("task-4", TaskStatus::InProgress),
+            ("task-5", TaskStatus::InProgress),
+            ("task-6", TaskStatus::InProgress),
+        ]
+    );
+    for t in &tasks {
+        let title = t.get("title").and_then(|v| v.as_str()).unwrap_or_default();
+        assert_eq!(title, format!("secret title {}", &t.id()["task-".len()..]));
+    }
+    store.put_task(task("new")).unwrap();
+    store.checkpoint().unwrap();
+    drop(store);
+    let store = Store::open(opts(dir).encryption_key(key)).unwrap();
+    assert_eq!(store.list_tasks().unwrap().len(), 6);
+}
