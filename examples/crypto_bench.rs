@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TASK_BYTES: usize = 512;
+#[path = "common/mod.rs"]
+mod common;
+use common::{median, task};
 
 fn main() -> statewal::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -81,21 +83,4 @@ fn run_slice(store: &Arc<Store>, writers: usize, each: Duration) -> statewal::Re
         total += h.join().expect("a writer panicked")?;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
-fn task(id: &str) -> Task {
-    let head =
-        format!(r#"{{"id":"{id}","status":"in_progress","tool":"CLAUDECODE","description":""#);
-    let pad = TASK_BYTES.saturating_sub(head.len() + 2);
-    let json = format!("{head}{}\"}}", "x".repeat(pad));
-    Task::from_json(json.as_bytes()).expect("the benchmark task parses")
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }

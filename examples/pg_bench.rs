@@ -17,7 +17,9 @@
 use statewal::{Options, Store, Task};
 use std::time::{Duration, Instant};
 
-const TASK_BYTES: usize = 512;
+#[path = "common/mod.rs"]
+mod common;
+use common::task;
 const IDS_PER_WRITER: usize = 1000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -104,14 +106,6 @@ fn measure(
     let secs = t0.elapsed().as_secs_f64();
     let lat: Vec<u64> = per_writer.into_iter().flatten().collect();
     Ok((lat.len() as u64, secs, lat))
-}
-
-fn task(id: &str) -> Task {
-    let head =
-        format!(r#"{{"id":"{id}","status":"in_progress","tool":"CLAUDECODE","description":""#);
-    let pad = TASK_BYTES.saturating_sub(head.len() + 2);
-    let json = format!("{head}{}\"}}", "x".repeat(pad));
-    Task::from_json(json.as_bytes()).expect("the benchmark task parses")
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {

@@ -46,7 +46,9 @@ use std::time::{Duration, Instant};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-const TASK_BYTES: usize = 512;
+#[path = "common/mod.rs"]
+mod common;
+use common::{median, task};
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const WARMUP: Duration = Duration::from_secs(2);
 
@@ -227,8 +229,8 @@ fn overhead(url: &str, dir: &Path, slices: usize, each: Duration) -> Res<()> {
     // Adjacent slices share the machine's conditions (other load, the
     // disk's mood): the median of each pair's ratio is the steadier figure.
     let mut pairs: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b).collect();
-    let pair = median_f(&mut pairs);
-    let (on, off) = (median_f(&mut on), median_f(&mut off));
+    let pair = median(&mut pairs);
+    let (on, off) = (median(&mut on), median(&mut off));
     println!("median of the {} pairs' on/off: {pair:.3}", pairs.len());
     println!(
         "{url}: median on {on:.0} puts/s, off {off:.0} puts/s: on/off {:.3} ({:+.1}%)",
@@ -246,14 +248,6 @@ fn fresh(url: &str) -> String {
     format!("{}/bench-{stamp}", url.trim_end_matches('/'))
 }
 
-fn task(id: &str) -> Task {
-    let head =
-        format!(r#"{{"id":"{id}","status":"in_progress","tool":"CLAUDECODE","description":""#);
-    let pad = TASK_BYTES.saturating_sub(head.len() + 2);
-    let json = format!("{head}{}\"}}", "x".repeat(pad));
-    Task::from_json(json.as_bytes()).expect("the benchmark task parses")
-}
-
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
@@ -268,9 +262,4 @@ fn report(what: &str, values: &mut [u64], unit: &str) {
         values.last().copied().unwrap_or(0),
         values.len()
     );
-}
-
-fn median_f(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
