@@ -634,46 +634,24 @@ pub(crate) enum Sealing {
     Sealed(u32, u8),
 }
 
-/// Whether the store in `fs` is encrypted: what `state.json` says, else
-/// the newest backup (a checkpoint cut between renaming `state.json` to a
-/// backup and writing the new one leaves none), else the newest journal
-/// segment's header.
+/// Whether the store in `fs` is encrypted: sealed if the newest journal
+/// segment whose header decodes is, or else `state.json` or a backup
+/// whose envelope checks whole (a checkpoint cut between renaming
+/// `state.json` to a backup and writing the new one leaves none); plain if
+/// that segment, or else one of those files, is plain. Evidence of sealing
+/// wins: a plain file planted over a sealed store's `state.json` is damage
+/// (recovery passes over it), not a plain store.
 pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
-    let mut files = vec![STATE_FILE.to_string()];
-    let mut backups = list_backups(fs)?;
-    backups.reverse();
-    files.extend(backups);
-    for name in files {
-        let head = match fs.read_at(&name, 0, 16) {
-            Ok(head) => head.unwrap_or_default(),
-            // Not a regular file (a planted FIFO): says nothing here, and
-            // recovery treats it as the damage it is.
-            Err(e) if e.kind() == ErrorKind::InvalidInput => continue,
-            Err(e) => return Err(e),
-        };
-        if head.is_empty() {
-            continue;
-        }
-        if head.len() == 16 && head[..8] == SEALED_MAGIC {
-            return Ok(Sealing::Sealed(
-                u32::from_le_bytes(head[12..16].try_into().expect("4 bytes")),
-                head[9],
-            ));
-        }
-        // Plain only if it looks like the JSON object a plain state.json
-        // is: a damaged file (cut inside the envelope's header, or
-        // garbage) says nothing, and the next one is asked.
-        let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&head);
-        if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            return Ok(Sealing::Plain);
-        }
-    }
+    // The newest segment whose header decodes: its header has a CRC of its
+    // own, so its cipher and key id are what was written. A sealed one
+    // settles it.
     let mut ids: Vec<u64> = fs
         .list(crate::journal::JOURNAL_DIR)?
         .iter()
         .filter_map(|n| crate::journal::parse_segment_name(n))
         .collect();
     ids.sort_unstable();
+    let mut journal = None;
     for id in ids.into_iter().rev() {
         let rel = crate::fs::join(
             crate::journal::JOURNAL_DIR,
@@ -683,13 +661,45 @@ pub(crate) fn store_sealing(fs: &dyn Fs) -> Result<Sealing> {
             .read_at(&rel, 0, crate::journal::record::SEGMENT_HEADER_LEN as u64)?
             .unwrap_or_default();
         if let Ok(h) = crate::journal::record::SegmentHeader::decode(&head) {
-            return Ok(match h.cipher {
-                Some(c) => Sealing::Sealed(c.key_id, c.code),
+            journal = Some(match h.cipher {
+                Some(c) => return Ok(Sealing::Sealed(c.key_id, c.code)),
                 None => Sealing::Plain,
             });
+            break;
         }
     }
-    Ok(Sealing::New)
+    // Then state.json and the backups, newest first: a sealed one counts
+    // only if its envelope checks whole (a flipped key id is damage, not
+    // another key); one that looks like plain JSON says plain unless a
+    // sealed one follows; anything else (cut short, garbage) says nothing.
+    let mut files = vec![STATE_FILE.to_string()];
+    let mut backups = list_backups(fs)?;
+    backups.reverse();
+    files.extend(backups);
+    let mut plain = false;
+    for name in files {
+        let head = match fs.read_at(&name, 0, 16) {
+            Ok(head) => head.unwrap_or_default(),
+            // Not a regular file (a planted FIFO): says nothing here, and
+            // recovery treats it as the damage it is.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => continue,
+            Err(e) => return Err(e),
+        };
+        if head.len() == 16 && head[..8] == SEALED_MAGIC {
+            let whole = fs.read_unmapped(&name)?.unwrap_or_default();
+            if let Ok((code, id)) = check_sealed(&whole) {
+                return Ok(Sealing::Sealed(id, code));
+            }
+            continue;
+        }
+        let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&head);
+        plain |= text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    }
+    Ok(match (journal, plain) {
+        (Some(s), _) => s,
+        (None, true) => Sealing::Plain,
+        (None, false) => Sealing::New,
+    })
 }
 
 /// The layout files a key seals, as (directory, name): every file of the

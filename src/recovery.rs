@@ -613,7 +613,7 @@ fn segment_seals(
                 .any(|p| matches!(p, Piece::Record { record, .. } if record.seq > floor))
         };
         seals.push(match (&header.cipher, sealing) {
-            (Some(c), Some(s)) => Some(s.segment(c, name)?),
+            (Some(c), Some(s)) => Some(s.segment(header.id, c, name)?),
             (Some(c), None) if past_floor() => {
                 return Err(Error::new(
                     ErrorKind::Key,

@@ -235,6 +235,30 @@ impl SealedFs {
     }
 }
 
+impl SealedFs {
+    /// Renames damaged file `rel` to a free `<rel>.damaged-<ms>`, synced,
+    /// and warns, saying why.
+    fn set_aside(&self, rel: &str, why: &Error) -> Result<()> {
+        let (dir, _) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let mut ms = self
+            .inner
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let to = loop {
+            let to = format!("{rel}.damaged-{ms}");
+            if self.inner.file_len(&to)?.is_none() {
+                break to;
+            }
+            ms += 1;
+        };
+        self.inner.rename(rel, &to)?;
+        self.inner.sync_dir(dir)?;
+        tracing::warn!(file = rel, now = %to, error = %why, "a sealed file does not open; set aside, and started again");
+        Ok(())
+    }
+}
+
 /// The largest sealed file read whole for a part of it: a sealed file
 /// authenticates only whole, so a caller that bounds its read (a task file
 /// at most twice a record, so that a planted file the size of a disk is
@@ -279,13 +303,23 @@ impl Fs for SealedFs {
         }
         let plain = match mode {
             OpenMode::CreateNew => Vec::new(),
-            OpenMode::CreateOrOpen | OpenMode::Existing => match self.read_unmapped(rel)? {
-                Some(plain) => plain,
-                None if mode == OpenMode::Existing => {
+            OpenMode::CreateOrOpen | OpenMode::Existing => match self.read_unmapped(rel) {
+                Ok(Some(plain)) => plain,
+                Ok(None) if mode == OpenMode::Existing => {
                     // The inner open says it as it would without the layer.
                     return self.inner.open(rel, mode);
                 }
-                None => Vec::new(),
+                Ok(None) => Vec::new(),
+                // A file extended in place (a session log, an archive) that
+                // does not open: its content is lost either way. It is set
+                // aside, as it is, and the file starts again from nothing
+                // (what is written at an offset past its start leaves
+                // zeros before it), so that it never stops a checkpoint.
+                Err(e) if e.kind() == ErrorKind::Corrupt && mode == OpenMode::CreateOrOpen => {
+                    self.set_aside(rel, &e)?;
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
             },
         };
         let mut file = SealedFile {

@@ -13,11 +13,15 @@ use std::sync::Arc;
 /// The sealing of an encrypted store's journal.
 pub(crate) struct JournalSealing {
     keys: Arc<Keys>,
+    /// During a key change, segments sealed under an older key are opened
+    /// only if their id is below this one (the keyring's bound): one past
+    /// it was not written by this store under that key.
+    older_below: u64,
 }
 
 impl JournalSealing {
-    pub(crate) fn new(keys: Arc<Keys>) -> JournalSealing {
-        JournalSealing { keys }
+    pub(crate) fn new(keys: Arc<Keys>, older_below: u64) -> JournalSealing {
+        JournalSealing { keys, older_below }
     }
 }
 
@@ -32,7 +36,7 @@ impl Sealing for JournalSealing {
         Ok((cipher, Arc::new(SegmentSeal(fk))))
     }
 
-    fn segment(&self, cipher: &SegmentCipher, shown: &str) -> Result<Arc<dyn RecordSeal>> {
+    fn segment(&self, id: u64, cipher: &SegmentCipher, shown: &str) -> Result<Arc<dyn RecordSeal>> {
         let Some(algorithm) = Algorithm::from_code(cipher.code) else {
             return Err(Error::new(
                 ErrorKind::Corrupt,
@@ -40,8 +44,15 @@ impl Sealing for JournalSealing {
             ));
         };
         let needed = KeyId(cipher.key_id);
-        let Some(key) = self.keys.all.iter().find(|k| k.id() == needed) else {
-            return Err(wrong_key(shown, needed, &self.keys.all));
+        let usable = |k: &&super::Key| {
+            k.id() == needed && (k.id() == self.keys.current.id() || id < self.older_below)
+        };
+        let Some(key) = self.keys.all.iter().find(usable) else {
+            return Err(wrong_key(
+                shown,
+                needed,
+                std::slice::from_ref(&self.keys.current),
+            ));
         };
         let fk = FileKey::with_salt(key, algorithm, Purpose::Segment, cipher.salt);
         Ok(Arc::new(SegmentSeal(fk)))

@@ -43,43 +43,104 @@ pub(crate) fn keyring_key(fs: &dyn Fs) -> Result<Option<KeyId>> {
         Ok((_, id)) => Ok(Some(KeyId(id))),
         Err(why) => Err(Error::new(
             ErrorKind::Corrupt,
-            format!("{}: {why}", fs.describe(KEYRING)),
+            format!(
+                "{}: {why}: the key change it records cannot go on; run `statewal rekey` \
+                 again with the old key (--key-file) and the new one (--new-key-file), which \
+                 writes it again",
+                fs.describe(KEYRING)
+            ),
         )),
     }
 }
 
-/// The older keys an open with `key` needs: the one in the keyring, when a
-/// key change is under way. An open with any key but the keyring's (the
-/// old key, after the change began) is a key error naming the new one.
-/// `fs` is the store's own (not sealed).
-pub(crate) fn keys_at_open(fs: &dyn Fs, key: &Key, dir: &Path) -> Result<Vec<Key>> {
+/// What the keyring holds, sealed under the new key.
+pub(crate) struct Ring {
+    /// The old key.
+    pub(crate) old: Key,
+    /// Segments sealed under the old key all have ids below this one (the
+    /// journal's next id when the change began): a segment past it sealed
+    /// under the old key was not written by this store, and is refused.
+    pub(crate) segments_below: u64,
+    /// Every layout file was sealed again under the new key: from then on,
+    /// a layout file under the old key is refused, as any other key's.
+    pub(crate) files_done: bool,
+}
+
+/// Writes the keyring for a change from `old` to `new`, synced.
+fn write_ring(fs: &dyn Fs, new: &Key, cipher: Algorithm, ring: &Ring) -> Result<()> {
+    use std::fmt::Write as _;
+    let line = ring.old.to_line();
+    // Room for all of it from the start: no reallocation leaves a copy of
+    // the key behind.
+    let mut body = zeroize::Zeroizing::new(String::with_capacity(160));
+    write!(
+        body,
+        r#"{{"key":"{}","segments_below":{},"files_done":{}}}"#,
+        line.trim(),
+        ring.segments_below,
+        ring.files_done
+    )
+    .expect("a String takes any write");
+    let sealed = seal_file(new, cipher, body.as_bytes(), KEYRING)?;
+    fs::write_atomic(fs, "", KEYRING, &sealed)
+}
+
+/// The keyring, opened with `key`, when a key change is under way. An open
+/// with any key but the keyring's (the old key, after the change began) is
+/// a key error naming the new one. `fs` is the store's own (not sealed).
+pub(crate) fn keys_at_open(fs: &dyn Fs, key: &Key, dir: &Path) -> Result<Option<Ring>> {
     let Some(id) = keyring_key(fs)? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     if id != key.id() {
         return Err(Error::new(
             ErrorKind::Key,
             format!(
                 "{} is changing its key to key id {id} (statewal rekey), and key id {} was \
-                 given: open it with the new key, which finishes the change",
+                 given: it opens only with the new key",
                 dir.display(),
                 key.id()
             ),
         ));
     }
+    read_ring(fs, key).map(Some)
+}
+
+fn read_ring(fs: &dyn Fs, key: &Key) -> Result<Ring> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        key: String,
+        segments_below: u64,
+        files_done: bool,
+    }
     let shown = fs.describe(KEYRING);
     let raw = fs
         .read_unmapped(KEYRING)?
         .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{shown} vanished")))?;
-    let line =
+    let plain =
         zeroize::Zeroizing::new(open_file(std::slice::from_ref(key), &raw, KEYRING, &shown)?);
-    let text = std::str::from_utf8(&line)
-        .map_err(|_| Error::new(ErrorKind::Corrupt, format!("{shown}: not a key")))?;
-    Ok(vec![Key::parse(text, &shown)?])
+    let body: Body = serde_json::from_slice(&plain)
+        .map_err(|e| Error::new(ErrorKind::Corrupt, format!("{shown}: does not parse: {e}")))?;
+    let text = zeroize::Zeroizing::new(body.key);
+    Ok(Ring {
+        old: Key::parse(&text, &shown)?,
+        segments_below: body.segments_below,
+        files_done: body.files_done,
+    })
+}
+
+/// The journal's next segment id: every segment there is has a lower one.
+fn next_segment_id(fs: &dyn Fs) -> Result<u64> {
+    Ok(fs
+        .list(crate::journal::JOURNAL_DIR)?
+        .iter()
+        .filter_map(|n| crate::journal::parse_segment_name(n))
+        .max()
+        .map_or(1, |id| id + 1))
 }
 
 /// What one pass of a key change found and did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Pass {
     /// Files sealed again under the new key.
     pub(crate) files: usize,
@@ -90,14 +151,18 @@ pub(crate) struct Pass {
     pub(crate) segments_left: usize,
     /// Whether the change finished (the keyring is gone).
     pub(crate) finished: bool,
+    /// Files under the old key that do not authenticate: damage the store
+    /// passes over (recovery) or sets aside (reconcile), which the old key
+    /// could not recover either. Left as they are, and not waited for.
+    pub(crate) damaged: Vec<String>,
 }
 
 /// Seals again under `current` up to `budget` layout files sealed under
 /// another key, through `sealed` (the store's sealed filesystem over
-/// `raw`); then, if no file and no journal segment is sealed under another
-/// key, removes the keyring. The caller holds the checkpoint's lock or the
-/// store's: nothing else writes layout files meanwhile.
-pub(crate) fn pass(sealed: &dyn Fs, raw: &dyn Fs, current: KeyId, budget: usize) -> Result<Pass> {
+/// `raw`), and counts what is left: files, and journal segments. The
+/// caller holds the checkpoint's lock or the store's: nothing else writes
+/// layout files meanwhile.
+fn pass(sealed: &dyn Fs, raw: &dyn Fs, current: KeyId, budget: usize) -> Result<Pass> {
     walk(Some(sealed), raw, current, budget)
 }
 
@@ -110,6 +175,8 @@ fn count_old(raw: &dyn Fs, current: KeyId) -> Result<usize> {
 /// written, and the keyring stays).
 fn walk(sealed: Option<&dyn Fs>, raw: &dyn Fs, current: KeyId, budget: usize) -> Result<Pass> {
     let mut out = Pass::default();
+    // A pass that only counts walks the files; one that seals walks them
+    // until they are all done (then `files_done`, and only segments).
     for (dir, name) in layout::sealable_files(raw)? {
         let rel = fs::join(dir, &name);
         // No file is read whole to learn that it is done.
@@ -129,7 +196,7 @@ fn walk(sealed: Option<&dyn Fs>, raw: &dyn Fs, current: KeyId, budget: usize) ->
             // for it to go.
             Err(e) if e.kind() == ErrorKind::Corrupt => {
                 tracing::warn!(error = %e, "key change: a damaged file is left as it is");
-                out.files_left += 1;
+                out.damaged.push(rel);
                 continue;
             }
             Err(e) => return Err(e),
@@ -138,28 +205,36 @@ fn walk(sealed: Option<&dyn Fs>, raw: &dyn Fs, current: KeyId, budget: usize) ->
         out.files += 1;
     }
     out.segments_left = layout::segments_sealed_otherwise(raw, current.0)?;
-    if sealed.is_some() && out.files_left == 0 && out.segments_left == 0 {
-        raw.remove(KEYRING)?;
-        raw.sync_dir("")?;
-        out.finished = true;
-        tracing::info!(key_id = %current, "key change finished: the old key is no longer kept");
-    }
     Ok(out)
 }
 
+/// Removes the keyring: the change is finished.
+fn finish(raw: &dyn Fs, current: KeyId) -> Result<()> {
+    raw.remove(KEYRING)?;
+    raw.sync_dir("")?;
+    tracing::info!(key_id = %current, "key change finished: the old key is no longer kept");
+    Ok(())
+}
+
 /// The key change's part in every checkpoint of a store that found the
-/// keyring at its open.
+/// keyring at its open: until every layout file is sealed again, a pass
+/// over them (then the keyring says so, and only segments are counted);
+/// once nothing is under the old key, the keyring goes.
 pub(crate) struct Rotation {
     raw: Arc<dyn Fs>,
-    current: KeyId,
+    new: Key,
+    cipher: Algorithm,
+    ring: parking_lot::Mutex<Ring>,
     finished: AtomicBool,
 }
 
 impl Rotation {
-    pub(crate) fn new(raw: Arc<dyn Fs>, current: KeyId) -> Rotation {
+    pub(crate) fn new(raw: Arc<dyn Fs>, new: Key, cipher: Algorithm, ring: Ring) -> Rotation {
         Rotation {
             raw,
-            current,
+            new,
+            cipher,
+            ring: parking_lot::Mutex::new(ring),
             finished: AtomicBool::new(false),
         }
     }
@@ -168,7 +243,7 @@ impl Rotation {
 impl std::fmt::Debug for Rotation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rotation")
-            .field("to", &self.current)
+            .field("to", &self.new.id())
             .field("finished", &self.finished)
             .finish()
     }
@@ -179,8 +254,26 @@ impl AfterCheckpoint for Rotation {
         if self.finished.load(Ordering::Acquire) {
             return Ok(());
         }
-        let done = pass(fs, &*self.raw, self.current, FILES_PER_CHECKPOINT)?;
-        self.finished.store(done.finished, Ordering::Release);
+        let mut ring = self.ring.lock();
+        let current = self.new.id();
+        let left = match ring.files_done {
+            true => Pass {
+                segments_left: layout::segments_sealed_otherwise(&*self.raw, current.0)?,
+                ..Pass::default()
+            },
+            false => {
+                let done = pass(fs, &*self.raw, current, FILES_PER_CHECKPOINT)?;
+                if done.files_left == 0 {
+                    ring.files_done = true;
+                    write_ring(&*self.raw, &self.new, self.cipher, &ring)?;
+                }
+                done
+            }
+        };
+        if left.files_left == 0 && left.segments_left == 0 {
+            finish(&*self.raw, current)?;
+            self.finished.store(true, Ordering::Release);
+        }
         Ok(())
     }
 }
@@ -204,6 +297,9 @@ pub struct RekeyReport {
     pub finished: bool,
     /// Whether it went on with a change begun earlier.
     pub resumed: bool,
+    /// Files under the old key that did not authenticate (damaged before
+    /// the change): left as they are, and not waited for.
+    pub damaged: Vec<String>,
 }
 
 /// Changes the key of the encrypted store `opts` names (whose current key
@@ -253,7 +349,23 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<RekeyReport>
         layout::Sealing::Sealed(_, code) => Algorithm::from_code(code).unwrap_or_default(),
         _ => Default::default(),
     });
-    let resumed = match keyring_key(&*fs)? {
+    let ring_key = match keyring_key(&*fs) {
+        // Damaged: written again from the two keys given, which the change
+        // needs and the keyring held (every file is under one of them).
+        Err(e) if e.kind() == ErrorKind::Corrupt => {
+            tracing::warn!(error = %e, "rekey: writing the keyring again");
+            let _lock = fs.lock()?;
+            let ring = Ring {
+                old: old_key.clone(),
+                segments_below: next_segment_id(&*fs)?,
+                files_done: false,
+            };
+            write_ring(&*fs, &new_key, cipher, &ring)?;
+            Some(new_key.id())
+        }
+        other => other?,
+    };
+    let resumed = match ring_key {
         Some(id) if id == new_key.id() => true,
         Some(id) => {
             return Err(Error::new(
@@ -296,8 +408,12 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<RekeyReport>
             // The change begins with the keyring, durable, before anything
             // is sealed under the new key.
             let _lock = fs.lock()?;
-            let ring = seal_file(&new_key, cipher, old_key.to_line().as_bytes(), KEYRING)?;
-            fs::write_atomic(&*fs, "", KEYRING, &ring)?;
+            let ring = Ring {
+                old: old_key.clone(),
+                segments_below: next_segment_id(&*fs)?,
+                files_done: false,
+            };
+            write_ring(&*fs, &new_key, cipher, &ring)?;
             false
         }
     };
@@ -314,26 +430,25 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<RekeyReport>
     store.checkpoint()?;
     drop(store);
     let _lock = fs.lock()?;
+    let mut ring = read_ring(&*fs, &new_key)?;
     let keys = Keys::new(new_key.clone(), vec![old_key.clone()], cipher);
     let sealed = SealedFs::with_keys(fs.clone(), Arc::new(keys));
     let done = pass(&sealed, &*fs, new_key.id(), usize::MAX)?;
-    if done.files_left > 0 {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!(
-                "{} damaged files are still sealed under key id {}; the change goes on once \
-                 they are gone (statewal verify names them)",
-                done.files_left,
-                old_key.id()
-            ),
-        ));
+    // Every layout file is under the new key now (but the damaged ones):
+    // from here on, one under the old key is refused.
+    ring.files_done = true;
+    let finished = done.segments_left == 0;
+    match finished {
+        true => finish(&*fs, new_key.id())?,
+        false => write_ring(&*fs, &new_key, cipher, &ring)?,
     }
     Ok(RekeyReport {
         key_id: new_key.id().to_string(),
         old_key_id: old_key.id().to_string(),
         files: old_files,
         segments_left: done.segments_left,
-        finished: done.finished,
+        finished,
         resumed,
+        damaged: done.damaged,
     })
 }

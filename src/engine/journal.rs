@@ -1430,9 +1430,16 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
             });
         // During a key change (statewal rekey), the old key too, from the
         // keyring that only the new one opens.
-        let older = crate::crypto::rotate::keys_at_open(&*fs, key, &opts.dir)?;
-        let rotating = !older.is_empty();
-        let keys = Keys::new(key.clone(), older, cipher);
+        // Layout files under the old key are read only until every one was
+        // sealed again; segments under it only below the keyring's bound.
+        let ring = crate::crypto::rotate::keys_at_open(&*fs, key, &opts.dir)?;
+        let (file_older, journal_older, older_below) = match &ring {
+            Some(r) if r.files_done => (Vec::new(), vec![r.old.clone()], r.segments_below),
+            Some(r) => (vec![r.old.clone()], vec![r.old.clone()], r.segments_below),
+            None => (Vec::new(), Vec::new(), 0),
+        };
+        let keys = Keys::new(key.clone(), file_older, cipher);
+        let journal_keys = Keys::new(key.clone(), journal_older, cipher);
         match sealed_by {
             None if sealing == layout::Sealing::Plain => {
                 return Err(Error::new(
@@ -1444,18 +1451,24 @@ fn seal_fs(opts: &Options, fs: Arc<dyn Fs>) -> Result<SealedOpen> {
                     ),
                 ));
             }
-            Some(id) if !keys.all.iter().any(|k| k.id().0 == id) => {
+            Some(id) if !journal_keys.all.iter().any(|k| k.id().0 == id) => {
                 let shown = fs.describe(layout::STATE_FILE);
                 return Err(wrong_key(&shown, crate::crypto::KeyId(id), &keys.all));
             }
             _ => {}
         }
         let keys = Arc::new(keys);
-        let sealing: Arc<dyn Sealing> =
-            Arc::new(crate::crypto::journal::JournalSealing::new(keys.clone()));
-        let after_checkpoint = (rotating && !opts.read_only).then(|| {
-            Arc::new(crate::crypto::rotate::Rotation::new(fs.clone(), key.id()))
-                as Arc<dyn crate::checkpoint::AfterCheckpoint>
+        let sealing: Arc<dyn Sealing> = Arc::new(crate::crypto::journal::JournalSealing::new(
+            Arc::new(journal_keys),
+            older_below,
+        ));
+        let after_checkpoint = ring.filter(|_| !opts.read_only).map(|ring| {
+            Arc::new(crate::crypto::rotate::Rotation::new(
+                fs.clone(),
+                key.clone(),
+                cipher,
+                ring,
+            )) as Arc<dyn crate::checkpoint::AfterCheckpoint>
         });
         return Ok(SealedOpen {
             fs: Arc::new(SealedFs::with_keys(fs, keys)),

@@ -111,10 +111,10 @@ struct Inner {
 pub trait Sealing: Send + Sync {
     /// A new segment's cipher header, and what seals its records.
     fn new_segment(&self) -> Result<(SegmentCipher, Arc<dyn RecordSeal>)>;
-    /// What opens the records of an existing segment with cipher header
+    /// What opens the records of existing segment `id` with cipher header
     /// `cipher`; an [`crate::ErrorKind::Key`] error, naming the key id,
     /// when the keys given cannot. `shown` names the segment.
-    fn segment(&self, cipher: &SegmentCipher, shown: &str) -> Result<Arc<dyn RecordSeal>>;
+    fn segment(&self, id: u64, cipher: &SegmentCipher, shown: &str) -> Result<Arc<dyn RecordSeal>>;
 }
 
 /// Seals and opens the record payloads of one segment. A record is bound

@@ -70,12 +70,14 @@ pub(crate) fn read_task_file(fs: &dyn Fs, name: String) -> Result<Option<TaskFil
             parse_task_file(&bytes, &name)
         }
         Ok(None) => return Ok(None), // Removed since the listing.
-        // Corrupt: in an encrypted store, a file that does not open (put
-        // there in clear, altered, or moved from another name).
+        // Corrupt, Key: in an encrypted store, a file that does not open
+        // (put there in clear, altered, moved from another name, or sealed
+        // under a key the store does not take: the store's own key is
+        // checked against state.json and the journal before this).
         Err(e)
             if matches!(
                 e.kind(),
-                ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::Corrupt
+                ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::Corrupt | ErrorKind::Key
             ) =>
         {
             Err(e.to_string())

@@ -252,7 +252,7 @@ impl TaskFiles {
                 // In an encrypted store: a file that does not open (put
                 // there in clear, altered, or moved from another name), or
                 // one too large to read whole.
-                ErrorKind::Corrupt | ErrorKind::TooLarge => {
+                ErrorKind::Corrupt | ErrorKind::TooLarge | ErrorKind::Key => {
                     Ok(Some(format!("changed while the store was open ({e})")))
                 }
                 _ => Err(e),

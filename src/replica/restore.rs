@@ -156,6 +156,7 @@ fn restore_on(
     // Fetched (and opened, in an encrypted replica) before anything is
     // written: a missing or wrong key leaves nothing behind.
     let base = fetch_checkpoint(&bucket, g, upto, store_id.as_deref(), &mut report, key)?;
+    key.refuse_plain(bucket.url(), base.is_some())?;
     let fs = key.target(open_fs()?)?;
     let fs = &*fs;
     fs.create_dir(JOURNAL_DIR)?;
@@ -693,6 +694,9 @@ pub(crate) struct Unseal {
     /// The cipher of the checkpoint restored, for the files sealed again.
     #[cfg(feature = "encryption")]
     cipher: std::sync::Mutex<Option<crate::crypto::Algorithm>>,
+    /// A plain checkpoint object was passed over (with a key given).
+    #[cfg(feature = "encryption")]
+    plain_seen: std::sync::atomic::AtomicBool,
 }
 
 impl Unseal {
@@ -702,6 +706,7 @@ impl Unseal {
         Unseal {
             key: Some(key),
             cipher: Default::default(),
+            plain_seen: Default::default(),
         }
     }
 
@@ -717,7 +722,15 @@ impl Unseal {
             use crate::crypto::fs::{inspect, open_file, wrong_key};
             match (inspect(&raw), &self.key) {
                 (None, None) => Ok(Ok(raw)),
-                (None, Some(_)) => Err(plain_with_key(name)),
+                // Not written by this store's sealing shipper: passed over
+                // as corrupt (an older sealed checkpoint may follow). A
+                // replica with no sealed checkpoint at all is refused
+                // after (`refuse_plain`).
+                (None, Some(_)) => {
+                    self.plain_seen
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(Err("it is not encrypted, and a key was given"))
+                }
                 (Some(Err(_)), _) => Ok(Err("its encryption envelope is damaged")),
                 (Some(Ok(env)), None) => Err(wrong_key(name, env.key_id, &[])),
                 (Some(Ok(env)), Some(key)) => {
@@ -743,6 +756,20 @@ impl Unseal {
             true => Err(unbuilt(name)),
             false => Ok(Ok(raw)),
         }
+    }
+
+    /// After the checkpoints were tried: refuses a restore with a key of a
+    /// replica whose checkpoints were all plain (a plain replica, or one
+    /// whose sealed checkpoints are gone).
+    fn refuse_plain(&self, url: &str, found: bool) -> Result<()> {
+        #[cfg(feature = "encryption")]
+        if !found && self.plain_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(
+                plain_with_key(&format!("the replica at {url}")).context("nothing was written")
+            );
+        }
+        let _ = (url, found);
+        Ok(())
     }
 
     /// Refuses segment object `name`, whose header's cipher is `cipher`,
@@ -795,8 +822,9 @@ fn plain_with_key(name: &str) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
         format!(
-            "{name} is not encrypted, and a key was given: restore this replica without a \
-             key, then `statewal encrypt` the store"
+            "{name} is not encrypted, and a key was given: if the store was never \
+             encrypted, restore it without a key; if it was, what is plain there was not \
+             written by statewal"
         ),
     )
 }

@@ -191,3 +191,32 @@ fn restore_from_takes_the_key() {
         "{out:?}"
     );
 }
+
+/// A plain checkpoint planted in an encrypted replica, newer than every
+/// real one: a restore with the key passes over it (naming it) and
+/// restores the store's own, sealed, history.
+#[test]
+fn a_plain_checkpoint_planted_in_an_encrypted_replica_is_passed_over() {
+    let tmp = scratch();
+    let bucket = file_bucket(tmp.path());
+    let dir = tmp.path().join("store");
+    let key = Key::generate().unwrap();
+    let held = replicated_secret(&dir, &bucket, &key, Algorithm::default());
+    let root = bucket.root.clone().unwrap();
+    let real = objects(&root)
+        .into_iter()
+        .find(|n| n.contains("/checkpoints/"))
+        .unwrap();
+    let forged = br#"{"version":"1.0.0","journal_seq":1000000,"tasks":[{"id":"t1","description":"FORGED"}],"sessions":[]}"#;
+    let name = format!("{:020}-{:08x}.json", 1_000_000u64, crc32fast::hash(forged));
+    let at = root.join(Path::new(&real).parent().unwrap()).join(&name);
+    std::fs::write(&at, forged).unwrap();
+    let to = tmp.path().join("restored");
+    let report = restore_keyed(&bucket, &to, &key).unwrap();
+    assert!(
+        report.skipped_checkpoints.iter().any(|s| s.contains(&name)),
+        "{report:?}"
+    );
+    let store = Store::open(keyed(&to, &key)).unwrap();
+    assert_eq!(tasks_of(&store), held);
+}

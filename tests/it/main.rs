@@ -45,6 +45,8 @@ mod emulators_smoke;
 mod encryption;
 #[cfg(all(feature = "encryption", feature = "sim"))]
 mod encryption_crash;
+#[cfg(feature = "encryption")]
+mod encryption_hostile;
 #[cfg(all(feature = "encryption", feature = "replicate"))]
 mod encryption_replica;
 mod events;

@@ -819,6 +819,13 @@ fn rekey(cli: &Cli, new_key_file: &std::path::Path, json: bool) -> statewal::Res
             out::json_line(&report)?;
             return Ok(ExitCode::SUCCESS);
         }
+        for f in &report.damaged {
+            outln!(
+                "warning: {f} was damaged before the change (it does not authenticate under \
+                 key id {}); it is left as it is",
+                report.old_key_id
+            );
+        }
         let rest = match report.finished {
             true => "the change is finished".to_string(),
             false => format!(
