@@ -430,6 +430,19 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<RekeyReport>
     store.checkpoint()?;
     drop(store);
     let _lock = fs.lock()?;
+    if keyring_key(&*fs)?.is_none() {
+        // The store's own checkpoints (the close's) found nothing left
+        // under the old key, and finished the change.
+        return Ok(RekeyReport {
+            key_id: new_key.id().to_string(),
+            old_key_id: old_key.id().to_string(),
+            files: old_files,
+            segments_left: 0,
+            finished: true,
+            resumed,
+            damaged: Vec::new(),
+        });
+    }
     let mut ring = read_ring(&*fs, &new_key)?;
     let keys = Keys::new(new_key.clone(), vec![old_key.clone()], cipher);
     let sealed = SealedFs::with_keys(fs.clone(), Arc::new(keys));

@@ -528,3 +528,22 @@ fn rekey_from_the_cli() {
         .any(|w| w.as_str().unwrap().contains("key change"));
     assert_eq!(warned, report["finished"] == false, "{health}");
 }
+
+/// A store just encrypted, whose journal holds nothing a backup needs:
+/// `rekey`'s own checkpoints remove every segment under the old key, and
+/// the change is finished when it returns.
+#[test]
+fn rekey_of_a_store_just_encrypted_finishes_at_once() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let (old, new) = (Key::generate().unwrap(), Key::generate().unwrap());
+    let store = Store::open(Options::new(&dir).checkpoint_interval(None)).unwrap();
+    store.put_task(Task::new("a")).unwrap();
+    drop(store);
+    statewal::crypto::encrypt(keyed(&dir, &old)).unwrap();
+    let report = statewal::crypto::rekey(keyed(&dir, &old), new.clone()).unwrap();
+    assert!(report.finished, "{report:?}");
+    assert!(!dir.join(".statewal-keyring").exists());
+    let store = Store::open(keyed(&dir, &new)).unwrap();
+    assert!(store.get_task("a").unwrap().is_some());
+}
