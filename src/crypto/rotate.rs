@@ -175,8 +175,8 @@ fn count_old(raw: &dyn Fs, current: KeyId) -> Result<usize> {
 /// written, and the keyring stays).
 fn walk(sealed: Option<&dyn Fs>, raw: &dyn Fs, current: KeyId, budget: usize) -> Result<Pass> {
     let mut out = Pass::default();
-    // A pass that only counts walks the files; one that seals walks them
-    // until they are all done (then `files_done`, and only segments).
+    // The caller stops asking for files once they are all done (the
+    // keyring's `files_done`); segments are counted every time.
     for (dir, name) in layout::sealable_files(raw)? {
         let rel = fs::join(dir, &name);
         // No file is read whole to learn that it is done.
@@ -192,8 +192,8 @@ fn walk(sealed: Option<&dyn Fs>, raw: &dyn Fs, current: KeyId, budget: usize) ->
             Ok(None) => continue,
             // Damaged: sealed again it would be a valid file holding
             // nothing true. Left for the store's own handling (recovery
-            // passes over it, reconcile sets it aside); the change waits
-            // for it to go.
+            // passes over it, reconcile sets it aside), and named; the
+            // change does not wait for it (the old key cannot recover it).
             Err(e) if e.kind() == ErrorKind::Corrupt => {
                 tracing::warn!(error = %e, "key change: a damaged file is left as it is");
                 out.damaged.push(rel);
