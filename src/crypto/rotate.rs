@@ -129,6 +129,19 @@ fn read_ring(fs: &dyn Fs, key: &Key) -> Result<Ring> {
     })
 }
 
+/// Writes, under the store's lock, the keyring that begins a change from
+/// `old` to `new`: every segment there is now may be under the old key,
+/// and no layout file is sealed again yet.
+fn begin_ring(fs: &dyn Fs, old: &Key, new: &Key, cipher: Algorithm) -> Result<()> {
+    let _lock = fs.lock()?;
+    let ring = Ring {
+        old: old.clone(),
+        segments_below: next_segment_id(fs)?,
+        files_done: false,
+    };
+    write_ring(fs, new, cipher, &ring)
+}
+
 /// The journal's next segment id: every segment there is has a lower one.
 fn next_segment_id(fs: &dyn Fs) -> Result<u64> {
     Ok(fs
@@ -354,13 +367,7 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<RekeyReport>
         // needs and the keyring held (every file is under one of them).
         Err(e) if e.kind() == ErrorKind::Corrupt => {
             tracing::warn!(error = %e, "rekey: writing the keyring again");
-            let _lock = fs.lock()?;
-            let ring = Ring {
-                old: old_key.clone(),
-                segments_below: next_segment_id(&*fs)?,
-                files_done: false,
-            };
-            write_ring(&*fs, &new_key, cipher, &ring)?;
+            begin_ring(&*fs, &old_key, &new_key, cipher)?;
             Some(new_key.id())
         }
         other => other?,
@@ -407,13 +414,7 @@ fn rekey_on(opts: Options, fs: Arc<dyn Fs>, new_key: Key) -> Result<RekeyReport>
             )?);
             // The change begins with the keyring, durable, before anything
             // is sealed under the new key.
-            let _lock = fs.lock()?;
-            let ring = Ring {
-                old: old_key.clone(),
-                segments_below: next_segment_id(&*fs)?,
-                files_done: false,
-            };
-            write_ring(&*fs, &new_key, cipher, &ring)?;
+            begin_ring(&*fs, &old_key, &new_key, cipher)?;
             false
         }
     };

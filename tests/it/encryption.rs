@@ -3,7 +3,7 @@
 //! exposed key told apart from damage. The conformance suite runs on an
 //! encrypted store too (`conformance::encrypted`).
 
-use crate::util::{files_under, run_statewal, scratch, segments};
+use crate::util::{files_under, run_statewal, scratch, segments, task_ids};
 use serde_json::json;
 use statewal::__internal::journal::record::{
     REC_KIND_OFFSET, REC_SEQ_OFFSET, REC_SYNCED_DISTANCE_OFFSET, RECORD_HEADER_LEN, RecordKind,
@@ -391,26 +391,12 @@ fn a_damaged_state_json_does_not_make_the_store_plain() {
         let dir = tmp.path().join("store");
         let key = Key::generate().unwrap();
         populated(&dir, &key, Algorithm::default());
-        let held: Vec<String> = {
-            let store = Store::open(keyed(&dir, &key)).unwrap();
-            store
-                .list_tasks()
-                .unwrap()
-                .iter()
-                .map(|t| t.id().to_string())
-                .collect()
-        };
+        let held = task_ids(&Store::open(keyed(&dir, &key)).unwrap());
         std::fs::write(dir.join("state.json"), damage).unwrap();
         let e = Store::open(Options::new(&dir).checkpoint_interval(None)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Key, "{e}");
         let store = Store::open(keyed(&dir, &key)).unwrap();
-        let ids: Vec<String> = store
-            .list_tasks()
-            .unwrap()
-            .iter()
-            .map(|t| t.id().to_string())
-            .collect();
-        assert_eq!(ids, held);
+        assert_eq!(task_ids(&store), held);
     }
 }
 
@@ -434,13 +420,7 @@ fn planted_task_files_in_an_encrypted_store() {
     big.set_len(300 << 20).unwrap();
     drop(big);
     let store = Store::open(keyed(&dir, &key)).unwrap();
-    let ids: Vec<String> = store
-        .list_tasks()
-        .unwrap()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect();
-    assert_eq!(ids, ["t1", "t3"]);
+    assert_eq!(task_ids(&store), ["t1", "t3"].map(String::from).into());
 }
 
 /// `backups` lists an encrypted store's backups: with the key each is

@@ -5,7 +5,7 @@
 //! nothing.
 
 use crate::encryption::{keyed, populate};
-use crate::util::scratch;
+use crate::util::{flip_bit, scratch, task_ids};
 use statewal::crypto::{Algorithm, Key};
 use statewal::{ErrorKind, Store, Task};
 use std::path::Path;
@@ -14,20 +14,12 @@ fn populated(dir: &Path, key: &Key) {
     populate(keyed(dir, key).cipher(Algorithm::default()));
 }
 
+/// Flips the low bit of byte `at` of `path`, or of its third byte from the
+/// end when it is shorter (`usize::MAX`: inside the tag).
 fn flip(path: &Path, at: usize) {
-    let mut b = std::fs::read(path).unwrap();
-    let at = if at < b.len() { at } else { b.len() - 3 };
-    b[at] ^= 0x01;
-    std::fs::write(path, &b).unwrap();
-}
-
-fn ids(store: &Store) -> Vec<String> {
-    store
-        .list_tasks()
-        .unwrap()
-        .iter()
-        .map(|t| t.id().to_string())
-        .collect()
+    let len = std::fs::metadata(path).unwrap().len();
+    let at = (at as u64).min(len - 3);
+    flip_bit(path, at, 0);
 }
 
 /// A flipped bit in `state.json` (in its key id, or its ciphertext), or a
@@ -41,7 +33,7 @@ fn a_damaged_state_json_is_damage_whatever_the_damage() {
         let dir = tmp.path().join("store");
         let key = Key::generate().unwrap();
         populated(&dir, &key);
-        let held = ids(&Store::open(keyed(&dir, &key)).unwrap());
+        let held = task_ids(&Store::open(keyed(&dir, &key)).unwrap());
         let state = dir.join("state.json");
         match damage {
             "key id" => flip(&state, 13),
@@ -50,7 +42,7 @@ fn a_damaged_state_json_is_damage_whatever_the_damage() {
         }
         let store = Store::open(keyed(&dir, &key))
             .unwrap_or_else(|e| panic!("{damage}: {:?}: {e}", e.kind()));
-        assert_eq!(ids(&store), held, "{damage}");
+        assert_eq!(task_ids(&store), held, "{damage}");
     }
 }
 
@@ -81,7 +73,7 @@ fn a_damaged_sealed_log_never_stops_a_checkpoint() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     let s = Store::open(keyed(&dir, &key)).unwrap();
-    assert!(ids(&s).contains(&"x".to_string()));
+    assert!(task_ids(&s).contains("x"));
 }
 
 /// A file under the old key that was damaged before a key change does not
@@ -152,5 +144,5 @@ fn a_damaged_keyring_is_written_again_by_rekey() {
     assert!(e.to_string().contains("statewal rekey"), "{e}");
     statewal::crypto::rekey(keyed(&dir, &old), new.clone()).unwrap();
     let s = Store::open(keyed(&dir, &new)).unwrap();
-    assert_eq!(ids(&s), ["t1", "t3"]);
+    assert_eq!(task_ids(&s), ["t1", "t3"].map(String::from).into());
 }

@@ -33,24 +33,7 @@ fn check_fixture(version: u32) -> String {
     assert_eq!(report.records_checked, 6);
 
     let store = Store::open(opts(dir.path())).unwrap();
-    let rec = store.recovery_report().unwrap().clone();
-    assert!(rec.damage.is_empty(), "{:?}", rec.damage);
-    assert_eq!(
-        (rec.checkpoint_seq, rec.records_replayed, rec.last_seq),
-        (3, 5, 8)
-    );
-    let tasks = store.list_tasks().unwrap();
-    let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id(), t.status())).collect();
-    assert_eq!(
-        got,
-        [
-            ("task-1", TaskStatus::Pending),
-            ("task-2", TaskStatus::Completed),
-            ("task-4", TaskStatus::InProgress),
-            ("task-5", TaskStatus::InProgress),
-            ("task-6", TaskStatus::InProgress),
-        ]
-    );
+    let tasks = check_fixture_tasks(&store);
     for t in &tasks {
         let title = t.get("title").and_then(|v| v.as_str()).unwrap_or_default();
         let n = &t.id()["task-".len()..];
@@ -75,6 +58,30 @@ fn check_fixture(version: u32) -> String {
     let store = Store::open(opts(dir.path())).unwrap();
     assert_eq!(store.list_tasks().unwrap().len(), 6);
     id
+}
+
+/// What every fixture holds once opened: the checkpoint at seq 3, five
+/// records replayed after it, no damage, and the tasks its README lists.
+fn check_fixture_tasks(store: &Store) -> Vec<statewal::Task> {
+    let rec = store.recovery_report().unwrap().clone();
+    assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+    assert_eq!(
+        (rec.checkpoint_seq, rec.records_replayed, rec.last_seq),
+        (3, 5, 8)
+    );
+    let tasks = store.list_tasks().unwrap();
+    let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id(), t.status())).collect();
+    assert_eq!(
+        got,
+        [
+            ("task-1", TaskStatus::Pending),
+            ("task-2", TaskStatus::Completed),
+            ("task-4", TaskStatus::InProgress),
+            ("task-5", TaskStatus::InProgress),
+            ("task-6", TaskStatus::InProgress),
+        ]
+    );
+    tasks
 }
 
 #[test]
@@ -123,24 +130,7 @@ fn format_v2_encrypted_fixture_opens_with_its_key() {
     assert_eq!(e.kind(), ErrorKind::Key, "{e}");
     assert!(e.to_string().contains(&key.id().to_string()), "{e}");
     let store = Store::open(opts(dir).encryption_key(key.clone())).unwrap();
-    let rec = store.recovery_report().unwrap().clone();
-    assert!(rec.damage.is_empty(), "{:?}", rec.damage);
-    assert_eq!(
-        (rec.checkpoint_seq, rec.records_replayed, rec.last_seq),
-        (3, 5, 8)
-    );
-    let tasks = store.list_tasks().unwrap();
-    let got: Vec<(&str, TaskStatus)> = tasks.iter().map(|t| (t.id(), t.status())).collect();
-    assert_eq!(
-        got,
-        [
-            ("task-1", TaskStatus::Pending),
-            ("task-2", TaskStatus::Completed),
-            ("task-4", TaskStatus::InProgress),
-            ("task-5", TaskStatus::InProgress),
-            ("task-6", TaskStatus::InProgress),
-        ]
-    );
+    let tasks = check_fixture_tasks(&store);
     for t in &tasks {
         let title = t.get("title").and_then(|v| v.as_str()).unwrap_or_default();
         assert_eq!(title, format!("secret title {}", &t.id()["task-".len()..]));

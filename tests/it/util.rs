@@ -356,6 +356,7 @@ pub fn json_object(stdout: &[u8]) -> serde_json::Value {
 }
 
 /// Every file under `dir`, at any depth, sorted.
+#[cfg(any(feature = "encryption", feature = "replicate"))]
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
